@@ -1,0 +1,3 @@
+from servopt.cli.app import main
+
+main()

@@ -1,0 +1,46 @@
+"""The ``servopt`` command: a Typer root with one sub-app per concept.
+
+Command modules import only typer at module level; numba, ortools and pyarrow are imported inside
+the commands so that ``--help`` and shell completion stay instant.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from servopt.cli import models_cmd, perfdb_cmd
+from servopt.errors import ServoptError
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=True,
+    pretty_exceptions_show_locals=False,
+    help="servopt: find the best LLM serving deployment (agg or xPyD disagg) under TTFT/TPOT targets.",
+)
+cli_app = typer.Typer(no_args_is_help=True, help="Search and estimate: default, exp, estimate.")
+app.add_typer(cli_app, name="cli")
+app.add_typer(perfdb_cmd.app, name="perfdb")
+app.add_typer(models_cmd.app, name="models")
+
+
+def main() -> None:
+    """Console-script entry point: user errors print one line on stderr and exit non-zero."""
+    try:
+        app(standalone_mode=False)
+    except ServoptError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(err.exit_code)
+    except typer.Exit as ex:
+        sys.exit(ex.exit_code)
+    except typer.Abort:
+        print("aborted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as err:  # typer/click usage errors
+        from typer._click import exceptions as click_exc  # vendored click in typer>=0.29
+
+        if isinstance(err, click_exc.ClickException):
+            err.show()
+            sys.exit(err.exit_code)
+        raise

@@ -1,0 +1,60 @@
+"""User-facing errors: one clear line naming the field, the value and what is allowed.
+
+Every error a user can cause (bad flag, unknown model/system, impossible layout, infeasible SLA)
+is raised as a ServoptError subclass; the CLI prints ``str(err)`` and exits with ``err.exit_code``,
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+def closest(value: str, allowed: Iterable[str], n: int = 3) -> list[str]:
+    """The allowed names closest to ``value`` (case-insensitive), best first."""
+    allowed = list(allowed)
+    lowered = {a.lower(): a for a in allowed}
+    hits = difflib.get_close_matches(str(value).lower(), list(lowered), n=n, cutoff=0.5)
+    return [lowered[h] for h in hits]
+
+
+class ServoptError(Exception):
+    """An error caused by user input or user-visible state. Exit code 2 unless overridden."""
+
+    exit_code = 2
+
+    def __init__(self, field: str, value: object, message: str, allowed: Iterable[str] | None = None):
+        self.field = field
+        self.value = value
+        self.message = message
+        self.allowed = list(allowed) if allowed is not None else None
+        super().__init__(self._format())
+
+    def _format(self) -> str:
+        text = f"{self.field}: {self.value!r}: {self.message}"
+        if self.allowed is not None:
+            near = closest(str(self.value), self.allowed)
+            if near:
+                text += f" (did you mean {', '.join(near)}?)"
+            shown = self.allowed if len(self.allowed) <= 24 else [*self.allowed[:24], "..."]
+            text += f" (allowed: {', '.join(map(str, shown))})"
+        return text
+
+
+class UnknownNameError(ServoptError):
+    """A name (model, system, backend, version, op, dtype) that servopt does not know."""
+
+
+class InvalidLayoutError(ServoptError):
+    """A parallel layout the model or backend cannot take."""
+
+
+class OutOfMemoryError(ServoptError):
+    """A configuration whose weights, KV cache and activations do not fit in GPU memory."""
+
+
+class InfeasibleError(ServoptError):
+    """No deployment meets the targets: exit code 1 with the binding constraint."""
+
+    exit_code = 1

@@ -1,0 +1,1 @@
+"""Model architectures (registry) and their per-phase op decomposition."""
