@@ -1,0 +1,1 @@
+"""Presenting results: rich tables, the terminal Pareto plot, saved files, deployment configs."""
