@@ -1,0 +1,203 @@
+"""Parallel layouts of one worker: which (tp, pp, dp, moe_tp, moe_ep) tuples the search explores.
+
+The seed's rule: a layout is valid when its GPU count ``tp*pp*dp`` is in ``num_gpu_per_worker`` and,
+for MoE models, the attention side and the expert side span the same GPUs (``tp*dp ==
+moe_tp*moe_ep``). On top of it come the backends' own restrictions (the peer's, so answers compare
+like for like):
+
+- TRT-LLM cannot combine attention data parallelism with attention tensor parallelism
+  (``dp > 1 and tp > 1`` is rejected);
+- vLLM cannot combine MoE tensor parallelism with expert parallelism (``moe_tp > 1 and moe_ep > 1``);
+- SGLang takes every combination (its MegaMoE and context-parallel variants are not modelled);
+- dense models have no attention-DP or expert split: ``dp = moe_tp = moe_ep = 1``;
+- an expert-parallel width larger than the number of experts is impossible (``moe_ep <= E``).
+
+The default search lists per model kind mirror the peer's defaults for ``cli default``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Literal, NamedTuple
+
+from servopt.errors import ServoptError, UnknownNameError
+
+log = logging.getLogger(__name__)
+
+Backend = Literal["trtllm", "vllm", "sglang"]
+Role = Literal["agg", "prefill", "decode"]
+
+BACKENDS: tuple[str, ...] = ("trtllm", "vllm", "sglang")
+ROLES: tuple[str, ...] = ("agg", "prefill", "decode")
+
+# How each role is named in the per-layout log line (the peer's wording, so logs compare).
+_ROLE_LOG_NAME = {"agg": "Agg", "prefill": "Disagg prefill", "decode": "Disagg decode"}
+
+# Systems whose NVLink domain spans 16+ GPUs, where the peer widens dense tp/num_gpu to 16.
+_RACK_NVLINK_SYSTEMS = frozenset({"gb200", "gb300"})
+
+
+class Layout(NamedTuple):
+    """One worker's parallel layout: attention tp, pipeline pp, attention dp, MoE tp, MoE ep."""
+
+    tp: int
+    pp: int
+    dp: int
+    moe_tp: int
+    moe_ep: int
+
+    @property
+    def gpus(self) -> int:
+        return self.tp * self.pp * self.dp
+
+    @property
+    def label(self) -> str:
+        """The peer's ``parallel`` string, e.g. ``tp2pp1dp1etp1ep1``."""
+        return f"tp{self.tp}pp{self.pp}dp{self.dp}etp{self.moe_tp}ep{self.moe_ep}"
+
+
+class ParallelLists(NamedTuple):
+    """The per-role search lists of the experiment YAML's ``*_worker_config``."""
+
+    num_gpu_per_worker: list[int]
+    tp_list: list[int]
+    pp_list: list[int]
+    dp_list: list[int]
+    moe_tp_list: list[int]
+    moe_ep_list: list[int]
+
+    def clipped(self, total_gpus: int) -> ParallelLists:
+        """The same lists with worker sizes above the cluster budget removed (the peer does this)."""
+        return self._replace(num_gpu_per_worker=[g for g in self.num_gpu_per_worker if g <= total_gpus])
+
+
+def _check_list(field: str, values: Iterable[int]) -> list[int]:
+    values = list(values)
+    if not values:
+        raise ServoptError(field, values, "must list at least one size", allowed=["positive integers"])
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ServoptError(field, v, "every entry must be a positive integer")
+    return sorted(set(values))
+
+
+def _check_backend(backend: str) -> None:
+    if backend not in BACKENDS:
+        raise UnknownNameError("backend_name", backend, "unknown backend", allowed=BACKENDS)
+
+
+def _backend_allows(backend: str, layout: Layout) -> bool:
+    if backend == "trtllm":
+        return not (layout.dp > 1 and layout.tp > 1)
+    if backend == "vllm":
+        return not (layout.moe_tp > 1 and layout.moe_ep > 1)
+    return True
+
+
+def enumerate_layouts(
+    *,
+    is_moe: bool,
+    backend: str,
+    num_gpu_per_worker: Sequence[int],
+    tp_list: Sequence[int],
+    pp_list: Sequence[int],
+    dp_list: Sequence[int] = (1,),
+    moe_tp_list: Sequence[int] = (1,),
+    moe_ep_list: Sequence[int] = (1,),
+    num_experts: int | None = None,
+    role: Role = "agg",
+) -> list[Layout]:
+    """Every valid layout of the lists, in the peer's loop order (tp, pp, dp, moe_tp, moe_ep).
+
+    Each layout is logged at DEBUG as ``Enumerated <Agg|Disagg prefill|Disagg decode> parallel
+    config: tp=.., pp=.., dp=.., moe_tp=.., moe_ep=..``. An empty result is not an error here:
+    the caller knows whether another role can still serve.
+    """
+    _check_backend(backend)
+    if role not in ROLES:
+        raise UnknownNameError("role", role, "unknown worker role", allowed=ROLES)
+    gpus_allowed = set(_check_list("num_gpu_per_worker", num_gpu_per_worker))
+    tps = _check_list("tp_list", tp_list)
+    pps = _check_list("pp_list", pp_list)
+    if is_moe:
+        dps = _check_list("dp_list", dp_list)
+        moe_tps = _check_list("moe_tp_list", moe_tp_list)
+        moe_eps = _check_list("moe_ep_list", moe_ep_list)
+    else:
+        # Dense models have neither attention DP nor an expert split; the lists are ignored.
+        dps, moe_tps, moe_eps = [1], [1], [1]
+    if num_experts is not None and (isinstance(num_experts, bool) or num_experts < 0):
+        raise ServoptError("num_experts", num_experts, "must be a non-negative integer")
+
+    layouts: list[Layout] = []
+    for tp, pp, dp, moe_tp, moe_ep in itertools.product(tps, pps, dps, moe_tps, moe_eps):
+        layout = Layout(tp, pp, dp, moe_tp, moe_ep)
+        if layout.gpus not in gpus_allowed:
+            continue
+        if is_moe and tp * dp != moe_tp * moe_ep:
+            continue
+        if is_moe and num_experts and moe_ep > num_experts:
+            continue
+        if not _backend_allows(backend, layout):
+            continue
+        layouts.append(layout)
+        log.debug(
+            "Enumerated %s parallel config: tp=%d, pp=%d, dp=%d, moe_tp=%d, moe_ep=%d",
+            _ROLE_LOG_NAME[role],
+            *layout,
+        )
+    return layouts
+
+
+def default_agg_lists(*, is_moe: bool, backend: str, system: str = "h200_sxm") -> ParallelLists:
+    """The peer's default agg search lists (fused MoE, no large-EP ladder)."""
+    _check_backend(backend)
+    if not is_moe:
+        wide = [1, 2, 4, 8, 16] if system in _RACK_NVLINK_SYSTEMS else [1, 2, 4, 8]
+        return ParallelLists(wide, wide, [1], [1], [1], [1])
+    x = [1, 2, 4, 8, 16]
+    return ParallelLists(x, x, [1], x, x, x)
+
+
+def default_disagg_lists(
+    *,
+    is_moe: bool,
+    backend: str,
+    prefill_system: str = "h200_sxm",
+    decode_system: str | None = None,
+    prefill_wide_ep: bool = False,
+    decode_wide_ep: bool = False,
+) -> tuple[ParallelLists, ParallelLists]:
+    """The peer's default (prefill, decode) search lists for disaggregated serving."""
+    _check_backend(backend)
+    decode_system = decode_system or prefill_system
+    if not is_moe:
+        base = [1, 2, 4, 8]
+        rack = [1, 2, 4, 8, 16]
+        prefill_g = rack if prefill_system in _RACK_NVLINK_SYSTEMS else base
+        decode_g = rack if decode_system in _RACK_NVLINK_SYSTEMS else base
+        return (
+            ParallelLists(prefill_g, prefill_g, [1], [1], [1], [1]),
+            ParallelLists(decode_g, decode_g, [1], [1], [1], [1]),
+        )
+    x = [1, 2, 4, 8, 16]
+    fused = ParallelLists(x, x, [1], x, x, x)
+    prefill, decode = fused, fused
+    if backend == "trtllm":
+        if prefill_wide_ep:
+            p = [4, 8, 16, 32]
+            prefill = ParallelLists(p, [1, 2, 4, 8], [1], p, [1], p)
+        if decode_wide_ep:
+            d = [4, 8, 16, 32, 64]
+            decode = ParallelLists(d, [1, 2, 4, 8], [1], d, [1], d)
+    elif backend == "sglang":
+        if prefill_wide_ep or decode_wide_ep:
+            prefill = ParallelLists([8, 16, 32], [1, 2, 4, 8], [1], [1, 2, 4, 8, 16, 32], [1], [8, 16, 32])
+            decode = ParallelLists(
+                [8, 16, 32, 64], [1, 2, 4, 8], [1], [1, 2, 4, 8, 16, 32, 64], [1], [8, 16, 32, 64]
+            )
+        else:
+            prefill = decode = ParallelLists(x, x, [1], x, x, [1, 2, 4, 8, 16])
+    return prefill, decode

@@ -1,0 +1,177 @@
+"""Parallel layout enumeration: the seed's rule, backend filters, defaults, and the peer as oracle."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+
+import pytest
+
+from servopt.errors import ServoptError, UnknownNameError
+from servopt.search.layouts import (
+    Layout,
+    default_agg_lists,
+    default_disagg_lists,
+    enumerate_layouts,
+)
+
+X = [1, 2, 4, 8, 16]
+
+
+def _naive(is_moe, backend, lists, num_experts=None):
+    """Plain restatement of the rule, independent of the implementation's structure."""
+    g, tps, pps, dps, mtps, meps = lists
+    out = []
+    for tp, pp, dp, mtp, mep in itertools.product(
+        tps, pps, dps if is_moe else [1], mtps if is_moe else [1], meps if is_moe else [1]
+    ):
+        if tp * pp * dp not in g:
+            continue
+        if is_moe and tp * dp != mtp * mep:
+            continue
+        if backend == "trtllm" and dp > 1 and tp > 1:
+            continue
+        if backend == "vllm" and mtp > 1 and mep > 1:
+            continue
+        if num_experts and mep > num_experts:
+            continue
+        out.append((tp, pp, dp, mtp, mep))
+    return out
+
+
+@pytest.mark.parametrize("backend", ["trtllm", "vllm", "sglang"])
+@pytest.mark.parametrize("is_moe", [False, True])
+def test_matches_naive_rule(backend, is_moe):
+    lists = ([4, 8], [1, 2, 4, 8], [1, 2], [1, 2, 4, 8], [1, 2], [1, 2, 4, 8])
+    got = enumerate_layouts(
+        is_moe=is_moe,
+        backend=backend,
+        num_gpu_per_worker=lists[0],
+        tp_list=lists[1],
+        pp_list=lists[2],
+        dp_list=lists[3],
+        moe_tp_list=lists[4],
+        moe_ep_list=lists[5],
+    )
+    assert [tuple(x) for x in got] == _naive(is_moe, backend, lists)
+    assert all(isinstance(x, Layout) and x.gpus in (4, 8) for x in got)
+
+
+def test_seed_example_trtllm_moe():
+    # The seed's exp_agg_full worker_config (DeepSeek-V3, trtllm).
+    got = enumerate_layouts(
+        is_moe=True,
+        backend="trtllm",
+        num_gpu_per_worker=[4, 8],
+        tp_list=[1, 2, 4, 8],
+        pp_list=[1],
+        dp_list=[1, 2, 4, 8],
+        moe_tp_list=[1],
+        moe_ep_list=[1, 2, 4, 8],
+    )
+    assert got == [
+        Layout(1, 1, 4, 1, 4),
+        Layout(1, 1, 8, 1, 8),
+        Layout(4, 1, 1, 1, 4),
+        Layout(8, 1, 1, 1, 8),
+    ]
+
+
+def test_dense_ignores_moe_lists_and_num_experts_caps_ep():
+    got = enumerate_layouts(
+        is_moe=False,
+        backend="trtllm",
+        num_gpu_per_worker=[1, 2],
+        tp_list=[1, 2, 4],
+        pp_list=[1],
+        dp_list=[2],
+        moe_ep_list=[2],
+    )
+    assert got == [Layout(1, 1, 1, 1, 1), Layout(2, 1, 1, 1, 1)]
+    moe = enumerate_layouts(
+        is_moe=True,
+        backend="sglang",
+        num_gpu_per_worker=[8, 16],
+        tp_list=[8, 16],
+        pp_list=[1],
+        dp_list=[1],
+        moe_tp_list=[1],
+        moe_ep_list=[8, 16],
+        num_experts=8,
+    )
+    assert moe == [Layout(8, 1, 1, 1, 8)]
+
+
+def test_log_line(caplog):
+    with caplog.at_level(logging.DEBUG, logger="servopt.search.layouts"):
+        enumerate_layouts(
+            is_moe=False, backend="trtllm", num_gpu_per_worker=[1], tp_list=[1], pp_list=[1], role="decode"
+        )
+    assert "Enumerated Disagg decode parallel config: tp=1, pp=1, dp=1, moe_tp=1, moe_ep=1" in caplog.text
+
+
+def test_bad_input():
+    with pytest.raises(UnknownNameError, match="backend_name"):
+        enumerate_layouts(is_moe=False, backend="tensorrt", num_gpu_per_worker=[1], tp_list=[1], pp_list=[1])
+    with pytest.raises(ServoptError, match="tp_list: 0"):
+        enumerate_layouts(is_moe=False, backend="vllm", num_gpu_per_worker=[1], tp_list=[0], pp_list=[1])
+    with pytest.raises(ServoptError, match="num_gpu_per_worker"):
+        enumerate_layouts(is_moe=False, backend="vllm", num_gpu_per_worker=[], tp_list=[1], pp_list=[1])
+
+
+def test_defaults_and_clip():
+    assert default_agg_lists(is_moe=False, backend="trtllm").tp_list == [1, 2, 4, 8]
+    assert default_agg_lists(is_moe=False, backend="trtllm", system="gb200").tp_list == X
+    assert default_agg_lists(is_moe=True, backend="vllm").clipped(8).num_gpu_per_worker == [1, 2, 4, 8]
+    p, d = default_disagg_lists(is_moe=True, backend="sglang")
+    assert p.moe_ep_list == X and d.dp_list == X
+
+
+@pytest.mark.peer
+@pytest.mark.parametrize("backend", ["trtllm", "vllm", "sglang"])
+@pytest.mark.parametrize("is_moe", [False, True])
+def test_equals_peer(backend, is_moe):
+    utils = pytest.importorskip("aiconfigurator_core.sdk.utils")
+    common = pytest.importorskip("aiconfigurator_core.sdk.common")
+    lists = default_agg_lists(is_moe=is_moe, backend=backend)
+    ours = enumerate_layouts(
+        is_moe=is_moe,
+        backend=backend,
+        num_gpu_per_worker=lists.num_gpu_per_worker,
+        tp_list=lists.tp_list,
+        pp_list=[1, 2],
+        dp_list=lists.dp_list,
+        moe_tp_list=lists.moe_tp_list,
+        moe_ep_list=lists.moe_ep_list,
+    )
+    peer = utils.enumerate_parallel_config(
+        num_gpu_list=lists.num_gpu_per_worker,
+        tp_list=lists.tp_list,
+        pp_list=[1, 2],
+        dp_list=lists.dp_list,
+        moe_tp_list=lists.moe_tp_list,
+        moe_ep_list=lists.moe_ep_list,
+        is_moe=is_moe,
+        backend=common.BackendName[backend],
+    )
+    assert [tuple(x) for x in ours] == [tuple(p[:5]) for p in peer]
+    assert all(p[5] == 1 for p in peer)
+
+
+@pytest.mark.peer
+@pytest.mark.parametrize("backend", ["trtllm", "vllm", "sglang"])
+@pytest.mark.parametrize("is_moe", [False, True])
+def test_default_disagg_lists_equal_peer(backend, is_moe):
+    task_v2 = pytest.importorskip("aiconfigurator.sdk.task_v2")
+    peer_p, peer_d = task_v2.build_disagg_parallel_lists(
+        backend_name=backend,
+        is_moe=is_moe,
+        prefill_system="h200_sxm",
+        decode_system="h200_sxm",
+        prefill_enable_wideep=False,
+        decode_enable_wideep=False,
+        moe_backend=None,
+    )
+    ours_p, ours_d = default_disagg_lists(is_moe=is_moe, backend=backend)
+    for ours, peer in ((ours_p, peer_p), (ours_d, peer_d)):
+        assert ours._asdict() == peer
