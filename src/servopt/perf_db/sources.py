@@ -1,0 +1,173 @@
+"""Which parquet files feed one measured table of a (system, backend, version), in priority order.
+
+The peer's shared-layer resolution, re-derived from its data tree:
+
+1. the requested version's own file;
+2. donors declared in the requested version folder's ``reuse.yaml`` (file order; the only way to
+   borrow from a newer version);
+3. the same backend's strictly older versions, nearest first;
+4. other backends' versions (newest first, backends in name order), restricted to the rows whose
+   ``kernel_source`` ``perf_data_reuse_manifest.yaml`` lists as shareable with the active backend.
+
+Framework-agnostic NCCL never inherits (aiconfigurator-core 0.12.0 still lets the custom-allreduce
+table back-fill from older versions of the same backend). Rows are merged
+first-source-wins per table key (:func:`load_table`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from servopt.errors import ServoptError, UnknownNameError
+from servopt.perf_db import locate
+from servopt.perf_db.tables import concat, first_wins, read_parquet, table_spec
+
+MANIFEST = "perf_data_reuse_manifest.yaml"
+SHARED_TIERS = frozenset({"shared", "shared_fallback"})
+NCCL_BACKEND = "nccl"
+
+
+@dataclass(frozen=True)
+class Source:
+    """One file feeding a table: its path, the channel that admitted it, and an optional row filter."""
+
+    path: Path
+    version: str
+    channel: str  # primary | declared_reuse | fallback | cross_backend
+    kernel_sources: frozenset[str] | None = None
+
+
+def _op_file_path(data_dir: Path, backend: str, version: str, filename: str) -> Path | None:
+    for v, vdir in locate.iter_backend_version_dirs(data_dir, backend):
+        if v != version or locate.version_dir_unusable(vdir):
+            continue
+        candidate = vdir / filename
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _reuse_donors(data_dir: Path, backend: str, version: str, table: str) -> list[str]:
+    donors: list[str] = []
+    for v, vdir in locate.iter_backend_version_dirs(data_dir, backend):
+        reuse = vdir / "reuse.yaml"
+        if v != version or not reuse.is_file():
+            continue
+        try:
+            doc = locate.load_yaml(reuse) or {}
+        except yaml.YAMLError as err:
+            raise ServoptError("perf_db", str(reuse), f"malformed reuse.yaml: {err}") from None
+        for entry in doc.get("reuse") or []:
+            if isinstance(entry, dict) and entry.get("table") == table and entry.get("from_version"):
+                donor = str(entry["from_version"])
+                if donor not in donors:
+                    donors.append(donor)
+    return donors
+
+
+@cache
+def _manifest_groups() -> tuple[dict, ...]:
+    path = locate.systems_root() / MANIFEST
+    if not path.is_file():
+        return ()
+    doc = locate.load_yaml(path) or {}
+    return tuple(g for g in doc.get("groups") or [] if isinstance(g, dict))
+
+
+def _cross_backend_filters(filename: str, backend: str) -> dict[str, frozenset[str]]:
+    """Per sibling backend, the kernel_source values the active backend may inherit for this file."""
+    per_framework: dict[str, set[str]] = {}
+    for group in _manifest_groups():
+        op_file = str(group.get("op_file") or "")
+        if op_file.endswith(".txt"):
+            op_file = op_file[: -len(".txt")] + ".parquet"
+        if op_file != filename or group.get("tier") not in SHARED_TIERS or not group.get("kernel_source"):
+            continue
+        frameworks = {str(f).lower() for f in group.get("frameworks") or []}
+        if backend not in frameworks:
+            continue
+        for fw in frameworks:
+            per_framework.setdefault(fw, set()).add(str(group["kernel_source"]))
+    return {fw: frozenset(ks) for fw, ks in sorted(per_framework.items()) if fw != backend}
+
+
+def resolve_sources(
+    measured_data: str, backend: str, version: str, table: str, nccl_version: str
+) -> list[Source]:
+    """The ordered source files of one table (existing files only)."""
+    spec = table_spec(table)
+    data_dir = locate.system_data_dir(measured_data)
+    if spec.framework_agnostic:
+        path = _op_file_path(data_dir, NCCL_BACKEND, nccl_version, spec.filename)
+        return [Source(path, nccl_version, "primary")] if path else []
+    sources: list[Source] = []
+    primary = _op_file_path(data_dir, backend, version, spec.filename)
+    if primary is not None:
+        sources.append(Source(primary, version, "primary"))
+    donors = []
+    for donor in _reuse_donors(data_dir, backend, version, table):
+        path = _op_file_path(data_dir, backend, donor, spec.filename)
+        if path is not None:
+            sources.append(Source(path, donor, "declared_reuse"))
+            donors.append(donor)
+    requested = locate.version_key(version)
+    older = sorted(
+        {
+            v
+            for v, _ in locate.iter_backend_version_dirs(data_dir, backend)
+            if v != version and v not in donors and locate.version_key(v) < requested
+        },
+        key=locate.version_key,
+        reverse=True,
+    )
+    for v in older:
+        path = _op_file_path(data_dir, backend, v, spec.filename)
+        if path is not None:
+            sources.append(Source(path, v, "fallback"))
+    for framework, kernel_sources in _cross_backend_filters(spec.filename, backend).items():
+        versions = sorted(
+            {v for v, _ in locate.iter_backend_version_dirs(data_dir, framework)},
+            key=locate.version_key,
+            reverse=True,
+        )
+        for v in versions:
+            path = _op_file_path(data_dir, framework, v, spec.filename)
+            if path is not None:
+                sources.append(Source(path, v, "cross_backend", kernel_sources))
+    return sources
+
+
+def merge_sources(sources: list[Source], table: str) -> dict[str, np.ndarray]:
+    """Read every source, apply its kernel_source filter, and merge first-source-wins per key."""
+    spec = table_spec(table)
+    parts = []
+    for source in sources:
+        cols = read_parquet(source.path, spec)
+        if source.kernel_sources is not None:
+            keep = np.array([k in source.kernel_sources for k in cols["kernel_source"]], dtype=bool)
+            cols = {k: v[keep] for k, v in cols.items()}
+        parts.append(cols)
+    if not parts:
+        return {}
+    return first_wins(concat(parts), spec.key)
+
+
+def load_table(system: str, backend: str, version: str | None, table: str) -> dict[str, np.ndarray]:
+    """Resolved column dict of one measured table: rows merged first-source-wins, latency in ms.
+
+    ``system`` is a servopt system name (``perf_db/systems/<system>.yaml``), ``version`` a queryable
+    version or slot alias (None = current). Returns ``{}`` when no source holds the table.
+    """
+    from servopt.perf_db.systems import load_system
+
+    spec = load_system(system)
+    if spec.measured_data is None:
+        raise UnknownNameError("system", system, "is roofline-only (no measured tables)", [])
+    resolved = locate.resolve_version(spec.measured_data, system, backend, version)
+    sources = resolve_sources(spec.measured_data, backend, resolved, table, spec.empirical.nccl_version)
+    return merge_sources(sources, table)
