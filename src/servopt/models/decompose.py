@@ -1,0 +1,94 @@
+"""(architecture, layout, quant, backend) -> the two op lists, after checking the layout fits the model."""
+
+from __future__ import annotations
+
+from servopt.errors import InvalidLayoutError, UnknownNameError
+from servopt.models.arch import ModelArch
+from servopt.models.dense import dense_ops
+from servopt.models.mla import mla_ops
+from servopt.models.moe import moe_ops
+from servopt.models.ops import QUANT_BYTES, PhaseOps, QuantModes
+from servopt.perf_db.systems import SystemSpec
+from servopt.search.layouts import Layout
+
+BACKENDS = ("trtllm", "vllm", "sglang")
+
+GEMM_QUANTS = ("float16", "fp8", "fp8_block", "fp8_static", "int8_wo", "int4_wo", "nvfp4")
+MOE_QUANTS = ("float16", "fp8", "fp8_block", "w4afp8", "int4_wo", "nvfp4", "w4a16_mxfp4")
+KV_QUANTS = ("float16", "fp8", "int8")
+FMHA_QUANTS = ("float16", "fp8")
+COMM_QUANTS = ("half",)
+
+# fp8_block weights are quantized in 128-wide blocks: each GPU's expert slice must hold whole blocks.
+FP8_BLOCK_SIZE = 128
+
+
+def check_quant(quant: QuantModes) -> None:
+    for field, value, allowed in (
+        ("gemm_quant_mode", quant.gemm, GEMM_QUANTS),
+        ("moe_quant_mode", quant.moe, MOE_QUANTS),
+        ("kvcache_quant_mode", quant.kvcache, KV_QUANTS),
+        ("fmha_quant_mode", quant.fmha, FMHA_QUANTS),
+        ("comm_quant_mode", quant.comm, COMM_QUANTS),
+    ):
+        if value not in allowed or value not in QUANT_BYTES:
+            raise UnknownNameError(field, value, "unknown quant mode", allowed)
+
+
+def check_layout(arch: ModelArch, layout: Layout, backend: str) -> None:
+    """One clear error for a layout the model cannot take (the peer skips such configs silently)."""
+    for field, value in zip(("tp", "pp", "dp", "moe_tp", "moe_ep"), layout, strict=True):
+        if value < 1:
+            raise InvalidLayoutError(field, value, "must be a positive integer")
+    if arch.num_heads % layout.tp:
+        raise InvalidLayoutError(
+            "tp", layout.tp, f"{arch.name} has {arch.num_heads} attention heads, not divisible by tp"
+        )
+    if not arch.is_moe:
+        if (layout.dp, layout.moe_tp, layout.moe_ep) != (1, 1, 1):
+            raise InvalidLayoutError(
+                "dp/moe_tp/moe_ep",
+                (layout.dp, layout.moe_tp, layout.moe_ep),
+                f"{arch.name} is dense: attention dp and expert splits must be 1",
+            )
+        return
+    if layout.tp * layout.dp != layout.moe_tp * layout.moe_ep:
+        raise InvalidLayoutError(
+            "moe_tp*moe_ep",
+            layout.moe_tp * layout.moe_ep,
+            f"must equal tp*dp = {layout.tp * layout.dp} (attention and experts span the same GPUs)",
+        )
+    if layout.moe_ep > arch.num_experts:
+        raise InvalidLayoutError(
+            "moe_ep", layout.moe_ep, f"{arch.name} has only {arch.num_experts} experts to distribute"
+        )
+    if backend not in BACKENDS:
+        raise UnknownNameError("backend_name", backend, "unknown backend", BACKENDS)
+
+
+def check_moe_blocks(arch: ModelArch, layout: Layout, quant: QuantModes) -> None:
+    if arch.is_moe and quant.moe == "fp8_block" and (arch.moe_inter_size // layout.moe_tp) % FP8_BLOCK_SIZE:
+        raise InvalidLayoutError(
+            "moe_tp",
+            layout.moe_tp,
+            f"fp8_block experts need moe_inter_size/moe_tp ({arch.moe_inter_size}/{layout.moe_tp}) "
+            f"to be a multiple of {FP8_BLOCK_SIZE}",
+        )
+
+
+def decompose(
+    arch: ModelArch, layout: Layout, quant: QuantModes, backend: str, system: SystemSpec, nextn: int = 0
+) -> PhaseOps:
+    """The context and generation op lists of one worker layout (validated)."""
+    if backend not in BACKENDS:
+        raise UnknownNameError("backend_name", backend, "unknown backend", BACKENDS)
+    check_quant(quant)
+    check_layout(arch, layout, backend)
+    check_moe_blocks(arch, layout, quant)
+    if nextn < 0:
+        raise InvalidLayoutError("nextn", nextn, "must be >= 0")
+    if arch.family == "dense":
+        return dense_ops(arch, layout, quant, nextn)
+    if arch.family == "moe":
+        return moe_ops(arch, layout, quant, backend, system, nextn)
+    return mla_ops(arch, layout, quant, backend, system, nextn)
