@@ -146,8 +146,11 @@ class ModelArch(_Frozen):
     def _ffn_params(self, width: int) -> int:
         return (3 if self.gated_mlp else 2) * self.hidden_size * width
 
-    def _param_count(self, experts_per_layer: int) -> int:
-        embeddings = self.vocab_size * self.hidden_size * (1 if self.tie_word_embeddings else 2)
+    def _param_count(self, experts_per_layer: int, *, input_embedding: bool) -> int:
+        embedding_tables = 1 if self.tie_word_embeddings else 2
+        if not input_embedding and not self.tie_word_embeddings:
+            embedding_tables -= 1
+        embeddings = embedding_tables * self.vocab_size * self.hidden_size
         attention = self.num_layers * self._attention_params()
         dense = (self.num_layers - self.num_moe_layers) * self._ffn_params(self.inter_size)
         per_moe_layer = (
@@ -159,8 +162,11 @@ class ModelArch(_Frozen):
 
     def param_count(self) -> int:
         """Total weights of the main model (embeddings, attention, FFN/experts; norms and MTP left out)."""
-        return self._param_count(self.num_experts)
+        return self._param_count(self.num_experts, input_embedding=True)
 
     def active_param_count(self) -> int:
-        """Weights one token touches: the shared part plus ``topk`` routed experts per MoE layer."""
-        return self._param_count(self.topk)
+        """Weights one token multiplies: ``topk`` routed experts per MoE layer plus everything shared.
+
+        The input embedding is a table lookup, not a matmul, so it is left out (OpenAI's convention:
+        gpt-oss-120b 5.1B active of 116.8B)."""
+        return self._param_count(self.topk, input_embedding=False)

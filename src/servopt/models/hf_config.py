@@ -95,16 +95,17 @@ def load_config_files(path: str | Path) -> tuple[dict[str, Any], dict[str, Any] 
     return config, (read_json(quant_path) if quant_path.is_file() else None)
 
 
-def _text_config(config: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+def _text_config(config: dict[str, Any], name: str) -> tuple[str, dict[str, Any]]:
     architectures = config.get("architectures")
     if not isinstance(architectures, list) or not architectures or not isinstance(architectures[0], str):
-        raise ServoptError("architectures", architectures, "config.json must list the model architecture")
+        raise ServoptError("model", name, "config.json must list the model architecture ('architectures')")
     architecture = architectures[0]
     if architecture not in ARCHITECTURE_FAMILIES:
         raise ServoptError(
-            "architecture",
-            architecture,
-            f"unsupported; servopt runs the families {supported_architectures_text()}",
+            "model",
+            name,
+            f"architecture {architecture} is not supported; servopt runs the families "
+            f"{supported_architectures_text()}",
         )
     key = _TEXT_CONFIG_KEY.get(architecture)
     if key:
@@ -118,10 +119,12 @@ def _text_config(config: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     return architecture, config
 
 
-def _required_int(config: dict[str, Any], key: str) -> int:
+def _required_int(config: dict[str, Any], key: str, name: str) -> int:
     value = config.get(key)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ServoptError(key, value, "config.json must give a positive integer")
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ServoptError(
+            "model", name, f"config.json must give '{key}' as a positive integer (got {value!r})"
+        )
     return value
 
 
@@ -183,11 +186,11 @@ def arch_from_hf_config(
     aliases: tuple[str, ...] = (),
 ) -> ModelArch:
     """Parse one Hugging Face config (and optional ModelOpt quant config) into a validated ModelArch."""
-    architecture, cfg = _text_config(config)
+    architecture, cfg = _text_config(config, name)
     family = ARCHITECTURE_FAMILIES[architecture]
-    layers = _required_int(cfg, "num_hidden_layers")
-    hidden = _required_int(cfg, "hidden_size")
-    heads = _required_int(cfg, "num_attention_heads")
+    layers = _required_int(cfg, "num_hidden_layers", name)
+    hidden = _required_int(cfg, "hidden_size", name)
+    heads = _required_int(cfg, "num_attention_heads", name)
     fields: dict[str, Any] = {
         "name": name,
         "hf_id": hf_id,
@@ -201,8 +204,8 @@ def arch_from_hf_config(
         "num_kv_heads": cfg.get("num_key_value_heads") or heads,
         "head_dim": cfg.get("head_dim") or cfg.get("attention_head_dim") or hidden // heads,
         "inter_size": cfg.get("intermediate_size") or 0,
-        "vocab_size": _required_int(cfg, "vocab_size"),
-        "max_context": _required_int(cfg, "max_position_embeddings"),
+        "vocab_size": _required_int(cfg, "vocab_size", name),
+        "max_context": _required_int(cfg, "max_position_embeddings", name),
         "qk_norm": architecture in _QK_NORM_ARCHITECTURES or bool(cfg.get("use_qk_norm")),
         "attention_sinks": architecture in _SINK_ARCHITECTURES,
         "tie_word_embeddings": bool(config.get("tie_word_embeddings", cfg.get("tie_word_embeddings", False))),
