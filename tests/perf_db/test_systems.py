@@ -24,7 +24,10 @@ PEER_FLOPS = {
 
 
 def _peer_systems_dir() -> Path | None:
-    spec = importlib.util.find_spec("aiconfigurator_core")
+    try:
+        spec = importlib.util.find_spec("aiconfigurator_core")
+    except ImportError:
+        return None
     if spec is None or spec.origin is None:
         return None
     return Path(spec.origin).parent / "systems"

@@ -177,9 +177,13 @@ def resolve_model(name_or_id_or_path: str) -> ModelArch:
     )
 
 
-@cache
 def list_models(include_model_configs: bool = True) -> list[ModelArch]:
     """Every model servopt can run: the registry, then the bundled configs of supported families."""
+    return list(_all_models(include_model_configs))
+
+
+@cache
+def _all_models(include_model_configs: bool) -> tuple[ModelArch, ...]:
     models = list(_registry())
     if include_model_configs:
         registry = _registry_index()
@@ -193,7 +197,7 @@ def list_models(include_model_configs: bool = True) -> list[ModelArch]:
             )
             if arch is not None:
                 models.append(arch)
-    return models
+    return tuple(models)
 
 
 def _declared_architecture(path: Path) -> str | None:
@@ -216,6 +220,6 @@ def clear_caches() -> None:
         _model_config_files,
         _model_configs_index,
         _bundled_arch,
-        list_models,
+        _all_models,
     ):
         fn.cache_clear()
