@@ -165,15 +165,18 @@ def _sliding(architecture: str, config: dict[str, Any], layers: int) -> tuple[in
     return int(window), layers
 
 
-def _check_uniform_moe(config: dict[str, Any]) -> None:
+def _check_uniform_moe(config: dict[str, Any], name: str) -> None:
     """Only a dense prefix (first_k_dense_replace) is modelled, not interleaved dense/MoE layers."""
-    if config.get("mlp_only_layers") or int(config.get("decoder_sparse_step") or 1) > 1:
-        raise ServoptError(
-            "mlp_only_layers", config.get("mlp_only_layers"), "interleaved dense/MoE layers are not supported"
-        )
     freq = config.get("moe_layer_freq", 1)
-    if isinstance(freq, list) or int(freq or 1) > 1:
-        raise ServoptError("moe_layer_freq", freq, "interleaved dense/MoE layers are not supported")
+    for key, interleaved in (
+        ("mlp_only_layers", bool(config.get("mlp_only_layers"))),
+        ("decoder_sparse_step", int(config.get("decoder_sparse_step") or 1) > 1),
+        ("moe_layer_freq", isinstance(freq, list) or int(freq or 1) > 1),
+    ):
+        if interleaved:
+            raise ServoptError(
+                "model", name, f"interleaved dense/MoE layers ({key}={config[key]!r}) are not supported"
+            )
 
 
 def arch_from_hf_config(
@@ -218,12 +221,17 @@ def arch_from_hf_config(
     }
     fields["sliding_window"], fields["num_sliding_layers"] = _sliding(architecture, cfg, layers)
     if family != "dense":
-        _check_uniform_moe(cfg)
+        _check_uniform_moe(cfg, name)
         moe_inter = int(cfg.get("moe_intermediate_size") or cfg.get("intermediate_size") or 0)
         shared, shared_width = _shared_experts(cfg, moe_inter) if moe_inter else (0, 0)
         fields |= {
             "num_experts": int(
-                _first_set(cfg, "num_local_experts", "n_routed_experts", "moe_num_experts", "num_experts")
+                _first_truthy(
+                    *(
+                        cfg.get(k)
+                        for k in ("num_local_experts", "n_routed_experts", "moe_num_experts", "num_experts")
+                    )
+                )
                 or 0
             ),
             "topk": int(_first_set(cfg, "num_experts_per_tok", "top_k_experts", "moe_top_k") or 0),
