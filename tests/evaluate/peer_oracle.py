@@ -139,3 +139,264 @@ def summary_row(summary) -> dict:
     """The peer's result row as a plain dict (static: ColumnsStatic; agg: ColumnsAgg)."""
     df = summary.get_summary_df()
     return {k: df[k].iloc[0] for k in df.columns}
+
+
+class PeerOpDatabase:
+    """servopt's PerfDatabase query contract answered point by point by the peer's own op queries.
+
+    Lets the composition (op lists, scales, quadrature, scheduling, memory) be checked against the
+    peer independently of servopt's grid interpolation. Slow (one peer call per distinct point):
+    tests only, small batches. ``context_attention_ms`` returns the table part only (the peer's op
+    minus its fused extras), as servopt's database does; the model layer adds the extras.
+    """
+
+    def __init__(self, system: str, backend: str, version: str | None = None) -> None:
+        _quiet()
+        from aiconfigurator_core.sdk import common
+        from aiconfigurator_core.sdk import operations as ops
+        from aiconfigurator_core.sdk.engine import _evaluate_single_op
+
+        self._db = peer_database(system, backend, version)
+        self._ops = ops
+        self._common = common
+        self._eval = _evaluate_single_op
+        self._cache: dict[tuple, float] = {}
+        self.calls = 0
+
+    def _point(self, key: tuple, make_op, **kwargs) -> float:
+        value = self._cache.get(key)
+        if value is None:
+            self.calls += 1
+            value = float(self._eval(self._db, make_op(), **kwargs))
+            self._cache[key] = value
+        return value
+
+    def _map(self, fn, *arrays):
+        import numpy as np
+
+        arrays = np.broadcast_arrays(*(np.asarray(a) for a in arrays))
+        out = np.empty(arrays[0].shape, dtype=np.float64)
+        for idx in np.ndindex(out.shape):
+            out[idx] = fn(*(a[idx].item() for a in arrays))
+        return out
+
+    def _q(self, enum: str, value: str):
+        return _peer_quant(self._common, enum, value)
+
+    def gemm_ms(self, quant, m, n, k, low_precision_input=False):
+        def one(m, n, k):
+            def op():
+                return self._ops.GEMM(
+                    "g",
+                    1,
+                    int(n),
+                    int(k),
+                    self._q("GEMMQuantMode", quant),
+                    low_precision_input=low_precision_input,
+                )
+
+            return self._point(
+                ("gemm", quant, low_precision_input, m, n, k),
+                op,
+                is_context=True,
+                batch_size=1,
+                s=1,
+                x=int(m),
+            )
+
+        return self._map(one, m, n, k)
+
+    def mem_op_ms(self, nbytes):
+        def one(b):
+            if b % 2:
+                gpu = self._db.system_spec["gpu"]
+                scaled = gpu["mem_bw"] * gpu["mem_bw_empirical_scaling_factor"]
+                return (b / scaled + gpu["mem_empirical_constant_latency"]) * 1000.0
+            # An element-wise op of b / 2 input elements per token (2 bytes each), one token.
+            op = lambda: self._ops.ElementWise("e", 1, int(b // 2), 0)  # noqa: E731
+            return self._point(("mem", b), op, is_context=True, batch_size=1, s=1, x=1)
+
+        return self._map(one, nbytes)
+
+    def p2p_ms(self, nbytes):
+        def one(b):
+            op = lambda: self._ops.P2P("p", 1, int(b // 2), 2)  # noqa: E731
+            return self._point(("p2p", b), op, is_context=True, batch_size=1, s=1, x=1)
+
+        return self._map(one, nbytes)
+
+    def custom_allreduce_ms(self, num_gpus, elems):
+        def one(g, e):
+            op = lambda: self._ops.CustomAllReduce("ar", 1, int(e), int(g))  # noqa: E731
+            return self._point(("ar", g, e), op, is_context=True, batch_size=1, s=1, x=1)
+
+        return self._map(one, num_gpus, elems)
+
+    def nccl_ms(self, collective, dtype, num_gpus, elems):
+        def one(g, e):
+            def op():
+                return self._ops.NCCL(
+                    "n",
+                    1,
+                    collective,
+                    float(e),
+                    int(g),
+                    self._common.CommQuantMode[dtype],
+                )
+
+            return self._point(("nccl", collective, g, e), op, is_context=True, batch_size=1, s=1, x=1)
+
+        return self._map(one, num_gpus, elems)
+
+    def moe_ms(self, quant, distribution, topk, experts, hidden, inter, moe_tp, moe_ep, tokens):
+        def one(t, e, h, i, mtp, mep, tok):
+            def op():
+                return self._ops.MoE(
+                    "m",
+                    1,
+                    int(h),
+                    int(i),
+                    int(t),
+                    int(e),
+                    int(mtp),
+                    int(mep),
+                    self._q("MoEQuantMode", quant),
+                    distribution,
+                    1,
+                )
+
+            return self._point(
+                ("moe", quant, distribution, t, e, h, i, mtp, mep, tok),
+                op,
+                is_context=True,
+                batch_size=1,
+                s=1,
+                x=int(tok),
+            )
+
+        return self._map(one, topk, experts, hidden, inter, moe_tp, moe_ep, tokens)
+
+    def context_attention_ms(self, fmha, kv, batch, seq, prefix, heads, kv_heads, head_dim, window=0):
+        def one(b, s, p, n, nkv, d, w):
+            def op():
+                return self._ops.ContextAttention(
+                    "a",
+                    1,
+                    int(n),
+                    int(nkv),
+                    self._q("KVCacheQuantMode", kv),
+                    self._q("FMHAQuantMode", fmha),
+                    window_size=int(w),
+                    head_size=int(d),
+                )
+
+            with_extras = self._point(
+                ("ctx", fmha, kv, b, s, p, n, nkv, d, w),
+                op,
+                is_context=True,
+                batch_size=int(b),
+                s=int(s),
+                prefix=int(p),
+            )
+            return with_extras - self._extras(fmha, n, nkv, d)
+
+        return self._map(one, batch, seq, prefix, heads, kv_heads, head_dim, window)
+
+    def _extras(self, fmha, n, nkv, d) -> float:
+        q, k = n * d, nkv * d
+        fb = 1.0 if fmha == "fp8" else 2.0
+        mem = lambda b: float(self.mem_op_ms(b))  # noqa: E731
+        return 1.1 * (2 * mem(2.0 * q + 2.0 * k) + mem(k * fb) + mem(k * fb))
+
+    def generation_attention_ms(self, kv, batch, seq, heads, kv_heads, head_dim, window=0):
+        def one(b, s, n, nkv, d, w):
+            def op():
+                return self._ops.GenerationAttention(
+                    "a",
+                    1,
+                    int(n),
+                    int(nkv),
+                    self._q("KVCacheQuantMode", kv),
+                    window_size=int(w),
+                    head_size=int(d),
+                )
+
+            return self._point(
+                ("gen", kv, b, s, n, nkv, d, w), op, is_context=False, batch_size=int(b), s=int(s)
+            )
+
+        return self._map(one, batch, seq, heads, kv_heads, head_dim, window)
+
+    def context_mla_ms(self, fmha, kv, batch, seq, prefix, heads):
+        def one(b, s, p, n):
+            def op():
+                return self._ops.ContextMLA(
+                    "a",
+                    1,
+                    int(n),
+                    self._q("KVCacheQuantMode", kv),
+                    self._q("FMHAQuantMode", fmha),
+                )
+
+            return self._point(
+                ("cmla", fmha, kv, b, s, p, n),
+                op,
+                is_context=True,
+                batch_size=int(b),
+                s=int(s),
+                prefix=int(p),
+            )
+
+        return self._map(one, batch, seq, prefix, heads)
+
+    def generation_mla_ms(self, kv, batch, seq, heads):
+        def one(b, s, n):
+            op = lambda: self._ops.GenerationMLA("a", 1, int(n), self._q("KVCacheQuantMode", kv))  # noqa: E731
+            return self._point(("gmla", kv, b, s, n), op, is_context=False, batch_size=int(b), s=int(s))
+
+        return self._map(one, batch, seq, heads)
+
+    def mla_bmm_ms(self, which, quant, tokens, heads):
+        def one(t, n):
+            def op():
+                return self._ops.MLABmm(
+                    "b",
+                    1,
+                    int(n),
+                    self._q("GEMMQuantMode", quant),
+                    if_pre=(which == "pre"),
+                )
+
+            return self._point(("bmm", which, quant, t, n), op, is_context=False, batch_size=int(t), s=1)
+
+        return self._map(one, tokens, heads)
+
+    def mla_module_ms(self, phase, gemm_quant, kv_quant, batch, seq, prefix, heads, fmha_quant="float16"):
+        from servopt.errors import ServoptError
+
+        def one(b, s, p, n):
+            def op():
+                return self._ops.MLAModule(
+                    "m",
+                    1,
+                    phase == "context",
+                    int(n),
+                    self._q("KVCacheQuantMode", kv_quant),
+                    self._q("FMHAQuantMode", fmha_quant),
+                    self._q("GEMMQuantMode", gemm_quant),
+                    native_num_heads=128,
+                )
+
+            try:
+                return self._point(
+                    ("mod", phase, gemm_quant, kv_quant, b, s, p, n),
+                    op,
+                    is_context=phase == "context",
+                    batch_size=int(b),
+                    s=int(s),
+                    prefix=int(p),
+                )
+            except Exception as err:  # the peer's typed miss
+                raise ServoptError("mla_module", phase, f"not covered: {err}") from None
+
+        return self._map(one, batch, seq, prefix, heads)

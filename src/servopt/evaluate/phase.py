@@ -1,0 +1,401 @@
+"""Price one phase's ops for a whole batch of rows: one perf-database call per op family.
+
+A *row* is one worker candidate at one moment (a prefill, a decode trajectory, an agg mixed step);
+rows of different parallel layouts are priced together. Each row carries the runtime coordinates
+the ops read (:class:`PhaseCoords`): attention batch and sequence length, token count for the
+token-major ops, cached prefix. A decode trajectory is a quadrature over steps: ``seq`` and
+``weight`` have one column per sampled step, and only attention reads the per-step sequence
+length, so every other op is priced once per row and weighted by the step count.
+
+The Python loop runs over layouts x ops (tens); all per-row work is numpy on whole arrays, and
+each family of ops is answered by one database call per categorical key (quant mode, collective).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from enum import Enum
+from typing import NamedTuple
+
+import numpy as np
+
+from servopt.errors import ServoptError
+from servopt.models.ops import Family, OpSpec, Overlap, quant_bytes
+
+# The peer scales the fused rope / KV-write / qk-norm work around context attention by this factor.
+CONTEXT_ATTENTION_EXTRAS_FACTOR = 1.1
+
+# Activations travel in bf16 through embeddings and pipeline hops.
+ACTIVATION_BYTES = 2
+
+
+class PhaseCoords(NamedTuple):
+    """Runtime coordinates of R rows (S quadrature steps for attention)."""
+
+    layout: np.ndarray  # (R,) int: index into the per-layout op lists
+    batch: np.ndarray  # (R,) int: attention batch (requests)
+    x: np.ndarray  # (R,) int: tokens seen by token-major ops
+    x_logits: np.ndarray  # (R,) int: tokens seen by the LM head
+    prefix: np.ndarray  # (R,) int: cached prefix tokens (context attention)
+    seq: np.ndarray  # (R, S) int: attention sequence (context: new tokens; decode: KV length)
+    weight: np.ndarray  # (R, S) float: quadrature weight of each step (0 = padding)
+
+
+class Select(Enum):
+    """Which top-level ops a pass prices (the agg mixed step splits attention out by name)."""
+
+    ALL = 0
+    SKIP_ATTENTION = 1
+    ONLY_ATTENTION = 2
+
+
+class PhaseLatency(NamedTuple):
+    """Per-row, per-op latency (ms, scaled and quadrature-weighted) and the phase total."""
+
+    names: list[str]
+    per_op_ms: np.ndarray  # (R, n_ops)
+    total_ms: np.ndarray  # (R,)
+
+
+def context_coords(layout, batch, isl, prefix) -> PhaseCoords:
+    """Prefill of ``batch`` requests of ``isl`` tokens, ``prefix`` of them already cached."""
+    layout, batch, isl, prefix = np.broadcast_arrays(
+        *(np.asarray(a, dtype=np.int64) for a in (layout, batch, isl, prefix))
+    )
+    new = isl - prefix
+    if np.any(new <= 0):
+        raise ServoptError("prefix", int(prefix.max()), "must be smaller than isl")
+    return PhaseCoords(layout, batch, batch * new, batch, prefix, new[:, None], np.ones((len(batch), 1)))
+
+
+class _Requests:
+    """Query points of one family: rows, output slots, multipliers and coordinate columns."""
+
+    def __init__(self) -> None:
+        self.rows: list[np.ndarray] = []
+        self.slots: list[np.ndarray] = []
+        self.mult: list[np.ndarray] = []
+        self.cols: dict[str, list[np.ndarray]] = defaultdict(list)
+
+    def add(self, rows, slot, mult, **cols) -> None:
+        n = len(rows)
+        self.rows.append(rows)
+        self.slots.append(np.full(n, slot, dtype=np.int64))
+        self.mult.append(np.broadcast_to(np.asarray(mult, dtype=np.float64), (n,)))
+        for key, value in cols.items():
+            self.cols[key].append(np.broadcast_to(np.asarray(value), (n,)))
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        return (
+            np.concatenate(self.rows),
+            np.concatenate(self.slots),
+            np.concatenate(self.mult),
+            {k: np.concatenate(v) for k, v in self.cols.items()},
+        )
+
+
+class _Gather:
+    """Collects every op's query points, grouped by (family, categorical key)."""
+
+    def __init__(self, coords: PhaseCoords) -> None:
+        self.c = coords
+        self.weight_sum = coords.weight.sum(axis=1)
+        self.groups: dict[tuple, _Requests] = defaultdict(_Requests)
+        # Latencies known without a grouped call (context-attention extras, whole-module tables):
+        # (rows, slot, ms already scaled and weighted).
+        self.fixed: list[tuple[np.ndarray, int, np.ndarray]] = []
+
+    def token_op(self, key: tuple, rows, slot, scale, **cols) -> None:
+        """A point per row, weighted by the row's total step weight."""
+        self.groups[key].add(rows, slot, scale * self.weight_sum[rows], **cols)
+
+    def step_op(self, key: tuple, rows, slot, scale, **cols) -> None:
+        """A point per (row, step) of nonzero weight. ``cols`` hold per-row arrays or scalars;
+        the per-step sequence length is added as ``seq``."""
+        w = self.c.weight[rows]
+        r_idx, s_idx = np.nonzero(w)
+        per_point = {k: (v[r_idx] if np.ndim(v) else v) for k, v in cols.items()}
+        per_point["seq"] = self.c.seq[rows[r_idx], s_idx]
+        self.groups[key].add(rows[r_idx], slot, scale * w[r_idx, s_idx], **per_point)
+
+
+def _add_op(g: _Gather, db, op: OpSpec, rows: np.ndarray, slot: int) -> None:
+    """Append one op's query points for ``rows`` (all of one layout)."""
+    c = g.c
+    f = op.family
+    scale = op.scale
+    if scale == 0:
+        return
+    if f is Family.GEMM:
+        m = c.x_logits[rows] if op.logits else c.x[rows]
+        g.token_op(("gemm", op.quant, op.low_precision_input), rows, slot, scale, m=m, n=op.n, k=op.k)
+    elif f is Family.ELEMENTWISE:
+        g.token_op(("mem",), rows, slot, scale, bytes=op.bytes_per_token * c.x[rows].astype(np.float64))
+    elif f is Family.EMBEDDING:
+        g.token_op(("mem",), rows, slot, scale, bytes=float(ACTIVATION_BYTES * op.hidden) * c.x[rows])
+    elif f is Family.P2P:
+        if op.num_gpus > 1:
+            g.token_op(("p2p",), rows, slot, scale, bytes=float(ACTIVATION_BYTES * op.hidden) * c.x[rows])
+    elif f is Family.ALLREDUCE:
+        if op.num_gpus > 1:
+            g.token_op(("allreduce",), rows, slot, scale, num_gpus=op.num_gpus, elems=c.x[rows] * op.hidden)
+    elif f is Family.MOE_DISPATCH:
+        for term in op.terms:
+            elems = c.x[rows].astype(np.float64) * term.token_multiplier * op.hidden * term.element_factor
+            if term.collective == "all_reduce":
+                g.token_op(("allreduce",), rows, slot, scale, num_gpus=term.num_gpus, elems=elems)
+            else:
+                g.token_op(("nccl", term.collective), rows, slot, scale, num_gpus=term.num_gpus, elems=elems)
+    elif f is Family.MOE:
+        g.token_op(
+            ("moe", op.quant, op.distribution),
+            rows,
+            slot,
+            scale,
+            topk=op.topk,
+            experts=op.experts,
+            hidden=op.hidden,
+            inter=op.inter,
+            moe_tp=op.moe_tp,
+            moe_ep=op.moe_ep,
+            tokens=c.x[rows] * op.dp,
+        )
+    elif f is Family.MLA_BMM:
+        g.token_op(
+            ("mla_bmm", "pre" if op.pre else "post", op.quant),
+            rows,
+            slot,
+            scale,
+            tokens=c.batch[rows],
+            heads=op.heads,
+        )
+    elif f is Family.CONTEXT_ATTENTION:
+        g.step_op(
+            ("ctx_attn", op.fmha_quant, op.kv_quant),
+            rows,
+            slot,
+            scale,
+            batch=c.batch[rows],
+            prefix=c.prefix[rows],
+            heads=op.heads,
+            kv_heads=op.kv_heads,
+            head_dim=op.head_dim,
+            window=op.window,
+        )
+        extras = _context_attention_extras_ms(db, op)
+        g.fixed.append((rows, slot, scale * g.weight_sum[rows] * extras))
+    elif f is Family.GENERATION_ATTENTION:
+        g.step_op(
+            ("gen_attn", op.kv_quant),
+            rows,
+            slot,
+            scale,
+            batch=c.batch[rows],
+            heads=op.heads,
+            kv_heads=op.kv_heads,
+            head_dim=op.head_dim,
+            window=op.window,
+        )
+    elif f is Family.CONTEXT_MLA:
+        g.step_op(
+            ("ctx_mla", op.fmha_quant, op.kv_quant),
+            rows,
+            slot,
+            scale,
+            batch=c.batch[rows],
+            prefix=c.prefix[rows],
+            heads=op.heads,
+        )
+    elif f is Family.GENERATION_MLA:
+        g.step_op(("gen_mla", op.kv_quant), rows, slot, scale, batch=c.batch[rows], heads=op.heads)
+    else:  # pragma: no cover - MLA_MODULE is handled by the caller
+        raise AssertionError(f)
+
+
+def _context_attention_extras_ms(db, op: OpSpec) -> float:
+    """Fused rope, KV write and optional qk-norm around context attention (a constant per layer).
+
+    The peer sizes these memory-bound kernels per token, not per batch, so they stay a few µs.
+    """
+    q = op.heads * op.head_dim
+    kv = op.kv_heads * op.head_dim
+    fmha_bytes = quant_bytes("fmha_quant_mode", op.fmha_quant)
+
+    def mem(nbytes: float) -> float:
+        return float(np.asarray(db.mem_op_ms(np.asarray([nbytes])))[0])
+
+    extra = 0.0
+    if op.qk_norm:
+        extra += 2.0 * (2.0 * mem(2.0 * q) + 2.0 * mem(2.0 * kv))
+    extra += 2.0 * mem(2.0 * q + 2.0 * kv)  # rope on q and k
+    extra += 2.0 * mem(kv * fmha_bytes)  # k and v written to the cache
+    return CONTEXT_ATTENTION_EXTRAS_FACTOR * extra
+
+
+def _run_group(db, key: tuple, cols: dict[str, np.ndarray]) -> np.ndarray:
+    """One database call for all points of one family and categorical key."""
+    kind = key[0]
+    if kind == "gemm":
+        _, quant, low_precision = key
+        kwargs = {"low_precision_input": True} if low_precision and quant == "fp8_static" else {}
+        return db.gemm_ms(quant, cols["m"], cols["n"], cols["k"], **kwargs)
+    if kind == "mem":
+        return db.mem_op_ms(cols["bytes"])
+    if kind == "p2p":
+        return db.p2p_ms(cols["bytes"])
+    if kind == "allreduce":
+        return db.custom_allreduce_ms(cols["num_gpus"], cols["elems"])
+    if kind == "nccl":
+        return db.nccl_ms(key[1], "half", cols["num_gpus"], cols["elems"])
+    if kind == "moe":
+        _, quant, distribution = key
+        return db.moe_ms(
+            quant,
+            distribution,
+            cols["topk"],
+            cols["experts"],
+            cols["hidden"],
+            cols["inter"],
+            cols["moe_tp"],
+            cols["moe_ep"],
+            cols["tokens"],
+        )
+    if kind == "mla_bmm":
+        return db.mla_bmm_ms(key[1], key[2], cols["tokens"], cols["heads"])
+    if kind == "ctx_attn":
+        return db.context_attention_ms(
+            key[1],
+            key[2],
+            cols["batch"],
+            cols["seq"],
+            cols["prefix"],
+            cols["heads"],
+            cols["kv_heads"],
+            cols["head_dim"],
+            cols["window"],
+        )
+    if kind == "gen_attn":
+        return db.generation_attention_ms(
+            key[1],
+            cols["batch"],
+            cols["seq"],
+            cols["heads"],
+            cols["kv_heads"],
+            cols["head_dim"],
+            cols["window"],
+        )
+    if kind == "ctx_mla":
+        return db.context_mla_ms(key[1], key[2], cols["batch"], cols["seq"], cols["prefix"], cols["heads"])
+    if kind == "gen_mla":
+        return db.generation_mla_ms(key[1], cols["batch"], cols["seq"], cols["heads"])
+    if kind == "mla_module":
+        _, phase, gemm_quant, kv_quant = key
+        return db.mla_module_ms(
+            phase, gemm_quant, kv_quant, cols["batch"], cols["seq"], cols["prefix"], cols["heads"]
+        )
+    raise AssertionError(kind)  # pragma: no cover
+
+
+def _selected(op: OpSpec, select: Select) -> bool:
+    if select is Select.ALL:
+        return True
+    return op.is_attention_slot == (select is Select.ONLY_ATTENTION)
+
+
+def evaluate_phase(
+    db,
+    phase_ops: Sequence[Sequence[OpSpec]],
+    coords: PhaseCoords,
+    select: Select = Select.ALL,
+) -> PhaseLatency:
+    """Latency of every op of one phase for every row (``phase_ops[layout]`` lists a layout's ops)."""
+    n_rows = len(coords.batch)
+    names: list[str] = []
+    slot_of: dict[str, int] = {}
+    ops_of_layout: list[list[tuple[OpSpec, int]]] = []
+    for ops in phase_ops:
+        chosen = []
+        for op in ops:
+            if not _selected(op, select):
+                continue
+            if op.name not in slot_of:
+                slot_of[op.name] = len(names)
+                names.append(op.name)
+            chosen.append((op, slot_of[op.name]))
+        ops_of_layout.append(chosen)
+    n_slots = len(names)
+    overlap = np.zeros(n_slots, dtype=np.int8)
+    for ops in ops_of_layout:
+        for op, slot in ops:
+            overlap[slot] = int(op.overlap)
+
+    g = _Gather(coords)
+    rows_of_layout = _rows_by_layout(coords.layout, len(phase_ops))
+    # Whole-module ops first: their misses decide which rows need the granular fallback.
+    fallback_rows: list[tuple[OpSpec, np.ndarray, int]] = []
+    for layout_id, ops in enumerate(ops_of_layout):
+        rows = rows_of_layout[layout_id]
+        if len(rows) == 0:
+            continue
+        for op, slot in ops:
+            if op.family is Family.MLA_MODULE:
+                covered = _add_module(g, db, op, rows, slot)
+                if not covered.all():
+                    fallback_rows.append((op, rows[~covered], slot))
+            else:
+                _add_op(g, db, op, rows, slot)
+    for op, rows, slot in fallback_rows:
+        for inner in op.fallback:
+            _add_op(g, db, inner, rows, slot)
+
+    flat = np.zeros(n_rows * n_slots, dtype=np.float64)
+    for key, req in g.groups.items():
+        rows, slots, mult, cols = req.arrays()
+        lat = np.asarray(_run_group(db, key, cols), dtype=np.float64)
+        flat += np.bincount(
+            rows * n_slots + slots, weights=np.maximum(lat, 0.0) * mult, minlength=n_rows * n_slots
+        )
+    for rows, slot, values in g.fixed:
+        flat += np.bincount(rows * n_slots + slot, weights=values, minlength=n_rows * n_slots)
+    per_op = flat.reshape(n_rows, n_slots)
+    return PhaseLatency(names, per_op, _compose(per_op, overlap))
+
+
+def _add_module(g: _Gather, db, op: OpSpec, rows: np.ndarray, slot: int) -> np.ndarray:
+    """Price a whole-module op now; returns which rows its table covered."""
+    c = g.c
+    phase = "context" if op.name.startswith("context") else "generation"
+    w = c.weight[rows]
+    r_idx, s_idx = np.nonzero(w)
+    rr = rows[r_idx]
+    cols = {
+        "batch": c.batch[rr],
+        "seq": c.seq[rr, s_idx],
+        "prefix": c.prefix[rr],
+        "heads": np.full(len(rr), op.heads, dtype=np.int64),
+    }
+    try:
+        lat = np.asarray(_run_group(db, ("mla_module", phase, op.quant, op.kv_quant), cols), dtype=np.float64)
+    except ServoptError:
+        return np.zeros(len(rows), dtype=bool)
+    missed = np.zeros(len(rows), dtype=bool)
+    np.logical_or.at(missed, r_idx, np.isnan(lat))
+    ok = ~missed[r_idx]
+    values = np.maximum(lat[ok], 0.0) * op.scale * w[r_idx[ok], s_idx[ok]]
+    g.fixed.append((rr[ok], slot, values))
+    return ~missed
+
+
+def _rows_by_layout(layout: np.ndarray, n_layouts: int) -> list[np.ndarray]:
+    order = np.argsort(layout, kind="stable")
+    bounds = np.searchsorted(layout[order], np.arange(n_layouts + 1))
+    return [order[bounds[i] : bounds[i + 1]] for i in range(n_layouts)]
+
+
+def _compose(per_op: np.ndarray, overlap: np.ndarray) -> np.ndarray:
+    """Sum of the ops, with the overlap block costing the slower of its two groups."""
+    plain = per_op[:, overlap == Overlap.NONE].sum(axis=1)
+    group_a = per_op[:, overlap == Overlap.GROUP_A].sum(axis=1)
+    group_b = per_op[:, overlap == Overlap.GROUP_B].sum(axis=1)
+    return plain + np.maximum(group_a, group_b)
