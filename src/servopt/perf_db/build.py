@@ -1,0 +1,102 @@
+"""Build one (system, backend, version) database from aiconfigurator-core's tables, or load it from
+the cache when the sources have not changed."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from servopt.perf_db import cache, families, locate, sources
+from servopt.perf_db.grids import GridFamily
+from servopt.perf_db.systems import SystemSpec
+from servopt.perf_db.tables import TABLES
+
+GEMM_PREFIX = "gemm:"
+GEMM_TABLES = ("gemm_perf", "computescale_perf", "scale_matrix_perf")
+
+
+@dataclass
+class Built:
+    families: dict[str, GridFamily]
+    gemm_arrays: dict[str, np.ndarray]
+    # Per table: merged row count and the source files it came from (for `perfdb list`).
+    table_info: dict[str, dict]
+    from_cache: bool
+
+
+def _family_prefix(name: str) -> str:
+    return f"fam:{name}:"
+
+
+def build_or_load(system_name: str, system: SystemSpec, backend: str, version: str, cache_root) -> Built:
+    measured = system.measured_data
+    assert measured is not None
+    resolved = {
+        t: sources.resolve_sources(measured, backend, version, t, system.empirical.nccl_version)
+        for t in TABLES
+    }
+    files = sorted({s.path for srcs in resolved.values() for s in srcs})
+    fp = cache.fingerprint(system.model_dump_json() + f"|{backend}|{version}", files)
+    path = cache.cache_path(cache_root, system_name, backend, version)
+    arrays = cache.load(path, fp)
+    if arrays is not None:
+        try:
+            return _from_arrays(arrays)
+        except (KeyError, ValueError, IndexError):
+            pass  # inconsistent content despite a matching fingerprint: rebuild
+    built = _build(system, backend, version, resolved)
+    cache.save(path, _to_arrays(built), fp)
+    return built
+
+
+def _build(system: SystemSpec, backend: str, version: str, resolved) -> Built:
+    merged = {t: sources.merge_sources(srcs, t) for t, srcs in resolved.items()}
+    info = {
+        t: {
+            "rows": len(merged[t].get("latency", ())),
+            "sources": [f"{s.channel}:{s.path.relative_to(locate.systems_root())}" for s in resolved[t]],
+        }
+        for t in TABLES
+    }
+    fams = {}
+    for spec in families.FAMILIES.values():
+        primary = None
+        srcs = resolved[spec.table]
+        if spec.lanes and srcs and srcs[0].channel == "primary":
+            primary = sources.merge_sources(srcs[:1], spec.table)
+        fams[spec.name] = families.build(spec, merged[spec.table], primary, system, backend, version)
+    gemm_arrays = {}
+    try:
+        from servopt.perf_db import gemm as gemm_mod
+    except ImportError:  # pragma: no cover - the GEMM module ships with servopt
+        gemm_mod = None
+    if gemm_mod is not None:
+        tables = gemm_mod.build_gemm_tables(
+            merged["gemm_perf"] or None,
+            merged["computescale_perf"] or None,
+            merged["scale_matrix_perf"] or None,
+            system,
+        )
+        gemm_arrays = tables.to_arrays()
+    return Built(fams, gemm_arrays, info, from_cache=False)
+
+
+def _to_arrays(built: Built) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    for name, fam in built.families.items():
+        out.update(fam.to_arrays(_family_prefix(name)))
+    out.update({GEMM_PREFIX + k: v for k, v in built.gemm_arrays.items()})
+    out["table_info"] = np.array(json.dumps(built.table_info))
+    return out
+
+
+def _from_arrays(arrays: dict[str, np.ndarray]) -> Built:
+    fams = {
+        name: GridFamily.from_arrays(arrays, _family_prefix(name), spec.key)
+        for name, spec in families.FAMILIES.items()
+    }
+    gemm_arrays = {k[len(GEMM_PREFIX) :]: v for k, v in arrays.items() if k.startswith(GEMM_PREFIX)}
+    info = json.loads(str(arrays["table_info"]))
+    return Built(fams, gemm_arrays, info, from_cache=True)

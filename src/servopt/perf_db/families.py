@@ -1,0 +1,184 @@
+"""The grid families one database holds, and how each is built from its merged table.
+
+Every family names its table, the categorical slice key, the numeric axes (outer -> inner, the order
+the resolver brackets them), its roofline kind and the axis blended in sqrt space (the sequence axis
+of context-phase ops, whose latency grows ~quadratically in it).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from servopt.perf_db import lanes
+from servopt.perf_db.grids import GridFamily, build_family
+from servopt.perf_db.quant import KV_QUANTS
+from servopt.perf_db.systems import SystemSpec
+from servopt_kernels import grid as gk
+
+
+class FamilySpec(NamedTuple):
+    name: str
+    table: str
+    key: tuple[str, ...]
+    axes: tuple[str, ...]
+    sol_kind: int
+    sqrt_axis: int = -1  # -1: raw blending on every axis
+    lanes: bool = False  # attention tables: resolve kernel lanes before building
+
+
+FAMILIES: dict[str, FamilySpec] = {
+    f.name: f
+    for f in (
+        FamilySpec(
+            "context_attention",
+            "context_attention_perf",
+            ("attn_dtype", "kv_cache_dtype", "n_kv_lookup", "head_dim", "window_size"),
+            ("num_heads", "seq", "batch_size"),
+            gk.SOL_CTX_ATTN,
+            sqrt_axis=1,
+            lanes=True,
+        ),
+        FamilySpec(
+            "generation_attention",
+            "generation_attention_perf",
+            ("kv_cache_dtype", "n_kv_lookup", "head_dim", "window_size"),
+            ("num_heads", "batch_size", "seq"),
+            gk.SOL_GEN_ATTN,
+            lanes=True,
+        ),
+        FamilySpec(
+            "context_mla",
+            "context_mla_perf",
+            ("mla_dtype", "kv_cache_dtype"),
+            ("num_heads", "seq", "batch_size"),
+            gk.SOL_CTX_MLA,
+            sqrt_axis=1,
+        ),
+        FamilySpec(
+            "generation_mla",
+            "generation_mla_perf",
+            ("kv_cache_dtype",),
+            ("num_heads", "batch_size", "seq"),
+            gk.SOL_GEN_MLA,
+        ),
+        FamilySpec(
+            "mla_context_module",
+            "mla_context_module_perf",
+            ("mla_dtype", "kv_cache_dtype", "gemm_type"),
+            ("num_heads", "seq", "batch_size"),
+            gk.SOL_CTX_MLA,
+            sqrt_axis=1,
+        ),
+        FamilySpec(
+            "mla_generation_module",
+            "mla_generation_module_perf",
+            ("kv_cache_dtype", "gemm_type"),
+            ("num_heads", "batch_size", "seq"),
+            gk.SOL_GEN_MLA_MODULE,
+        ),
+        FamilySpec(
+            "mla_bmm", "mla_bmm_perf", ("bmm_dtype", "op_name", "num_heads"), ("num_tokens",), gk.SOL_MLA_BMM
+        ),
+        FamilySpec(
+            "moe",
+            "moe_perf",
+            (
+                "low_latency",
+                "moe_dtype",
+                "distribution",
+                "topk",
+                "num_experts",
+                "hidden_size",
+                "inter_size",
+                "moe_tp_size",
+                "moe_ep_size",
+            ),
+            ("num_tokens",),
+            gk.SOL_MOE,
+        ),
+        FamilySpec(
+            "custom_allreduce", "custom_allreduce_perf", ("num_gpus",), ("message_size",), gk.SOL_LINEAR
+        ),
+        FamilySpec(
+            "nccl", "nccl_perf", ("nccl_dtype", "op_name", "num_gpus"), ("message_size",), gk.SOL_LINEAR
+        ),
+    )
+}
+
+PARAM_WIDTH = 10
+
+
+def generation_attention_flops(system: SystemSpec, kv_quant: str) -> float:
+    """Decode attention runs fp8 MMAs only with an fp8 KV cache on SM >= 89, else bf16."""
+    if kv_quant == "fp8" and system.gpu.sm_version >= 89 and "fp8" in system.gpu.peak_flops_per_s:
+        return system.flops_per_s("fp8")
+    return system.flops_per_s("bf16")
+
+
+def _lane_filter(
+    spec: FamilySpec, cols: dict[str, np.ndarray], primary: dict[str, np.ndarray] | None, walk_args
+) -> dict[str, np.ndarray]:
+    """Keep, per lane-free slice key, only the rows of the first lane in walk order that has it."""
+    if not cols:
+        return cols
+    key_str = np.array(["|".join(map(str, row)) for row in zip(*(cols[k] for k in spec.key), strict=True)])
+    lane = cols["lane"]
+    _, first = np.unique(lane, return_index=True)
+    load_order = [str(x) for x in lane[np.sort(first)]]
+    shared = lanes.density(lane, key_str)
+    prim = {}
+    if primary:
+        pk = np.array(["|".join(map(str, row)) for row in zip(*(primary[k] for k in spec.key), strict=True)])
+        prim = lanes.density(primary["lane"], pk)
+    walk = lanes.walk_order(*walk_args, shared, prim, load_order)
+    rank = {name: i for i, name in enumerate(walk)}
+    lane_rank = np.array([rank[str(x)] for x in lane], dtype=np.int64)
+    # Per slice key the best (lowest) lane rank; keep rows of that lane only.
+    uniq, inv = np.unique(key_str, return_inverse=True)
+    best = np.full(len(uniq), np.iinfo(np.int64).max)
+    np.minimum.at(best, inv, lane_rank)
+    keep = lane_rank == best[inv]
+    return {k: v[keep] for k, v in cols.items()}
+
+
+def _clamp_generation_to_sol(cols: dict[str, np.ndarray], system: SystemSpec) -> None:
+    """Measured decode-attention rows below the roofline are raised to it (the peer does the same)."""
+    if not cols:
+        return
+    n = len(cols["latency"])
+    params = np.zeros((n, PARAM_WIDTH))
+    params[:, 0] = cols["n_kv_lookup"]
+    params[:, 1] = cols["head_dim"]
+    params[:, 2] = cols["window_size"]
+    for kv in np.unique(cols["kv_cache_dtype"]):
+        mode = KV_QUANTS.get(str(kv))
+        if mode is None:
+            params[cols["kv_cache_dtype"] == kv, 4] = np.nan
+            continue
+        mask = cols["kv_cache_dtype"] == kv
+        params[mask, 3] = mode.bytes_per_elem
+        params[mask, 4] = generation_attention_flops(system, str(kv))
+    params[:, 5] = system.gpu.mem_bw_bytes_per_s
+    coords = np.column_stack([cols["num_heads"], cols["batch_size"], cols["seq"]]).astype(np.float64)
+    sol = np.empty(n)
+    gk.sol_batch(gk.SOL_GEN_ATTN, coords, params, sol)
+    ok = np.isfinite(sol)
+    cols["latency"] = np.where(ok, np.maximum(cols["latency"], np.where(ok, sol, 0.0)), cols["latency"])
+
+
+def build(
+    spec: FamilySpec,
+    cols: dict[str, np.ndarray],
+    primary: dict[str, np.ndarray] | None,
+    system: SystemSpec,
+    backend: str,
+    version: str,
+) -> GridFamily:
+    if spec.lanes and cols:
+        cols = _lane_filter(spec, cols, primary, (backend, version, system.gpu.sm_version))
+    if spec.name == "generation_attention":
+        cols = dict(cols)
+        _clamp_generation_to_sol(cols, system)
+    return build_family(spec.name, cols, spec.key, spec.axes)
