@@ -331,7 +331,9 @@ def evaluate_phase(
             overlap[slot] = int(op.overlap)
 
     g = _Gather(coords)
-    rows_of_layout = _rows_by_layout(coords.layout, len(phase_ops))
+    # Rows with no step weight (e.g. a decode step of zero requests) cost nothing and are not queried.
+    active = g.weight_sum > 0
+    rows_of_layout = [rows[active[rows]] for rows in _rows_by_layout(coords.layout, len(phase_ops))]
     # Whole-module ops first: their misses decide which rows need the granular fallback.
     fallback_rows: list[tuple[OpSpec, np.ndarray, int]] = []
     for layout_id, ops in enumerate(ops_of_layout):
