@@ -1,0 +1,293 @@
+"""xPyD enumeration kernels: the exact replica composition table and the brute-force oracle.
+
+A disaggregated replica is x prefill workers of one prefill option and y decode workers of one
+decode option; its rate is ``min(x * p_units, y * d_units)`` in integer rate units (degradations
+already folded into the units), its size ``x * p_gpus + y * d_gpus`` GPUs, its TPOT level the
+decode option's level. Aggregated serving is the special case of one worker per replica.
+
+``best_replica_per_size`` is the production kernel: over small per-size menus it finds, for every
+replica size, the best replica. ``enumerate_replicas``, ``best_identical`` and ``best_packing``
+are the brute-force oracle: every replica, every deployment, no pruning.
+
+Ordering of replicas everywhere (the canonical tie-break): rate units descending, TPOT level
+ascending, then y, x, prefill index, decode index ascending.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from servopt_kernels.config import FASTMATH as _FASTMATH_FLAGS
+
+# numba wants a mutable set of flags.
+FASTMATH = set(_FASTMATH_FLAGS)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _replica_before(rate, lvl, y, x, i, j, b_rate, b_lvl, b_y, b_x, b_i, b_j):
+    """True if replica (rate, lvl, y, x, i, j) comes before the current best in canonical order."""
+    if rate != b_rate:
+        return rate > b_rate
+    if lvl != b_lvl:
+        return lvl < b_lvl
+    if y != b_y:
+        return y < b_y
+    if x != b_x:
+        return x < b_x
+    if i != b_i:
+        return i < b_i
+    return j < b_j
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def best_replica_per_size(
+    p_gpus,
+    p_units,
+    d_gpus,
+    d_units,
+    d_level,
+    max_x,
+    max_y,
+    allowed,
+    max_p_pool_gpus,
+    max_d_pool_gpus,
+    out_units,
+    out_level,
+    out_i,
+    out_x,
+    out_j,
+    out_y,
+):
+    """Best xPyD replica of every allowed size (exhaustive over the menus given).
+
+    Parameters
+    ----------
+    p_gpus, p_units : (P,) int64
+        Prefill options: GPUs per worker, degraded rate units per worker.
+    d_gpus, d_units, d_level : (D,) int64
+        Decode options: GPUs per worker, degraded rate units per worker, TPOT level.
+    max_x, max_y : int
+        Worker caps per replica.
+    allowed : (S+1,) bool
+        ``allowed[s]``: a replica of s GPUs may be deployed (sizes above S never are).
+    max_p_pool_gpus, max_d_pool_gpus : int
+        Caps on ``x*p_gpus`` and ``y*d_gpus`` inside one replica; 0 means no cap.
+    out_units, out_level, out_i, out_x, out_j, out_y : (S+1,) int64
+        Filled per size: best rate units (-1 where no replica has that size), its TPOT level,
+        prefill index, x, decode index, y.
+    """
+    limit = allowed.shape[0] - 1
+    out_units[:] = -1
+    out_level[:] = -1
+    out_i[:] = -1
+    out_x[:] = 0
+    out_j[:] = -1
+    out_y[:] = 0
+    for i in range(p_gpus.shape[0]):
+        for x in range(1, max_x + 1):
+            p_pool = x * p_gpus[i]
+            if p_pool >= limit:
+                break
+            if max_p_pool_gpus > 0 and p_pool > max_p_pool_gpus:
+                break
+            p_rate = x * p_units[i]
+            for j in range(d_gpus.shape[0]):
+                for y in range(1, max_y + 1):
+                    d_pool = y * d_gpus[j]
+                    size = p_pool + d_pool
+                    if size > limit:
+                        break
+                    if max_d_pool_gpus > 0 and d_pool > max_d_pool_gpus:
+                        break
+                    if not allowed[size]:
+                        continue
+                    rate = min(p_rate, y * d_units[j])
+                    better = _replica_before(
+                        rate,
+                        d_level[j],
+                        y,
+                        x,
+                        i,
+                        j,
+                        out_units[size],
+                        out_level[size],
+                        out_y[size],
+                        out_x[size],
+                        out_i[size],
+                        out_j[size],
+                    )
+                    if better:
+                        out_units[size] = rate
+                        out_level[size] = d_level[j]
+                        out_i[size] = i
+                        out_x[size] = x
+                        out_j[size] = j
+                        out_y[size] = y
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def staircase(units, level):
+    """Sizes not dominated by a smaller size with rate >= and TPOT level <= (exact for packing).
+
+    Parameters
+    ----------
+    units, level : (S+1,) int64
+        Per size (index = GPUs): best rate units (-1: no replica) and its TPOT level.
+
+    Returns
+    -------
+    keep : (S+1,) bool
+    """
+    n = units.shape[0]
+    keep = np.zeros(n, dtype=np.bool_)
+    kept = np.empty(n, dtype=np.int64)
+    n_kept = 0
+    for s in range(n):
+        if units[s] < 0:
+            continue
+        dominated = False
+        for k in range(n_kept):
+            t = kept[k]
+            if units[t] >= units[s] and level[t] <= level[s]:
+                dominated = True
+                break
+        if not dominated:
+            keep[s] = True
+            kept[n_kept] = s
+            n_kept += 1
+    return keep
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def enumerate_replicas(
+    p_gpus, p_units, d_gpus, d_units, d_level, max_x, max_y, allowed, max_p_pool, max_d_pool
+):
+    """Oracle: every allowed xPyD replica, no pruning.
+
+    Parameters are those of ``best_replica_per_size``.
+
+    Returns
+    -------
+    size, units, level, i, x, j, y : (R,) int64
+        One entry per replica (prefill option, x, decode option, y) whose size is allowed.
+    """
+    limit = allowed.shape[0] - 1
+    count = 0
+    for _pass in range(2):
+        if _pass == 1:
+            size_out = np.empty(count, dtype=np.int64)
+            units_out = np.empty(count, dtype=np.int64)
+            level_out = np.empty(count, dtype=np.int64)
+            i_out = np.empty(count, dtype=np.int64)
+            x_out = np.empty(count, dtype=np.int64)
+            j_out = np.empty(count, dtype=np.int64)
+            y_out = np.empty(count, dtype=np.int64)
+            count = 0
+        for i in range(p_gpus.shape[0]):
+            for x in range(1, max_x + 1):
+                for j in range(d_gpus.shape[0]):
+                    for y in range(1, max_y + 1):
+                        p_pool = x * p_gpus[i]
+                        d_pool = y * d_gpus[j]
+                        size = p_pool + d_pool
+                        if size > limit or not allowed[size]:
+                            continue
+                        if max_p_pool > 0 and p_pool > max_p_pool:
+                            continue
+                        if max_d_pool > 0 and d_pool > max_d_pool:
+                            continue
+                        if _pass == 1:
+                            size_out[count] = size
+                            units_out[count] = min(x * p_units[i], y * d_units[j])
+                            level_out[count] = d_level[j]
+                            i_out[count] = i
+                            x_out[count] = x
+                            j_out[count] = j
+                            y_out[count] = y
+                        count += 1
+    return size_out, units_out, level_out, i_out, x_out, j_out, y_out
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _better(value, tmax, gpus, b_value, b_tmax, b_gpus):
+    if value != b_value:
+        return value > b_value
+    if tmax != b_tmax:
+        return tmax < b_tmax
+    return gpus < b_gpus
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def best_identical(size, units, level, cap_level, total_gpus):
+    """Oracle: the best floor(G/s) identical replicas of one replica with TPOT level <= cap.
+
+    Returns
+    -------
+    (value, tmax, gpus_used, index) : int64 tuple
+        Ordered by value desc, TPOT level asc, GPUs used asc; index -1 if nothing fits.
+    """
+    b_value, b_tmax, b_gpus, b_idx = -1, -1, -1, -1
+    for r in range(size.shape[0]):
+        if level[r] > cap_level or size[r] > total_gpus:
+            continue
+        n = total_gpus // size[r]
+        value = n * units[r]
+        if b_idx < 0 or _better(value, level[r], n * size[r], b_value, b_tmax, b_gpus):
+            b_value, b_tmax, b_gpus, b_idx = value, level[r], n * size[r], r
+    return b_value, b_tmax, b_gpus, b_idx
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def best_packing(size, units, level, cap_level, total_gpus, max_types):
+    """Oracle: the best deployment of up to ``max_types`` (1..3) distinct replicas, any counts >= 1.
+
+    For fixed chosen replicas and all counts but the last, the last count is as large as the
+    remaining GPUs allow (every replica has positive rate), so only the leading counts are looped.
+
+    Returns
+    -------
+    (value, tmax, gpus_used, a, b, c, n_a, n_b, n_c) : int64 tuple
+        Ordered by value desc, TPOT level asc, GPUs used asc; unused slots have index -1.
+    """
+    G = total_gpus
+    bv, bt, bg = -1, -1, -1
+    ba, bb, bc, bna, bnb, bnc = -1, -1, -1, 0, 0, 0
+    R = size.shape[0]
+    for a in range(R):
+        if level[a] > cap_level or size[a] > G:
+            continue
+        # one type
+        n_a = G // size[a]
+        if ba < 0 or _better(n_a * units[a], level[a], n_a * size[a], bv, bt, bg):
+            bv, bt, bg = n_a * units[a], level[a], n_a * size[a]
+            ba, bb, bc, bna, bnb, bnc = a, -1, -1, n_a, 0, 0
+        if max_types < 2:
+            continue
+        for b in range(a + 1, R):
+            if level[b] > cap_level or size[a] + size[b] > G:
+                continue
+            tab = max(level[a], level[b])
+            for na in range(1, (G - size[b]) // size[a] + 1):
+                rest = G - na * size[a]
+                nb = rest // size[b]
+                v = na * units[a] + nb * units[b]
+                g = na * size[a] + nb * size[b]
+                if _better(v, tab, g, bv, bt, bg):
+                    bv, bt, bg = v, tab, g
+                    ba, bb, bc, bna, bnb, bnc = a, b, -1, na, nb, 0
+                if max_types < 3:
+                    continue
+                for c in range(b + 1, R):
+                    if level[c] > cap_level or rest < size[b] + size[c]:
+                        continue
+                    tabc = max(tab, level[c])
+                    for nb2 in range(1, (rest - size[c]) // size[b] + 1):
+                        rest2 = rest - nb2 * size[b]
+                        nc = rest2 // size[c]
+                        v = na * units[a] + nb2 * units[b] + nc * units[c]
+                        g = G - rest2 + nc * size[c]
+                        if _better(v, tabc, g, bv, bt, bg):
+                            bv, bt, bg = v, tabc, g
+                            ba, bb, bc, bna, bnb, bnc = a, b, c, na, nb2, nc
+    return bv, bt, bg, ba, bb, bc, bna, bnb, bnc
