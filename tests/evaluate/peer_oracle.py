@@ -167,23 +167,30 @@ class PeerOpDatabase:
         value = self._cache.get(key)
         if value is None:
             self.calls += 1
-            value = float(self._eval(self._db, make_op(), **kwargs))
+            try:
+                value = float(self._eval(self._db, make_op(), **kwargs))
+            except Exception:  # the peer's typed data miss
+                value = float("nan")
             self._cache[key] = value
         return value
 
-    def _map(self, fn, *arrays):
+    def _map(self, fn, *arrays, missing="raise"):
         import numpy as np
+
+        from servopt.errors import ServoptError
 
         arrays = np.broadcast_arrays(*(np.asarray(a) for a in arrays))
         out = np.empty(arrays[0].shape, dtype=np.float64)
         for idx in np.ndindex(out.shape):
             out[idx] = fn(*(a[idx].item() for a in arrays))
+        if missing == "raise" and np.isnan(out).any():
+            raise ServoptError("peer", "query", "the peer's data cannot answer this query")
         return out
 
     def _q(self, enum: str, value: str):
         return _peer_quant(self._common, enum, value)
 
-    def gemm_ms(self, quant, m, n, k, low_precision_input=False):
+    def gemm_ms(self, quant, m, n, k, low_precision_input=False, missing="raise"):
         def one(m, n, k):
             def op():
                 return self._ops.GEMM(
@@ -204,7 +211,7 @@ class PeerOpDatabase:
                 x=int(m),
             )
 
-        return self._map(one, m, n, k)
+        return self._map(one, m, n, k, missing=missing)
 
     def mem_op_ms(self, nbytes):
         def one(b):
@@ -225,14 +232,14 @@ class PeerOpDatabase:
 
         return self._map(one, nbytes)
 
-    def custom_allreduce_ms(self, num_gpus, elems):
+    def custom_allreduce_ms(self, num_gpus, elems, missing="raise"):
         def one(g, e):
             op = lambda: self._ops.CustomAllReduce("ar", 1, int(e), int(g))  # noqa: E731
             return self._point(("ar", g, e), op, is_context=True, batch_size=1, s=1, x=1)
 
-        return self._map(one, num_gpus, elems)
+        return self._map(one, num_gpus, elems, missing=missing)
 
-    def nccl_ms(self, collective, dtype, num_gpus, elems):
+    def nccl_ms(self, collective, dtype, num_gpus, elems, missing="raise"):
         def one(g, e):
             def op():
                 return self._ops.NCCL(
@@ -246,9 +253,22 @@ class PeerOpDatabase:
 
             return self._point(("nccl", collective, g, e), op, is_context=True, batch_size=1, s=1, x=1)
 
-        return self._map(one, num_gpus, elems)
+        return self._map(one, num_gpus, elems, missing=missing)
 
-    def moe_ms(self, quant, distribution, topk, experts, hidden, inter, moe_tp, moe_ep, tokens):
+    def moe_ms(
+        self,
+        quant,
+        distribution,
+        topk,
+        experts,
+        hidden,
+        inter,
+        moe_tp,
+        moe_ep,
+        tokens,
+        gated=True,
+        missing="raise",
+    ):
         def one(t, e, h, i, mtp, mep, tok):
             def op():
                 return self._ops.MoE(
@@ -274,9 +294,22 @@ class PeerOpDatabase:
                 x=int(tok),
             )
 
-        return self._map(one, topk, experts, hidden, inter, moe_tp, moe_ep, tokens)
+        return self._map(one, topk, experts, hidden, inter, moe_tp, moe_ep, tokens, missing=missing)
 
-    def context_attention_ms(self, fmha, kv, batch, seq, prefix, heads, kv_heads, head_dim, window=0):
+    def context_attention_ms(
+        self,
+        fmha,
+        kv,
+        batch,
+        seq,
+        prefix,
+        heads,
+        kv_heads,
+        head_dim,
+        window=0,
+        qk_norm=False,
+        missing="raise",
+    ):
         def one(b, s, p, n, nkv, d, w):
             def op():
                 return self._ops.ContextAttention(
@@ -288,27 +321,21 @@ class PeerOpDatabase:
                     self._q("FMHAQuantMode", fmha),
                     window_size=int(w),
                     head_size=int(d),
+                    use_qk_norm=qk_norm,
                 )
 
-            with_extras = self._point(
-                ("ctx", fmha, kv, b, s, p, n, nkv, d, w),
+            return self._point(
+                ("ctx", fmha, kv, qk_norm, b, s, p, n, nkv, d, w),
                 op,
                 is_context=True,
                 batch_size=int(b),
                 s=int(s),
                 prefix=int(p),
             )
-            return with_extras - self._extras(fmha, n, nkv, d)
 
-        return self._map(one, batch, seq, prefix, heads, kv_heads, head_dim, window)
+        return self._map(one, batch, seq, prefix, heads, kv_heads, head_dim, window, missing=missing)
 
-    def _extras(self, fmha, n, nkv, d) -> float:
-        q, k = n * d, nkv * d
-        fb = 1.0 if fmha == "fp8" else 2.0
-        mem = lambda b: float(self.mem_op_ms(b))  # noqa: E731
-        return 1.1 * (2 * mem(2.0 * q + 2.0 * k) + mem(k * fb) + mem(k * fb))
-
-    def generation_attention_ms(self, kv, batch, seq, heads, kv_heads, head_dim, window=0):
+    def generation_attention_ms(self, kv, batch, seq, heads, kv_heads, head_dim, window=0, missing="raise"):
         def one(b, s, n, nkv, d, w):
             def op():
                 return self._ops.GenerationAttention(
@@ -325,9 +352,9 @@ class PeerOpDatabase:
                 ("gen", kv, b, s, n, nkv, d, w), op, is_context=False, batch_size=int(b), s=int(s)
             )
 
-        return self._map(one, batch, seq, heads, kv_heads, head_dim, window)
+        return self._map(one, batch, seq, heads, kv_heads, head_dim, window, missing=missing)
 
-    def context_mla_ms(self, fmha, kv, batch, seq, prefix, heads):
+    def context_mla_ms(self, fmha, kv, batch, seq, prefix, heads, missing="raise"):
         def one(b, s, p, n):
             def op():
                 return self._ops.ContextMLA(
@@ -347,16 +374,16 @@ class PeerOpDatabase:
                 prefix=int(p),
             )
 
-        return self._map(one, batch, seq, prefix, heads)
+        return self._map(one, batch, seq, prefix, heads, missing=missing)
 
-    def generation_mla_ms(self, kv, batch, seq, heads):
+    def generation_mla_ms(self, kv, batch, seq, heads, missing="raise"):
         def one(b, s, n):
             op = lambda: self._ops.GenerationMLA("a", 1, int(n), self._q("KVCacheQuantMode", kv))  # noqa: E731
             return self._point(("gmla", kv, b, s, n), op, is_context=False, batch_size=int(b), s=int(s))
 
-        return self._map(one, batch, seq, heads)
+        return self._map(one, batch, seq, heads, missing=missing)
 
-    def mla_bmm_ms(self, which, quant, tokens, heads):
+    def mla_bmm_ms(self, which, quant, tokens, heads, missing="raise"):
         def one(t, n):
             def op():
                 return self._ops.MLABmm(
@@ -369,11 +396,11 @@ class PeerOpDatabase:
 
             return self._point(("bmm", which, quant, t, n), op, is_context=False, batch_size=int(t), s=1)
 
-        return self._map(one, tokens, heads)
+        return self._map(one, tokens, heads, missing=missing)
 
-    def mla_module_ms(self, phase, gemm_quant, kv_quant, batch, seq, prefix, heads, fmha_quant="float16"):
-        from servopt.errors import ServoptError
-
+    def mla_module_ms(
+        self, phase, gemm_quant, kv_quant, batch, seq, prefix, heads, fmha_quant="float16", missing="raise"
+    ):
         def one(b, s, p, n):
             def op():
                 return self._ops.MLAModule(
@@ -387,16 +414,13 @@ class PeerOpDatabase:
                     native_num_heads=128,
                 )
 
-            try:
-                return self._point(
-                    ("mod", phase, gemm_quant, kv_quant, b, s, p, n),
-                    op,
-                    is_context=phase == "context",
-                    batch_size=int(b),
-                    s=int(s),
-                    prefix=int(p),
-                )
-            except Exception as err:  # the peer's typed miss
-                raise ServoptError("mla_module", phase, f"not covered: {err}") from None
+            return self._point(
+                ("mod", phase, gemm_quant, kv_quant, fmha_quant, b, s, p, n),
+                op,
+                is_context=phase == "context",
+                batch_size=int(b),
+                s=int(s),
+                prefix=int(p),
+            )
 
-        return self._map(one, batch, seq, prefix, heads)
+        return self._map(one, batch, seq, prefix, heads, missing=missing)

@@ -21,10 +21,7 @@ from typing import NamedTuple
 import numpy as np
 
 from servopt.errors import ServoptError
-from servopt.models.ops import Family, OpSpec, Overlap, quant_bytes
-
-# The peer scales the fused rope / KV-write / qk-norm work around context attention by this factor.
-CONTEXT_ATTENTION_EXTRAS_FACTOR = 1.1
+from servopt.models.ops import Family, OpSpec, Overlap
 
 # Activations travel in bf16 through embeddings and pipeline hops.
 ACTIVATION_BYTES = 2
@@ -102,7 +99,7 @@ class _Gather:
         self.c = coords
         self.weight_sum = coords.weight.sum(axis=1)
         self.groups: dict[tuple, _Requests] = defaultdict(_Requests)
-        # Latencies known without a grouped call (context-attention extras, whole-module tables):
+        # Latencies known without a grouped call (whole-module tables):
         # (rows, slot, ms already scaled and weighted).
         self.fixed: list[tuple[np.ndarray, int, np.ndarray]] = []
 
@@ -149,7 +146,7 @@ def _add_op(g: _Gather, db, op: OpSpec, rows: np.ndarray, slot: int) -> None:
                 g.token_op(("nccl", term.collective), rows, slot, scale, num_gpus=term.num_gpus, elems=elems)
     elif f is Family.MOE:
         g.token_op(
-            ("moe", op.quant, op.distribution),
+            ("moe", op.quant, op.distribution, op.gated),
             rows,
             slot,
             scale,
@@ -171,8 +168,9 @@ def _add_op(g: _Gather, db, op: OpSpec, rows: np.ndarray, slot: int) -> None:
             heads=op.heads,
         )
     elif f is Family.CONTEXT_ATTENTION:
+        # The database adds the fused rope / KV-write / qk-norm extras of the peer's op.
         g.step_op(
-            ("ctx_attn", op.fmha_quant, op.kv_quant),
+            ("ctx_attn", op.fmha_quant, op.kv_quant, op.qk_norm),
             rows,
             slot,
             scale,
@@ -183,8 +181,6 @@ def _add_op(g: _Gather, db, op: OpSpec, rows: np.ndarray, slot: int) -> None:
             head_dim=op.head_dim,
             window=op.window,
         )
-        extras = _context_attention_extras_ms(db, op)
-        g.fixed.append((rows, slot, scale * g.weight_sum[rows] * extras))
     elif f is Family.GENERATION_ATTENTION:
         g.step_op(
             ("gen_attn", op.kv_quant),
@@ -213,43 +209,25 @@ def _add_op(g: _Gather, db, op: OpSpec, rows: np.ndarray, slot: int) -> None:
         raise AssertionError(f)
 
 
-def _context_attention_extras_ms(db, op: OpSpec) -> float:
-    """Fused rope, KV write and optional qk-norm around context attention (a constant per layer).
-
-    The peer sizes these memory-bound kernels per token, not per batch, so they stay a few µs.
-    """
-    q = op.heads * op.head_dim
-    kv = op.kv_heads * op.head_dim
-    fmha_bytes = quant_bytes("fmha_quant_mode", op.fmha_quant)
-
-    def mem(nbytes: float) -> float:
-        return float(np.asarray(db.mem_op_ms(np.asarray([nbytes])))[0])
-
-    extra = 0.0
-    if op.qk_norm:
-        extra += 2.0 * (2.0 * mem(2.0 * q) + 2.0 * mem(2.0 * kv))
-    extra += 2.0 * mem(2.0 * q + 2.0 * kv)  # rope on q and k
-    extra += 2.0 * mem(kv * fmha_bytes)  # k and v written to the cache
-    return CONTEXT_ATTENTION_EXTRAS_FACTOR * extra
-
-
 def _run_group(db, key: tuple, cols: dict[str, np.ndarray]) -> np.ndarray:
-    """One database call for all points of one family and categorical key."""
+    """One database call for all points of one family and categorical key (misses -> NaN)."""
     kind = key[0]
+    nan = {"missing": "nan"}
     if kind == "gemm":
         _, quant, low_precision = key
-        kwargs = {"low_precision_input": True} if low_precision and quant == "fp8_static" else {}
-        return db.gemm_ms(quant, cols["m"], cols["n"], cols["k"], **kwargs)
+        # Only fp8_static reads the flag (it skips the scale-matrix overhead for quantized inputs).
+        extra = {"low_precision_input": True} if low_precision and quant == "fp8_static" else {}
+        return db.gemm_ms(quant, cols["m"], cols["n"], cols["k"], **extra, **nan)
     if kind == "mem":
         return db.mem_op_ms(cols["bytes"])
     if kind == "p2p":
         return db.p2p_ms(cols["bytes"])
     if kind == "allreduce":
-        return db.custom_allreduce_ms(cols["num_gpus"], cols["elems"])
+        return db.custom_allreduce_ms(cols["num_gpus"], cols["elems"], **nan)
     if kind == "nccl":
-        return db.nccl_ms(key[1], "half", cols["num_gpus"], cols["elems"])
+        return db.nccl_ms(key[1], "half", cols["num_gpus"], cols["elems"], **nan)
     if kind == "moe":
-        _, quant, distribution = key
+        _, quant, distribution, gated = key
         return db.moe_ms(
             quant,
             distribution,
@@ -260,13 +238,16 @@ def _run_group(db, key: tuple, cols: dict[str, np.ndarray]) -> np.ndarray:
             cols["moe_tp"],
             cols["moe_ep"],
             cols["tokens"],
+            gated=gated,
+            **nan,
         )
     if kind == "mla_bmm":
-        return db.mla_bmm_ms(key[1], key[2], cols["tokens"], cols["heads"])
+        return db.mla_bmm_ms(key[1], key[2], cols["tokens"], cols["heads"], **nan)
     if kind == "ctx_attn":
+        _, fmha, kv, qk_norm = key
         return db.context_attention_ms(
-            key[1],
-            key[2],
+            fmha,
+            kv,
             cols["batch"],
             cols["seq"],
             cols["prefix"],
@@ -274,6 +255,8 @@ def _run_group(db, key: tuple, cols: dict[str, np.ndarray]) -> np.ndarray:
             cols["kv_heads"],
             cols["head_dim"],
             cols["window"],
+            qk_norm=qk_norm,
+            **nan,
         )
     if kind == "gen_attn":
         return db.generation_attention_ms(
@@ -284,15 +267,26 @@ def _run_group(db, key: tuple, cols: dict[str, np.ndarray]) -> np.ndarray:
             cols["kv_heads"],
             cols["head_dim"],
             cols["window"],
+            **nan,
         )
     if kind == "ctx_mla":
-        return db.context_mla_ms(key[1], key[2], cols["batch"], cols["seq"], cols["prefix"], cols["heads"])
+        return db.context_mla_ms(
+            key[1], key[2], cols["batch"], cols["seq"], cols["prefix"], cols["heads"], **nan
+        )
     if kind == "gen_mla":
-        return db.generation_mla_ms(key[1], cols["batch"], cols["seq"], cols["heads"])
+        return db.generation_mla_ms(key[1], cols["batch"], cols["seq"], cols["heads"], **nan)
     if kind == "mla_module":
-        _, phase, gemm_quant, kv_quant = key
+        _, phase, gemm_quant, kv_quant, fmha_quant = key
         return db.mla_module_ms(
-            phase, gemm_quant, kv_quant, cols["batch"], cols["seq"], cols["prefix"], cols["heads"]
+            phase,
+            gemm_quant,
+            kv_quant,
+            cols["batch"],
+            cols["seq"],
+            cols["prefix"],
+            cols["heads"],
+            fmha_quant=fmha_quant,
+            **nan,
         )
     raise AssertionError(kind)  # pragma: no cover
 
@@ -378,7 +372,10 @@ def _add_module(g: _Gather, db, op: OpSpec, rows: np.ndarray, slot: int) -> np.n
         "heads": np.full(len(rr), op.heads, dtype=np.int64),
     }
     try:
-        lat = np.asarray(_run_group(db, ("mla_module", phase, op.quant, op.kv_quant), cols), dtype=np.float64)
+        lat = np.asarray(
+            _run_group(db, ("mla_module", phase, op.quant, op.kv_quant, op.fmha_quant), cols),
+            dtype=np.float64,
+        )
     except ServoptError:
         return np.zeros(len(rows), dtype=bool)
     missed = np.zeros(len(rows), dtype=bool)
