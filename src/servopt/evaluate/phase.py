@@ -328,22 +328,21 @@ def evaluate_phase(
     # Rows with no step weight (e.g. a decode step of zero requests) cost nothing and are not queried.
     active = g.weight_sum > 0
     rows_of_layout = [rows[active[rows]] for rows in _rows_by_layout(coords.layout, len(phase_ops))]
-    # Whole-module ops first: their misses decide which rows need the granular fallback.
-    fallback_rows: list[tuple[OpSpec, np.ndarray, int]] = []
+    modules: list[tuple[OpSpec, np.ndarray, int]] = []
     for layout_id, ops in enumerate(ops_of_layout):
         rows = rows_of_layout[layout_id]
         if len(rows) == 0:
             continue
         for op, slot in ops:
             if op.family is Family.MLA_MODULE:
-                covered = _add_module(g, db, op, rows, slot)
-                if not covered.all():
-                    fallback_rows.append((op, rows[~covered], slot))
+                modules.append((op, rows, slot))
             else:
                 _add_op(g, db, op, rows, slot)
-    for op, rows, slot in fallback_rows:
+    # Whole-module tables answer where they cover the query; other rows take the granular ops.
+    missed = _price_modules(g, db, modules, n_rows)
+    for op, rows, slot in modules:
         for inner in op.fallback:
-            _add_op(g, db, inner, rows, slot)
+            _add_op(g, db, inner, rows[missed[rows]], slot)
 
     flat = np.zeros(n_rows * n_slots, dtype=np.float64)
     for key, req in g.groups.items():
@@ -358,32 +357,36 @@ def evaluate_phase(
     return PhaseLatency(names, per_op, _compose(per_op, overlap))
 
 
-def _add_module(g: _Gather, db, op: OpSpec, rows: np.ndarray, slot: int) -> np.ndarray:
-    """Price a whole-module op now; returns which rows its table covered."""
-    c = g.c
-    phase = "context" if op.name.startswith("context") else "generation"
-    w = c.weight[rows]
-    r_idx, s_idx = np.nonzero(w)
-    rr = rows[r_idx]
-    cols = {
-        "batch": c.batch[rr],
-        "seq": c.seq[rr, s_idx],
-        "prefix": c.prefix[rr],
-        "heads": np.full(len(rr), op.heads, dtype=np.int64),
-    }
-    try:
-        lat = np.asarray(
-            _run_group(db, ("mla_module", phase, op.quant, op.kv_quant, op.fmha_quant), cols),
-            dtype=np.float64,
+def _price_modules(g: _Gather, db, modules: list[tuple[OpSpec, np.ndarray, int]], n_rows: int) -> np.ndarray:
+    """Price whole-module ops (one call per key over all layouts); returns rows the table missed."""
+    gm = _Gather(g.c)
+    for op, rows, slot in modules:
+        phase = "context" if op.name.startswith("context") else "generation"
+        gm.step_op(
+            ("mla_module", phase, op.quant, op.kv_quant, op.fmha_quant),
+            rows,
+            slot,
+            op.scale,
+            batch=g.c.batch[rows],
+            prefix=g.c.prefix[rows],
+            heads=op.heads,
         )
-    except ServoptError:
-        return np.zeros(len(rows), dtype=bool)
-    missed = np.zeros(len(rows), dtype=bool)
-    np.logical_or.at(missed, r_idx, np.isnan(lat))
-    ok = ~missed[r_idx]
-    values = np.maximum(lat[ok], 0.0) * op.scale * w[r_idx[ok], s_idx[ok]]
-    g.fixed.append((rr[ok], slot, values))
-    return ~missed
+    missed = np.zeros(n_rows, dtype=bool)
+    priced = []
+    for key, req in gm.groups.items():
+        rows, slots, mult, cols = req.arrays()
+        try:
+            lat = np.asarray(_run_group(db, key, cols), dtype=np.float64)
+        except ServoptError:  # no module table at all for this key
+            lat = np.full(len(rows), np.nan)
+        np.logical_or.at(missed, rows, np.isnan(lat))
+        priced.append((rows, slots, mult, lat))
+    for rows, slots, mult, lat in priced:
+        ok = ~missed[rows]
+        for slot in np.unique(slots[ok]):
+            sel = ok & (slots == slot)
+            g.fixed.append((rows[sel], int(slot), np.maximum(lat[sel], 0.0) * mult[sel]))
+    return missed
 
 
 def _rows_by_layout(layout: np.ndarray, n_layouts: int) -> list[np.ndarray]:

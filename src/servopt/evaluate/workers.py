@@ -1,0 +1,137 @@
+"""Worker-option tables for the search: agg, prefill and decode workers of every layout.
+
+Each builder evaluates a whole candidate grid (layouts x batch sizes [x context-token budgets])
+in one pass, applies the memory checks, and hands the search a
+:class:`servopt.search.options.WorkerOptions` of the rows that fit. Like the peer, a batch sweep
+stops at the first batch that does not fit (memory grows with the batch, so larger batches would
+not fit either); for agg the context-token sweep of one batch size stops likewise.
+
+Rates are requests/s of one worker. Prefill TTFT carries the prefill latency correction, decode
+TPOT the decode correction (the seed's ``advanced_tuning_config``; the peer's defaults 1.1 and
+1.08 apply when unset); speculative decoding multiplies decode rates by the expected tokens per
+step.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from servopt.evaluate.agg import AggResult, run_agg
+from servopt.evaluate.batch_sizes import agg_points, decode_batch_sizes, prefill_batch_sizes
+from servopt.evaluate.candidates import Candidates, LayoutOps, Workload, grid
+from servopt.evaluate.static import StaticResult, run_static
+from servopt.search.options import WorkerOptions
+
+# The peer's default advanced-tuning corrections for disaggregated workers.
+DEFAULT_PREFILL_CORRECTION = 1.1
+DEFAULT_DECODE_CORRECTION = 1.08
+
+
+class WorkerTable(NamedTuple):
+    """Evaluated candidates of one role and the options the search may use."""
+
+    role: str  # agg | prefill | decode
+    layouts: LayoutOps
+    candidates: Candidates
+    metrics: StaticResult | AggResult
+    memory_gib: np.ndarray
+    fits: np.ndarray  # memory fits and no smaller batch (or ctx budget) of the sweep failed
+    options: WorkerOptions  # fitting, finite rows; options.row indexes ``candidates``
+
+    def largest_batch(self) -> dict[int, int]:
+        """Largest fitting batch size per layout id (layouts with none are absent)."""
+        out: dict[int, int] = {}
+        for lay, b in zip(self.candidates.layout[self.fits], self.candidates.batch[self.fits], strict=True):
+            out[int(lay)] = max(out.get(int(lay), 0), int(b))
+        return out
+
+
+def _first_failure_cut(group: np.ndarray, order_key: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """Keep rows whose ``order_key`` is below the smallest failing key of their group."""
+    groups, inverse = np.unique(group, return_inverse=True)
+    first_bad = np.full(len(groups), np.inf)
+    np.minimum.at(first_bad, inverse[~ok], order_key[~ok].astype(np.float64))
+    return ok & (order_key < first_bad[inverse])
+
+
+def _options(
+    cand: Candidates, fits: np.ndarray, gpus, rate, ttft, tpot, concurrency, role: str
+) -> WorkerOptions:
+    usable = fits & np.isfinite(rate) & (rate > 0) & np.isfinite(ttft) & np.isfinite(tpot)
+    idx = np.flatnonzero(usable)
+    return WorkerOptions.from_arrays(
+        gpus=gpus[idx],
+        rate_per_s=rate[idx],
+        ttft_ms=ttft[idx],
+        tpot_ms=tpot[idx],
+        concurrency=np.asarray(concurrency, dtype=np.float64)[idx],
+        row=idx,
+        name=role,
+    )
+
+
+def prefill_workers(
+    db,
+    lops: LayoutOps,
+    work: Workload,
+    batch_sizes=None,
+    *,
+    correction: float = DEFAULT_PREFILL_CORRECTION,
+) -> WorkerTable:
+    """Disaggregated prefill workers (static_ctx): TTFT and request rate per layout and batch."""
+    batches = batch_sizes if batch_sizes is not None else prefill_batch_sizes(work.isl)
+    cand = grid(len(lops.layouts), batches)
+    res = run_static(db, lops, cand, work, "static_ctx", latency_correction=correction)
+    fits = _first_failure_cut(cand.layout, cand.batch, res.memory.fits & np.isfinite(res.ttft_ms))
+    opts = _options(
+        cand, fits, res.gpus, res.seq_per_s, res.ttft_ms, np.zeros(len(cand)), res.concurrency, "prefill"
+    )
+    return WorkerTable("prefill", lops, cand, res, res.memory.total, fits, opts)
+
+
+def decode_workers(
+    db,
+    lops: LayoutOps,
+    work: Workload,
+    batch_sizes=None,
+    *,
+    correction: float = DEFAULT_DECODE_CORRECTION,
+    accepted_tokens: float = 0.0,
+) -> WorkerTable:
+    """Disaggregated decode workers (static_gen) over the whole decode trajectory."""
+    batches = batch_sizes if batch_sizes is not None else decode_batch_sizes()
+    cand = grid(len(lops.layouts), batches)
+    res = run_static(
+        db, lops, cand, work, "static_gen", latency_correction=correction, accepted_tokens=accepted_tokens
+    )
+    fits = _first_failure_cut(cand.layout, cand.batch, res.memory.fits & np.isfinite(res.tpot_ms))
+    opts = _options(
+        cand, fits, res.gpus, res.seq_per_s, np.zeros(len(cand)), res.tpot_ms, res.concurrency, "decode"
+    )
+    return WorkerTable("decode", lops, cand, res, res.memory.total, fits, opts)
+
+
+def agg_workers(
+    db,
+    lops: LayoutOps,
+    work: Workload,
+    points: list[tuple[int, int]] | None = None,
+    *,
+    accepted_tokens: float = 0.0,
+) -> WorkerTable:
+    """Aggregated workers over every layout x (batch, ctx_tokens) point of the sweep."""
+    if points is None:
+        points = agg_points(work.isl, work.osl, dedupe=lops.setup.nextn == 0 or accepted_tokens == 0)
+    pts = np.asarray(points, dtype=np.int64).reshape(-1, 2)
+    n_layouts = len(lops.layouts)
+    layout = np.repeat(np.arange(n_layouts, dtype=np.int64), len(pts))
+    cand = Candidates(layout, np.tile(pts[:, 0], n_layouts), np.tile(pts[:, 1], n_layouts))
+    res = run_agg(db, lops, cand, work, accepted_tokens=accepted_tokens)
+    ok = res.memory.fits & np.isfinite(res.ttft_ms) & np.isfinite(res.tpot_ms)
+    # The ctx-token sweep of one batch size stops at its first failure.
+    group = cand.layout * (int(cand.batch.max(initial=0)) + 1) + cand.batch
+    fits = _first_failure_cut(group, cand.ctx_tokens, ok)
+    opts = _options(cand, fits, res.gpus, res.seq_per_s, res.ttft_ms, res.tpot_ms, res.concurrency, "agg")
+    return WorkerTable("agg", lops, cand, res, res.memory.total, fits, opts)
