@@ -15,6 +15,7 @@ from servopt.perf_db import lanes
 from servopt.perf_db.grids import GridFamily, build_family
 from servopt.perf_db.quant import KV_QUANTS
 from servopt.perf_db.systems import SystemSpec
+from servopt.perf_db.tables import codes
 from servopt_kernels import grid as gk
 
 
@@ -117,29 +118,32 @@ def generation_attention_flops(system: SystemSpec, kv_quant: str) -> float:
     return system.flops_per_s("bf16")
 
 
+def _key_codes(cols: dict[str, np.ndarray], key: tuple[str, ...]) -> np.ndarray:
+    """One int64 code per row identifying its slice key."""
+    rows = np.column_stack([codes(cols[k]).astype(np.float64) for k in key])
+    return gk.unique_rows(np.ascontiguousarray(rows))[1]
+
+
 def _lane_filter(
     spec: FamilySpec, cols: dict[str, np.ndarray], primary: dict[str, np.ndarray] | None, walk_args
 ) -> dict[str, np.ndarray]:
     """Keep, per lane-free slice key, only the rows of the first lane in walk order that has it."""
     if not cols:
         return cols
-    key_str = np.array(["|".join(map(str, row)) for row in zip(*(cols[k] for k in spec.key), strict=True)])
+    key_code = _key_codes(cols, spec.key)
     lane = cols["lane"]
     _, first = np.unique(lane, return_index=True)
     load_order = [str(x) for x in lane[np.sort(first)]]
-    shared = lanes.density(lane, key_str)
-    prim = {}
-    if primary:
-        pk = np.array(["|".join(map(str, row)) for row in zip(*(primary[k] for k in spec.key), strict=True)])
-        prim = lanes.density(primary["lane"], pk)
+    shared = lanes.density(lane, key_code)
+    prim = lanes.density(primary["lane"], _key_codes(primary, spec.key)) if primary else {}
     walk = lanes.walk_order(*walk_args, shared, prim, load_order)
-    rank = {name: i for i, name in enumerate(walk)}
-    lane_rank = np.array([rank[str(x)] for x in lane], dtype=np.int64)
+    lane_rank = np.zeros(len(lane), dtype=np.int64)
+    for i, name in enumerate(walk):
+        lane_rank[lane == name] = i
     # Per slice key the best (lowest) lane rank; keep rows of that lane only.
-    uniq, inv = np.unique(key_str, return_inverse=True)
-    best = np.full(len(uniq), np.iinfo(np.int64).max)
-    np.minimum.at(best, inv, lane_rank)
-    keep = lane_rank == best[inv]
+    best = np.full(int(key_code.max()) + 1, np.iinfo(np.int64).max)
+    np.minimum.at(best, key_code, lane_rank)
+    keep = lane_rank == best[key_code]
     return {k: v[keep] for k, v in cols.items()}
 
 

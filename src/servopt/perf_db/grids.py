@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from servopt.errors import ServoptError
+from servopt.perf_db.tables import codes
+from servopt_kernels.grid import unique_rows
 
 _ARRAYS = (
     "axes",
@@ -96,9 +98,37 @@ class GridFamily:
         )
 
 
-def _codes(col: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    uniq, inv = np.unique(col, return_inverse=True)
-    return uniq, inv.astype(np.int64)
+def _build_curves(name, key_names, axis_names, key_cols, slice_sorted, x_sorted, lat_sorted) -> GridFamily:
+    """1-D families: every slice is a fully measured curve (keys are unique), vectorised."""
+    n = len(x_sorted)
+    n_slices = len(key_cols[0])
+    counts = np.bincount(slice_sorted, minlength=n_slices)
+    off = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    ax_off = np.zeros((n_slices, 3), dtype=np.int64)
+    ax_len = np.ones((n_slices, 3), dtype=np.int64)
+    ax_off[:, 0] = off[:-1]
+    ax_len[:, 0] = counts
+    pres_off = np.zeros((n_slices, 3), dtype=np.int64)
+    pres_off[:, 0] = off[:-1]
+    coord = np.zeros((n, 3))
+    coord[:, 0] = x_sorted
+    return GridFamily(
+        name=name,
+        ndim=1,
+        key_names=key_names,
+        axis_names=axis_names,
+        key_cols=key_cols,
+        axes=x_sorted.copy(),
+        ax_off=ax_off,
+        ax_len=ax_len,
+        vals=lat_sorted.copy(),
+        val_off=off[:-1].copy(),
+        pres=np.ones(n, dtype=np.uint8),
+        pres_off=pres_off,
+        leaf_off=off,
+        leaf_coord=coord,
+        leaf_lat=lat_sorted.copy(),
+    )
 
 
 def build_family(
@@ -111,20 +141,20 @@ def build_family(
     n_rows = len(cols["latency"]) if cols else 0
     if n_rows == 0:
         return _empty(name, key_names, axis_names)
-    combined = np.zeros(n_rows, dtype=np.int64)
-    for k in key_names:
-        _, inv = _codes(cols[k])
-        combined = combined * (int(inv.max()) + 1) + inv
-    slice_codes, slice_of_row = np.unique(combined, return_inverse=True)
-    first_row = np.zeros(len(slice_codes), dtype=np.int64)
-    first_row[slice_of_row[::-1]] = np.arange(n_rows)[::-1]
+    key_rows = np.column_stack([codes(cols[k]).astype(np.float64) for k in key_names])
+    first_row, slice_of_row = unique_rows(np.ascontiguousarray(key_rows))
     axis_vals = [np.asarray(cols[a], dtype=np.float64) for a in axis_names]
     lat = np.asarray(cols["latency"], dtype=np.float64)
     order = np.lexsort([*axis_vals[::-1], slice_of_row])
+    key_cols = tuple(np.asarray(cols[k])[first_row] for k in key_names)
+    if ndim == 1:
+        return _build_curves(
+            name, key_names, axis_names, key_cols, slice_of_row[order], axis_vals[0][order], lat[order]
+        )
 
     axes_parts, vals_parts, pres_parts = [], [], []
     leaf_coord_parts, leaf_lat_parts = [], []
-    n_slices = len(slice_codes)
+    n_slices = len(first_row)
     ax_off = np.zeros((n_slices, 3), dtype=np.int64)
     ax_len = np.ones((n_slices, 3), dtype=np.int64)
     val_off = np.zeros(n_slices, dtype=np.int64)
@@ -165,7 +195,6 @@ def build_family(
         leaf_lat_parts.append(dense.ravel()[flat])
         n_leaves += len(flat)
         leaf_off[s + 1] = n_leaves
-    key_cols = tuple(np.asarray(cols[k])[first_row] for k in key_names)
     return GridFamily(
         name=name,
         ndim=ndim,

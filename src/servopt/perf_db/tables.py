@@ -186,12 +186,44 @@ def table_spec(name: str) -> TableSpec:
 
 
 def _strings(column) -> np.ndarray:
-    """A string column as a fixed-width unicode array (nulls become "")."""
+    """A string column as a fixed-width unicode array (nulls become ""), via its small dictionary."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    column = pc.fill_null(column.cast(pa.string()), "")
-    return np.asarray(column.to_numpy(zero_copy_only=False)).astype(str)
+    enc = pc.fill_null(column.cast(pa.string()), "").combine_chunks().dictionary_encode()
+    vocab = np.asarray(enc.dictionary.to_pylist(), dtype=str)
+    if len(vocab) == 0:
+        return np.full(len(enc), "", dtype=str)
+    return vocab[np.asarray(enc.indices.to_numpy(zero_copy_only=False), dtype=np.int64)]
+
+
+def codes(col: np.ndarray) -> np.ndarray:
+    """Equality codes (int64, in order of first appearance) of any 1-D array, hashing in O(n)."""
+    from servopt_kernels.grid import unique_rows
+
+    arr = np.ascontiguousarray(col)
+    if arr.dtype.kind in "iuf":
+        rows = arr.astype(np.float64).reshape(-1, 1)
+    else:
+        raw = arr.view(np.uint8).reshape(len(arr), -1)
+        width = -(-raw.shape[1] // 8) * 8
+        padded = np.zeros((len(arr), max(width, 8)), dtype=np.uint8)
+        padded[:, : raw.shape[1]] = raw
+        rows = padded.view(np.float64)  # bit patterns only: unique_rows compares the raw bits
+    _, inverse = unique_rows(np.ascontiguousarray(rows))
+    return inverse
+
+
+def _columns_to_read(path: Path, spec: TableSpec) -> list[str]:
+    import pyarrow.parquet as pq
+
+    names = pq.read_schema(path).names
+    derived = {"lane", "n_kv_lookup", "seq", "low_latency"}
+    wanted = (
+        {k for k in spec.key if k not in derived} | set(spec.ints) | {"latency", "kernel_source", "backend"}
+    )
+    wanted |= {"num_heads", "num_key_value_heads"} if "n_kv_lookup" in spec.key else set()
+    return [n for n in names if n in wanted or n.endswith("_us")]
 
 
 def read_parquet(path: Path, spec: TableSpec) -> dict[str, np.ndarray]:
@@ -200,7 +232,7 @@ def read_parquet(path: Path, spec: TableSpec) -> dict[str, np.ndarray]:
     import pyarrow.parquet as pq
 
     try:
-        table = pq.read_table(path)
+        table = pq.read_table(path, columns=_columns_to_read(path, spec))
     except Exception as err:  # pyarrow raises several types for corrupt files
         raise ServoptError("perf_db", str(path), f"unreadable parquet file: {err}") from None
     names = set(table.column_names)
@@ -244,10 +276,10 @@ def _derive(spec: TableSpec, cols: dict[str, np.ndarray]) -> None:
     if spec.name == "moe_perf":
         ks = cols["kernel_source"]
         cols["low_latency"] = (ks == MOE_LOW_LATENCY_KERNEL).astype(np.int64)
-        quant = cols["moe_dtype"].astype(object)
         for (raw, kernel), remapped in MOE_QUANT_REMAP.items():
-            quant[(cols["moe_dtype"] == raw) & (ks == kernel)] = remapped
-        cols["moe_dtype"] = quant.astype(str)
+            mask = (cols["moe_dtype"] == raw) & (ks == kernel)
+            if mask.any():
+                cols["moe_dtype"] = np.where(mask, remapped, cols["moe_dtype"])
     assert all(len(v) == n for v in cols.values())
 
 
@@ -267,16 +299,15 @@ def first_wins(cols: dict[str, np.ndarray], key: tuple[str, ...]) -> dict[str, n
     n = len(cols["latency"])
     if n == 0:
         return cols
-    # Mixed-radix row code over per-column ranks; re-densify whenever the product could overflow.
-    combined = np.zeros(n, dtype=np.int64)
-    for name in key:
-        _, inv = np.unique(cols[name], return_inverse=True)
-        radix = int(inv.max()) + 1
-        if int(combined.max()) >= (2**62) // max(radix, 1):
-            _, combined = np.unique(combined, return_inverse=True)
-        combined = combined * radix + inv.astype(np.int64)
-    _, first = np.unique(combined, return_index=True)
-    first.sort()
+    from servopt_kernels.grid import unique_rows
+
+    rows = np.column_stack(
+        [
+            cols[k].astype(np.float64) if cols[k].dtype.kind in "iuf" else codes(cols[k]).astype(np.float64)
+            for k in key
+        ]
+    )
+    first, _ = unique_rows(np.ascontiguousarray(rows))
     return {k: v[first] for k, v in cols.items()}
 
 
