@@ -94,7 +94,7 @@ def _sol(kind, p, c0, c1, c2):
         ops = b * n * 2.0 / 2.0 * qkv * (full_s * full_s - prefix * prefix)
         mem = b * n * (p[0] * full_s * qkv + 2.0 * (full_s - prefix) * qkv)
         return max(ops / p[1] * MS_PER_S, mem / p[2] * MS_PER_S)
-    if kind == SOL_GEN_MLA or kind == SOL_GEN_MLA_MODULE:
+    if kind == SOL_GEN_MLA or kind == SOL_GEN_MLA_MODULE:  # noqa: SIM109 - plain compares compile in numba
         n, b, s = c0, c1, c2
         ops = 2.0 * b * n * MLA_GEN_DIM * s
         mem = b * (n * MLA_GEN_DIM * 2.0 + (s - 1.0) * MLA_KV_LATENT * p[0])
