@@ -1,0 +1,109 @@
+"""A web request -> validated ``Experiment`` objects, through the same loader as the CLI.
+
+The default form goes through ``default_experiments`` and the YAML tab through
+``load_experiments_text``, both with ``WebCatalog`` (registry names only). Problems come back in the
+CLI's words; only the flag names of the form (``--model``) become its field names (``model``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from servopt.config import ConfigError, Experiment, Problem, default_experiments, load_experiments_text
+from servopt.config.problems import NO_VALUE
+from servopt.errors import ServoptError
+from servopt.webapp.guard import WebCatalog, yaml_problems
+from servopt.webapp.schemas import DefaultSearch, YamlSearch
+
+# How problems cite the advanced tab's text (the CLI cites the file path).
+YAML_NAME = "experiment.yaml"
+FLAG_PREFIX = "--"
+
+
+def build_experiments(request: DefaultSearch | YamlSearch) -> list[Experiment]:
+    """Validated experiments; raises ConfigError (or ServoptError) naming every bad field."""
+    catalog = WebCatalog()
+    if isinstance(request, YamlSearch):
+        problems = yaml_problems(request.yaml, YAML_NAME)
+        if problems:
+            raise ConfigError(problems)
+        return load_experiments_text(request.yaml, name=YAML_NAME, catalog=catalog)
+    try:
+        return default_experiments(
+            request.model,
+            request.total_gpus,
+            request.system,
+            decode_system=request.decode_system or None,
+            backend=request.backend,
+            backend_version=request.backend_version or None,
+            isl=request.isl,
+            osl=request.osl,
+            ttft=request.ttft,
+            tpot=request.tpot,
+            catalog=catalog,
+        )
+    except ConfigError as err:
+        raise ConfigError(_form_problem(p) for p in err.problems) from None
+
+
+def _form_problem(problem: Problem) -> Problem:
+    if problem.field.startswith(FLAG_PREFIX):
+        return dataclasses.replace(problem, field=problem.field[len(FLAG_PREFIX) :])
+    return problem
+
+
+def _plain(value: Any) -> Any:
+    if value is NO_VALUE:
+        return None
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return repr(value)
+
+
+def problem_json(problem: Problem) -> dict[str, Any]:
+    return {
+        "field": problem.field,
+        "message": problem.message,
+        "value": _plain(problem.value),
+        "allowed": list(problem.allowed) if problem.allowed is not None else None,
+        "line": problem.line,
+        "col": problem.col,
+        "text": str(problem),
+    }
+
+
+def error_json(err: ServoptError) -> dict[str, Any]:
+    """``{detail, problems}`` for any user error (a ConfigError lists each of its problems)."""
+    if isinstance(err, ConfigError):
+        problems = [problem_json(p) for p in err.problems]
+    else:
+        problems = [
+            {
+                "field": err.field,
+                "message": err.message,
+                "value": _plain(err.value),
+                "allowed": [str(a) for a in err.allowed] if err.allowed is not None else None,
+                "line": 0,
+                "col": 0,
+                "text": str(err),
+            }
+        ]
+    return {"detail": str(err), "problems": problems}
+
+
+def experiment_summary(experiment: Experiment) -> dict[str, Any]:
+    return {
+        "name": experiment.name,
+        "serving_mode": experiment.serving_mode,
+        "model_name": experiment.model_name,
+        "total_gpus": experiment.total_gpus,
+        "system_name": experiment.system_name,
+        "decode_system_name": experiment.decode_system_name,
+        "backend_name": experiment.backend_name,
+        "backend_version": experiment.backend_version,
+        "isl": experiment.isl,
+        "osl": experiment.osl,
+        "ttft": experiment.ttft,
+        "tpot": experiment.tpot,
+    }

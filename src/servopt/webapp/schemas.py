@@ -1,0 +1,130 @@
+"""Request and response bodies of the JSON API (they also make its OpenAPI schema).
+
+Requests carry only types and the web app's own upper bounds; every other rule (isl >= 1, a known
+system, a version the database has ...) is the configuration loader's, so that the browser shows the
+same messages as the CLI.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+# Upper bounds that only protect the server; the loader has the real rules.
+MAX_WEB_GPUS = 65_536
+MAX_WEB_TOKENS = 10_000_000
+MAX_WEB_LATENCY_MS = 10_000_000.0
+MAX_NAME_CHARS = 128
+MAX_TOP_N = 20
+DEFAULT_TOP_N = 5
+
+
+def _utf8(text: str) -> str:
+    # JSON may carry lone surrogates ("\ud800") that no UTF-8 parser or response can hold.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ValueError(f"must be Unicode text (a lone surrogate at character {err.start})") from None
+    return text
+
+
+Text = Annotated[str, AfterValidator(_utf8)]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    top_n: int = Field(DEFAULT_TOP_N, ge=1, le=MAX_TOP_N, description="rows kept per experiment table")
+
+
+class DefaultSearch(_Request):
+    """The form of ``servopt cli default``: an agg and a disagg experiment from a few fields."""
+
+    kind: Literal["default"] = "default"
+    model: Text = Field(max_length=MAX_NAME_CHARS, description="registry model name, e.g. QWEN3_32B")
+    system: Text = Field(max_length=MAX_NAME_CHARS, description="GPU system, e.g. h200_sxm")
+    total_gpus: int = Field(le=MAX_WEB_GPUS)
+    decode_system: Text | None = Field(None, max_length=MAX_NAME_CHARS, description="disagg decode system")
+    backend: Text = Field("trtllm", max_length=MAX_NAME_CHARS)
+    backend_version: Text | None = Field(None, max_length=MAX_NAME_CHARS, description="None: the latest")
+    isl: int = Field(4000, le=MAX_WEB_TOKENS, description="input sequence length (tokens)")
+    osl: int = Field(1000, le=MAX_WEB_TOKENS, description="output sequence length (tokens)")
+    ttft: float = Field(1000.0, le=MAX_WEB_LATENCY_MS, description="target time to first token (ms)")
+    tpot: float = Field(40.0, le=MAX_WEB_LATENCY_MS, description="target time per output token (ms)")
+
+
+class YamlSearch(_Request):
+    """The form of ``servopt cli exp``: experiments in the seed's YAML schema."""
+
+    kind: Literal["yaml"]
+    yaml: Text = Field(description="experiment YAML text (the seed's schema)")
+
+
+SearchRequest = Annotated[DefaultSearch | YamlSearch, Field(discriminator="kind")]
+
+
+class ProblemOut(BaseModel):
+    field: str
+    message: str
+    value: Any = None
+    allowed: list[str] | None = None
+    line: int = Field(0, description="1-based line in the YAML text; 0 for form fields")
+    col: int = 0
+    text: str = Field(description="the whole problem as the CLI prints it")
+
+
+class ErrorOut(BaseModel):
+    detail: str
+    problems: list[ProblemOut] = []
+
+
+class ExperimentOut(BaseModel):
+    name: str
+    serving_mode: str
+    model_name: str
+    total_gpus: int
+    system_name: str
+    decode_system_name: str | None
+    backend_name: str
+    backend_version: str | None
+    isl: int
+    osl: int
+    ttft: float
+    tpot: float
+
+
+class ValidateOut(BaseModel):
+    ok: bool
+    experiments: list[ExperimentOut]
+
+
+class ModelOut(BaseModel):
+    name: str
+    hf_id: str | None
+    family: str
+    aliases: list[str]
+
+
+class SystemOut(BaseModel):
+    name: str
+    description: str
+    gpu_memory_gib: float
+    roofline_only: bool
+    backends: dict[str, list[str]] = Field(
+        description="backend -> versions (aliases last); empty if roofline"
+    )
+
+
+class JobOut(BaseModel):
+    id: str
+    status: Literal["queued", "running", "done", "failed", "timed_out", "cancelled"]
+    position: int = Field(0, description="place in the queue (1 = next); 0 when not queued")
+    stage: str
+    fraction: float
+    elapsed_s: float
+    experiments: list[str] = []
+    error: ErrorOut | None = None
+    result: dict[str, Any] | None = Field(
+        None, description="the search result, shaped like `cli default --json`"
+    )

@@ -1,0 +1,115 @@
+"""A stand-in for ``servopt.pipeline`` in the web app's tests (imported by the worker process).
+
+It honours the pipeline contract (``run_experiments(experiments, *, progress, top_n) -> RunResult``
+with ``to_json()``, and ``deployment_files(result, experiment_name, rank)``) with figures derived
+deterministically from each experiment, so the API, queue and page can be tested without the solver.
+``FAKE_PIPELINE_MODE`` picks a misbehaviour: ``ok`` (default), ``slow`` (sleeps
+``FAKE_PIPELINE_DELAY_S`` per search), ``hang``, ``crash`` (the process dies), ``bug`` (an
+unexpected exception) or ``infeasible`` (a ServoptError).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from servopt.errors import InfeasibleError
+
+MODE_ENV = "FAKE_PIPELINE_MODE"
+DELAY_ENV = "FAKE_PIPELINE_DELAY_S"
+POINTS = 6
+
+
+def _rows(experiment, top_n: int) -> list[dict]:
+    rows = []
+    for i in range(POINTS):
+        gpus = max(1, experiment.total_gpus >> (i % 3))
+        per_user = 20.0 + 15.0 * i
+        per_gpu = 4000.0 / (1.0 + 0.35 * i) * (1.15 if experiment.serving_mode == "disagg" else 1.0)
+        rows.append(
+            {
+                "mode": experiment.serving_mode,
+                "tokens_per_s_per_gpu": np.float64(per_gpu),  # numpy scalars must reach the page as numbers
+                "tokens_per_s_per_user": per_user,
+                "ttft_ms": experiment.ttft * (0.3 + 0.1 * i),
+                "tpot_ms": 1000.0 / per_user,
+                "total_gpus_used": gpus,
+                "layout": f"tp{min(gpus, 8)}pp1"
+                if experiment.serving_mode == "agg"
+                else f"1P(tp{gpus // 2 or 1})2D(tp1)",
+                "batch_size": 8 * (i + 1),
+                "memory_gib": math.nan if i == 0 else 60.5,  # "not computed" must reach the page as null
+            }
+        )
+    rows.sort(key=lambda r: -float(r["tokens_per_s_per_gpu"]))
+    return rows[:top_n]
+
+
+@dataclass
+class FakeRunResult:
+    experiments: list
+    top_n: int
+
+    def to_json(self) -> dict:
+        out = {"experiments": [], "pareto": [], "agg": [], "disagg": []}
+        for exp in self.experiments:
+            top = _rows(exp, self.top_n)
+            pareto = [
+                {
+                    "experiment": exp.name,
+                    "mode": exp.serving_mode,
+                    "tokens_per_s_per_user": r["tokens_per_s_per_user"],
+                    "tokens_per_s_per_gpu": r["tokens_per_s_per_gpu"],
+                    "layout": r["layout"],
+                    "chosen": j == 0,
+                }
+                for j, r in enumerate(top)
+            ]
+            out["experiments"].append(
+                {
+                    "name": exp.name,
+                    "serving_mode": exp.serving_mode,
+                    "best": top[0],
+                    "top": top,
+                    "pareto": pareto,
+                }
+            )
+            out["pareto"].extend(pareto)
+            out[exp.serving_mode].extend(top)
+        out["best"] = max((e["best"] for e in out["experiments"]), key=lambda r: r["tokens_per_s_per_gpu"])
+        return out
+
+
+def run_experiments(experiments, *, progress=None, top_n=5):
+    mode = os.environ.get(MODE_ENV, "ok")
+    if mode == "crash":
+        os._exit(3)
+    if mode == "bug":
+        raise RuntimeError("secret internal detail /etc/shadow")
+    if mode == "infeasible":
+        raise InfeasibleError("tpot", experiments[0].tpot, "no deployment meets the target (closest 12.5 ms)")
+    steps = 5
+    delay = float(os.environ.get(DELAY_ENV, "0")) if mode == "slow" else 0.0
+    for step in range(steps):
+        if progress is not None:
+            progress(f"search {step + 1}/{steps}", step / steps)
+        if mode == "hang":
+            time.sleep(3600)
+        time.sleep(delay / steps)
+    if progress is not None:
+        progress("done", 1.0)
+    return FakeRunResult(list(experiments), top_n)
+
+
+def deployment_files(result, experiment_name, rank):
+    exp = next(e for e in result.experiments if e.name == experiment_name)
+    if rank > result.top_n:
+        raise InfeasibleError("rank", rank, "no such row")
+    return {
+        "run.sh": f"#!/bin/sh\n# {exp.model_name} on {exp.system_name}, rank {rank}\n",
+        "engine.yaml": f"tensor_parallel_size: {min(exp.total_gpus, 8)}\nmax_batch_size: {8 * rank}\n",
+    }
