@@ -239,7 +239,7 @@ class _Resolver:
         # Checks that need only what was written run even when other keys are wrong, so that a
         # file's problems come out together.
         serving_mode = self.raw.get("serving_mode")
-        if serving_mode in SECTIONS_BY_MODE:
+        if isinstance(serving_mode, str) and serving_mode in SECTIONS_BY_MODE:
             self.sections_fit_mode(serving_mode)
             user = self.raw.get("config")
             if self.raw.get("mode") == "replace" and (user is None or isinstance(user, dict)):
