@@ -1,0 +1,163 @@
+"""``servopt cli estimate``: latency, throughput and memory of one configuration, op by op.
+
+Flags are named like the experiment YAML (underscore and dashed forms both work). The heavy
+imports (numba kernels, the perf database) happen inside the command so ``--help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+MODES_HELP = (
+    "static (prefill + decode), static_ctx (prefill worker), static_gen (decode worker), agg (in-flight)"
+)
+
+
+def _parse_rates(text: str | None) -> list[float] | None:
+    from servopt.errors import ServoptError
+
+    if text is None or text.strip() == "":
+        return None
+    try:
+        return [float(v) for v in text.replace("[", "").replace("]", "").split(",") if v.strip()]
+    except ValueError:
+        raise ServoptError(
+            "nextn_accept_rates", text, "must be comma-separated probabilities, e.g. 0.85,0.3"
+        ) from None
+
+
+def estimate(
+    model: str = typer.Option(
+        ..., "--model", "--model_name", "--model-name", help="Registry name, HF id or config.json path."
+    ),
+    system: str = typer.Option("h200_sxm", "--system", "--system_name", "--system-name"),
+    backend: str = typer.Option("trtllm", "--backend", "--backend_name", "--backend-name"),
+    backend_version: str | None = typer.Option(None, "--backend_version", "--backend-version"),
+    isl: int = typer.Option(4000, "--isl", help="Input sequence length (tokens)."),
+    osl: int = typer.Option(1000, "--osl", help="Output sequence length (tokens)."),
+    prefix: int = typer.Option(0, "--prefix", help="Cached prefix tokens of the input."),
+    batch_size: int = typer.Option(
+        1, "--batch_size", "--batch-size", help="Requests per GPU group (per dp rank)."
+    ),
+    ctx_tokens: int | None = typer.Option(
+        None, "--ctx_tokens", "--ctx-tokens", help="agg: context tokens per step (default isl)."
+    ),
+    tp: int = typer.Option(1, "--tp"),
+    pp: int = typer.Option(1, "--pp"),
+    dp: int = typer.Option(1, "--dp", help="Attention data parallelism (MoE models)."),
+    moe_tp: int | None = typer.Option(None, "--moe_tp", "--moe-tp"),
+    moe_ep: int | None = typer.Option(None, "--moe_ep", "--moe-ep"),
+    gemm_quant_mode: str | None = typer.Option(None, "--gemm_quant_mode", "--gemm-quant-mode"),
+    moe_quant_mode: str | None = typer.Option(None, "--moe_quant_mode", "--moe-quant-mode"),
+    kvcache_quant_mode: str | None = typer.Option(None, "--kvcache_quant_mode", "--kvcache-quant-mode"),
+    fmha_quant_mode: str | None = typer.Option(None, "--fmha_quant_mode", "--fmha-quant-mode"),
+    nextn: int = typer.Option(0, "--nextn", help="Speculative (MTP) draft tokens per step."),
+    nextn_accept_rates: str | None = typer.Option(
+        None,
+        "--nextn_accept_rates",
+        "--nextn-accept-rates",
+        help="Accept rate of each draft position, e.g. 0.85,0.3.",
+    ),
+    mode: str = typer.Option("static", "--mode", help=MODES_HELP),
+    latency_correction_scale: float = typer.Option(
+        1.0,
+        "--latency_correction_scale",
+        "--latency-correction-scale",
+        help="Multiplies every op (static modes).",
+    ),
+    perf_db: str | None = typer.Option(None, "--perf_db", "--perf-db", help="Perf database cache folder."),
+    sol: bool = typer.Option(
+        False, "--sol", help="Roofline (speed-of-light) latencies instead of measured data."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
+) -> None:
+    """Estimate TTFT, TPOT, throughput and memory of one configuration, with the per-op breakdown."""
+    from servopt.errors import ServoptError
+    from servopt.evaluate.candidates import ModelSetup, Workload
+    from servopt.evaluate.single import estimate_config, quant_modes, resolve_moe_split
+    from servopt.models.registry import resolve_model
+    from servopt.perf_db.database import open_database
+    from servopt.perf_db.systems import load_system
+    from servopt.search.layouts import Layout
+
+    if latency_correction_scale <= 0:
+        raise ServoptError("latency_correction_scale", latency_correction_scale, "must be > 0")
+    arch = resolve_model(model)
+    spec = load_system(system)
+    mtp, mep = resolve_moe_split(arch.is_moe, tp, dp, moe_tp, moe_ep)
+    layout = Layout(tp, pp, dp, mtp, mep)
+    db = open_database(system, backend, backend_version, cache_dir=perf_db, sol=sol)
+    quant = quant_modes(
+        arch, gemm_quant_mode, moe_quant_mode, kvcache_quant_mode, fmha_quant_mode, db=db, backend=backend
+    )
+    setup = ModelSetup(arch, backend, quant, spec, db.version, nextn)
+    result = estimate_config(
+        db,
+        setup,
+        layout,
+        Workload(isl, osl, prefix),
+        mode=mode,
+        batch_size=batch_size,
+        ctx_tokens=ctx_tokens,
+        accept_rates=_parse_rates(nextn_accept_rates),
+        latency_correction=latency_correction_scale,
+    )
+    if as_json:
+        typer.echo(json.dumps(result.to_json(), indent=2))
+        return
+    _render(result, db)
+
+
+def _render(result, db) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    c = result.config
+    console.print(
+        f"[bold]{c['model']}[/] on {c['system']} / {c['backend']} {c['backend_version']}"
+        f"{' (roofline)' if getattr(db, 'sol', False) else ''}  {c['parallel']}  mode={c['mode']}  "
+        f"isl={c['isl']} osl={c['osl']} batch={c['batch_size']}  "
+        f"gemm={c['gemm_quant_mode']} moe={c['moe_quant_mode']} kv={c['kvcache_quant_mode']} "
+        f"fmha={c['fmha_quant_mode']} nextn={c['nextn']}"
+    )
+    phases: dict[str, list] = {}
+    for op in result.ops:
+        phases.setdefault(op.phase, []).append(op)
+    for phase, rows in phases.items():
+        total = sum(r.latency_ms for r in rows)
+        table = Table(title=f"{phase} ops", title_justify="left")
+        table.add_column("op")
+        table.add_column("ms", justify="right")
+        table.add_column("share", justify="right")
+        for r in rows:
+            table.add_row(
+                r.name, f"{r.latency_ms:.3f}", f"{100 * r.latency_ms / total:.1f}%" if total else "-"
+            )
+        table.add_row("[bold]total[/]", f"[bold]{total:.3f}[/]", "")
+        console.print(table)
+    metrics = Table(title="metrics", title_justify="left")
+    metrics.add_column("metric")
+    metrics.add_column("value", justify="right")
+    for label, value in (
+        ("TTFT (ms)", result.ttft_ms),
+        ("TPOT (ms)", result.tpot_ms),
+        ("request latency (ms)", result.request_latency_ms),
+        ("tokens/s", result.tokens_per_s),
+        ("tokens/s/gpu", result.tokens_per_s_per_gpu),
+        ("tokens/s/user", result.tokens_per_s_per_user),
+        ("requests/s", result.seq_per_s),
+        ("concurrency", result.concurrency),
+        ("GPUs", result.gpus),
+        *((f"schedule: {k}", v) for k, v in result.extra.items()),
+    ):
+        metrics.add_row(label, f"{value:.3f}" if isinstance(value, float) else str(value))
+    mem = result.memory
+    metrics.add_row(
+        "memory per GPU (GiB)",
+        f"{mem['total']:.2f} = weights {mem['weights']:.2f} + activations {mem['activations']:.2f} "
+        f"+ KV {mem['kvcache']:.2f} + nccl {mem['nccl']:.2f} + other {mem['others']:.2f}",
+    )
+    console.print(metrics)
