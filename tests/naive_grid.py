@@ -8,6 +8,7 @@ code shared with the kernels.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 
@@ -40,10 +41,8 @@ def _interior(node, q, depth, sol, sqrt_axis):
     hi = min(k for k in keys if k > c)
     got = []
     for k in (lo, hi):
-        try:
+        with contextlib.suppress(_Out):
             got.append((k, *_interior(node[k], q, depth + 1, sol, sqrt_axis)))
-        except _Out:
-            pass
     if not got:
         raise _Out
     if len(got) == 1:

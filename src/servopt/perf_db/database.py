@@ -149,22 +149,37 @@ class PerfDatabase:
     def label(self) -> str:
         return f"{self.system_name}/{self.backend}/{self.version}" + (" (sol)" if self.sol else "")
 
-    def _require(self, family: str, sid: np.ndarray, op: str, describe) -> None:
+    def _require(self, family: str, sid: np.ndarray, op: str, describe, keys=None) -> None:
+        """Raise naming the first query whose slice is not measured, and the slices that are (those
+        sharing the query's categorical key parts)."""
         missing_idx = np.flatnonzero(np.asarray(sid).ravel() < 0)
         if missing_idx.size == 0:
             return
+        i = int(missing_idx[0])
         fam = self.families[family]
-        have = sorted(
-            {
-                " ".join(f"{n}={v}" for n, v in zip(fam.key_names, fam.key(i), strict=True))
-                for i in range(fam.num_slices)
-            }
-        )
+        fixed: dict[int, object] = {}
+        if keys is not None:
+            for j, arr in enumerate(np.broadcast_arrays(*[np.asarray(k) for k in keys])):
+                v = arr.ravel()[i]
+                if isinstance(v, (str, np.str_)):
+                    fixed[j] = str(v)
+        have = []
+        for s_ in range(fam.num_slices):
+            key = fam.key(s_)
+            if all(key[j] == v for j, v in fixed.items()):
+                have.append(
+                    " ".join(
+                        f"{n}={v}"
+                        for j, (n, v) in enumerate(zip(fam.key_names, key, strict=True))
+                        if j not in fixed
+                    )
+                )
+        where = " ".join(f"{fam.key_names[j]}={v}" for j, v in fixed.items())
         raise ServoptError(
             op,
-            describe(int(missing_idx[0])),
-            f"no measured slice on {self.label()}",
-            have or ["(table absent)"],
+            describe(i),
+            f"no measured slice on {self.label()}" + (f"; measured for {where}" if where else ""),
+            sorted(set(have)) or ["(nothing)"],
         )
 
     # ------------------------------------------------------------------ attention
@@ -204,7 +219,7 @@ class PerfDatabase:
             return f"fmha={fm.name} kv={kv.name} heads={n.flat[i]:g} kv_heads={nkv.flat[i]:g} head_dim={hd.flat[i]:g} window={w.flat[i]:g}"
 
         if missing == "raise":
-            self._require("context_attention", sid, "context_attention", describe)
+            self._require("context_attention", sid, "context_attention", describe, keys)
         fam = self.families["context_attention"]
         mem_bw = self.system.gpu.mem_bw_bytes_per_s
 
@@ -245,15 +260,14 @@ class PerfDatabase:
             t = sol.run(gk.SOL_GEN_ATTN, np.column_stack([n.ravel(), b.ravel(), s.ravel()]), par)
             return self._sol_result(np.maximum(t, 0.0), shape, provenance)
         nkv_lookup = np.where(nkv == n, 0, nkv).astype(np.int64)
-        sid = self._slices(
-            "generation_attention", [kv.name, nkv_lookup, hd.astype(np.int64), w.astype(np.int64)]
-        )
+        keys = [kv.name, nkv_lookup, hd.astype(np.int64), w.astype(np.int64)]
+        sid = self._slices("generation_attention", keys)
 
         def describe(i):
             return f"kv={kv.name} heads={n.flat[i]:g} kv_heads={nkv.flat[i]:g} head_dim={hd.flat[i]:g} window={w.flat[i]:g}"
 
         if missing == "raise":
-            self._require("generation_attention", sid, "generation_attention", describe)
+            self._require("generation_attention", sid, "generation_attention", describe, keys)
         fam = self.families["generation_attention"]
 
         def params(u):
@@ -291,7 +305,7 @@ class PerfDatabase:
             return f"{what} heads={n.flat[i]:g} batch={b.flat[i]:g} seq={s.flat[i]:g} prefix={p.flat[i]:g}"
 
         if missing == "raise":
-            self._require(family, sid, family, describe)
+            self._require(family, sid, family, describe, list(key))
         lat, prov = self._lookup(family, sid, (n, full, b), lambda u: fill(sol.params(len(u)), 0.0))
         lat = lat.reshape(shape)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -356,7 +370,7 @@ class PerfDatabase:
             return f"{what} heads={n.flat[i]:g} batch={b.flat[i]:g} kv_len={s.flat[i]:g}"
 
         if missing == "raise":
-            self._require(family, sid, family, describe)
+            self._require(family, sid, family, describe, list(key))
         lat, prov = self._lookup(family, sid, (n, b, s), lambda u: fill(sol.params(len(u))))
         return self._finish(family, np.maximum(lat, 0.0), prov, shape, provenance, missing, describe)
 
@@ -418,7 +432,7 @@ class PerfDatabase:
             return f"op={op} quant={q.name} heads={n.flat[i]:g} tokens={t.flat[i]:g}"
 
         if missing == "raise":
-            self._require("mla_bmm", sid, "mla_bmm", describe)
+            self._require("mla_bmm", sid, "mla_bmm", describe, [stored, name, slice_heads])
 
         def params(u):
             par = sol.params(len(u))
@@ -472,7 +486,7 @@ class PerfDatabase:
             )
 
         if missing == "raise":
-            self._require("moe", sid, "moe", describe)
+            self._require("moe", sid, "moe", describe, [0, q.name, str(distribution), *ints])
 
         def params(u):
             ok = u >= 0
@@ -534,7 +548,7 @@ class PerfDatabase:
             return f"{what} num_gpus={g.flat[i]:g} elems={m.flat[i]:g}"
 
         if missing == "raise":
-            self._require(family, np.where(sid == -2, 0, sid), family, describe)
+            self._require(family, np.where(sid == -2, 0, sid), family, describe, [*key, eff.astype(np.int64)])
         lat, prov = self._lookup(family, np.maximum(sid, -1), (m,), lambda u: sol.params(len(u)))
         lat = lat.reshape(shape)
         prov = prov.reshape(shape)
@@ -557,21 +571,50 @@ class PerfDatabase:
             self._gemm_tables = gemm_mod.GemmTables.from_arrays(self._built.gemm_arrays)
         return gemm_mod, self._gemm_tables
 
-    def gemm_ms(self, quant_mode, m, n, k, *, provenance=False, missing: Missing = "raise"):
-        mod = __import__("servopt.perf_db.gemm", fromlist=["gemm_ms"])
+    def gemm_ms(
+        self,
+        quant_mode,
+        m,
+        n,
+        k,
+        *,
+        low_precision_input: bool = False,
+        provenance=False,
+        missing: Missing = "raise",
+    ):
         if self.sol:
-            lat = mod.gemm_sol_ms(self.system, quant_mode, m, n, k)
+            from servopt.perf_db.gemm import gemm_sol_ms
+
+            lat = gemm_sol_ms(self.system, quant_mode, m, n, k)
             return self._sol_result(lat, np.shape(lat), provenance)
         mod, tables = self._gemm()
-        return mod.gemm_ms(tables, self.system, quant_mode, m, n, k, provenance=provenance, missing=missing)
+        return mod.gemm_ms(
+            tables,
+            self.system,
+            quant_mode,
+            m,
+            n,
+            k,
+            provenance,
+            low_precision_input=low_precision_input,
+            missing=missing,
+        )
 
     def compute_scale_ms(self, m, k, *, provenance=False, missing: Missing = "raise"):
+        if self.sol:
+            return self._sol_result(
+                sol.scale_ms(self.system, m, k, "compute_scale"), np.broadcast(m, k).shape, provenance
+            )
         mod, tables = self._gemm()
-        return mod.compute_scale_ms(tables, self.system, m, k, provenance=provenance, missing=missing)
+        return mod.compute_scale_ms(tables, self.system, m, k, provenance, missing=missing)
 
     def scale_matrix_ms(self, m, k, *, provenance=False, missing: Missing = "raise"):
+        if self.sol:
+            return self._sol_result(
+                sol.scale_ms(self.system, m, k, "scale_matrix"), np.broadcast(m, k).shape, provenance
+            )
         mod, tables = self._gemm()
-        return mod.scale_matrix_ms(tables, self.system, m, k, provenance=provenance, missing=missing)
+        return mod.scale_matrix_ms(tables, self.system, m, k, provenance, missing=missing)
 
     # ------------------------------------------------------------------ analytic
     def mem_op_ms(self, nbytes):

@@ -90,3 +90,12 @@ def attention_extras_ms(
     if qk_norm:
         extra = extra + 2.0 * (2.0 * mem_op_ms(system, 2.0 * q, sol) + 2.0 * mem_op_ms(system, 2.0 * k, sol))
     return ATTENTION_EXTRAS_FACTOR * extra
+
+
+def scale_ms(system: SystemSpec, m, k, which: str) -> np.ndarray:
+    """fp8 activation-quantization overheads as pure memory traffic over an (m x k) activation."""
+    from servopt.perf_db.gemm import COMPUTE_SCALE_BYTES_PER_ELEM, SCALE_MATRIX_BYTES_PER_ELEM
+
+    per_elem = COMPUTE_SCALE_BYTES_PER_ELEM if which == "compute_scale" else SCALE_MATRIX_BYTES_PER_ELEM
+    elems = np.asarray(m, dtype=np.float64) * np.asarray(k, dtype=np.float64)
+    return per_elem * elems / system.gpu.mem_bw_bytes_per_s * MS_PER_S
