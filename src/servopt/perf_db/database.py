@@ -211,9 +211,8 @@ class PerfDatabase:
             t = sol.run(gk.SOL_CTX_ATTN, np.column_stack([n.ravel(), full.ravel(), b.ravel()]), par)
             return self._sol_result(np.maximum(t.reshape(shape) + extras, 0.0), shape, provenance)
         nkv_lookup = np.where(nkv == n, 0, nkv).astype(np.int64)
-        sid = self._slices(
-            "context_attention", [fm.name, kv.name, nkv_lookup, hd.astype(np.int64), w.astype(np.int64)]
-        )
+        keys = [fm.name, kv.name, nkv_lookup, hd.astype(np.int64), w.astype(np.int64)]
+        sid = self._slices("context_attention", keys)
 
         def describe(i):
             return f"fmha={fm.name} kv={kv.name} heads={n.flat[i]:g} kv_heads={nkv.flat[i]:g} head_dim={hd.flat[i]:g} window={w.flat[i]:g}"
