@@ -13,6 +13,10 @@ DEFAULT_RANDOM_SEED = 0
 # Per solve. The models here solve in milliseconds; the limit only guards pathological inputs,
 # whose answer is then reported FEASIBLE instead of OPTIMAL.
 DEFAULT_MAX_TIME_S = 10.0
+# Presolve off: the deployment models have at most a few hundred rows and no structure presolve
+# can exploit; measured per solve (1 worker) 1.3 ms instead of 5.3 ms for an identical-replica
+# model and 7 ms instead of 14 ms for a packed one.
+DEFAULT_PRESOLVE = False
 
 
 @dataclass(frozen=True)
@@ -20,6 +24,7 @@ class SolverSettings:
     num_workers: int = DEFAULT_NUM_WORKERS
     random_seed: int = DEFAULT_RANDOM_SEED
     max_time_in_seconds: float = DEFAULT_MAX_TIME_S
+    presolve: bool = DEFAULT_PRESOLVE
     # Extra SatParameters in text format, e.g. "log_search_progress: true" (passthrough).
     params: str = ""
 
@@ -33,5 +38,6 @@ class SolverSettings:
         parameters.num_workers = self.num_workers
         parameters.random_seed = self.random_seed
         parameters.max_time_in_seconds = self.max_time_in_seconds
+        parameters.cp_model_presolve = self.presolve
         if self.params and not parameters.merge_text_format(self.params):
             raise ServoptError("solver params", self.params, "not valid SatParameters text format")

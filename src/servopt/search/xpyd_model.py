@@ -10,8 +10,10 @@ maximising the linear numerator: no ratio (and no Dinkelbach loop) is needed.
 The peer's deployment (floor(G/s) identical replicas of one type) is the case K = 1 with every
 count at its ceiling; the packed deployment lets K > 1 types share the budget.
 
-Ties are broken lexicographically by a second solve (``tie_break``): among optimal deployments,
-the lowest TPOT level, then the fewest GPUs.
+Ties are broken lexicographically: among optimal deployments, the lowest TPOT level, then the
+fewest GPUs. When the numbers allow it exactly in int64 this is one solve of the weighted objective
+``W * value - ((G+1) * tpot_level + gpus_used)`` with ``W`` above the largest tie term; otherwise a
+second solve (``tie_break``) fixes the value and minimises the tie term.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from ortools.sat.python import cp_model
 
+from servopt.search.encode import MAX_OBJECTIVE_UNITS
 from servopt.search.replicas import ReplicaRows
 from servopt.search.settings import SolverSettings
 
@@ -59,6 +62,17 @@ class Packing:
     gpus_used: int
 
 
+class _SnakeCaseCpModel(cp_model.CpModel):
+    """CpModel without the ~60 deprecated camelCase aliases ortools 9.15 binds per instance.
+
+    servopt uses only the snake_case API; binding the aliases costs about 1 ms per model, which
+    is most of the model-building time of a frontier sweep (one model per point).
+    """
+
+    def _add_pre_pep8_methods(self) -> None:
+        pass
+
+
 class XpydModel:
     """Builder for max sum_r v_r*n_r over replica rows, one ``_add_*`` method per constraint group."""
 
@@ -67,7 +81,7 @@ class XpydModel:
         self.total_gpus = total_gpus
         self.max_types = 1 if identical else max_types
         self.identical = identical
-        self.model = cp_model.CpModel()
+        self.model = _SnakeCaseCpModel()
         self.reports: list[SolveReport] = []
         # Most replicas of row r the budget admits: floor(G / s_r).
         self._cap = (total_gpus // rows.size).astype(np.int64)
@@ -75,7 +89,7 @@ class XpydModel:
         self._add_replica_counts()
         self._add_gpu_budget()
         self._add_tpot_level()
-        self._set_throughput_objective()
+        self._set_objective()
 
     # Each used type is one replica row; at least one and at most K types are used.
     def _add_type_choice(self) -> None:
@@ -84,46 +98,80 @@ class XpydModel:
         if self.identical:
             m.add_exactly_one(self.use)
         else:
-            m.add(sum(self.use) >= 1)
-            m.add(sum(self.use) <= self.max_types)
+            m.add_linear_constraint(sum(self.use), 1, self.max_types)
 
-    # use_r <= n_r <= floor(G/s_r) * use_r; identical deployments fill the budget: n_r = floor(G/s_r) * use_r.
+    # use_r <= n_r <= floor(G/s_r) * use_r; identical replicas fill the budget: n_r = floor(G/s_r) * use_r.
     def _add_replica_counts(self) -> None:
         m = self.model
+        if self.identical:
+            # n_r is a constant multiple of use_r: no count variables needed.
+            self.count = [int(c) * u for c, u in zip(self._cap, self.use, strict=True)]
+            return
         self.count = []
         for r, s in enumerate(self.rows.size):
-            cap = int(self._cap[r])
-            n = m.new_int_var(0, cap, f"n_{s}")
-            if self.identical:
-                m.add(n == cap * self.use[r])
-            else:
-                m.add(n <= cap * self.use[r])
-                m.add(n >= self.use[r])
+            n = m.new_int_var(0, int(self._cap[r]), f"n_{s}")
+            m.add(n <= int(self._cap[r]) * self.use[r])
+            m.add(n >= self.use[r])
             self.count.append(n)
 
     # sum_r s_r * n_r <= G.
     def _add_gpu_budget(self) -> None:
-        self.gpus_used = sum(int(s) * n for s, n in zip(self.rows.size, self.count, strict=True))
+        if self.identical:
+            # floor(G/s_r) * s_r <= G holds for every row: the budget needs no constraint.
+            self.gpus_used = cp_model.LinearExpr.weighted_sum(self.use, (self._cap * self.rows.size).tolist())
+            return
+        self.gpus_used = cp_model.LinearExpr.weighted_sum(self.count, self.rows.size.tolist())
         self.model.add(self.gpus_used <= self.total_gpus)
 
-    # tpot_level >= t_r * use_r: the deployment's TPOT is its slowest replica type's.
+    # tpot_level >= t_r * use_r: the deployment's TPOT is its slowest replica type's (levels dense-ranked).
     def _add_tpot_level(self) -> None:
+        levels, self._level_rank = np.unique(self.rows.level, return_inverse=True)
+        self._n_levels = int(levels.size)
+        if self.identical:
+            # Exactly one type: its level is sum_r t_r * use_r.
+            self.tpot_level = cp_model.LinearExpr.weighted_sum(self.use, self._level_rank.tolist())
+            return
         m = self.model
-        top = int(self.rows.level.max()) if len(self.rows) else 0
-        self.tpot_level = m.new_int_var(0, top, "tpot_level")
-        for t, u in zip(self.rows.level, self.use, strict=True):
+        self.tpot_level = m.new_int_var(0, self._n_levels - 1, "tpot_level")
+        for t, u in zip(self._level_rank, self.use, strict=True):
             m.add(self.tpot_level >= int(t) * u)
 
-    # maximise sum_r v_r * n_r (rate units; x tokens_per_request / G gives tokens/s/GPU).
-    def _set_throughput_objective(self) -> None:
-        self.value = sum(int(v) * n for v, n in zip(self.rows.units, self.count, strict=True))
-        self.model.maximize(self.value)
+    # maximise sum_r v_r * n_r (rate units; x tokens_per_request / G gives tokens/s/GPU), ties folded in when exact.
+    def _set_objective(self) -> None:
+        if self.identical:
+            self.value = cp_model.LinearExpr.weighted_sum(self.use, (self._cap * self.rows.units).tolist())
+        else:
+            self.value = cp_model.LinearExpr.weighted_sum(self.count, self.rows.units.tolist())
+        # Largest reachable value: identical, one row at its ceiling count; packed, the budget
+        # filled at the best rate per GPU. Tie terms stay below tie_span.
+        if self.identical:
+            value_bound = int(np.max(self._cap * self.rows.units))
+            tie_span = len(self.rows)
+        else:
+            value_bound = int(
+                np.max((self.rows.units * self.total_gpus + self.rows.size - 1) // self.rows.size)
+            )
+            tie_span = (self.total_gpus + 1) * self._n_levels
+        self.folded = value_bound * tie_span < MAX_OBJECTIVE_UNITS
+        if self.folded:
+            self.model.maximize(tie_span * self.value - self._tie_term())
+        else:
+            self.model.maximize(self.value)
+
+    def _tie_term(self):
+        if self.identical:
+            # One row is used: rank the rows by (TPOT level, GPUs used) once, here.
+            rank = np.empty(len(self.rows), dtype=np.int64)
+            rank[np.lexsort((self._cap * self.rows.size, self.rows.level))] = np.arange(len(self.rows))
+            return cp_model.LinearExpr.weighted_sum(self.use, rank.tolist())
+        return (self.total_gpus + 1) * self.tpot_level + self.gpus_used
 
     def hint(self, counts: np.ndarray) -> None:
         """Warm start from a known deployment (counts per row)."""
         self.model.clear_hints()
         for r, n in enumerate(counts):
-            self.model.add_hint(self.count[r], int(n))
+            if not self.identical:
+                self.model.add_hint(self.count[r], int(n))
             self.model.add_hint(self.use[r], int(n > 0))
 
     def solve(self, settings: SolverSettings) -> Packing | None:
@@ -137,9 +185,11 @@ class XpydModel:
 
     def tie_break(self, best: Packing, settings: SolverSettings) -> Packing:
         """Among deployments of value >= best.value: lowest TPOT level, then fewest GPUs."""
+        if self.folded:
+            return best
         m = self.model
         m.add(self.value >= best.value)
-        m.minimize((self.total_gpus + 1) * self.tpot_level + self.gpus_used)
+        m.minimize(self._tie_term())
         self.hint(best.counts)
         solver = self._solver(settings)
         status = solver.solve(m)
@@ -168,7 +218,11 @@ class XpydModel:
         return report
 
     def _read(self, solver: cp_model.CpSolver) -> Packing:
-        counts = np.array([solver.value(n) for n in self.count], dtype=np.int64)
+        used = np.array([solver.boolean_value(u) for u in self.use], dtype=np.bool_)
+        if self.identical:
+            counts = np.where(used, self._cap, 0)
+        else:
+            counts = np.array([solver.value(n) for n in self.count], dtype=np.int64)
         used = counts > 0
         return Packing(
             counts=counts,

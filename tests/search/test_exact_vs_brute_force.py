@@ -1,0 +1,137 @@
+"""Optimality: on random small instances CP-SAT's answers and frontiers equal brute force exactly.
+
+Random candidate tables (few distinct values, so ties are common), worker caps, replica GPU lists,
+pool caps, budgets and SLAs. Compared: the identical and packed optimum (integer objective, TPOT,
+GPUs used), the identical frontier and the packed frontier, and infeasibility.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from servopt.errors import InfeasibleError
+from servopt.search.enumerate import brute_force_agg, brute_force_disagg
+from servopt.search.options import ReplicaSpec, Sla, WorkerOptions
+from servopt.search.solve import solve_agg, solve_disagg
+
+GPUS = st.sampled_from([1, 2, 3, 4, 8])
+RATE = st.sampled_from([0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 7.5])
+LATENCY = st.sampled_from([5.0, 10.0, 20.0, 30.0, 50.0, 80.0])
+TTFT = st.sampled_from([100.0, 200.0, 400.0, 800.0])
+SLA_TTFT = st.sampled_from([150.0, 400.0, 1000.0, 2000.0, math.inf])
+SLA_TPOT = st.sampled_from([5.0, 15.0, 30.0, 60.0, math.inf])
+
+
+@st.composite
+def tables(draw, n_max, ttft=False, tpot=False):
+    n = draw(st.integers(1, n_max))
+    return WorkerOptions.from_arrays(
+        gpus=[draw(GPUS) for _ in range(n)],
+        rate_per_s=[draw(RATE) for _ in range(n)],
+        ttft_ms=[draw(TTFT) for _ in range(n)] if ttft else None,
+        tpot_ms=[draw(LATENCY) for _ in range(n)] if tpot else None,
+        concurrency=[draw(st.integers(1, 64)) for _ in range(n)],
+    )
+
+
+@st.composite
+def replica_specs(draw):
+    sizes = draw(st.one_of(st.none(), st.lists(st.integers(2, 24), min_size=1, max_size=6)))
+    return ReplicaSpec(
+        num_gpu_per_replica=tuple(sizes) if sizes else None,
+        max_gpu_per_replica=draw(st.sampled_from([0, 0, 6, 12, 16])),
+        max_prefill_worker=draw(st.integers(1, 4)),
+        max_decode_worker=draw(st.integers(1, 4)),
+        max_prefill_gpus=draw(st.sampled_from([0, 0, 2, 3, 4, 8])),
+        max_decode_gpus=draw(st.sampled_from([0, 0, 2, 3, 4, 8])),
+    )
+
+
+def _key(dep):
+    return (dep.value_units, dep.tpot_ms, dep.gpus_used)
+
+
+def _front(points):
+    return tuple((p.tpot_ms, p.deployment.value_units) for p in points)
+
+
+def _compare(run, oracle):
+    if oracle.identical is None:
+        assert oracle.packed is None
+        with pytest.raises(InfeasibleError):
+            run()
+        return
+    result = run()
+    assert _key(result.identical) == (
+        oracle.identical.value_units,
+        oracle.identical.tpot_ms,
+        oracle.identical.gpus_used,
+    )
+    assert _key(result.packed) == (oracle.packed.value_units, oracle.packed.tpot_ms, oracle.packed.gpus_used)
+    assert _front(result.frontier) == oracle.frontier
+    assert _front(result.packed_frontier) == oracle.packed_frontier
+    assert result.packed.value_units >= result.identical.value_units
+    assert result.counters.all_optimal
+
+
+PROPERTY = settings(
+    max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
+
+
+@PROPERTY
+@given(
+    agg=tables(8, ttft=True, tpot=True),
+    total_gpus=st.integers(1, 40),
+    max_types=st.integers(1, 3),
+    ttft=SLA_TTFT,
+    tpot=SLA_TPOT,
+)
+def test_agg_equals_brute_force(agg, total_gpus, max_types, ttft, tpot):
+    sla = Sla(ttft, tpot)
+    oracle = brute_force_agg(agg, sla=sla, total_gpus=total_gpus, max_types=max_types)
+    _compare(
+        lambda: solve_agg(
+            agg,
+            sla=sla,
+            total_gpus=total_gpus,
+            tokens_per_request=100,
+            max_replica_types=max_types,
+            packed_frontier=True,
+        ),
+        oracle,
+    )
+
+
+@PROPERTY
+@given(
+    prefill=tables(4, ttft=True),
+    decode=tables(5, tpot=True),
+    replica=replica_specs(),
+    total_gpus=st.integers(1, 40),
+    max_types=st.integers(1, 2),
+    ttft=SLA_TTFT,
+    tpot=SLA_TPOT,
+)
+def test_disagg_equals_brute_force(prefill, decode, replica, total_gpus, max_types, ttft, tpot):
+    sla = Sla(ttft, tpot)
+    oracle = brute_force_disagg(
+        prefill, decode, sla=sla, total_gpus=total_gpus, replica=replica, max_types=max_types
+    )
+    _compare(
+        lambda: solve_disagg(
+            prefill,
+            decode,
+            sla=sla,
+            total_gpus=total_gpus,
+            tokens_per_request=100,
+            replica=replica,
+            max_replica_types=max_types,
+            packed_frontier=True,
+        ),
+        oracle,
+    )
