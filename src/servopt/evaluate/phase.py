@@ -341,8 +341,10 @@ def evaluate_phase(
     # Whole-module tables answer where they cover the query; other rows take the granular ops.
     missed = _price_modules(g, db, modules, n_rows)
     for op, rows, slot in modules:
-        for inner in op.fallback:
-            _add_op(g, db, inner, rows[missed[rows]], slot)
+        uncovered = rows[missed[rows]]
+        if len(uncovered):
+            for inner in op.fallback:
+                _add_op(g, db, inner, uncovered, slot)
 
     flat = np.zeros(n_rows * n_slots, dtype=np.float64)
     for key, req in g.groups.items():

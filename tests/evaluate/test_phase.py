@@ -1,0 +1,138 @@
+"""The batched phase evaluator agrees with the naive per-row, per-op, per-step reference."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from fake_db import FakeDatabase
+from naive_model import decode_steps, phase_ms
+
+from servopt.evaluate.candidates import Candidates, ModelSetup, Workload, build_layout_ops
+from servopt.evaluate.phase import PhaseCoords, Select, evaluate_phase
+from servopt.evaluate.static import context_phase, generation_phase
+from servopt.models.ops import QuantModes
+from servopt.models.registry import resolve_model
+from servopt.perf_db.systems import load_system
+from servopt.search.layouts import Layout
+
+SYSTEM = load_system("h200_sxm")
+QUANT = QuantModes("fp8_block", "fp8_block", "fp8", "float16")
+
+LAYOUTS = {
+    "QWEN3_32B": [Layout(1, 1, 1, 1, 1), Layout(2, 1, 1, 1, 1), Layout(4, 2, 1, 1, 1), Layout(8, 1, 1, 1, 1)],
+    "QWEN3_30B_A3B": [
+        Layout(1, 1, 1, 1, 1),
+        Layout(2, 1, 1, 1, 2),
+        Layout(1, 1, 4, 1, 4),
+        Layout(2, 1, 2, 2, 2),
+    ],
+    "DEEPSEEK_V3": [
+        Layout(8, 1, 1, 1, 8),
+        Layout(1, 1, 8, 1, 8),
+        Layout(4, 1, 2, 2, 4),
+        Layout(2, 2, 1, 1, 2),
+    ],
+}
+
+
+def _lops(model: str, backend: str, nextn: int = 0):
+    setup = ModelSetup(resolve_model(model), backend, QUANT, SYSTEM, None, nextn)
+    return build_layout_ops(setup, LAYOUTS[model], skip_invalid=False)
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("model", list(LAYOUTS))
+def test_context_and_generation_phases_match_naive(model, seed):
+    rng = random.Random(seed)
+    backend = rng.choice(["trtllm", "vllm", "sglang"])
+    nextn = rng.choice([0, 0, 1, 2])
+    # Half the cases restrict the MLA module table, so some layouts take the granular fallback.
+    db = FakeDatabase(module_heads_covered=(16, 64) if seed % 2 else None)
+    lops = _lops(model, backend, nextn)
+    n = 7
+    cand = Candidates(
+        np.array([rng.randrange(len(lops.layouts)) for _ in range(n)]),
+        np.array([rng.choice([1, 3, 8, 64, 200]) for _ in range(n)]),
+        np.zeros(n, dtype=np.int64),
+    )
+    isl, osl, prefix = (*rng.choice([(100, 40), (512, 97), (2000, 33)]), rng.choice([0, 0, 17]))
+    stride = rng.choice([1, 8, 32])
+    work = Workload(isl, osl, prefix)
+    ctx = context_phase(db, lops, cand, work)
+    gen = generation_phase(db, lops, cand, work, stride)
+    for r in range(n):
+        ops = lops.ops[cand.layout[r]]
+        b = int(cand.batch[r])
+        per_op, total = phase_ms(db, ops.context, b, b * (isl - prefix), b, prefix, [(isl - prefix, 1.0)])
+        assert ctx.total_ms[r] == pytest.approx(total, rel=1e-12)
+        for name, value in per_op.items():
+            assert ctx.per_op_ms[r, ctx.names.index(name)] == pytest.approx(value, rel=1e-12, abs=1e-15), name
+        dec = b * (nextn + 1)
+        per_op, total = phase_ms(db, ops.generation, dec, dec, dec, 0, decode_steps(isl, osl, stride))
+        assert gen.total_ms[r] == pytest.approx(total, rel=1e-12)
+        for name, value in per_op.items():
+            assert gen.per_op_ms[r, gen.names.index(name)] == pytest.approx(value, rel=1e-12, abs=1e-15), name
+
+
+def test_one_database_call_per_family_per_phase():
+    """All layouts and batch sizes of a phase share one query per (family, categorical key)."""
+    db = FakeDatabase()
+    lops = _lops("DEEPSEEK_V3", "trtllm")
+    batches = np.arange(1, 65)
+    cand = Candidates(np.repeat(np.arange(4), 64), np.tile(batches, 4), np.zeros(256, dtype=np.int64))
+    generation_phase(db, lops, cand, Workload(1000, 500))
+    # gemm: one call per quant (fp8_block, bf16); memory-bound ops share one call; the MoE
+    # dispatch collectives are one all-reduce and one call per NCCL op.
+    assert db.calls == {
+        "mla_module": 1,
+        "gemm": 2,
+        "mem": 1,
+        "moe": 1,
+        "allreduce": 1,
+        "nccl": 2,
+        "p2p": 1,
+    }
+
+
+def test_zero_weight_rows_are_not_queried_and_cost_nothing():
+    db = FakeDatabase()
+    lops = _lops("QWEN3_32B", "trtllm")
+    coords = PhaseCoords(
+        np.array([0, 1]),
+        np.array([0, 4]),
+        np.array([0, 4]),
+        np.array([0, 4]),
+        np.zeros(2, dtype=np.int64),
+        np.array([[0], [100]]),
+        np.array([[0.0], [1.0]]),
+    )
+    out = evaluate_phase(db, lops.generation_ops, coords, Select.ALL)
+    assert out.total_ms[0] == 0.0 and out.total_ms[1] > 0
+
+
+def test_select_splits_attention_from_the_rest():
+    db = FakeDatabase()
+    lops = _lops("QWEN3_32B", "vllm")
+    cand = Candidates(np.array([1]), np.array([4]), np.array([0]))
+    coords = PhaseCoords(cand.layout, cand.batch, cand.batch * 500, cand.batch, np.zeros(1, dtype=np.int64),
+                         np.array([[500]]), np.ones((1, 1)))  # fmt: skip
+    whole = evaluate_phase(db, lops.context_ops, coords)
+    attn = evaluate_phase(db, lops.context_ops, coords, Select.ONLY_ATTENTION)
+    rest = evaluate_phase(db, lops.context_ops, coords, Select.SKIP_ATTENTION)
+    assert attn.names == ["context_attention"]
+    assert "context_attention" not in rest.names
+    assert attn.total_ms[0] + rest.total_ms[0] == pytest.approx(whole.total_ms[0], rel=1e-12)
+
+
+def test_a_miss_makes_only_its_row_nan():
+    class Holey(FakeDatabase):
+        def gemm_ms(self, quant, m, n, k, **kw):
+            out = super().gemm_ms(quant, m, n, k, **kw)
+            return np.where(np.asarray(m) > 500, np.nan, out)
+
+    lops = _lops("QWEN3_32B", "trtllm")
+    cand = Candidates(np.array([0, 0]), np.array([1, 512]), np.zeros(2, dtype=np.int64))
+    out = generation_phase(Holey(), lops, cand, Workload(100, 10))
+    assert np.isfinite(out.total_ms[0]) and np.isnan(out.total_ms[1])
