@@ -71,6 +71,16 @@ def _validated(body: DefaultSearch | YamlSearch) -> list[dict[str, Any]]:
     return [experiment_summary(e) for e in build_experiments(body)]
 
 
+def warm_caches() -> None:
+    """Load the catalog once at start-up: cold, it takes seconds, and a burst of first requests
+    would otherwise all load it at the same time."""
+    from servopt.webapp.guard import web_model_names
+
+    _models()
+    _systems()
+    web_model_names()
+
+
 @router.get("/health", summary="Is the server up; the queue's counters")
 def health(request: Request) -> dict[str, Any]:
     return {"status": "ok", "queue": _queue(request).stats()}
@@ -171,9 +181,11 @@ def _job_view(job: Job, position: int, *, with_result: bool) -> dict[str, Any]:
     summary="Validate and queue a search; poll GET /api/searches/{id}",
 )
 def submit_search(body: SearchBody, request: Request, response: Response) -> Any:
-    names = [e["name"] for e in _validated(body)]
+    queue = _queue(request)
     try:
-        job, position = _queue(request).submit(body.model_dump(), names)
+        queue.check_room()  # a flood is refused before any validation work
+        names = [e["name"] for e in _validated(body)]
+        job, position = queue.submit(body.model_dump(), names)
     except QueueFullError as full:
         return JSONResponse(
             {

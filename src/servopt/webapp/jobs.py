@@ -94,13 +94,22 @@ class JobQueue:
         self.worker.kill()
 
     # -- requests --------------------------------------------------------------------------------
+    def _refuse_if_full(self) -> None:
+        """Raise QueueFullError (the lock is held) when no search can be taken now."""
+        if len(self._pending) >= self.settings.max_queued and not self._can_start_now():
+            self.refused += 1
+            waiting = len(self._pending) + 1
+            raise QueueFullError(len(self._pending), max(1, round(self._last_run_s * waiting)))
+
+    def check_room(self) -> None:
+        """Raise QueueFullError if a search submitted now would be refused."""
+        with self._lock:
+            self._refuse_if_full()
+
     def submit(self, request: dict[str, Any], experiments: list[str]) -> tuple[Job, int]:
         """Queue a search; returns the job and its place in the queue (1 = next). Never blocks."""
         with self._lock:
-            if len(self._pending) >= self.settings.max_queued and not self._can_start_now():
-                self.refused += 1
-                waiting = len(self._pending) + 1
-                raise QueueFullError(len(self._pending), max(1, round(self._last_run_s * waiting)))
+            self._refuse_if_full()
             job = Job(id=secrets.token_hex(JOB_ID_BYTES), request=request, experiments=experiments)
             self._pending.append(job)
             self.submitted += 1

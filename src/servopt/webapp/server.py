@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from servopt.errors import ServoptError
-from servopt.webapp.api import router
+from servopt.webapp.api import router, warm_caches
 from servopt.webapp.experiments import error_json
 from servopt.webapp.jobs import JobQueue
 from servopt.webapp.settings import LOOPBACK_HOSTS, WebSettings
@@ -189,6 +189,7 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        warm_caches()
         app.state.jobs = JobQueue(settings)
         app.state.jobs.start()
         try:
