@@ -1,0 +1,33 @@
+"""Locating aiconfigurator-core's data and its queryable versions."""
+
+from __future__ import annotations
+
+import pytest
+
+from servopt.errors import UnknownNameError
+from servopt.perf_db import locate
+
+
+def test_peer_data_is_found():
+    assert (locate.system_data_dir("h200_sxm") / "gemm").is_dir()
+
+
+def test_version_ordering_follows_pep440():
+    ordered = ["0.1.dev5", "0.5.6.post2", "0.5.9", "0.5.10", "1.3.0rc10", "1.3.0rc20", "1.3.0", "1.3.1"]
+    assert sorted(reversed(ordered), key=locate.version_key) == ordered
+
+
+def test_slots_current_and_next():
+    slots = locate.version_slots("h200_sxm", "trtllm")
+    assert slots["current"] == "1.3.0rc20" and slots["next"] == "1.3.0rc23"
+    assert locate.resolve_version("h200_sxm", "h200_sxm", "trtllm", None) == "1.3.0rc20"
+    assert locate.resolve_version("h200_sxm", "h200_sxm", "trtllm", "next") == "1.3.0rc23"
+
+
+def test_override_systems_have_no_next():
+    assert locate.version_slots("a100_sxm", "trtllm") == {"current": "1.0.0"}
+
+
+def test_unknown_version_lists_the_queryable_ones():
+    with pytest.raises(UnknownNameError, match=r"allowed: 1\.3\.0rc20, 1\.3\.0rc23, current, next"):
+        locate.resolve_version("h200_sxm", "h200_sxm", "trtllm", "1.3.0rc10")
