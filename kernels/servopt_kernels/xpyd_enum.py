@@ -44,9 +44,11 @@ def _replica_before(rate, lvl, y, x, i, j, b_rate, b_lvl, b_y, b_x, b_i, b_j):
 def best_replica_per_size(
     p_gpus,
     p_units,
+    p_key,
     d_gpus,
     d_units,
     d_level,
+    d_key,
     max_x,
     max_y,
     allowed,
@@ -63,10 +65,11 @@ def best_replica_per_size(
 
     Parameters
     ----------
-    p_gpus, p_units : (P,) int64
-        Prefill options: GPUs per worker, degraded rate units per worker.
-    d_gpus, d_units, d_level : (D,) int64
-        Decode options: GPUs per worker, degraded rate units per worker, TPOT level.
+    p_gpus, p_units, p_key : (P,) int64
+        Prefill options: GPUs per worker, degraded rate units per worker, pairing key.
+    d_gpus, d_units, d_level, d_key : (D,) int64
+        Decode options: GPUs per worker, degraded rate units per worker, TPOT level, pairing key.
+        Options pair iff their keys are equal or either is negative.
     max_x, max_y : int
         Worker caps per replica.
     allowed : (S+1,) bool
@@ -93,6 +96,8 @@ def best_replica_per_size(
                 break
             p_rate = x * p_units[i]
             for j in range(d_gpus.shape[0]):
+                if p_key[i] != d_key[j] and p_key[i] >= 0 and d_key[j] >= 0:
+                    continue
                 for y in range(1, max_y + 1):
                     d_pool = y * d_gpus[j]
                     size = p_pool + d_pool
@@ -161,7 +166,7 @@ def staircase(units, level):
 
 @njit(cache=True, fastmath=FASTMATH)
 def enumerate_replicas(
-    p_gpus, p_units, d_gpus, d_units, d_level, max_x, max_y, allowed, max_p_pool, max_d_pool
+    p_gpus, p_units, p_key, d_gpus, d_units, d_level, d_key, max_x, max_y, allowed, max_p_pool, max_d_pool
 ):
     """Oracle: every allowed xPyD replica, no pruning.
 
@@ -187,6 +192,8 @@ def enumerate_replicas(
         for i in range(p_gpus.shape[0]):
             for x in range(1, max_x + 1):
                 for j in range(d_gpus.shape[0]):
+                    if p_key[i] != d_key[j] and p_key[i] >= 0 and d_key[j] >= 0:
+                        continue
                     for y in range(1, max_y + 1):
                         p_pool = x * p_gpus[i]
                         d_pool = y * d_gpus[j]

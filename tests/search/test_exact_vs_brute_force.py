@@ -7,13 +7,16 @@ GPUs used), the identical frontier and the packed frontier, and infeasibility.
 
 from __future__ import annotations
 
+import contextlib
 import math
+from unittest import mock
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from servopt.errors import InfeasibleError
+from servopt.search import xpyd_model
 from servopt.search.enumerate import brute_force_agg, brute_force_disagg
 from servopt.search.options import ReplicaSpec, Sla, WorkerOptions
 from servopt.search.solve import solve_agg, solve_disagg
@@ -24,12 +27,15 @@ LATENCY = st.sampled_from([5.0, 10.0, 20.0, 30.0, 50.0, 80.0])
 TTFT = st.sampled_from([100.0, 200.0, 400.0, 800.0])
 SLA_TTFT = st.sampled_from([150.0, 400.0, 1000.0, 2000.0, math.inf])
 SLA_TPOT = st.sampled_from([5.0, 15.0, 30.0, 60.0, math.inf])
+# Mostly "everything pairs" (0); sometimes SGLang-like TP keys with wildcards (-1).
+PAIR_KEY = st.sampled_from([0, 0, 0, 0, -1, 1, 2])
 
 
 @st.composite
-def tables(draw, n_max, ttft=False, tpot=False):
+def tables(draw, n_max, ttft=False, tpot=False, keys=st.just(0)):
     n = draw(st.integers(1, n_max))
     return WorkerOptions.from_arrays(
+        pair_key=[draw(keys) for _ in range(n)],
         gpus=[draw(GPUS) for _ in range(n)],
         rate_per_s=[draw(RATE) for _ in range(n)],
         ttft_ms=[draw(TTFT) for _ in range(n)] if ttft else None,
@@ -59,13 +65,16 @@ def _front(points):
     return tuple((p.tpot_ms, p.deployment.value_units) for p in points)
 
 
-def _compare(run, oracle):
+def _compare(run, oracle, two_stage):
+    """``two_stage`` forces the tie-break by a second solve instead of the folded objective."""
+    patch = mock.patch.object(xpyd_model, "MAX_OBJECTIVE_UNITS", 0) if two_stage else contextlib.nullcontext()
     if oracle.identical is None:
         assert oracle.packed is None
-        with pytest.raises(InfeasibleError):
+        with patch, pytest.raises(InfeasibleError):
             run()
         return
-    result = run()
+    with patch:
+        result = run()
     assert _key(result.identical) == (
         oracle.identical.value_units,
         oracle.identical.tpot_ms,
@@ -90,8 +99,9 @@ PROPERTY = settings(
     max_types=st.integers(1, 3),
     ttft=SLA_TTFT,
     tpot=SLA_TPOT,
+    two_stage=st.booleans(),
 )
-def test_agg_equals_brute_force(agg, total_gpus, max_types, ttft, tpot):
+def test_agg_equals_brute_force(agg, total_gpus, max_types, ttft, tpot, two_stage):
     sla = Sla(ttft, tpot)
     oracle = brute_force_agg(agg, sla=sla, total_gpus=total_gpus, max_types=max_types)
     _compare(
@@ -104,20 +114,22 @@ def test_agg_equals_brute_force(agg, total_gpus, max_types, ttft, tpot):
             packed_frontier=True,
         ),
         oracle,
+        two_stage,
     )
 
 
 @PROPERTY
 @given(
-    prefill=tables(4, ttft=True),
-    decode=tables(5, tpot=True),
+    prefill=tables(4, ttft=True, keys=PAIR_KEY),
+    decode=tables(5, tpot=True, keys=PAIR_KEY),
     replica=replica_specs(),
     total_gpus=st.integers(1, 40),
     max_types=st.integers(1, 2),
     ttft=SLA_TTFT,
     tpot=SLA_TPOT,
+    two_stage=st.booleans(),
 )
-def test_disagg_equals_brute_force(prefill, decode, replica, total_gpus, max_types, ttft, tpot):
+def test_disagg_equals_brute_force(prefill, decode, replica, total_gpus, max_types, ttft, tpot, two_stage):
     sla = Sla(ttft, tpot)
     oracle = brute_force_disagg(
         prefill, decode, sla=sla, total_gpus=total_gpus, replica=replica, max_types=max_types
@@ -134,4 +146,5 @@ def test_disagg_equals_brute_force(prefill, decode, replica, total_gpus, max_typ
             packed_frontier=True,
         ),
         oracle,
+        two_stage,
     )

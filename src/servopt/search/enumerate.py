@@ -123,9 +123,11 @@ def brute_force_disagg(
     size, units, level, *_ = enumerate_replicas(
         prefill.gpus[p_ok],
         encode_rates(prefill.rate_per_s[p_ok], conventions.prefill_degradation),
+        prefill.pair_key[p_ok],
         decode.gpus,
         encode_rates(decode.rate_per_s, conventions.decode_degradation),
         np.searchsorted(tpot_values, decode.tpot_ms).astype(np.int64),
+        decode.pair_key,
         replica.max_prefill_worker,
         replica.max_decode_worker,
         allowed,

@@ -120,6 +120,14 @@ def diagnose_disagg(
     any_ttft = prune_prefill(prefill, ttft_ms=math.inf, ttft_factor=factor, max_gpus=limit)
     menu, levels = _menu(prefill, decode, any_ttft, **kw)
     if len(levels) == 0 or len(menu.rows(len(levels) - 1)) == 0:
+        pk, dk = prefill.pair_key[:, None], decode.pair_key[None, :]
+        if not np.any((pk == dk) | (pk < 0) | (dk < 0)):
+            return InfeasibleError(
+                "pair_key",
+                sorted(set(prefill.pair_key.tolist())),
+                f"no prefill option may pair with a decode option (decode keys "
+                f"{sorted(set(decode.pair_key.tolist()))}; e.g. SGLang needs equal prefill and decode TP)",
+            )
         return _size_error(prefill, decode, replica=replica, total_gpus=total_gpus)
 
     p_keep = prune_prefill(prefill, ttft_ms=sla.ttft_ms, ttft_factor=factor, max_gpus=limit)

@@ -5,6 +5,11 @@ batch size ...), already memory-filtered by the caller. ``row`` points back into
 table so results can name the layout. Latencies are per request in ms; rates in requests/s of one
 worker. Agg rows use every column; prefill rows leave ``tpot_ms`` at 0; decode rows leave
 ``ttft_ms`` at 0.
+
+``pair_key`` restricts which prefill and decode options may share a replica: they may iff their
+keys are equal or either key is negative (a wildcard). All zeros (the default) pairs everything;
+SGLang's "prefill and decode TP must match" is ``pair_key = tp`` (and -1 for large-EP layouts,
+which the peer exempts).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ class WorkerOptions:
     tpot_ms: np.ndarray  # float64: time per output token (agg, decode)
     concurrency: np.ndarray  # float64: requests in flight on one worker
     row: np.ndarray  # int64: index into the caller's table
+    pair_key: np.ndarray  # int64: prefill/decode pairing key (see module docstring)
 
     @classmethod
     def from_arrays(
@@ -42,9 +48,10 @@ class WorkerOptions:
         tpot_ms: Sequence[float] | np.ndarray | None = None,
         concurrency: Sequence[float] | np.ndarray | None = None,
         row: Sequence[int] | np.ndarray | None = None,
+        pair_key: Sequence[int] | np.ndarray | None = None,
         name: str = "options",
     ) -> WorkerOptions:
-        """Validated table; missing latency/concurrency columns default to 0, ``row`` to 0..n-1."""
+        """Validated table; missing latency/concurrency/pair_key columns default to 0, ``row`` to 0..n-1."""
         g = np.asarray(gpus)
         n = g.shape[0] if g.ndim == 1 else -1
         if g.ndim != 1:
@@ -67,6 +74,7 @@ class WorkerOptions:
             tpot_ms=col(tpot_ms, "tpot_ms", np.float64),
             concurrency=col(concurrency, "concurrency", np.float64),
             row=col(np.arange(n) if row is None else row, "row", np.int64),
+            pair_key=col(pair_key, "pair_key", np.int64),
         )
         table.validate(name)
         return table
@@ -98,6 +106,7 @@ class WorkerOptions:
             tpot_ms=self.tpot_ms[index],
             concurrency=self.concurrency[index],
             row=self.row[index],
+            pair_key=self.pair_key[index],
         )
 
 

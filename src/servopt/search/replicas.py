@@ -38,14 +38,16 @@ class ReplicaRows:
         return int(self.size.shape[0])
 
 
-def _class_bounds(gpus: np.ndarray) -> np.ndarray:
-    """Start offsets of the runs of equal GPU counts (options sorted by GPUs), plus the end."""
-    starts = np.flatnonzero(np.r_[True, gpus[1:] != gpus[:-1]]) if gpus.size else np.zeros(0, np.int64)
-    return np.r_[starts, gpus.size].astype(np.int64)
+def _class_bounds(gpus: np.ndarray, key: np.ndarray) -> np.ndarray:
+    """Start offsets of the runs of equal (GPU count, key) (options sorted so), plus the end."""
+    if gpus.size == 0:
+        return np.zeros(1, dtype=np.int64)
+    change = (gpus[1:] != gpus[:-1]) | (key[1:] != key[:-1])
+    return np.r_[np.flatnonzero(np.r_[True, change]), gpus.size].astype(np.int64)
 
 
 def _best_per_class(level: np.ndarray, bounds: np.ndarray, cap: int) -> np.ndarray:
-    """Per GPU-count class, the index of its best option with level <= cap (-1: none).
+    """Per (GPU count, key) class, the index of its best option with level <= cap (-1: none).
 
     Classes come from the Pareto pruning: sorted by TPOT with strictly rising rate, so the best
     option under a cap is the last one whose level fits.
@@ -80,7 +82,7 @@ class DisaggMenu:
         self.p_units = encode_rates(prefill.rate_per_s, conventions.prefill_degradation)
         self.d_units = encode_rates(decode.rate_per_s, conventions.decode_degradation)
         self.d_level = levels.rank(decode.tpot_ms)
-        self._bounds = _class_bounds(decode.gpus)
+        self._bounds = _class_bounds(decode.gpus, decode.pair_key)
         buf = max(self.limit, 0) + 1
         self._out = [np.empty(buf, dtype=np.int64) for _ in range(6)]
 
@@ -94,9 +96,11 @@ class DisaggMenu:
         best_replica_per_size(
             self.p_gpus,
             self.p_units,
+            self.prefill.pair_key,
             self.decode.gpus[best],
             self.d_units[best],
             self.d_level[best],
+            self.decode.pair_key[best],
             self.replica.max_prefill_worker,
             self.replica.max_decode_worker,
             self.allowed,
@@ -130,7 +134,7 @@ class AggMenu:
         self.units = encode_rates(agg.rate_per_s)
         self.level = levels.rank(agg.tpot_ms)
         self.total_gpus = total_gpus
-        self._bounds = _class_bounds(agg.gpus)
+        self._bounds = _class_bounds(agg.gpus, np.zeros_like(agg.gpus))
 
     def rows(self, cap: int) -> ReplicaRows:
         best = _best_per_class(self.level, self._bounds, cap)

@@ -47,6 +47,9 @@ def _check_disagg(
     p, d, x, y = g.prefill_option, g.decode_option, g.prefill_workers, g.decode_workers
     if not (0 <= p < len(prefill) and 0 <= d < len(decode)):
         _fail(dep, f"option index out of range (prefill {p}, decode {d})")
+    pk, dk = prefill.pair_key[p], decode.pair_key[d]
+    if pk != dk and pk >= 0 and dk >= 0:
+        _fail(dep, f"prefill option {p} (key {pk}) may not pair with decode option {d} (key {dk})")
     if not (1 <= x <= replica.max_prefill_worker and 1 <= y <= replica.max_decode_worker):
         _fail(dep, f"worker counts {x}P{y}D outside the caps")
     p_pool, d_pool = x * int(prefill.gpus[p]), y * int(decode.gpus[d])
