@@ -9,7 +9,6 @@ Bounded: 50 searches + 50 reads, each with a 30 s client timeout, one server on 
 from __future__ import annotations
 
 import statistics
-import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -21,36 +20,13 @@ from .conftest import DEFAULT_FORM, FAKE_PIPELINE
 uvicorn = pytest.importorskip("uvicorn", reason="the load test needs uvicorn")
 httpx = pytest.importorskip("httpx", reason="the load test needs httpx")
 
-from servopt.webapp.server import create_app  # noqa: E402
 from servopt.webapp.settings import WebSettings  # noqa: E402
+
+from .loopback import LoopbackServer  # noqa: E402
 
 CONCURRENT_REQUESTS = 50
 MAX_QUEUED = 8
 CLIENT_TIMEOUT_S = 30.0
-SERVER_START_S = 30.0
-
-
-class LoopbackServer:
-    """uvicorn on 127.0.0.1 (an ephemeral port) in a thread; stopped by ``stop()``."""
-
-    def __init__(self, settings: WebSettings):
-        config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_level="warning")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name="uvicorn-under-test", daemon=True)
-
-    def start(self) -> str:
-        self.thread.start()
-        deadline = time.monotonic() + SERVER_START_S
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise AssertionError("uvicorn did not start")
-            time.sleep(0.02)
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}"
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=15)
 
 
 def _post(client, url: str) -> tuple[int, float, dict]:

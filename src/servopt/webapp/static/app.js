@@ -16,6 +16,7 @@ const state = {
   pinned: [],         // earlier runs kept on the chart: {label, pareto}
   runCount: 0,
   lastResult: null,
+  yamlProblems: [],   // the editor's current problems (for "jump to the first one")
 };
 
 function el(tag, attrs = {}, ...children) {
@@ -163,6 +164,7 @@ function showFormProblems(problems) {
 
 // ---------------------------------------------------------------- the YAML editor
 function renderEditor(problems) {
+  state.yamlProblems = problems;
   const text = $("#yaml").value;
   const lines = text.split("\n");
   const byLine = new Map();
@@ -192,6 +194,22 @@ function syncScroll() {
   $("#backdrop").scrollTop = area.scrollTop;
   $("#backdrop").scrollLeft = area.scrollLeft;
   for (const note of $("#notes").children) note.style.top = `${Number(note.dataset.top) - area.scrollTop}px`;
+}
+
+// Scroll the editor so that ``line`` shows a few lines below the top, and put the caret there.
+function jumpToLine(line) {
+  const area = $("#yaml");
+  const lines = area.value.split("\n");
+  const offset = lines.slice(0, line - 1).reduce((sum, l) => sum + l.length + 1, 0);
+  area.focus();
+  area.setSelectionRange(offset, offset);
+  area.scrollTop = Math.max(0, (line - 4) * LINE_PX);
+  syncScroll();
+}
+
+function jumpToFirstProblem() {
+  const lines = (state.yamlProblems || []).map((p) => p.line).filter((l) => l > 0);
+  if (lines.length) jumpToLine(Math.min(...lines));
 }
 
 function yamlRequest() {
@@ -460,6 +478,7 @@ function init() {
   area.addEventListener("scroll", syncScroll);
   area.addEventListener("input", () => { renderEditor([]); validateSoon(); });
   $("#validate-yaml").addEventListener("click", validateYaml);
+  $("#yaml-status").addEventListener("click", jumpToFirstProblem);
   $("#reset-yaml").addEventListener("click", loadExample);
   $("#run-yaml").addEventListener("click", () => startSearch(yamlRequest(), (problems) => {
     renderEditor(problems);

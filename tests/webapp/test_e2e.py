@@ -1,0 +1,84 @@
+"""End to end in a real headless browser: open the page, run a small search, see the table and chart.
+
+Debian's chromium is driven by playwright-core (``tests/webapp/e2e``; ``npm ci`` there). The search
+runs on ``servopt.pipeline`` when it exists, else on the fake pipeline (the page, the API, the queue
+and the worker process are real either way). Screenshots go to the test's tmp folder, or to
+``$SERVOPT_E2E_SCREENSHOTS`` when set (to look at them).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from .conftest import FAKE_PIPELINE
+
+pytest.importorskip("uvicorn", reason="the browser test needs uvicorn")
+
+from servopt.webapp.settings import WebSettings  # noqa: E402
+
+from .loopback import LoopbackServer  # noqa: E402
+
+E2E_DIR = Path(__file__).parent / "e2e"
+SCRIPT = E2E_DIR / "run_search.mjs"
+# Browser start, a search (a real one compiles kernels on first use) and two screenshots.
+BROWSER_TIMEOUT_S = 420
+SCREENSHOTS_ENV = "SERVOPT_E2E_SCREENSHOTS"
+
+
+def _chromium() -> str | None:
+    for candidate in (os.environ.get("CHROMIUM_PATH"), "chromium", "chromium-browser"):
+        if candidate and shutil.which(candidate):
+            return shutil.which(candidate)
+    return None
+
+
+def _pipeline_module() -> str:
+    return "servopt.pipeline" if importlib.util.find_spec("servopt.pipeline") else FAKE_PIPELINE
+
+
+@pytest.mark.slow
+def test_page_runs_a_search_and_shows_table_and_chart(tmp_path, monkeypatch):
+    node = shutil.which("node")
+    chromium = _chromium()
+    if node is None:
+        pytest.skip("node is not installed (apt-get install -y nodejs npm)")
+    if chromium is None:
+        pytest.skip("chromium is not installed (apt-get install -y chromium)")
+    if not (E2E_DIR / "node_modules" / "playwright-core").is_dir():
+        pytest.skip("playwright-core is not installed (cd tests/webapp/e2e && npm ci)")
+    monkeypatch.delenv("FAKE_PIPELINE_MODE", raising=False)
+    shots = Path(os.environ.get(SCREENSHOTS_ENV) or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+
+    pipeline = _pipeline_module()
+    server = LoopbackServer(WebSettings(pipeline_module=pipeline, job_time_limit_s=BROWSER_TIMEOUT_S))
+    base = server.start()
+    try:
+        run = subprocess.run(
+            [node, str(SCRIPT), base, chromium, str(shots)],
+            cwd=E2E_DIR,
+            capture_output=True,
+            text=True,
+            timeout=BROWSER_TIMEOUT_S,
+        )
+    finally:
+        server.stop()
+    assert run.returncode == 0, f"browser run failed ({pipeline}):\n{run.stdout}\n{run.stderr}"
+    seen = json.loads(run.stdout.strip().splitlines()[-1])
+    print(f"\ne2e ({pipeline}): {json.dumps(seen)}\nscreenshots: {shots}")
+
+    assert seen["tables"] and all(t["rows"] >= 1 for t in seen["tables"])
+    assert seen["traces"] >= 1 and seen["points"] >= 1
+    assert "tokens/s/GPU" in seen["verdict"]
+    assert "tokens/s/user" in seen["hover"]
+    assert seen["files"], "the first row's deployment configs were not shown"
+    assert seen["note"]["line"] in seen["gutterBad"]
+    for name in ("result.png", "yaml-problem.png"):
+        assert (shots / name).stat().st_size > 10_000, name
