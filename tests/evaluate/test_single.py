@@ -1,0 +1,151 @@
+"""One-configuration estimates (``servopt cli estimate``): results, JSON, and bad input.
+
+Bad input must give one clear ServoptError line and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import typer
+from fake_db import FakeDatabase
+from typer.testing import CliRunner
+
+from servopt.cli.estimate_cmd import estimate
+from servopt.errors import InvalidLayoutError, OutOfMemoryError, ServoptError, UnknownNameError
+from servopt.evaluate.candidates import ModelSetup, Workload
+from servopt.evaluate.single import estimate_config, quant_modes, resolve_moe_split
+from servopt.models.ops import QuantModes
+from servopt.models.registry import resolve_model
+from servopt.perf_db.systems import load_system
+from servopt.search.layouts import Layout
+
+SYSTEM = load_system("h200_sxm")
+FP8B = QuantModes("fp8_block", "fp8_block", "fp8", "float16")
+
+
+def _estimate(model="QWEN3_32B", layout=Layout(2, 1, 1, 1, 1), quant=FP8B, mode="static", batch=8, **kw):
+    setup = ModelSetup(resolve_model(model), "trtllm", quant, SYSTEM, "test", kw.pop("nextn", 0))
+    return estimate_config(FakeDatabase(), setup, layout, kw.pop("work", Workload(1000, 100)), mode=mode,
+                           batch_size=batch, **kw)  # fmt: skip
+
+
+def test_estimate_reports_metrics_and_ops_for_each_mode():
+    for mode in ("static", "static_ctx", "static_gen", "agg"):
+        est = _estimate(mode=mode)
+        doc = est.to_json()
+        for key in ("ttft_ms", "tpot_ms", "tokens_per_s_per_gpu", "tokens_per_s_per_user", "request_latency_ms",
+                    "memory_gib", "ops"):  # fmt: skip
+            assert key in doc, (mode, key)
+        assert doc["ops"] and all(op["latency_ms"] >= 0 for op in doc["ops"])
+        json.dumps(doc)
+    assert _estimate(mode="static_ctx").tpot_ms == 0.0
+    assert _estimate(mode="static_gen").ttft_ms == 0.0
+    assert {op.phase for op in _estimate(mode="agg").ops} == {"mix_step", "decode_step"}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "field"),
+    [
+        ({"layout": Layout(3, 1, 1, 1, 1)}, InvalidLayoutError, "tp"),  # 64 heads, tp 3
+        (
+            {"model": "MIXTRAL_8X7B", "layout": Layout(8, 1, 2, 1, 16)},
+            InvalidLayoutError,
+            "moe_ep",
+        ),  # 8 experts
+        ({"model": "QWEN3_30B_A3B", "layout": Layout(2, 1, 1, 1, 4)}, InvalidLayoutError, "moe_tp*moe_ep"),
+        ({"model": "QWEN3_32B", "layout": Layout(2, 1, 2, 1, 4)}, InvalidLayoutError, "dp/moe_tp/moe_ep"),
+        ({"quant": QuantModes("fp9", "float16", "fp8", "float16")}, UnknownNameError, "gemm_quant_mode"),
+        ({"quant": QuantModes("fp8", "float16", "fp4", "float16")}, UnknownNameError, "kvcache_quant_mode"),
+        ({"mode": "turbo"}, UnknownNameError, "mode"),
+        ({"batch": 0}, ServoptError, "batch_size"),
+        ({"batch": 512, "work": Workload(8000, 1000)}, OutOfMemoryError, "batch_size"),
+        ({"model": "DEEPSEEK_V3", "layout": Layout(1, 1, 1, 1, 1)}, OutOfMemoryError, "batch_size"),
+        ({"mode": "agg", "batch": 2, "ctx_tokens": 4000}, ServoptError, "ctx_tokens"),
+        ({"work": Workload(100, 10, 100)}, ServoptError, "prefix"),
+        ({"nextn": 1, "accept_rates": [1.5]}, ServoptError, "nextn_accept_rates[0]"),
+    ],
+)
+def test_bad_input_is_one_named_error(kwargs, error, field):
+    with pytest.raises(error) as info:
+        _estimate(**kwargs)
+    assert info.value.field == field
+    assert "\n" not in str(info.value)
+
+
+def test_missing_data_is_named():
+    class NoMoe(FakeDatabase):
+        def moe_ms(self, *a, **kw):
+            return super().moe_ms(*a, **kw) * float("nan")
+
+    setup = ModelSetup(resolve_model("QWEN3_30B_A3B"), "trtllm", FP8B, SYSTEM, "test")
+    with pytest.raises(ServoptError, match="cannot price context_moe"):
+        estimate_config(
+            NoMoe(), setup, Layout(2, 1, 1, 1, 2), Workload(1000, 100), mode="static", batch_size=4
+        )
+
+
+def test_moe_split_defaults_to_expert_parallel():
+    assert resolve_moe_split(True, 2, 4, None, None) == (1, 8)
+    assert resolve_moe_split(True, 8, 1, 2, None) == (2, 4)
+    assert resolve_moe_split(True, 8, 1, None, 4) == (2, 4)
+    assert resolve_moe_split(False, 8, 1, None, None) == (1, 1)
+    with pytest.raises(ServoptError):
+        resolve_moe_split(True, 4, 1, None, 3)
+
+
+def test_quant_defaults_follow_the_checkpoint_with_vllm_fmha_fallback():
+    arch = resolve_model("DEEPSEEK_V3")
+    assert quant_modes(arch, None, None, None, None) == QuantModes("fp8_block", "fp8_block", "fp8", "fp8")
+    assert quant_modes(arch, None, None, None, None, backend="vllm").fmha == "float16"
+    assert quant_modes(arch, None, None, None, "fp8", backend="vllm").fmha == "fp8"  # explicit wins
+    assert quant_modes(arch, "float16", None, None, None).gemm == "float16"
+
+
+def _cli(args: list[str]) -> tuple[int, str, str]:
+    """Run ``estimate`` the way ``servopt`` runs commands: ServoptError -> one line, exit code."""
+    app = typer.Typer()
+    app.command()(estimate)
+    app.command("noop")(lambda: None)
+    runner = CliRunner()
+    result = runner.invoke(app, ["estimate", *args])
+    if isinstance(result.exception, ServoptError):
+        return result.exception.exit_code, "", f"error: {result.exception}"
+    return result.exit_code, result.stdout, ""
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--model", "QWEN3_33B"],
+        ["--model", "QWEN3_32B", "--tp", "3"],
+        ["--model", "QWEN3_32B", "--gemm_quant_mode", "fp9"],
+        ["--model", "QWEN3_30B_A3B", "--tp", "2", "--moe_tp", "1", "--moe_ep", "4"],
+        ["--model", "MIXTRAL_8X7B", "--tp", "2", "--dp", "8", "--moe_ep", "16"],
+        ["--model", "QWEN3_32B", "--batch-size", "512", "--isl", "8000"],
+        ["--model", "QWEN3_32B", "--nextn_accept_rates", "a,b"],
+        ["--model", "QWEN3_32B", "--backend", "tensorrt"],
+    ],
+)
+def test_cli_bad_input_exits_nonzero_with_one_line(args):
+    code, _, err = _cli(args)
+    assert code != 0
+    assert err.startswith("error: ") and "\n" not in err.strip()
+
+
+def test_cli_json_and_table(tmp_path, monkeypatch):
+    monkeypatch.setattr("servopt.perf_db.database.open_database", lambda *a, **k: _FakeOpened())
+    code, out, _ = _cli(["--model", "QWEN3_32B", "--tp", "2", "--batch_size", "4", "--json"])
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["config"]["parallel"] == "tp2pp1dp1etp1ep1" and doc["ttft_ms"] > 0
+    code, out, _ = _cli(
+        ["--model", "QWEN3_32B", "--tp", "2", "--mode", "agg", "--ctx-tokens", "4000", "--batch-size", "8"]
+    )
+    assert code == 0 and "mix_step ops" in out and "tokens/s/gpu" in out
+
+
+class _FakeOpened(FakeDatabase):
+    version = "fake"
+    sol = False
