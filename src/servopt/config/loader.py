@@ -43,7 +43,6 @@ DEFAULT_FLAGS = {
     "tpot": "--tpot",
     "enable_wide_ep": "--enable_wide_ep",
     "profiles": "--profile",
-    "config": "--profile",
 }
 
 
@@ -61,7 +60,13 @@ def _experiment_names(doc: Document, problems: list[Problem]) -> list[str]:
             continue
         if not isinstance(key, str) or not key.strip():
             problems.append(
-                doc.problem((key,), "an experiment name must be a non-empty string", value=key, key=True)
+                doc.problem(
+                    (key,),
+                    "an experiment name must be a non-empty string",
+                    value=key,
+                    key=True,
+                    field=str(key),
+                )
             )
             continue
         names.append(key)

@@ -129,11 +129,9 @@ class Document:
         return self.value_marks.get(())
 
     def field(self, path: Path_) -> str:
-        if self.flag_names is not None and path and isinstance(path[-1], str):
-            # Flags are flat: the flag of the top-level key named by the path's second part.
-            top = path[1] if len(path) > 1 else path[0]
-            if isinstance(top, str) and top in self.flag_names:
-                return self.flag_names[top]
+        if self.flag_names is not None and len(path) > 1 and path[1] in self.flag_names:
+            # Flags are flat: (experiment, key, ...) is named by the key's flag.
+            return self.flag_names[path[1]]
         return field_name(path)
 
     def problem(
