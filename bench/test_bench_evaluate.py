@@ -1,0 +1,106 @@
+"""Latency-model throughput: DeepSeek-V3's full default decode candidate set on h200_sxm.
+
+Every valid decode layout of the peer's default MoE lists x every decode batch size (1..512,
+96 values), each over the whole decode trajectory (isl 4000, osl 1000: 32 quadrature steps), plus
+memory: what the search evaluates for a disaggregated decode pool. Target <= 0.3 s warm.
+
+The peer does the same work with one ``run_static(static_gen)`` call per candidate; its time for
+the whole set is measured once (it is slow) and the ratio recorded in ``extra_info``.
+
+Run: ``pytest bench/test_bench_evaluate.py --benchmark-enable`` (``-s`` prints the summary).
+"""
+
+from __future__ import annotations
+
+import time
+from functools import cache
+
+import numpy as np
+import pytest
+
+from servopt.evaluate.candidates import ModelSetup, Workload, build_layout_ops
+from servopt.evaluate.workers import decode_workers
+from servopt.models.ops import QuantModes
+from servopt.models.registry import resolve_model
+from servopt.perf_db.database import open_database
+from servopt.perf_db.systems import load_system
+from servopt.search.layouts import default_disagg_lists, enumerate_layouts
+
+SYSTEM, BACKEND, VERSION = "h200_sxm", "trtllm", "1.3.0rc20"
+WORK = Workload(4000, 1000)
+QUANT = QuantModes("fp8_block", "fp8_block", "fp8", "float16")
+TARGET_S = 0.3
+
+
+@cache
+def _setup():
+    arch = resolve_model("DEEPSEEK_V3")
+    _, d = default_disagg_lists(is_moe=True, backend=BACKEND)
+    layouts = enumerate_layouts(
+        is_moe=True, backend=BACKEND, num_gpu_per_worker=d.num_gpu_per_worker, tp_list=d.tp_list,
+        pp_list=d.pp_list, dp_list=d.dp_list, moe_tp_list=d.moe_tp_list, moe_ep_list=d.moe_ep_list,
+        num_experts=arch.num_experts, role="decode",
+    )  # fmt: skip
+    db = open_database(SYSTEM, BACKEND, VERSION)
+    lops = build_layout_ops(ModelSetup(arch, BACKEND, QUANT, load_system(SYSTEM), db.version), layouts)
+    decode_workers(db, lops, WORK)  # JIT and caches warm
+    return db, lops
+
+
+def _peer_seconds(lops, batch_sizes) -> float | None:
+    """The peer's time for the same candidates: one run_static(static_gen) per (layout, batch)."""
+    try:
+        import importlib.util
+        import sys
+        from pathlib import Path
+
+        spec = importlib.util.spec_from_file_location(
+            "peer_oracle", Path(__file__).resolve().parents[1] / "tests" / "evaluate" / "peer_oracle.py"
+        )
+        oracle = importlib.util.module_from_spec(spec)
+        sys.modules.setdefault("peer_oracle", oracle)
+        spec.loader.exec_module(oracle)
+        pytest.importorskip("aiconfigurator_core")
+    except pytest.skip.Exception:
+        return None
+    arch = lops.setup.arch
+    # Warm the peer's tables on one candidate first, as servopt's side is warm too.
+    model = oracle.peer_model(arch, lops.layouts[-1], QUANT, BACKEND)
+    oracle.peer_static(model, BACKEND, 8, WORK.isl, WORK.osl, "static_gen")
+    start = time.perf_counter()
+    for layout in lops.layouts:
+        model = oracle.peer_model(arch, layout, QUANT, BACKEND)
+        for b in batch_sizes:
+            oracle.peer_static(model, BACKEND, b, WORK.isl, WORK.osl, "static_gen")
+    return time.perf_counter() - start
+
+
+@pytest.mark.benchmark(group="decode-set")
+def test_deepseek_v3_decode_set(benchmark):
+    db, lops = _setup()
+    table = benchmark.pedantic(decode_workers, args=(db, lops, WORK), rounds=7, warmup_rounds=1)
+    n = len(table.candidates)
+    steps = len(range(0, WORK.osl - 1, 32))
+    best = benchmark.stats.stats.min if benchmark.stats else None
+    benchmark.extra_info.update(
+        {
+            "layouts": len(lops.layouts),
+            "candidates": n,
+            "decode_steps_priced": steps,
+            "fitting": int(table.fits.sum()),
+        }
+    )
+    assert n == len(lops.layouts) * 96 and len(lops.layouts) >= 20
+    if best is not None:  # timed run (--benchmark-enable)
+        benchmark.extra_info["candidates_per_s"] = n / best
+        peer = _peer_seconds(lops, sorted(set(table.candidates.batch.tolist())))
+        if peer is not None:
+            benchmark.extra_info["peer_seconds"] = peer
+            benchmark.extra_info["speedup_vs_peer"] = peer / best
+        print(
+            f"\nDeepSeek-V3 decode set: {n} candidates x {steps} steps in {best * 1e3:.1f} ms "
+            f"({n / best:,.0f} candidates/s)"
+            + (f"; peer {peer:.2f} s ({peer / best:,.0f}x)" if peer is not None else "")
+        )
+        assert best <= TARGET_S
+    assert np.isfinite(table.metrics.tpot_ms[table.fits]).all()
