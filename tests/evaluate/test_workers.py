@@ -71,3 +71,21 @@ def test_speculative_decode_rates_scale_with_progress(accepted):
     spec = decode_workers(FakeDatabase(), lops, Workload(2000, 500), [8], accepted_tokens=accepted)
     assert spec.options.rate_per_s[0] == pytest.approx(base.options.rate_per_s[0] * (1 + accepted))
     assert spec.options.tpot_ms[0] == pytest.approx(base.options.tpot_ms[0] / (1 + accepted))
+
+
+def test_worker_table_entry_point():
+    from servopt.evaluate.workers import worker_table
+
+    setup = _lops().setup._replace(nextn=1)
+    layouts = [Layout(2, 1, 1, 1, 1), Layout(3, 1, 1, 1, 1), Layout(8, 1, 1, 1, 1)]
+    dec = worker_table(
+        FakeDatabase(), setup, layouts, "decode", Workload(2000, 500), accept_rates=[0.5], max_batch_size=64
+    )
+    assert dec.layouts.layouts == (Layout(2, 1, 1, 1, 1), Layout(8, 1, 1, 1, 1))
+    assert dec.candidates.batch.max() == 64
+    pre = worker_table(FakeDatabase(), setup, layouts, "prefill", Workload(2000, 500), max_batch_size=1)
+    assert set(pre.candidates.batch) == {1}
+    agg = worker_table(FakeDatabase(), setup, layouts, "agg", Workload(2000, 500), max_batch_size=16)
+    assert agg.candidates.batch.max() <= 16
+    with pytest.raises(Exception, match="unknown worker role"):
+        worker_table(FakeDatabase(), setup, layouts, "encode", Workload(2000, 500))

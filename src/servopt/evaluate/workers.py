@@ -135,3 +135,56 @@ def agg_workers(
     fits = _first_failure_cut(group, cand.ctx_tokens, ok)
     opts = _options(cand, fits, res.gpus, res.seq_per_s, res.ttft_ms, res.tpot_ms, res.concurrency, "agg")
     return WorkerTable("agg", lops, cand, res, res.memory.total, fits, opts)
+
+
+def worker_table(
+    db,
+    setup,
+    layouts,
+    role: str,
+    work: Workload,
+    *,
+    accept_rates=None,
+    latency_correction: float | None = None,
+    max_batch_size: int | None = None,
+    prefill_max_num_tokens: int | None = None,
+) -> WorkerTable:
+    """One call per role for the search: decompose every layout (skipping the invalid ones), build
+    the role's batch schedule, evaluate, cut at memory, and return the options.
+
+    ``role`` is agg | prefill | decode; ``latency_correction`` defaults to the peer's 1.1 (prefill)
+    and 1.08 (decode) and is not used for agg; ``max_batch_size`` caps the role's batch schedule
+    (``decode_max_batch_size`` / ``prefill_max_batch_size`` of the seed's advanced tuning).
+    """
+    from servopt.errors import UnknownNameError
+    from servopt.evaluate.batch_sizes import (
+        DEFAULT_MAX_BATCH_SIZE,
+        DEFAULT_PREFILL_MAX_NUM_TOKENS,
+        agg_points,
+        decode_batch_sizes,
+        prefill_batch_sizes,
+    )
+    from servopt.evaluate.candidates import build_layout_ops
+    from servopt.evaluate.nextn import expected_accepted_tokens
+
+    lops = build_layout_ops(setup, layouts)
+    accepted = expected_accepted_tokens(setup.nextn, accept_rates)
+    if role == "prefill":
+        batches = prefill_batch_sizes(
+            work.isl, prefill_max_num_tokens or DEFAULT_PREFILL_MAX_NUM_TOKENS, max_batch_size
+        )
+        corr = DEFAULT_PREFILL_CORRECTION if latency_correction is None else latency_correction
+        return prefill_workers(db, lops, work, batches, correction=corr)
+    if role == "decode":
+        batches = decode_batch_sizes(max_batch_size) if max_batch_size else decode_batch_sizes()
+        corr = DEFAULT_DECODE_CORRECTION if latency_correction is None else latency_correction
+        return decode_workers(db, lops, work, batches, correction=corr, accepted_tokens=accepted)
+    if role == "agg":
+        points = agg_points(
+            work.isl,
+            work.osl,
+            max_batch_size or DEFAULT_MAX_BATCH_SIZE,
+            dedupe=setup.nextn == 0 or accepted == 0,
+        )
+        return agg_workers(db, lops, work, points, accepted_tokens=accepted)
+    raise UnknownNameError("role", role, "unknown worker role", ["agg", "prefill", "decode"])
