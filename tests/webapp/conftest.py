@@ -8,12 +8,6 @@ from contextlib import contextmanager
 
 import pytest
 
-pytest.importorskip("fastapi", reason="the web app needs fastapi (pip install -e '.[web]')")
-pytest.importorskip("httpx", reason="the API tests need httpx (the framework's test client)")
-
-from fastapi.testclient import TestClient
-
-from servopt.webapp.server import create_app
 from servopt.webapp.settings import WebSettings
 
 from . import fake_pipeline
@@ -26,20 +20,31 @@ SEARCH_WAIT_S = 120.0
 BASE_URL = "http://127.0.0.1"
 
 
+def require_web_extra() -> None:
+    pytest.importorskip("fastapi", reason="the web app needs fastapi (pip install -e '.[web]')")
+    pytest.importorskip("uvicorn", reason="the web app needs uvicorn (pip install -e '.[web]')")
+    pytest.importorskip("httpx", reason="the API tests need httpx (the framework's test client)")
+
+
 @contextmanager
-def client_for(**overrides) -> Iterator[TestClient]:
+def client_for(**overrides) -> Iterator:
+    require_web_extra()
+    from fastapi.testclient import TestClient
+
+    from servopt.webapp.server import create_app
+
     settings = WebSettings(**{"pipeline_module": FAKE_PIPELINE, "prewarm": False, **overrides})
     with TestClient(create_app(settings), base_url=BASE_URL, raise_server_exceptions=False) as client:
         yield client
 
 
 @pytest.fixture(scope="module")
-def client() -> Iterator[TestClient]:
+def client() -> Iterator:
     with client_for() as c:
         yield c
 
 
-def wait_for(client: TestClient, job_id: str, until=("done", "failed", "timed_out", "cancelled")) -> dict:
+def wait_for(client, job_id: str, until=("done", "failed", "timed_out", "cancelled")) -> dict:
     deadline = time.monotonic() + SEARCH_WAIT_S
     while time.monotonic() < deadline:
         response = client.get(f"/api/searches/{job_id}")

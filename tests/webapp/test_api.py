@@ -16,7 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from .conftest import DEFAULT_FORM, client_for, wait_for
+from .conftest import DEFAULT_FORM, client_for, require_web_extra, wait_for
+
+require_web_extra()
 
 REPO = Path(__file__).resolve().parents[2]
 API_PATHS = {
@@ -145,6 +147,24 @@ def test_validate_yaml_syntax_error_has_a_line(client):
     assert problem["field"] == "<yaml>" and problem["line"] >= 3
 
 
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        ("  ttft: .nan\n", "e.ttft"),
+        ("  tpot: .inf\n", "e.tpot"),
+        ("  isl: -.inf\n", "e.isl"),
+        ("  backend_version: .nan\n", "e.backend_version"),
+    ],
+)
+def test_yaml_non_finite_numbers_are_reported_not_crashed_on(client, extra, field):
+    one = "  mode: patch\n  serving_mode: agg\n  model_name: QWEN3_32B\n  total_gpus: 8\n  system_name: h200_sxm\n"
+    response = client.post("/api/validate", json={"kind": "yaml", "yaml": f"e:\n{one}{extra}"})
+    assert response.status_code == 422, response.text
+    (problem,) = response.json()["problems"]
+    assert problem["field"] == field and problem["line"] == 7
+    assert problem["value"] in ("nan", "inf", "-inf")
+
+
 def test_model_file_paths_are_refused(client, tmp_path):
     from servopt.models.registry import model_configs_dir, resolve_model
 
@@ -235,8 +255,21 @@ def test_bad_bodies_are_422_naming_the_field(client, body, field):
         _no_trace(response)
 
 
+NON_FINITE = b'{"kind": "default", "model": "QWEN3_32B", "system": "h200_sxm", "total_gpus": 8, "ttft": %s}'
+
+
 @pytest.mark.parametrize(
-    "raw", [b"not json", b"[1, 2]", b"", b'{"kind": "yaml", "yaml": "\\ud800"}', b"\xff\xfe"]
+    "raw",
+    [
+        b"not json",
+        b"[1, 2]",
+        b"",
+        b'{"kind": "yaml", "yaml": "\\ud800"}',
+        b"\xff\xfe",
+        NON_FINITE % b"NaN",
+        NON_FINITE % b"Infinity",
+        NON_FINITE % b"-Infinity",
+    ],
 )
 def test_malformed_json_is_4xx(client, raw):
     response = client.post("/api/validate", content=raw, headers={"Content-Type": "application/json"})
@@ -258,7 +291,11 @@ def test_chunked_body_without_length_is_cut_at_the_limit(client):
 
 
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
     max_leaves=12,
 )
@@ -485,3 +522,70 @@ def test_foreign_host_header_is_refused_on_loopback(client):
 def test_no_interactive_docs_from_a_cdn(client):
     assert client.get("/docs").status_code == 404
     assert client.get("/redoc").status_code == 404
+
+
+EXPERIMENT_KEYS = st.sampled_from(
+    [
+        "mode",
+        "serving_mode",
+        "model_name",
+        "total_gpus",
+        "system_name",
+        "decode_system_name",
+        "backend_name",
+        "backend_version",
+        "isl",
+        "osl",
+        "ttft",
+        "tpot",
+        "enable_wide_ep",
+        "profiles",
+        "config",
+    ]
+)
+CONFIG_KEYS = st.sampled_from(
+    [
+        "nextn",
+        "nextn_accept_rates",
+        "worker_config",
+        "prefill_worker_config",
+        "decode_worker_config",
+        "replica_config",
+        "advanced_tuning_config",
+        "tp_list",
+        "num_gpu_per_worker",
+        "gemm_quant_mode",
+    ]
+)
+YAML_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(-10, 10**6)
+    | st.floats()
+    | st.sampled_from(
+        ["agg", "disagg", "patch", "replace", "QWEN3_32B", "h200_sxm", "trtllm", "fp8", "current", ""]
+    )
+)
+YAML_VALUES = st.recursive(
+    YAML_SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(CONFIG_KEYS, inner, max_size=4),
+    max_leaves=10,
+)
+BASE_EXPERIMENT = {
+    "mode": "patch",
+    "serving_mode": "agg",
+    "model_name": "QWEN3_32B",
+    "total_gpus": 8,
+    "system_name": "h200_sxm",
+}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(changes=st.dictionaries(EXPERIMENT_KEYS, YAML_VALUES, max_size=4))
+def test_arbitrary_experiment_yaml_is_never_a_500(client, changes):
+    import yaml
+
+    text = yaml.safe_dump({"e": {**BASE_EXPERIMENT, **changes}})
+    response = client.post("/api/validate", json={"kind": "yaml", "yaml": text})
+    assert response.status_code in (200, 422), f"{response.status_code} for\n{text}\n{response.text}"
+    _no_trace(response)

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import FAKE_PIPELINE
+from .conftest import FAKE_PIPELINE, require_web_extra
 
-pytest.importorskip("uvicorn", reason="the browser test needs uvicorn")
+require_web_extra()
 
 from servopt.webapp.settings import WebSettings  # noqa: E402
 

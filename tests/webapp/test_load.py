@@ -13,12 +13,10 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
+from .conftest import DEFAULT_FORM, FAKE_PIPELINE, require_web_extra
 
-from .conftest import DEFAULT_FORM, FAKE_PIPELINE
-
-uvicorn = pytest.importorskip("uvicorn", reason="the load test needs uvicorn")
-httpx = pytest.importorskip("httpx", reason="the load test needs httpx")
+require_web_extra()
+import httpx  # noqa: E402
 
 from servopt.webapp.settings import WebSettings  # noqa: E402
 

@@ -10,6 +10,8 @@ from servopt.cli import webapp_cmd
 from servopt.errors import ServoptError
 from servopt.webapp.settings import WebSettings
 
+from .conftest import require_web_extra
+
 
 def _app() -> typer.Typer:
     # The command as the root app mounts it: app.command("webapp")(webapp_cmd.webapp)
@@ -21,6 +23,7 @@ def _app() -> typer.Typer:
 
 @pytest.fixture
 def served(monkeypatch):
+    require_web_extra()
     import uvicorn
 
     calls = []
@@ -58,3 +61,19 @@ def test_settings_checks_name_the_field(field, value):
     with pytest.raises(ServoptError) as err:
         WebSettings(**{field: value})
     assert err.value.field.lstrip("-") == field
+
+
+def test_missing_web_extra_is_one_clear_error(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_uvicorn(name, *args, **kwargs):
+        if name == "uvicorn":
+            raise ImportError("No module named 'uvicorn'", name="uvicorn")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_uvicorn)
+    result = CliRunner().invoke(_app(), ["webapp"])
+    assert isinstance(result.exception, ServoptError)
+    assert "pip install 'servopt[web]'" in str(result.exception)

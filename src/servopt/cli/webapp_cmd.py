@@ -6,6 +6,8 @@ import sys
 
 import typer
 
+from servopt.errors import ServoptError
+
 
 def webapp(
     host: str = typer.Option(
@@ -14,9 +16,14 @@ def webapp(
     port: int = typer.Option(8000, "--port", help="TCP port"),
 ) -> None:
     """Start the web app: a form for the default search, a YAML editor, progress, tables and the Pareto chart."""
-    import uvicorn
+    try:
+        import uvicorn
 
-    from servopt.webapp.server import create_app
+        from servopt.webapp.server import create_app
+    except ImportError as err:
+        raise ServoptError(
+            "webapp", err.name, "the web app needs its extra installed: pip install 'servopt[web]'"
+        ) from None
     from servopt.webapp.settings import WebSettings
 
     settings = WebSettings(host=host, port=port)

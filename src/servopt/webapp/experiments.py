@@ -8,6 +8,7 @@ CLI's words; only the flag names of the form (``--model``) become its field name
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 from servopt.config import ConfigError, Experiment, Problem, default_experiments, load_experiments_text
@@ -54,8 +55,11 @@ def _form_problem(problem: Problem) -> Problem:
 
 
 def _plain(value: Any) -> Any:
+    """A problem's value as JSON can carry it (NaN and infinities as their repr, like the CLI shows them)."""
     if value is NO_VALUE:
         return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
     if value is None or isinstance(value, bool | int | float | str):
         return value
     return repr(value)

@@ -50,8 +50,12 @@ class DefaultSearch(_Request):
     backend_version: Text | None = Field(None, max_length=MAX_NAME_CHARS, description="None: the latest")
     isl: int = Field(4000, le=MAX_WEB_TOKENS, description="input sequence length (tokens)")
     osl: int = Field(1000, le=MAX_WEB_TOKENS, description="output sequence length (tokens)")
-    ttft: float = Field(1000.0, le=MAX_WEB_LATENCY_MS, description="target time to first token (ms)")
-    tpot: float = Field(40.0, le=MAX_WEB_LATENCY_MS, description="target time per output token (ms)")
+    ttft: float = Field(
+        1000.0, le=MAX_WEB_LATENCY_MS, allow_inf_nan=False, description="target time to first token (ms)"
+    )
+    tpot: float = Field(
+        40.0, le=MAX_WEB_LATENCY_MS, allow_inf_nan=False, description="target time per output token (ms)"
+    )
 
 
 class YamlSearch(_Request):

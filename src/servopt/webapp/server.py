@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import math
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -142,6 +143,8 @@ def _validation_response(err: RequestValidationError) -> JSONResponse:
         value = value if isinstance(value, bool | int | float | str) or value is None else None
         if isinstance(value, str):  # lone surrogates cannot be encoded in the response
             value = value.encode("utf-8", "backslashreplace").decode("utf-8")
+        elif isinstance(value, float) and not math.isfinite(value):  # nor can NaN or infinities
+            value = repr(value)
         text = f"{field}: {value!r}: {message}" if value is not None else f"{field}: {message}"
         problems.append(
             {
