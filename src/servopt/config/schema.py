@@ -50,8 +50,14 @@ def _sorted_unique(values: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(sorted(set(values)))
 
 
-PosInt = Annotated[int, Strict(), Field(ge=1)]
-NonNegInt = Annotated[int, Strict(), Field(ge=0)]
+# Counts stay below 2**31 so that the product of any two fits in int64 downstream.
+MAX_COUNT = 2**31 - 1
+# A GPU budget far beyond any cluster; it also bounds "any replica size up to the budget".
+MAX_TOTAL_GPUS = 2**20
+
+PosInt = Annotated[int, Strict(), Field(ge=1, le=MAX_COUNT)]
+NonNegInt = Annotated[int, Strict(), Field(ge=0, le=MAX_COUNT)]
+GpuBudget = Annotated[int, Strict(), Field(ge=1, le=MAX_TOTAL_GPUS)]
 PosFloat = Annotated[float, Strict(), Field(gt=0)]
 Rate = Annotated[float, Strict(), Field(ge=0, le=1)]
 Name = Annotated[str, Strict(), Field(min_length=1)]
@@ -169,14 +175,14 @@ class ExperimentInput(_Strict):
     mode: PatchMode
     serving_mode: ServingMode
     model_name: Name
-    total_gpus: PosInt
+    total_gpus: GpuBudget
     system_name: Name
     decode_system_name: Name | None = None
     backend_name: Backend = None  # type: ignore[assignment]
     backend_version: Name | None = None  # null = the latest version
     # Absent keys take the defaults; an explicit null is an error except where null means something.
     isl: PosInt = None  # type: ignore[assignment]
-    osl: Annotated[int, Strict(), Field(ge=2)] = None  # type: ignore[assignment]  # TPOT divides by osl - 1
+    osl: Annotated[int, Strict(), Field(ge=2, le=MAX_COUNT)] = None  # type: ignore[assignment]  # TPOT divides by osl - 1
     ttft: PosFloat = None  # type: ignore[assignment]
     tpot: PosFloat = None  # type: ignore[assignment]
     enable_wide_ep: Flag = None  # type: ignore[assignment]
@@ -199,7 +205,7 @@ class Experiment(_Strict):
     name: Name
     serving_mode: ServingMode
     model_name: Name
-    total_gpus: PosInt
+    total_gpus: GpuBudget
     system_name: Name  # the prefill system in disagg
     decode_system_name: Name | None  # disagg only (equals system_name unless heterogeneous)
     backend_name: Backend
