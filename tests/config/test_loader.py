@@ -237,3 +237,18 @@ def test_cli_entry_point_exits_2_with_the_problems(write_yaml, monkeypatch, caps
     err = capsys.readouterr().err
     assert f"{path}:5:15: exp.total_gpus: -8: must be >= 1" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        "  profiles: [wide_ep, mtp2]\n",
+        "  decode_system_name: b200_sxm\n  backend_version: current\n",
+        "  config:\n    replica_config: {num_gpu_per_replica: null, max_gpu_per_replica: 0}\n",
+    ],
+)
+def test_to_yaml_round_trips_nulls_profiles_and_heterogeneous_systems(extra, fake_catalog):
+    text = "e:\n  mode: patch\n  serving_mode: disagg\n  model_name: DEEPSEEK_V3\n  total_gpus: 96\n  system_name: h200_sxm\n"
+    (experiment,) = load_experiments_text(text + extra, catalog=fake_catalog)
+    (again,) = load_experiments_text(experiment.to_yaml(), catalog=fake_catalog)
+    assert again == experiment
