@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from servopt.cli import models_cmd, perfdb_cmd
+from servopt.cli import models_cmd, perfdb_cmd, webapp_cmd
 from servopt.errors import ServoptError
 
 app = typer.Typer(
@@ -23,6 +23,7 @@ cli_app = typer.Typer(no_args_is_help=True, help="Search and estimate: default, 
 app.add_typer(cli_app, name="cli")
 app.add_typer(perfdb_cmd.app, name="perfdb")
 app.add_typer(models_cmd.app, name="models")
+app.command("webapp")(webapp_cmd.webapp)
 
 
 def main() -> None:

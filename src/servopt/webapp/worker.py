@@ -116,16 +116,16 @@ def serve(conn: Any, pipeline_module: str) -> None:
             last_sent[0] = now
             conn.send(("progress", job_id, (str(stage), float(fraction))))
 
+        if pipeline is None:  # the import's traceback is in the log once already
+            conn.send(("error", job_id, {"detail": import_error, "problems": []}))
+            continue
         try:
-            if pipeline is None:
-                raise RuntimeError(import_error)
             conn.send(("done", job_id, _run_one(pipeline, request_data, send_progress)))
         except ServoptError as err:
             conn.send(("error", job_id, error_json(err)))
         except Exception:
             traceback.print_exc()
-            detail = import_error or INTERNAL_ERROR
-            conn.send(("error", job_id, {"detail": detail, "problems": []}))
+            conn.send(("error", job_id, {"detail": INTERNAL_ERROR, "problems": []}))
 
 
 class WorkerHandle:
