@@ -498,12 +498,13 @@ def test_full_queue_answers_429_with_retry_after(monkeypatch):
 def test_page_and_its_assets_are_served_locally(client):
     page = client.get("/")
     assert page.status_code == 200 and "<title>servopt" in page.text
-    for asset in ("/static/app.js", "/static/app.css", "/static/plotly.min.js"):
+    scripts = ("/static/app.js", "/static/dom.js", "/static/editor.js", "/static/results.js")
+    for asset in (*scripts, "/static/app.css", "/static/plotly.min.js"):
         response = client.get(asset)
         assert response.status_code == 200, asset
     plotly = client.get("/static/plotly.min.js")
     assert "javascript" in plotly.headers["content-type"] and len(plotly.content) > 1_000_000
-    for text in (page.text, client.get("/static/app.js").text, client.get("/static/app.css").text):
+    for text in (page.text, client.get("/static/app.css").text, *(client.get(s).text for s in scripts)):
         assert "http://" not in text and "https://" not in text  # no CDN: it works offline
 
 

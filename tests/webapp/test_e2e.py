@@ -80,5 +80,6 @@ def test_page_runs_a_search_and_shows_table_and_chart(tmp_path, monkeypatch):
     assert "tokens/s/user" in seen["hover"]
     assert seen["files"], "the first row's deployment configs were not shown"
     assert seen["note"]["line"] in seen["gutterBad"]
-    for name in ("result.png", "yaml-problem.png"):
+    assert any(t.startswith("run 1: ") for t in seen["legend"])
+    for name in ("result.png", "yaml-problem.png", "two-runs.png"):
         assert (shots / name).stat().st_size > 10_000, name

@@ -97,10 +97,24 @@ try {
   check(noteTop >= 0 && noteTop < 460, `the note is off screen after the jump (top ${noteTop}, scroll ${scrolled})`);
   await page.screenshot({ path: `${shots}/yaml-problem.png` });
 
+  // ---- run the (fixed) YAML with the first run kept on the chart: several experiments, two runs
+  await page.click("#reset-yaml");
+  await page.waitForFunction(() => document.querySelector("#notes").children.length === 0);
+  await page.check("#keep-runs");
+  const firstResult = await page.evaluate(() => document.body.dataset.result);
+  await page.click("#run-yaml");
+  await page.waitForFunction((prev) => document.body.dataset.result && document.body.dataset.result !== prev,
+    firstResult, { timeout: SEARCH_TIMEOUT_MS });
+  const legend = await page.$$eval("#pareto .legend .traces .legendtext", (t) => t.map((n) => n.textContent));
+  check(legend.some((t) => t.startsWith("run 1: ")), `the first run was not kept: ${legend}`);
+  check(legend.some((t) => t === "exp_agg_full") && legend.some((t) => t === "exp_disagg_full"),
+    `the YAML's experiments are not on the chart: ${legend}`);
+  await page.screenshot({ path: `${shots}/two-runs.png`, fullPage: true });
+
   check(foreign.length === 0, `requests left the server: ${foreign.join(", ")}`);
   check(seen.pageErrors.length === 0, `page errors: ${seen.pageErrors.join("; ")}`);
   check(seen.consoleErrors.length === 0, `console errors: ${seen.consoleErrors.join("; ")}`);
-  console.log(JSON.stringify({ verdict, tables, traces, points, stars, hover, files, note, gutterBad }));
+  console.log(JSON.stringify({ verdict, tables, traces, points, stars, hover, files, note, gutterBad, legend }));
 } finally {
   await browser.close();
 }
