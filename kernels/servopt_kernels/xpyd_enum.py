@@ -41,14 +41,28 @@ def _replica_before(rate, lvl, y, x, i, j, b_rate, b_lvl, b_y, b_x, b_i, b_j):
 
 
 @njit(cache=True, fastmath=FASTMATH)
+def _first_at_least(units, lo, hi, target):
+    """First index in [lo, hi) with units >= target (units ascending there); hi if none."""
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if units[mid] < target:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@njit(cache=True, fastmath=FASTMATH)
 def best_replica_per_size(
     p_gpus,
     p_units,
     p_key,
-    d_gpus,
+    c_gpus,
+    c_key,
+    c_start,
+    c_end,
     d_units,
     d_level,
-    d_key,
     max_x,
     max_y,
     allowed,
@@ -61,15 +75,25 @@ def best_replica_per_size(
     out_j,
     out_y,
 ):
-    """Best xPyD replica of every allowed size (exhaustive over the menus given).
+    """Best xPyD replica of every allowed size under a TPOT cap.
+
+    Decode options come in classes (equal GPUs and pairing key), each a chain sorted by TPOT
+    level with non-decreasing rate units; only the chain's prefix ``[c_start, c_end)`` meets the
+    cap. For a prefill choice (i, x) and y decode workers of class c the best replica is found
+    without scanning the chain: its rate is ``min(x*p_units[i], y*d_units[j])``, so the best j is
+    the first chain entry reaching ``min(max units, ceil(x*p_units[i]/y))`` -- the highest rate
+    the replica can use at the lowest TPOT that delivers it. (Taking the chain's fastest entry
+    instead would lose equal-rate replicas at lower TPOT when prefill is the bottleneck.)
 
     Parameters
     ----------
     p_gpus, p_units, p_key : (P,) int64
         Prefill options: GPUs per worker, degraded rate units per worker, pairing key.
-    d_gpus, d_units, d_level, d_key : (D,) int64
-        Decode options: GPUs per worker, degraded rate units per worker, TPOT level, pairing key.
+    c_gpus, c_key, c_start, c_end : (C,) int64
+        Decode classes: GPUs per worker, pairing key, chain start, chain end under the cap.
         Options pair iff their keys are equal or either is negative.
+    d_units, d_level : (D,) int64
+        Decode options: degraded rate units per worker and TPOT level, chained by class.
     max_x, max_y : int
         Worker caps per replica.
     allowed : (S+1,) bool
@@ -78,7 +102,7 @@ def best_replica_per_size(
         Caps on ``x*p_gpus`` and ``y*d_gpus`` inside one replica; 0 means no cap.
     out_units, out_level, out_i, out_x, out_j, out_y : (S+1,) int64
         Filled per size: best rate units (-1 where no replica has that size), its TPOT level,
-        prefill index, x, decode index, y.
+        prefill index, x, decode option index, y.
     """
     limit = allowed.shape[0] - 1
     out_units[:] = -1
@@ -95,11 +119,15 @@ def best_replica_per_size(
             if max_p_pool_gpus > 0 and p_pool > max_p_pool_gpus:
                 break
             p_rate = x * p_units[i]
-            for j in range(d_gpus.shape[0]):
-                if p_key[i] != d_key[j] and p_key[i] >= 0 and d_key[j] >= 0:
+            for c in range(c_gpus.shape[0]):
+                lo, hi = c_start[c], c_end[c]
+                if lo == hi:
                     continue
+                if p_key[i] != c_key[c] and p_key[i] >= 0 and c_key[c] >= 0:
+                    continue
+                top = d_units[hi - 1]
                 for y in range(1, max_y + 1):
-                    d_pool = y * d_gpus[j]
+                    d_pool = y * c_gpus[c]
                     size = p_pool + d_pool
                     if size > limit:
                         break
@@ -107,6 +135,8 @@ def best_replica_per_size(
                         break
                     if not allowed[size]:
                         continue
+                    target = min(top, (p_rate + y - 1) // y)
+                    j = _first_at_least(d_units, lo, hi, target)
                     rate = min(p_rate, y * d_units[j])
                     better = _replica_before(
                         rate,

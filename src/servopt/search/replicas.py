@@ -46,19 +46,16 @@ def _class_bounds(gpus: np.ndarray, key: np.ndarray) -> np.ndarray:
     return np.r_[np.flatnonzero(np.r_[True, change]), gpus.size].astype(np.int64)
 
 
-def _best_per_class(level: np.ndarray, bounds: np.ndarray, cap: int) -> np.ndarray:
-    """Per (GPU count, key) class, the index of its best option with level <= cap (-1: none).
+def _chain_ends(level: np.ndarray, bounds: np.ndarray, cap: int) -> np.ndarray:
+    """Per (GPU count, key) class, the end of its chain prefix with level <= cap.
 
-    Classes come from the Pareto pruning: sorted by TPOT with strictly rising rate, so the best
-    option under a cap is the last one whose level fits.
+    Classes come from the Pareto pruning: each is a chain sorted by TPOT with rising rate.
     """
-    best = np.full(bounds.size - 1, -1, dtype=np.int64)
+    ends = np.empty(bounds.size - 1, dtype=np.int64)
     for c in range(bounds.size - 1):
         lo, hi = bounds[c], bounds[c + 1]
-        k = int(np.searchsorted(level[lo:hi], cap, side="right"))
-        if k:
-            best[c] = lo + k - 1
-    return best
+        ends[c] = lo + int(np.searchsorted(level[lo:hi], cap, side="right"))
+    return ends
 
 
 class DisaggMenu:
@@ -83,24 +80,28 @@ class DisaggMenu:
         self.d_units = encode_rates(decode.rate_per_s, conventions.decode_degradation)
         self.d_level = levels.rank(decode.tpot_ms)
         self._bounds = _class_bounds(decode.gpus, decode.pair_key)
+        self._c_start = self._bounds[:-1]
+        self._c_gpus = decode.gpus[self._c_start] if len(decode) else decode.gpus
+        self._c_key = decode.pair_key[self._c_start] if len(decode) else decode.pair_key
         buf = max(self.limit, 0) + 1
         self._out = [np.empty(buf, dtype=np.int64) for _ in range(6)]
 
     def rows(self, cap: int) -> ReplicaRows:
         """The non-dominated best replica per size with decode TPOT level <= cap."""
-        best = _best_per_class(self.d_level, self._bounds, cap)
-        best = best[best >= 0]
-        if self.limit < 2 or best.size == 0 or self.p_gpus.size == 0:
+        ends = _chain_ends(self.d_level, self._bounds, cap)
+        if self.limit < 2 or not np.any(ends > self._c_start) or self.p_gpus.size == 0:
             return _empty_rows()
         units, level, i, x, j, y = self._out
         best_replica_per_size(
             self.p_gpus,
             self.p_units,
             self.prefill.pair_key,
-            self.decode.gpus[best],
-            self.d_units[best],
-            self.d_level[best],
-            self.decode.pair_key[best],
+            self._c_gpus,
+            self._c_key,
+            self._c_start,
+            ends,
+            self.d_units,
+            self.d_level,
             self.replica.max_prefill_worker,
             self.replica.max_decode_worker,
             self.allowed,
@@ -121,7 +122,7 @@ class DisaggMenu:
             level=level[sizes].copy(),
             prefill=i[sizes].copy(),
             x=x[sizes].copy(),
-            decode=best[j[sizes]],
+            decode=j[sizes].copy(),
             y=y[sizes].copy(),
         )
 
@@ -137,8 +138,18 @@ class AggMenu:
         self._bounds = _class_bounds(agg.gpus, np.zeros_like(agg.gpus))
 
     def rows(self, cap: int) -> ReplicaRows:
-        best = _best_per_class(self.level, self._bounds, cap)
-        best = best[(best >= 0)]
+        """The non-dominated best worker per size with TPOT level <= cap."""
+        starts, ends = self._bounds[:-1], _chain_ends(self.level, self._bounds, cap)
+        # Per class the highest units under the cap, at its lowest level (units can tie after the
+        # floor in encoding, and then the earlier chain entry has the lower TPOT).
+        best = np.array(
+            [
+                lo + int(np.searchsorted(self.units[lo:hi], self.units[hi - 1]))
+                for lo, hi in zip(starts, ends, strict=True)
+                if hi > lo
+            ],
+            dtype=np.int64,
+        )
         best = best[(self.units[best] > 0) & (self.agg.gpus[best] <= self.total_gpus)]
         if best.size == 0:
             return _empty_rows()
