@@ -590,3 +590,14 @@ def test_arbitrary_experiment_yaml_is_never_a_500(client, changes):
     response = client.post("/api/validate", json={"kind": "yaml", "yaml": text})
     assert response.status_code in (200, 422), f"{response.status_code} for\n{text}\n{response.text}"
     _no_trace(response)
+
+
+def test_stopping_the_app_stops_its_worker_process(monkeypatch):
+    monkeypatch.delenv("FAKE_PIPELINE_MODE", raising=False)
+    with client_for() as client:
+        wait_for(client, client.post("/api/searches", json=DEFAULT_FORM).json()["id"])
+        worker = client.app.state.jobs.worker
+        process = worker._process
+        assert worker.alive
+    assert not worker.alive
+    assert process.exitcode is not None  # reaped, not left running

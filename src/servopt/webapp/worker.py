@@ -30,6 +30,9 @@ PROGRESS_INTERVAL_S = 0.1
 KILL_JOIN_S = 5.0
 # The parent checks for cancellation and a dead child this often while a search runs.
 POLL_S = 0.2
+# A fresh child imports numba, ortools and the perf database before it says "ready"; that start-up is
+# not part of any search's time limit, but a child that never gets there is given up on.
+STARTUP_TIMEOUT_S = 300.0
 INTERNAL_ERROR = "internal error in the search (details are in the server log)"
 
 
@@ -98,6 +101,12 @@ def serve(conn: Any, pipeline_module: str) -> None:
     except Exception as err:  # reported per search, so the page says why nothing runs
         import_error = f"the search pipeline ({pipeline_module}) cannot be imported: {err}"
         traceback.print_exc()
+    try:  # load the model registry and system specs now, not inside the first search's time limit
+        from servopt.webapp.guard import web_model_names
+
+        web_model_names()
+    except Exception:
+        traceback.print_exc()
     conn.send(("ready", None))
     while True:
         try:
@@ -136,6 +145,7 @@ class WorkerHandle:
         self._context = multiprocessing.get_context("spawn")
         self._process: Any = None
         self._conn: Any = None
+        self._ready = False
         self.started = 0  # child processes started so far (a deterministic counter for tests)
 
     @property
@@ -153,6 +163,7 @@ class WorkerHandle:
         process.start()
         child_conn.close()
         self._process, self._conn = process, parent_conn
+        self._ready = False
         self.started += 1
 
     def kill(self) -> None:
@@ -163,6 +174,40 @@ class WorkerHandle:
         if self._conn is not None:
             self._conn.close()
         self._process = self._conn = None
+
+    def _receive(self, deadline: float, cancelled: Callable[[], bool]) -> tuple[str, Any]:
+        """The next message as ``("message", msg)``, or how waiting ended: ``("cancelled", None)``,
+        ``("deadline", None)`` or ``("crashed", exit_code)`` (the child is gone in those cases)."""
+        while True:
+            if cancelled():
+                self.kill()
+                return "cancelled", None
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self.kill()
+                return "deadline", None
+            try:
+                if self._conn.poll(min(remaining, POLL_S)):
+                    return "message", self._conn.recv()
+            except (EOFError, OSError):  # the child died: its end of the pipe closed
+                self._process.join(KILL_JOIN_S)
+            if not self._process.is_alive():
+                code = self._process.exitcode
+                self.kill()
+                return "crashed", code
+
+    def _await_ready(self, cancelled: Callable[[], bool]) -> tuple[str, Any] | None:
+        """Wait for a fresh child's imports, so that they do not count against a search's time limit."""
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while not self._ready:
+            kind, message = self._receive(deadline, cancelled)
+            if kind == "deadline":
+                log.error("the search worker did not start within %g s", STARTUP_TIMEOUT_S)
+                return "crashed", None
+            if kind != "message":
+                return kind, message
+            self._ready = message[0] == "ready"
+        return None
 
     def run(
         self,
@@ -176,6 +221,9 @@ class WorkerHandle:
         """``("done", payload)``, ``("error", payload)``, ``("timed_out", None)``, ``("cancelled", None)``
         or ``("crashed", exit_code)``. On timeout, cancel or crash the child is gone afterwards."""
         self.ensure_started()
+        not_ready = self._await_ready(cancelled)
+        if not_ready is not None:
+            return not_ready
         deadline = time.monotonic() + time_limit_s
         try:
             self._conn.send(("run", job_id, request_data))
@@ -184,28 +232,12 @@ class WorkerHandle:
             self.kill()
             return "crashed", code
         while True:
-            if cancelled():
-                self.kill()
-                return "cancelled", None
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                self.kill()
+            kind, message = self._receive(deadline, cancelled)
+            if kind == "deadline":
                 return "timed_out", None
-            try:
-                message = self._conn.recv() if self._conn.poll(min(remaining, POLL_S)) else None
-            except (EOFError, OSError):  # the child died: its end of the pipe closed
-                self._process.join(KILL_JOIN_S)
-                code = self._process.exitcode
-                self.kill()
-                return "crashed", code
-            if message is None:
-                if not self._process.is_alive():
-                    code = self._process.exitcode
-                    self.kill()
-                    return "crashed", code
-                continue
-            kind = message[0]
-            if kind == "progress" and message[1] == job_id:
+            if kind != "message":
+                return kind, message
+            if message[0] == "progress" and message[1] == job_id:
                 on_progress(*message[2])
-            elif kind in ("done", "error") and message[1] == job_id:
-                return kind, message[2]
+            elif message[0] in ("done", "error") and message[1] == job_id:
+                return message[0], message[2]
