@@ -89,8 +89,6 @@ def verify_deployment(
     """Raise VerificationError unless ``dep`` meets every constraint (SLA: TTFT, and TPOT <= cap)."""
     if not 1 <= len(dep.groups) <= max_types:
         _fail(dep, f"{len(dep.groups)} replica types (allowed 1..{max_types})")
-    if dep.gpus_used > dep.total_gpus:
-        _fail(dep, f"uses {dep.gpus_used} GPUs of {dep.total_gpus}")
     total_rate = 0.0
     for g in dep.groups:
         if g.count < 1:
@@ -102,5 +100,7 @@ def verify_deployment(
         else:
             rate = _check_disagg(dep, g, prefill, decode, replica, conventions, sla)
         total_rate += g.count * rate
+    if dep.gpus_used > dep.total_gpus:
+        _fail(dep, f"uses {dep.gpus_used} GPUs of {dep.total_gpus}")
     if total_rate * RATE_UNITS_PER_REQ_PER_S < dep.value_units * (1 - _REL_TOL):
         _fail(dep, "float throughput below the integer objective (encoding not conservative)")
