@@ -245,61 +245,32 @@ def _top(s, q, axes, ax_off, ax_len, vals, val_off, pres, pres_off, kind, p, tax
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _hold(s, ndim, q, leaf_off, leaf_coord, leaf_lat, kind, p):
-    """Utilisation hold past the data: nearest measured points in joint log2 space."""
-    lo, hi = leaf_off[s], leaf_off[s + 1]
-    if hi <= lo:
-        return np.nan
-    sol_q = _sol(kind, p, q[0], q[1], q[2])
-    if ndim == 1:
-        # 1-D curve: the boundary point on the query's side anchors the utilisation.
-        i = hi - 1 if q[0] > leaf_coord[hi - 1, 0] else lo
-        sol_b = _sol(kind, p, leaf_coord[i, 0], 0.0, 0.0)
-        if not (leaf_lat[i] > 0.0 and sol_b > 0.0 and sol_q > 0.0):
-            return np.nan
-        return sol_q / (sol_b / leaf_lat[i])
-    if not (sol_q > 0.0):
-        return np.nan
-    qlog = np.empty(3)
-    for a in range(ndim):
-        qlog[a] = np.log2(max(q[a], 1e-12))
-    # Keep the HOLD_NEIGHBOURS + 1 nearest valid leaves, ordered by (distance, table order).
-    k = HOLD_NEIGHBOURS + 1
-    best_d = np.full(k, np.inf)
-    best_i = np.full(k, -1, dtype=np.int64)
-    best_u = np.zeros(k)
-    count = 0
-    for i in range(lo, hi):
-        dd = 0.0
-        for a in range(ndim):
-            t = np.log2(max(leaf_coord[i, a], 1e-12)) - qlog[a]
-            dd += t * t
-        d = np.sqrt(dd)
-        if count == k and d >= best_d[k - 1]:
-            continue
-        sol_i = _sol(kind, p, leaf_coord[i, 0], leaf_coord[i, 1], leaf_coord[i, 2])
-        lat = leaf_lat[i]
-        if not (np.isfinite(lat) and lat > 0.0 and np.isfinite(sol_i) and sol_i > 0.0):
-            continue
-        j = min(count, k - 1)
-        while j > 0 and best_d[j - 1] > d:
-            best_d[j] = best_d[j - 1]
-            best_i[j] = best_i[j - 1]
-            best_u[j] = best_u[j - 1]
-            j -= 1
-        best_d[j] = d
-        best_i[j] = i
-        best_u[j] = sol_i / lat
-        if count < k:
-            count += 1
+def _offer(best_d, best_u, count, d, u):
+    """Insert (squared distance d, util u) into the ascending best list; returns the new count."""
+    k = best_d.shape[0]
+    if count == k and d >= best_d[k - 1]:
+        return count
+    j = min(count, k - 1)
+    while j > 0 and best_d[j - 1] > d:
+        best_d[j] = best_d[j - 1]
+        best_u[j] = best_u[j - 1]
+        j -= 1
+    best_d[j] = d
+    best_u[j] = u
+    return min(count + 1, k)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _blend_anchors(best_d, best_u, count, sol_q):
+    """Tapered inverse-distance blend of the anchors' utilisation -> latency at the query."""
     if count == 0:
         return np.nan
     n_pick = min(count, HOLD_NEIGHBOURS)
-    radius = best_d[HOLD_NEIGHBOURS] if count > HOLD_NEIGHBOURS else np.inf
+    radius = np.sqrt(best_d[HOLD_NEIGHBOURS]) if count > HOLD_NEIGHBOURS else np.inf
     wsum = 0.0
     usum = 0.0
     for j in range(n_pick):
-        d = best_d[j]
+        d = np.sqrt(best_d[j])
         if np.isinf(radius):
             w = 1.0 / (d * d + 1e-12)
         else:
@@ -315,6 +286,115 @@ def _hold(s, ndim, q, leaf_off, leaf_coord, leaf_lat, kind, p):
             wsum += 1.0
             usum += best_u[j]
     return sol_q / (usum / wsum)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _valid_util(kind, p, c0, c1, c2, lat):
+    sol_i = _sol(kind, p, c0, c1, c2)
+    if np.isfinite(lat) and lat > 0.0 and np.isfinite(sol_i) and sol_i > 0.0:
+        return sol_i / lat
+    return -1.0
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _hold3(s, q, axes, ax_off, ax_len, vals, val_off, pres, pres_off, kind, p, best_d, best_u):
+    """Nearest valid leaves of a 3-axis slice in joint log2 space, pruned axis by axis: keys are
+    visited nearest-first per axis and a branch stops once its partial distance reaches the current
+    5th-best (a leaf exactly on that radius has zero weight, so pruning it changes nothing)."""
+    n0, n1, n2 = ax_len[s, 0], ax_len[s, 1], ax_len[s, 2]
+    o0, o1, o2 = ax_off[s, 0], ax_off[s, 1], ax_off[s, 2]
+    ql0, ql1, ql2 = np.log2(max(q[0], 1e-12)), np.log2(max(q[1], 1e-12)), np.log2(max(q[2], 1e-12))
+    d0 = np.empty(n0)
+    for i in range(n0):
+        t = np.log2(max(axes[o0 + i], 1e-12)) - ql0
+        d0[i] = t * t
+    d1 = np.empty(n1)
+    for i in range(n1):
+        t = np.log2(max(axes[o1 + i], 1e-12)) - ql1
+        d1[i] = t * t
+    d2 = np.empty(n2)
+    for i in range(n2):
+        t = np.log2(max(axes[o2 + i], 1e-12)) - ql2
+        d2[i] = t * t
+    ord0 = np.argsort(d0)
+    ord1 = np.argsort(d1)
+    split = np.searchsorted(axes[o2 : o2 + n2], q[2])
+    k = best_d.shape[0]
+    count = 0
+    for a in range(n0):
+        i0 = ord0[a]
+        if count == k and d0[i0] >= best_d[k - 1]:
+            break
+        if not pres[pres_off[s, 0] + i0]:
+            continue
+        for b in range(n1):
+            i1 = ord1[b]
+            d01 = d0[i0] + d1[i1]
+            if count == k and d01 >= best_d[k - 1]:
+                break
+            row = i0 * n1 + i1
+            if not pres[pres_off[s, 1] + row]:
+                continue
+            base = val_off[s] + row * n2
+            for j in range(split - 1, -1, -1):
+                d = d01 + d2[j]
+                if count == k and d >= best_d[k - 1]:
+                    break
+                lat = vals[base + j]
+                if np.isnan(lat):
+                    continue
+                u = _valid_util(kind, p, axes[o0 + i0], axes[o1 + i1], axes[o2 + j], lat)
+                if u > 0.0:
+                    count = _offer(best_d, best_u, count, d, u)
+            for j in range(split, n2):
+                d = d01 + d2[j]
+                if count == k and d >= best_d[k - 1]:
+                    break
+                lat = vals[base + j]
+                if np.isnan(lat):
+                    continue
+                u = _valid_util(kind, p, axes[o0 + i0], axes[o1 + i1], axes[o2 + j], lat)
+                if u > 0.0:
+                    count = _offer(best_d, best_u, count, d, u)
+    return count
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _hold(
+    s, ndim, q, axes, ax_off, ax_len, vals, val_off, pres, pres_off, leaf_off, leaf_coord, leaf_lat, kind, p
+):
+    """Utilisation hold past the data: nearest measured points in joint log2 space."""
+    lo, hi = leaf_off[s], leaf_off[s + 1]
+    if hi <= lo:
+        return np.nan
+    sol_q = _sol(kind, p, q[0], q[1], q[2])
+    if ndim == 1:
+        # 1-D curve: the boundary point on the query's side anchors the utilisation.
+        i = hi - 1 if q[0] > leaf_coord[hi - 1, 0] else lo
+        sol_b = _sol(kind, p, leaf_coord[i, 0], 0.0, 0.0)
+        if not (leaf_lat[i] > 0.0 and sol_b > 0.0 and sol_q > 0.0):
+            return np.nan
+        return sol_q / (sol_b / leaf_lat[i])
+    if not (sol_q > 0.0):
+        return np.nan
+    # The HOLD_NEIGHBOURS nearest valid leaves anchor; the next one's distance is the support radius.
+    best_d = np.full(HOLD_NEIGHBOURS + 1, np.inf)
+    best_u = np.zeros(HOLD_NEIGHBOURS + 1)
+    if ndim == 3:
+        count = _hold3(s, q, axes, ax_off, ax_len, vals, val_off, pres, pres_off, kind, p, best_d, best_u)
+        return _blend_anchors(best_d, best_u, count, sol_q)
+    count = 0
+    for i in range(lo, hi):
+        dd = 0.0
+        for a in range(ndim):
+            t = np.log2(max(leaf_coord[i, a], 1e-12)) - np.log2(max(q[a], 1e-12))
+            dd += t * t
+        if count == best_d.shape[0] and dd >= best_d[-1]:
+            continue
+        u = _valid_util(kind, p, leaf_coord[i, 0], leaf_coord[i, 1], leaf_coord[i, 2], leaf_lat[i])
+        if u > 0.0:
+            count = _offer(best_d, best_u, count, dd, u)
+    return _blend_anchors(best_d, best_u, count, sol_q)
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -346,7 +426,23 @@ def _resolve(
         st, v, pr = _last(s, 0, 0, q, axes, ax_off, ax_len, vals, val_off, pres, pres_off, kind, p, taxis)
     if st == _OK:
         return v, pr
-    v = _hold(s, ndim, q, leaf_off, leaf_coord, leaf_lat, kind, p)
+    v = _hold(
+        s,
+        ndim,
+        q,
+        axes,
+        ax_off,
+        ax_len,
+        vals,
+        val_off,
+        pres,
+        pres_off,
+        leaf_off,
+        leaf_coord,
+        leaf_lat,
+        kind,
+        p,
+    )
     return v, (PROV_EXTRAP if np.isfinite(v) else PROV_MISSING)
 
 
@@ -439,28 +535,46 @@ def sol_batch(kind, coords, params, out_ms):
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def unique_rows(rows):
-    """Hash-deduplicate the rows of a (Q, K) float64 array.
+def _row_hash(cols, i):
+    # splitmix64 finaliser per value (float bit patterns have all-zero low bits), folded per column.
+    h = np.uint64(0x9E3779B97F4A7C15)
+    for j in range(len(cols)):
+        z = np.uint64(cols[j][i]) + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z ^= z >> np.uint64(31)
+        h = (h ^ z) * np.uint64(0x100000001B3)
+        h ^= h >> np.uint64(32)
+    return h
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _same(cols, a, b):
+    # An explicit loop: generator expressions do not compile in numba.
+    for j in range(len(cols)):  # noqa: SIM110
+        if cols[j][a] != cols[j][b]:
+            return False
+    return True
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def unique_cols(cols):
+    """Hash-deduplicate the rows formed by a tuple of equal-length int64 columns (pass float64
+    columns as ``col.view(np.int64)``: rows compare by bit pattern).
 
     Returns (first, inverse): ``first`` lists the first index of each distinct row in order of
-    appearance, ``inverse[i]`` is the position of row i's representative in ``first``.
+    appearance, ``inverse[i]`` is the position of row i's representative in ``first``. The open
+    addressing table starts small and doubles, so batches with few distinct rows stay in cache.
     """
-    n, k = rows.shape
-    bits = rows.view(np.int64)
-    size = 1
-    while size < 2 * n + 2:
-        size *= 2
+    n = cols[0].shape[0]
+    size = 1024
     mask = size - 1
     table = np.full(size, -1, dtype=np.int64)
     first = np.empty(n, dtype=np.int64)
     inverse = np.empty(n, dtype=np.int64)
     m = 0
     for i in range(n):
-        h = np.uint64(1469598103934665603)
-        for j in range(k):
-            h = (h ^ np.uint64(bits[i, j])) * np.uint64(1099511628211)
-            h ^= h >> np.uint64(29)
-        slot = np.int64(h & np.uint64(mask))
+        slot = np.int64(_row_hash(cols, i) & np.uint64(mask))
         while True:
             u = table[slot]
             if u < 0:
@@ -469,14 +583,23 @@ def unique_rows(rows):
                 inverse[i] = m
                 m += 1
                 break
-            r = first[u]
-            same = True
-            for j in range(k):
-                if bits[r, j] != bits[i, j]:
-                    same = False
-                    break
-            if same:
+            if _same(cols, first[u], i):
                 inverse[i] = u
                 break
             slot = (slot + 1) & mask
+        if 2 * m > size:
+            size *= 2
+            mask = size - 1
+            table = np.full(size, -1, dtype=np.int64)
+            for u in range(m):
+                slot = np.int64(_row_hash(cols, first[u]) & np.uint64(mask))
+                while table[slot] >= 0:
+                    slot = (slot + 1) & mask
+                table[slot] = u
     return first[:m], inverse
+
+
+def unique_rows(rows):
+    """``unique_cols`` over the rows of a (Q, K) float64 array."""
+    bits = np.ascontiguousarray(rows, dtype=np.float64).view(np.int64)
+    return unique_cols(tuple(np.ascontiguousarray(bits[:, j]) for j in range(bits.shape[1])))

@@ -10,6 +10,8 @@ runs ONE kernel call over the deduplicated queries. ``provenance=True`` also ret
 
 from __future__ import annotations
 
+import functools
+import inspect
 from typing import Literal
 
 import numpy as np
@@ -60,6 +62,49 @@ def _arr(x) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
+# Keyword flags of the query methods (never query coordinates).
+_FLAGS = frozenset({"self", "provenance", "missing", "qk_norm", "gated"})
+# Below this many queries deduplication costs more than it saves.
+DEDUP_MIN_QUERIES = 64
+
+
+def _plain(x, dtype) -> np.ndarray:
+    """A flat, C-contiguous, writable array (numba types read-only broadcast views differently)."""
+    return np.require(np.asarray(x, dtype=dtype).ravel(), dtype=dtype, requirements=["C", "W"])
+
+
+def _is_numeric(v) -> bool:
+    return not isinstance(v, (str, bool, np.str_)) and np.asarray(v).dtype.kind in "iuf"
+
+
+def batched(fn):
+    """Deduplicate identical queries before any work: numeric arguments are broadcast, the distinct
+    rows found in one hash pass, ``fn`` runs on those only and the results are scattered back."""
+    sig = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def wrapper(self, *args, **kwargs):
+        bound = sig.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        provenance = bound.arguments["provenance"]
+        names = [n for n, v in bound.arguments.items() if n not in _FLAGS and _is_numeric(v)]
+        arrays = np.broadcast_arrays(*[_arr(bound.arguments[n]) for n in names])
+        shape = arrays[0].shape if arrays else ()
+        if not arrays or arrays[0].size < DEDUP_MIN_QUERIES:
+            return fn(*bound.args, **bound.kwargs)
+        flat = [_plain(a, np.float64) for a in arrays]
+        first, inverse = gk.unique_cols(tuple(f.view(np.int64) for f in flat))
+        for n, f in zip(names, flat, strict=True):
+            bound.arguments[n] = f[first]
+        bound.arguments["provenance"] = True
+        lat, prov = fn(*bound.args, **bound.kwargs)
+        lat = np.asarray(lat).ravel()[inverse].reshape(shape)
+        prov = np.asarray(prov).ravel()[inverse].reshape(shape)
+        return (lat, prov) if provenance else lat
+
+    return wrapper
+
+
 class PerfDatabase:
     """Batched latency queries over one database (see the module docstring for conventions)."""
 
@@ -96,12 +141,13 @@ class PerfDatabase:
         """One kernel call over the distinct (slice, coords) rows; params built per distinct row."""
         fam = self.families[family]
         spec = FAMILIES[family]
-        sid = np.asarray(slice_ids, dtype=np.int64).ravel()
-        xs = np.column_stack([np.asarray(c, dtype=np.float64).ravel() for c in coords])
-        rows = np.column_stack([sid.astype(np.float64), xs])
-        first, inverse = gk.unique_rows(np.ascontiguousarray(rows))
+        sid = _plain(slice_ids, np.int64)
+        xs = [_plain(c, np.float64) for c in coords]
+        first, inverse = gk.unique_cols((sid, *(x.view(np.int64) for x in xs)))
         u_sid = sid[first]
-        u_xs = np.ascontiguousarray(xs[first])
+        u_xs = np.empty((len(first), len(xs)))
+        for j, x in enumerate(xs):
+            u_xs[:, j] = x[first]
         par = param_fn(u_sid) if len(first) else np.zeros((0, PARAM_WIDTH))
         out = np.empty(len(first))
         prov = np.empty(len(first), dtype=np.int8)
@@ -112,21 +158,32 @@ class PerfDatabase:
         return out[inverse], prov[inverse]
 
     def _slices(self, family: str, keys: list) -> np.ndarray:
-        """Vectorised key -> slice id; each key element is a scalar or an array (broadcast)."""
+        """Vectorised key -> slice id; each key part is a scalar or a numeric array (broadcast).
+
+        Batches carry few distinct keys: the varying parts are hash-deduplicated and each distinct key
+        is looked up once.
+        """
         fam = self.families[family]
-        arrays = np.broadcast_arrays(*[np.asarray(k) for k in keys])
-        shape = arrays[0].shape
-        flat = [a.ravel() for a in arrays]
-        if not flat or flat[0].size == 0:
+        parts = [np.asarray(k) for k in keys]
+        shape = np.broadcast_shapes(*[p.shape for p in parts])
+        varying = [i for i, p in enumerate(parts) if p.size > 1 or (p.ndim > 0 and p.size != 1)]
+        scalar = [p.item() if p.size == 1 else None for p in parts]
+        if not varying:
+            return np.full(shape, fam.slice_id(_norm_key(scalar)), dtype=np.int64)
+        if any(parts[i].dtype.kind not in "iuf" for i in varying):
+            raise ServoptError(family, "key", "categorical key parts must be scalars")
+        if int(np.prod(shape)) == 0:
             return np.zeros(shape, dtype=np.int64)
-        stacked = np.stack([np.asarray(f, dtype=object) for f in flat], axis=1)
-        # Few distinct keys per batch: map each distinct key once.
-        codes = [np.unique(f, return_inverse=True) for f in flat]
-        combined = np.zeros(flat[0].size, dtype=np.int64)
-        for uniq, inv in codes:
-            combined = combined * len(uniq) + inv
-        _, first, inverse = np.unique(combined, return_index=True, return_inverse=True)
-        ids = np.array([fam.slice_id(_norm_key(stacked[i])) for i in first], dtype=np.int64)
+        cols = [
+            _plain(np.broadcast_to(parts[i], shape), np.float64) for i in varying
+        ]
+        first, inverse = gk.unique_cols(tuple(c.view(np.int64) for c in cols))
+        ids = np.empty(len(first), dtype=np.int64)
+        for j, row in enumerate(first):
+            key = list(scalar)
+            for c, i in enumerate(varying):
+                key[i] = cols[c][row]
+            ids[j] = fam.slice_id(_norm_key(key))
         return ids[inverse].reshape(shape)
 
     def _finish(self, op: str, lat, prov, shape, provenance: bool, missing: Missing, describe):
@@ -183,6 +240,7 @@ class PerfDatabase:
         )
 
     # ------------------------------------------------------------------ attention
+    @batched
     def context_attention_ms(
         self, fmha_quant, kv_quant, batch, seq, prefix, num_heads, num_kv_heads, head_dim, window=0,
         *, qk_norm: bool = False, provenance: bool = False, missing: Missing = "raise",
@@ -238,6 +296,7 @@ class PerfDatabase:
         total = np.maximum(lat * corr + extras, 0.0)
         return self._finish("context_attention", total, prov, shape, provenance, missing, describe)
 
+    @batched
     def generation_attention_ms(
         self, kv_quant, batch, kv_len, num_heads, num_kv_heads, head_dim, window=0,
         *, provenance: bool = False, missing: Missing = "raise",
@@ -311,6 +370,7 @@ class PerfDatabase:
             corr = np.where(full > 0, (full * full - p * p) / (full * full), 0.0)
         return self._finish(family, np.maximum(lat * corr, 0.0), prov, shape, provenance, missing, describe)
 
+    @batched
     def context_mla_ms(
         self,
         fmha_quant,
@@ -330,6 +390,7 @@ class PerfDatabase:
             provenance, missing, f"fmha={fm.name} kv={kv.name}",
         )  # fmt: skip
 
+    @batched
     def generation_mla_ms(
         self, kv_quant, batch, kv_len, num_heads, *, provenance=False, missing: Missing = "raise"
     ):
@@ -373,6 +434,7 @@ class PerfDatabase:
         lat, prov = self._lookup(family, sid, (n, b, s), lambda u: fill(sol.params(len(u))))
         return self._finish(family, np.maximum(lat, 0.0), prov, shape, provenance, missing, describe)
 
+    @batched
     def mla_module_ms(
         self, phase, gemm_quant, kv_quant, batch, seq_or_kv_len, prefix, num_heads, fmha_quant="bfloat16",
         *, provenance=False, missing: Missing = "raise",
@@ -397,6 +459,7 @@ class PerfDatabase:
             )  # fmt: skip
         raise UnknownNameError("phase", phase, "unknown MLA module phase", ["context", "generation"])
 
+    @batched
     def mla_bmm_ms(
         self, op, quant_mode, num_tokens, num_heads, *, provenance=False, missing: Missing = "raise"
     ):
@@ -446,6 +509,7 @@ class PerfDatabase:
         )
 
     # ------------------------------------------------------------------ MoE
+    @batched
     def moe_ms(
         self, quant_mode, distribution, topk, num_experts, hidden, inter, moe_tp, moe_ep, num_tokens,
         *, gated: bool = True, provenance=False, missing: Missing = "raise",
@@ -507,6 +571,7 @@ class PerfDatabase:
         return self._finish("moe", np.maximum(lat, 0.0), prov, shape, provenance, missing, describe)
 
     # ------------------------------------------------------------------ communication
+    @batched
     def custom_allreduce_ms(self, num_gpus, message_elems, *, provenance=False, missing: Missing = "raise"):
         g, m = (np.asarray(x) for x in np.broadcast_arrays(_arr(num_gpus), _arr(message_elems)))
         shape = g.shape
@@ -517,6 +582,7 @@ class PerfDatabase:
         cap = int(measured.max()) if measured.size else self.system.node.gpus_per_node
         return self._comm("custom_allreduce", [], g, m, cap, provenance, missing, "custom_allreduce")
 
+    @batched
     def nccl_ms(self, op, dtype, num_gpus, message_elems, *, provenance=False, missing: Missing = "raise"):
         if op not in NCCL_OPS:
             raise UnknownNameError("op", op, "unknown collective", NCCL_OPS)
