@@ -1,0 +1,70 @@
+"""Search speed per GPU budget: agg + disagg, identical + packed, full Pareto sweep, warm.
+
+Run:  pytest bench/test_bench_search.py --benchmark-enable
+Tables are synthetic but sized like real ones (agg ~7.7k, prefill 64, decode ~1.9k options before
+pruning; ``servopt.search.synthetic``). Deterministic counters go to ``extra_info``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from servopt.search import synthetic
+from servopt.search.options import ReplicaSpec, Sla
+from servopt.search.solve import solve
+
+# The peer's default replica sizes for disagg: 1, 2, 4, then multiples of 8 up to 128.
+REPLICA = ReplicaSpec(num_gpu_per_replica=(1, 2, 4, *range(8, 129, 8)), max_gpu_per_replica=128)
+SLA = Sla(ttft_ms=2000.0, tpot_ms=30.0)
+
+
+@pytest.fixture(scope="module")
+def tables():
+    rng = np.random.default_rng(0)
+    return dict(
+        agg=synthetic.agg_options(rng, layouts_per_size=16),
+        prefill=synthetic.prefill_options(rng, layouts_per_size=4, max_batch=4),
+        decode=synthetic.decode_options(rng, layouts_per_size=8),
+    )
+
+
+def _run(tables, total_gpus, packed_frontier=False):
+    return solve(
+        **tables,
+        sla=SLA,
+        total_gpus=total_gpus,
+        tokens_per_request=1000,
+        replica=REPLICA,
+        packed_frontier=packed_frontier,
+    )
+
+
+def _record(benchmark, result):
+    for mode in (result.agg, result.disagg):
+        c = mode.counters
+        benchmark.extra_info[mode.mode] = {
+            "options_in": c.options_in,
+            "options_kept": c.options_kept,
+            "replica_rows": c.replica_rows,
+            "solves": c.solves,
+            "frontier_points": c.frontier_points,
+            "deterministic_time": round(c.deterministic_time, 6),
+            "identical_tokens_per_s_per_gpu": round(mode.identical.tokens_per_s_per_gpu, 3),
+            "packed_gain": round(mode.packed_gain, 5),
+        }
+
+
+@pytest.mark.parametrize("total_gpus", [8, 512, 4096, 16384])
+def test_bench_search(benchmark, tables, total_gpus):
+    _run(tables, total_gpus)  # warm: numba kernels compiled/loaded, ortools imported
+    result = benchmark(_run, tables, total_gpus)
+    _record(benchmark, result)
+    assert result.agg.counters.all_optimal and result.disagg.counters.all_optimal
+
+
+@pytest.mark.parametrize("total_gpus", [512, 16384])
+def test_bench_search_with_packed_frontier(benchmark, tables, total_gpus):
+    _run(tables, total_gpus, packed_frontier=True)
+    result = benchmark(_run, tables, total_gpus, True)
+    _record(benchmark, result)
