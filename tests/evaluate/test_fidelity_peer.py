@@ -244,3 +244,31 @@ def test_nextn_static_and_agg_match_peer(model, backend, qname, layout, nextn, r
         (agg.tokens_per_s_per_gpu, "tokens/s/gpu"),
     ):
         assert ours_v[0] == pytest.approx(float(row[key]), rel=0.03, abs=1e-3), key
+
+
+MODE_CASES = [
+    ("QWEN3_32B", "trtllm", "fp8_block", Layout(2, 1, 1, 1, 1), "static_ctx", 2, 0),
+    ("QWEN3_32B", "vllm", "bf16", Layout(4, 1, 1, 1, 1), "static_gen", 64, 0),
+    ("LLAMA3.1_70B", "sglang", "bf16", Layout(8, 1, 1, 1, 1), "static", 4, 1500),
+    ("QWEN3_235B_A22B", "trtllm", "fp8_block", Layout(1, 1, 8, 1, 8), "static_gen", 128, 0),
+    ("DEEPSEEK_V3", "sglang", "fp8_block", Layout(8, 1, 1, 1, 8), "static_ctx", 1, 0),
+    ("DEEPSEEK_V3", "vllm", "fp8_block", Layout(8, 1, 1, 1, 8), "static", 8, 1000),
+]
+
+
+@pytest.mark.parametrize(("model", "backend", "qname", "layout", "mode", "batch", "prefix"), MODE_CASES)
+def test_worker_modes_and_prefix_match_peer(model, backend, qname, layout, mode, batch, prefix):
+    """Disaggregated worker modes (memory differs per mode) and cached prefixes."""
+    pytest.importorskip("aiconfigurator_core")
+    isl, osl = 3000, 400
+    pm = peer_oracle.peer_model(resolve_model(model), layout, QUANTS[qname], backend)
+    s = peer_oracle.peer_static(pm, backend, batch, isl, osl, mode, prefix=prefix)
+    lops = build_layout_ops(_setup(model, backend, qname), [layout], skip_invalid=False)
+    cand = Candidates(np.array([0]), np.array([batch]), np.array([0]))
+    ours = run_static(_db(backend), lops, cand, Workload(isl, osl, prefix), mode)
+    assert ours.context_ms[0] == pytest.approx(sum(s.get_context_latency_dict().values()), rel=0.02)
+    assert ours.generation_ms[0] == pytest.approx(sum(s.get_generation_latency_dict().values()), rel=0.02)
+    assert ours.memory.total[0] == pytest.approx(s.get_memory()["total"], rel=0.02)
+    assert bool(ours.memory.kv_oom[0]) == s.check_kv_cache_oom() and bool(ours.memory.oom[0]) == s.check_oom()
+    row = peer_oracle.summary_row(s)
+    assert ours.tokens_per_s_per_gpu[0] == pytest.approx(float(row["tokens/s/gpu"]), rel=0.02, abs=1e-3)
