@@ -118,3 +118,28 @@ def test_agg_menu_best_per_size_and_staircase():
     rows = menu.rows(levels.cap(5.0))
     assert rows.size.tolist() == [4]
     assert len(AggMenu(agg.take(keep), total_gpus=3, levels=levels).rows(levels.cap(5.0))) == 0
+
+
+def test_identical_candidates_keep_every_possible_winner():
+    from servopt.search.replicas import identical_candidates
+
+    from .conftest import make_rows
+
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        n = int(rng.integers(1, 12))
+        rows = make_rows(
+            np.sort(rng.choice(np.arange(1, 20), n, replace=False)),
+            rng.integers(1, 30, n),
+            rng.integers(0, 4, n),
+        )
+        G = int(rng.integers(20, 60))
+        keep = identical_candidates(rows, G)
+        key = [
+            ((G // s) * u, -lv, -(G // s) * s)
+            for s, u, lv in zip(rows.size, rows.units, rows.level, strict=True)
+        ]
+        assert max(key) == max(k for k, kept in zip(key, keep, strict=True) if kept)
+        # Kept rows are mutually non-dominated.
+        kept = [k for k, kk in zip(key, keep, strict=True) if kk]
+        assert not any(a != b and all(x >= y for x, y in zip(a, b, strict=True)) for a in kept for b in kept)

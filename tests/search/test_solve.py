@@ -152,7 +152,7 @@ def test_deterministic_counters_and_scale():
 
 
 # (solves, CP-SAT deterministic_time) per budget, recorded with num_workers=1 (ortools 9.15).
-RECORDED = {8: (41, 2.5e-5), 512: (49, 1.6e-3), 4096: (57, 2.1e-3), 16384: (56, 1.9e-3)}
+RECORDED = {8: (41, 2.3e-5), 512: (49, 5.8e-4), 4096: (57, 7.7e-4), 16384: (56, 6.3e-4)}
 
 
 # --- infeasible targets: InfeasibleError (exit 1) with the binding constraint -------------------------

@@ -37,6 +37,31 @@ class ReplicaRows:
     def __len__(self) -> int:
         return int(self.size.shape[0])
 
+    def take(self, index: np.ndarray) -> ReplicaRows:
+        return ReplicaRows(*(getattr(self, f)[index] for f in self.__dataclass_fields__))
+
+
+def identical_candidates(rows: ReplicaRows, total_gpus: int) -> np.ndarray:
+    """Rows that can be the best identical deployment (floor(G/s) copies of one row).
+
+    Row r deploys value floor(G/s_r) * v_r on floor(G/s_r) * s_r GPUs at level t_r; a row another
+    row matches or beats on all three (value up, level down, GPUs down) can never be the unique
+    best under the (value, TPOT, GPUs) order, so it is dropped (exact; ties keep the smaller size).
+    """
+    n = total_gpus // rows.size
+    value, gpus = n * rows.units, n * rows.size
+    order = np.lexsort((rows.size, gpus, rows.level, -value))
+    rank = np.empty(len(rows), dtype=np.int64)
+    rank[order] = np.arange(len(rows))
+    # Row j dominates row i if it comes first in (value desc, level, GPUs, size) order -- hence has
+    # value >= -- and has level <= and GPUs <=.
+    dominated = (
+        (rank[None, :] < rank[:, None])
+        & (rows.level[None, :] <= rows.level[:, None])
+        & (gpus[None, :] <= gpus[:, None])
+    ).any(axis=1)
+    return ~dominated
+
 
 def _class_bounds(gpus: np.ndarray, key: np.ndarray) -> np.ndarray:
     """Start offsets of the runs of equal (GPU count, key) (options sorted so), plus the end."""

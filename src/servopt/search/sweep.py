@@ -15,7 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
-from servopt.search.replicas import ReplicaRows
+from servopt.search.replicas import ReplicaRows, identical_candidates
 from servopt.search.result import Counters
 from servopt.search.settings import SolverSettings
 from servopt.search.xpyd_model import Packing, XpydModel
@@ -62,6 +62,8 @@ def solve_at(
     if cap < 0:
         return None
     rows = menu.rows(cap)
+    if identical and len(rows):
+        rows = rows.take(identical_candidates(rows, total_gpus))
     if len(rows) == 0:
         return None
     model = XpydModel(rows, total_gpus=total_gpus, max_types=max_types, identical=identical)
