@@ -1,1 +1,15 @@
-"""Exact deployment search: layouts, pruning, CP-SAT composition, Pareto sweep, brute-force oracle."""
+"""Exact deployment search: layouts, pruning, replica menus, CP-SAT packing, Pareto sweep, oracle.
+
+Public API (import from the modules; this package imports nothing so ``--help`` stays fast):
+
+- ``layouts.enumerate_layouts``, ``default_agg_lists``, ``default_disagg_lists``: parallel layouts.
+- ``options.WorkerOptions`` (SoA option tables), ``ReplicaSpec``, ``Sla``;
+  ``conventions.Conventions``; ``settings.SolverSettings``.
+- ``solve.solve`` (both modes), ``solve.solve_agg``, ``solve.solve_disagg`` -> ``result.SearchResult``
+  / ``result.ModeResult`` (identical and packed ``Deployment``, frontier, ``Counters``); infeasible
+  targets raise ``servopt.errors.InfeasibleError``.
+- ``enumerate.brute_force_agg`` / ``brute_force_disagg``: the brute-force oracle for small instances.
+
+Pipeline: ``prune`` (exact dominance) -> ``replicas`` (best replica per size, numba) -> ``sweep`` +
+``xpyd_model`` (CP-SAT, one solve per frontier point) -> ``verify`` (float re-check).
+"""

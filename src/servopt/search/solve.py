@@ -341,9 +341,11 @@ def solve(
     if all(r is None for r in results.values()):
         if len(reasons) == 1:
             raise next(iter(reasons.values()))
-        first = reasons["agg"]
+        agg_err, disagg_err = reasons["agg"], reasons["disagg"]
         raise InfeasibleError(
-            first.field, first.value, f"{first.message}; disagg: {reasons['disagg']}", first.allowed
+            agg_err.field,
+            agg_err.value,
+            f"agg: {agg_err.message}; disagg: {disagg_err.field}: {disagg_err.message}",
         )
     return SearchResult(
         agg=results["agg"], disagg=results["disagg"], infeasible={k: str(v) for k, v in reasons.items()}
