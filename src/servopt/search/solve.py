@@ -105,6 +105,8 @@ class _ModeSolver:
                 previous=answer,
                 **common,
             )
+        if packed is None:  # only if CP-SAT found nothing in its time limit: keep the peer's shape
+            packed = answer
         frontier = (
             tuple(FrontierPoint(self._deployment(p, "identical")) for p in points) if self.frontier else ()
         )
@@ -307,10 +309,17 @@ def solve(
     settings: SolverSettings | None = None,
     frontier: bool = True,
     packed_frontier: bool = False,
+    agg_tokens_per_request: float | None = None,
 ) -> SearchResult:
-    """Both modes that have option tables. Raises InfeasibleError only if every mode asked for
-    is infeasible (the reasons of all of them in one message); otherwise an infeasible mode is
-    listed in ``SearchResult.infeasible``."""
+    """Both modes that have option tables.
+
+    ``rate_per_s * tokens_per_request`` is a worker's tokens/s; ``agg_tokens_per_request``
+    (default: ``tokens_per_request``) serves agg tables counted differently (the peer's agg
+    throughput counts osl - 1 tokens per request, its disagg throughput osl).
+
+    Raises InfeasibleError only if every mode asked for is infeasible (the reasons of all of them
+    in one message); otherwise an infeasible mode is listed in ``SearchResult.infeasible``.
+    """
     if agg is None and (prefill is None or decode is None):
         raise ServoptError("options", None, "give agg options, or prefill and decode options, or all three")
     if (prefill is None) != (decode is None):
@@ -328,7 +337,8 @@ def solve(
     reasons: dict[str, InfeasibleError] = {}
     if agg is not None:
         try:
-            results["agg"] = solve_agg(agg, **common)
+            agg_common = common | {"tokens_per_request": agg_tokens_per_request or tokens_per_request}
+            results["agg"] = solve_agg(agg, **agg_common)
         except InfeasibleError as err:
             reasons["agg"] = err
     if prefill is not None and decode is not None:
