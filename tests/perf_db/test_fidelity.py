@@ -94,8 +94,11 @@ def test_context_attention(pair):
                 n = nkv * 2
             prefix = int(rng.integers(0, s)) if rng.random() < 0.25 and s > 1 else 0
             rows.append((fm, kv, int(b), int(s - prefix), prefix, int(n), int(nkv), hd, w))
-    mine = [db.context_attention_ms(*r, missing="nan") for r in rows]
-    _check(f"{db.backend} context_attention", np.ravel(mine), [peer.context_attention(*r) for r in rows])
+    got = [db.context_attention_ms(*r, provenance=True, missing="nan") for r in rows]
+    mine = np.ravel([g[0] for g in got])
+    _check(f"{db.backend} context_attention", mine, [peer.context_attention(*r) for r in rows])
+    # The draw reaches every resolution path: exact, interpolated, ragged edge, past the data.
+    assert {0, 1, 2, 3} <= {int(np.ravel(g[1])[0]) for g in got}
 
 
 def test_generation_attention(pair):
@@ -113,11 +116,14 @@ def test_generation_attention(pair):
             rows.append((kv, int(b), int(max(s, 2)), int(n), int(nkv), hd, w))
     # One batched call per kv dtype: the slice-key arguments (kv heads, head_dim, window) as arrays.
     mine = np.empty(len(rows))
+    seen: set[int] = set()
     for kv in {r[0] for r in rows}:
         idx = [i for i, r in enumerate(rows) if r[0] == kv]
         cols = [np.array([rows[i][j] for i in idx]) for j in range(1, 7)]
-        mine[idx] = db.generation_attention_ms(kv, *cols, missing="nan")
+        mine[idx], prov = db.generation_attention_ms(kv, *cols, provenance=True, missing="nan")
+        seen.update(np.unique(prov).tolist())
     _check(f"{db.backend} generation_attention", mine, [peer.generation_attention(*r) for r in rows])
+    assert {1, 3} <= seen
 
 
 def _mla_rows(rng, fam, make):
