@@ -177,3 +177,26 @@ def test_moe_roofline_uses_integer_floor_divisions():
     mem = t // 8 * 7168 * 2 + t // 8 * 2048 * 3 // 1 + 7168 * 2048 * 3 // 1 * min(256 // 8, t // 8)
     assert out[0] == pytest.approx(max(ops / 1978e12 * 1000, mem * 1.0 / MEM_BW * 1000), rel=1e-12)
     assert math.isfinite(out[0])
+
+
+def test_two_axis_grids_match_naive_reference():
+    rng = np.random.default_rng(5)
+    rows = [
+        ((float(a), float(b)), float(a) * rng.uniform(1, 2) + b * 1e-3)
+        for a in (1, 2, 4, 8, 16)
+        for b in (10, 100, 1000)
+        if not (a >= 8 and b == 1000)
+    ]
+    cols = {
+        "k": np.zeros(len(rows), dtype=np.int64),
+        "x": np.array([r[0][0] for r in rows]),
+        "y": np.array([r[0][1] for r in rows]),
+        "latency": np.array([r[1] for r in rows]),
+    }
+    fam = build_family("t2", cols, ("k",), ("x", "y"))
+    root = naive_grid.nest(rows)
+    queries = [(rng.uniform(0.5, 40), rng.uniform(5, 3000)) for _ in range(300)]
+    out, prov = _kernel(fam, queries, kind=gk.SOL_LINEAR, params=np.zeros((len(queries), 10)))
+    for q, v, p in zip(queries, out, prov, strict=True):
+        ref, ref_p = naive_grid.resolve(root, q, lambda c: c[0])
+        assert v == pytest.approx(ref, rel=1e-9) and p == ref_p, q
