@@ -18,7 +18,9 @@ from functools import cache
 import numpy as np
 import pytest
 
-from servopt.evaluate.candidates import ModelSetup, Workload, build_layout_ops
+from servopt.evaluate.batch_sizes import decode_batch_sizes
+from servopt.evaluate.candidates import ModelSetup, Workload, build_layout_ops, grid
+from servopt.evaluate.static import run_static
 from servopt.evaluate.workers import decode_workers
 from servopt.models.ops import QuantModes
 from servopt.models.registry import resolve_model
@@ -43,7 +45,9 @@ def _setup():
     )  # fmt: skip
     db = open_database(SYSTEM, BACKEND, VERSION)
     lops = build_layout_ops(ModelSetup(arch, BACKEND, QUANT, load_system(SYSTEM), db.version), layouts)
-    decode_workers(db, lops, WORK)  # JIT and caches warm
+    run_static(
+        db, lops, grid(len(lops.layouts), decode_batch_sizes()), WORK, "static_gen"
+    )  # JIT, caches warm
     return db, lops
 
 
@@ -77,23 +81,24 @@ def _peer_seconds(lops, batch_sizes) -> float | None:
 
 @pytest.mark.benchmark(group="decode-set")
 def test_deepseek_v3_decode_set(benchmark):
+    """Every layout x every decode batch size priced over the whole trajectory, memory included
+    (also the candidates that do not fit)."""
     db, lops = _setup()
-    table = benchmark.pedantic(decode_workers, args=(db, lops, WORK), rounds=7, warmup_rounds=1)
-    n = len(table.candidates)
+    batches = decode_batch_sizes()
+    cand = grid(len(lops.layouts), batches)
+    res = benchmark.pedantic(
+        run_static, args=(db, lops, cand, WORK, "static_gen"), kwargs={"latency_correction": 1.08}, rounds=7,
+        warmup_rounds=1,
+    )  # fmt: skip
+    n = len(cand)
     steps = len(range(0, WORK.osl - 1, 32))
     best = benchmark.stats.stats.min if benchmark.stats else None
-    benchmark.extra_info.update(
-        {
-            "layouts": len(lops.layouts),
-            "candidates": n,
-            "decode_steps_priced": steps,
-            "fitting": int(table.fits.sum()),
-        }
-    )
+    benchmark.extra_info.update({"layouts": len(lops.layouts), "candidates": n, "decode_steps_priced": steps})
     assert n == len(lops.layouts) * 96 and len(lops.layouts) >= 20
+    assert np.isfinite(res.tpot_ms[res.memory.fits]).all()
     if best is not None:  # timed run (--benchmark-enable)
         benchmark.extra_info["candidates_per_s"] = n / best
-        peer = _peer_seconds(lops, sorted(set(table.candidates.batch.tolist())))
+        peer = _peer_seconds(lops, batches)
         if peer is not None:
             benchmark.extra_info["peer_seconds"] = peer
             benchmark.extra_info["speedup_vs_peer"] = peer / best
@@ -103,4 +108,14 @@ def test_deepseek_v3_decode_set(benchmark):
             + (f"; peer {peer:.2f} s ({peer / best:,.0f}x)" if peer is not None else "")
         )
         assert best <= TARGET_S
-    assert np.isfinite(table.metrics.tpot_ms[table.fits]).all()
+
+
+@pytest.mark.benchmark(group="decode-set")
+def test_deepseek_v3_decode_worker_table(benchmark):
+    """What the search calls: memory for every candidate, latency up to each layout's first OOM."""
+    db, lops = _setup()
+    table = benchmark.pedantic(decode_workers, args=(db, lops, WORK), rounds=7, warmup_rounds=1)
+    benchmark.extra_info.update(
+        {"priced": len(table.candidates), "options": len(table.options), "grid": len(lops.layouts) * 96}
+    )
+    assert 0 < len(table.options) <= len(table.candidates) <= len(lops.layouts) * 96

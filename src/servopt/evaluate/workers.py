@@ -18,10 +18,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from servopt.evaluate.agg import AggResult, run_agg
+from servopt.evaluate.agg import AGG_POLICIES, AggResult, agg_memory, run_agg
 from servopt.evaluate.batch_sizes import agg_points, decode_batch_sizes, prefill_batch_sizes
 from servopt.evaluate.candidates import Candidates, LayoutOps, Workload, grid
-from servopt.evaluate.static import StaticResult, run_static
+from servopt.evaluate.static import StaticResult, run_static, static_memory
 from servopt.search.options import WorkerOptions
 
 # The peer's default advanced-tuning corrections for disaggregated workers.
@@ -34,10 +34,10 @@ class WorkerTable(NamedTuple):
 
     role: str  # agg | prefill | decode
     layouts: LayoutOps
-    candidates: Candidates
+    candidates: Candidates  # the priced candidates: the sweep up to each layout's first memory failure
     metrics: StaticResult | AggResult
     memory_gib: np.ndarray
-    fits: np.ndarray  # memory fits and no smaller batch (or ctx budget) of the sweep failed
+    fits: np.ndarray  # memory fits, priced, and no smaller batch (or ctx budget) of the sweep failed
     options: WorkerOptions  # fitting, finite rows; options.row indexes ``candidates``
 
     def largest_batch(self) -> dict[int, int]:
@@ -54,6 +54,12 @@ def _first_failure_cut(group: np.ndarray, order_key: np.ndarray, ok: np.ndarray)
     first_bad = np.full(len(groups), np.inf)
     np.minimum.at(first_bad, inverse[~ok], order_key[~ok].astype(np.float64))
     return ok & (order_key < first_bad[inverse])
+
+
+def _memory_cut(cand: Candidates, memory) -> Candidates:
+    """Drop candidates at and after a layout's first batch that does not fit, before pricing them:
+    the peer's sweep never evaluates them and they would only cost lookups."""
+    return cand.take(np.flatnonzero(_first_failure_cut(cand.layout, cand.batch, memory.fits)))
 
 
 def _options(
@@ -82,7 +88,8 @@ def prefill_workers(
 ) -> WorkerTable:
     """Disaggregated prefill workers (static_ctx): TTFT and request rate per layout and batch."""
     batches = batch_sizes if batch_sizes is not None else prefill_batch_sizes(work.isl)
-    cand = grid(len(lops.layouts), batches)
+    full = grid(len(lops.layouts), batches)
+    cand = _memory_cut(full, static_memory(lops, full, work, "static_ctx"))
     res = run_static(db, lops, cand, work, "static_ctx", latency_correction=correction)
     fits = _first_failure_cut(cand.layout, cand.batch, res.memory.fits & np.isfinite(res.ttft_ms))
     opts = _options(
@@ -102,7 +109,8 @@ def decode_workers(
 ) -> WorkerTable:
     """Disaggregated decode workers (static_gen) over the whole decode trajectory."""
     batches = batch_sizes if batch_sizes is not None else decode_batch_sizes()
-    cand = grid(len(lops.layouts), batches)
+    full = grid(len(lops.layouts), batches)
+    cand = _memory_cut(full, static_memory(lops, full, work, "static_gen"))
     res = run_static(
         db, lops, cand, work, "static_gen", latency_correction=correction, accepted_tokens=accepted_tokens
     )
@@ -127,11 +135,14 @@ def agg_workers(
     pts = np.asarray(points, dtype=np.int64).reshape(-1, 2)
     n_layouts = len(lops.layouts)
     layout = np.repeat(np.arange(n_layouts, dtype=np.int64), len(pts))
-    cand = Candidates(layout, np.tile(pts[:, 0], n_layouts), np.tile(pts[:, 1], n_layouts))
+    full = Candidates(layout, np.tile(pts[:, 0], n_layouts), np.tile(pts[:, 1], n_layouts))
+    # The ctx-token sweep of one batch size stops at its first failure.
+    group = full.layout * (int(full.batch.max(initial=0)) + 1) + full.batch
+    mem = agg_memory(lops, full, work, AGG_POLICIES[lops.setup.backend])
+    priced = _first_failure_cut(group, full.ctx_tokens, mem.fits)
+    cand, group = full.take(np.flatnonzero(priced)), group[priced]
     res = run_agg(db, lops, cand, work, accepted_tokens=accepted_tokens)
     ok = res.memory.fits & np.isfinite(res.ttft_ms) & np.isfinite(res.tpot_ms)
-    # The ctx-token sweep of one batch size stops at its first failure.
-    group = cand.layout * (int(cand.batch.max(initial=0)) + 1) + cand.batch
     fits = _first_failure_cut(group, cand.ctx_tokens, ok)
     opts = _options(cand, fits, res.gpus, res.seq_per_s, res.ttft_ms, res.tpot_ms, res.concurrency, "agg")
     return WorkerTable("agg", lops, cand, res, res.memory.total, fits, opts)
