@@ -7,6 +7,7 @@ corrections), kept so that servopt's answers compare like for like; each can be 
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 from servopt.errors import ServoptError
@@ -32,7 +33,7 @@ class Conventions:
     def __post_init__(self) -> None:
         for name in ("prefill_degradation", "decode_degradation", "disagg_ttft_factor"):
             value = getattr(self, name)
-            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+            if not (isinstance(value, numbers.Real) and math.isfinite(value) and value > 0):
                 raise ServoptError(name, value, "must be a positive finite number")
 
 

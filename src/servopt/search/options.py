@@ -15,6 +15,7 @@ which the peer exempts).
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -175,5 +176,5 @@ class Sla:
     def __post_init__(self) -> None:
         for field in ("ttft_ms", "tpot_ms"):
             v = getattr(self, field)
-            if not isinstance(v, int | float) or math.isnan(v) or v <= 0:
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or math.isnan(v) or v <= 0:
                 raise ServoptError(field, v, "must be a positive number of ms (inf for no target)")

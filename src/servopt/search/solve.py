@@ -9,6 +9,7 @@ deployments and re-check each one (``verify``). A mode with no feasible deployme
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
@@ -39,7 +40,7 @@ DEFAULT_MAX_REPLICA_TYPES = 2
 def _check_common(total_gpus: int, tokens_per_request: float, max_replica_types: int) -> None:
     if isinstance(total_gpus, bool) or not isinstance(total_gpus, int | np.integer) or total_gpus < 1:
         raise ServoptError("total_gpus", total_gpus, "must be a positive integer")
-    if not (isinstance(tokens_per_request, int | float) and math.isfinite(tokens_per_request)):
+    if not (isinstance(tokens_per_request, numbers.Real) and math.isfinite(tokens_per_request)):
         raise ServoptError("tokens_per_request", tokens_per_request, "must be a finite number")
     if tokens_per_request <= 0:
         raise ServoptError("tokens_per_request", tokens_per_request, "must be > 0")
