@@ -16,6 +16,7 @@ from servopt.perf_db.grids import GridFamily, build_family
 from servopt.perf_db.quant import KV_QUANTS
 from servopt.perf_db.systems import SystemSpec
 from servopt.perf_db.tables import codes
+from servopt_kernels import dedup
 from servopt_kernels import grid as gk
 
 
@@ -121,7 +122,7 @@ def generation_attention_flops(system: SystemSpec, kv_quant: str) -> float:
 def _key_codes(cols: dict[str, np.ndarray], key: tuple[str, ...]) -> np.ndarray:
     """One int64 code per row identifying its slice key."""
     rows = np.column_stack([codes(cols[k]).astype(np.float64) for k in key])
-    return gk.unique_rows(np.ascontiguousarray(rows))[1]
+    return dedup.unique_rows(np.ascontiguousarray(rows))[1]
 
 
 def _lane_filter(

@@ -16,7 +16,7 @@ import numpy as np
 
 from servopt.errors import ServoptError
 from servopt.perf_db.tables import codes
-from servopt_kernels.grid import unique_rows
+from servopt_kernels.dedup import unique_rows
 
 _ARRAYS = (
     "axes",

@@ -199,7 +199,7 @@ def _strings(column) -> np.ndarray:
 
 def codes(col: np.ndarray) -> np.ndarray:
     """Equality codes (int64, in order of first appearance) of any 1-D array, hashing in O(n)."""
-    from servopt_kernels.grid import unique_rows
+    from servopt_kernels.dedup import unique_rows
 
     arr = np.ascontiguousarray(col)
     if arr.dtype.kind in "iuf":
@@ -299,7 +299,7 @@ def first_wins(cols: dict[str, np.ndarray], key: tuple[str, ...]) -> dict[str, n
     n = len(cols["latency"])
     if n == 0:
         return cols
-    from servopt_kernels.grid import unique_rows
+    from servopt_kernels.dedup import unique_rows
 
     rows = np.column_stack(
         [

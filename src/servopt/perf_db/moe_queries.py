@@ -1,0 +1,77 @@
+"""Mixture-of-experts expert-compute queries (token curves per model shape and layout)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from servopt.perf_db import quant, sol
+from servopt.perf_db.query_base import Missing, QueryBase, _arr, batched
+from servopt_kernels import grid as gk
+
+MOE_UNIFORM = "uniform"
+# TRT-LLM's min-latency nvfp4 MoE kernel serves gated layers at up to this many tokens.
+MOE_LOW_LATENCY_MAX_TOKENS = 128
+GATED_GEMMS, NON_GATED_GEMMS = 3, 2
+
+
+class MoeQueries(QueryBase):
+    @batched
+    def moe_ms(
+        self, quant_mode, distribution, topk, num_experts, hidden, inter, moe_tp, moe_ep, num_tokens,
+        *, gated: bool = True, provenance=False, missing: Missing = "raise",
+    ):  # fmt: skip
+        q = quant.resolve("moe_quant", quant_mode, quant.MOE_QUANTS)
+        arrs = np.broadcast_arrays(*map(_arr, (topk, num_experts, hidden, inter, moe_tp, moe_ep, num_tokens)))
+        k, e, h, i_, tp, ep, tok = (np.asarray(a) for a in arrs)
+        shape = tok.shape
+        mem_bw = self.system.gpu.mem_bw_bytes_per_s
+        flops = self._flops(q.compute)
+        gemms = GATED_GEMMS if gated else NON_GATED_GEMMS
+
+        def shape_params(par, kk, ee, hh, ii, tt, pp):
+            par[:, 0], par[:, 1], par[:, 2], par[:, 3], par[:, 4], par[:, 5] = kk, ee, hh, ii, tt, pp
+            par[:, 6], par[:, 7], par[:, 8], par[:, 9] = gemms, q.bytes_per_elem, flops, mem_bw
+            return par
+
+        if self.sol:
+            par = shape_params(sol.params(tok.size), *(a.ravel() for a in (k, e, h, i_, tp, ep)))
+            return self._sol_result(sol.run(gk.SOL_MOE, tok.reshape(-1, 1), par), shape, provenance)
+        ints = [a.astype(np.int64) for a in (k, e, h, i_, tp, ep)]
+        sid = self._slices("moe", [0, q.name, str(distribution), *ints])
+        if (sid < 0).any() and distribution != MOE_UNIFORM:
+            fallback = self._slices("moe", [0, q.name, MOE_UNIFORM, *ints])
+            sid = np.where(sid < 0, fallback, sid)
+        fam = self.families["moe"]
+        if q.name == "nvfp4" and gated:
+            ll = self._slices("moe", [1, q.name, str(distribution), *ints])
+            if (ll < 0).any() and distribution != MOE_UNIFORM:
+                ll = np.where(ll < 0, self._slices("moe", [1, q.name, MOE_UNIFORM, *ints]), ll)
+            sid = np.where((tok <= MOE_LOW_LATENCY_MAX_TOKENS) & (ll >= 0), ll, sid)
+
+        def describe(j):
+            return (
+                f"quant={q.name} dist={distribution} topk={k.flat[j]:g} experts={e.flat[j]:g} hidden={h.flat[j]:g} "
+                f"inter={i_.flat[j]:g} moe_tp={tp.flat[j]:g} moe_ep={ep.flat[j]:g} tokens={tok.flat[j]:g}"
+            )
+
+        if missing == "raise":
+            self._require("moe", sid, "moe", describe, [0, q.name, str(distribution), *ints])
+
+        def params(u):
+            ok = u >= 0
+            cols = [np.zeros(len(u)) for _ in range(6)]
+            for c, kc in zip(cols, fam.key_cols[3:9], strict=True):
+                c[ok] = kc[u[ok]]
+            return shape_params(sol.params(len(u)), *cols)
+
+        lat, prov = self._lookup("moe", sid, (tok,), params)
+        # A curve with a single measured point cannot define the low-token floor below it.
+        sid_flat = sid.ravel()
+        ok = sid_flat >= 0
+        single = np.zeros(sid_flat.shape, dtype=bool)
+        single[ok] = (fam.leaf_off[sid_flat[ok] + 1] - fam.leaf_off[sid_flat[ok]]) == 1
+        below = np.zeros(sid_flat.shape, dtype=bool)
+        below[single] = tok.ravel()[single] < fam.leaf_coord[fam.leaf_off[sid_flat[single]], 0]
+        lat = np.where(below, np.nan, lat)
+        prov = np.where(below, -1, prov)
+        return self._finish("moe", np.maximum(lat, 0.0), prov, shape, provenance, missing, describe)

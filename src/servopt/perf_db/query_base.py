@@ -1,0 +1,206 @@
+"""Plumbing shared by every family's batched queries: up-front deduplication, key -> slice ids,
+one kernel call per family, provenance, and errors that name the missing slice."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Literal
+
+import numpy as np
+
+from servopt.errors import ServoptError
+from servopt.perf_db.families import FAMILIES, PARAM_WIDTH
+from servopt.perf_db.grids import GridFamily
+from servopt.perf_db.systems import SystemSpec
+from servopt_kernels import dedup
+from servopt_kernels import grid as gk
+
+PROV_SOL = 4
+Missing = Literal["raise", "nan"]
+
+
+def _arr(x) -> np.ndarray:
+    return np.asarray(x, dtype=np.float64)
+
+
+# Keyword flags of the query methods (never query coordinates).
+_FLAGS = frozenset({"self", "provenance", "missing", "qk_norm", "gated"})
+# Below this many queries deduplication costs more than it saves.
+DEDUP_MIN_QUERIES = 64
+
+
+def _plain(x, dtype) -> np.ndarray:
+    """A flat, C-contiguous, writable array (numba types read-only broadcast views differently)."""
+    return np.require(np.asarray(x, dtype=dtype).ravel(), dtype=dtype, requirements=["C", "W"])
+
+
+def _is_numeric(v) -> bool:
+    return not isinstance(v, (str, bool, np.str_)) and np.asarray(v).dtype.kind in "iuf"
+
+
+def batched(fn):
+    """Deduplicate identical queries before any work: numeric arguments are broadcast, the distinct
+    rows found in one hash pass, ``fn`` runs on those only and the results are scattered back."""
+    sig = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def wrapper(self, *args, **kwargs):
+        bound = sig.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        provenance = bound.arguments["provenance"]
+        names = [n for n, v in bound.arguments.items() if n not in _FLAGS and _is_numeric(v)]
+        arrays = np.broadcast_arrays(*[_arr(bound.arguments[n]) for n in names])
+        shape = arrays[0].shape if arrays else ()
+        if not arrays or arrays[0].size < DEDUP_MIN_QUERIES:
+            return fn(*bound.args, **bound.kwargs)
+        flat = [_plain(a, np.float64) for a in arrays]
+        first, inverse = dedup.unique_cols(tuple(f.view(np.int64) for f in flat))
+        for n, f in zip(names, flat, strict=True):
+            bound.arguments[n] = f[first]
+        bound.arguments["provenance"] = True
+        lat, prov = fn(*bound.args, **bound.kwargs)
+        lat = np.asarray(lat).ravel()[inverse].reshape(shape)
+        prov = np.asarray(prov).ravel()[inverse].reshape(shape)
+        return (lat, prov) if provenance else lat
+
+    return wrapper
+
+
+def _norm_key(row) -> tuple:
+    out = []
+    for v in row:
+        if isinstance(v, (np.floating, float)) and float(v).is_integer():
+            out.append(int(v))
+        elif isinstance(v, np.generic):
+            out.append(v.item())
+        else:
+            out.append(v)
+    return tuple(out)
+
+
+class QueryBase:
+    """State and helpers the per-family query mixins share (set up by ``PerfDatabase``)."""
+
+    system: SystemSpec
+    sol: bool
+    families: dict[str, GridFamily]
+    system_name: str
+    backend: str
+    version: str
+    _built: object
+
+    @property
+    def from_cache(self) -> bool:
+        return bool(self._built and self._built.from_cache)
+
+    @property
+    def table_info(self) -> dict:
+        return self._built.table_info if self._built else {}
+
+    def _flops(self, dtype) -> float:
+        if dtype is None:
+            return np.nan
+        return self.system.flops_per_s(dtype)
+
+    def _lookup(
+        self, family: str, slice_ids, coords, param_fn, avg_axis: int = -1
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One kernel call over the distinct (slice, coords) rows; params built per distinct row."""
+        fam = self.families[family]
+        spec = FAMILIES[family]
+        sid = _plain(slice_ids, np.int64)
+        xs = [_plain(c, np.float64) for c in coords]
+        first, inverse = dedup.unique_cols((sid, *(x.view(np.int64) for x in xs)))
+        u_sid = sid[first]
+        u_xs = np.empty((len(first), len(xs)))
+        for j, x in enumerate(xs):
+            u_xs[:, j] = x[first]
+        par = param_fn(u_sid) if len(first) else np.zeros((0, PARAM_WIDTH))
+        out = np.empty(len(first))
+        prov = np.empty(len(first), dtype=np.int8)
+        gk.grid_lookup(
+            *fam.kernel_args(), fam.ndim, spec.sol_kind, spec.sqrt_axis, avg_axis,
+            u_sid, u_xs, np.ascontiguousarray(par), out, prov,
+        )  # fmt: skip
+        return out[inverse], prov[inverse]
+
+    def _slices(self, family: str, keys: list) -> np.ndarray:
+        """Vectorised key -> slice id; each key part is a scalar or a numeric array (broadcast).
+
+        Batches carry few distinct keys: the varying parts are hash-deduplicated and each distinct key
+        is looked up once.
+        """
+        fam = self.families[family]
+        parts = [np.asarray(k) for k in keys]
+        shape = np.broadcast_shapes(*[p.shape for p in parts])
+        varying = [i for i, p in enumerate(parts) if p.size > 1 or (p.ndim > 0 and p.size != 1)]
+        scalar = [p.item() if p.size == 1 else None for p in parts]
+        if not varying:
+            return np.full(shape, fam.slice_id(_norm_key(scalar)), dtype=np.int64)
+        if any(parts[i].dtype.kind not in "iuf" for i in varying):
+            raise ServoptError(family, "key", "categorical key parts must be scalars")
+        if int(np.prod(shape)) == 0:
+            return np.zeros(shape, dtype=np.int64)
+        cols = [_plain(np.broadcast_to(parts[i], shape), np.float64) for i in varying]
+        first, inverse = dedup.unique_cols(tuple(c.view(np.int64) for c in cols))
+        ids = np.empty(len(first), dtype=np.int64)
+        for j, row in enumerate(first):
+            key = list(scalar)
+            for c, i in enumerate(varying):
+                key[i] = cols[c][row]
+            ids[j] = fam.slice_id(_norm_key(key))
+        return ids[inverse].reshape(shape)
+
+    def _finish(self, op: str, lat, prov, shape, provenance: bool, missing: Missing, describe):
+        lat = np.asarray(lat, dtype=np.float64).reshape(shape)
+        prov = np.asarray(prov, dtype=np.int8).reshape(shape)
+        bad = ~np.isfinite(lat)
+        if missing == "raise" and bad.any():
+            i = int(np.flatnonzero(bad.ravel())[0])
+            raise ServoptError(op, describe(i), f"no measured data can answer this query on {self.label()}")
+        if provenance:
+            return lat, prov
+        return lat
+
+    def _sol_result(self, lat, shape, provenance: bool):
+        lat = np.asarray(lat, dtype=np.float64).reshape(shape)
+        if provenance:
+            return lat, np.full(shape, PROV_SOL, dtype=np.int8)
+        return lat
+
+    def label(self) -> str:
+        return f"{self.system_name}/{self.backend}/{self.version}" + (" (sol)" if self.sol else "")
+
+    def _require(self, family: str, sid: np.ndarray, op: str, describe, keys=None) -> None:
+        """Raise naming the first query whose slice is not measured, and the slices that are (those
+        sharing the query's categorical key parts)."""
+        missing_idx = np.flatnonzero(np.asarray(sid).ravel() < 0)
+        if missing_idx.size == 0:
+            return
+        i = int(missing_idx[0])
+        fam = self.families[family]
+        fixed: dict[int, object] = {}
+        if keys is not None:
+            for j, arr in enumerate(np.broadcast_arrays(*[np.asarray(k) for k in keys])):
+                v = arr.ravel()[i]
+                if isinstance(v, (str, np.str_)):
+                    fixed[j] = str(v)
+        have = []
+        for s_ in range(fam.num_slices):
+            key = fam.key(s_)
+            if all(key[j] == v for j, v in fixed.items()):
+                have.append(
+                    " ".join(
+                        f"{n}={v}"
+                        for j, (n, v) in enumerate(zip(fam.key_names, key, strict=True))
+                        if j not in fixed
+                    )
+                )
+        where = " ".join(f"{fam.key_names[j]}={v}" for j, v in fixed.items())
+        raise ServoptError(
+            op,
+            describe(i),
+            f"no measured slice on {self.label()}" + (f"; measured for {where}" if where else ""),
+            sorted(set(have)) or ["(nothing)"],
+        )
