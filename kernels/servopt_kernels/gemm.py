@@ -54,8 +54,9 @@ HOLD_NEIGHBOURS = 4
 IDW_EPS = 1e-12
 # Smallest coordinate fed to log2 for distances (a zero coordinate would be -inf).
 LOG_FLOOR = 1e-12
-# Direct-mapped memo of site resolutions per kernel call; a power of two.
-MEMO_SLOTS = 256
+# Slots of the per-call memo of (n, k) resolutions (open addressing; a power of two). It is
+# cleared when half full, so a batch with more distinct shapes just resolves some twice.
+MEMO_SLOTS = 1024
 
 
 class GemmSites(NamedTuple):
@@ -65,6 +66,7 @@ class GemmSites(NamedTuple):
     site_log2_n, site_log2_k: (S,) float64, log2(max(site, 1)).
     site_rank: (S,) int64, tie order among equidistant donor sites (lower first): the order in
         which the measurement table first lists each site (see ``build_gemm_tables``).
+    site_axis: (S,) int64, sites with equal ids were measured at exactly the same m values.
     curve_ptr: (S + 1,) int64, site s owns curve entries curve_ptr[s]:curve_ptr[s + 1].
     curve_m: (P,) float64, ascending within each site.
     curve_ms: (P,) float64, latency in ms, already floored at the roofline.
@@ -77,6 +79,7 @@ class GemmSites(NamedTuple):
     site_log2_n: np.ndarray
     site_log2_k: np.ndarray
     site_rank: np.ndarray
+    site_axis: np.ndarray
     curve_ptr: np.ndarray
     curve_m: np.ndarray
     curve_ms: np.ndarray
@@ -98,74 +101,129 @@ def gemm_roofline_batch_ms(m, n, k, flops_per_s, mem_bw_bytes_per_s, bytes_per_e
         out_ms[i] = gemm_roofline_ms(m[i], n[i], k[i], flops_per_s, mem_bw_bytes_per_s, bytes_per_elem)
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def _median_small(values, count):
-    """Median of values[:count], count in 1..3 (the curve tail)."""
-    if count == 1:
-        return values[0]
-    if count == 2:
-        return 0.5 * (values[0] + values[1])
-    a, b, c = values[0], values[1], values[2]
-    return max(min(a, b), min(max(a, b), c))
+# Helpers take plain arrays: reading a namedtuple field inside a loop costs reference counting.
+
+
+@njit(cache=True, fastmath=FASTMATH, inline="always")
+def _bracket(cm, lo, hi, q):
+    """Where q sits on the ascending curve entries cm[lo:hi]: (j, where), where 0 = exactly at j,
+    1 = strictly between j - 1 and j, 2 = outside the measured range."""
+    if q < cm[lo] or q > cm[hi - 1]:
+        return lo, 2
+    a = lo
+    b = hi
+    while a < b:
+        mid = (a + b) >> 1
+        if cm[mid] < q:
+            a = mid + 1
+        else:
+            b = mid
+    if cm[a] == q:
+        return a, 0
+    return a, 1
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _eval_curve(sites, s, q, flops_per_s, mem_bw, bytes_per_elem, tail_buf):
-    """Site s's latency at m = q: (latency_ms, provenance); NaN latency when nothing anchors it."""
-    lo = sites.curve_ptr[s]
-    hi = sites.curve_ptr[s + 1]
-    cm = sites.curve_m
-    count = hi - lo
-    i = lo + np.searchsorted(cm[lo:hi], q)
-    if i < hi and cm[i] == q:
-        return sites.curve_ms[i], PROV_EXACT
-    if count >= 2 and cm[lo] < q < cm[hi - 1]:
-        m0 = cm[i - 1]
-        m1 = cm[i]
-        y0 = sites.curve_ms[i - 1]
-        y1 = sites.curve_ms[i]
-        w = (q - m0) / (m1 - m0)
-        return y0 + (y1 - y0) * w, PROV_INTERPOLATED
-    # Beyond the sweep: hold the median boundary utilization, the roofline carries the growth.
-    n = sites.site_n[s]
-    k = sites.site_k[s]
-    tail = min(CURVE_TAIL_POINTS, count)
+def _curve_hold(cm, cms, lo, hi, n, k, q, flops_per_s, mem_bw, bytes_per_elem):
+    """Curve cm/cms[lo:hi] of site (n, k) beyond its measured m range: the query roofline over the
+    median utilization of the ``CURVE_TAIL_POINTS`` boundary points on that side; NaN when none has
+    a positive utilization."""
+    tail = min(CURVE_TAIL_POINTS, hi - lo)
     start = lo if q < cm[lo] else hi - tail
+    u0 = 0.0
+    u1 = 0.0
+    u2 = 0.0
     used = 0
     for j in range(start, start + tail):
-        lat = sites.curve_ms[j]
+        lat = cms[j]
         sol = gemm_roofline_ms(cm[j], n, k, flops_per_s, mem_bw, bytes_per_elem)
         if lat > 0.0 and sol > 0.0:
-            tail_buf[used] = sol / lat
+            u = sol / lat
+            if used == 0:
+                u0 = u
+            elif used == 1:
+                u1 = u
+            else:
+                u2 = u
             used += 1
-    if used == 0:
-        return np.nan, PROV_MISS
     sol_q = gemm_roofline_ms(q, n, k, flops_per_s, mem_bw, bytes_per_elem)
-    if not sol_q > 0.0:
-        return np.nan, PROV_MISS
-    return sol_q / _median_small(tail_buf, used), PROV_EXTRAPOLATED
+    if used == 0 or not sol_q > 0.0:
+        return np.nan
+    if used == 1:
+        med = u0
+    elif used == 2:
+        med = 0.5 * (u0 + u1)
+    else:
+        med = max(min(u0, u1), min(max(u0, u1), u2))
+    return sol_q / med
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def _find_site(sites, n, k):
-    """Index of collected site (n, k), or -1."""
-    lo = np.searchsorted(sites.site_n, n, side="left")
-    hi = np.searchsorted(sites.site_n, n, side="right")
-    if lo == hi:
-        return -1
-    j = lo + np.searchsorted(sites.site_k[lo:hi], k)
-    if j < hi and sites.site_k[j] == k:
-        return j
+@njit(cache=True, fastmath=FASTMATH, inline="always")
+def _curve_at(cm, cms, lo, hi, n, k, q, flops_per_s, mem_bw, bytes_per_elem):
+    """Curve cm/cms[lo:hi] of site (n, k) at m = q: (latency_ms, provenance); NaN and
+    ``PROV_MISS`` when nothing anchors it."""
+    j, where = _bracket(cm, lo, hi, q)
+    if where == 0:
+        return cms[j], PROV_EXACT
+    if where == 1:
+        m0 = cm[j - 1]
+        y0 = cms[j - 1]
+        w = (q - m0) / (cm[j] - m0)
+        return y0 + (cms[j] - y0) * w, PROV_INTERPOLATED
+    lat = _curve_hold(cm, cms, lo, hi, n, k, q, flops_per_s, mem_bw, bytes_per_elem)
+    return lat, (PROV_EXTRAPOLATED if np.isfinite(lat) else PROV_MISS)
+
+
+@njit(cache=True, fastmath=FASTMATH, inline="always")
+def _find_site(site_n, site_k, n, k):
+    """Index of collected site (n, k) among sites sorted by (n, k), or -1."""
+    a = 0
+    b = site_n.shape[0]
+    while a < b:
+        mid = (a + b) >> 1
+        if site_n[mid] < n or (site_n[mid] == n and site_k[mid] < k):
+            a = mid + 1
+        else:
+            b = mid
+    if a < site_n.shape[0] and site_n[a] == n and site_k[a] == k:
+        return a
     return -1
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True, fastmath=FASTMATH, inline="always")
 def _cover_class(cover_breaks, q):
     """Which coverage class m = q falls in: 2i for strictly below breaks[i], 2i+1 at breaks[i]."""
-    i = np.searchsorted(cover_breaks, q)
-    if i < cover_breaks.shape[0] and cover_breaks[i] == q:
+    num = cover_breaks.shape[0]
+    i = 0
+    while i < num and cover_breaks[i] < q:
+        i += 1
+    if i < num and cover_breaks[i] == q:
         return 2 * i + 1
     return 2 * i
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _class_any_cover(curve_ptr, curve_m, cover_breaks):
+    """For each coverage class, whether any site's curve covers the m values of that class."""
+    num = cover_breaks.shape[0]
+    out = np.zeros(2 * num + 1, dtype=np.bool_)
+    for cls in range(2 * num + 1):
+        i = cls // 2
+        if cls % 2 == 1:
+            q = cover_breaks[i]
+        elif num == 0:
+            continue
+        elif i == 0:
+            q = cover_breaks[0] - 1.0
+        elif i == num:
+            q = cover_breaks[num - 1] + 1.0
+        else:
+            q = 0.5 * (cover_breaks[i - 1] + cover_breaks[i])
+        for s in range(curve_ptr.shape[0] - 1):
+            if curve_m[curve_ptr[s]] <= q <= curve_m[curve_ptr[s + 1] - 1]:
+                out[cls] = True
+                break
+    return out
 
 
 @njit(cache=True, fastmath=FASTMATH, inline="always")
@@ -173,120 +231,200 @@ def _closer(d, rank, other_d, other_rank):
     return d < other_d or (d == other_d and rank < other_rank)
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def _select_donors(sites, n, k, q, dist_buf, elig_buf, donor_ids, donor_d):
-    """Donor sites for uncollected (n, k) at m = q, nearest first (ties: lower site_rank first).
+# The donor scans keep their four best candidates in scalars (d, rank, site) x 4, sorted nearest
+# first: array arguments to helpers inside a hot loop would cost reference counting per call.
 
-    Returns (count, kind): kind 1 = within the distance gate, 2 = gate waived for a one-axis
-    scale-up overflow, 0 = no donor (a miss).
-    """
-    num_sites = sites.site_n.shape[0]
-    if num_sites == 0:
-        return 0, 0
+
+@njit(cache=True, fastmath=FASTMATH, inline="always")
+def _offer(d, r, s, d0, r0, i0, d1, r1, i1, d2, r2, i2, d3, r3, i3):
+    """Offer candidate (d, r, s) to the sorted four; returns the new four."""
+    if _closer(d, r, d3, r3):
+        d3, r3, i3 = d, r, s
+        if _closer(d3, r3, d2, r2):
+            d2, r2, i2, d3, r3, i3 = d3, r3, i3, d2, r2, i2
+            if _closer(d2, r2, d1, r1):
+                d1, r1, i1, d2, r2, i2 = d2, r2, i2, d1, r1, i1
+                if _closer(d1, r1, d0, r0):
+                    d0, r0, i0, d1, r1, i1 = d1, r1, i1, d0, r0, i0
+    return d0, r0, i0, d1, r1, i1, d2, r2, i2, d3, r3, i3
+
+
+@njit(cache=True, fastmath=FASTMATH, inline="always")
+def _store_donors(i0, d0, i1, d1, i2, d2, i3, d3, donor_ids, donor_d):
+    count = 0
+    for s, d in ((i0, d0), (i1, d1), (i2, d2), (i3, d3)):
+        if s >= 0:
+            donor_ids[count] = s
+            donor_d[count] = d
+            count += 1
+    return count
+
+
+@njit(cache=True, fastmath=FASTMATH, inline="always")
+def _select_gated(
+    site_log2_n, site_log2_k, site_rank, curve_ptr, cm, n_runs, n, k, q, any_cover, donor_ids, donor_d
+):
+    """Donors within the distance gate, nearest first (ties: lower site_rank). A site passes only if
+    it is within the gate on each axis separately, so only that window of the (n, k)-sorted sites
+    is scanned. Writes donor_ids/donor_d; returns the donor count (0: none within the gate)."""
     ql_n = np.log2(max(n, LOG_FLOOR))
     ql_k = np.log2(max(k, LOG_FLOOR))
-    # Candidates: sites whose curve covers q; every site when none does.
-    any_cover = False
-    for s in range(num_sites):
-        lo = sites.curve_ptr[s]
-        hi = sites.curve_ptr[s + 1]
-        cover = sites.curve_m[lo] <= q <= sites.curve_m[hi - 1]
-        elig_buf[s] = cover
-        any_cover = any_cover or cover
-        dn = sites.site_log2_n[s] - ql_n
-        dk = sites.site_log2_k[s] - ql_k
-        dist_buf[s] = np.sqrt(dn * dn + dk * dk)
-    if not any_cover:
-        elig_buf[:num_sites] = True
-    any_gated = False
-    for s in range(num_sites):
-        if elig_buf[s] and dist_buf[s] <= SITE_GATE_OCTAVES:
-            any_gated = True
+    # Slack keeps every site whose rounded distance could still pass the gate inside the window.
+    reach = SITE_GATE_OCTAVES + 1e-9
+    big = np.iinfo(np.int64).max
+    d0 = d1 = d2 = d3 = np.inf
+    r0 = r1 = r2 = r3 = big
+    i0 = i1 = i2 = i3 = -1
+    for r in range(n_runs.shape[0] - 1):
+        a = n_runs[r]
+        b = n_runs[r + 1]
+        dn = site_log2_n[a] - ql_n
+        if dn < -reach:
+            continue
+        if dn > reach:
             break
-    kind = 1
-    if any_gated:
-        for s in range(num_sites):
-            elig_buf[s] = elig_buf[s] and dist_buf[s] <= SITE_GATE_OCTAVES
-    else:
-        # Gate waiver: the query exceeds the candidates on exactly one axis and is not below them on
-        # any; the other axis alone must pass the gate.
-        min_n = np.inf
-        max_n = -np.inf
-        min_k = np.inf
-        max_k = -np.inf
-        for s in range(num_sites):
-            if elig_buf[s]:
-                min_n = min(min_n, sites.site_n[s])
-                max_n = max(max_n, sites.site_n[s])
-                min_k = min(min_k, sites.site_k[s])
-                max_k = max(max_k, sites.site_k[s])
-        if n < min_n or k < min_k:
-            return 0, 0
-        over_n = n > max_n
-        over_k = k > max_k
-        if over_n == over_k:
-            return 0, 0
-        any_left = False
-        for s in range(num_sites):
-            if elig_buf[s]:
-                r = sites.site_log2_k[s] - ql_k if over_n else sites.site_log2_n[s] - ql_n
-                ok = np.sqrt(r * r) <= SITE_GATE_OCTAVES
-                elig_buf[s] = ok
-                any_left = any_left or ok
-        if not any_left:
-            return 0, 0
-        kind = 2
-    count = 0
-    # Nearest first; equal distances in site_rank order (the peer's stable order).
+        j = a
+        while j < b and site_log2_k[j] - ql_k < -reach:
+            j += 1
+        while j < b:
+            dk = site_log2_k[j] - ql_k
+            if dk > reach:
+                break
+            if not any_cover or cm[curve_ptr[j]] <= q <= cm[curve_ptr[j + 1] - 1]:
+                d = np.sqrt(dn * dn + dk * dk)
+                if d <= SITE_GATE_OCTAVES:
+                    d0, r0, i0, d1, r1, i1, d2, r2, i2, d3, r3, i3 = _offer(
+                        d, site_rank[j], j, d0, r0, i0, d1, r1, i1, d2, r2, i2, d3, r3, i3
+                    )
+            j += 1
+    return _store_donors(i0, d0, i1, d1, i2, d2, i3, d3, donor_ids, donor_d)
+
+
+@njit(cache=True, fastmath=FASTMATH, inline="always")
+def _select_waived(
+    site_n, site_k, site_log2_n, site_log2_k, site_rank, curve_ptr, cm, n, k, q, any_cover, donor_ids, donor_d
+):
+    """No candidate within the gate: waive it for a query that exceeds the candidates on exactly one
+    axis (and is below them on none), gating on the other axis alone. Returns the donor count."""
+    num_sites = site_n.shape[0]
+    min_n = np.inf
+    max_n = -np.inf
+    min_k = np.inf
+    max_k = -np.inf
     for s in range(num_sites):
-        if not elig_buf[s]:
+        if not any_cover or cm[curve_ptr[s]] <= q <= cm[curve_ptr[s + 1] - 1]:
+            min_n = min(min_n, site_n[s])
+            max_n = max(max_n, site_n[s])
+            min_k = min(min_k, site_k[s])
+            max_k = max(max_k, site_k[s])
+    if not (n >= min_n and k >= min_k):
+        return 0
+    over_n = n > max_n
+    over_k = k > max_k
+    if over_n == over_k:
+        return 0
+    ql_n = np.log2(max(n, LOG_FLOOR))
+    ql_k = np.log2(max(k, LOG_FLOOR))
+    big = np.iinfo(np.int64).max
+    d0 = d1 = d2 = d3 = np.inf
+    r0 = r1 = r2 = r3 = big
+    i0 = i1 = i2 = i3 = -1
+    for s in range(num_sites):
+        if any_cover and not (cm[curve_ptr[s]] <= q <= cm[curve_ptr[s + 1] - 1]):
             continue
-        d = dist_buf[s]
-        rank = sites.site_rank[s]
-        if count == SITE_NEIGHBOURS and not _closer(
-            d, rank, donor_d[count - 1], sites.site_rank[donor_ids[count - 1]]
-        ):
-            continue
-        pos = count if count < SITE_NEIGHBOURS else SITE_NEIGHBOURS - 1
-        while pos > 0 and _closer(d, rank, donor_d[pos - 1], sites.site_rank[donor_ids[pos - 1]]):
-            if pos < SITE_NEIGHBOURS:
-                donor_d[pos] = donor_d[pos - 1]
-                donor_ids[pos] = donor_ids[pos - 1]
-            pos -= 1
-        donor_d[pos] = d
-        donor_ids[pos] = s
-        if count < SITE_NEIGHBOURS:
-            count += 1
-    return count, kind
+        dn = site_log2_n[s] - ql_n
+        dk = site_log2_k[s] - ql_k
+        r = dk if over_n else dn
+        if np.sqrt(r * r) <= SITE_GATE_OCTAVES:
+            d0, r0, i0, d1, r1, i1, d2, r2, i2, d3, r3, i3 = _offer(
+                np.sqrt(dn * dn + dk * dk), site_rank[s], s, d0, r0, i0, d1, r1, i1, d2, r2, i2, d3, r3, i3
+            )
+    return _store_donors(i0, d0, i1, d1, i2, d2, i3, d3, donor_ids, donor_d)
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def _memo_slot(n, k, cls):
-    hn = np.int64(min(n, 1e15))
-    hk = np.int64(min(k, 1e15))
-    h = (hn * 1000003) ^ (hk * 998244353) ^ (np.int64(cls) * 7919)
-    return h & (MEMO_SLOTS - 1)
+@njit(cache=True, fastmath=FASTMATH, inline="always")
+def _memo_hash(n, k, cls):
+    h = np.int64(min(n, 1e15)) * np.int64(-7046029254386353131)
+    h = (h ^ (h >> 29)) + np.int64(min(k, 1e15)) * np.int64(-4417276706812531889)
+    h = (h ^ (h >> 32)) + np.int64(cls) * np.int64(1609587929392839161)
+    h = h * np.int64(-4658895280553007687)
+    return h ^ (h >> 29)
 
 
 @njit(cache=True, fastmath=FASTMATH)
 def gemm_latency_ms(m, n, k, sites, flops_per_s, mem_bw_bytes_per_s, bytes_per_elem, out_ms, out_prov):
-    """GEMM latency (ms) of each query (m[i], n[i], k[i]) against one dtype's sites.
+    """GEMM latency (ms) of each query (m[i], n[i], k[i]) against one dtype's sites (``GemmSites``).
 
     m, n, k: (N,) float64. out_ms: (N,) float64; out_prov: (N,) int8 (``PROV_*``; a miss writes
     NaN and ``PROV_MISS``, a non-finite or non-positive coordinate NaN and ``PROV_INVALID``).
     """
-    num_sites = sites.site_n.shape[0]
-    dist_buf = np.empty(max(num_sites, 1))
-    elig_buf = np.empty(max(num_sites, 1), dtype=np.bool_)
-    tail_buf = np.empty(CURVE_TAIL_POINTS)
-    # Site resolution depends on (n, k) and, for uncollected sites, on which curves cover m.
+    _gemm_latency_ms(
+        m,
+        n,
+        k,
+        sites.site_n,
+        sites.site_k,
+        sites.site_log2_n,
+        sites.site_log2_k,
+        sites.site_rank,
+        sites.site_axis,
+        sites.curve_ptr,
+        sites.curve_m,
+        sites.curve_ms,
+        sites.cover_breaks,
+        flops_per_s,
+        mem_bw_bytes_per_s,
+        bytes_per_elem,
+        out_ms,
+        out_prov,
+    )
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _gemm_latency_ms(
+    m,
+    n,
+    k,
+    site_n,
+    site_k,
+    site_log2_n,
+    site_log2_k,
+    site_rank,
+    site_axis,
+    curve_ptr,
+    cm,
+    cms,
+    cover_breaks,
+    flops,
+    bw,
+    mu,
+    out_ms,
+    out_prov,
+):
+    num_sites = site_n.shape[0]
+    # Runs of equal n in the (n, k)-sorted sites: the donor search scans only nearby runs.
+    n_runs = np.empty(num_sites + 1, dtype=np.int64)
+    num_runs = 0
+    for s in range(num_sites):
+        if s == 0 or site_n[s] != site_n[s - 1]:
+            n_runs[num_runs] = s
+            num_runs += 1
+    n_runs[num_runs] = num_sites
+    n_runs = n_runs[: num_runs + 1]
+    any_cover = _class_any_cover(curve_ptr, cm, cover_breaks)
+    # Resolution of (n, k) (and, for an uncollected one, of which curves cover m) is memoized:
+    # kind -1 collected site, 0 no anchor, 1 donors within the gate, 2 donors by the gate waiver.
     memo_n = np.full(MEMO_SLOTS, np.nan)
     memo_k = np.full(MEMO_SLOTS, np.nan)
     memo_cls = np.full(MEMO_SLOTS, -1, dtype=np.int64)
-    memo_kind = np.zeros(MEMO_SLOTS, dtype=np.int64)  # -1 collected site, 0 miss, 1/2 donors
+    memo_kind = np.zeros(MEMO_SLOTS, dtype=np.int64)
     memo_count = np.zeros(MEMO_SLOTS, dtype=np.int64)
+    memo_shared = np.zeros(MEMO_SLOTS, dtype=np.bool_)
     memo_ids = np.zeros((MEMO_SLOTS, SITE_NEIGHBOURS), dtype=np.int64)
-    memo_d = np.zeros((MEMO_SLOTS, SITE_NEIGHBOURS))
+    memo_w = np.zeros((MEMO_SLOTS, SITE_NEIGHBOURS))
+    memo_used = 0
+    donor_ids = np.zeros(SITE_NEIGHBOURS, dtype=np.int64)
+    donor_d = np.zeros(SITE_NEIGHBOURS)
     for i in range(m.shape[0]):
         q = m[i]
         qn = n[i]
@@ -295,25 +433,73 @@ def gemm_latency_ms(m, n, k, sites, flops_per_s, mem_bw_bytes_per_s, bytes_per_e
             out_ms[i] = np.nan
             out_prov[i] = PROV_INVALID
             continue
-        cls = _cover_class(sites.cover_breaks, q)
-        slot = _memo_slot(qn, qk, cls)
-        if not (memo_n[slot] == qn and memo_k[slot] == qk and memo_cls[slot] == cls):
+        cls = _cover_class(cover_breaks, q)
+        slot = _memo_hash(qn, qk, cls) & (MEMO_SLOTS - 1)
+        while memo_cls[slot] >= 0 and not (
+            memo_n[slot] == qn and memo_k[slot] == qk and memo_cls[slot] == cls
+        ):
+            slot = (slot + 1) & (MEMO_SLOTS - 1)
+        if memo_cls[slot] < 0:
+            if 2 * memo_used >= MEMO_SLOTS:
+                memo_cls[:] = -1
+                memo_used = 0
+                slot = _memo_hash(qn, qk, cls) & (MEMO_SLOTS - 1)
+            memo_used += 1
             memo_n[slot] = qn
             memo_k[slot] = qk
             memo_cls[slot] = cls
-            site = _find_site(sites, qn, qk)
+            site = _find_site(site_n, site_k, qn, qk)
             if site >= 0:
                 memo_kind[slot] = -1
                 memo_ids[slot, 0] = site
             else:
-                cnt, kind = _select_donors(sites, qn, qk, q, dist_buf, elig_buf, memo_ids[slot], memo_d[slot])
-                memo_kind[slot] = kind
+                kind = 0
+                cnt = 0
+                if num_sites > 0:
+                    kind = 1
+                    cnt = _select_gated(
+                        site_log2_n,
+                        site_log2_k,
+                        site_rank,
+                        curve_ptr,
+                        cm,
+                        n_runs,
+                        qn,
+                        qk,
+                        q,
+                        any_cover[cls],
+                        donor_ids,
+                        donor_d,
+                    )
+                    if cnt == 0:
+                        kind = 2
+                        cnt = _select_waived(
+                            site_n,
+                            site_k,
+                            site_log2_n,
+                            site_log2_k,
+                            site_rank,
+                            curve_ptr,
+                            cm,
+                            qn,
+                            qk,
+                            q,
+                            any_cover[cls],
+                            donor_ids,
+                            donor_d,
+                        )
+                memo_kind[slot] = kind if cnt > 0 else 0
                 memo_count[slot] = cnt
+                shared = True
+                for j in range(cnt):
+                    memo_ids[slot, j] = donor_ids[j]
+                    memo_w[slot, j] = 1.0 / (donor_d[j] * donor_d[j] + IDW_EPS)
+                    shared = shared and site_axis[donor_ids[j]] == site_axis[donor_ids[0]]
+                memo_shared[slot] = shared
         kind = memo_kind[slot]
         if kind == -1:
-            lat, prov = _eval_curve(
-                sites, memo_ids[slot, 0], q, flops_per_s, mem_bw_bytes_per_s, bytes_per_elem, tail_buf
-            )
+            s = memo_ids[slot, 0]
+            lat, prov = _curve_at(cm, cms, curve_ptr[s], curve_ptr[s + 1], qn, qk, q, flops, bw, mu)
             out_ms[i] = lat
             out_prov[i] = prov
             continue
@@ -321,24 +507,46 @@ def gemm_latency_ms(m, n, k, sites, flops_per_s, mem_bw_bytes_per_s, bytes_per_e
             out_ms[i] = np.nan
             out_prov[i] = PROV_MISS
             continue
+        # Donor curves measured at the same m values share one bracket search.
+        where = 3
+        j = 0
+        t = 0.0
+        if memo_shared[slot]:
+            s0 = memo_ids[slot, 0]
+            lo = curve_ptr[s0]
+            j, where = _bracket(cm, lo, curve_ptr[s0 + 1], q)
+            j -= lo
+            if where == 1:
+                m0 = cm[lo + j - 1]
+                t = (q - m0) / (cm[lo + j] - m0)
         wsum = 0.0
         util = 0.0
         prov_i = PROV_EDGE_CORRECTED if kind == 1 else PROV_EXTRAPOLATED
-        for j in range(memo_count[slot]):
-            s = memo_ids[slot, j]
-            lat, prov = _eval_curve(sites, s, q, flops_per_s, mem_bw_bytes_per_s, bytes_per_elem, tail_buf)
-            sol = gemm_roofline_ms(
-                q, sites.site_n[s], sites.site_k[s], flops_per_s, mem_bw_bytes_per_s, bytes_per_elem
-            )
+        for d in range(memo_count[slot]):
+            s = memo_ids[slot, d]
+            base = curve_ptr[s]
+            sn = site_n[s]
+            sk = site_k[s]
+            prov = where
+            if where == 0:
+                lat = cms[base + j]
+            elif where == 1:
+                y0 = cms[base + j - 1]
+                lat = y0 + (cms[base + j] - y0) * t
+            elif where == 2:
+                lat = _curve_hold(cm, cms, base, curve_ptr[s + 1], sn, sk, q, flops, bw, mu)
+                prov = PROV_EXTRAPOLATED
+            else:
+                lat, prov = _curve_at(cm, cms, base, curve_ptr[s + 1], sn, sk, q, flops, bw, mu)
+            sol = gemm_roofline_ms(q, sn, sk, flops, bw, mu)
             if not (np.isfinite(lat) and lat > 0.0 and np.isfinite(sol) and sol > 0.0):
                 continue
-            d = memo_d[slot, j]
-            w = 1.0 / (d * d + IDW_EPS)
-            util += w * (sol / lat)
-            wsum += w
             if prov == PROV_EXTRAPOLATED:
                 prov_i = PROV_EXTRAPOLATED
-        sol_q = gemm_roofline_ms(q, qn, qk, flops_per_s, mem_bw_bytes_per_s, bytes_per_elem)
+            w = memo_w[slot, d]
+            util += w * (sol / lat)
+            wsum += w
+        sol_q = gemm_roofline_ms(q, qn, qk, flops, bw, mu)
         if wsum <= 0.0 or not sol_q > 0.0:
             out_ms[i] = np.nan
             out_prov[i] = PROV_MISS
@@ -512,3 +720,66 @@ def scale_grid_latency_ms(
             prov = PROV_EXTRAPOLATED
         out_ms[i] = lat
         out_prov[i] = prov
+
+
+# ---------------------------------------------------------------------------------------------
+# Query deduplication: search batches repeat the same (m, n, k) many times
+# ---------------------------------------------------------------------------------------------
+
+# Initial slots of the dedup hash table (grows x4 whenever it is half full).
+DEDUP_INITIAL_SLOTS = 4096
+
+
+@njit(cache=True, inline="always")
+def _mix_bits(a, b, c):
+    """Hash of three 64-bit patterns (multiply-xorshift; int64 arithmetic wraps)."""
+    h = a * np.int64(-7046029254386353131) + b * np.int64(-4417276706812531889)
+    h = (h ^ (h >> 29)) + c * np.int64(1609587929392839161)
+    h = h ^ (h >> 32)
+    h = h * np.int64(-4658895280553007687)
+    return h ^ (h >> 29)
+
+
+@njit(cache=True)
+def unique_rows(a_bits, b_bits, c_bits):
+    """Distinct rows of (a, b, c), compared by bit pattern (pass float64 arrays viewed as int64).
+
+    Returns (first, inverse): first (U,) int64 the index of each distinct row's first occurrence, in
+    order of appearance; inverse (N,) int64 with row i == row first[inverse[i]]. O(N) expected.
+    """
+    size = a_bits.shape[0]
+    cap = DEDUP_INITIAL_SLOTS
+    table = np.full(cap, -1, dtype=np.int64)
+    first = np.empty(size, dtype=np.int64)
+    inverse = np.empty(size, dtype=np.int64)
+    count = 0
+    for i in range(size):
+        a = a_bits[i]
+        b = b_bits[i]
+        c = c_bits[i]
+        mask = cap - 1
+        slot = _mix_bits(a, b, c) & mask
+        while True:
+            u = table[slot]
+            if u < 0:
+                table[slot] = count
+                first[count] = i
+                inverse[i] = count
+                count += 1
+                break
+            j = first[u]
+            if a_bits[j] == a and b_bits[j] == b and c_bits[j] == c:
+                inverse[i] = u
+                break
+            slot = (slot + 1) & mask
+        if 2 * count > cap:
+            cap *= 4
+            mask = cap - 1
+            table = np.full(cap, -1, dtype=np.int64)
+            for u in range(count):
+                j = first[u]
+                slot = _mix_bits(a_bits[j], b_bits[j], c_bits[j]) & mask
+                while table[slot] >= 0:
+                    slot = (slot + 1) & mask
+                table[slot] = u
+    return first[:count].copy(), inverse

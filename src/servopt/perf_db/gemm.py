@@ -60,7 +60,8 @@ class GemmTables(NamedTuple):
 
     gemm_dtypes: (D,) str, sorted; dtype d owns sites site_ptr[d]:site_ptr[d + 1].
     site_n, site_k, site_log2_n, site_log2_k: (S,) float64, sorted by (n, k) within a dtype.
-    site_rank: (S,) int64, tie order of equidistant donor sites (``_site_ranks``).
+    site_rank: (S,) int64, tie order of equidistant donor sites (``_walk_positions``).
+    site_axis: (S,) int64, equal for sites measured at exactly the same m values.
     curve_ptr: (S + 1,) int64 into curve_m / curve_ms: (P,) float64, latency floored at the roofline.
     cover_ptr: (D + 1,) int64 into cover_breaks: (B,) float64, each dtype's sorted curve ends.
     compute_scale_m (Mc,), compute_scale_k (Kc,), compute_scale_ms (Mc, Kc): the fp8 grid, NaN where
@@ -74,6 +75,7 @@ class GemmTables(NamedTuple):
     site_log2_n: np.ndarray
     site_log2_k: np.ndarray
     site_rank: np.ndarray
+    site_axis: np.ndarray
     curve_ptr: np.ndarray
     curve_m: np.ndarray
     curve_ms: np.ndarray
@@ -112,6 +114,7 @@ class GemmTables(NamedTuple):
             self.site_log2_n[s0:s1],
             self.site_log2_k[s0:s1],
             self.site_rank[s0:s1],
+            self.site_axis[s0:s1],
             self.curve_ptr[s0 : s1 + 1],
             self.curve_m,
             self.curve_ms,
@@ -153,6 +156,17 @@ def _walk_positions(dtype_ids: np.ndarray, m: np.ndarray, n: np.ndarray) -> np.n
     pos = np.empty(len(m), dtype=np.int64)
     pos[walk] = rows
     return pos
+
+
+def _axis_ids(m: np.ndarray, curve_ptr: np.ndarray) -> np.ndarray:
+    """An id per site, equal for sites whose curves were measured at exactly the same m values
+    (donors sharing an axis share one bracket search per query)."""
+    ids: dict[bytes, int] = {}
+    out = np.empty(len(curve_ptr) - 1, dtype=np.int64)
+    for s in range(len(out)):
+        key = m[curve_ptr[s] : curve_ptr[s + 1]].tobytes()
+        out[s] = ids.setdefault(key, len(ids))
+    return out
 
 
 def _first_row_of(keys: np.ndarray) -> np.ndarray:
@@ -222,6 +236,7 @@ def _build_sites(gemm: dict[str, np.ndarray] | None, system: SystemSpec) -> dict
         for d in range(len(dtype_names)):
             s0, s1 = site_ptr[d], site_ptr[d + 1]
             site_rank[s0:s1] = np.argsort(np.argsort(first_met[s0:s1], kind="stable"), kind="stable")
+    site_axis = _axis_ids(m, curve_ptr)
     # Curve ends of each dtype, where the set of sites covering m can change.
     breaks, cover_ptr = [], [0]
     for d in range(len(dtype_names)):
@@ -238,6 +253,7 @@ def _build_sites(gemm: dict[str, np.ndarray] | None, system: SystemSpec) -> dict
         "site_log2_n": np.log2(np.maximum(site_n, 1.0)),
         "site_log2_k": np.log2(np.maximum(site_k, 1.0)),
         "site_rank": site_rank,
+        "site_axis": site_axis,
         "curve_ptr": curve_ptr,
         "curve_m": m,
         "curve_ms": lat,
@@ -306,14 +322,16 @@ def _flat_coords(**coords) -> tuple[tuple[int, ...], list[np.ndarray]]:
 
 
 def _dedup(*flat: np.ndarray) -> tuple[list[np.ndarray], np.ndarray | None]:
-    """Unique query rows and the inverse map; search batches repeat the same points a lot."""
+    """Distinct query rows and the inverse map; search batches repeat the same points a lot."""
+    from servopt_kernels.gemm import unique_rows
+
     if flat[0].size < 2:
         return list(flat), None
-    rows = np.stack(flat, axis=1)
-    uniq, inverse = np.unique(rows, axis=0, return_inverse=True)
-    if uniq.shape[0] == rows.shape[0]:
+    bits = [f.view(np.int64) for f in flat]
+    first, inverse = unique_rows(bits[0], bits[1], bits[2] if len(bits) > 2 else bits[1])
+    if first.size == flat[0].size:
         return list(flat), None
-    return [np.ascontiguousarray(uniq[:, j]) for j in range(uniq.shape[1])], inverse.reshape(-1)
+    return [f[first] for f in flat], inverse
 
 
 def _check(out_ms, prov, names, coords, what, missing: Missing) -> None:
