@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from servopt.cli import models_cmd, perfdb_cmd, webapp_cmd
+from servopt.cli import estimate_cmd, models_cmd, perfdb_cmd, search_cmd, webapp_cmd
 from servopt.errors import ServoptError
 
 app = typer.Typer(
@@ -21,6 +21,9 @@ app = typer.Typer(
 )
 cli_app = typer.Typer(no_args_is_help=True, help="Search and estimate: default, exp, estimate.")
 app.add_typer(cli_app, name="cli")
+cli_app.command("default")(search_cmd.default)
+cli_app.command("exp")(search_cmd.exp)
+cli_app.command("estimate")(estimate_cmd.estimate)
 app.add_typer(perfdb_cmd.app, name="perfdb")
 app.add_typer(models_cmd.app, name="models")
 app.command("webapp")(webapp_cmd.webapp)

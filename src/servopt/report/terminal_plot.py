@@ -15,11 +15,11 @@ class Series:
 
 
 def _nice_max(value: float) -> float:
-    """Round an axis maximum up to 1, 2 or 5 times a power of ten so tick labels stay short."""
+    """Round an axis maximum up to a short number (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8 x 10^k)."""
     if value <= 0:
         return 1.0
     exp = math.floor(math.log10(value))
-    for step in (1.0, 2.0, 5.0, 10.0):
+    for step in (1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0):
         if value <= step * 10**exp:
             return step * 10**exp
     return 10.0 ** (exp + 1)

@@ -1,0 +1,147 @@
+"""``servopt cli default`` and ``servopt cli exp``: the search, from flags or from an experiment YAML."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import typer
+
+JSON_HELP = "Print one JSON document on stdout (no tables, no progress)."
+
+
+def _run_and_report(experiments, *, top_n, max_replica_types, save_dir, as_json, perf_db) -> None:
+    from rich.console import Console
+
+    from servopt.pipeline import run_experiments
+    from servopt.report.tables import print_report
+
+    err = Console(stderr=True)
+    if as_json:
+        result = run_experiments(
+            experiments, top_n=top_n, max_replica_types=max_replica_types, perf_db=perf_db
+        )
+    else:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        with Progress(
+            TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=err, transient=True
+        ) as bar:
+            task = bar.add_task("starting", total=1.0)
+
+            def progress(stage: str, fraction: float) -> None:
+                bar.update(task, description=stage, completed=fraction)
+
+            result = run_experiments(
+                experiments,
+                progress=progress,
+                top_n=top_n,
+                max_replica_types=max_replica_types,
+                perf_db=perf_db,
+            )
+    doc = result.to_json()
+    if save_dir is not None:
+        from servopt.report.save import save_run
+
+        where = save_run(result, doc, Path(save_dir), top_n=top_n)
+        if not as_json:
+            err.print(f"results saved to {where}")
+    if as_json:
+        typer.echo(json.dumps(doc, default=str))
+    else:
+        import sys
+
+        # Piped output keeps whole table rows (a terminal gets its own width).
+        print_report(doc, Console(width=None if sys.stdout.isatty() else 240))
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(message)s"
+    )
+
+
+def default(
+    model: str = typer.Option(..., "--model", "--model_name", "--model-name", help="Registry name or HF id."),
+    total_gpus: int = typer.Option(..., "--total_gpus", "--total-gpus", min=1, help="GPU budget."),
+    system: str = typer.Option(..., "--system", "--system_name", "--system-name"),
+    decode_system: str | None = typer.Option(
+        None, "--decode_system", "--decode-system", "--decode_system_name", help="Decode workers' system."
+    ),
+    backend: str = typer.Option("trtllm", "--backend", "--backend_name", "--backend-name"),
+    backend_version: str | None = typer.Option(
+        None, "--backend_version", "--backend-version", help="Default: the latest in the perf database."
+    ),
+    isl: int = typer.Option(4000, "--isl", min=1, help="Input sequence length."),
+    osl: int = typer.Option(1000, "--osl", min=2, help="Output sequence length."),
+    ttft: float = typer.Option(1000.0, "--ttft", min=0.0, help="TTFT target, ms."),
+    tpot: float = typer.Option(40.0, "--tpot", min=0.0, help="TPOT target, ms."),
+    top_n: int = typer.Option(5, "--top_n", "--top-n", min=1),
+    max_replica_types: int = typer.Option(
+        2,
+        "--max_replica_types",
+        "--max-replica-types",
+        min=1,
+        help="Replica shapes in the packed deployment.",
+    ),
+    save_dir: str | None = typer.Option(None, "--save_dir", "--save-dir"),
+    perf_db: str | None = typer.Option(None, "--perf_db", "--perf-db", help="Perf database cache folder."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging (enumerated layouts)."),
+) -> None:
+    """Agg vs disagg for one model on a GPU budget, with the seed's defaults."""
+    _logging(verbose)
+    from servopt.config import default_experiments
+
+    experiments = default_experiments(
+        model,
+        total_gpus,
+        system,
+        decode_system=decode_system,
+        backend=backend,
+        backend_version=backend_version,
+        isl=isl,
+        osl=osl,
+        ttft=ttft,
+        tpot=tpot,
+    )
+    _run_and_report(
+        experiments,
+        top_n=top_n,
+        max_replica_types=max_replica_types,
+        save_dir=save_dir,
+        as_json=as_json,
+        perf_db=perf_db,
+    )
+
+
+def exp(
+    yaml_path: Path = typer.Option(
+        ...,
+        "--yaml_path",
+        "--yaml-path",
+        exists=True,
+        dir_okay=False,
+        help="Experiment YAML (the seed's schema).",
+    ),
+    top_n: int = typer.Option(5, "--top_n", "--top-n", min=1),
+    max_replica_types: int = typer.Option(2, "--max_replica_types", "--max-replica-types", min=1),
+    save_dir: str | None = typer.Option(None, "--save_dir", "--save-dir"),
+    perf_db: str | None = typer.Option(None, "--perf_db", "--perf-db", help="Perf database cache folder."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging (enumerated layouts)."),
+) -> None:
+    """Run every experiment of a YAML file and compare them in one report."""
+    _logging(verbose)
+    from servopt.config import load_experiments
+
+    experiments = load_experiments(yaml_path)
+    _run_and_report(
+        experiments,
+        top_n=top_n,
+        max_replica_types=max_replica_types,
+        save_dir=save_dir,
+        as_json=as_json,
+        perf_db=perf_db,
+    )

@@ -1,0 +1,148 @@
+"""Flat result rows: a searched deployment as one dict of scalars (tables, CSV, JSON, web).
+
+A row names every figure a deployer needs: throughput per GPU and per user, TTFT/TPOT, request
+latency, concurrency, GPUs used of the budget, replicas, and the full layout of each worker kind
+(tp, pp, dp, moe_tp, moe_ep, batch size, worker counts). A packed deployment (several replica
+shapes) lists its first shape in the layout columns and every shape in ``groups``.
+"""
+
+from __future__ import annotations
+
+
+def _worker_cols(prefix: str, table, row: int) -> dict:
+    cand = table.candidates
+    layout = table.layouts.layouts[int(cand.layout[row])]
+    return {
+        f"{prefix}parallel": layout.label,
+        f"{prefix}tp": layout.tp,
+        f"{prefix}pp": layout.pp,
+        f"{prefix}dp": layout.dp,
+        f"{prefix}moe_tp": layout.moe_tp,
+        f"{prefix}moe_ep": layout.moe_ep,
+        f"{prefix}gpus_per_worker": layout.gpus,
+        f"{prefix}batch_size": int(cand.batch[row]),
+        f"{prefix}memory_gib": round(float(table.memory_gib[row]), 3),
+    }
+
+
+def _group_cols(run, group) -> dict:
+    exp = run.experiment
+    if exp.serving_mode == "agg":
+        table = run.tables["agg"]
+        cols = _worker_cols("", table, group.agg_row)
+        cols["ctx_tokens"] = int(table.candidates.ctx_tokens[group.agg_row])
+        return cols
+    cols = {"prefill_workers": group.prefill_workers, "decode_workers": group.decode_workers}
+    cols.update(_worker_cols("prefill_", run.tables["prefill"], group.prefill_row))
+    cols.update(_worker_cols("decode_", run.tables["decode"], group.decode_row))
+    return cols
+
+
+def deployment_row(run, dep) -> dict:
+    """One deployment of ``run`` (an ExperimentRun) as a flat row."""
+    exp = run.experiment
+    first = dep.groups[0]
+    row = {
+        "experiment": exp.name,
+        "mode": dep.mode,
+        "kind": dep.kind,
+        "model": exp.model_name,
+        "backend": exp.backend_name,
+        "version": "/".join(sorted(set(run.versions.values()))),
+        "system": exp.system_name,
+        "decode_system": exp.decode_system_name if exp.serving_mode == "disagg" else None,
+        "tokens_per_s": dep.tokens_per_s,
+        "tokens_per_s_per_gpu": dep.tokens_per_s_per_gpu,
+        "tokens_per_s_per_user": dep.tokens_per_s_per_user,
+        "requests_per_s": dep.rate_per_s,
+        "ttft_ms": dep.ttft_ms,
+        "tpot_ms": dep.tpot_ms,
+        "request_latency_ms": dep.ttft_ms + dep.tpot_ms * (exp.osl - 1),
+        "concurrency": dep.concurrency,
+        "total_gpus": dep.total_gpus,
+        "total_gpus_used": dep.gpus_used,
+        "replicas": dep.replicas,
+        "gpus_per_replica": first.gpus,
+        "status": dep.status,
+    }
+    row.update(_group_cols(run, first))
+    if len(dep.groups) > 1:
+        row["groups"] = [
+            {"replicas": g.count, "gpus_per_replica": g.gpus, **_group_cols(run, g)} for g in dep.groups
+        ]
+    return row
+
+
+def layout_text(row: dict) -> str:
+    """A one-line description of a row's layout, for hover texts and plots."""
+    if row["mode"] == "agg":
+        return f"{row['parallel']} bs{row['batch_size']}"
+    return (
+        f"{row['prefill_workers']}x({row['prefill_parallel']} bs{row['prefill_batch_size']}) + "
+        f"{row['decode_workers']}x({row['decode_parallel']} bs{row['decode_batch_size']})"
+    )
+
+
+def frontier_rows(run) -> list[dict]:
+    """The Pareto frontier of ``run``: tokens/s/user vs tokens/s/gpu, the SLA's choice marked."""
+    chosen = run.mode.identical
+    out = []
+    for point in run.mode.frontier:
+        row = deployment_row(run, point.deployment)
+        out.append(
+            {
+                "experiment": run.experiment.name,
+                "mode": row["mode"],
+                "tokens_per_s_per_user": row["tokens_per_s_per_user"],
+                "tokens_per_s_per_gpu": row["tokens_per_s_per_gpu"],
+                "tpot_ms": row["tpot_ms"],
+                "ttft_ms": row["ttft_ms"],
+                "total_gpus_used": row["total_gpus_used"],
+                "layout": layout_text(row),
+                "chosen": point.deployment.groups == chosen.groups,
+            }
+        )
+    return out
+
+
+def deployment_plan(run, row: dict):
+    """The deployment plan (report.deploy) of one top row."""
+    from servopt.report.deploy import DeploymentPlan, WorkerPlan
+
+    exp = run.experiment
+
+    def worker(role: str, prefix: str, count: int, ctx_tokens: int) -> WorkerPlan:
+        return WorkerPlan(
+            role,
+            count,
+            tp=row[f"{prefix}tp"],
+            pp=row[f"{prefix}pp"],
+            dp=row[f"{prefix}dp"],
+            moe_tp=row[f"{prefix}moe_tp"],
+            moe_ep=row[f"{prefix}moe_ep"],
+            batch_size=row[f"{prefix}batch_size"],
+            ctx_tokens=ctx_tokens,
+        )
+
+    if row["mode"] == "agg":
+        workers = (worker("agg", "", 1, row["ctx_tokens"]),)
+        kv = exp.worker("agg").kvcache_quant_mode
+    else:
+        workers = (
+            worker("prefill", "prefill_", row["prefill_workers"], exp.isl * row["prefill_batch_size"]),
+            worker("decode", "decode_", row["decode_workers"], 0),
+        )
+        kv = exp.worker("decode").kvcache_quant_mode
+    return DeploymentPlan(
+        name=f"servopt-{exp.name}-{row['mode']}".lower().replace("_", "-"),
+        model=run.arch.hf_id or exp.model_name,
+        backend=exp.backend_name,
+        backend_version=row["version"],
+        replicas=row["replicas"],
+        workers=workers,
+        isl=exp.isl,
+        osl=exp.osl,
+        kvcache_quant_mode=kv,
+        is_moe=run.arch.is_moe,
+        nextn=exp.config.nextn,
+    )

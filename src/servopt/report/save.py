@@ -1,0 +1,109 @@
+"""``--save_dir``: everything a user takes away from a run, one folder per run.
+
+<save_dir>/<model>_<system>_<backend>_isl<i>_osl<o>_ttft<t>_tpot<p>_<n>/
+    result.json                 the whole run (schema: docs/result_schema.json)
+    pareto_frontier.png         all experiments on one chart, chosen points marked
+    pareto_frontier.html        the same chart, interactive (hover shows layouts), offline
+    <experiment>/pareto.csv     the frontier of one experiment
+    <experiment>/best_configs.csv   the top N configurations, every deployment column
+    <experiment>/config.yaml    the resolved experiment (defaults and profiles applied)
+    <experiment>/top<k>/        deployment configs of the k-th configuration
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from servopt.report.html_plot import pareto_html
+
+_PLOT_COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"]
+
+
+def _run_dir(doc: dict, save_dir: Path) -> Path:
+    e = doc["experiments"][0]
+    stem = (
+        f"{e['model']}_{e['system']}_{e['backend']}_isl{e['isl']}_osl{e['osl']}_"
+        f"ttft{e['ttft_ms']:g}_tpot{e['tpot_ms']:g}"
+    ).replace("/", "-")
+    n = 0
+    while (save_dir / f"{stem}_{n}").exists():
+        n += 1
+    path = save_dir / f"{stem}_{n}"
+    path.mkdir(parents=True)
+    return path
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    flat = [{k: v for k, v in r.items() if not isinstance(v, list | dict)} for r in rows]
+    keys: list[str] = []
+    for r in flat:
+        keys += [k for k in r if k not in keys]
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(flat)
+
+
+def pareto_png(doc: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 5.5), dpi=110)
+    for i, e in enumerate(x for x in doc["experiments"] if x.get("pareto")):
+        pts = sorted(e["pareto"], key=lambda p: p["tokens_per_s_per_user"])
+        color = _PLOT_COLORS[i % len(_PLOT_COLORS)]
+        xs = [p["tokens_per_s_per_user"] for p in pts]
+        ys = [p["tokens_per_s_per_gpu"] for p in pts]
+        ax.plot(xs, ys, "-o", color=color, markersize=4, label=f"{e['name']} ({e['serving_mode']})")
+        for p in pts:
+            if p["chosen"]:
+                ax.plot([p["tokens_per_s_per_user"]], [p["tokens_per_s_per_gpu"]], "*", color=color, markersize=16,
+                        markeredgecolor="black", zorder=5)  # fmt: skip
+    e0 = doc["experiments"][0]
+    ax.axvline(
+        1000.0 / e0["tpot_ms"],
+        color="grey",
+        linestyle=":",
+        linewidth=1,
+        label=f"TPOT target {e0['tpot_ms']:g} ms",
+    )
+    ax.set_xlabel("tokens/s/user")
+    ax.set_ylabel("tokens/s/gpu (whole GPU budget)")
+    ax.set_title(
+        f"Pareto frontier: {e0['model']} on {e0['total_gpus']} x {e0['system']} ({e0['backend']}); * = chosen"
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def save_run(result, doc: dict, save_dir: Path, *, top_n: int) -> Path:
+    """Write the run's files; returns the run folder."""
+    from servopt.pipeline import deployment_files
+
+    root = _run_dir(doc, save_dir)
+    (root / "result.json").write_text(json.dumps(doc, indent=2, default=str))
+    pareto_png(doc, root / "pareto_frontier.png")
+    (root / "pareto_frontier.html").write_text(pareto_html(doc))
+    for run, edoc in zip(result.runs, doc["experiments"], strict=True):
+        folder = root / run.name
+        folder.mkdir()
+        (folder / "config.yaml").write_text(run.experiment.to_yaml())
+        if run.mode is None:
+            (folder / "infeasible.txt").write_text(str(run.infeasible) + "\n")
+            continue
+        _write_csv(folder / "pareto.csv", edoc["pareto"])
+        _write_csv(folder / "best_configs.csv", edoc["top"])
+        for rank in range(1, min(top_n, len(run.top)) + 1):
+            top = folder / f"top{rank}"
+            top.mkdir()
+            for name, text in deployment_files(result, run.name, rank).items():
+                (top / name).write_text(text)
+            (top / "run.sh").chmod(0o755)
+    return root
