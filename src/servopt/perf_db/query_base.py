@@ -49,12 +49,13 @@ def batched(fn):
         bound = sig.bind(self, *args, **kwargs)
         bound.apply_defaults()
         provenance = bound.arguments["provenance"]
-        names = [n for n, v in bound.arguments.items() if n not in _FLAGS and _is_numeric(v)]
-        arrays = np.broadcast_arrays(*[_arr(bound.arguments[n]) for n in names])
-        shape = arrays[0].shape if arrays else ()
-        if not arrays or arrays[0].size < DEDUP_MIN_QUERIES:
+        numeric = {n: _arr(v) for n, v in bound.arguments.items() if n not in _FLAGS and _is_numeric(v)}
+        # Only arguments that vary across the batch take part; scalars stay scalars.
+        names = [n for n, a in numeric.items() if a.size > 1]
+        shape = np.broadcast_shapes(*[a.shape for a in numeric.values()]) if numeric else ()
+        if not names or int(np.prod(shape)) < DEDUP_MIN_QUERIES:
             return fn(*bound.args, **bound.kwargs)
-        flat = [_plain(a, np.float64) for a in arrays]
+        flat = [_plain(np.broadcast_to(numeric[n], shape), np.float64) for n in names]
         first, inverse = dedup.unique_cols(tuple(f.view(np.int64) for f in flat))
         for n, f in zip(names, flat, strict=True):
             bound.arguments[n] = f[first]
