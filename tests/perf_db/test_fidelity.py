@@ -7,7 +7,7 @@ agree with the peer within 1% for >= 99% of points (both unanswerable counts as 
 
 from __future__ import annotations
 
-import sys
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +15,15 @@ import pytest
 
 pytest.importorskip("aiconfigurator_core", reason="the peer (aiconfigurator-core) is the oracle")
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from peer_oracle import PeerOracle
+# Loaded by path under its own name: tests/evaluate has a different peer_oracle module.
+_spec = importlib.util.spec_from_file_location(
+    "perf_db_peer_oracle", Path(__file__).with_name("peer_oracle.py")
+)
+_oracle = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_oracle)
+PeerOracle = _oracle.PeerOracle
 
-from servopt.perf_db.database import open_database
+from servopt.perf_db.database import open_database  # noqa: E402
 
 pytestmark = pytest.mark.peer
 SYSTEM = "h200_sxm"
