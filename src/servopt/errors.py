@@ -32,7 +32,11 @@ class ServoptError(Exception):
         super().__init__(self._format())
 
     def _format(self) -> str:
-        text = f"{self.field}: {self.value!r}: {self.message}"
+        text = (
+            f"{self.field}: {self.message}"
+            if self.value is None
+            else f"{self.field}: {self.value!r}: {self.message}"
+        )
         if self.allowed is not None:
             near = closest(str(self.value), self.allowed)
             if near:

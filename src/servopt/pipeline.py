@@ -165,8 +165,54 @@ def _quant(arch, wc, db, backend):
         backend=backend,
     )
     if default_fmha and q.fmha != wc.fmha_quant_mode:
-        log.warning("fmha_quant_mode %s has no measured data on %s; using %s", wc.fmha_quant_mode, db, q.fmha)
+        log.warning(
+            "fmha_quant_mode %s has no measured data on %s/%s %s; using %s",
+            wc.fmha_quant_mode, db.system_name, db.backend, db.version, q.fmha,
+        )  # fmt: skip
     return q._replace(comm=wc.comm_quant_mode)
+
+
+def _explain_empty(table, exp, arch, role) -> InfeasibleError:
+    """Why a role has no usable worker: nothing fits in memory, or nothing could be priced."""
+    mem = table.metrics.memory
+    capacity_gib = table.layouts.setup.system.gpu.mem_capacity_bytes / 2**30
+    field = f"{role}_worker_config"
+    lops = table.layouts
+    if len(mem.total) == 0 and lops.layouts:
+        # Candidates whose weights alone overflow the GPU are dropped before pricing.
+        per_gpu_gib = lops.weight_bytes / lops.column("pp") / 2**30
+        i = int(np.argmin(per_gpu_gib))
+        return InfeasibleError(
+            field,
+            exp.model_name,
+            f"does not fit in memory on {exp.system(role)}: its weights alone need {per_gpu_gib[i]:.1f} GiB "
+            f"per GPU at the best layout ({lops.layouts[i].label}) of {capacity_gib:.1f} GiB; allow more GPUs "
+            "per worker (total_gpus, num_gpu_per_worker, tp/ep lists) or a smaller quant mode",
+        )
+    if len(mem.total) == 0:
+        why = f": {lops.skipped[0][1]}" if lops.skipped else ""
+        return InfeasibleError(
+            field,
+            exp.model_name,
+            f"no parallel layout of the lists can run this model on {exp.system(role)}{why}",
+        )
+    if not mem.fits.any():
+        i = int(np.argmin(mem.total))
+        layout = table.layouts.layouts[int(table.candidates.layout[i])]
+        return InfeasibleError(
+            field,
+            exp.model_name,
+            f"does not fit in memory on {exp.system(role)}: the smallest footprint is "
+            f"{mem.total[i]:.1f} GiB per GPU ({layout.label}, batch {int(table.candidates.batch[i])}; "
+            f"weights {mem.weights[i]:.1f} GiB) of {capacity_gib:.1f} GiB; allow more GPUs per worker "
+            f"(num_gpu_per_worker, tp/ep lists) or a smaller quant mode",
+        )
+    return InfeasibleError(
+        field,
+        exp.model_name,
+        f"no {role} candidate can be priced from the {exp.backend_name} perf data on {exp.system(role)} "
+        "(every layout hits unmeasured shapes)",
+    )
 
 
 def _layouts(exp, arch, role):
@@ -216,6 +262,8 @@ def _worker_table(exp, arch, role, dbs: _Databases):
         latency_correction=corr,
         max_batch_size=max_batch,
     )
+    if len(table.options) == 0:
+        raise _explain_empty(table, exp, arch, role)
     return table, db.version
 
 
@@ -316,15 +364,15 @@ def run_experiment(
 
     arch = resolve_model(exp.model_name)
     tables, versions, options = {}, {}, {}
-    for i, role in enumerate(exp.roles):
-        if progress:
-            progress(f"{exp.name}: evaluating {role} candidates", i / (len(exp.roles) + 1))
-        tables[role], versions[role] = _worker_table(exp, arch, role, dbs)
-        options[role] = _with_pair_key(tables[role], exp.backend_name)
     run = ExperimentRun(exp, arch, versions, tables, None, None)
-    if progress:
-        progress(f"{exp.name}: searching", len(exp.roles) / (len(exp.roles) + 1))
     try:
+        for i, role in enumerate(exp.roles):
+            if progress:
+                progress(f"{exp.name}: evaluating {role} candidates", i / (len(exp.roles) + 1))
+            tables[role], versions[role] = _worker_table(exp, arch, role, dbs)
+            options[role] = _with_pair_key(tables[role], exp.backend_name)
+        if progress:
+            progress(f"{exp.name}: searching", len(exp.roles) / (len(exp.roles) + 1))
         run.mode = _solve(exp, options, max_replica_types, settings)
     except InfeasibleError as err:
         run.infeasible = str(err)
@@ -365,8 +413,8 @@ def run_experiments(
         progress("done", 1.0)
     result = RunResult(runs)
     if not result.feasible:
-        reasons = "; ".join(f"{r.name}: {r.infeasible}" for r in runs)
-        raise InfeasibleError("sla", None, f"no experiment can meet its targets — {reasons}")
+        reasons = "".join(f"\n  {r.name}: {r.infeasible}" for r in runs)
+        raise InfeasibleError("experiments", None, f"no deployment meets the targets:{reasons}")
     return result
 
 

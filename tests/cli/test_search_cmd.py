@@ -1,0 +1,119 @@
+"""`servopt cli default` and `servopt cli exp` end to end, in a subprocess (real exit codes, streams)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
+
+
+def servopt(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "servopt", *args], capture_output=True, text=True, timeout=600
+    )
+
+
+def test_default_json_is_clean_and_complete():
+    out = servopt(
+        "cli", "default", "--model", "QWEN3_32B", "--total_gpus", "8", "--system", "h200_sxm", "--json"
+    )
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)  # nothing but the document on stdout
+    for key in (
+        "mode",
+        "tokens_per_s_per_gpu",
+        "tokens_per_s_per_user",
+        "ttft_ms",
+        "tpot_ms",
+        "total_gpus_used",
+    ):
+        assert key in doc["best"]
+    assert doc["agg"] and doc["disagg"] and doc["pareto"]
+
+
+def test_dashed_and_underscored_flags_are_the_same():
+    a = servopt("cli", "default", "--model", "QWEN3_32B", "--total-gpus", "8", "--system", "h200_sxm", "--json",
+                "--top-n", "2")  # fmt: skip
+    b = servopt("cli", "default", "--model", "QWEN3_32B", "--total_gpus", "8", "--system", "h200_sxm", "--json",
+                "--top_n", "2")  # fmt: skip
+    assert a.returncode == b.returncode == 0
+    assert a.stdout == b.stdout
+
+
+def test_default_table_output_lists_best_top_and_frontier():
+    out = servopt("cli", "default", "--model", "QWEN3_32B", "--total_gpus", "8", "--system", "h200_sxm")
+    assert out.returncode == 0, out.stderr
+    for text in (
+        "Best:",
+        "agg top configurations",
+        "disagg top configurations",
+        "Pareto frontier",
+        "GPUs used",
+    ):
+        assert text in out.stdout
+
+
+def test_infeasible_sla_exits_1_with_reason():
+    out = servopt("cli", "default", "--model", "QWEN3_32B", "--total_gpus", "8", "--system", "h200_sxm",
+                  "--tpot", "1")  # fmt: skip
+    assert out.returncode == 1
+    assert "closest achievable TPOT" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--model", "QWEN3_33B", "--total_gpus", "8", "--system", "h200_sxm"], "QWEN3_32B"),
+        (["--model", "QWEN3_32B", "--total_gpus", "8", "--system", "h300_sxm"], "h200_sxm"),
+        (["--model", "QWEN3_32B", "--total_gpus", "8", "--system", "h200_sxm", "--backend", "trt"], "trtllm"),
+    ],
+)
+def test_unknown_names_exit_2_with_closest(args, needle):
+    out = servopt("cli", "default", *args)
+    assert out.returncode == 2, out.stderr
+    assert needle in out.stderr and "Traceback" not in out.stderr
+
+
+def test_exp_runs_the_seed_example():
+    out = servopt("cli", "exp", "--yaml_path", str(EXPERIMENTS / "example.yaml"), "--json")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert {e["name"] for e in doc["experiments"]} == {"exp_agg_full", "exp_disagg_full"}
+    disagg = next(e for e in doc["experiments"] if e["name"] == "exp_disagg_full")
+    assert disagg["best"]["total_gpus_used"] <= 32
+
+
+def test_patch_and_equivalent_replace_give_identical_results(tmp_path):
+    from servopt.config import load_experiments
+
+    patch = tmp_path / "patch.yaml"
+    patch.write_text(
+        "e:\n  mode: patch\n  serving_mode: agg\n  model_name: QWEN3_32B\n  total_gpus: 8\n"
+        "  system_name: h200_sxm\n  config:\n    worker_config:\n      tp_list: [1, 2]\n      num_gpu_per_worker: [1, 2]\n"
+    )
+    (exp,) = load_experiments(patch)
+    full = exp.to_dict()
+    full["mode"] = "replace"
+    for key in ("name", "profiles"):
+        full.pop(key, None)
+    replace = tmp_path / "replace.yaml"
+    import yaml
+
+    replace.write_text(yaml.safe_dump({"e": full}))
+    a = servopt("cli", "exp", "--yaml_path", str(patch), "--json")
+    b = servopt("cli", "exp", "--yaml_path", str(replace), "--json")
+    assert a.returncode == 0 and b.returncode == 0, a.stderr + b.stderr
+    assert json.loads(a.stdout) == json.loads(b.stdout)
+
+
+def test_bad_yaml_exits_2_naming_file_line_and_field(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "e:\n  mode: patch\n  serving_mode: agg\n  model_name: QWEN3_32B\n  total_gpus: -8\n  system_name: h200_sxm\n"
+    )
+    out = servopt("cli", "exp", "--yaml_path", str(bad))
+    assert out.returncode == 2
+    assert "bad.yaml:5" in out.stderr and "total_gpus" in out.stderr and "Traceback" not in out.stderr

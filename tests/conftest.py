@@ -1,0 +1,12 @@
+"""Shared fixtures: one small real search (Qwen3-32B on 8 H200, the seed's SLA), run once per session."""
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def qwen8_result():
+    from servopt.config import default_experiments
+    from servopt.pipeline import run_experiments
+
+    experiments = default_experiments("QWEN3_32B", 8, "h200_sxm")
+    return experiments, run_experiments(experiments)

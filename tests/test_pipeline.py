@@ -1,0 +1,112 @@
+import json
+import math
+
+import pytest
+import yaml
+
+from servopt.errors import InfeasibleError
+from servopt.perf_db.systems import load_system
+from servopt.pipeline import deployment_files, run_experiments
+from servopt.report.schema import ResultDoc
+
+
+def test_result_document_validates_and_names_the_winner(qwen8_result):
+    _, result = qwen8_result
+    doc = result.to_json()
+    ResultDoc.model_validate(doc)
+    best = doc["best"]
+    assert best["experiment"] in ("agg", "disagg")
+    winner = max(result.feasible, key=lambda r: r.mode.identical.tokens_per_s_per_gpu)
+    assert best["tokens_per_s_per_gpu"] == pytest.approx(winner.mode.identical.tokens_per_s_per_gpu)
+    assert best["tpot_ms"] <= 40.0 and best["ttft_ms"] <= 1000.0
+    assert best["total_gpus_used"] <= 8
+
+
+def test_top_rows_are_ranked_and_rank_one_is_the_optimum(qwen8_result):
+    _, result = qwen8_result
+    for run in result.feasible:
+        values = [r["tokens_per_s_per_gpu"] for r in run.top]
+        assert values == sorted(values, reverse=True)
+        assert [r["rank"] for r in run.top] == list(range(1, len(run.top) + 1))
+        assert values[0] == pytest.approx(run.mode.identical.tokens_per_s_per_gpu)
+        key = "parallel" if run.experiment.serving_mode == "agg" else "decode_parallel"
+        assert len({r[key] for r in run.top}) == len(run.top)  # one row per layout group
+
+
+def test_every_recommended_configuration_fits_in_memory(qwen8_result):
+    _, result = qwen8_result
+    capacity_gib = load_system("h200_sxm").gpu.mem_capacity_bytes / 2**30
+    for row in result.to_json()["agg"] + result.to_json()["disagg"]:
+        for key in ("memory_gib", "prefill_memory_gib", "decode_memory_gib"):
+            if key in row:
+                assert 0 < row[key] < capacity_gib
+
+
+def test_frontier_is_non_dominated_and_marks_the_choice(qwen8_result):
+    _, result = qwen8_result
+    doc = result.to_json()
+    for exp in doc["experiments"]:
+        pts = exp["pareto"]
+        assert sum(p["chosen"] for p in pts) <= 1
+        for a in pts:
+            for b in pts:
+                dominated = (
+                    b["tokens_per_s_per_user"] >= a["tokens_per_s_per_user"]
+                    and b["tokens_per_s_per_gpu"] >= a["tokens_per_s_per_gpu"]
+                    and (b["tokens_per_s_per_user"], b["tokens_per_s_per_gpu"])
+                    != (a["tokens_per_s_per_user"], a["tokens_per_s_per_gpu"])
+                )
+                assert not dominated
+
+
+def test_same_input_same_output(qwen8_result):
+    experiments, result = qwen8_result
+    again = run_experiments(experiments)
+    assert json.dumps(again.to_json(), default=str) == json.dumps(result.to_json(), default=str)
+
+
+def test_deployment_files_carry_the_chosen_layout(qwen8_result):
+    _, result = qwen8_result
+    for run in result.feasible:
+        row = run.top[0]
+        files = deployment_files(result, run.name, 1)
+        manifest = yaml.safe_load(files["k8s_deploy.yaml"])
+        services = manifest["spec"]["services"]
+        if row["mode"] == "agg":
+            cfg = yaml.safe_load(files["agg_config.yaml"])
+            assert cfg["tensor_parallel_size"] == row["tp"] * row["dp"]
+            assert cfg["max_batch_size"] == row["batch_size"]
+            assert services["TRTLLMWorker"]["replicas"] == row["replicas"]
+        else:
+            p, d = yaml.safe_load(files["prefill_config.yaml"]), yaml.safe_load(files["decode_config.yaml"])
+            assert p["tensor_parallel_size"] == row["prefill_tp"] * row["prefill_dp"]
+            assert d["max_batch_size"] == row["decode_batch_size"]
+            assert services["TRTLLMPrefillWorker"]["replicas"] == row["prefill_workers"] * row["replicas"]
+            assert services["TRTLLMDecodeWorker"]["replicas"] == row["decode_workers"] * row["replicas"]
+
+
+def test_infeasible_sla_names_the_binding_target_and_closest_values():
+    from servopt.config import default_experiments
+
+    with pytest.raises(InfeasibleError) as err:
+        run_experiments(default_experiments("QWEN3_32B", 8, "h200_sxm", tpot=1.0))
+    text = str(err.value)
+    assert err.value.exit_code == 1
+    assert "tpot" in text and "closest achievable TPOT" in text
+
+
+def test_model_that_does_not_fit_says_so():
+    from servopt.config import default_experiments
+
+    with pytest.raises(InfeasibleError) as err:
+        run_experiments(default_experiments("DEEPSEEK_V3", 4, "h200_sxm"))
+    assert "does not fit in memory" in str(err.value)
+    assert "GiB" in str(err.value)
+
+
+def test_packed_deployment_never_worse_than_identical(qwen8_result):
+    _, result = qwen8_result
+    for run in result.feasible:
+        assert run.mode.packed.tokens_per_s >= run.mode.identical.tokens_per_s * (1 - 1e-12)
+        assert run.mode.packed.gpus_used <= 8
+        assert math.isfinite(run.mode.packed_gain)
