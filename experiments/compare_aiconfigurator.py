@@ -151,8 +151,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--osl", type=int, default=1000)
     ap.add_argument("--ttft", type=float, default=1000.0)
     ap.add_argument("--tpot", type=float, default=40.0)
-    ap.add_argument("--servopt", default=shutil.which("servopt") or "servopt")
-    ap.add_argument("--peer", default=shutil.which("aiconfigurator") or "aiconfigurator")
+    here = os.path.dirname(sys.executable)  # a venv that is not activated
+    ap.add_argument(
+        "--servopt", default=shutil.which("servopt") or shutil.which("servopt", path=here) or "servopt"
+    )
+    ap.add_argument(
+        "--peer",
+        default=shutil.which("aiconfigurator")
+        or shutil.which("aiconfigurator", path=here)
+        or "aiconfigurator",
+    )
     ap.add_argument("--json", dest="json_path", help="also write the raw runs as JSON here")
     args = ap.parse_args(argv)
     problems = (
