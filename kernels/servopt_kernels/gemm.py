@@ -203,27 +203,44 @@ def _cover_class(cover_breaks, q):
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _class_any_cover(curve_ptr, curve_m, cover_breaks):
-    """For each coverage class, whether any site's curve covers the m values of that class."""
+def _class_envelopes(site_n, site_k, curve_ptr, curve_m, cover_breaks):
+    """Per coverage class: whether candidates must be filtered by curve coverage (some, not all,
+    curves cover its m values; when none does every site is a candidate), and the (n, k) envelope
+    (min n, max n, min k, max k) of the candidate sites."""
     num = cover_breaks.shape[0]
-    out = np.zeros(2 * num + 1, dtype=np.bool_)
-    for cls in range(2 * num + 1):
+    num_sites = curve_ptr.shape[0] - 1
+    classes = 2 * num + 1
+    must_filter = np.zeros(classes, dtype=np.bool_)
+    env = np.empty((classes, 4))
+    for cls in range(classes):
         i = cls // 2
         if cls % 2 == 1:
             q = cover_breaks[i]
         elif num == 0:
-            continue
+            q = 1.0
         elif i == 0:
             q = cover_breaks[0] - 1.0
         elif i == num:
             q = cover_breaks[num - 1] + 1.0
         else:
             q = 0.5 * (cover_breaks[i - 1] + cover_breaks[i])
-        for s in range(curve_ptr.shape[0] - 1):
+        covering = 0
+        for s in range(num_sites):
             if curve_m[curve_ptr[s]] <= q <= curve_m[curve_ptr[s + 1] - 1]:
-                out[cls] = True
-                break
-    return out
+                covering += 1
+        must_filter[cls] = 0 < covering < num_sites
+        env[cls, 0] = np.inf
+        env[cls, 1] = -np.inf
+        env[cls, 2] = np.inf
+        env[cls, 3] = -np.inf
+        for s in range(num_sites):
+            if covering > 0 and not (curve_m[curve_ptr[s]] <= q <= curve_m[curve_ptr[s + 1] - 1]):
+                continue
+            env[cls, 0] = min(env[cls, 0], site_n[s])
+            env[cls, 1] = max(env[cls, 1], site_n[s])
+            env[cls, 2] = min(env[cls, 2], site_k[s])
+            env[cls, 3] = max(env[cls, 3], site_k[s])
+    return must_filter, env
 
 
 @njit(cache=True, fastmath=FASTMATH, inline="always")
@@ -249,7 +266,7 @@ def _offer(d, r, s, d0, r0, i0, d1, r1, i1, d2, r2, i2, d3, r3, i3):
     return d0, r0, i0, d1, r1, i1, d2, r2, i2, d3, r3, i3
 
 
-@njit(cache=True, fastmath=FASTMATH, inline="always")
+@njit(cache=True, fastmath=FASTMATH)
 def _store_donors(i0, d0, i1, d1, i2, d2, i3, d3, donor_ids, donor_d):
     count = 0
     for s, d in ((i0, d0), (i1, d1), (i2, d2), (i3, d3)):
@@ -260,9 +277,9 @@ def _store_donors(i0, d0, i1, d1, i2, d2, i3, d3, donor_ids, donor_d):
     return count
 
 
-@njit(cache=True, fastmath=FASTMATH, inline="always")
+@njit(cache=True, fastmath=FASTMATH)
 def _select_gated(
-    site_log2_n, site_log2_k, site_rank, curve_ptr, cm, n_runs, n, k, q, any_cover, donor_ids, donor_d
+    site_log2_n, site_log2_k, site_rank, curve_ptr, cm, n_runs, n, k, q, must_filter, donor_ids, donor_d
 ):
     """Donors within the distance gate, nearest first (ties: lower site_rank). A site passes only if
     it is within the gate on each axis separately, so only that window of the (n, k)-sorted sites
@@ -283,16 +300,23 @@ def _select_gated(
             continue
         if dn > reach:
             break
+        lo_k = ql_k - reach
         j = a
-        while j < b and site_log2_k[j] - ql_k < -reach:
-            j += 1
+        hi = b
+        while j < hi:
+            mid = (j + hi) >> 1
+            if site_log2_k[mid] < lo_k:
+                j = mid + 1
+            else:
+                hi = mid
         while j < b:
             dk = site_log2_k[j] - ql_k
             if dk > reach:
                 break
-            if not any_cover or cm[curve_ptr[j]] <= q <= cm[curve_ptr[j + 1] - 1]:
+            if not must_filter or cm[curve_ptr[j]] <= q <= cm[curve_ptr[j + 1] - 1]:
                 d = np.sqrt(dn * dn + dk * dk)
-                if d <= SITE_GATE_OCTAVES:
+                # Most sites are farther than the current fourth donor: one compare rejects them.
+                if d <= SITE_GATE_OCTAVES and d <= d3:
                     d0, r0, i0, d1, r1, i1, d2, r2, i2, d3, r3, i3 = _offer(
                         d, site_rank[j], j, d0, r0, i0, d1, r1, i1, d2, r2, i2, d3, r3, i3
                     )
@@ -300,27 +324,17 @@ def _select_gated(
     return _store_donors(i0, d0, i1, d1, i2, d2, i3, d3, donor_ids, donor_d)
 
 
-@njit(cache=True, fastmath=FASTMATH, inline="always")
+@njit(cache=True, fastmath=FASTMATH)
 def _select_waived(
-    site_n, site_k, site_log2_n, site_log2_k, site_rank, curve_ptr, cm, n, k, q, any_cover, donor_ids, donor_d
+    site_log2_n, site_log2_k, site_rank, curve_ptr, cm, n, k, q, must_filter, env, donor_ids, donor_d
 ):
-    """No candidate within the gate: waive it for a query that exceeds the candidates on exactly one
-    axis (and is below them on none), gating on the other axis alone. Returns the donor count."""
-    num_sites = site_n.shape[0]
-    min_n = np.inf
-    max_n = -np.inf
-    min_k = np.inf
-    max_k = -np.inf
-    for s in range(num_sites):
-        if not any_cover or cm[curve_ptr[s]] <= q <= cm[curve_ptr[s + 1] - 1]:
-            min_n = min(min_n, site_n[s])
-            max_n = max(max_n, site_n[s])
-            min_k = min(min_k, site_k[s])
-            max_k = max(max_k, site_k[s])
-    if not (n >= min_n and k >= min_k):
+    """No candidate within the gate: waive it for a query that exceeds the candidates' envelope
+    ``env`` (min n, max n, min k, max k) on exactly one axis and is below it on none, gating on the
+    other axis alone. Returns the donor count."""
+    if not (n >= env[0] and k >= env[2]):
         return 0
-    over_n = n > max_n
-    over_k = k > max_k
+    over_n = n > env[1]
+    over_k = k > env[3]
     if over_n == over_k:
         return 0
     ql_n = np.log2(max(n, LOG_FLOOR))
@@ -329,15 +343,16 @@ def _select_waived(
     d0 = d1 = d2 = d3 = np.inf
     r0 = r1 = r2 = r3 = big
     i0 = i1 = i2 = i3 = -1
-    for s in range(num_sites):
-        if any_cover and not (cm[curve_ptr[s]] <= q <= cm[curve_ptr[s + 1] - 1]):
+    for s in range(site_log2_n.shape[0]):
+        if must_filter and not (cm[curve_ptr[s]] <= q <= cm[curve_ptr[s + 1] - 1]):
             continue
         dn = site_log2_n[s] - ql_n
         dk = site_log2_k[s] - ql_k
         r = dk if over_n else dn
-        if np.sqrt(r * r) <= SITE_GATE_OCTAVES:
+        d = np.sqrt(dn * dn + dk * dk)
+        if np.sqrt(r * r) <= SITE_GATE_OCTAVES and d <= d3:
             d0, r0, i0, d1, r1, i1, d2, r2, i2, d3, r3, i3 = _offer(
-                np.sqrt(dn * dn + dk * dk), site_rank[s], s, d0, r0, i0, d1, r1, i1, d2, r2, i2, d3, r3, i3
+                d, site_rank[s], s, d0, r0, i0, d1, r1, i1, d2, r2, i2, d3, r3, i3
             )
     return _store_donors(i0, d0, i1, d1, i2, d2, i3, d3, donor_ids, donor_d)
 
@@ -411,7 +426,7 @@ def _gemm_latency_ms(
             num_runs += 1
     n_runs[num_runs] = num_sites
     n_runs = n_runs[: num_runs + 1]
-    any_cover = _class_any_cover(curve_ptr, cm, cover_breaks)
+    must_filter, env = _class_envelopes(site_n, site_k, curve_ptr, cm, cover_breaks)
     # Resolution of (n, k) (and, for an uncollected one, of which curves cover m) is memoized:
     # kind -1 collected site, 0 no anchor, 1 donors within the gate, 2 donors by the gate waiver.
     memo_n = np.full(MEMO_SLOTS, np.nan)
@@ -467,15 +482,13 @@ def _gemm_latency_ms(
                         qn,
                         qk,
                         q,
-                        any_cover[cls],
+                        must_filter[cls],
                         donor_ids,
                         donor_d,
                     )
                     if cnt == 0:
                         kind = 2
                         cnt = _select_waived(
-                            site_n,
-                            site_k,
                             site_log2_n,
                             site_log2_k,
                             site_rank,
@@ -484,7 +497,8 @@ def _gemm_latency_ms(
                             qn,
                             qk,
                             q,
-                            any_cover[cls],
+                            must_filter[cls],
+                            env[cls],
                             donor_ids,
                             donor_d,
                         )
