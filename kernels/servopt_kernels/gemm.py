@@ -1,7 +1,7 @@
 """GEMM latency kernels: per-(n, k) measured curves in m, nearest-site utilization transfer for
 uncollected (n, k), and the 2-D (m, k) grids of the fp8 activation-quantization overheads.
 
-Semantics (the reference peer's, re-derived; see docs/perf_db_gemm.md):
+Semantics (the reference peer's, re-derived from its description and checked against its answers):
 
 * A *site* is a collected (n, k); it owns a curve of latencies over m.
 * Collected site: exact m returns the measured value; between two measured m a linear blend; beyond

@@ -4,6 +4,12 @@
 ``scale_matrix_perf`` rows into plain arrays (``GemmTables``, cacheable with ``to_arrays``);
 ``gemm_ms`` / ``compute_scale_ms`` / ``scale_matrix_ms`` answer whole batches of queries with one
 kernel call each (``servopt_kernels.gemm``); ``gemm_sol_ms`` is the roofline alone.
+
+Provenance (int8): 0 exact (a measured point), 1 interpolated (between measured m of a collected
+(n, k); inside a scale grid), 2 edge-corrected (utilization of nearby collected (n, k) transferred
+to an uncollected one; a ragged scale-grid survivor), 3 extrapolated (a utilization hold beyond the
+measured range, or the gate waiver for an oversized (n, k)), 4 sol (fp8_static floored at its
+roofline). With ``missing="nan"`` an unanswerable query is NaN with provenance -1.
 """
 
 from __future__ import annotations
@@ -178,7 +184,7 @@ def _first_row_of(keys: np.ndarray) -> np.ndarray:
 def _build_sites(gemm: dict[str, np.ndarray] | None, system: SystemSpec) -> dict[str, np.ndarray]:
     from servopt_kernels.gemm import gemm_roofline_batch_ms
 
-    if gemm is None or len(_column(gemm, "latency", "gemm_perf")) == 0:
+    if not gemm or len(_column(gemm, "latency", "gemm_perf")) == 0:
         dtype_names: np.ndarray = np.array([], dtype=str)
         m = n = k = lat = np.array([], dtype=np.float64)
         dtype_ids = np.array([], dtype=np.int64)
@@ -264,7 +270,7 @@ def _build_sites(gemm: dict[str, np.ndarray] | None, system: SystemSpec) -> dict
 
 def _build_scale_grid(table: dict[str, np.ndarray] | None, what: str) -> tuple[np.ndarray, ...]:
     empty = (np.array([], dtype=np.float64), np.array([], dtype=np.float64), np.zeros((0, 0)))
-    if table is None or len(_column(table, "latency", what)) == 0:
+    if not table or len(_column(table, "latency", what)) == 0:
         return empty
     dtype = _column(table, "quant_dtype", what).astype(str)
     m = _column(table, "m", what).astype(np.float64)
@@ -289,7 +295,11 @@ def build_gemm_tables(
     system: SystemSpec,
 ) -> GemmTables:
     """Turn resolved table columns (parquet names, latency in ms, rows in source priority order)
-    into ``GemmTables``. Any table may be None (absent for this backend)."""
+    into ``GemmTables``. Any table may be None or empty (absent for this backend).
+
+    Row order matters beyond first-wins: it decides which of two equidistant donor sites an
+    uncollected (n, k) borrows from (``_walk_positions``), so pass rows in file order.
+    """
     arrays = _build_sites(gemm, system)
     cs = _build_scale_grid(compute_scale, "computescale_perf")
     sm = _build_scale_grid(scale_matrix, "scale_matrix_perf")
