@@ -21,6 +21,9 @@ import numpy as np
 from servopt.errors import ServoptError, UnknownNameError
 from servopt.perf_db.systems import ComputeDtype, SystemSpec
 
+# Bump when GemmTables' arrays or build rules change: caches holding older builds must be rebuilt
+# (the perf_db cache folds it into its fingerprint).
+GEMM_FORMAT_VERSION = 1
 # Quant modes the peer's loader never models through the perf tables (skipped at load, as it does).
 IGNORED_TABLE_DTYPES = frozenset({"awq", "gptq"})
 # The only quant whose static-scale overheads are modelled (fp8_static reads the fp8 rows).
