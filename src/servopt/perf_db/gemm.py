@@ -159,8 +159,9 @@ def _walk_positions(dtype_ids: np.ndarray, m: np.ndarray, n: np.ndarray) -> np.n
     meets them: the peer keeps its tables in insertion-ordered maps and selects donors stably, so
     this order decides its ties (verified on every tie the h200 tables produce)."""
     rows = np.arange(len(m))
-    first_of_m = _first_row_of(np.stack([dtype_ids.astype(np.float64), m], axis=1))
-    first_of_mn = _first_row_of(np.stack([dtype_ids.astype(np.float64), m, n], axis=1))
+    d = dtype_ids.astype(np.float64)
+    first_of_m = _first_row_of(d, m, m)
+    first_of_mn = _first_row_of(d, m, n)
     walk = np.lexsort((rows, first_of_mn, first_of_m, dtype_ids))
     pos = np.empty(len(m), dtype=np.int64)
     pos[walk] = rows
@@ -178,10 +179,17 @@ def _axis_ids(m: np.ndarray, curve_ptr: np.ndarray) -> np.ndarray:
     return out
 
 
-def _first_row_of(keys: np.ndarray) -> np.ndarray:
-    """For each row, the index of the first row with the same key."""
-    _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
-    return first[inverse.reshape(-1)]
+def _first_row_of(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """For each row of (a, b, c), the index of the first row with the same values."""
+    from servopt_kernels.gemm import unique_rows
+
+    bits = [np.ascontiguousarray(x, dtype=np.float64).view(np.int64) for x in (a, b, c)]
+    first, inverse = unique_rows(*bits)
+    return first[inverse]
+
+
+def _dtype_rows(dtype_ids: np.ndarray) -> list[np.ndarray]:
+    return [np.flatnonzero(dtype_ids == d) for d in range(int(dtype_ids.max(initial=-1)) + 1)]
 
 
 def _build_sites(gemm: dict[str, np.ndarray] | None, system: SystemSpec) -> dict[str, np.ndarray]:
@@ -201,8 +209,12 @@ def _build_sites(gemm: dict[str, np.ndarray] | None, system: SystemSpec) -> dict
         raw_dtype, m, n, k, lat = raw_dtype[keep], m[keep], n[keep], k[keep], lat[keep]
         dtype_names, dtype_ids = np.unique(raw_dtype, return_inverse=True)
         # Duplicate keys: the first row (the highest-priority source) wins.
-        keys = np.stack([dtype_ids.astype(np.float64), n, k, m], axis=1)
-        _, first = np.unique(keys, axis=0, return_index=True)
+        first = np.concatenate(
+            [
+                rows[_first_row_of(n[rows], k[rows], m[rows]) == np.arange(rows.size)]
+                for rows in _dtype_rows(dtype_ids)
+            ]
+        )
         first.sort()
         dtype_ids, m, n, k, lat = dtype_ids[first], m[first], n[first], k[first], lat[first]
         walk_pos = _walk_positions(dtype_ids, m, n)
