@@ -14,6 +14,9 @@ JSON_HELP = "Print one JSON document on stdout (no tables, no progress)."
 def _run_and_report(experiments, *, top_n, max_replica_types, save_dir, as_json, perf_db) -> None:
     from rich.console import Console
 
+    from servopt.cli.startup import import_cp_model_without_pandas
+
+    import_cp_model_without_pandas()
     from servopt.pipeline import run_experiments
     from servopt.report.tables import print_report
 

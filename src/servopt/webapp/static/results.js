@@ -48,14 +48,32 @@ function renderBest(result) {
   box.append(el("h3", { text: "Best configuration" }));
   const grid = el("div", { class: "kv" });
   for (const [key, value] of Object.entries(best)) {
+    if (value !== null && typeof value === "object") continue;  // nested: packed, groups
     grid.append(el("div", {}, el("span", { text: label(key) }), fmt(value)));
   }
   box.append(grid);
+  const packed = best.packed;
+  if (packed && packed.gain_vs_identical > 1e-9) {
+    const shapes = (packed.groups || []).map((g) => `${g.replicas} x ${g.gpus_per_replica} GPUs`).join(" + ");
+    box.append(el("p", { text: `Packed budget (beyond identical replicas): ${fmt(packed.tokens_per_s_per_gpu)} tokens/s/GPU ` +
+      `using ${packed.total_gpus_used} GPUs (+${(100 * packed.gain_vs_identical).toFixed(2)}%)` + (shapes ? `: ${shapes}` : "") }));
+  } else if (packed) {
+    box.append(el("p", { text: "Packed budget: no gain, identical replicas already use the budget best." }));
+  }
 }
+
+// Columns that repeat the experiment's own settings, or nest, are left out of the top-N tables.
+const SKIPPED_COLUMNS = new Set(["rank", "experiment", "mode", "kind", "model", "backend", "version", "system",
+  "decode_system", "status", "total_gpus", "groups"]);
 
 function columnsOf(rows) {
   const columns = [];
-  for (const row of rows) for (const key of Object.keys(row)) if (!columns.includes(key)) columns.push(key);
+  for (const row of rows) {
+    for (const [key, value] of Object.entries(row)) {
+      if (SKIPPED_COLUMNS.has(key) || (value !== null && typeof value === "object")) continue;
+      if (!columns.includes(key)) columns.push(key);
+    }
+  }
   return columns;
 }
 
