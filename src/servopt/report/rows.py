@@ -53,6 +53,7 @@ def deployment_row(run, dep) -> dict:
         "decode_system": exp.decode_system_name if exp.serving_mode == "disagg" else None,
         "tokens_per_s": dep.tokens_per_s,
         "tokens_per_s_per_gpu": dep.tokens_per_s_per_gpu,
+        "tokens_per_s_per_gpu_used": dep.tokens_per_s / dep.gpus_used,
         "tokens_per_s_per_user": dep.tokens_per_s_per_user,
         "requests_per_s": dep.rate_per_s,
         "ttft_ms": dep.ttft_ms,
