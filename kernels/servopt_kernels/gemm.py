@@ -65,7 +65,8 @@ class GemmSites(NamedTuple):
     site_n, site_k: (S,) float64, sites sorted by (n, k).
     site_log2_n, site_log2_k: (S,) float64, log2(max(site, 1)).
     site_rank: (S,) int64, tie order among equidistant donor sites (lower first): the order in
-        which the measurement table first lists each site (see ``build_gemm_tables``).
+        which a walk of the measurement table (m, then n, then k, each in first-listed order)
+        first meets each site (see ``servopt.perf_db.gemm._walk_positions``).
     site_axis: (S,) int64, sites with equal ids were measured at exactly the same m values.
     curve_ptr: (S + 1,) int64, site s owns curve entries curve_ptr[s]:curve_ptr[s + 1].
     curve_m: (P,) float64, ascending within each site.
@@ -250,6 +251,8 @@ def _closer(d, rank, other_d, other_rank):
 
 # The donor scans keep their four best candidates in scalars (d, rank, site) x 4, sorted nearest
 # first: array arguments to helpers inside a hot loop would cost reference counting per call.
+# They compile without fastmath: distances must round exactly as the peer's (no fused multiply-add,
+# no approximate log2), or equal distances could split and flip which site wins a tie.
 
 
 @njit(cache=True, fastmath=FASTMATH, inline="always")
@@ -277,7 +280,7 @@ def _store_donors(i0, d0, i1, d1, i2, d2, i3, d3, donor_ids, donor_d):
     return count
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True, fastmath=False)
 def _select_gated(
     site_log2_n, site_log2_k, site_rank, curve_ptr, cm, n_runs, n, k, q, must_filter, donor_ids, donor_d
 ):
@@ -324,7 +327,7 @@ def _select_gated(
     return _store_donors(i0, d0, i1, d1, i2, d2, i3, d3, donor_ids, donor_d)
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True, fastmath=False)
 def _select_waived(
     site_log2_n, site_log2_k, site_rank, curve_ptr, cm, n, k, q, must_filter, env, donor_ids, donor_d
 ):

@@ -145,6 +145,41 @@ def test_gemm_kernel_matches_naive_oracle(seed):
                 assert prov[i] == want_prov, (m[i], n[i], k[i])
 
 
+def test_mirror_sites_tie_exactly_and_break_by_table_order():
+    """On a symmetric (n, k) lattice a diagonal query (n == k) sits exactly as far from (a, b) as
+    from (b, a): the distances must round identically (no fused multiply-add) so the tie falls to
+    table order, as in the oracle."""
+    rng = np.random.default_rng(5)
+    axis = [64, 128, 256, 512, 768, 1024, 1536, 2048, 4096]
+    rows = []
+    for n in axis:
+        for k in axis:
+            for m in (1, 8, 64, 512):
+                sol = naive_gemm.roofline_ms(m, n, k, FP8_FLOPS, BW, 1.0)
+                rows.append(("fp8", m, n, k, sol * rng.uniform(1.0, 5.0)))
+    rows = [rows[i] for i in rng.permutation(len(rows))]
+    cols = list(zip(*rows, strict=True))
+    table = {
+        "gemm_dtype": np.array(cols[0]),
+        "m": np.array(cols[1]),
+        "n": np.array(cols[2]),
+        "k": np.array(cols[3]),
+        "latency": np.array(cols[4]),
+    }
+    tables = build_gemm_tables(table, None, None, SYSTEM)
+    sites = _naive_sites(table, "fp8", FP8_FLOPS, 1.0)
+    diag = np.round(np.exp(rng.uniform(np.log(70), np.log(4000), 300)))
+    m = rng.choice([1.0, 5.0, 64.0, 300.0], diag.size)
+    got = gemm_ms(tables, SYSTEM, "fp8", m, diag, diag, missing="nan")
+
+    def sol(qm, qn, qk):
+        return naive_gemm.roofline_ms(qm, qn, qk, FP8_FLOPS, BW, 1.0)
+
+    for i in range(diag.size):
+        want, _ = naive_gemm.gemm_at(sites, m[i], diag[i], diag[i], sol)
+        assert got[i] == pytest.approx(want, rel=1e-12), (m[i], diag[i])
+
+
 def test_gemm_measured_points_are_returned_exactly_after_the_roofline_floor():
     rng = np.random.default_rng(7)
     rows = _random_gemm_rows(rng)
@@ -340,7 +375,8 @@ def _real_tables(backend: str) -> GemmTables:
 def _fidelity_points(tables: GemmTables, rng: np.random.Generator, size: int):
     """(quant, low_precision_input, m, n, k) rows: exact grid points, between points on collected
     sites, beyond a curve's m range, uncollected (n, k) inside the site envelope (some placed where
-    donor sites tie on distance), beyond it (one and two axes), and below it."""
+    donor sites tie on distance, some on the n == k diagonal where mirror sites tie), beyond it (one
+    and two axes), and below it."""
     d = tables.dtype_index("fp8")
     s0, s1 = tables.site_ptr[d], tables.site_ptr[d + 1]
     quants = [
@@ -351,8 +387,8 @@ def _fidelity_points(tables: GemmTables, rng: np.random.Generator, size: int):
         ("fp8_static", True),
     ]
     points = []
-    kinds = ["exact", "between", "beyond", "uncollected", "tie-prone", "outside", "below"]
-    weights = [0.15, 0.2, 0.1, 0.25, 0.1, 0.15, 0.05]
+    kinds = ["exact", "between", "beyond", "uncollected", "tie-prone", "diagonal", "outside", "below"]
+    weights = [0.15, 0.2, 0.1, 0.2, 0.1, 0.05, 0.15, 0.05]
     axis = np.unique(tables.site_n[s0:s1])
     for _ in range(size):
         quant, low = quants[rng.integers(len(quants))]
@@ -374,6 +410,10 @@ def _fidelity_points(tables: GemmTables, rng: np.random.Generator, size: int):
             n, k = rng.choice(axis), round(math.exp(rng.uniform(math.log(40), math.log(16000))))
             if rng.random() < 0.5:
                 n, k = k, n
+        elif kind == "diagonal":
+            # n == k: mirror sites (a, b) and (b, a) are exactly equidistant.
+            m = round(math.exp(rng.uniform(0, math.log(65536))))
+            n = k = round(math.exp(rng.uniform(math.log(40), math.log(60000))))
         else:
             m = round(math.exp(rng.uniform(0, math.log(65536))))
             lo, hi = {"uncollected": (32, 65536), "outside": (65536, 1 << 19), "below": (2, 32)}[kind]

@@ -478,12 +478,14 @@ def gemm_ms(
             sm, sm_prov = _scale_raw(tables, system, "scale_matrix", um, uk)
             out = out - sm
             prov = np.maximum(prov, sm_prov)
+        from servopt_kernels.gemm import PROV_MISS, PROV_SOL
+
         floor = gemm_sol_ms(system, quant, um, un, uk)
         # Independently interpolated tables can cross; the path still contains the GEMM.
         floored = out < floor
         out = np.maximum(np.where(floored, floor, out), 0.0)
-        prov = np.where(floored & np.isfinite(out), np.int8(4), prov).astype(np.int8)
-        prov[np.isnan(out)] = np.int8(-1)
+        prov = np.where(floored, PROV_SOL, prov).astype(np.int8)
+        prov[np.isnan(out)] = PROV_MISS
     _check(out, prov, ("m", "n", "k"), (um, un, uk), f"gemm {quant}", missing)
     return _finish(out, prov, inverse, shape, provenance)
 
