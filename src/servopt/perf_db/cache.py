@@ -26,8 +26,11 @@ def cache_path(root: Path, system: str, backend: str, version: str) -> Path:
 
 
 def fingerprint(system_spec_json: str, source_files: list[Path]) -> str:
+    from servopt.perf_db.gemm import GEMM_FORMAT_VERSION
+
     h = hashlib.sha256()
-    h.update(f"servopt-perfdb-{FORMAT_VERSION}\n".encode())
+    # The GEMM tables have their own layout version (perf_db/gemm.py); either bump rebuilds.
+    h.update(f"servopt-perfdb-{FORMAT_VERSION}-gemm-{GEMM_FORMAT_VERSION}\n".encode())
     h.update(system_spec_json.encode())
     for path in source_files:
         st = path.stat()
