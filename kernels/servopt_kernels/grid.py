@@ -115,7 +115,7 @@ def _sol(kind, p, c0, c1, c2):
         return max(ops / p[2] * MS_PER_S, mem / p[3] * MS_PER_S)
     if kind == SOL_MOE:
         # Integer floor divisions on purpose: the peer's MoE roofline is written that way.
-        tokens = np.int64(np.round(c0)) * np.int64(p[0])
+        tokens = np.int64(round(c0)) * np.int64(p[0])
         experts, hid, inter = np.int64(p[1]), np.int64(p[2]), np.int64(p[3])
         tp, ep, gemms = max(np.int64(p[4]), 1), max(np.int64(p[5]), 1), np.int64(p[6])
         ops = tokens * hid * inter * gemms * 2 // ep // tp
@@ -126,250 +126,175 @@ def _sol(kind, p, c0, c1, c2):
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _sol_at(kind, p, q, axis, value):
-    """SOL at the query point with one axis replaced."""
-    c0, c1, c2 = q[0], q[1], q[2]
-    if axis == 0:
-        c0 = value
-    elif axis == 1:
-        c1 = value
-    elif axis == 2:
-        c2 = value
-    return _sol(kind, p, c0, c1, c2)
-
-
-@njit(cache=True, fastmath=FASTMATH)
-def _bracket(axes, off, n, pres, poff, c):
-    """(exact, lo, hi) positions among the keys present at this level; exact = -1 if not a key;
-    lo = hi = -1 when c lies outside the present keys."""
-    p = np.searchsorted(axes[off : off + n], c)
-    if p < n and axes[off + p] == c:
-        if pres[poff + p]:
-            return p, p, p
-        hi = p + 1
-    else:
-        hi = p
-    lo = p - 1
-    while lo >= 0 and not pres[poff + lo]:
-        lo -= 1
-    while hi < n and not pres[poff + hi]:
-        hi += 1
-    if lo < 0 or hi >= n:
-        return -1, -1, -1
-    return -1, lo, hi
-
-
-@njit(cache=True, fastmath=FASTMATH)
-def _blend(axis, taxis, kind, p, q, c, k_lo, k_hi, st_lo, v_lo, pr_lo, st_hi, v_hi, pr_hi):
-    """Combine the two bracket branches of one axis -> (status, latency, provenance)."""
-    if st_lo == _OK and st_hi == _OK:
-        w = (c - k_lo) / (k_hi - k_lo)
-        if axis == taxis:
-            a = np.sqrt(v_lo) if v_lo > 0.0 else 0.0
-            b = np.sqrt(v_hi) if v_hi > 0.0 else 0.0
-            r = a + (b - a) * w
-            return _OK, r * r, max(PROV_INTERP, max(pr_lo, pr_hi))
-        return _OK, v_lo + (v_hi - v_lo) * w, max(PROV_INTERP, max(pr_lo, pr_hi))
-    if st_lo == _OK or st_hi == _OK:
-        k_s, v_s, pr_s = (k_lo, v_lo, pr_lo) if st_lo == _OK else (k_hi, v_hi, pr_hi)
-        sol_q = _sol_at(kind, p, q, axis, c)
-        sol_s = _sol_at(kind, p, q, axis, k_s)
-        if np.isfinite(sol_q) and np.isfinite(sol_s) and sol_q > 0.0 and sol_s > 0.0:
-            v_s = v_s * (sol_q / sol_s)
-        return _OK, v_s, max(PROV_EDGE, pr_s)
-    return _OUT, np.nan, PROV_EXTRAP
-
-
-@njit(cache=True, fastmath=FASTMATH)
-def _last(s, axis, prefix, q, axes, ax_off, ax_len, vals, val_off, pres, pres_off, kind, p, taxis):
-    """Resolve the innermost axis of slice ``s`` below the flat ``prefix`` index."""
-    n = ax_len[s, axis]
-    off = ax_off[s, axis]
-    base = prefix * n
-    c = q[axis]
-    ex, lo, hi = _bracket(axes, off, n, pres, pres_off[s, axis] + base, c)
-    if ex >= 0:
-        return _OK, vals[val_off[s] + base + ex], PROV_EXACT
-    if lo < 0:
-        return _OUT, np.nan, PROV_EXTRAP
-    v_lo = vals[val_off[s] + base + lo]
-    v_hi = vals[val_off[s] + base + hi]
-    return _blend(axis, taxis, kind, p, q, c, axes[off + lo], axes[off + hi], _OK, v_lo, 0, _OK, v_hi, 0)
-
-
-@njit(cache=True, fastmath=FASTMATH)
-def _mid(s, axis, prefix, q, axes, ax_off, ax_len, vals, val_off, pres, pres_off, kind, p, taxis):
-    """Resolve an axis whose children are innermost-axis rows."""
-    n = ax_len[s, axis]
-    off = ax_off[s, axis]
-    base = prefix * n
-    c = q[axis]
-    ex, lo, hi = _bracket(axes, off, n, pres, pres_off[s, axis] + base, c)
-    if ex >= 0:
-        return _last(
-            s, axis + 1, base + ex, q, axes, ax_off, ax_len, vals, val_off, pres, pres_off, kind, p, taxis
-        )
-    if lo < 0:
-        return _OUT, np.nan, PROV_EXTRAP
-    st_lo, v_lo, pr_lo = _last(
-        s, axis + 1, base + lo, q, axes, ax_off, ax_len, vals, val_off, pres, pres_off, kind, p, taxis
-    )
-    st_hi, v_hi, pr_hi = _last(
-        s, axis + 1, base + hi, q, axes, ax_off, ax_len, vals, val_off, pres, pres_off, kind, p, taxis
-    )
-    return _blend(
-        axis, taxis, kind, p, q, c, axes[off + lo], axes[off + hi], st_lo, v_lo, pr_lo, st_hi, v_hi, pr_hi
-    )
-
-
-@njit(cache=True, fastmath=FASTMATH)
-def _top(s, q, axes, ax_off, ax_len, vals, val_off, pres, pres_off, kind, p, taxis):
-    """Resolve the outermost axis of a 3-axis slice."""
-    n = ax_len[s, 0]
-    off = ax_off[s, 0]
-    c = q[0]
-    ex, lo, hi = _bracket(axes, off, n, pres, pres_off[s, 0], c)
-    if ex >= 0:
-        return _mid(s, 1, ex, q, axes, ax_off, ax_len, vals, val_off, pres, pres_off, kind, p, taxis)
-    if lo < 0:
-        return _OUT, np.nan, PROV_EXTRAP
-    st_lo, v_lo, pr_lo = _mid(
-        s, 1, lo, q, axes, ax_off, ax_len, vals, val_off, pres, pres_off, kind, p, taxis
-    )
-    st_hi, v_hi, pr_hi = _mid(
-        s, 1, hi, q, axes, ax_off, ax_len, vals, val_off, pres, pres_off, kind, p, taxis
-    )
-    return _blend(
-        0, taxis, kind, p, q, c, axes[off + lo], axes[off + hi], st_lo, v_lo, pr_lo, st_hi, v_hi, pr_hi
-    )
-
-
-@njit(cache=True, fastmath=FASTMATH)
-def _offer(best_d, best_u, count, d, u):
-    """Insert (squared distance d, util u) into the ascending best list; returns the new count."""
-    k = best_d.shape[0]
-    if count == k and d >= best_d[k - 1]:
-        return count
-    j = min(count, k - 1)
-    while j > 0 and best_d[j - 1] > d:
-        best_d[j] = best_d[j - 1]
-        best_u[j] = best_u[j - 1]
-        j -= 1
-    best_d[j] = d
-    best_u[j] = u
-    return min(count + 1, k)
-
-
-@njit(cache=True, fastmath=FASTMATH)
-def _blend_anchors(best_d, best_u, count, sol_q):
-    """Tapered inverse-distance blend of the anchors' utilisation -> latency at the query."""
-    if count == 0:
-        return np.nan
-    n_pick = min(count, HOLD_NEIGHBOURS)
-    radius = np.sqrt(best_d[HOLD_NEIGHBOURS]) if count > HOLD_NEIGHBOURS else np.inf
-    wsum = 0.0
-    usum = 0.0
-    for j in range(n_pick):
-        d = np.sqrt(best_d[j])
-        if np.isinf(radius):
-            w = 1.0 / (d * d + 1e-12)
+def _lower_bound(axes, off, n, c):
+    """First position among ``axes[off : off + n]`` whose key is >= c; NaN sorts last, as in
+    np.searchsorted (a hand-written search compiles far faster than numba's generic one)."""
+    lo = 0
+    hi = n
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if axes[off + mid] < c or c != c:
+            lo = mid + 1
         else:
-            t = max(radius - d, 0.0) / (radius * d + 1e-12)
-            w = t * t
-        wsum += w
-        usum += w * best_u[j]
-    if wsum <= 0.0:
-        # Every anchor sits on the support radius: equal weights.
-        wsum = 0.0
-        usum = 0.0
-        for j in range(n_pick):
-            wsum += 1.0
-            usum += best_u[j]
-    return sol_q / (usum / wsum)
+            hi = mid
+    return lo
+
+
+# Bracket tree of one query: level a holds up to 2**a nodes, heap-ordered (node j of level a sits
+# at (2**a - 1) + j, its lo/hi branches at slots 2j and 2j + 1 of level a + 1). Nodes live in two
+# flat scratch arrays, NODE_INTS int64 and NODE_FLOATS float64 fields per node.
+TREE_NODES = 7  # 1 + 2 + 4 inner nodes for three axes
+NODE_INTS = 4
+_MODE, _PREFIX, _STATUS, _PROV = 0, 1, 2, 3
+NODE_FLOATS = 5
+_KLO, _KHI, _VLO, _VHI, _VALUE = 0, 1, 2, 3, 4  # bracket keys, leaf-level bracket values, result
+# Node modes: unused, to bracket, result known, exact key (result = lo branch's), two branches.
+_IDLE, _OPEN, _DONE, _PASS, _SPLIT = 0, 1, 2, 3, 4
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _valid_util(kind, p, c0, c1, c2, lat):
-    sol_i = _sol(kind, p, c0, c1, c2)
-    if np.isfinite(lat) and lat > 0.0 and np.isfinite(sol_i) and sol_i > 0.0:
-        return sol_i / lat
-    return -1.0
+def _interior(s, ndim, q, axes, ax_off, ax_len, vals, val_off, pres, pres_off, kind, p, taxis, ni, nf):
+    """Bracket-and-blend inside slice ``s`` -> (status, latency, provenance).
 
-
-@njit(cache=True, fastmath=FASTMATH)
-def _hold3(s, q, axes, ax_off, ax_len, vals, val_off, pres, pres_off, kind, p, best_d, best_u):
-    """Nearest valid leaves of a 3-axis slice in joint log2 space, pruned axis by axis: keys are
-    visited nearest-first per axis and a branch stops once its partial distance reaches the current
-    5th-best (a leaf exactly on that radius has zero weight, so pruning it changes nothing)."""
-    n0, n1, n2 = ax_len[s, 0], ax_len[s, 1], ax_len[s, 2]
-    o0, o1, o2 = ax_off[s, 0], ax_off[s, 1], ax_off[s, 2]
-    ql0, ql1, ql2 = np.log2(max(q[0], 1e-12)), np.log2(max(q[1], 1e-12)), np.log2(max(q[2], 1e-12))
-    d0 = np.empty(n0)
-    for i in range(n0):
-        t = np.log2(max(axes[o0 + i], 1e-12)) - ql0
-        d0[i] = t * t
-    d1 = np.empty(n1)
-    for i in range(n1):
-        t = np.log2(max(axes[o1 + i], 1e-12)) - ql1
-        d1[i] = t * t
-    d2 = np.empty(n2)
-    for i in range(n2):
-        t = np.log2(max(axes[o2 + i], 1e-12)) - ql2
-        d2[i] = t * t
-    ord0 = np.argsort(d0)
-    ord1 = np.argsort(d1)
-    split = np.searchsorted(axes[o2 : o2 + n2], q[2])
-    k = best_d.shape[0]
-    count = 0
-    for a in range(n0):
-        i0 = ord0[a]
-        if count == k and d0[i0] >= best_d[k - 1]:
-            break
-        if not pres[pres_off[s, 0] + i0]:
-            continue
-        for b in range(n1):
-            i1 = ord1[b]
-            d01 = d0[i0] + d1[i1]
-            if count == k and d01 >= best_d[k - 1]:
-                break
-            row = i0 * n1 + i1
-            if not pres[pres_off[s, 1] + row]:
+    The same answer as recursing axis by axis (outer -> inner), as two sweeps over an explicit tree
+    (one compiled body instead of a function per depth): top-down brackets every open node among
+    the keys with data below it (an exact key opens one branch, a bracket two, leaving the present
+    keys closes the node as out of range); bottom-up blends each node's two branches: sqrt space
+    along ``taxis``, raw elsewhere, or, when only one branch resolves (ragged edge), the survivor
+    scaled by SOL(query) / SOL(query snapped to the survivor's key).
+    """
+    for k in range(TREE_NODES):
+        ni[k * NODE_INTS + _MODE] = _IDLE
+    ni[_MODE] = _OPEN
+    ni[_PREFIX] = 0
+    for a in range(ndim):
+        n = ax_len[s, a]
+        off = ax_off[s, a]
+        c = q[a]
+        leaf_level = a == ndim - 1
+        level = (1 << a) - 1
+        below = (1 << (a + 1)) - 1
+        for j in range(1 << a):
+            ki = (level + j) * NODE_INTS
+            kf = (level + j) * NODE_FLOATS
+            if ni[ki + _MODE] != _OPEN:
                 continue
-            base = val_off[s] + row * n2
-            for j in range(split - 1, -1, -1):
-                d = d01 + d2[j]
-                if count == k and d >= best_d[k - 1]:
-                    break
-                lat = vals[base + j]
-                if np.isnan(lat):
-                    continue
-                u = _valid_util(kind, p, axes[o0 + i0], axes[o1 + i1], axes[o2 + j], lat)
-                if u > 0.0:
-                    count = _offer(best_d, best_u, count, d, u)
-            for j in range(split, n2):
-                d = d01 + d2[j]
-                if count == k and d >= best_d[k - 1]:
-                    break
-                lat = vals[base + j]
-                if np.isnan(lat):
-                    continue
-                u = _valid_util(kind, p, axes[o0 + i0], axes[o1 + i1], axes[o2 + j], lat)
-                if u > 0.0:
-                    count = _offer(best_d, best_u, count, d, u)
-    return count
+            base = ni[ki + _PREFIX] * n
+            poff = pres_off[s, a] + base
+            pos = _lower_bound(axes, off, n, c)
+            exact = -1
+            hi = pos
+            if pos < n and axes[off + pos] == c:
+                if pres[poff + pos]:
+                    exact = pos
+                hi = pos + 1
+            lo = pos - 1
+            if exact < 0:
+                while lo >= 0 and not pres[poff + lo]:
+                    lo -= 1
+                while hi < n and not pres[poff + hi]:
+                    hi += 1
+            lo_i = (below + 2 * j) * NODE_INTS
+            if exact >= 0 and leaf_level:
+                ni[ki + _MODE] = _DONE
+                ni[ki + _STATUS] = _OK
+                ni[ki + _PROV] = PROV_EXACT
+                nf[kf + _VALUE] = vals[val_off[s] + base + exact]
+            elif exact >= 0:
+                ni[ki + _MODE] = _PASS
+                ni[lo_i + _MODE] = _OPEN
+                ni[lo_i + _PREFIX] = base + exact
+            elif lo < 0 or hi >= n:
+                ni[ki + _MODE] = _DONE
+                ni[ki + _STATUS] = _OUT
+                ni[ki + _PROV] = PROV_EXTRAP
+                nf[kf + _VALUE] = np.nan
+            else:
+                ni[ki + _MODE] = _SPLIT
+                nf[kf + _KLO] = axes[off + lo]
+                nf[kf + _KHI] = axes[off + hi]
+                if leaf_level:
+                    nf[kf + _VLO] = vals[val_off[s] + base + lo]
+                    nf[kf + _VHI] = vals[val_off[s] + base + hi]
+                else:
+                    ni[lo_i + _MODE] = _OPEN
+                    ni[lo_i + _PREFIX] = base + lo
+                    ni[lo_i + NODE_INTS + _MODE] = _OPEN
+                    ni[lo_i + NODE_INTS + _PREFIX] = base + hi
+    for a in range(ndim - 1, -1, -1):
+        c = q[a]
+        level = (1 << a) - 1
+        below = (1 << (a + 1)) - 1
+        for j in range(1 << a):
+            ki = (level + j) * NODE_INTS
+            kf = (level + j) * NODE_FLOATS
+            lo_i = (below + 2 * j) * NODE_INTS
+            lo_f = (below + 2 * j) * NODE_FLOATS
+            mode = ni[ki + _MODE]
+            if mode == _PASS:
+                ni[ki + _STATUS] = ni[lo_i + _STATUS]
+                ni[ki + _PROV] = ni[lo_i + _PROV]
+                nf[kf + _VALUE] = nf[lo_f + _VALUE]
+                continue
+            if mode != _SPLIT:
+                continue
+            if a == ndim - 1:
+                st_lo, v_lo, pr_lo = _OK, nf[kf + _VLO], PROV_EXACT
+                st_hi, v_hi, pr_hi = _OK, nf[kf + _VHI], PROV_EXACT
+            else:
+                st_lo, v_lo, pr_lo = ni[lo_i + _STATUS], nf[lo_f + _VALUE], ni[lo_i + _PROV]
+                hi_i = lo_i + NODE_INTS
+                st_hi, v_hi, pr_hi = ni[hi_i + _STATUS], nf[lo_f + NODE_FLOATS + _VALUE], ni[hi_i + _PROV]
+            k_lo = nf[kf + _KLO]
+            k_hi = nf[kf + _KHI]
+            if st_lo == _OK and st_hi == _OK:
+                w = (c - k_lo) / (k_hi - k_lo)
+                pr = max(PROV_INTERP, max(pr_lo, pr_hi))
+                if a == taxis:
+                    ra = np.sqrt(v_lo) if v_lo > 0.0 else 0.0
+                    rb = np.sqrt(v_hi) if v_hi > 0.0 else 0.0
+                    r = ra + (rb - ra) * w
+                    v = r * r
+                else:
+                    v = v_lo + (v_hi - v_lo) * w
+                st = _OK
+            elif st_lo == _OK or st_hi == _OK:
+                k_s, v, pr_s = (k_lo, v_lo, pr_lo) if st_lo == _OK else (k_hi, v_hi, pr_hi)
+                # Hold the survivor's utilisation across this axis.
+                sol_q = _sol(kind, p, q[0], q[1], q[2])
+                sol_s = _sol(
+                    kind, p, k_s if a == 0 else q[0], k_s if a == 1 else q[1], k_s if a == 2 else q[2]
+                )
+                if np.isfinite(sol_q) and np.isfinite(sol_s) and sol_q > 0.0 and sol_s > 0.0:
+                    v = v * (sol_q / sol_s)
+                st = _OK
+                pr = max(PROV_EDGE, pr_s)
+            else:
+                st, v, pr = _OUT, np.nan, PROV_EXTRAP
+            ni[ki + _STATUS] = st
+            ni[ki + _PROV] = pr
+            nf[kf + _VALUE] = v
+    return ni[_STATUS], nf[_VALUE], ni[_PROV]
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _hold(
-    s, ndim, q, axes, ax_off, ax_len, vals, val_off, pres, pres_off, leaf_off, leaf_coord, leaf_lat, kind, p
-):
-    """Utilisation hold past the data: nearest measured points in joint log2 space."""
+def _hold(s, ndim, q, axes, ax_off, ax_len, vals, val_off, pres, pres_off, leaf_off, leaf_coord, leaf_lat,
+          kind, p, dist, order, best):  # fmt: skip
+    """Utilisation hold past the data -> latency at the query (NaN when nothing anchors it).
+
+    1-D curves hold the boundary point's utilisation. Otherwise the HOLD_NEIGHBOURS nearest valid
+    leaves in joint log2 space anchor, with tapered inverse-distance weights whose support radius
+    is the next leaf's distance. The search is pruned axis by axis: keys are visited nearest-first
+    per axis and a branch stops once its partial distance reaches the current 5th-best (a leaf on
+    that radius weighs zero, so pruning it changes nothing). Scratch: ``dist`` (3 * longest),
+    ``order`` (2 * longest), ``best`` (2 * (HOLD_NEIGHBOURS + 1): squared distances, utilisations).
+    """
     lo, hi = leaf_off[s], leaf_off[s + 1]
     if hi <= lo:
         return np.nan
+    longest = dist.shape[0] // 3
     sol_q = _sol(kind, p, q[0], q[1], q[2])
     if ndim == 1:
-        # 1-D curve: the boundary point on the query's side anchors the utilisation.
         i = hi - 1 if q[0] > leaf_coord[hi - 1, 0] else lo
         sol_b = _sol(kind, p, leaf_coord[i, 0], 0.0, 0.0)
         if not (leaf_lat[i] > 0.0 and sol_b > 0.0 and sol_q > 0.0):
@@ -377,73 +302,98 @@ def _hold(
         return sol_q / (sol_b / leaf_lat[i])
     if not (sol_q > 0.0):
         return np.nan
-    # The HOLD_NEIGHBOURS nearest valid leaves anchor; the next one's distance is the support radius.
-    best_d = np.full(HOLD_NEIGHBOURS + 1, np.inf)
-    best_u = np.zeros(HOLD_NEIGHBOURS + 1)
-    if ndim == 3:
-        count = _hold3(s, q, axes, ax_off, ax_len, vals, val_off, pres, pres_off, kind, p, best_d, best_u)
-        return _blend_anchors(best_d, best_u, count, sol_q)
+    k = HOLD_NEIGHBOURS + 1
+    for j in range(k):
+        best[j] = np.inf
+        best[k + j] = 0.0
+    # A 2-axis slice is a 3-axis one with a single innermost key at distance 0.
+    n0, n1 = ax_len[s, 0], ax_len[s, 1]
+    n2 = ax_len[s, 2] if ndim == 3 else 1
+    o0, o1, o2 = ax_off[s, 0], ax_off[s, 1], ax_off[s, 2]
+    for a in range(ndim):
+        off = ax_off[s, a]
+        ql = np.log2(max(q[a], 1e-12))
+        for i in range(ax_len[s, a]):
+            t = np.log2(max(axes[off + i], 1e-12)) - ql
+            dist[a * longest + i] = t * t
+    if ndim == 2:
+        dist[2 * longest] = 0.0
+    # Nearest-first key order on the two outer axes: a stable insertion sort (axes are short).
+    for a in range(2):
+        d_off = a * longest
+        for i in range(ax_len[s, a]):
+            x = dist[d_off + i]
+            j = i
+            while j > 0 and dist[d_off + order[d_off + j - 1]] > x:
+                order[d_off + j] = order[d_off + j - 1]
+                j -= 1
+            order[d_off + j] = i
+    split = _lower_bound(axes, o2, n2, q[2]) if ndim == 3 else 0
     count = 0
-    for i in range(lo, hi):
-        dd = 0.0
-        for a in range(ndim):
-            t = np.log2(max(leaf_coord[i, a], 1e-12)) - np.log2(max(q[a], 1e-12))
-            dd += t * t
-        if count == best_d.shape[0] and dd >= best_d[-1]:
+    for a in range(n0):
+        i0 = order[a]
+        if count == k and dist[i0] >= best[k - 1]:
+            break
+        if not pres[pres_off[s, 0] + i0]:
             continue
-        u = _valid_util(kind, p, leaf_coord[i, 0], leaf_coord[i, 1], leaf_coord[i, 2], leaf_lat[i])
-        if u > 0.0:
-            count = _offer(best_d, best_u, count, dd, u)
-    return _blend_anchors(best_d, best_u, count, sol_q)
+        for b in range(n1):
+            i1 = order[longest + b]
+            d01 = dist[i0] + dist[longest + i1]
+            if count == k and d01 >= best[k - 1]:
+                break
+            row = i0 * n1 + i1
+            if not pres[pres_off[s, 1] + row]:
+                continue
+            base = val_off[s] + row * n2
+            # Innermost keys outwards from the query: below it descending, then above ascending.
+            for side in range(2):
+                j = split - 1 if side == 0 else split
+                step = -1 if side == 0 else 1
+                while 0 <= j < n2:
+                    d = d01 + dist[2 * longest + j]
+                    if count == k and d >= best[k - 1]:
+                        break
+                    lat = vals[base + j]
+                    c2 = axes[o2 + j] if ndim == 3 else 0.0
+                    sol_i = _sol(kind, p, axes[o0 + i0], axes[o1 + i1], c2) if not np.isnan(lat) else np.nan
+                    if np.isfinite(lat) and lat > 0.0 and np.isfinite(sol_i) and sol_i > 0.0:
+                        # Insert (d, utilisation) into the ascending best list.
+                        m = min(count, k - 1)
+                        while m > 0 and best[m - 1] > d:
+                            best[m] = best[m - 1]
+                            best[k + m] = best[k + m - 1]
+                            m -= 1
+                        best[m] = d
+                        best[k + m] = sol_i / lat
+                        count = min(count + 1, k)
+                    j += step
+    if count == 0:
+        return np.nan
+    n_pick = min(count, HOLD_NEIGHBOURS)
+    radius = np.sqrt(best[HOLD_NEIGHBOURS]) if count > HOLD_NEIGHBOURS else np.inf
+    wsum = 0.0
+    usum = 0.0
+    for j in range(n_pick):
+        d = np.sqrt(best[j])
+        if np.isinf(radius):
+            w = 1.0 / (d * d + 1e-12)
+        else:
+            t = max(radius - d, 0.0) / (radius * d + 1e-12)
+            w = t * t
+        wsum += w
+        usum += w * best[k + j]
+    if wsum <= 0.0:
+        # Every anchor sits on the support radius: equal weights.
+        wsum = 0.0
+        usum = 0.0
+        for j in range(n_pick):
+            wsum += 1.0
+            usum += best[k + j]
+    return sol_q / (usum / wsum)
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def _resolve(
-    s,
-    ndim,
-    q,
-    axes,
-    ax_off,
-    ax_len,
-    vals,
-    val_off,
-    pres,
-    pres_off,
-    leaf_off,
-    leaf_coord,
-    leaf_lat,
-    kind,
-    p,
-    taxis,
-):
-    if leaf_off[s + 1] <= leaf_off[s]:
-        return np.nan, PROV_MISSING
-    if ndim == 3:
-        st, v, pr = _top(s, q, axes, ax_off, ax_len, vals, val_off, pres, pres_off, kind, p, taxis)
-    elif ndim == 2:
-        st, v, pr = _mid(s, 0, 0, q, axes, ax_off, ax_len, vals, val_off, pres, pres_off, kind, p, taxis)
-    else:
-        st, v, pr = _last(s, 0, 0, q, axes, ax_off, ax_len, vals, val_off, pres, pres_off, kind, p, taxis)
-    if st == _OK:
-        return v, pr
-    v = _hold(
-        s,
-        ndim,
-        q,
-        axes,
-        ax_off,
-        ax_len,
-        vals,
-        val_off,
-        pres,
-        pres_off,
-        leaf_off,
-        leaf_coord,
-        leaf_lat,
-        kind,
-        p,
-    )
-    return v, (PROV_EXTRAP if np.isfinite(v) else PROV_MISSING)
+# Decode-length smoothing: average this many lookups spread over [0.9 s, 1.1 s].
+AVG_POINTS = 5
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -458,7 +408,19 @@ def grid_lookup(
     ``avg_axis`` >= 0 averages five lookups at s_i = s_min + (s_max - s_min) * i // 4 along that
     axis, s_min = max(1, floor(0.9 s)), s_max = max(s_min, floor(1.1 s)) (decode-length smoothing).
     """
-    q = np.zeros(3)
+    longest = 1
+    for s in range(ax_len.shape[0]):
+        for a in range(ax_len.shape[1]):
+            longest = max(longest, ax_len[s, a])
+    # Scratch shared by every query (1-D allocations only: each allocation form compiles once).
+    q = np.empty(3)
+    q[:] = 0.0
+    ni = np.empty(TREE_NODES * NODE_INTS, dtype=np.int64)
+    nf = np.empty(TREE_NODES * NODE_FLOATS)
+    dist = np.empty(3 * longest)
+    order = np.empty(2 * longest, dtype=np.int64)
+    best = np.empty(2 * (HOLD_NEIGHBOURS + 1))
+    reps = 1 if avg_axis < 0 else AVG_POINTS
     for i in range(slice_ids.shape[0]):
         s = slice_ids[i]
         if s < 0:
@@ -468,59 +430,39 @@ def grid_lookup(
         for a in range(ndim):
             q[a] = coords[i, a]
         p = params[i]
-        if avg_axis < 0:
-            v, pr = _resolve(
-                s,
-                ndim,
-                q,
-                axes,
-                ax_off,
-                ax_len,
-                vals,
-                val_off,
-                pres,
-                pres_off,
-                leaf_off,
-                leaf_coord,
-                leaf_lat,
-                kind,
-                p,
-                taxis,
-            )
-            out_ms[i] = v
-            out_prov[i] = pr
-            continue
-        seq = np.int64(coords[i, avg_axis])
-        s_min = max(np.int64(1), np.int64(seq * 0.9))
-        s_max = max(s_min, np.int64(seq * 1.1))
+        s_min = np.int64(0)
+        s_max = np.int64(0)
+        if avg_axis >= 0:
+            seq = np.int64(coords[i, avg_axis])
+            s_min = max(np.int64(1), np.int64(seq * 0.9))
+            s_max = max(s_min, np.int64(seq * 1.1))
         total = 0.0
         prov = PROV_EXACT
-        for k in range(5):
-            q[avg_axis] = float(s_min + (s_max - s_min) * k // 4)
-            v, pr = _resolve(
-                s,
-                ndim,
-                q,
-                axes,
-                ax_off,
-                ax_len,
-                vals,
-                val_off,
-                pres,
-                pres_off,
-                leaf_off,
-                leaf_coord,
-                leaf_lat,
-                kind,
-                p,
-                taxis,
-            )
+        for r in range(reps):
+            if avg_axis >= 0:
+                q[avg_axis] = float(s_min + (s_max - s_min) * r // 4)
+            v = np.nan
+            pr = PROV_MISSING
+            if leaf_off[s + 1] > leaf_off[s]:
+                st, v, pr = _interior(
+                    s, ndim, q, axes, ax_off, ax_len, vals, val_off, pres, pres_off, kind, p, taxis, ni, nf
+                )
+                if st != _OK:
+                    v = _hold(
+                        s, ndim, q, axes, ax_off, ax_len, vals, val_off, pres, pres_off, leaf_off,
+                        leaf_coord, leaf_lat, kind, p, dist, order, best,
+                    )  # fmt: skip
+                    pr = PROV_EXTRAP if np.isfinite(v) else PROV_MISSING
             total += v
             prov = max(prov, pr) if pr >= 0 else PROV_MISSING
             if pr < 0:
                 break
-        out_ms[i] = total / 5.0 if prov >= 0 else np.nan
-        out_prov[i] = prov
+        if avg_axis < 0:
+            out_ms[i] = total
+            out_prov[i] = prov
+        else:
+            out_ms[i] = total / 5.0 if prov >= 0 else np.nan
+            out_prov[i] = prov
 
 
 @njit(cache=True, fastmath=FASTMATH)

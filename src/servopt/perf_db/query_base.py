@@ -30,9 +30,17 @@ _FLAGS = frozenset({"self", "provenance", "missing", "qk_norm", "gated"})
 DEDUP_MIN_QUERIES = 64
 
 
-def _plain(x, dtype) -> np.ndarray:
-    """A flat, C-contiguous, writable array (numba types read-only broadcast views differently)."""
-    return np.require(np.asarray(x, dtype=dtype).ravel(), dtype=dtype, requirements=["C", "W"])
+def _distinct(shape: tuple, arrays: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct rows of numeric arrays broadcast to ``shape`` (compared as float64 bit patterns):
+    (first, inverse, distinct), ``distinct[j]`` the contiguous float64 column of ``arrays[j]``."""
+    n = int(np.prod(shape))
+    bits, cols = dedup.bit_matrix(n, len(arrays))
+    # Broadcast straight into the matrix's columns: one copy per argument.
+    grid = cols.reshape(*shape, len(arrays))
+    for j, a in enumerate(arrays):
+        grid[..., j] = a
+    first, inverse = dedup.unique_bits(bits)
+    return first, inverse, np.ascontiguousarray(cols[first].T)
 
 
 def _is_numeric(v) -> bool:
@@ -55,10 +63,9 @@ def batched(fn):
         shape = np.broadcast_shapes(*[a.shape for a in numeric.values()]) if numeric else ()
         if not names or int(np.prod(shape)) < DEDUP_MIN_QUERIES:
             return fn(*bound.args, **bound.kwargs)
-        flat = [_plain(np.broadcast_to(numeric[n], shape), np.float64) for n in names]
-        first, inverse = dedup.unique_cols(tuple(f.view(np.int64) for f in flat))
-        for n, f in zip(names, flat, strict=True):
-            bound.arguments[n] = f[first]
+        _, inverse, distinct = _distinct(shape, [numeric[n] for n in names])
+        for n, col in zip(names, distinct, strict=True):
+            bound.arguments[n] = col
         bound.arguments["provenance"] = True
         lat, prov = fn(*bound.args, **bound.kwargs)
         lat = np.asarray(lat).ravel()[inverse].reshape(shape)
@@ -110,13 +117,14 @@ class QueryBase:
         """One kernel call over the distinct (slice, coords) rows; params built per distinct row."""
         fam = self.families[family]
         spec = FAMILIES[family]
-        sid = _plain(slice_ids, np.int64)
-        xs = [_plain(c, np.float64) for c in coords]
-        first, inverse = dedup.unique_cols((sid, *(x.view(np.int64) for x in xs)))
-        u_sid = sid[first]
-        u_xs = np.empty((len(first), len(xs)))
-        for j, x in enumerate(xs):
-            u_xs[:, j] = x[first]
+        sid = np.asarray(slice_ids, dtype=np.int64).ravel()
+        bits, cols = dedup.bit_matrix(len(sid), 1 + len(coords))
+        bits[:, 0] = sid
+        for j, c in enumerate(coords):
+            cols[:, 1 + j] = np.asarray(c, dtype=np.float64).ravel()
+        first, inverse = dedup.unique_bits(bits)
+        u_sid = bits[first, 0]
+        u_xs = cols[first, 1:]
         par = param_fn(u_sid) if len(first) else np.zeros((0, PARAM_WIDTH))
         out = np.empty(len(first))
         prov = np.empty(len(first), dtype=np.int8)
@@ -143,13 +151,12 @@ class QueryBase:
             raise ServoptError(family, "key", "categorical key parts must be scalars")
         if int(np.prod(shape)) == 0:
             return np.zeros(shape, dtype=np.int64)
-        cols = [_plain(np.broadcast_to(parts[i], shape), np.float64) for i in varying]
-        first, inverse = dedup.unique_cols(tuple(c.view(np.int64) for c in cols))
+        first, inverse, distinct = _distinct(shape, [parts[i] for i in varying])
         ids = np.empty(len(first), dtype=np.int64)
-        for j, row in enumerate(first):
+        for j in range(len(first)):
             key = list(scalar)
             for c, i in enumerate(varying):
-                key[i] = cols[c][row]
+                key[i] = distinct[c, j]
             ids[j] = fam.slice_id(_norm_key(key))
         return ids[inverse].reshape(shape)
 
