@@ -6,7 +6,8 @@ The accounting is the peer's (reference §4.4), vectorised over candidates:
 - activations: ``2 * tokens * (heads * head_dim) * c_family(min(tp, 8))`` with a floor, plus
   DeepSeek's MoE block-scale workspace; decode tokens of a speculative step count ``nextn + 1``
   times;
-- KV cache: ``batch * sequence * bytes_per_token`` (not split by pp: every stage holds all of it);
+- KV cache: ``batch * bytes_per_sequence`` (not split by pp: every stage holds all of it;
+  sliding-window layers hold at most the window);
 - NCCL buffers keyed by ``min(tp, 8)`` and a fixed runtime overhead from the system spec.
 
 Two checks remove a candidate: the total reaches the GPU's capacity, or the KV cache exceeds the
@@ -97,6 +98,24 @@ def kv_bytes_per_token(arch: ModelArch, tp: np.ndarray, kv_quant: str) -> np.nda
     return (kv_heads * arch.head_dim * arch.num_layers * 2 * b).astype(np.float64)
 
 
+def kv_bytes_per_sequence(
+    arch: ModelArch, tp: np.ndarray, kv_quant: str, seq_tokens: np.ndarray
+) -> np.ndarray:
+    """KV-cache bytes of one sequence of ``seq_tokens`` on one GPU.
+
+    Sliding-window layers (GPT-OSS) keep at most the window's keys, so their share stops growing
+    at ``sliding_window`` tokens while the full-attention layers keep growing.
+    """
+    seq = np.asarray(seq_tokens, dtype=np.float64)
+    per_token = kv_bytes_per_token(arch, tp, kv_quant)
+    if not arch.num_sliding_layers or not arch.sliding_window or arch.family == "mla_moe":
+        return seq * per_token
+    per_layer_token = per_token / arch.num_layers
+    full_layers = arch.num_layers - arch.num_sliding_layers
+    capped = np.minimum(np.maximum(seq, 0.0), arch.sliding_window)
+    return per_layer_token * (arch.num_sliding_layers * capped + full_layers * seq)
+
+
 def activation_width(arch: ModelArch) -> int:
     """Width of the activations the coefficients multiply: attention heads x head size."""
     if arch.family == "mla_moe":
@@ -157,7 +176,7 @@ def memory_usage(
             acts = acts * scaled
     acts = acts * (1.0 + ACTIVATION_OVERHEAD_FRAC[backend])
 
-    kv = batch * np.asarray(kv_seq_tokens, dtype=np.float64) * kv_bytes_per_token(arch, tp, kv_quant)
+    kv = batch * kv_bytes_per_sequence(arch, tp, kv_quant, kv_seq_tokens)
     nccl_table = system.empirical.nccl_mem_bytes
     nccl = np.select(
         [tp_key == k for k in nccl_table], [float(v) for v in nccl_table.values()], default=np.nan

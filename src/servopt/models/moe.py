@@ -13,6 +13,7 @@ from servopt.errors import ServoptError
 from servopt.models.arch import ModelArch
 from servopt.models.dense import allreduce, attention_ops, embedding, logits, mtp_factor, p2p
 from servopt.models.ops import CommTerm, Family, OpSpec, PhaseOps, QuantModes
+from servopt.models.sliding_window import split_sliding_attention
 from servopt.perf_db.systems import SystemSpec
 from servopt.search.layouts import Layout
 
@@ -140,7 +141,8 @@ def _phase(
     layers = arch.num_layers * mtp
     ops = [
         embedding(phase, arch, arch.vocab_size // tp, mtp),
-        *attention_ops(phase, arch, layout, quant, layers),
+        # GPT-OSS: windowed attention on its sliding layers, full attention on the others.
+        *split_sliding_attention(attention_ops(phase, arch, layout, quant, layers), arch, mtp),
         *routed_expert_ops(phase, arch, layout, quant, backend, system, layers, MOE_DISTRIBUTION),
     ]
     # The peer's MoE graph prices the LM head in decode only (its prefill list has none).
