@@ -17,6 +17,11 @@ DEFAULT_MAX_TIME_S = 10.0
 # can exploit; measured per solve (1 worker) 1.3 ms instead of 5.3 ms for an identical-replica
 # model and 7 ms instead of 14 ms for a packed one.
 DEFAULT_PRESOLVE = False
+# How replicas are composed: "menu" enumerates the best replica per size in a numba kernel and
+# lets CP-SAT pack them (xpyd_model); "cpsat" lets one CP-SAT model choose the compositions too
+# (compose_model). Both are exact and give the same answers; "menu" is much faster.
+COMPOSITIONS = ("menu", "cpsat")
+DEFAULT_COMPOSITION = "menu"
 
 
 @dataclass(frozen=True)
@@ -27,8 +32,11 @@ class SolverSettings:
     presolve: bool = DEFAULT_PRESOLVE
     # Extra SatParameters in text format, e.g. "log_search_progress: true" (passthrough).
     params: str = ""
+    composition: str = DEFAULT_COMPOSITION
 
     def __post_init__(self) -> None:
+        if self.composition not in COMPOSITIONS:
+            raise ServoptError("composition", self.composition, "unknown composition engine", COMPOSITIONS)
         if self.num_workers < 1:
             raise ServoptError("num_workers", self.num_workers, "must be >= 1")
         if not self.max_time_in_seconds > 0:

@@ -1,8 +1,10 @@
 """Search entry points: agg and disagg, identical and packed deployments, the Pareto frontier.
 
 Flow per mode: prune the option tables exactly (``prune``), build the replica menu (``replicas``),
-sweep TPOT caps with CP-SAT (``sweep``, ``xpyd_model``), turn the integer solutions into float
-deployments and re-check each one (``verify``). A mode with no feasible deployment raises
+sweep TPOT caps with CP-SAT (``sweep``), turn the integer solutions into float deployments and
+re-check each one (``verify``). Per cap, the "menu" engine packs the menu's best replica per size
+(``xpyd_model``); the "cpsat" engine (``SolverSettings.composition``) composes the replicas from
+the menu's pruned pools in one model (``compose``, ``compose_model``). A mode with no feasible deployment raises
 ``InfeasibleError`` naming the binding constraint (``infeasible``).
 """
 
@@ -10,10 +12,13 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Callable
 
 import numpy as np
 
 from servopt.errors import InfeasibleError, ServoptError
+from servopt.search.compose import ComposeEngine
+from servopt.search.compose_problem import ComposeProblem, agg_problem, disagg_problem
 from servopt.search.conventions import DEFAULT_CONVENTIONS, Conventions
 from servopt.search.encode import TpotLevels, check_headroom
 from servopt.search.infeasible import diagnose_agg, diagnose_disagg
@@ -29,7 +34,7 @@ from servopt.search.result import (
     SearchResult,
 )
 from servopt.search.settings import SolverSettings
-from servopt.search.sweep import SweepPoint, solve_at, sweep
+from servopt.search.sweep import Engine, MenuEngine, SweepPoint, sweep
 from servopt.search.verify import verify_deployment
 
 # The peer packs nothing: it deploys one replica type. Two types already recover most of the idle
@@ -65,6 +70,14 @@ class _ModeSolver:
         self.packed_frontier = packed_frontier
         self.counters = Counters()
 
+    def _engine(self, problem: Callable[[], ComposeProblem]) -> Engine:
+        """The composition engine the settings ask for (``problem`` builds the "cpsat" input)."""
+        if self.settings.composition == "cpsat":
+            return ComposeEngine(problem(), settings=self.settings, counters=self.counters)
+        return MenuEngine(
+            self.menu, total_gpus=self.total_gpus, settings=self.settings, counters=self.counters
+        )
+
     def _deployment(self, point: SweepPoint, kind: str) -> Deployment:
         rows, counts = point.rows, point.packing.counts
         groups = tuple(self._group(rows, r, int(counts[r])) for r in np.flatnonzero(counts))
@@ -85,27 +98,20 @@ class _ModeSolver:
     def run(self) -> ModeResult:
         sla_cap = self.levels.cap(self.sla.tpot_ms)
         top = len(self.levels) - 1
-        common = dict(total_gpus=self.total_gpus, settings=self.settings, counters=self.counters)
         start = top if self.frontier else sla_cap
         stop = None if self.frontier else sla_cap
-        points = sweep(self.menu, start, max_types=1, identical=True, stop_at_cap=stop, **common)
+        points = sweep(self.engine, start, max_types=1, identical=True, stop_at_cap=stop)
         answer = next((p for p in points if p.packing.tpot_level <= sla_cap), None)
         if answer is None:
             self._raise_infeasible(sla_cap)
-        self.counters.replica_rows = len(self.menu.rows(sla_cap))
+        if isinstance(self.engine, MenuEngine):  # the "cpsat" engine has no candidate replica list
+            self.counters.replica_rows = len(self.menu.rows(sla_cap))
         packed_points = None
         if self.packed_frontier:
-            packed_points = sweep(self.menu, top, max_types=self.max_types, identical=False, **common)
+            packed_points = sweep(self.engine, top, max_types=self.max_types, identical=False)
             packed = next(p for p in packed_points if p.packing.tpot_level <= sla_cap)
         else:
-            packed = solve_at(
-                self.menu,
-                sla_cap,
-                max_types=self.max_types,
-                identical=False,
-                previous=answer,
-                **common,
-            )
+            packed = self.engine.solve_at(sla_cap, max_types=self.max_types, identical=False, previous=answer)
         if packed is None:  # only if CP-SAT found nothing in its time limit: keep the peer's shape
             packed = answer
         frontier = (
@@ -138,6 +144,9 @@ class _AggSolver(_ModeSolver):
         self.menu = AggMenu(pool, total_gpus=self.total_gpus, levels=self.levels)
         if len(pool):
             check_headroom(int(self.menu.units.max()), self.total_gpus, "agg.rate_per_s")
+        self.engine = self._engine(
+            lambda: agg_problem(self.menu, levels=self.levels, sla=self.sla, total_gpus=self.total_gpus)
+        )
         self.counters.options_in = {"agg": len(agg)}
         self.counters.options_kept = {"agg": len(pool)}
         self.counters.tpot_levels = len(self.levels)
@@ -191,6 +200,15 @@ class _DisaggSolver(_ModeSolver):
                 int(self.menu.d_units.max()) * replica.max_decode_worker,
             )
             check_headroom(most, self.total_gpus, "prefill/decode rate_per_s")
+        self.engine = self._engine(
+            lambda: disagg_problem(
+                self.menu,
+                levels=self.levels,
+                sla=self.sla,
+                conventions=conventions,
+                total_gpus=self.total_gpus,
+            )
+        )
         self.counters.options_in = {"prefill": len(prefill), "decode": len(decode)}
         self.counters.options_kept = {"prefill": int(self.p_keep.size), "decode": int(self.d_keep.size)}
         self.counters.tpot_levels = len(self.levels)

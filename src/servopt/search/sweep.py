@@ -83,15 +83,44 @@ def solve_at(
     return SweepPoint(cap=cap, rows=rows, packing=best, status=model.status)
 
 
+class Engine(Protocol):
+    """A composition engine: the best deployment at one TPOT cap (``MenuEngine``, ``ComposeEngine``)."""
+
+    def solve_at(
+        self, cap: int, *, max_types: int, identical: bool, previous: SweepPoint | None = None
+    ) -> SweepPoint | None: ...
+
+
+class MenuEngine:
+    """The "menu" engine: the best replica per size by enumeration, CP-SAT packs (``solve_at``)."""
+
+    def __init__(self, menu: Menu, *, total_gpus: int, settings: SolverSettings, counters: Counters):
+        self.menu = menu
+        self.total_gpus = total_gpus
+        self.settings = settings
+        self.counters = counters
+
+    def solve_at(
+        self, cap: int, *, max_types: int, identical: bool, previous: SweepPoint | None = None
+    ) -> SweepPoint | None:
+        return solve_at(
+            self.menu,
+            cap,
+            total_gpus=self.total_gpus,
+            max_types=max_types,
+            identical=identical,
+            settings=self.settings,
+            counters=self.counters,
+            previous=previous,
+        )
+
+
 def sweep(
-    menu: Menu,
+    engine: Engine,
     top_cap: int,
     *,
-    total_gpus: int,
     max_types: int,
     identical: bool,
-    settings: SolverSettings,
-    counters: Counters,
     stop_at_cap: int | None = None,
 ) -> list[SweepPoint]:
     """Frontier points from ``top_cap`` down, TPOT descending.
@@ -102,16 +131,7 @@ def sweep(
     points: list[SweepPoint] = []
     cap, previous = top_cap, None
     while cap >= 0:
-        point = solve_at(
-            menu,
-            cap,
-            total_gpus=total_gpus,
-            max_types=max_types,
-            identical=identical,
-            settings=settings,
-            counters=counters,
-            previous=previous,
-        )
+        point = engine.solve_at(cap, max_types=max_types, identical=identical, previous=previous)
         if point is None:
             break
         points.append(point)
