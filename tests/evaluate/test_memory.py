@@ -130,3 +130,21 @@ def test_sglang_static_fraction_matches_peer():
             assert sglang_mem_fraction_static(cap, tp, pp, dp) == backend.derive_sglang_mem_fraction_static(
                 cap, tp, pp, dp
             )
+
+
+def test_sliding_window_kv_is_capped_at_the_window():
+    """GPT-OSS: sliding layers hold at most the window's keys, full layers the whole sequence."""
+    from servopt.evaluate.memory import kv_bytes_per_sequence, kv_bytes_per_token
+
+    arch = resolve_model("GPT_OSS_120B")
+    tp = np.array([1, 4, 8])
+    seq = np.array([50, 128, 5000])
+    got = kv_bytes_per_sequence(arch, tp, "fp8", seq)
+    for i in range(3):
+        kv_heads = -(-arch.num_kv_heads // int(tp[i]))
+        per_layer_token = kv_heads * arch.head_dim * 2 * 1.0
+        full = arch.num_layers - arch.num_sliding_layers
+        naive = per_layer_token * (full * int(seq[i]) + arch.num_sliding_layers * min(int(seq[i]), 128))
+        assert got[i] == naive
+    # Within the window every layer grows: the linear rule.
+    assert got[0] == 50 * kv_bytes_per_token(arch, tp, "fp8")[0]
