@@ -52,3 +52,10 @@ def test_split_scales_follow_the_speculative_factor():
         arch.num_sliding_layers * 1.5,
         (arch.num_layers - arch.num_sliding_layers) * 1.5,
     ]
+
+
+def test_only_gpt_oss_windows_are_priced():
+    """A sliding_window on another architecture keeps full attention (the peer's rule)."""
+    arch = resolve_model("GPT_OSS_20B").model_copy(update={"hf_architecture": "MixtralForCausalLM"})
+    ops = decompose(arch, Layout(1, 1, 1, 1, 1), MXFP4, "vllm", load_system("h200_sxm")).context
+    assert [(op.window, op.scale) for op in ops if op.family in ATTENTION] == [(0, arch.num_layers)]

@@ -23,6 +23,7 @@ import numpy as np
 
 from servopt.models.arch import ModelArch
 from servopt.models.ops import quant_bytes
+from servopt.models.sliding_window import prices_sliding_window
 from servopt.perf_db.systems import SystemSpec
 
 GIB = 1 << 30
@@ -108,7 +109,7 @@ def kv_bytes_per_sequence(
     """
     seq = np.asarray(seq_tokens, dtype=np.float64)
     per_token = kv_bytes_per_token(arch, tp, kv_quant)
-    if not arch.num_sliding_layers or not arch.sliding_window or arch.family == "mla_moe":
+    if not prices_sliding_window(arch) or arch.family == "mla_moe":
         return seq * per_token
     per_layer_token = per_token / arch.num_layers
     full_layers = arch.num_layers - arch.num_sliding_layers

@@ -19,14 +19,28 @@ from servopt.models.ops import Family, OpSpec
 
 _ATTENTION_FAMILIES = (Family.CONTEXT_ATTENTION, Family.GENERATION_ATTENTION)
 
+# Architectures whose sliding layers are priced with the window (the peer windows only GPT-OSS).
+# Other configs may carry a ``sliding_window`` the serving engines ignore or the attention tables
+# do not cover (measured windows: 128, 1024, 8192); they keep full attention, as in the peer.
+SLIDING_WINDOW_ARCHITECTURES = frozenset({"GptOssForCausalLM"})
+
+
+def prices_sliding_window(arch: ModelArch) -> bool:
+    """Whether the latency and KV models treat ``arch``'s sliding layers as windowed."""
+    return (
+        arch.hf_architecture in SLIDING_WINDOW_ARCHITECTURES
+        and bool(arch.num_sliding_layers)
+        and bool(arch.sliding_window)
+    )
+
 
 def split_sliding_attention(ops: list[OpSpec], arch: ModelArch, mtp: float) -> list[OpSpec]:
     """``ops`` with each attention op split into (windowed, full) parts by the arch's layer counts.
 
     ``mtp`` is the phase's speculative-decoding layer factor (the scales already include it).
-    Models without sliding layers get ``ops`` unchanged.
+    Models without (priced) sliding layers get ``ops`` unchanged.
     """
-    if not arch.num_sliding_layers or not arch.sliding_window:
+    if not prices_sliding_window(arch):
         return ops
     sliding = arch.num_sliding_layers * mtp
     full = (arch.num_layers - arch.num_sliding_layers) * mtp
