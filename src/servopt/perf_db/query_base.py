@@ -33,14 +33,13 @@ DEDUP_MIN_QUERIES = 64
 def _distinct(shape: tuple, arrays: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Distinct rows of numeric arrays broadcast to ``shape`` (compared as float64 bit patterns):
     (first, inverse, distinct), ``distinct[j]`` the contiguous float64 column of ``arrays[j]``."""
-    n = int(np.prod(shape))
-    bits, cols = dedup.bit_matrix(n, len(arrays))
-    # Broadcast straight into the matrix's columns: one copy per argument.
-    grid = cols.reshape(*shape, len(arrays))
+    bits, floats = dedup.bit_matrix(len(arrays), int(np.prod(shape)))
+    # Broadcast straight into the matrix: one contiguous copy per argument.
+    fields = floats.reshape(len(arrays), *shape)
     for j, a in enumerate(arrays):
-        grid[..., j] = a
+        fields[j] = a
     first, inverse = dedup.unique_bits(bits)
-    return first, inverse, np.ascontiguousarray(cols[first].T)
+    return first, inverse, np.take(floats, first, axis=1)
 
 
 def _is_numeric(v) -> bool:
@@ -118,13 +117,13 @@ class QueryBase:
         fam = self.families[family]
         spec = FAMILIES[family]
         sid = np.asarray(slice_ids, dtype=np.int64).ravel()
-        bits, cols = dedup.bit_matrix(len(sid), 1 + len(coords))
-        bits[:, 0] = sid
+        bits, floats = dedup.bit_matrix(1 + len(coords), len(sid))
+        bits[0] = sid
         for j, c in enumerate(coords):
-            cols[:, 1 + j] = np.asarray(c, dtype=np.float64).ravel()
+            floats[1 + j] = np.asarray(c, dtype=np.float64).ravel()
         first, inverse = dedup.unique_bits(bits)
-        u_sid = bits[first, 0]
-        u_xs = cols[first, 1:]
+        u_sid = bits[0, first]
+        u_xs = np.ascontiguousarray(np.take(floats[1:], first, axis=1).T)
         par = param_fn(u_sid) if len(first) else np.zeros((0, PARAM_WIDTH))
         out = np.empty(len(first))
         prov = np.empty(len(first), dtype=np.int8)
