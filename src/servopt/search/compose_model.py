@@ -45,15 +45,18 @@ from servopt.search.xpyd_model import _STATUS, SolveReport, _SnakeCaseCpModel
 # deterministic times agree within 10%, binary's wall time is lower.
 PRODUCT = "binary"
 
-# CP-SAT parameters for this model, applied before SolverSettings (whose params override them).
-# Measured on the bench tables (1 worker): probing off takes an identical solve from 60 to 10 ms;
-# LP-guided branching keeps an unhinted packed solve at 1 s where the default search was
-# FEASIBLE after 20 s; the LB-tree search proves packed optima that stayed FEASIBLE for 10 s
-# (G = 512: 7 hard frontier caps from 33 s to 2 s); the fuller LP halves the packed time.
-ENGINE_PARAMS = (
-    "cp_model_probing_level: 0 search_branching: LP_SEARCH "
-    "optimize_with_lb_tree_search: true linearization_level: 2"
-)
+# CP-SAT parameters per deployment shape, applied before SolverSettings (whose params override
+# them). Measured on the bench tables and a no-size-list table (1 worker): probing off takes an
+# identical solve from 60 to 10 ms; LP-guided branching keeps an unhinted packed solve at 1 s
+# where the default search was FEASIBLE after 20 s; the fuller LP (level 2) halves packed and
+# identical times on the bench tables. The LB-tree search proves packed optima that otherwise
+# stayed FEASIBLE for 10 s (G = 512: 7 hard frontier caps, 33 s -> 2 s), but makes identical
+# solves 3-5x slower, so only packed models use it.
+ENGINE_PARAMS = {
+    "identical": "cp_model_probing_level: 0 search_branching: LP_SEARCH linearization_level: 2",
+    "packed": "cp_model_probing_level: 0 search_branching: LP_SEARCH linearization_level: 2 "
+    "optimize_with_lb_tree_search: true",
+}
 
 # Fold the tie-break into one objective when its worst case (sum of |coefficient| x |domain|)
 # stays below this. CP-SAT refuses objectives that could overflow int64; 2**60 leaves it room
@@ -382,7 +385,7 @@ class ComposeModel:
 
     def _run(self, settings: SolverSettings) -> Choice | None:
         solver = cp_model.CpSolver()
-        solver.parameters.merge_text_format(ENGINE_PARAMS)
+        solver.parameters.merge_text_format(ENGINE_PARAMS["identical" if self.identical else "packed"])
         settings.apply(solver.parameters)  # the caller's settings and params override
         status = solver.solve(self.model)
         name = _STATUS.get(status, str(status))
