@@ -85,8 +85,18 @@ def run_servopt(servopt: str, model: str, gpus: int, system: str, sla: dict) -> 
         doc = json.loads(text)
         b = doc["best"]
         best, mode = b["tokens_per_s_per_gpu"], b["mode"]
-        layout = b.get("layout")
+        layout = _short_parallel(b.get("parallel") or b.get("decode_parallel"))
     return Run(wall, rss, best, mode, layout, rc)
+
+
+def _short_parallel(label: str | None) -> str | None:
+    """servopt's tp2pp1dp1etp1ep1 in the peer's spelling (tp2pp1 for dense layouts)."""
+    if label is None:
+        return None
+    m = re.fullmatch(r"tp(\d+)pp(\d+)dp(\d+)etp(\d+)ep(\d+)", label)
+    if m and m.group(3) == m.group(4) == m.group(5) == "1":
+        return f"tp{m.group(1)}pp{m.group(2)}"
+    return label
 
 
 _PEER_BEST = re.compile(r"Best Experiment Chosen: (\w+) at ([\d.,]+) tokens/s/gpu")
@@ -133,10 +143,11 @@ def render(rows: list[Row]) -> str:
         rss = f"{max(r.peak_rss_mib for r in s):.0f}/{max(r.peak_rss_mib for r in p):.0f}"
         bs, bp = s[-1].best_tokens_per_s_per_gpu, p[-1].best_tokens_per_s_per_gpu
         same = (s[-1].mode == p[-1].mode) and (s[-1].layout == p[-1].layout)
+        best_s = "failed" if bs is None else f"{bs:.2f}"
+        best_p = "failed" if bp is None else f"{bp:.2f}"
         lines.append(
             f"{row.problem:<28} {_fmt_times(s):>24} {_fmt_times(p):>24} {ratio:7.1f}x {rss:>12} "
-            f"{bs if bs is None else f'{bs:.1f}':>18} {bp if bp is None else f'{bp:.1f}':>15} "
-            f"{'yes' if same else 'no':>11}"
+            f"{best_s:>18} {best_p:>15} {'yes' if same else 'no':>11}"
         )
     return "\n".join(lines)
 
@@ -178,10 +189,10 @@ def main(argv: list[str] | None = None) -> int:
             row.peer.append(run_peer(args.peer, model, gpus, system, sla))
         rows.append(row)
         print(f"done: {row.problem}", file=sys.stderr)
-    print(render(rows))
     if args.json_path:
         with open(args.json_path, "w") as fh:
             json.dump([asdict(r) for r in rows], fh, indent=2)
+    print(render(rows))
     return 0
 
 
