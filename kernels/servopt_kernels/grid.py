@@ -408,10 +408,12 @@ def grid_lookup(
     ``avg_axis`` >= 0 averages five lookups at s_i = s_min + (s_max - s_min) * i // 4 along that
     axis, s_min = max(1, floor(0.9 s)), s_max = max(s_min, floor(1.1 s)) (decode-length smoothing).
     """
+    # Longest axis of any slice, for the hold's per-axis scratch (1-D curves hold without it).
     longest = 1
-    for s in range(ax_len.shape[0]):
-        for a in range(ax_len.shape[1]):
-            longest = max(longest, ax_len[s, a])
+    if ndim > 1:
+        for s in range(ax_len.shape[0]):
+            for a in range(ndim):
+                longest = max(longest, ax_len[s, a])
     # Scratch shared by every query (1-D allocations only: each allocation form compiles once).
     q = np.empty(3)
     q[:] = 0.0
