@@ -19,6 +19,17 @@ INITIAL_SLOTS = 1024
 
 
 @njit(cache=True, fastmath=FASTMATH)
+def _fold(h, x):
+    # splitmix64 finaliser of one value (float bit patterns have all-zero low bits), folded into h.
+    z = np.uint64(x) + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z ^= z >> np.uint64(31)
+    h = (h ^ z) * np.uint64(0x100000001B3)
+    return h ^ (h >> np.uint64(32))
+
+
+@njit(cache=True, fastmath=FASTMATH)
 def unique_bits(bits):
     """Hash-deduplicate the n rows ``bits[:, i]`` of a C-contiguous (k, n) int64 matrix (float64
     data: pass its ``.view(np.int64)``; rows compare by bit pattern).
@@ -28,24 +39,23 @@ def unique_bits(bits):
     starts small and doubles, so batches with few distinct rows stay in cache.
     """
     k, n = bits.shape
-    # Row hashes field by field (streaming passes, no per-row loop over a runtime k): splitmix64
-    # finaliser per value (float bit patterns have all-zero low bits), folded per field.
+    first = np.empty(n, dtype=np.int64)
+    inverse = np.empty(n, dtype=np.int64)
+    if k == 0:
+        # Rows without fields are all equal.
+        first[:1] = 0
+        inverse[:] = 0
+        return first[: min(n, 1)], inverse
+    # Row hashes field by field: streaming passes, no per-row loop over a runtime k.
     hashes = np.empty(n, dtype=np.uint64)
     for i in range(n):
-        hashes[i] = np.uint64(0x9E3779B97F4A7C15)
-    for j in range(k):
+        hashes[i] = _fold(np.uint64(0x9E3779B97F4A7C15), bits[0, i])
+    for j in range(1, k):
         for i in range(n):
-            z = np.uint64(bits[j, i]) + np.uint64(0x9E3779B97F4A7C15)
-            z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-            z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-            z ^= z >> np.uint64(31)
-            h = (hashes[i] ^ z) * np.uint64(0x100000001B3)
-            hashes[i] = h ^ (h >> np.uint64(32))
+            hashes[i] = _fold(hashes[i], bits[j, i])
     size = INITIAL_SLOTS
     mask = np.uint64(size - 1)
     table = np.full(size, -1, dtype=np.int64)
-    first = np.empty(n, dtype=np.int64)
-    inverse = np.empty(n, dtype=np.int64)
     m = 0
     for i in range(n):
         h = hashes[i]
