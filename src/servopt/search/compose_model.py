@@ -21,8 +21,8 @@ value is sum_s floor(G/s) w_s with w_s = r z_s.
 
 tokens/s per GPU of the cluster is ``tokens_per_request * sum_k c_k r_k / G`` with G the fixed
 budget (idle GPUs count), so maximising the ratio is maximising its numerator: exact with no
-Dinkelbach loop. Ties are broken as in ``xpyd_model``: lowest TPOT level, then fewest GPUs,
-folded into one objective when int64 allows, else by a second solve.
+Dinkelbach loop. Ties are broken in the order of ``xpyd_model`` (value, lowest TPOT level, fewest
+GPUs), but differently: GPUs in the objective, the level by re-solving below it (``solve``).
 
 One model serves a whole TPOT sweep: the cap is the upper bound of the TPOT-level variable and
 the per-size rate bounds (``rate_bounds``) are cut coefficients, both edited in place per solve.
@@ -35,6 +35,7 @@ from ortools.sat.python import cp_model
 
 from servopt.search.compose_problem import Choice, ComposeProblem
 from servopt.search.compose_slots import Slot, hint_values, read_choice
+from servopt.search.encode import MAX_OBJECTIVE_UNITS
 from servopt.search.rate_bounds import size_rate_bounds
 from servopt.search.settings import SolverSettings
 from servopt.search.xpyd_model import _STATUS, SolveReport, _SnakeCaseCpModel
@@ -58,10 +59,9 @@ ENGINE_PARAMS = {
     "optimize_with_lb_tree_search: true",
 }
 
-# Fold the tie-break into one objective when its worst case (sum of |coefficient| x |domain|)
-# stays below this. CP-SAT refuses objectives that could overflow int64; 2**60 leaves it room
-# for its own sums. Solutions are read from the variables, never from the (double) objective.
-FOLD_LIMIT = 2**60
+# Fold the GPU tie-break into the objective when its largest value stays below this: CP-SAT
+# works in int64 but reports objectives as doubles, exact below 2**53 (as ``xpyd_model``).
+FOLD_LIMIT = MAX_OBJECTIVE_UNITS
 
 
 class ComposeModel:
@@ -83,6 +83,7 @@ class ComposeModel:
         if self.empty:
             return
         self._bounds_at: dict[int, np.ndarray] = {}
+        self._at: dict[int, Choice | None] = {}  # solved caps (the model is reused per sweep)
         self._setup_caps()
         self.K = range(self.max_types)
         self._add_type_slots()
@@ -317,19 +318,14 @@ class ComposeModel:
             for q, c in zip(pos.tolist(), (np.resize(b, pos.size) * scale).tolist(), strict=True):
                 coeffs[q] = -c
 
-    # maximise W V - ((G+1) T + gpus used), W = (G+1)(cap+1) > any tie term, when int64 allows.
-    def _set_objective(self, cap: int) -> bool:
-        G = self.p.total_gpus
-        weight = (G + 1) * (cap + 1)
-        worst = weight * self._value_cap * len(self.K) + (G + 1) * (cap + 1)
-        if worst < FOLD_LIMIT:
-            self.model.maximize(weight * self.value - self._tie_term())
+    # maximise (G+1) V - gpus used (ties: fewest GPUs), folded when int64 allows.
+    def _set_objective(self) -> bool:
+        weight = self.p.total_gpus + 1
+        if weight * self._value_cap * len(self.K) + weight < FOLD_LIMIT:
+            self.model.maximize(weight * self.value - self.gpus_used)
             return True
         self.model.maximize(self.value)
         return False
-
-    def _tie_term(self):
-        return (self.p.total_gpus + 1) * self.tpot_level + self.gpus_used
 
     def _slot(self, k: int) -> Slot:
         def idx(variables) -> np.ndarray:
@@ -355,24 +351,44 @@ class ComposeModel:
         )
 
     def solve(self, cap: int, settings: SolverSettings, hint: Choice | None = None) -> Choice | None:
-        """The best deployment with TPOT level <= cap, ties broken; None if none (or none in time)."""
+        """The best deployment with TPOT level <= cap, ties broken; None if none (or none in time).
+
+        Order: value, then TPOT level, then GPUs. One solve gives the best value with the fewest
+        GPUs; the TPOT tie-break then re-solves at the level just below the answer's until the
+        value drops. That solve is the sweep's next point anyway (kept in ``_at``), so a frontier
+        sweep pays for it once; folding the level into the objective as the "menu" engine does
+        instead leaves CP-SAT, which sees per-size rate bounds only at the cap, unable to prove
+        at large budgets that a lower level loses value.
+        """
         if self.empty or cap < 0:
             return None
-        cap = min(cap, self.p.n_levels - 1)
+        best = self._at_cap(min(cap, self.p.n_levels - 1), settings, hint)
+        while best is not None and best.packing.tpot_level > 0:
+            lower = self._at_cap(best.packing.tpot_level - 1, settings, best)
+            if lower is None or lower.packing.value < best.packing.value:
+                break
+            best = lower
+        return best
+
+    def _at_cap(self, cap: int, settings: SolverSettings, hint: Choice | None) -> Choice | None:
+        """Best value at TPOT level <= cap with the fewest GPUs (its level not minimised)."""
+        if cap in self._at:
+            return self._at[cap]
         self.tpot_level.proto.domain[1] = cap
         self._write_bounds(cap)
         self._floor.proto.linear.domain[0] = 0
-        folded = self._set_objective(cap)
+        folded = self._set_objective()
         if hint is not None:
             self.hint(hint)
         best = self._run(settings)
-        if best is None or folded:
-            return best
-        # Second stage: keep the optimal value, minimise (TPOT level, GPUs).
-        self._floor.proto.linear.domain[0] = best.packing.value
-        self.model.minimize(self._tie_term())
-        self.hint(best)
-        return self._run(settings) or best
+        if best is not None and not folded:
+            # Second stage: keep the optimal value, minimise the GPUs.
+            self._floor.proto.linear.domain[0] = best.packing.value
+            self.model.minimize(self.gpus_used)
+            self.hint(best)
+            best = self._run(settings) or best
+        self._at[cap] = best
+        return best
 
     def hint(self, known: Choice) -> None:
         """Warm start from a known deployment, as a complete assignment (see ``compose_slots``)."""

@@ -53,6 +53,10 @@ def read_choice(model: ComposeModel, sol: np.ndarray) -> Choice:
         if not p.agg:
             i, x = int(np.argmax(sol[slot.a])), int(sol[slot.x])
             units = min(x * int(p.p_units[i]), units)
+        j = _lowest_level(p, j, y, units)
+        units = max(
+            units, min(x * int(p.p_units[i]), y * int(p.d_units[j])) if not p.agg else int(p.d_units[j])
+        )
         pos = int(np.argmax(sol[slot.z]))
         count = int(model._copies[pos]) if model.identical else int(sol[slot.cs[pos]])
         types.append((int(model.sizes[pos]), units, int(p.d_level[j]), i, x, j, y, count))
@@ -65,6 +69,21 @@ def read_choice(model: ComposeModel, sol: np.ndarray) -> Choice:
         gpus_used=int(np.dot(counts, rows.size)),
     )
     return Choice(rows=rows, packing=packing)
+
+
+def _lowest_level(p, j: int, y: int, units: int) -> int:
+    """The decode (agg) option of lowest TPOT level that can stand in for option j: same GPUs,
+    same pairing key, TTFT met, and y workers of it still deliver the replica's rate.
+
+    The objective leaves the level free among equally good deployments (``ComposeModel.solve``
+    re-solves below it until the value drops); taking the lowest level here saves those solves.
+    """
+    same = (p.d_gpus == p.d_gpus[j]) & (p.d_key == p.d_key[j]) & p.d_ttft_ok
+    able = same & (y * p.d_units >= units) & (p.d_level < p.d_level[j])
+    if not able.any():
+        return j
+    candidates = np.flatnonzero(able)
+    return int(candidates[np.argmin(p.d_level[candidates])])
 
 
 def hint_values(model: ComposeModel, known: Choice) -> np.ndarray:
