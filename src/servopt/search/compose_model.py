@@ -34,7 +34,7 @@ import numpy as np
 from ortools.sat.python import cp_model
 
 from servopt.search.compose_problem import Choice, ComposeProblem
-from servopt.search.compose_slots import Slot, hint_values, read_choice
+from servopt.search.compose_slots import hint_values, read_choice, slot_of
 from servopt.search.encode import MAX_OBJECTIVE_UNITS
 from servopt.search.rate_bounds import size_rate_bounds
 from servopt.search.settings import SolverSettings
@@ -42,8 +42,9 @@ from servopt.search.xpyd_model import _STATUS, SolveReport, _SnakeCaseCpModel
 
 # How c_k * r_k becomes linear: "binary" writes c_k in binary digits and bounds each digit's
 # share of the value by r_k and by R * digit; "multiplication" hands CP-SAT the product
-# (add_multiplication_equality). Both exact; measured on the bench tables (one worker) their
-# deterministic times agree within 10%, binary's wall time is lower.
+# (add_multiplication_equality). Both exact. Measured over the bench tables (agg + disagg at
+# 8..16384 GPUs, one worker): binary 0.91 s deterministic time (9.7 s wall), multiplication 2.8 s
+# (19.5 s wall); without the per-size bounds both stall (FEASIBLE at 10 s on one packed solve).
 PRODUCT = "binary"
 
 # CP-SAT parameters per deployment shape, applied before SolverSettings (whose params override
@@ -52,7 +53,7 @@ PRODUCT = "binary"
 # where the default search was FEASIBLE after 20 s; the fuller LP (level 2) halves packed and
 # identical times on the bench tables. The LB-tree search proves packed optima that otherwise
 # stayed FEASIBLE for 10 s (G = 512: 7 hard frontier caps, 33 s -> 2 s), but makes identical
-# solves 3-5x slower, so only packed models use it.
+# solves up to 10x slower (agg), so only packed models use it.
 ENGINE_PARAMS = {
     "identical": "cp_model_probing_level: 0 search_branching: LP_SEARCH linearization_level: 2",
     "packed": "cp_model_probing_level: 0 search_branching: LP_SEARCH linearization_level: 2 "
@@ -101,7 +102,7 @@ class ComposeModel:
         self._add_throughput()
         self._add_size_rate_bounds()
         self._floor = self.model.add(self.value >= 0)  # raised to the optimum by the tie-break
-        self.slots = [self._slot(k) for k in self.K]
+        self.slots = [slot_of(self, k) for k in self.K]
 
     def _setup_caps(self) -> None:
         """Variable bounds: worker caps per option, copies per size, replica rate, total value."""
@@ -326,29 +327,6 @@ class ComposeModel:
             return True
         self.model.maximize(self.value)
         return False
-
-    def _slot(self, k: int) -> Slot:
-        def idx(variables) -> np.ndarray:
-            return np.array([v.index for v in variables], dtype=np.int64)
-
-        agg, ident = self.p.agg, self.identical
-        return Slot(
-            use=self.use[k].index,
-            a=idx(() if agg else self.a[k]),
-            n=idx(() if agg else self.n[k]),
-            x=-1 if agg else self.x[k].index,
-            b=idx(self.b[k]),
-            m=idx(self.m[k]),
-            y=self.y[k].index,
-            z=idx(self.z[k]),
-            g=self.g[k].index,
-            r=self.r[k].index,
-            cs=idx(() if ident else self.cs[k]),
-            c=-1 if ident else self.c[k].index,
-            bits=idx(self.bits[k] if self.bits else ()),
-            w=idx(self.w[k] if self.w else ()),
-            v=self.v[k].index,
-        )
 
     def solve(self, cap: int, settings: SolverSettings, hint: Choice | None = None) -> Choice | None:
         """The best deployment with TPOT level <= cap, ties broken; None if none (or none in time).

@@ -42,6 +42,32 @@ class Slot:
     v: int  # this type's value c * r
 
 
+def slot_of(model: ComposeModel, k: int) -> Slot:
+    """Slot k's variable indices in a built model."""
+
+    def idx(variables) -> np.ndarray:
+        return np.array([v.index for v in variables], dtype=np.int64)
+
+    agg, ident = model.p.agg, model.identical
+    return Slot(
+        use=model.use[k].index,
+        a=idx(() if agg else model.a[k]),
+        n=idx(() if agg else model.n[k]),
+        x=-1 if agg else model.x[k].index,
+        b=idx(model.b[k]),
+        m=idx(model.m[k]),
+        y=model.y[k].index,
+        z=idx(model.z[k]),
+        g=model.g[k].index,
+        r=model.r[k].index,
+        cs=idx(() if ident else model.cs[k]),
+        c=-1 if ident else model.c[k].index,
+        bits=idx(model.bits[k] if model.bits else ()),
+        w=idx(model.w[k] if model.w else ()),
+        v=model.v[k].index,
+    )
+
+
 def read_choice(model: ComposeModel, sol: np.ndarray) -> Choice:
     """The deployment in a solution (values by variable index), rates recomputed from choices."""
     p, types = model.p, []
