@@ -16,6 +16,12 @@ is a dense row-major array over up to three numeric axes with NaN where nothing 
 Provenance codes: 0 exact, 1 interpolated, 2 edge-corrected, 3 extrapolated; -1 = slice missing.
 The roofline (SOL) formulas the tails need live here too (``_sol``), selected by ``sol_kind`` and a
 per-query parameter row; ``sol_batch`` exposes them for the pure-roofline mode.
+
+Cold start is dominated by compiling these kernels, so they are shaped for compile time: few
+functions (each compiled callee is re-optimised inside every caller), one specialisation each
+(typed, never literal, arguments; 1-D scratch allocations), loops instead of per-depth recursion,
+and small hand-written searches instead of numba's generic sort/searchsorted. The budget is
+pinned by tests/kernels/test_compile_budget.py.
 """
 
 import numpy as np
@@ -115,6 +121,7 @@ def _sol(kind, p, c0, c1, c2):
         return max(ops / p[2] * MS_PER_S, mem / p[3] * MS_PER_S)
     if kind == SOL_MOE:
         # Integer floor divisions on purpose: the peer's MoE roofline is written that way.
+        # round() is half-to-even like np.round, lowered inline (np.round compiles two helpers).
         tokens = np.int64(round(c0)) * np.int64(p[0])
         experts, hid, inter = np.int64(p[1]), np.int64(p[2]), np.int64(p[3])
         tp, ep, gemms = max(np.int64(p[4]), 1), max(np.int64(p[5]), 1), np.int64(p[6])
