@@ -411,6 +411,30 @@ def test_both_modes_and_infeasibility_like_menu():
         assert str(cp_err.value) == str(menu_err.value)
 
 
+def test_unproven_answers_are_flagged():
+    # Stop at the first solution: the identical hint (40 units) comes back unproven (optimum 44).
+    p = _problem(**BASE, G=21)
+    ident = ComposeModel(p, max_types=1, identical=True).solve(0, CPSAT)
+    model = ComposeModel(p, max_types=2, identical=False)
+    first = model.solve(
+        0, SolverSettings(composition="cpsat", params="stop_after_first_solution: true"), ident
+    )
+    assert first.packing.value == 40 and not model.proven
+    assert [r.status for r in model.reports] == ["FEASIBLE"]
+    res = _bench_like(
+        64, settings=SolverSettings(composition="cpsat", params="stop_after_first_solution: true")
+    )
+    assert not res.counters.all_optimal and res.identical.status == "FEASIBLE"  # verified all the same
+
+
+def test_stopped_before_any_deployment_is_not_called_infeasible():
+    with pytest.raises(ServoptError) as err:
+        _bench_like(
+            256, settings=SolverSettings(composition="cpsat", params="max_deterministic_time: 0.00001")
+        )
+    assert err.value.field == "max_time_in_seconds" and not isinstance(err.value, InfeasibleError)
+
+
 def test_naive_helper_by_hand():
     # The unit tests' oracle on BASE at 9 GPUs: 2P5D, 20 units, one replica.
     assert _naive(_problem(**BASE, G=9), 0, 1, True) == (20, 0, 9)

@@ -7,6 +7,7 @@ identical optimum at the same cap).
 
 from __future__ import annotations
 
+from servopt.errors import ServoptError
 from servopt.search.compose_model import ComposeModel
 from servopt.search.compose_problem import Choice, ComposeProblem
 from servopt.search.result import Counters
@@ -49,9 +50,17 @@ class ComposeEngine:
             c.solves += 1
             c.deterministic_time += report.deterministic_time
             c.branches += report.branches
-        # INFEASIBLE is a proof; UNKNOWN (time limit, nothing found) and FEASIBLE are not.
-        optimal = all(r.status in ("OPTIMAL", "INFEASIBLE") for r in reports)
+        optimal = model.proven
         c.all_optimal &= optimal
+        if choice is None and not optimal:
+            # Not a proof that nothing fits: the solver stopped first. Say so rather than let the
+            # caller diagnose an infeasible target or end a frontier early.
+            raise ServoptError(
+                "max_time_in_seconds",
+                self.settings.max_time_in_seconds,
+                f"CP-SAT stopped before finding any deployment at TPOT level {cap} (composition "
+                "'cpsat'); raise the time limit or use the 'menu' composition",
+            )
         if choice is None:
             return None
         return SweepPoint(

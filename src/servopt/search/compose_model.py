@@ -84,7 +84,8 @@ class ComposeModel:
         if self.empty:
             return
         self._bounds_at: dict[int, np.ndarray] = {}
-        self._at: dict[int, Choice | None] = {}  # solved caps (the model is reused per sweep)
+        self._at: dict[int, tuple[Choice | None, bool]] = {}  # solved caps: answer, proven optimal
+        self.proven = True  # the last solve's answer is proven optimal
         self._setup_caps()
         self.K = range(self.max_types)
         self._add_type_slots()
@@ -338,6 +339,7 @@ class ComposeModel:
         instead leaves CP-SAT, which sees per-size rate bounds only at the cap, unable to prove
         at large budgets that a lower level loses value.
         """
+        self.proven = True
         if self.empty or cap < 0:
             return None
         best = self._at_cap(min(cap, self.p.n_levels - 1), settings, hint)
@@ -350,8 +352,17 @@ class ComposeModel:
 
     def _at_cap(self, cap: int, settings: SolverSettings, hint: Choice | None) -> Choice | None:
         """Best value at TPOT level <= cap with the fewest GPUs (its level not minimised)."""
-        if cap in self._at:
-            return self._at[cap]
+        if cap not in self._at:
+            seen = len(self.reports)
+            best = self._solve_cap(cap, settings, hint)
+            # INFEASIBLE is a proof; UNKNOWN (time limit, nothing found) and FEASIBLE are not.
+            proven = all(r.status in ("OPTIMAL", "INFEASIBLE") for r in self.reports[seen:])
+            self._at[cap] = (best, proven)
+        best, proven = self._at[cap]
+        self.proven &= proven
+        return best
+
+    def _solve_cap(self, cap: int, settings: SolverSettings, hint: Choice | None) -> Choice | None:
         self.tpot_level.proto.domain[1] = cap
         self._write_bounds(cap)
         self._floor.proto.linear.domain[0] = 0
@@ -365,7 +376,6 @@ class ComposeModel:
             self.model.minimize(self.gpus_used)
             self.hint(best)
             best = self._run(settings) or best
-        self._at[cap] = best
         return best
 
     def hint(self, known: Choice) -> None:
