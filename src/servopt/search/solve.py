@@ -4,8 +4,8 @@ Flow per mode: prune the option tables exactly (``prune``), build the replica me
 sweep TPOT caps with CP-SAT (``sweep``), turn the integer solutions into float deployments and
 re-check each one (``verify``). Per cap, the "menu" engine packs the menu's best replica per size
 (``xpyd_model``); the "cpsat" engine (``SolverSettings.composition``) composes the replicas from
-the menu's pruned pools in one model (``compose``, ``compose_model``). A mode with no feasible deployment raises
-``InfeasibleError`` naming the binding constraint (``infeasible``).
+the menu's pruned pools in one model (``compose``, ``compose_model``). A mode with no feasible
+deployment raises ``InfeasibleError`` naming the binding constraint (``infeasible``).
 """
 
 from __future__ import annotations
