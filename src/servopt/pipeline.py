@@ -172,7 +172,7 @@ def _quant(arch, wc, db, backend):
     return q._replace(comm=wc.comm_quant_mode)
 
 
-def _explain_empty(table, exp, arch, role) -> InfeasibleError:
+def _explain_empty(table, exp, role) -> InfeasibleError:
     """Why a role has no usable worker: nothing fits in memory, or nothing could be priced."""
     mem = table.metrics.memory
     capacity_gib = table.layouts.setup.system.gpu.mem_capacity_bytes / 2**30
@@ -263,7 +263,7 @@ def _worker_table(exp, arch, role, dbs: _Databases):
         max_batch_size=max_batch,
     )
     if len(table.options) == 0:
-        raise _explain_empty(table, exp, arch, role)
+        raise _explain_empty(table, exp, role)
     return table, db.version
 
 
@@ -330,7 +330,7 @@ def _solve(exp, tables, max_replica_types, settings, frontier=True):
     )
 
 
-def _top_rows(run: ExperimentRun, options: dict, top_n: int, max_replica_types: int, settings) -> list[dict]:
+def _top_rows(run: ExperimentRun, options: dict, top_n: int, settings) -> list[dict]:
     """The best deployment per parallel layout (agg) or per decode layout (disagg), best first."""
     group_role = "agg" if run.experiment.serving_mode == "agg" else "decode"
     table = run.tables[group_role]
@@ -377,7 +377,7 @@ def run_experiment(
     except InfeasibleError as err:
         run.infeasible = str(err)
         return run
-    run.top = _top_rows(run, options, top_n, max_replica_types, settings)
+    run.top = _top_rows(run, options, top_n, settings)
     return run
 
 
