@@ -117,3 +117,13 @@ def test_bad_yaml_exits_2_naming_file_line_and_field(tmp_path):
     out = servopt("cli", "exp", "--yaml_path", str(bad))
     assert out.returncode == 2
     assert "bad.yaml:5" in out.stderr and "total_gpus" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_cpsat_composition_engine_gives_the_same_answer():
+    base = ["cli", "default", "--model", "QWEN3_32B", "--total_gpus", "8", "--system", "h200_sxm", "--json"]
+    menu = servopt(*base, "--composition", "menu")
+    cpsat = servopt(*base, "--composition", "cpsat")
+    assert menu.returncode == cpsat.returncode == 0, cpsat.stderr
+    a, b = json.loads(menu.stdout)["best"], json.loads(cpsat.stdout)["best"]
+    assert b["tokens_per_s_per_gpu"] == pytest.approx(a["tokens_per_s_per_gpu"], rel=1e-12)
+    assert b["mode"] == a["mode"]

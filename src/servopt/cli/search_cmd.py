@@ -11,7 +11,15 @@ import typer
 JSON_HELP = "Print one JSON document on stdout (no tables, no progress)."
 
 
-def _run_and_report(experiments, *, top_n, max_replica_types, save_dir, as_json, perf_db) -> None:
+COMPOSITION_HELP = (
+    "menu: exact best replica per size, CP-SAT packs (default, fastest); "
+    "cpsat: one CP-SAT model also chooses the x prefill + y decode composition."
+)
+
+
+def _run_and_report(
+    experiments, *, top_n, max_replica_types, save_dir, as_json, perf_db, composition="menu"
+) -> None:
     from rich.console import Console
 
     from servopt.cli.startup import import_cp_model_without_pandas
@@ -19,11 +27,13 @@ def _run_and_report(experiments, *, top_n, max_replica_types, save_dir, as_json,
     import_cp_model_without_pandas()
     from servopt.pipeline import run_experiments
     from servopt.report.tables import print_report
+    from servopt.search.settings import SolverSettings
 
+    settings = SolverSettings(composition=composition)
     err = Console(stderr=True)
     if as_json:
         result = run_experiments(
-            experiments, top_n=top_n, max_replica_types=max_replica_types, perf_db=perf_db
+            experiments, top_n=top_n, max_replica_types=max_replica_types, perf_db=perf_db, settings=settings
         )
     else:
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -42,6 +52,7 @@ def _run_and_report(experiments, *, top_n, max_replica_types, save_dir, as_json,
                 top_n=top_n,
                 max_replica_types=max_replica_types,
                 perf_db=perf_db,
+                settings=settings,
             )
     doc = result.to_json()
     if save_dir is not None:
@@ -90,6 +101,7 @@ def default(
     ),
     save_dir: str | None = typer.Option(None, "--save_dir", "--save-dir"),
     perf_db: str | None = typer.Option(None, "--perf_db", "--perf-db", help="Perf database cache folder."),
+    composition: str = typer.Option("menu", "--composition", help=COMPOSITION_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging (enumerated layouts)."),
 ) -> None:
@@ -116,6 +128,7 @@ def default(
         save_dir=save_dir,
         as_json=as_json,
         perf_db=perf_db,
+        composition=composition,
     )
 
 
@@ -132,6 +145,7 @@ def exp(
     max_replica_types: int = typer.Option(2, "--max_replica_types", "--max-replica-types", min=1),
     save_dir: str | None = typer.Option(None, "--save_dir", "--save-dir"),
     perf_db: str | None = typer.Option(None, "--perf_db", "--perf-db", help="Perf database cache folder."),
+    composition: str = typer.Option("menu", "--composition", help=COMPOSITION_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging (enumerated layouts)."),
 ) -> None:
@@ -147,4 +161,5 @@ def exp(
         save_dir=save_dir,
         as_json=as_json,
         perf_db=perf_db,
+        composition=composition,
     )
