@@ -50,7 +50,8 @@ def test_build_from_parquet(benchmark, tmp_path):
     open_database(SYSTEM, "vllm", cache_dir=str(tmp_path / "warm"))  # pyarrow/numba warm-up
     db = benchmark.pedantic(build, rounds=3, iterations=1)
     assert not db.from_cache
-    print(f"\nbuild {SYSTEM}/{BACKEND}: {benchmark.stats.stats.min:.2f} s")
+    if benchmark.stats:  # timed run (--benchmark-enable)
+        print(f"\nbuild {SYSTEM}/{BACKEND}: {benchmark.stats.stats.min:.2f} s")
 
 
 def test_load_from_cache(benchmark, db, tmp_path):
@@ -60,7 +61,8 @@ def test_load_from_cache(benchmark, db, tmp_path):
         lambda: open_database(SYSTEM, BACKEND, cache_dir=cache), rounds=5, iterations=1
     )
     assert loaded.from_cache
-    print(f"\nload {SYSTEM}/{BACKEND} from cache: {benchmark.stats.stats.min * 1e3:.0f} ms")
+    if benchmark.stats:  # timed run (--benchmark-enable)
+        print(f"\nload {SYSTEM}/{BACKEND} from cache: {benchmark.stats.stats.min * 1e3:.0f} ms")
 
 
 def _search_decode(rng, n):

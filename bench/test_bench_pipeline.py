@@ -102,11 +102,9 @@ def _peer(hf_id: str, gpus: int, system: str) -> None:
     )
 
 
+@pytest.mark.skipif(PEER is None, reason="aiconfigurator (the peer) is not installed")
 @pytest.mark.skipif(
     not os.environ.get("SERVOPT_BENCH_PEER"), reason="set SERVOPT_BENCH_PEER=1 to time the peer"
-)
-@pytest.mark.skipif(
-    shutil.which("aiconfigurator") is None, reason="aiconfigurator (the peer) is not installed"
 )
 @pytest.mark.parametrize(
     ("model", "hf_id", "gpus", "system"), PROBLEMS, ids=[f"{p[0]}-{p[2]}-{p[3]}" for p in PROBLEMS]
