@@ -1,8 +1,12 @@
 """The "cpsat" composition engine: ``compose_model`` behind the sweep's engine interface.
 
 One model per deployment shape (identical, or packed with K types) serves every TPOT cap of a
-sweep; each solve is warm-started from a known deployment (the sweep's previous point, or the
-identical optimum at the same cap).
+sweep. Each solve is warm-started from the "menu" engine's answer at the same cap (when one is
+given): the model finds the best composition fast from a good incumbent, but still has to prove
+it optimal on its own, so a wrong hint could cost time, never the answer. Without hints (or
+where the menu has none) the sweep's previous point is the hint; solves whose hint lies above
+their cap then have to search for their first good deployment, which on real tables took up to
+16 s of deterministic time for one solve (QWEN3_32B, H200, 64 GPUs).
 """
 
 from __future__ import annotations
@@ -12,16 +16,36 @@ from servopt.search.compose_model import ComposeModel
 from servopt.search.compose_problem import Choice, ComposeProblem
 from servopt.search.result import Counters
 from servopt.search.settings import SolverSettings
-from servopt.search.sweep import SweepPoint
+from servopt.search.sweep import Engine, SweepPoint
+
+
+def _choice(point: SweepPoint | None) -> Choice | None:
+    """A sweep point as a model hint: only its used replica types."""
+    if point is None:
+        return None
+    used = point.packing.counts > 0
+    packing = point.packing
+    return Choice(
+        rows=point.rows.take(used),
+        packing=type(packing)(packing.counts[used], packing.value, packing.tpot_level, packing.gpus_used),
+    )
 
 
 class ComposeEngine:
     """The "cpsat" engine: one ``ComposeModel`` per deployment shape, re-solved per TPOT cap."""
 
-    def __init__(self, problem: ComposeProblem, *, settings: SolverSettings, counters: Counters):
+    def __init__(
+        self,
+        problem: ComposeProblem,
+        *,
+        settings: SolverSettings,
+        counters: Counters,
+        hints: Engine | None = None,
+    ):
         self.problem = problem
         self.settings = settings
         self.counters = counters
+        self.hints = hints  # an engine over the same pools (with ``counters``) for warm starts
         self._models: dict[tuple[bool, int], ComposeModel] = {}
 
     def model(self, *, max_types: int, identical: bool) -> ComposeModel:
@@ -30,23 +54,34 @@ class ComposeEngine:
             self._models[key] = ComposeModel(self.problem, max_types=max_types, identical=identical)
         return self._models[key]
 
+    def _hint_at(self, max_types: int, identical: bool):
+        if self.hints is None:
+            return None
+
+        def hint_at(cap: int) -> Choice | None:
+            theirs = self.hints.counters
+            before = theirs.solves, theirs.deterministic_time
+            point = self.hints.solve_at(cap, max_types=max_types, identical=identical)
+            # The hint's own CP-SAT work is part of this engine's work.
+            self.counters.solves += theirs.solves - before[0]
+            self.counters.deterministic_time += theirs.deterministic_time - before[1]
+            return _choice(point)
+
+        return hint_at
+
     def solve_at(
         self, cap: int, *, max_types: int, identical: bool, previous: SweepPoint | None = None
     ) -> SweepPoint | None:
         """The best deployment with TPOT level <= cap (None if there is none)."""
         if cap < 0:
             return None
-        if not identical and (previous is None or previous.packing.tpot_level > cap):
-            # Packed solves search slowly from nothing or from a deployment above the cap (a
-            # sweep's previous point): start from the identical optimum at this cap, a fast solve.
-            previous = self.solve_at(cap, max_types=1, identical=True)
         model = self.model(max_types=max_types, identical=identical)
         seen = len(model.reports)
-        hint = Choice(previous.rows, previous.packing) if previous is not None else None
-        choice = model.solve(cap, self.settings, hint)
-        reports = model.reports[seen:]
+        choice = model.solve(
+            cap, self.settings, hint=_choice(previous), hint_at=self._hint_at(max_types, identical)
+        )
         c = self.counters
-        for report in reports:
+        for report in model.reports[seen:]:
             c.solves += 1
             c.deterministic_time += report.deterministic_time
             c.branches += report.branches

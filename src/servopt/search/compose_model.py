@@ -30,6 +30,8 @@ the per-size rate bounds (``rate_bounds``) are cut coefficients, both edited in 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from ortools.sat.python import cp_model
 
@@ -48,12 +50,14 @@ from servopt.search.xpyd_model import _STATUS, SolveReport, _SnakeCaseCpModel
 PRODUCT = "binary"
 
 # CP-SAT parameters per deployment shape, applied before SolverSettings (whose params override
-# them). Measured on the bench tables and a no-size-list table (1 worker): probing off takes an
-# identical solve from 60 to 10 ms; LP-guided branching keeps an unhinted packed solve at 1 s
-# where the default search was FEASIBLE after 20 s; the fuller LP (level 2) halves packed and
-# identical times on the bench tables. The LB-tree search proves packed optima that otherwise
-# stayed FEASIBLE for 10 s (G = 512: 7 hard frontier caps, 33 s -> 2 s), but makes identical
-# solves up to 10x slower (agg), so only packed models use it.
+# them). Measured on the bench tables and a no-size-list table (1 worker), first without warm
+# starts from the menu engine: probing off takes an identical solve from 60 to 10 ms; LP-guided
+# branching keeps an unhinted packed solve at 1 s where the default search was FEASIBLE after
+# 20 s; the fuller LP (level 2) halves packed and identical times. The LB-tree search proves
+# packed optima that otherwise stayed FEASIBLE for 10 s (G = 512: 7 hard frontier caps, 33 s ->
+# 2 s) but makes identical solves up to 10x slower (agg), so only packed models use it. With
+# menu warm starts the same set stays best: bench suite 4.3 s (+ packed frontiers 10.3 s) against
+# 11.1 s (21.6 s) with CP-SAT's defaults; without the LB tree, packed frontiers miss proofs.
 ENGINE_PARAMS = {
     "identical": "cp_model_probing_level: 0 search_branching: LP_SEARCH linearization_level: 2",
     "packed": "cp_model_probing_level: 0 search_branching: LP_SEARCH linearization_level: 2 "
@@ -329,7 +333,13 @@ class ComposeModel:
         self.model.maximize(self.value)
         return False
 
-    def solve(self, cap: int, settings: SolverSettings, hint: Choice | None = None) -> Choice | None:
+    def solve(
+        self,
+        cap: int,
+        settings: SolverSettings,
+        hint: Choice | None = None,
+        hint_at: Callable[[int], Choice | None] | None = None,
+    ) -> Choice | None:
         """The best deployment with TPOT level <= cap, ties broken; None if none (or none in time).
 
         Order: value, then TPOT level, then GPUs. One solve gives the best value with the fewest
@@ -338,21 +348,26 @@ class ComposeModel:
         sweep pays for it once; folding the level into the objective as the "menu" engine does
         instead leaves CP-SAT, which sees per-size rate bounds only at the cap, unable to prove
         at large budgets that a lower level loses value.
+
+        ``hint`` warm-starts the solve; ``hint_at(cap)``, if given, supplies a hint for any cap
+        solved whose hint would otherwise lie above it (or be missing).
         """
         self.proven = True
         if self.empty or cap < 0:
             return None
-        best = self._at_cap(min(cap, self.p.n_levels - 1), settings, hint)
+        best = self._at_cap(min(cap, self.p.n_levels - 1), settings, hint, hint_at)
         while best is not None and best.packing.tpot_level > 0:
-            lower = self._at_cap(best.packing.tpot_level - 1, settings, best)
+            lower = self._at_cap(best.packing.tpot_level - 1, settings, best, hint_at)
             if lower is None or lower.packing.value < best.packing.value:
                 break
             best = lower
         return best
 
-    def _at_cap(self, cap: int, settings: SolverSettings, hint: Choice | None) -> Choice | None:
+    def _at_cap(self, cap: int, settings: SolverSettings, hint, hint_at) -> Choice | None:
         """Best value at TPOT level <= cap with the fewest GPUs (its level not minimised)."""
         if cap not in self._at:
+            if hint_at is not None and (hint is None or hint.packing.tpot_level > cap):
+                hint = hint_at(cap) or hint
             seen = len(self.reports)
             best = self._solve_cap(cap, settings, hint)
             # INFEASIBLE is a proof; UNKNOWN (time limit, nothing found) and FEASIBLE are not.

@@ -73,7 +73,11 @@ class _ModeSolver:
     def _engine(self, problem: Callable[[], ComposeProblem]) -> Engine:
         """The composition engine the settings ask for (``problem`` builds the "cpsat" input)."""
         if self.settings.composition == "cpsat":
-            return ComposeEngine(problem(), settings=self.settings, counters=self.counters)
+            # The menu engine's answers are its hints (its own counters: the hint work is added).
+            menu = MenuEngine(
+                self.menu, total_gpus=self.total_gpus, settings=self.settings, counters=Counters()
+            )
+            return ComposeEngine(problem(), settings=self.settings, counters=self.counters, hints=menu)
         return MenuEngine(
             self.menu, total_gpus=self.total_gpus, settings=self.settings, counters=self.counters
         )
