@@ -384,6 +384,8 @@ class ComposeModel:
         folded = self._set_objective()
         if hint is not None:
             self.hint(hint)
+        else:
+            self.model.clear_hints()  # no stale hint from an earlier cap
         best = self._run(settings)
         if best is not None and not folded:
             # Second stage: keep the optimal value, minimise the GPUs.
