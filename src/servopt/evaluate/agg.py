@@ -22,7 +22,7 @@ from typing import NamedTuple
 import numpy as np
 
 from servopt.evaluate.candidates import Candidates, LayoutOps, Workload
-from servopt.evaluate.memory import TRTLLM_MAX_NUM_TOKENS, Memory, kv_budget_rule, memory_usage
+from servopt.evaluate.memory import TRTLLM_MAX_NUM_TOKENS, Memory, candidate_memory, kv_budget_rule
 from servopt.evaluate.phase import PhaseCoords, PhaseLatency, Select, evaluate_phase
 
 
@@ -186,29 +186,17 @@ def decode_step(
 
 def agg_memory(lops: LayoutOps, cand: Candidates, work: Workload, policy: AggPolicy) -> Memory:
     setup = lops.setup
-    tp, pp, dp, moe_ep = (lops.column(c)[cand.layout] for c in ("tp", "pp", "dp", "moe_ep"))
     b = cand.batch
     rule = kv_budget_rule(setup.backend, setup.system, setup.version, static=False)
 
     def usage(num_tokens, mtp_scaled):
-        return memory_usage(
-            setup.arch,
-            setup.backend,
-            setup.system,
-            weights_bytes=lops.weight_bytes[cand.layout],
-            tp=tp,
-            pp=pp,
-            dp=dp,
-            moe_ep=moe_ep,
-            batch=b,
+        return candidate_memory(
+            lops,
+            cand,
             num_tokens=num_tokens,
-            kv_seq_tokens=np.full(len(b), work.isl + work.osl),
-            kv_quant=setup.quant.kvcache,
-            nextn=setup.nextn,
+            kv_seq_tokens=work.isl + work.osl,
             mtp_scaled_tokens=mtp_scaled,
-            kv_fraction=rule.fraction,
-            kv_fraction_of_free=rule.of_free,
-            kv_reserved=rule.reserved,
+            rule=rule,
         )
 
     if policy.fixed_token_budget is not None:

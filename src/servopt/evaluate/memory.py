@@ -251,3 +251,31 @@ def kv_budget_rule(
         fractions = np.array([sglang_mem_fraction_static(cap, *(int(v) for v in row)) for row in unique])
         return KvBudgetRule(fractions[inverse.ravel()].reshape(tp.shape), False, 0.0)
     return KvBudgetRule(SGLANG_FALLBACK_MEM_FRACTION_STATIC, False, 0.0)
+
+
+def candidate_memory(
+    lops, cand, *, num_tokens, kv_seq_tokens, mtp_scaled_tokens, rule: KvBudgetRule
+) -> Memory:
+    """``memory_usage`` of every candidate row (``lops``: LayoutOps, ``cand``: Candidates), the layout
+    columns and the model setup filled in; callers give the phase-specific token counts."""
+    setup = lops.setup
+    tp, pp, dp, moe_ep = (lops.column(c)[cand.layout] for c in ("tp", "pp", "dp", "moe_ep"))
+    return memory_usage(
+        setup.arch,
+        setup.backend,
+        setup.system,
+        weights_bytes=lops.weight_bytes[cand.layout],
+        tp=tp,
+        pp=pp,
+        dp=dp,
+        moe_ep=moe_ep,
+        batch=cand.batch,
+        num_tokens=num_tokens,
+        kv_seq_tokens=np.full(len(cand.batch), kv_seq_tokens),
+        kv_quant=setup.quant.kvcache,
+        nextn=setup.nextn,
+        mtp_scaled_tokens=mtp_scaled_tokens,
+        kv_fraction=rule.fraction,
+        kv_fraction_of_free=rule.of_free,
+        kv_reserved=rule.reserved,
+    )

@@ -16,7 +16,7 @@ import numpy as np
 
 from servopt.errors import UnknownNameError
 from servopt.evaluate.candidates import Candidates, LayoutOps, Workload
-from servopt.evaluate.memory import Memory, kv_budget_rule, memory_usage
+from servopt.evaluate.memory import Memory, candidate_memory, kv_budget_rule
 from servopt.evaluate.phase import PhaseCoords, PhaseLatency, context_coords, evaluate_phase
 
 Mode = Literal["static", "static_ctx", "static_gen"]
@@ -77,7 +77,7 @@ def generation_phase(
 def static_memory(lops: LayoutOps, cand: Candidates, work: Workload, mode: Mode) -> Memory:
     """Memory of a static worker; activations follow the mode's largest step."""
     setup = lops.setup
-    tp, pp, dp, moe_ep = (lops.column(c)[cand.layout] for c in ("tp", "pp", "dp", "moe_ep"))
+    tp, pp, dp = (lops.column(c)[cand.layout] for c in ("tp", "pp", "dp"))
     batch = cand.batch
     if mode == "static_gen":
         # A decode step holds one (nextn + 1 speculative) token per request.
@@ -87,24 +87,8 @@ def static_memory(lops: LayoutOps, cand: Candidates, work: Workload, mode: Mode)
         kv_seq = work.isl + (1 if mode == "static_ctx" else work.osl)
         mtp_scaled = np.zeros_like(batch)
     rule = kv_budget_rule(setup.backend, setup.system, setup.version, static=True, tp=tp, pp=pp, dp=dp)
-    return memory_usage(
-        setup.arch,
-        setup.backend,
-        setup.system,
-        weights_bytes=lops.weight_bytes[cand.layout],
-        tp=tp,
-        pp=pp,
-        dp=dp,
-        moe_ep=moe_ep,
-        batch=batch,
-        num_tokens=num_tokens,
-        kv_seq_tokens=np.full(len(batch), kv_seq),
-        kv_quant=setup.quant.kvcache,
-        nextn=setup.nextn,
-        mtp_scaled_tokens=mtp_scaled,
-        kv_fraction=rule.fraction,
-        kv_fraction_of_free=rule.of_free,
-        kv_reserved=rule.reserved,
+    return candidate_memory(
+        lops, cand, num_tokens=num_tokens, kv_seq_tokens=kv_seq, mtp_scaled_tokens=mtp_scaled, rule=rule
     )
 
 

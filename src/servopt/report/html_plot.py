@@ -6,7 +6,8 @@ from __future__ import annotations
 import html
 import json
 
-_COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"]
+# One colour per experiment, shared by the PNG (report.save) and this HTML chart.
+SERIES_COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"]
 _W, _H, _PAD = 860, 480, 60
 
 
@@ -50,7 +51,7 @@ def pareto_html(doc: dict) -> str:
         f'<text x="15" y="{_H / 2}" transform="rotate(-90 15 {_H / 2})" text-anchor="middle">tokens/s/gpu</text>'
     )
     for i, e in enumerate(exps):
-        color = _COLORS[i % len(_COLORS)]
+        color = SERIES_COLORS[i % len(SERIES_COLORS)]
         line = sorted(e["pareto"], key=lambda p: p["tokens_per_s_per_user"])
         path = " ".join(
             f"{sx(p['tokens_per_s_per_user']):.1f},{sy(p['tokens_per_s_per_gpu']):.1f}" for p in line

@@ -16,9 +16,7 @@ import csv
 import json
 from pathlib import Path
 
-from servopt.report.html_plot import pareto_html
-
-_PLOT_COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"]
+from servopt.report.html_plot import SERIES_COLORS, pareto_html
 
 
 def _run_dir(doc: dict, save_dir: Path) -> Path:
@@ -55,7 +53,7 @@ def pareto_png(doc: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(9, 5.5), dpi=110)
     for i, e in enumerate(x for x in doc["experiments"] if x.get("pareto")):
         pts = sorted(e["pareto"], key=lambda p: p["tokens_per_s_per_user"])
-        color = _PLOT_COLORS[i % len(_PLOT_COLORS)]
+        color = SERIES_COLORS[i % len(SERIES_COLORS)]
         xs = [p["tokens_per_s_per_user"] for p in pts]
         ys = [p["tokens_per_s_per_gpu"] for p in pts]
         ax.plot(xs, ys, "-o", color=color, markersize=4, label=f"{e['name']} ({e['serving_mode']})")
