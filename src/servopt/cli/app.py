@@ -42,7 +42,7 @@ def main() -> None:
         print("aborted", file=sys.stderr)
         sys.exit(130)
     except Exception as err:  # typer/click usage errors
-        from typer._click import exceptions as click_exc  # vendored click in typer>=0.29
+        from typer._click import exceptions as click_exc  # vendored click in typer>=0.26
 
         if isinstance(err, click_exc.ClickException):
             err.show()

@@ -22,9 +22,10 @@ def _run_and_report(
 ) -> None:
     from rich.console import Console
 
-    from servopt.cli.startup import import_cp_model_without_pandas
+    from servopt.cli.startup import import_cp_model_without_pandas, init_numba_without_blas
 
     import_cp_model_without_pandas()
+    init_numba_without_blas()
     from servopt.pipeline import run_experiments
     from servopt.report.tables import print_report
     from servopt.search.settings import SolverSettings

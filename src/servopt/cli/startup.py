@@ -5,6 +5,11 @@
 ~1 s warm ``cli default`` on 2 cores, so the CLI imports cp_model against a stub ``pandas`` that
 only provides the two classes cp_model names at import time, then removes the stub: a later
 ``import pandas`` anywhere in the process gets the real package.
+
+Numba probes for a BLAS the first time it loads any kernel, by importing ``scipy.linalg`` (0.2 s;
+scipy is installed because aiconfigurator-core, our data package, depends on it). servopt's kernels
+never call BLAS (no ``np.dot``/``np.linalg``), so the CLI initialises numba's CPU target with that
+import made to fail, then lifts the block: later imports of scipy work as usual.
 """
 
 from __future__ import annotations
@@ -28,3 +33,21 @@ def import_cp_model_without_pandas() -> None:
     finally:
         if sys.modules.get("pandas") is stub:
             del sys.modules["pandas"]
+
+
+# The module numba imports to decide whether BLAS-backed functions (np.dot, np.linalg) compile.
+_NUMBA_BLAS_PROBE = "scipy.linalg.cython_blas"
+
+
+def init_numba_without_blas() -> None:
+    """Initialise numba's CPU target now, with its BLAS probe failing fast (see module docstring)."""
+    if "numba.np.arraymath" in sys.modules or _NUMBA_BLAS_PROBE in sys.modules:
+        return
+    from numba.core.registry import cpu_target
+
+    sys.modules[_NUMBA_BLAS_PROBE] = None  # type: ignore[assignment]  # None = "import fails"
+    try:
+        cpu_target.target_context.refresh()
+    finally:
+        if sys.modules.get(_NUMBA_BLAS_PROBE, 0) is None:
+            del sys.modules[_NUMBA_BLAS_PROBE]
