@@ -52,10 +52,8 @@ class GridFamily:
     leaf_off: np.ndarray
     leaf_coord: np.ndarray
     leaf_lat: np.ndarray
-    _index: dict = field(default_factory=dict, repr=False)
-
-    def __post_init__(self) -> None:
-        self._index = {self.key(i): i for i in range(self.num_slices)}
+    # key tuple -> slice id, built on the first lookup: a run queries only a few of the families.
+    _index: dict | None = field(default=None, repr=False, compare=False)
 
     @property
     def num_slices(self) -> int:
@@ -70,6 +68,14 @@ class GridFamily:
 
     def slice_id(self, key: tuple) -> int:
         """Slice id of a key tuple (values in key-column order), -1 when absent."""
+        if self._index is None:
+            # tolist() gives the same Python str/int values as .item(), for all slices at once.
+            keys = (
+                zip(*(c.tolist() for c in self.key_cols), strict=True)
+                if self.key_cols
+                else [()] * self.num_slices
+            )
+            self._index = {k: i for i, k in enumerate(keys)}
         return self._index.get(key, -1)
 
     def slice_points(self, i: int) -> int:
