@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 # Bump when the array layout or any build rule changes: old cache files then rebuild.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 FINGERPRINT_KEY = "__fingerprint__"
 
 

@@ -22,6 +22,7 @@ from servopt.perf_db.mla_queries import MLA_BMM_OPS, MlaQueries
 from servopt.perf_db.moe_queries import MoeQueries
 from servopt.perf_db.query_base import PROV_SOL, Missing
 from servopt.perf_db.systems import SystemSpec, load_system, system_names
+from servopt.perf_db.wide_ep_queries import WideEpQueries
 from servopt.resources import cache_dir as resolve_cache_dir
 
 __all__ = ["MLA_BMM_OPS", "NCCL_OPS", "PROV_SOL", "PerfDatabase", "open_database"]
@@ -50,7 +51,7 @@ def open_database(
     return PerfDatabase(system, spec, backend, resolved, built, sol=False)
 
 
-class PerfDatabase(AttentionQueries, MlaQueries, MoeQueries, CommQueries):
+class PerfDatabase(AttentionQueries, MlaQueries, MoeQueries, CommQueries, WideEpQueries):
     """Batched latency queries over one database (see the module docstring for conventions)."""
 
     def __init__(

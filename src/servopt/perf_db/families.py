@@ -100,6 +100,45 @@ FAMILIES: dict[str, FamilySpec] = {
             ("num_tokens",),
             gk.SOL_MOE,
         ),
+        # Large-EP all-to-all (DeepEP / NVLink dispatch and combine): token curves per comm shape;
+        # latency ~ payload ~ tokens within one slice, so the linear proxy anchors the hold.
+        FamilySpec(
+            "moe_a2a",
+            "moe_a2a_perf",
+            (
+                "comm_backend",
+                "phase",
+                "comm_dtype",
+                "ep_size",
+                "node_num",
+                "hidden_size",
+                "topk",
+                "num_experts",
+                "sms",
+            ),
+            ("num_tokens",),
+            gk.SOL_LINEAR,
+        ),
+        # Large-EP expert compute (TRT-LLM wide-EP grouped GEMMs): token curves per expert shape,
+        # anchored on the MoE roofline with the slot count (EPLB redundancy) in place of experts.
+        FamilySpec(
+            "wideep_moe",
+            "wideep_moe_perf",
+            (
+                "kernel_source",
+                "moe_dtype",
+                "distribution",
+                "topk",
+                "num_experts",
+                "num_slots",
+                "hidden_size",
+                "inter_size",
+                "moe_tp_size",
+                "moe_ep_size",
+            ),
+            ("num_tokens",),
+            gk.SOL_MOE,
+        ),
         FamilySpec(
             "custom_allreduce", "custom_allreduce_perf", ("num_gpus",), ("message_size",), gk.SOL_LINEAR
         ),

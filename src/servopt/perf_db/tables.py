@@ -11,7 +11,7 @@ here so every consumer sees the same coordinates:
 - ``lane``: ``kernel_source`` or ``"default"`` when absent/empty (attention kernel lane).
 
 Units: latency in ms everywhere; columns ending in ``_us`` (and ``moe_a2a_perf.latency``) are
-microseconds in the files and are divided by 1000 here. Message sizes stay in elements.
+microseconds in the files and are divided by 1000 here (``LATENCY_US_TABLES``). Message sizes stay in elements.
 """
 
 from __future__ import annotations
@@ -148,6 +148,52 @@ TABLES: dict[str, TableSpec] = {
             ("num_tokens", "hidden_size", "inter_size", "topk", "num_experts", "moe_tp_size", "moe_ep_size"),
         ),
         TableSpec(
+            "moe_a2a_perf",
+            "comm",
+            "moe_a2a_perf.parquet",
+            (
+                "comm_backend",
+                "phase",
+                "comm_dtype",
+                "ep_size",
+                "node_num",
+                "hidden_size",
+                "topk",
+                "num_experts",
+                "sms",
+                "num_tokens",
+            ),
+            ("ep_size", "node_num", "hidden_size", "topk", "num_experts", "sms", "num_tokens"),
+        ),
+        TableSpec(
+            "wideep_moe_perf",
+            "moe",
+            "wideep_moe_perf.parquet",
+            (
+                "kernel_source",
+                "moe_dtype",
+                "distribution",
+                "topk",
+                "num_experts",
+                "num_slots",
+                "hidden_size",
+                "inter_size",
+                "moe_tp_size",
+                "moe_ep_size",
+                "num_tokens",
+            ),
+            (
+                "num_tokens",
+                "hidden_size",
+                "inter_size",
+                "topk",
+                "num_experts",
+                "num_slots",
+                "moe_tp_size",
+                "moe_ep_size",
+            ),
+        ),
+        TableSpec(
             "custom_allreduce_perf",
             "comm",
             "custom_allreduce_perf.parquet",
@@ -172,6 +218,8 @@ MOE_QUANT_REMAP = {
     ("w4a8_mxfp4_mxfp8", "sglang_mxfp4_flashinfer_trtllm_moe"): "w4a8_mxfp4_mxfp8_trtllm",
     ("w4a16_mxfp4", "sglang_flashinfer_cutlass_moe"): "w4a16_mxfp4_cutlass",
 }
+# Tables whose ``latency`` column is in microseconds (the all-to-all collector's convention).
+LATENCY_US_TABLES = frozenset({"moe_a2a_perf"})
 # GEMM dtypes the peer does not model.
 GEMM_SKIPPED_DTYPES = frozenset({"awq", "gptq"})
 
@@ -241,11 +289,15 @@ def read_parquet(path: Path, spec: TableSpec) -> dict[str, np.ndarray]:
         column = table.column(name)
         if name == "latency" or name.endswith("_us") or name == "avg_ms" or name == "power":
             arr = np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
-            if name.endswith("_us"):
+            if name.endswith("_us") or (name == "latency" and spec.name in LATENCY_US_TABLES):
                 arr = arr / US_PER_MS
             cols[name] = arr
         elif name in spec.ints:
-            cols[name] = np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.int64)
+            import pyarrow.compute as pc
+
+            # A nullable SM budget (all-to-all rows without one) reads as 0, as the peer does.
+            filled = pc.fill_null(column, 0) if name == "sms" else column
+            cols[name] = np.asarray(filled.to_numpy(zero_copy_only=False), dtype=np.int64)
         else:
             cols[name] = _strings(column)
     if "latency" not in cols:
@@ -256,6 +308,8 @@ def read_parquet(path: Path, spec: TableSpec) -> dict[str, np.ndarray]:
         cols["window_size"] = np.zeros(n, dtype=np.int64)
     if "step" in spec.ints and "step" not in names:
         cols["step"] = np.zeros(n, dtype=np.int64)
+    if "sms" in spec.ints and "sms" not in names:
+        cols["sms"] = np.zeros(n, dtype=np.int64)
     _derive(spec, cols)
     keep = _row_filter(spec, cols, path)
     if keep is not None:
