@@ -102,26 +102,13 @@ def gemm_roofline_batch_ms(m, n, k, flops_per_s, mem_bw_bytes_per_s, bytes_per_e
         out_ms[i] = gemm_roofline_ms(m[i], n[i], k[i], flops_per_s, mem_bw_bytes_per_s, bytes_per_elem)
 
 
-# Helpers take plain arrays: reading a namedtuple field inside a loop costs reference counting.
-
-
-@njit(cache=True, fastmath=FASTMATH, inline="always")
-def _bracket(cm, lo, hi, q):
-    """Where q sits on the ascending curve entries cm[lo:hi]: (j, where), where 0 = exactly at j,
-    1 = strictly between j - 1 and j, 2 = outside the measured range."""
-    if q < cm[lo] or q > cm[hi - 1]:
-        return lo, 2
-    a = lo
-    b = hi
-    while a < b:
-        mid = (a + b) >> 1
-        if cm[mid] < q:
-            a = mid + 1
-        else:
-            b = mid
-    if cm[a] == q:
-        return a, 0
-    return a, 1
+# The batch path compiles as three functions (the batch loop, the donor selection, the curve hold):
+# cold start is dominated by numba compilation, which grows with every inlined copy of a helper and
+# every extra function or signature. So each step is written once, scratch arrays are 1-D float64 /
+# int64 ``np.empty`` (the forms the grid kernels compile anyway), the per-call tables that need no
+# loop (coverage classes, runs of equal n) are numpy in the plain-Python entry point, and no argument
+# is a compile-time literal. Helpers take plain arrays: a namedtuple field read inside a loop costs
+# reference counting.
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -159,247 +146,118 @@ def _curve_hold(cm, cms, lo, hi, n, k, q, flops_per_s, mem_bw, bytes_per_elem):
     return sol_q / med
 
 
-@njit(cache=True, fastmath=FASTMATH, inline="always")
-def _curve_at(cm, cms, lo, hi, n, k, q, flops_per_s, mem_bw, bytes_per_elem):
-    """Curve cm/cms[lo:hi] of site (n, k) at m = q: (latency_ms, provenance); NaN and
-    ``PROV_MISS`` when nothing anchors it."""
-    j, where = _bracket(cm, lo, hi, q)
-    if where == 0:
-        return cms[j], PROV_EXACT
-    if where == 1:
-        m0 = cm[j - 1]
-        y0 = cms[j - 1]
-        w = (q - m0) / (cm[j] - m0)
-        return y0 + (cms[j] - y0) * w, PROV_INTERPOLATED
-    lat = _curve_hold(cm, cms, lo, hi, n, k, q, flops_per_s, mem_bw, bytes_per_elem)
-    return lat, (PROV_EXTRAPOLATED if np.isfinite(lat) else PROV_MISS)
-
-
-@njit(cache=True, fastmath=FASTMATH, inline="always")
-def _find_site(site_n, site_k, n, k):
-    """Index of collected site (n, k) among sites sorted by (n, k), or -1."""
-    a = 0
-    b = site_n.shape[0]
-    while a < b:
-        mid = (a + b) >> 1
-        if site_n[mid] < n or (site_n[mid] == n and site_k[mid] < k):
-            a = mid + 1
-        else:
-            b = mid
-    if a < site_n.shape[0] and site_n[a] == n and site_k[a] == k:
-        return a
-    return -1
-
-
-@njit(cache=True, fastmath=FASTMATH, inline="always")
-def _cover_class(cover_breaks, q):
-    """Which coverage class m = q falls in: 2i for strictly below breaks[i], 2i+1 at breaks[i]."""
-    num = cover_breaks.shape[0]
-    i = 0
-    while i < num and cover_breaks[i] < q:
-        i += 1
-    if i < num and cover_breaks[i] == q:
-        return 2 * i + 1
-    return 2 * i
-
-
-@njit(cache=True, fastmath=FASTMATH)
-def _class_envelopes(site_n, site_k, curve_ptr, curve_m, cover_breaks):
-    """Per coverage class: whether candidates must be filtered by curve coverage (some, not all,
-    curves cover its m values; when none does every site is a candidate), and the (n, k) envelope
-    (min n, max n, min k, max k) of the candidate sites."""
-    num = cover_breaks.shape[0]
-    num_sites = curve_ptr.shape[0] - 1
-    classes = 2 * num + 1
-    must_filter = np.zeros(classes, dtype=np.bool_)
-    env = np.empty((classes, 4))
-    for cls in range(classes):
-        i = cls // 2
-        if cls % 2 == 1:
-            q = cover_breaks[i]
-        elif num == 0:
-            q = 1.0
-        elif i == 0:
-            q = cover_breaks[0] - 1.0
-        elif i == num:
-            q = cover_breaks[num - 1] + 1.0
-        else:
-            q = 0.5 * (cover_breaks[i - 1] + cover_breaks[i])
-        covering = 0
-        for s in range(num_sites):
-            if curve_m[curve_ptr[s]] <= q <= curve_m[curve_ptr[s + 1] - 1]:
-                covering += 1
-        must_filter[cls] = 0 < covering < num_sites
-        env[cls, 0] = np.inf
-        env[cls, 1] = -np.inf
-        env[cls, 2] = np.inf
-        env[cls, 3] = -np.inf
-        for s in range(num_sites):
-            if covering > 0 and not (curve_m[curve_ptr[s]] <= q <= curve_m[curve_ptr[s + 1] - 1]):
-                continue
-            env[cls, 0] = min(env[cls, 0], site_n[s])
-            env[cls, 1] = max(env[cls, 1], site_n[s])
-            env[cls, 2] = min(env[cls, 2], site_k[s])
-            env[cls, 3] = max(env[cls, 3], site_k[s])
-    return must_filter, env
-
-
-@njit(cache=True, fastmath=FASTMATH, inline="always")
-def _closer(d, rank, other_d, other_rank):
-    return d < other_d or (d == other_d and rank < other_rank)
-
-
-# The donor scans keep their four best candidates in scalars (d, rank, site) x 4, sorted nearest
-# first: array arguments to helpers inside a hot loop would cost reference counting per call.
-# They compile without fastmath: distances must round exactly as the peer's (no fused multiply-add,
-# no approximate log2), or equal distances could split and flip which site wins a tie.
-
-
-@njit(cache=True, fastmath=FASTMATH, inline="always")
-def _offer(d, r, s, d0, r0, i0, d1, r1, i1, d2, r2, i2, d3, r3, i3):
-    """Offer candidate (d, r, s) to the sorted four; returns the new four."""
-    if _closer(d, r, d3, r3):
-        d3, r3, i3 = d, r, s
-        if _closer(d3, r3, d2, r2):
-            d2, r2, i2, d3, r3, i3 = d3, r3, i3, d2, r2, i2
-            if _closer(d2, r2, d1, r1):
-                d1, r1, i1, d2, r2, i2 = d2, r2, i2, d1, r1, i1
-                if _closer(d1, r1, d0, r0):
-                    d0, r0, i0, d1, r1, i1 = d1, r1, i1, d0, r0, i0
-    return d0, r0, i0, d1, r1, i1, d2, r2, i2, d3, r3, i3
-
-
-@njit(cache=True, fastmath=FASTMATH)
-def _store_donors(i0, d0, i1, d1, i2, d2, i3, d3, donor_ids, donor_d):
-    count = 0
-    for s, d in ((i0, d0), (i1, d1), (i2, d2), (i3, d3)):
-        if s >= 0:
-            donor_ids[count] = s
-            donor_d[count] = d
-            count += 1
-    return count
+# Which distance the donor gate applies to.
+GATE_BOTH = 0  # the (n, k) distance: the normal gate
+GATE_K = 1  # k alone: the waiver for a query beyond every candidate's n
+GATE_N = 2  # n alone: the waiver for a query beyond every candidate's k
+# Rank of an empty donor slot: after every real site.
+_RANK_NONE = np.iinfo(np.int64).max
 
 
 @njit(cache=True, fastmath=False)
-def _select_gated(
-    site_log2_n, site_log2_k, site_rank, curve_ptr, cm, n_runs, n, k, q, must_filter, donor_ids, donor_d
+def _select_donors(
+    site_log2_n,
+    site_log2_k,
+    site_rank,
+    n_runs,
+    curve_ptr,
+    cm,
+    n,
+    k,
+    q,
+    must_filter,
+    gate_axis,
+    donor_ids,
+    donor_d,
+    donor_rank,
 ):
-    """Donors within the distance gate, nearest first (ties: lower site_rank). A site passes only if
-    it is within the gate on each axis separately, so only that window of the (n, k)-sorted sites
-    is scanned. Writes donor_ids/donor_d; returns the donor count (0: none within the gate)."""
+    """The ``SITE_NEIGHBOURS`` sites nearest (n, k) in log2 space that pass the gate on
+    ``gate_axis`` (``GATE_*``), nearest first (ties: lower site_rank), among the sites whose curve
+    covers m = q when ``must_filter``. Writes donor_ids / donor_d (donor_rank is scratch) and
+    returns the donor count.
+
+    Under the full gate a site is also within it on each axis separately, so only the sites within
+    reach in the (n, k)-sorted runs of equal n (``n_runs``) are scanned; a waived gate scans all.
+    Compiled without fastmath: distances must round exactly as the peer's (no fused multiply-add,
+    no approximate log2), or equal distances could split and flip which site wins a tie.
+    """
     ql_n = np.log2(max(n, LOG_FLOOR))
     ql_k = np.log2(max(k, LOG_FLOOR))
     # Slack keeps every site whose rounded distance could still pass the gate inside the window.
     reach = SITE_GATE_OCTAVES + 1e-9
-    big = np.iinfo(np.int64).max
-    d0 = d1 = d2 = d3 = np.inf
-    r0 = r1 = r2 = r3 = big
-    i0 = i1 = i2 = i3 = -1
+    windowed = gate_axis == GATE_BOTH
+    last = SITE_NEIGHBOURS - 1
+    for j in range(SITE_NEIGHBOURS):
+        donor_ids[j] = -1
+        donor_d[j] = np.inf
+        donor_rank[j] = _RANK_NONE
     for r in range(n_runs.shape[0] - 1):
-        a = n_runs[r]
         b = n_runs[r + 1]
-        dn = site_log2_n[a] - ql_n
-        if dn < -reach:
-            continue
-        if dn > reach:
-            break
-        lo_k = ql_k - reach
-        j = a
-        hi = b
-        while j < hi:
-            mid = (j + hi) >> 1
-            if site_log2_k[mid] < lo_k:
-                j = mid + 1
-            else:
-                hi = mid
+        j = n_runs[r]
+        dn = site_log2_n[j] - ql_n
+        if windowed:
+            if dn < -reach:
+                continue
+            if dn > reach:
+                break
+            lo_k = ql_k - reach
+            hi = b
+            while j < hi:
+                mid = (j + hi) >> 1
+                if site_log2_k[mid] < lo_k:
+                    j = mid + 1
+                else:
+                    hi = mid
         while j < b:
             dk = site_log2_k[j] - ql_k
-            if dk > reach:
+            if windowed and dk > reach:
                 break
             if not must_filter or cm[curve_ptr[j]] <= q <= cm[curve_ptr[j + 1] - 1]:
                 d = np.sqrt(dn * dn + dk * dk)
-                # Most sites are farther than the current fourth donor: one compare rejects them.
-                if d <= SITE_GATE_OCTAVES and d <= d3:
-                    d0, r0, i0, d1, r1, i1, d2, r2, i2, d3, r3, i3 = _offer(
-                        d, site_rank[j], j, d0, r0, i0, d1, r1, i1, d2, r2, i2, d3, r3, i3
-                    )
+                if gate_axis == GATE_K:
+                    gated = np.sqrt(dk * dk)
+                elif gate_axis == GATE_N:
+                    gated = np.sqrt(dn * dn)
+                else:
+                    gated = d
+                # Most sites are farther than the current last donor: one compare rejects them.
+                if gated <= SITE_GATE_OCTAVES and d <= donor_d[last]:
+                    rank = site_rank[j]
+                    pos = last + 1
+                    while pos > 0 and (
+                        d < donor_d[pos - 1] or (d == donor_d[pos - 1] and rank < donor_rank[pos - 1])
+                    ):
+                        if pos <= last:
+                            donor_ids[pos] = donor_ids[pos - 1]
+                            donor_d[pos] = donor_d[pos - 1]
+                            donor_rank[pos] = donor_rank[pos - 1]
+                        pos -= 1
+                    if pos <= last:
+                        donor_ids[pos] = j
+                        donor_d[pos] = d
+                        donor_rank[pos] = rank
             j += 1
-    return _store_donors(i0, d0, i1, d1, i2, d2, i3, d3, donor_ids, donor_d)
+    count = 0
+    while count < SITE_NEIGHBOURS and donor_ids[count] >= 0:
+        count += 1
+    return count
 
 
-@njit(cache=True, fastmath=False)
-def _select_waived(
-    site_log2_n, site_log2_k, site_rank, curve_ptr, cm, n, k, q, must_filter, env, donor_ids, donor_d
-):
-    """No candidate within the gate: waive it for a query that exceeds the candidates' envelope
-    ``env`` (min n, max n, min k, max k) on exactly one axis and is below it on none, gating on the
-    other axis alone. Returns the donor count."""
-    if not (n >= env[0] and k >= env[2]):
-        return 0
-    over_n = n > env[1]
-    over_k = k > env[3]
-    if over_n == over_k:
-        return 0
-    ql_n = np.log2(max(n, LOG_FLOOR))
-    ql_k = np.log2(max(k, LOG_FLOOR))
-    big = np.iinfo(np.int64).max
-    d0 = d1 = d2 = d3 = np.inf
-    r0 = r1 = r2 = r3 = big
-    i0 = i1 = i2 = i3 = -1
-    for s in range(site_log2_n.shape[0]):
-        if must_filter and not (cm[curve_ptr[s]] <= q <= cm[curve_ptr[s + 1] - 1]):
-            continue
-        dn = site_log2_n[s] - ql_n
-        dk = site_log2_k[s] - ql_k
-        r = dk if over_n else dn
-        d = np.sqrt(dn * dn + dk * dk)
-        if np.sqrt(r * r) <= SITE_GATE_OCTAVES and d <= d3:
-            d0, r0, i0, d1, r1, i1, d2, r2, i2, d3, r3, i3 = _offer(
-                d, site_rank[s], s, d0, r0, i0, d1, r1, i1, d2, r2, i2, d3, r3, i3
-            )
-    return _store_donors(i0, d0, i1, d1, i2, d2, i3, d3, donor_ids, donor_d)
-
-
-@njit(cache=True, fastmath=FASTMATH, inline="always")
-def _memo_hash(n, k, cls):
-    h = np.int64(min(n, 1e15)) * np.int64(-7046029254386353131)
-    h = (h ^ (h >> 29)) + np.int64(min(k, 1e15)) * np.int64(-4417276706812531889)
-    h = (h ^ (h >> 32)) + np.int64(cls) * np.int64(1609587929392839161)
-    h = h * np.int64(-4658895280553007687)
-    return h ^ (h >> 29)
+# How a memoized (n, k) resolves.
+KIND_SITE = -1  # a collected site: its own curve
+KIND_NONE = 0  # nothing to anchor on
+KIND_GATED = 1  # donors within the gate
+KIND_WAIVED = 2  # donors under the gate waiver
+# Memo rows in two flat scratch arrays: MEMO_INTS int64 (coverage class, kind, donor count, whether
+# the donors share one m axis, donor ids) and MEMO_FLOATS float64 (n, k, donor weights) per slot.
+_MI_CLS, _MI_KIND, _MI_COUNT, _MI_SHARED, _MI_IDS = 0, 1, 2, 3, 4
+MEMO_INTS = _MI_IDS + SITE_NEIGHBOURS
+_MF_N, _MF_K, _MF_W = 0, 1, 2
+MEMO_FLOATS = _MF_W + SITE_NEIGHBOURS
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def gemm_latency_ms(m, n, k, sites, flops_per_s, mem_bw_bytes_per_s, bytes_per_elem, out_ms, out_prov):
-    """GEMM latency (ms) of each query (m[i], n[i], k[i]) against one dtype's sites (``GemmSites``).
-
-    m, n, k: (N,) float64. out_ms: (N,) float64; out_prov: (N,) int8 (``PROV_*``; a miss writes
-    NaN and ``PROV_MISS``, a non-finite or non-positive coordinate NaN and ``PROV_INVALID``).
-    """
-    _gemm_latency_ms(
-        m,
-        n,
-        k,
-        sites.site_n,
-        sites.site_k,
-        sites.site_log2_n,
-        sites.site_log2_k,
-        sites.site_rank,
-        sites.site_axis,
-        sites.curve_ptr,
-        sites.curve_m,
-        sites.curve_ms,
-        sites.cover_breaks,
-        flops_per_s,
-        mem_bw_bytes_per_s,
-        bytes_per_elem,
-        out_ms,
-        out_prov,
-    )
-
-
-@njit(cache=True, fastmath=FASTMATH)
-def _gemm_latency_ms(
+def _gemm_batch(
     m,
     n,
     k,
@@ -413,36 +271,28 @@ def _gemm_latency_ms(
     cm,
     cms,
     cover_breaks,
+    class_filter,
+    class_env,
+    n_runs,
     flops,
     bw,
     mu,
     out_ms,
     out_prov,
 ):
+    """``gemm_latency_ms`` on plain arrays, plus the per-call tables: class_filter (C,) int64 and
+    class_env (4C,) float64 from ``_class_envelopes``, n_runs from ``_n_runs``."""
     num_sites = site_n.shape[0]
-    # Runs of equal n in the (n, k)-sorted sites: the donor search scans only nearby runs.
-    n_runs = np.empty(num_sites + 1, dtype=np.int64)
-    num_runs = 0
-    for s in range(num_sites):
-        if s == 0 or site_n[s] != site_n[s - 1]:
-            n_runs[num_runs] = s
-            num_runs += 1
-    n_runs[num_runs] = num_sites
-    n_runs = n_runs[: num_runs + 1]
-    must_filter, env = _class_envelopes(site_n, site_k, curve_ptr, cm, cover_breaks)
-    # Resolution of (n, k) (and, for an uncollected one, of which curves cover m) is memoized:
-    # kind -1 collected site, 0 no anchor, 1 donors within the gate, 2 donors by the gate waiver.
-    memo_n = np.full(MEMO_SLOTS, np.nan)
-    memo_k = np.full(MEMO_SLOTS, np.nan)
-    memo_cls = np.full(MEMO_SLOTS, -1, dtype=np.int64)
-    memo_kind = np.zeros(MEMO_SLOTS, dtype=np.int64)
-    memo_count = np.zeros(MEMO_SLOTS, dtype=np.int64)
-    memo_shared = np.zeros(MEMO_SLOTS, dtype=np.bool_)
-    memo_ids = np.zeros((MEMO_SLOTS, SITE_NEIGHBOURS), dtype=np.int64)
-    memo_w = np.zeros((MEMO_SLOTS, SITE_NEIGHBOURS))
+    num_breaks = cover_breaks.shape[0]
+    # The resolution of (n, k) (and, for an uncollected one, of which curves cover m) is memoized.
+    memo_i = np.empty(MEMO_SLOTS * MEMO_INTS, dtype=np.int64)
+    memo_f = np.empty(MEMO_SLOTS * MEMO_FLOATS)
+    for slot in range(MEMO_SLOTS):
+        memo_i[slot * MEMO_INTS + _MI_CLS] = -1
     memo_used = 0
-    donor_ids = np.zeros(SITE_NEIGHBOURS, dtype=np.int64)
-    donor_d = np.zeros(SITE_NEIGHBOURS)
+    donor_ids = np.empty(SITE_NEIGHBOURS, dtype=np.int64)
+    donor_rank = np.empty(SITE_NEIGHBOURS, dtype=np.int64)
+    donor_d = np.empty(SITE_NEIGHBOURS)
     for i in range(m.shape[0]):
         q = m[i]
         qn = n[i]
@@ -451,118 +301,161 @@ def _gemm_latency_ms(
             out_ms[i] = np.nan
             out_prov[i] = PROV_INVALID
             continue
-        cls = _cover_class(cover_breaks, q)
-        slot = _memo_hash(qn, qk, cls) & (MEMO_SLOTS - 1)
-        while memo_cls[slot] >= 0 and not (
-            memo_n[slot] == qn and memo_k[slot] == qk and memo_cls[slot] == cls
+        # Coverage class of q: 2c strictly below cover_breaks[c], 2c + 1 at it.
+        c = 0
+        while c < num_breaks and cover_breaks[c] < q:
+            c += 1
+        cls = 2 * c + 1 if c < num_breaks and cover_breaks[c] == q else 2 * c
+        h = np.int64(min(qn, 1e15)) * np.int64(-7046029254386353131)
+        h = (h ^ (h >> 29)) + np.int64(min(qk, 1e15)) * np.int64(-4417276706812531889)
+        h = (h ^ (h >> 32)) + np.int64(cls) * np.int64(1609587929392839161)
+        h = h * np.int64(-4658895280553007687)
+        h = h ^ (h >> 29)
+        slot = h & (MEMO_SLOTS - 1)
+        while memo_i[slot * MEMO_INTS + _MI_CLS] >= 0 and not (
+            memo_f[slot * MEMO_FLOATS + _MF_N] == qn
+            and memo_f[slot * MEMO_FLOATS + _MF_K] == qk
+            and memo_i[slot * MEMO_INTS + _MI_CLS] == cls
         ):
             slot = (slot + 1) & (MEMO_SLOTS - 1)
-        if memo_cls[slot] < 0:
+        row_i = slot * MEMO_INTS
+        row_f = slot * MEMO_FLOATS
+        if memo_i[row_i + _MI_CLS] < 0:
             if 2 * memo_used >= MEMO_SLOTS:
-                memo_cls[:] = -1
+                # Half full: start over (a batch with more distinct shapes resolves some twice).
+                for s in range(MEMO_SLOTS):
+                    memo_i[s * MEMO_INTS + _MI_CLS] = -1
                 memo_used = 0
-                slot = _memo_hash(qn, qk, cls) & (MEMO_SLOTS - 1)
+                slot = h & (MEMO_SLOTS - 1)
+                row_i = slot * MEMO_INTS
+                row_f = slot * MEMO_FLOATS
             memo_used += 1
-            memo_n[slot] = qn
-            memo_k[slot] = qk
-            memo_cls[slot] = cls
-            site = _find_site(site_n, site_k, qn, qk)
-            if site >= 0:
-                memo_kind[slot] = -1
-                memo_ids[slot, 0] = site
+            memo_i[row_i + _MI_CLS] = cls
+            memo_f[row_f + _MF_N] = qn
+            memo_f[row_f + _MF_K] = qk
+            # A collected site: binary search of the (n, k)-sorted sites.
+            a = 0
+            b = num_sites
+            while a < b:
+                mid = (a + b) >> 1
+                if site_n[mid] < qn or (site_n[mid] == qn and site_k[mid] < qk):
+                    a = mid + 1
+                else:
+                    b = mid
+            if a < num_sites and site_n[a] == qn and site_k[a] == qk:
+                kind = KIND_SITE
+                cnt = 1
+                donor_ids[0] = a
             else:
-                kind = 0
+                kind = KIND_NONE
                 cnt = 0
-                if num_sites > 0:
-                    kind = 1
-                    cnt = _select_gated(
+                # np.int64: a bare constant would first type as a literal and compile twice.
+                axis = np.int64(GATE_BOTH)
+                while num_sites > 0:
+                    cnt = _select_donors(
                         site_log2_n,
                         site_log2_k,
                         site_rank,
+                        n_runs,
                         curve_ptr,
                         cm,
-                        n_runs,
                         qn,
                         qk,
                         q,
-                        must_filter[cls],
+                        class_filter[cls] != 0,
+                        axis,
                         donor_ids,
                         donor_d,
+                        donor_rank,
                     )
-                    if cnt == 0:
-                        kind = 2
-                        cnt = _select_waived(
-                            site_log2_n,
-                            site_log2_k,
-                            site_rank,
-                            curve_ptr,
-                            cm,
-                            qn,
-                            qk,
-                            q,
-                            must_filter[cls],
-                            env[cls],
-                            donor_ids,
-                            donor_d,
-                        )
-                memo_kind[slot] = kind if cnt > 0 else 0
-                memo_count[slot] = cnt
-                shared = True
-                for j in range(cnt):
-                    memo_ids[slot, j] = donor_ids[j]
-                    memo_w[slot, j] = 1.0 / (donor_d[j] * donor_d[j] + IDW_EPS)
-                    shared = shared and site_axis[donor_ids[j]] == site_axis[donor_ids[0]]
-                memo_shared[slot] = shared
-        kind = memo_kind[slot]
-        if kind == -1:
-            s = memo_ids[slot, 0]
-            lat, prov = _curve_at(cm, cms, curve_ptr[s], curve_ptr[s + 1], qn, qk, q, flops, bw, mu)
-            out_ms[i] = lat
-            out_prov[i] = prov
-            continue
-        if kind == 0:
+                    if cnt > 0:
+                        kind = KIND_GATED if axis == GATE_BOTH else KIND_WAIVED
+                        break
+                    if axis != GATE_BOTH:
+                        break
+                    # Nothing within the gate: waive it for a query beyond the candidates' (n, k)
+                    # envelope on exactly one axis and below it on none, gating on the other alone.
+                    env = 4 * cls
+                    over_n = qn > class_env[env + 1]
+                    over_k = qk > class_env[env + 3]
+                    if not (qn >= class_env[env] and qk >= class_env[env + 2]) or over_n == over_k:
+                        break
+                    axis = GATE_K if over_n else GATE_N
+            memo_i[row_i + _MI_KIND] = kind
+            memo_i[row_i + _MI_COUNT] = cnt
+            shared = 1
+            for j in range(cnt):
+                memo_i[row_i + _MI_IDS + j] = donor_ids[j]
+                memo_f[row_f + _MF_W + j] = 1.0 / (donor_d[j] * donor_d[j] + IDW_EPS)
+                if site_axis[donor_ids[j]] != site_axis[donor_ids[0]]:
+                    shared = 0
+            memo_i[row_i + _MI_SHARED] = shared
+        kind = memo_i[row_i + _MI_KIND]
+        if kind == KIND_NONE:
             out_ms[i] = np.nan
             out_prov[i] = PROV_MISS
             continue
-        # Donor curves measured at the same m values share one bracket search.
-        where = 3
+        # Each curve (the site's own, or each donor's) at m = q. Donor curves measured at the same m
+        # values share one bracket search: where 0 exactly at lo + j, 1 strictly between lo + j - 1
+        # and lo + j (weight t), 2 outside the measured range.
+        shared = memo_i[row_i + _MI_SHARED] != 0
+        where = 2
         j = 0
         t = 0.0
-        if memo_shared[slot]:
-            s0 = memo_ids[slot, 0]
-            lo = curve_ptr[s0]
-            j, where = _bracket(cm, lo, curve_ptr[s0 + 1], q)
-            j -= lo
-            if where == 1:
-                m0 = cm[lo + j - 1]
-                t = (q - m0) / (cm[lo + j] - m0)
+        lat = np.nan
+        prov = PROV_MISS
         wsum = 0.0
         util = 0.0
-        prov_i = PROV_EDGE_CORRECTED if kind == 1 else PROV_EXTRAPOLATED
-        for d in range(memo_count[slot]):
-            s = memo_ids[slot, d]
-            base = curve_ptr[s]
+        prov_i = PROV_EDGE_CORRECTED if kind == KIND_GATED else PROV_EXTRAPOLATED
+        for d in range(memo_i[row_i + _MI_COUNT]):
+            s = memo_i[row_i + _MI_IDS + d]
+            lo = curve_ptr[s]
+            hi = curve_ptr[s + 1]
+            if d == 0 or not shared:
+                if q < cm[lo] or q > cm[hi - 1]:
+                    where = 2
+                else:
+                    a = lo
+                    b = hi
+                    while a < b:
+                        mid = (a + b) >> 1
+                        if cm[mid] < q:
+                            a = mid + 1
+                        else:
+                            b = mid
+                    j = a - lo
+                    if cm[a] == q:
+                        where = 0
+                    else:
+                        where = 1
+                        m0 = cm[a - 1]
+                        t = (q - m0) / (cm[a] - m0)
             sn = site_n[s]
             sk = site_k[s]
-            prov = where
             if where == 0:
-                lat = cms[base + j]
+                lat = cms[lo + j]
+                prov = PROV_EXACT
             elif where == 1:
-                y0 = cms[base + j - 1]
-                lat = y0 + (cms[base + j] - y0) * t
-            elif where == 2:
-                lat = _curve_hold(cm, cms, base, curve_ptr[s + 1], sn, sk, q, flops, bw, mu)
-                prov = PROV_EXTRAPOLATED
+                y0 = cms[lo + j - 1]
+                lat = y0 + (cms[lo + j] - y0) * t
+                prov = PROV_INTERPOLATED
             else:
-                lat, prov = _curve_at(cm, cms, base, curve_ptr[s + 1], sn, sk, q, flops, bw, mu)
+                lat = _curve_hold(cm, cms, lo, hi, sn, sk, q, flops, bw, mu)
+                prov = PROV_EXTRAPOLATED if np.isfinite(lat) else PROV_MISS
+            if kind == KIND_SITE:
+                break
             sol = gemm_roofline_ms(q, sn, sk, flops, bw, mu)
             if not (np.isfinite(lat) and lat > 0.0 and np.isfinite(sol) and sol > 0.0):
                 continue
             if prov == PROV_EXTRAPOLATED:
                 prov_i = PROV_EXTRAPOLATED
-            w = memo_w[slot, d]
+            w = memo_f[row_f + _MF_W + d]
             util += w * (sol / lat)
             wsum += w
+        if kind == KIND_SITE:
+            out_ms[i] = lat
+            out_prov[i] = prov
+            continue
         sol_q = gemm_roofline_ms(q, qn, qk, flops, bw, mu)
         if wsum <= 0.0 or not sol_q > 0.0:
             out_ms[i] = np.nan
@@ -570,6 +463,84 @@ def _gemm_latency_ms(
             continue
         out_ms[i] = sol_q / (util / wsum)
         out_prov[i] = prov_i
+
+
+def _class_envelopes(sites: GemmSites) -> tuple[np.ndarray, np.ndarray]:
+    """Per coverage class of m (``_gemm_batch``): whether donor candidates must be filtered by curve
+    coverage (some, not all, curves cover its m values; when none does every site is a candidate),
+    as (C,) int64, and the (min n, max n, min k, max k) envelope of the candidates, as (4C,)."""
+    breaks = sites.cover_breaks
+    num = breaks.shape[0]
+    # One m value standing for each class: the breaks themselves, and a point in each gap.
+    q = np.empty(2 * num + 1)
+    q[1::2] = breaks
+    if num:
+        q[0] = breaks[0] - 1.0
+        q[-1] = breaks[-1] + 1.0
+        q[2:-1:2] = 0.5 * (breaks[:-1] + breaks[1:])
+    else:
+        q[0] = 1.0
+    first_m = sites.curve_m[sites.curve_ptr[:-1]]
+    last_m = sites.curve_m[sites.curve_ptr[1:] - 1]
+    covers = (first_m <= q[:, None]) & (q[:, None] <= last_m)
+    covering = covers.sum(axis=1)
+    must_filter = ((covering > 0) & (covering < first_m.shape[0])).astype(np.int64)
+    candidate = covers | (covering == 0)[:, None]
+    env = np.empty((q.shape[0], 4))
+    for col, (coord, pick) in enumerate(
+        ((sites.site_n, np.min), (sites.site_n, np.max), (sites.site_k, np.min), (sites.site_k, np.max))
+    ):
+        start = np.inf if pick is np.min else -np.inf
+        env[:, col] = pick(np.where(candidate, coord, start), axis=1, initial=start)
+    return must_filter, env.reshape(-1)
+
+
+def _n_runs(site_n: np.ndarray) -> np.ndarray:
+    """Starts of the runs of equal n in (n, k)-sorted sites, closed by the site count."""
+    starts = np.flatnonzero(site_n[1:] != site_n[:-1]) + 1
+    head = [0] if site_n.shape[0] else []
+    return np.concatenate((head, starts, [site_n.shape[0]])).astype(np.int64)
+
+
+def _f64(a) -> np.ndarray:
+    return np.ascontiguousarray(a, dtype=np.float64)
+
+
+def _i64(a) -> np.ndarray:
+    return np.ascontiguousarray(a, dtype=np.int64)
+
+
+def gemm_latency_ms(m, n, k, sites, flops_per_s, mem_bw_bytes_per_s, bytes_per_elem, out_ms, out_prov):
+    """GEMM latency (ms) of each query (m[i], n[i], k[i]) against one dtype's sites (``GemmSites``).
+
+    m, n, k: (N,) float64. out_ms: (N,) float64; out_prov: (N,) int8 (``PROV_*``; a miss writes
+    NaN and ``PROV_MISS``, a non-finite or non-positive coordinate NaN and ``PROV_INVALID``).
+    Plain Python around ``_gemm_batch``: inputs are cast to the one signature it compiles for.
+    """
+    class_filter, class_env = _class_envelopes(sites)
+    _gemm_batch(
+        _f64(m),
+        _f64(n),
+        _f64(k),
+        _f64(sites.site_n),
+        _f64(sites.site_k),
+        _f64(sites.site_log2_n),
+        _f64(sites.site_log2_k),
+        _i64(sites.site_rank),
+        _i64(sites.site_axis),
+        _i64(sites.curve_ptr),
+        _f64(sites.curve_m),
+        _f64(sites.curve_ms),
+        _f64(sites.cover_breaks),
+        class_filter,
+        class_env,
+        _n_runs(sites.site_n),
+        float(flops_per_s),
+        float(mem_bw_bytes_per_s),
+        float(bytes_per_elem),
+        out_ms,
+        out_prov,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -737,66 +708,3 @@ def scale_grid_latency_ms(
             prov = PROV_EXTRAPOLATED
         out_ms[i] = lat
         out_prov[i] = prov
-
-
-# ---------------------------------------------------------------------------------------------
-# Query deduplication: search batches repeat the same (m, n, k) many times
-# ---------------------------------------------------------------------------------------------
-
-# Initial slots of the dedup hash table (grows x4 whenever it is half full).
-DEDUP_INITIAL_SLOTS = 4096
-
-
-@njit(cache=True, inline="always")
-def _mix_bits(a, b, c):
-    """Hash of three 64-bit patterns (multiply-xorshift; int64 arithmetic wraps)."""
-    h = a * np.int64(-7046029254386353131) + b * np.int64(-4417276706812531889)
-    h = (h ^ (h >> 29)) + c * np.int64(1609587929392839161)
-    h = h ^ (h >> 32)
-    h = h * np.int64(-4658895280553007687)
-    return h ^ (h >> 29)
-
-
-@njit(cache=True)
-def unique_rows(a_bits, b_bits, c_bits):
-    """Distinct rows of (a, b, c), compared by bit pattern (pass float64 arrays viewed as int64).
-
-    Returns (first, inverse): first (U,) int64 the index of each distinct row's first occurrence, in
-    order of appearance; inverse (N,) int64 with row i == row first[inverse[i]]. O(N) expected.
-    """
-    size = a_bits.shape[0]
-    cap = DEDUP_INITIAL_SLOTS
-    table = np.full(cap, -1, dtype=np.int64)
-    first = np.empty(size, dtype=np.int64)
-    inverse = np.empty(size, dtype=np.int64)
-    count = 0
-    for i in range(size):
-        a = a_bits[i]
-        b = b_bits[i]
-        c = c_bits[i]
-        mask = cap - 1
-        slot = _mix_bits(a, b, c) & mask
-        while True:
-            u = table[slot]
-            if u < 0:
-                table[slot] = count
-                first[count] = i
-                inverse[i] = count
-                count += 1
-                break
-            j = first[u]
-            if a_bits[j] == a and b_bits[j] == b and c_bits[j] == c:
-                inverse[i] = u
-                break
-            slot = (slot + 1) & mask
-        if 2 * count > cap:
-            cap *= 4
-            mask = cap - 1
-            table = np.full(cap, -1, dtype=np.int64)
-            for u in range(count):
-                j = first[u]
-                slot = _mix_bits(a_bits[j], b_bits[j], c_bits[j]) & mask
-                while table[slot] >= 0:
-                    slot = (slot + 1) & mask
-                table[slot] = u
-    return first[:count].copy(), inverse

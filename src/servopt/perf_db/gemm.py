@@ -181,11 +181,19 @@ def _axis_ids(m: np.ndarray, curve_ptr: np.ndarray) -> np.ndarray:
 
 def _first_row_of(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
     """For each row of (a, b, c), the index of the first row with the same values."""
-    from servopt_kernels.gemm import unique_rows
-
-    bits = [np.ascontiguousarray(x, dtype=np.float64).view(np.int64) for x in (a, b, c)]
-    first, inverse = unique_rows(*bits)
+    first, inverse = _unique(a, b, c)
     return first[inverse]
+
+
+def _unique(*cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct rows of equal-length columns compared as float64 bit patterns: (first, inverse) of
+    ``servopt_kernels.dedup.unique_bits`` (the kernel the grid queries compile anyway)."""
+    from servopt_kernels.dedup import bit_matrix, unique_bits
+
+    bits, floats = bit_matrix(len(cols), cols[0].shape[0])
+    for j, col in enumerate(cols):
+        floats[j] = col
+    return unique_bits(bits)
 
 
 def _dtype_rows(dtype_ids: np.ndarray) -> list[np.ndarray]:
@@ -348,12 +356,9 @@ def _flat_coords(**coords) -> tuple[tuple[int, ...], list[np.ndarray]]:
 
 def _dedup(*flat: np.ndarray) -> tuple[list[np.ndarray], np.ndarray | None]:
     """Distinct query rows and the inverse map; search batches repeat the same points a lot."""
-    from servopt_kernels.gemm import unique_rows
-
     if flat[0].size < 2:
         return list(flat), None
-    bits = [f.view(np.int64) for f in flat]
-    first, inverse = unique_rows(bits[0], bits[1], bits[2] if len(bits) > 2 else bits[1])
+    first, inverse = _unique(*flat)
     if first.size == flat[0].size:
         return list(flat), None
     return [f[first] for f in flat], inverse
