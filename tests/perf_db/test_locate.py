@@ -31,3 +31,19 @@ def test_override_systems_have_no_next():
 def test_unknown_version_lists_the_queryable_ones():
     with pytest.raises(UnknownNameError, match=r"allowed: 1\.3\.0rc20, 1\.3\.0rc23, current, next"):
         locate.resolve_version("h200_sxm", "h200_sxm", "trtllm", "1.3.0rc10")
+
+
+def test_system_yaml_data_dir_is_read_off_its_line_or_parsed(tmp_path):
+    plain = tmp_path / "plain.yaml"
+    plain.write_text("gpu:\n  mem: 1\ndata_dir: data/x_sxm # relative\nnode: {}\n")
+    quoted = tmp_path / "quoted.yaml"
+    quoted.write_text("data_dir: 'data/y sxm'\n")
+    nested = tmp_path / "nested.yaml"
+    nested.write_text("gpu:\n  data_dir: data/not_top_level\n")
+    assert locate._data_dir_entry(plain) == "data/x_sxm"
+    assert locate._data_dir_entry(quoted) == "data/y sxm"
+    assert locate._data_dir_entry(nested) is None
+    for path in sorted(locate.systems_root().glob("*.yaml")):
+        spec = locate.load_yaml(path)
+        expected = str(spec["data_dir"]) if isinstance(spec, dict) and "data_dir" in spec else None
+        assert locate._data_dir_entry(path) == expected, path.name
