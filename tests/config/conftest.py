@@ -76,7 +76,7 @@ class FakeCatalog:
     def compute_dtypes(self, system: str) -> frozenset[str]:
         return self.dtypes[system]
 
-    def backend_versions(self, system: str) -> Mapping[str, Sequence[str]] | None:
+    def backend_versions(self, system: str, with_next: bool = True) -> Mapping[str, Sequence[str]] | None:
         return self.versions[system]
 
     def enumerate_layouts(self, **kwargs):

@@ -31,9 +31,10 @@ class Catalog(Protocol):
         """Dtypes the system has tensor-core peaks for (bf16, fp8, int8, fp4)."""
         ...
 
-    def backend_versions(self, system: str) -> Mapping[str, Sequence[str]] | None:
+    def backend_versions(self, system: str, with_next: bool = True) -> Mapping[str, Sequence[str]] | None:
         """Per backend with measured data on ``system``, the versions a user may ask for (aliases
-        included). None for a roofline-only system (any backend, no version)."""
+        included). None for a roofline-only system (any backend, no version). ``with_next=False``
+        may leave out the fleet-wide ``next`` slot (costly to find) when no version was asked for."""
         ...
 
     def enumerate_layouts(
@@ -68,8 +69,8 @@ class DefaultCatalog:
 
         return frozenset(load_system(system).gpu.peak_flops_per_s)
 
-    def backend_versions(self, system: str) -> Mapping[str, Sequence[str]] | None:
-        return _backend_versions(system)
+    def backend_versions(self, system: str, with_next: bool = True) -> Mapping[str, Sequence[str]] | None:
+        return _backend_versions(system, with_next)
 
     def enumerate_layouts(self, *, role: str, **lists) -> Sequence[LayoutLike]:
         from servopt.search.layouts import enumerate_layouts
@@ -85,7 +86,7 @@ def _resolve_model(name: str) -> ModelArch:
 
 
 @cache
-def _backend_versions(system: str) -> dict[str, tuple[str, ...]] | None:
+def _backend_versions(system: str, with_next: bool = True) -> dict[str, tuple[str, ...]] | None:
     from servopt.perf_db import locate
     from servopt.perf_db.systems import load_system
 
@@ -94,7 +95,7 @@ def _backend_versions(system: str) -> dict[str, tuple[str, ...]] | None:
         return None
     out: dict[str, tuple[str, ...]] = {}
     for backend in locate.BACKENDS:
-        slots = locate.version_slots(measured, backend)
+        slots = locate.version_slots(measured, backend, with_next=with_next)
         if slots:
             concrete = sorted(set(slots.values()), key=locate.version_key)
             out[backend] = (*concrete, *(a for a in locate.SLOT_ALIASES if a in slots))

@@ -132,7 +132,7 @@ class _Resolver:
         backend_at = self.at("backend_name") if "backend_name" in self.raw else self.at("system_name")
         for system in dict.fromkeys(systems):
             try:
-                versions = self.catalog.backend_versions(system)
+                versions = self.catalog.backend_versions(system, with_next=version is not None)
             except ServoptError as err:
                 self.add(self.at("system_name"), err.message, system, err.allowed)
                 continue

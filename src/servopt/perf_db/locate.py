@@ -202,11 +202,12 @@ def _fleet_next(backend: str, current: str, excluded: frozenset[str]) -> str | N
 
 
 @cache
-def version_slots(measured_data: str, backend: str) -> dict[str, str]:
+def version_slots(measured_data: str, backend: str, with_next: bool = True) -> dict[str, str]:
     """``{'current': v, ['previous': v], ['next': v]}`` for one (system data folder, backend).
 
     Without an authored slot entry the newest data-backed version is the only (``current``) slot.
-    Empty when the system has no data for the backend.
+    Empty when the system has no data for the backend. ``next`` scans every system's data folder;
+    ``with_next=False`` skips it where only ``current`` / ``previous`` can matter.
     """
     data_dir = system_data_dir(measured_data)
     versions = data_versions(data_dir, backend)
@@ -220,7 +221,7 @@ def version_slots(measured_data: str, backend: str) -> dict[str, str]:
     slots = {"current": str(entry["current"])}
     if entry.get("previous"):
         slots["previous"] = str(entry["previous"])
-    if override is None:
+    if override is None and with_next:
         excluded = frozenset(
             name
             for name, per_backend in (doc.get("overrides") or {}).items()
@@ -233,14 +234,14 @@ def version_slots(measured_data: str, backend: str) -> dict[str, str]:
 
 
 def backends_with_data(measured_data: str) -> list[str]:
-    return [b for b in BACKENDS if version_slots(measured_data, b)]
+    return [b for b in BACKENDS if version_slots(measured_data, b, with_next=False)]
 
 
 def resolve_version(measured_data: str, system: str, backend: str, version: str | None) -> str:
     """Map a requested version (None = current, or a slot alias) to a queryable version."""
     if backend not in BACKENDS:
         raise UnknownNameError("backend", backend, "unknown backend", BACKENDS)
-    slots = version_slots(measured_data, backend)
+    slots = version_slots(measured_data, backend, with_next=version is not None)
     if not slots:
         raise UnknownNameError(
             "backend",
