@@ -28,6 +28,10 @@ from numba import njit
 
 from servopt_kernels.config import FASTMATH as _FASTMATH_FLAGS
 
+# The grid kernels' searchsorted: already compiled on every path, and far quicker to compile than
+# numba's generic np.searchsorted.
+from servopt_kernels.grid import _lower_bound
+
 # numba rejects a frozenset for fastmath; it takes a plain set.
 FASTMATH = set(_FASTMATH_FLAGS)
 
@@ -555,7 +559,7 @@ def _grid_row(values, r, k_axis, k):
     status 0 = resolved, 1 = out of the row's measured range.
     """
     num_k = k_axis.shape[0]
-    j = np.searchsorted(k_axis, k)
+    j = _lower_bound(k_axis, np.int64(0), num_k, k)
     if j < num_k and k_axis[j] == k and not np.isnan(values[r, j]):
         return values[r, j], 0, PROV_EXACT
     lo = -1
@@ -584,8 +588,9 @@ def _grid_hold(values, m_axis, k_axis, m, k, sol_bytes_per_mk, mem_bw):
     num_k = k_axis.shape[0]
     lm = np.log2(max(m, LOG_FLOOR))
     lk = np.log2(max(k, LOG_FLOOR))
-    best_d = np.full(HOLD_NEIGHBOURS + 1, np.inf)
-    best_u = np.zeros(HOLD_NEIGHBOURS + 1)
+    best_d = np.empty(HOLD_NEIGHBOURS + 1)
+    best_u = np.empty(HOLD_NEIGHBOURS + 1)
+    best_d[:] = np.inf
     found = 0
     for r in range(num_m):
         for c in range(num_k):
@@ -676,7 +681,7 @@ def scale_grid_latency_ms(
             continue
         cm = min(max(qm, m_axis[0]), m_axis[num_m - 1])
         ck = min(max(qk, k_min), k_max)
-        r = np.searchsorted(m_axis, cm)
+        r = _lower_bound(m_axis, np.int64(0), num_m, cm)
         lat = np.nan
         prov = PROV_MISS
         out_of_range = False
@@ -708,3 +713,70 @@ def scale_grid_latency_ms(
             prov = PROV_EXTRAPOLATED
         out_ms[i] = lat
         out_prov[i] = prov
+
+
+# ---------------------------------------------------------------------------------------------
+# Query deduplication: search batches repeat the same (m, n, k) many times
+# ---------------------------------------------------------------------------------------------
+
+# ``servopt_kernels.dedup.unique_bits`` serves any batch and is compiled on every path anyway; this
+# fused three-column pass is about twice as fast on large batches, so only those compile it
+# (``servopt.perf_db.gemm.DEDUP_FUSED_MIN_ROWS``).
+
+# Initial slots of the dedup hash table (grows x4 whenever it is half full).
+DEDUP_INITIAL_SLOTS = 4096
+
+
+@njit(cache=True, inline="always")
+def _mix_bits(a, b, c):
+    """Hash of three 64-bit patterns (multiply-xorshift; int64 arithmetic wraps)."""
+    h = a * np.int64(-7046029254386353131) + b * np.int64(-4417276706812531889)
+    h = (h ^ (h >> 29)) + c * np.int64(1609587929392839161)
+    h = h ^ (h >> 32)
+    h = h * np.int64(-4658895280553007687)
+    return h ^ (h >> 29)
+
+
+@njit(cache=True)
+def unique_rows(a_bits, b_bits, c_bits):
+    """Distinct rows of (a, b, c), compared by bit pattern (pass float64 arrays viewed as int64).
+
+    Returns (first, inverse): first (U,) int64 the index of each distinct row's first occurrence, in
+    order of appearance; inverse (N,) int64 with row i == row first[inverse[i]]. O(N) expected.
+    """
+    size = a_bits.shape[0]
+    cap = DEDUP_INITIAL_SLOTS
+    table = np.full(cap, -1, dtype=np.int64)
+    first = np.empty(size, dtype=np.int64)
+    inverse = np.empty(size, dtype=np.int64)
+    count = 0
+    for i in range(size):
+        a = a_bits[i]
+        b = b_bits[i]
+        c = c_bits[i]
+        mask = cap - 1
+        slot = _mix_bits(a, b, c) & mask
+        while True:
+            u = table[slot]
+            if u < 0:
+                table[slot] = count
+                first[count] = i
+                inverse[i] = count
+                count += 1
+                break
+            j = first[u]
+            if a_bits[j] == a and b_bits[j] == b and c_bits[j] == c:
+                inverse[i] = u
+                break
+            slot = (slot + 1) & mask
+        if 2 * count > cap:
+            cap *= 4
+            mask = cap - 1
+            table = np.full(cap, -1, dtype=np.int64)
+            for u in range(count):
+                j = first[u]
+                slot = _mix_bits(a_bits[j], b_bits[j], c_bits[j]) & mask
+                while table[slot] >= 0:
+                    slot = (slot + 1) & mask
+                table[slot] = u
+    return first[:count].copy(), inverse

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from servopt.errors import ServoptError, UnknownNameError
+from servopt.perf_db import gemm as gemm_module
 from servopt.perf_db.gemm import (
     GEMM_QUANTS,
     GemmTables,
@@ -282,6 +283,28 @@ def test_broadcasting_and_dedup_give_the_same_answer_as_single_queries():
         n = 1024 if i == 0 else 700
         assert v == gemm_ms(tables, SYSTEM, "fp8", m[i, j], n, 512)
     assert np.ndim(gemm_ms(tables, SYSTEM, "fp8", 5, 1024, 512)) == 0
+
+
+@pytest.mark.parametrize("coords", ["mnk", "mk"])
+def test_fused_and_generic_dedup_give_the_same_answers(monkeypatch, coords):
+    """Large batches take the fused three-column dedup, small ones the generic one: same answers."""
+    tables = _small_tables()
+    rng = np.random.default_rng(5)
+    m = rng.choice([1.0, 7.0, 64.0, 3000.0], 500)
+    n = rng.choice([700.0, 1024.0], 500)
+    k = rng.choice([512.0, 2048.0], 500)
+
+    def ask():
+        if coords == "mnk":
+            return gemm_ms(tables, SYSTEM, "fp8_static", m, n, k, provenance=True, missing="nan")
+        return scale_matrix_ms(tables, SYSTEM, m, k, provenance=True, missing="nan")
+
+    monkeypatch.setattr(gemm_module, "DEDUP_FUSED_MIN_ROWS", 10**9)
+    generic = ask()
+    monkeypatch.setattr(gemm_module, "DEDUP_FUSED_MIN_ROWS", 2)
+    fused = ask()
+    for a, b in zip(generic, fused, strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_tables_round_trip_through_arrays(tmp_path):
