@@ -15,9 +15,11 @@ from typing import NamedTuple
 import numpy as np
 
 from servopt.errors import ServoptError
+from servopt.models import wide_ep
 from servopt.models.arch import ModelArch
 from servopt.models.decompose import decompose
 from servopt.models.ops import PhaseOps, QuantModes
+from servopt.models.wide_ep import Coverage
 from servopt.perf_db.systems import SystemSpec
 from servopt.search.layouts import Layout
 
@@ -66,13 +68,42 @@ class LayoutOps(NamedTuple):
         return np.array([p.weight_bytes for p in self.ops], dtype=np.float64)
 
 
-def build_layout_ops(setup: ModelSetup, layouts: Iterable[Layout], *, skip_invalid: bool = True) -> LayoutOps:
+def large_ep_coverage(db, setup: ModelSetup) -> Coverage:
+    """The database's large-EP coverage for this model (empty: every layout stays fused)."""
+    return wide_ep.coverage(db, setup.arch, setup.quant.moe, setup.backend, setup.system)
+
+
+def build_layout_ops(
+    setup: ModelSetup,
+    layouts: Iterable[Layout],
+    *,
+    skip_invalid: bool = True,
+    db=None,
+    role: str = "agg",
+) -> LayoutOps:
     """Decompose the model at every layout. With ``skip_invalid`` a layout the model cannot take is
-    recorded in ``skipped`` (the peer silently skips it); otherwise its error propagates."""
+    recorded in ``skipped`` (the peer silently skips it); otherwise its error propagates.
+
+    With ``db`` the data's large-EP coverage decides, per layout and ``role``, between the fused
+    MoE graph and the all-to-all one (and rejects uncovered cross-node EP); without it every
+    layout is priced fused, unchecked.
+    """
+    cov = large_ep_coverage(db, setup) if db is not None else None
     kept, ops, skipped = [], [], []
     for layout in layouts:
         try:
-            ops.append(decompose(setup.arch, layout, setup.quant, setup.backend, setup.system, setup.nextn))
+            ops.append(
+                decompose(
+                    setup.arch,
+                    layout,
+                    setup.quant,
+                    setup.backend,
+                    setup.system,
+                    setup.nextn,
+                    large_ep=cov,
+                    role=role,
+                )
+            )
         except ServoptError as err:
             if not skip_invalid:
                 raise

@@ -158,6 +158,34 @@ def _add_op(g: _Gather, db, op: OpSpec, rows: np.ndarray, slot: int) -> None:
             moe_ep=op.moe_ep,
             tokens=c.x[rows] * op.dp,
         )
+    elif f is Family.MOE_A2A:
+        # All-to-all phases see per-rank tokens (TRT-LLM shards nothing by attention tp here).
+        g.token_op(
+            ("moe_a2a", op.a2a_backend, op.a2a_phase, op.a2a_dtype),
+            rows,
+            slot,
+            scale,
+            ep=op.moe_ep,
+            nodes=op.nodes,
+            hidden=op.hidden,
+            topk=op.topk,
+            experts=op.experts,
+            tokens=c.x[rows],
+        )
+    elif f is Family.MOE_EP:
+        g.token_op(
+            ("moe_ep", op.quant, op.distribution, op.gated),
+            rows,
+            slot,
+            scale,
+            topk=op.topk,
+            experts=op.experts,
+            slots=op.slots,
+            hidden=op.hidden,
+            inter=op.inter,
+            moe_ep=op.moe_ep,
+            tokens=c.x[rows] * op.dp,
+        )
     elif f is Family.MLA_BMM:
         g.token_op(
             ("mla_bmm", "pre" if op.pre else "post", op.quant),
@@ -236,6 +264,35 @@ def _run_group(db, key: tuple, cols: dict[str, np.ndarray]) -> np.ndarray:
             cols["hidden"],
             cols["inter"],
             cols["moe_tp"],
+            cols["moe_ep"],
+            cols["tokens"],
+            gated=gated,
+            **nan,
+        )
+    if kind == "moe_a2a":
+        _, backend, comm_phase, dtype = key
+        return db.moe_a2a_ms(
+            backend,
+            comm_phase,
+            dtype,
+            cols["ep"],
+            cols["nodes"],
+            cols["hidden"],
+            cols["topk"],
+            cols["experts"],
+            cols["tokens"],
+            **nan,
+        )
+    if kind == "moe_ep":
+        _, quant, distribution, gated = key
+        return db.moe_expert_compute_ms(
+            quant,
+            distribution,
+            cols["topk"],
+            cols["experts"],
+            cols["slots"],
+            cols["hidden"],
+            cols["inter"],
             cols["moe_ep"],
             cols["tokens"],
             gated=gated,
@@ -398,8 +455,12 @@ def _rows_by_layout(layout: np.ndarray, n_layouts: int) -> list[np.ndarray]:
 
 
 def _compose(per_op: np.ndarray, overlap: np.ndarray) -> np.ndarray:
-    """Sum of the ops, with the overlap block costing the slower of its two groups."""
-    plain = per_op[:, overlap == Overlap.NONE].sum(axis=1)
-    group_a = per_op[:, overlap == Overlap.GROUP_A].sum(axis=1)
-    group_b = per_op[:, overlap == Overlap.GROUP_B].sum(axis=1)
-    return plain + np.maximum(group_a, group_b)
+    """Sum of the ops, with each overlap block costing the slower of its two groups."""
+
+    def group(g: Overlap) -> np.ndarray:
+        return per_op[:, overlap == g].sum(axis=1)
+
+    plain = group(Overlap.NONE)
+    block1 = np.maximum(group(Overlap.GROUP_A), group(Overlap.GROUP_B))
+    block2 = np.maximum(group(Overlap.GROUP_C), group(Overlap.GROUP_D))
+    return plain + block1 + block2

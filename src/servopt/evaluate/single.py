@@ -131,7 +131,8 @@ def estimate_config(
             raise ServoptError(name, value, "must be >= 1")
     if not 0 <= work.prefix < work.isl:
         raise ServoptError("prefix", work.prefix, f"must be in [0, isl={work.isl})")
-    lops = build_layout_ops(setup, [layout], skip_invalid=False)
+    role = mode if mode in ("prefill", "decode") else "agg"
+    lops = build_layout_ops(setup, [layout], skip_invalid=False, db=db, role=role)
     accepted = expected_accepted_tokens(setup.nextn, accept_rates)
     what = f"{setup.arch.name} {layout.label} on {setup.system.name}/{setup.backend}"
     extra: dict[str, float] = {}

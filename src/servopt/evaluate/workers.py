@@ -178,7 +178,7 @@ def worker_table(
     from servopt.evaluate.candidates import build_layout_ops
     from servopt.evaluate.nextn import expected_accepted_tokens
 
-    lops = build_layout_ops(setup, layouts)
+    lops = build_layout_ops(setup, layouts, db=db, role=role)
     accepted = expected_accepted_tokens(setup.nextn, accept_rates)
     if role == "prefill":
         batches = prefill_batch_sizes(

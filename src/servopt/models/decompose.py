@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from servopt.errors import InvalidLayoutError, UnknownNameError
+from servopt.models import wide_ep
 from servopt.models.arch import ModelArch
 from servopt.models.dense import dense_ops
 from servopt.models.mla import mla_ops
+from servopt.models.mla_wide_ep import mla_wide_ep_ops
 from servopt.models.moe import moe_ops
 from servopt.models.ops import QUANT_BYTES, PhaseOps, QuantModes
+from servopt.models.wide_ep import Coverage
 from servopt.perf_db.systems import SystemSpec
 from servopt.search.layouts import Layout
 
@@ -77,9 +80,22 @@ def check_moe_blocks(arch: ModelArch, layout: Layout, quant: QuantModes) -> None
 
 
 def decompose(
-    arch: ModelArch, layout: Layout, quant: QuantModes, backend: str, system: SystemSpec, nextn: int = 0
+    arch: ModelArch,
+    layout: Layout,
+    quant: QuantModes,
+    backend: str,
+    system: SystemSpec,
+    nextn: int = 0,
+    *,
+    large_ep: Coverage | None = None,
+    role: str = "agg",
 ) -> PhaseOps:
-    """The context and generation op lists of one worker layout (validated)."""
+    """The context and generation op lists of one worker layout (validated).
+
+    ``large_ep`` is the data's large-EP coverage for this model (``models.wide_ep.coverage``);
+    with it a covered layout gets the all-to-all graph and cross-node EP without coverage is
+    rejected. None (coverage not probed) keeps every layout on the fused path, unchecked.
+    """
     if backend not in BACKENDS:
         raise UnknownNameError("backend_name", backend, "unknown backend", BACKENDS)
     check_quant(quant)
@@ -87,8 +103,13 @@ def decompose(
     check_moe_blocks(arch, layout, quant)
     if nextn < 0:
         raise InvalidLayoutError("nextn", nextn, "must be >= 0")
+    comm = None
+    if large_ep is not None:
+        comm = wide_ep.plan(arch, layout, large_ep, backend, role, system)
     if arch.family == "dense":
         return dense_ops(arch, layout, quant, nextn)
     if arch.family == "moe":
         return moe_ops(arch, layout, quant, backend, system, nextn)
+    if comm is not None:
+        return mla_wide_ep_ops(arch, layout, quant, system, comm, nextn)
     return mla_ops(arch, layout, quant, backend, system, nextn)

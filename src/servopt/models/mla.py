@@ -36,7 +36,7 @@ def mla_dims(arch: ModelArch) -> MlaDims:
     return arch.mla or DEFAULT_MLA
 
 
-def _bmm_quant(gemm_quant: str) -> str:
+def bmm_quant(gemm_quant: str) -> str:
     """The absorbed-attention BMMs run in fp8 unless the checkpoint is bf16."""
     return "float16" if gemm_quant == "float16" else "fp8"
 
@@ -96,7 +96,7 @@ def _granular_attention(
             )
         )
     else:
-        bmm = _bmm_quant(quant.gemm)
+        bmm = bmm_quant(quant.gemm)
         ops += [
             OpSpec(f"{phase}_bmm_pre", Family.MLA_BMM, scale, heads=heads // tp, quant=bmm, pre=True),
             OpSpec(

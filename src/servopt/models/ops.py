@@ -37,14 +37,22 @@ class Family(IntEnum):
     ALLREDUCE = 11  # custom all-reduce over tp
     NCCL = 12
     P2P = 13  # pipeline-parallel hop
+    MOE_A2A = 14  # large-EP all-to-all phase (prepare / dispatch / combine), per-rank tokens
+    MOE_EP = 15  # large-EP expert compute, global tokens (per-rank x attention dp)
 
 
 class Overlap(IntEnum):
-    """Membership in the phase's overlap block (cost = max of the two groups' sums)."""
+    """Membership in one of the phase's overlap blocks (each costs the max of its two groups' sums).
+
+    Block 1 (A | B) is the routed-vs-shared expert overlap of MoE decode; block 2 (C | D) the
+    absorption-BMM-vs-rope/KV-write overlap of the TRT-LLM wide-EP MLA decode.
+    """
 
     NONE = 0
     GROUP_A = 1
     GROUP_B = 2
+    GROUP_C = 3
+    GROUP_D = 4
 
 
 # Bytes per element of each quant mode (weights, KV cache, FMHA I/O, comm payloads). nvfp4 carries
@@ -129,6 +137,12 @@ class OpSpec:
     collective: str = ""  # NCCL op
     terms: tuple[CommTerm, ...] = ()  # MoE dispatch
     pre: bool = False  # MLA-BMM pre/post
+    # large-EP all-to-all / expert compute
+    a2a_backend: str = ""  # comm backend (trtllm_deepep_ht, ...)
+    a2a_phase: str = ""  # prepare | dispatch | combine
+    a2a_dtype: str = ""  # wire dtype
+    nodes: int = 1  # nodes the EP group spans
+    slots: int = 0  # expert slots (EPLB redundancy; = experts without it)
     # composition
     overlap: Overlap = Overlap.NONE
     fallback: tuple[OpSpec, ...] = field(default=())  # granular ops replacing an uncovered module
@@ -156,6 +170,11 @@ def weight_bytes(op: OpSpec) -> float:
         gemms = 3 if op.gated else 2
         raw = op.hidden * op.inter * op.experts * quant_bytes("moe_quant_mode", op.quant) * gemms
         return (raw // op.moe_ep) // op.moe_tp * op.scale
+    if op.family is Family.MOE_EP:
+        # Every rank holds its share of the expert slots (redundant EPLB slots included).
+        gemms = 3 if op.gated else 2
+        raw = op.hidden * op.inter * op.slots * quant_bytes("moe_quant_mode", op.quant) * gemms
+        return raw // op.moe_ep * op.scale
     return 0.0
 
 

@@ -1,0 +1,230 @@
+"""TRT-LLM wide-EP graph of an MLA + MoE model (DeepSeek-V3/R1, Kimi-K2 with large EP).
+
+What changes against the fused graph (:mod:`servopt.models.mla`), as TRT-LLM's wide-EP path runs it:
+
+- attention is always the granular MLA stack (no whole-module table) with an explicit
+  ``q_a_layernorm``; in decode the absorption BMM overlaps the rope + KV-cache write on a second
+  stream (overlap block 2);
+- the MoE block is router GEMM, all-to-all dispatch, EP expert compute (global tokens), all-to-all
+  combine, then one reduce-add of the routed top-k and shared outputs. The shared expert is
+  replicated whole on every rank (attention DP, no tensor split); in decode it overlaps the
+  routed path (overlap block 1);
+- decode layers run ``PDL_FACTOR`` faster (programmatic dependent launch hides launch gaps).
+
+A phase whose comm backend is not resolved keeps the fused MoE block (a prefill worker may be
+large-EP in context only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+
+from servopt.models.arch import ModelArch
+from servopt.models.dense import LOGITS_QUANT, elementwise, embedding, mtp_factor, p2p
+from servopt.models.mla import MLA_KERNEL_NATIVE_HEADS, MLA_MOE_DISTRIBUTION, bmm_quant, mla_dims
+from servopt.models.moe import ROUTER_QUANT, routed_expert_ops
+from servopt.models.ops import Family, OpSpec, Overlap, PhaseOps, QuantModes
+from servopt.models.wide_ep import A2A_BY_NAME, nodes_for, wire_dtype
+from servopt.perf_db.systems import SystemSpec
+from servopt.search.layouts import Layout
+
+# Decode-layer discount of TRT-LLM's wide-EP path (programmatic dependent launch), on every op.
+PDL_FACTOR = 0.9
+# DeepSeek/Kimi checkpoints carry exactly one full-size shared expert.
+SHARED_EXPERTS = 1
+
+
+def _attention(phase: str, arch: ModelArch, layout: Layout, quant: QuantModes, scale: float) -> list[OpSpec]:
+    d = mla_dims(arch)
+    h, tp, heads = arch.hidden_size, layout.tp, arch.num_heads
+    downscale = d.q_lora_rank + d.kv_lora_rank + d.qk_rope_head_dim
+    q_width = heads * (d.qk_nope_head_dim + d.qk_rope_head_dim)
+    kv_width = heads * (d.qk_nope_head_dim + d.v_head_dim)
+    o_width = heads * d.v_head_dim
+    ops = [
+        elementwise(f"{phase}_add_norm_1", scale, 2 * h, 2 * h),
+        OpSpec(f"{phase}_downscale_gemm", Family.GEMM, scale, n=downscale, k=h, quant=quant.gemm),
+        elementwise(f"{phase}_q_a_layernorm", scale, d.q_lora_rank, d.q_lora_rank),
+        OpSpec(
+            f"{phase}_q_b_proj_gemm", Family.GEMM, scale, n=q_width // tp, k=d.q_lora_rank, quant=quant.gemm
+        ),
+    ]
+    if phase == "context":
+        ops += [
+            OpSpec(
+                f"{phase}_kv_b_proj_gemm",
+                Family.GEMM,
+                scale,
+                n=kv_width // tp,
+                k=d.kv_lora_rank,
+                quant=quant.gemm,
+            ),
+            OpSpec(
+                f"{phase}_attention",
+                Family.CONTEXT_MLA,
+                scale,
+                heads=MLA_KERNEL_NATIVE_HEADS // tp,
+                kv_quant=quant.kvcache,
+                fmha_quant=quant.fmha,
+            ),
+        ]
+    else:
+        bmm = bmm_quant(quant.gemm)
+        rope_width = d.kv_lora_rank + d.qk_rope_head_dim
+        ops += [
+            OpSpec(
+                f"{phase}_bmm_pre",
+                Family.MLA_BMM,
+                scale,
+                heads=heads // tp,
+                quant=bmm,
+                pre=True,
+                overlap=Overlap.GROUP_C,
+            ),
+            replace(
+                elementwise(f"{phase}_rope_kvcache", scale, rope_width, rope_width), overlap=Overlap.GROUP_D
+            ),
+            OpSpec(
+                f"{phase}_attention",
+                Family.GENERATION_MLA,
+                scale,
+                heads=MLA_KERNEL_NATIVE_HEADS // tp,
+                kv_quant=quant.kvcache,
+            ),
+            OpSpec(f"{phase}_bmm_post", Family.MLA_BMM, scale, heads=heads // tp, quant=bmm, pre=False),
+        ]
+    ops += [
+        OpSpec(f"{phase}_proj_gemm", Family.GEMM, scale, n=h, k=o_width // tp, quant=quant.gemm),
+        elementwise(f"{phase}_add_norm_2", scale, 2 * h, 2 * h),
+    ]
+    return ops
+
+
+def _routed(
+    phase: str,
+    arch: ModelArch,
+    layout: Layout,
+    quant: QuantModes,
+    system: SystemSpec,
+    comm: str,
+    scale: float,
+) -> list[OpSpec]:
+    h = arch.hidden_size
+    spec = A2A_BY_NAME[comm]
+    a2a = dict(
+        a2a_backend=comm,
+        hidden=h,
+        topk=arch.topk,
+        experts=arch.num_experts,
+        moe_ep=layout.moe_ep,
+        nodes=nodes_for(layout.moe_ep * layout.moe_tp, system.node.gpus_per_node),
+    )
+    ops = [OpSpec(f"{phase}_router_gemm", Family.GEMM, scale, n=arch.num_experts, k=h, quant=ROUTER_QUANT)]
+    for comm_phase in spec.comm_phases[:-1]:
+        ops.append(
+            OpSpec(
+                f"{phase}_moe_{comm_phase}",
+                Family.MOE_A2A,
+                scale,
+                a2a_phase=comm_phase,
+                a2a_dtype=wire_dtype(system.name, comm, quant.moe, comm_phase, phase) or "",
+                **a2a,
+            )
+        )
+    ops.append(
+        OpSpec(
+            f"{phase}_moe",
+            Family.MOE_EP,
+            scale,
+            hidden=h,
+            inter=arch.moe_inter_size,
+            topk=arch.topk,
+            experts=arch.num_experts,
+            slots=arch.num_experts,
+            moe_ep=layout.moe_ep,
+            dp=layout.dp,
+            quant=quant.moe,
+            distribution=MLA_MOE_DISTRIBUTION,
+            gated=arch.gated_mlp,
+        )
+    )
+    ops.append(
+        OpSpec(
+            f"{phase}_moe_combine",
+            Family.MOE_A2A,
+            scale,
+            a2a_phase="combine",
+            a2a_dtype=wire_dtype(system.name, comm, quant.moe, "combine", phase) or "",
+            **a2a,
+        )
+    )
+    return ops
+
+
+def _shared(phase: str, arch: ModelArch, quant: QuantModes, scale: float) -> list[OpSpec]:
+    """The whole shared expert on every rank (no tensor split under attention DP)."""
+    inter = arch.shared_expert_inter_size or SHARED_EXPERTS * arch.moe_inter_size
+    h = arch.hidden_size
+    return [
+        OpSpec(f"{phase}_shared_gate_up_gemm", Family.GEMM, scale, n=2 * inter, k=h, quant=quant.gemm),
+        elementwise(f"{phase}_shared_act_gate", scale, 2 * inter, inter),
+        OpSpec(f"{phase}_shared_ffn2_gemm", Family.GEMM, scale, n=h, k=inter, quant=quant.gemm),
+    ]
+
+
+def _phase(
+    phase: str,
+    arch: ModelArch,
+    layout: Layout,
+    quant: QuantModes,
+    system: SystemSpec,
+    comm: Mapping[str, str],
+    mtp: float,
+) -> tuple[OpSpec, ...]:
+    h = arch.hidden_size
+    scale = arch.num_layers * mtp * (PDL_FACTOR if phase == "generation" else 1.0)
+    ops = [embedding(phase, arch, arch.vocab_size, mtp), *_attention(phase, arch, layout, quant, scale)]
+    backend = comm.get(phase)
+    shared = _shared(phase, arch, quant, scale)
+    if backend is None:
+        # This phase stays on the fused dispatch (its role never runs it; kept for completeness).
+        routed = routed_expert_ops(phase, arch, layout, quant, "trtllm", system, scale, MLA_MOE_DISTRIBUTION)
+    else:
+        routed = _routed(phase, arch, layout, quant, system, backend, scale)
+    if phase == "context":
+        ops += [routed[0], *shared, *routed[1:]]
+    else:
+        ops += [replace(op, overlap=Overlap.GROUP_A) for op in routed]
+        ops += [replace(op, overlap=Overlap.GROUP_B) for op in shared]
+    ops.append(elementwise(f"{phase}_moe_reduce_add", scale, 2 * h, h))
+    ops.append(
+        OpSpec(
+            f"{phase}_logits_gemm",
+            Family.GEMM,
+            mtp,
+            n=arch.vocab_size // layout.tp,
+            k=h,
+            quant=LOGITS_QUANT,
+            logits=True,
+        )
+    )
+    ops.append(p2p(phase, arch, layout.pp, mtp))
+    return tuple(ops)
+
+
+def mla_wide_ep_ops(
+    arch: ModelArch,
+    layout: Layout,
+    quant: QuantModes,
+    system: SystemSpec,
+    comm: Mapping[str, str],
+    nextn: int = 0,
+) -> PhaseOps:
+    """Context and generation op lists of an MLA + MoE model on TRT-LLM's wide-EP path."""
+    return PhaseOps(
+        context=_phase("context", arch, layout, quant, system, comm, 1.0),
+        generation=_phase(
+            "generation", arch, layout, quant, system, comm, mtp_factor(nextn, arch.num_layers)
+        ),
+    )
