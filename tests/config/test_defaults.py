@@ -144,3 +144,72 @@ def test_default_search_space_equals_the_peers(model, hf_id, system, backend):
         peer.prefill_max_batch_size,
         peer.decode_max_batch_size,
     )
+
+
+def test_large_ep_eps_follow_the_data():
+    from servopt.models.registry import resolve_model
+
+    eps = defaults.large_ep_eps(resolve_model("DEEPSEEK_V3"), "trtllm", "h200_sxm")
+    assert eps == {role: [16, 32, 64, 128, 256] for role in ("agg", "prefill", "decode")}
+    assert defaults.large_ep_eps(resolve_model("QWEN3_235B_A22B"), "trtllm", "h200_sxm") == {}
+    assert defaults.large_ep_eps(DENSE, "trtllm", "h200_sxm") == {}
+
+
+def test_large_ep_ladder_and_replica_budget():
+    from servopt.models.registry import resolve_model
+
+    arch = resolve_model("DEEPSEEK_V3")
+    cov = {role: [16, 32, 64] for role in ("agg", "prefill", "decode")}
+    d = defaults.default_config(
+        serving_mode="disagg", arch=arch, backend="trtllm", system="h200_sxm", large_ep=cov
+    )
+    assert d["prefill_worker_config"]["moe_ep_list"] == [1, 2, 4, 8, 16, 32]
+    assert d["decode_worker_config"]["dp_list"] == [1, 2, 4, 8, 16, 32, 64]
+    assert d["decode_worker_config"]["moe_tp_list"] == [1, 2, 4, 8, 16]
+    assert d["replica_config"]["num_gpu_per_replica"] is None
+    assert d["replica_config"]["max_gpu_per_replica"] == 512
+    a = defaults.default_config(
+        serving_mode="agg", arch=arch, backend="trtllm", system="h200_sxm", large_ep=cov
+    )
+    assert a["worker_config"]["num_gpu_per_worker"] == [1, 2, 4, 8, 16, 32, 64]
+    # The seed's enable_wide_ep keeps its explicit lists.
+    w = defaults.default_config(
+        serving_mode="disagg",
+        arch=arch,
+        backend="trtllm",
+        system="h200_sxm",
+        enable_wide_ep=True,
+        large_ep=cov,
+    )
+    assert w["decode_worker_config"]["num_gpu_per_worker"] == [4, 8, 16, 32, 64]
+    assert w["decode_worker_config"]["moe_tp_list"] == [1]
+
+
+@pytest.mark.peer
+@pytest.mark.parametrize("serving_mode", ["agg", "disagg"])
+def test_large_ep_search_space_equals_the_peers(serving_mode):
+    """DeepSeek-V3 on h200_sxm/trtllm: the data covers EP 16..256, so both add the ladder."""
+    total = 512
+    agg, disagg = default_experiments("DEEPSEEK_V3", total, "h200_sxm")
+    hf = "deepseek-ai/DeepSeek-V3"
+    if serving_mode == "agg":
+        peer = _peer_task(serving_mode="agg", model_path=hf, system_name="h200_sxm", total_gpus=total)
+        for key, dim in _DIMS.items():
+            assert list(getattr(agg.worker("agg"), key)) == getattr(peer, f"agg_{dim}_candidates"), key
+        return
+    peer = _peer_task(
+        serving_mode="disagg",
+        prefill_model_path=hf,
+        decode_model_path=hf,
+        prefill_system_name="h200_sxm",
+        decode_system_name="h200_sxm",
+        total_gpus=total,
+    )
+    for key, dim in _DIMS.items():
+        for role in ("prefill", "decode"):
+            assert list(getattr(disagg.worker(role), key)) == getattr(peer, f"{role}_{dim}_candidates"), (
+                role,
+                key,
+            )
+    assert disagg.replica.num_gpu_per_replica == peer.num_gpu_per_replica  # None: any size up to the cap
+    assert disagg.replica.max_gpu_per_replica == peer.max_gpu_per_replica

@@ -175,3 +175,28 @@ def test_default_disagg_lists_equal_peer(backend, is_moe):
     ours_p, ours_d = default_disagg_lists(is_moe=is_moe, backend=backend)
     for ours, peer in ((ours_p, peer_p), (ours_d, peer_d)):
         assert ours._asdict() == peer
+
+
+def test_large_ep_ladders_union_into_the_defaults():
+    from servopt.search.layouts import default_agg_lists, default_disagg_lists
+
+    fused = default_agg_lists(is_moe=True, backend="trtllm")
+    assert default_agg_lists(is_moe=True, backend="trtllm", large_ep_eps=()) == fused
+    agg = default_agg_lists(is_moe=True, backend="trtllm", large_ep_eps=[16, 32])
+    assert agg.num_gpu_per_worker == [1, 2, 4, 8, 16, 32, 64]
+    assert agg.moe_tp_list == [1, 2, 4, 8, 16]
+    # vLLM has no static ladder: pure-EP tuples at the covered sizes.
+    vllm = default_agg_lists(is_moe=True, backend="vllm", large_ep_eps=[16, 32])
+    assert vllm.moe_ep_list == [1, 2, 4, 8, 16, 32] and vllm.tp_list == [1, 2, 4, 8, 16]
+    prefill, decode = default_disagg_lists(
+        is_moe=True, backend="trtllm", prefill_large_ep_eps=[16], decode_large_ep_eps=[]
+    )
+    assert prefill.dp_list == [1, 2, 4, 8, 16, 32]
+    assert decode == default_disagg_lists(is_moe=True, backend="trtllm")[1]
+    # The explicit wide-EP lists win over the data-driven union.
+    _, wide = default_disagg_lists(
+        is_moe=True, backend="trtllm", decode_wide_ep=True, decode_large_ep_eps=[16]
+    )
+    assert wide.num_gpu_per_worker == [4, 8, 16, 32, 64]
+    # Dense models never get a ladder.
+    assert default_agg_lists(is_moe=False, backend="trtllm", large_ep_eps=[16]).dp_list == [1]

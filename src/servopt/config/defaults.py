@@ -7,17 +7,21 @@ Sources, so that answers compare like for like with the peer:
 - quantization: the checkpoint's own (``ModelArch.quant``), collectives in half precision;
 - parallel search lists: the peer's defaults per model kind and backend, owned by
   ``servopt.search.layouts`` (dense: num_gpu = tp = [1,2,4,8], pp = dp = moe_tp = moe_ep = [1];
-  MoE: num_gpu = tp = dp = moe_tp = moe_ep = [1,2,4,8,16], pp = [1]); wide EP swaps in the
-  peer's large-EP ladders (for agg they are listed here, as the peer's legacy task builder has them);
+  MoE: num_gpu = tp = dp = moe_tp = moe_ep = [1,2,4,8,16], pp = [1]). Where the measured data
+  covers expert parallelism wider than one node for the model (all-to-all + EP expert compute,
+  :func:`large_ep_eps`), the role's lists union in the peer's multi-node EP ladder and replicas may
+  grow to 512 GPUs, as the peer does with no flag; ``enable_wide_ep: true`` swaps in the explicit
+  wide-EP lists instead (for agg they are listed here, as the peer's legacy task builder has them);
 - replica, worker caps and latency corrections: the peer's (identical to the seed's example values).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from servopt.models.arch import ModelArch
-from servopt.search.layouts import ParallelLists, default_agg_lists, default_disagg_lists
+from servopt.search.layouts import AGG_LARGE_EP_LADDER, ParallelLists, default_agg_lists, default_disagg_lists
 
 DEFAULT_BACKEND = "trtllm"
 DEFAULT_ISL = 4000
@@ -51,14 +55,42 @@ DEFAULT_DECODE_MAX_BATCH_SIZE = 512
 # Backends with wide-EP search lists (the peer has none for vLLM).
 WIDE_EP_BACKENDS = ("trtllm", "sglang")
 # Agg wide-EP ladders: multi-node expert parallel with attention DP, no MoE TP.
-_AGG_WIDE_EP_LISTS = {
-    "trtllm": ParallelLists(
-        [2, 4, 8, 16, 32, 64], [1, 2, 4, 8], [1], [2, 4, 8, 16, 32, 64], [1], [2, 4, 8, 16, 32, 64]
-    ),
-    "sglang": ParallelLists(
-        [8, 16, 32, 64], [1, 2, 4, 8], [1], [1, 2, 4, 8, 16, 32, 64], [1], [8, 16, 32, 64]
-    ),
-}
+_AGG_WIDE_EP_LISTS = AGG_LARGE_EP_LADDER
+
+
+def large_ep_eps(
+    arch: ModelArch, backend: str, system: str, decode_system: str | None = None, version: str | None = None
+) -> dict[str, list[int]]:
+    """Per role (agg, prefill, decode), the EP sizes wider than one node that the measured data
+    covers for this model (``models.wide_ep``): where non-empty, the default lists union in the
+    multi-node EP ladder and replicas may grow to ``WIDE_EP_MAX_GPU_PER_REPLICA``, as in the peer.
+
+    Coverage is read from the perf database (opened from its cache; the pipeline reuses it) at the
+    checkpoint's MoE quant mode. A system without measured data, or data that cannot be opened
+    (reported elsewhere), covers nothing.
+    """
+    from servopt.errors import ServoptError
+    from servopt.models import wide_ep
+    from servopt.perf_db.systems import load_system
+
+    if not arch.is_moe or arch.family not in wide_ep.LARGE_EP_FAMILIES:
+        return {}
+    out: dict[str, list[int]] = {}
+    for role, name in (("agg", system), ("prefill", system), ("decode", decode_system or system)):
+        try:
+            spec = load_system(name)
+            if spec.roofline_only:
+                continue
+            from servopt.perf_db.database import open_database
+
+            db = open_database(name, backend, version)
+        except ServoptError:
+            continue
+        cov = wide_ep.coverage(db, arch, arch.quant.moe, backend, spec)
+        eps = wide_ep.multi_node_eps(cov, role, spec.node.gpus_per_node)
+        if eps:
+            out[role] = sorted(eps)
+    return out
 
 
 def top_level_defaults() -> dict[str, Any]:
@@ -93,9 +125,15 @@ def default_config(
     system: str,
     decode_system: str | None = None,
     enable_wide_ep: bool = False,
+    large_ep: Mapping[str, Sequence[int]] | None = None,
 ) -> dict[str, Any]:
-    """The complete default ``config:`` block for one experiment (plain data, ready to patch)."""
+    """The complete default ``config:`` block for one experiment (plain data, ready to patch).
+
+    ``large_ep`` is :func:`large_ep_eps` (per role, covered multi-node EP sizes); ``enable_wide_ep``
+    swaps in the explicit wide-EP lists instead.
+    """
     wide = enable_wide_ep and arch.is_moe and backend in WIDE_EP_BACKENDS
+    large_ep = {} if wide or not arch.is_moe else dict(large_ep or {})
     config: dict[str, Any] = {
         "nextn": DEFAULT_NEXTN,
         "nextn_accept_rates": list(DEFAULT_NEXTN_ACCEPT_RATES),
@@ -104,7 +142,9 @@ def default_config(
         lists = (
             _AGG_WIDE_EP_LISTS[backend]
             if wide
-            else default_agg_lists(is_moe=arch.is_moe, backend=backend, system=system)
+            else default_agg_lists(
+                is_moe=arch.is_moe, backend=backend, system=system, large_ep_eps=large_ep.get("agg", ())
+            )
         )
         config["worker_config"] = _worker(arch, lists)
         return config
@@ -115,12 +155,16 @@ def default_config(
         decode_system=decode_system or system,
         prefill_wide_ep=wide,
         decode_wide_ep=wide,
+        prefill_large_ep_eps=large_ep.get("prefill", ()),
+        decode_large_ep_eps=large_ep.get("decode", ()),
     )
+    # The peer's replica budget opens (any size up to 512 GPUs) once a role has large-EP tuples.
+    multi_node = wide or bool(large_ep.get("prefill") or large_ep.get("decode"))
     config["prefill_worker_config"] = _worker(arch, prefill)
     config["decode_worker_config"] = _worker(arch, decode)
     config["replica_config"] = {
-        "num_gpu_per_replica": None if wide else list(DEFAULT_NUM_GPU_PER_REPLICA),
-        "max_gpu_per_replica": WIDE_EP_MAX_GPU_PER_REPLICA if wide else DEFAULT_MAX_GPU_PER_REPLICA,
+        "num_gpu_per_replica": None if multi_node else list(DEFAULT_NUM_GPU_PER_REPLICA),
+        "max_gpu_per_replica": WIDE_EP_MAX_GPU_PER_REPLICA if multi_node else DEFAULT_MAX_GPU_PER_REPLICA,
         "max_prefill_worker": DEFAULT_MAX_PREFILL_WORKER,
         "max_decode_worker": DEFAULT_MAX_DECODE_WORKER,
     }

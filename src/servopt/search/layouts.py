@@ -151,14 +151,60 @@ def enumerate_layouts(
     return layouts
 
 
-def default_agg_lists(*, is_moe: bool, backend: str, system: str = "h200_sxm") -> ParallelLists:
-    """The peer's default agg search lists (fused MoE, no large-EP ladder)."""
+# The peer's multi-node expert-parallel ladders (attention DP, no MoE TP), per backend and role.
+AGG_LARGE_EP_LADDER = {
+    "trtllm": ParallelLists(
+        [2, 4, 8, 16, 32, 64], [1, 2, 4, 8], [1], [2, 4, 8, 16, 32, 64], [1], [2, 4, 8, 16, 32, 64]
+    ),
+    "sglang": ParallelLists(
+        [8, 16, 32, 64], [1, 2, 4, 8], [1], [1, 2, 4, 8, 16, 32, 64], [1], [8, 16, 32, 64]
+    ),
+}
+PREFILL_LARGE_EP_LADDER = {
+    "trtllm": ParallelLists([4, 8, 16, 32], [1, 2, 4, 8], [1], [4, 8, 16, 32], [1], [4, 8, 16, 32]),
+    "sglang": ParallelLists([8, 16, 32], [1, 2, 4, 8], [1], [1, 2, 4, 8, 16, 32], [1], [8, 16, 32]),
+}
+DECODE_LARGE_EP_LADDER = {
+    "trtllm": ParallelLists(
+        [4, 8, 16, 32, 64], [1, 2, 4, 8], [1], [4, 8, 16, 32, 64], [1], [4, 8, 16, 32, 64]
+    ),
+    "sglang": ParallelLists(
+        [8, 16, 32, 64], [1, 2, 4, 8], [1], [1, 2, 4, 8, 16, 32, 64], [1], [8, 16, 32, 64]
+    ),
+}
+
+
+def union_lists(a: ParallelLists, b: ParallelLists) -> ParallelLists:
+    return ParallelLists(*(sorted(set(x) | set(y)) for x, y in zip(a, b, strict=True)))
+
+
+def _eps_ladder(eps: Sequence[int]) -> ParallelLists:
+    """vLLM has no static ladder: pure-EP tuples at each covered EP size (tp 1, dp = ep)."""
+    eps = sorted(eps)
+    return ParallelLists(eps, [1], [1], eps, [1], eps)
+
+
+def large_ep_ladder(
+    ladders: dict[str, ParallelLists], backend: str, eps: Sequence[int]
+) -> ParallelLists | None:
+    if backend == "vllm":
+        return _eps_ladder(eps) if eps else None
+    return ladders.get(backend)
+
+
+def default_agg_lists(
+    *, is_moe: bool, backend: str, system: str = "h200_sxm", large_ep_eps: Sequence[int] = ()
+) -> ParallelLists:
+    """The peer's default agg search lists; ``large_ep_eps`` (covered EP sizes wider than one
+    node) unions in the backend's multi-node EP ladder, as the peer does when its data covers them."""
     _check_backend(backend)
     if not is_moe:
         wide = [1, 2, 4, 8, 16] if system in _RACK_NVLINK_SYSTEMS else [1, 2, 4, 8]
         return ParallelLists(wide, wide, [1], [1], [1], [1])
     x = [1, 2, 4, 8, 16]
-    return ParallelLists(x, x, [1], x, x, x)
+    fused = ParallelLists(x, x, [1], x, x, x)
+    ladder = large_ep_ladder(AGG_LARGE_EP_LADDER, backend, large_ep_eps) if large_ep_eps else None
+    return union_lists(fused, ladder) if ladder else fused
 
 
 def default_disagg_lists(
@@ -169,8 +215,15 @@ def default_disagg_lists(
     decode_system: str | None = None,
     prefill_wide_ep: bool = False,
     decode_wide_ep: bool = False,
+    prefill_large_ep_eps: Sequence[int] = (),
+    decode_large_ep_eps: Sequence[int] = (),
 ) -> tuple[ParallelLists, ParallelLists]:
-    """The peer's default (prefill, decode) search lists for disaggregated serving."""
+    """The peer's default (prefill, decode) search lists for disaggregated serving.
+
+    ``*_wide_ep`` (the seed's ``enable_wide_ep``) swaps in the wide-EP lists; ``*_large_ep_eps``
+    (covered EP sizes wider than one node, per role) unions the multi-node ladder into the fused
+    defaults, as the peer does when its data covers large EP.
+    """
     _check_backend(backend)
     decode_system = decode_system or prefill_system
     if not is_moe:
@@ -200,4 +253,10 @@ def default_disagg_lists(
             )
         else:
             prefill = decode = ParallelLists(x, x, [1], x, x, [1, 2, 4, 8, 16])
+    if prefill_large_ep_eps and not prefill_wide_ep:
+        ladder = large_ep_ladder(PREFILL_LARGE_EP_LADDER, backend, prefill_large_ep_eps)
+        prefill = union_lists(prefill, ladder) if ladder else prefill
+    if decode_large_ep_eps and not decode_wide_ep:
+        ladder = large_ep_ladder(DECODE_LARGE_EP_LADDER, backend, decode_large_ep_eps)
+        decode = union_lists(decode, ladder) if ladder else decode
     return prefill, decode
