@@ -13,12 +13,11 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from servopt.errors import InfeasibleError, ServoptError
-from servopt.search.compose import ComposeEngine
-from servopt.search.compose_problem import ComposeProblem, agg_problem, disagg_problem
 from servopt.search.conventions import DEFAULT_CONVENTIONS, Conventions
 from servopt.search.encode import TpotLevels, check_headroom
 from servopt.search.infeasible import diagnose_agg, diagnose_disagg
@@ -36,6 +35,17 @@ from servopt.search.result import (
 from servopt.search.settings import SolverSettings
 from servopt.search.sweep import Engine, MenuEngine, SweepPoint, sweep
 from servopt.search.verify import verify_deployment
+
+if TYPE_CHECKING:
+    from servopt.search.compose_problem import ComposeProblem
+
+
+def _compose_problems():
+    """The cpsat engine's problem builders, imported only when that engine is asked for."""
+    from servopt.search import compose_problem
+
+    return compose_problem
+
 
 # The peer packs nothing: it deploys one replica type. Two types already recover most of the idle
 # budget (e.g. 504 of 512 GPUs -> 512) while keeping deployments simple to operate.
@@ -73,6 +83,8 @@ class _ModeSolver:
     def _engine(self, problem: Callable[[], ComposeProblem]) -> Engine:
         """The composition engine the settings ask for (``problem`` builds the "cpsat" input)."""
         if self.settings.composition == "cpsat":
+            from servopt.search.compose import ComposeEngine  # the default menu engine never needs it
+
             # The menu engine's answers are its hints (its own counters: the hint work is added).
             menu = MenuEngine(
                 self.menu, total_gpus=self.total_gpus, settings=self.settings, counters=Counters()
@@ -149,7 +161,9 @@ class _AggSolver(_ModeSolver):
         if len(pool):
             check_headroom(int(self.menu.units.max()), self.total_gpus, "agg.rate_per_s")
         self.engine = self._engine(
-            lambda: agg_problem(self.menu, levels=self.levels, sla=self.sla, total_gpus=self.total_gpus)
+            lambda: _compose_problems().agg_problem(
+                self.menu, levels=self.levels, sla=self.sla, total_gpus=self.total_gpus
+            )
         )
         self.counters.options_in = {"agg": len(agg)}
         self.counters.options_kept = {"agg": len(pool)}
@@ -205,7 +219,7 @@ class _DisaggSolver(_ModeSolver):
             )
             check_headroom(most, self.total_gpus, "prefill/decode rate_per_s")
         self.engine = self._engine(
-            lambda: disagg_problem(
+            lambda: _compose_problems().disagg_problem(
                 self.menu,
                 levels=self.levels,
                 sla=self.sla,
