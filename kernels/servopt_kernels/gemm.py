@@ -28,10 +28,6 @@ from numba import njit
 
 from servopt_kernels.config import FASTMATH as _FASTMATH_FLAGS
 
-# The grid kernels' searchsorted: already compiled on every path, and far quicker to compile than
-# numba's generic np.searchsorted.
-from servopt_kernels.grid import _lower_bound
-
 # numba rejects a frozenset for fastmath; it takes a plain set.
 FASTMATH = set(_FASTMATH_FLAGS)
 
@@ -553,13 +549,27 @@ def gemm_latency_ms(m, n, k, sites, flops_per_s, mem_bw_bytes_per_s, bytes_per_e
 
 
 @njit(cache=True, fastmath=FASTMATH)
+def _search_left(axis, x):
+    """np.searchsorted(axis, x) for a finite x: a hand-written search compiles far faster."""
+    lo = 0
+    hi = axis.shape[0]
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if axis[mid] < x:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@njit(cache=True, fastmath=FASTMATH)
 def _grid_row(values, r, k_axis, k):
     """Resolve row r of a (M, K) NaN-holed grid at k: (latency, status, prov).
 
     status 0 = resolved, 1 = out of the row's measured range.
     """
     num_k = k_axis.shape[0]
-    j = _lower_bound(k_axis, np.int64(0), num_k, k)
+    j = _search_left(k_axis, k)
     if j < num_k and k_axis[j] == k and not np.isnan(values[r, j]):
         return values[r, j], 0, PROV_EXACT
     lo = -1
@@ -681,7 +691,7 @@ def scale_grid_latency_ms(
             continue
         cm = min(max(qm, m_axis[0]), m_axis[num_m - 1])
         ck = min(max(qk, k_min), k_max)
-        r = _lower_bound(m_axis, np.int64(0), num_m, cm)
+        r = _search_left(m_axis, cm)
         lat = np.nan
         prov = PROV_MISS
         out_of_range = False

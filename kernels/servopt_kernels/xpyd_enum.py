@@ -25,34 +25,6 @@ FASTMATH = set(_FASTMATH_FLAGS)
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _replica_before(rate, lvl, y, x, i, j, b_rate, b_lvl, b_y, b_x, b_i, b_j):
-    """True if replica (rate, lvl, y, x, i, j) comes before the current best in canonical order."""
-    if rate != b_rate:
-        return rate > b_rate
-    if lvl != b_lvl:
-        return lvl < b_lvl
-    if y != b_y:
-        return y < b_y
-    if x != b_x:
-        return x < b_x
-    if i != b_i:
-        return i < b_i
-    return j < b_j
-
-
-@njit(cache=True, fastmath=FASTMATH)
-def _first_at_least(units, lo, hi, target):
-    """First index in [lo, hi) with units >= target (units ascending there); hi if none."""
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if units[mid] < target:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
-
-
-@njit(cache=True, fastmath=FASTMATH)
 def best_replica_per_size(
     p_gpus,
     p_units,
@@ -104,13 +76,16 @@ def best_replica_per_size(
         Filled per size: best rate units (-1 where no replica has that size), its TPOT level,
         prefill index, x, decode option index, y.
     """
+    # Compile time matters here (cold start): one init loop instead of six slice fills, and the
+    # chain search and canonical order written in place rather than as helper calls.
     limit = allowed.shape[0] - 1
-    out_units[:] = -1
-    out_level[:] = -1
-    out_i[:] = -1
-    out_x[:] = 0
-    out_j[:] = -1
-    out_y[:] = 0
+    for s in range(out_units.shape[0]):
+        out_units[s] = -1
+        out_level[s] = -1
+        out_i[s] = -1
+        out_x[s] = 0
+        out_j[s] = -1
+        out_y[s] = 0
     for i in range(p_gpus.shape[0]):
         for x in range(1, max_x + 1):
             p_pool = x * p_gpus[i]
@@ -135,23 +110,34 @@ def best_replica_per_size(
                         break
                     if not allowed[size]:
                         continue
-                    target = min(top, (p_rate + y - 1) // y)
-                    j = _first_at_least(d_units, lo, hi, target)
-                    rate = min(p_rate, y * d_units[j])
-                    better = _replica_before(
-                        rate,
-                        d_level[j],
-                        y,
-                        x,
-                        i,
-                        j,
-                        out_units[size],
-                        out_level[size],
-                        out_y[size],
-                        out_x[size],
-                        out_i[size],
-                        out_j[size],
-                    )
+                    target = (p_rate + y - 1) // y
+                    if top < target:
+                        target = top
+                    # First chain entry reaching the target (units ascend along the chain).
+                    j = lo
+                    end = hi
+                    while j < end:
+                        mid = (j + end) // 2
+                        if d_units[mid] < target:
+                            j = mid + 1
+                        else:
+                            end = mid
+                    rate = y * d_units[j]
+                    if p_rate < rate:
+                        rate = p_rate
+                    # Canonical order against the size's current best (see the module docstring).
+                    if rate != out_units[size]:
+                        better = rate > out_units[size]
+                    elif d_level[j] != out_level[size]:
+                        better = d_level[j] < out_level[size]
+                    elif y != out_y[size]:
+                        better = y < out_y[size]
+                    elif x != out_x[size]:
+                        better = x < out_x[size]
+                    elif i != out_i[size]:
+                        better = i < out_i[size]
+                    else:
+                        better = j < out_j[size]
                     if better:
                         out_units[size] = rate
                         out_level[size] = d_level[j]
@@ -162,20 +148,9 @@ def best_replica_per_size(
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def staircase(units, level):
-    """Sizes not dominated by a smaller size with rate >= and TPOT level <= (exact for packing).
-
-    Parameters
-    ----------
-    units, level : (S+1,) int64
-        Per size (index = GPUs): best rate units (-1: no replica) and its TPOT level.
-
-    Returns
-    -------
-    keep : (S+1,) bool
-    """
+def _staircase_sizes(units, level):
+    """Ascending sizes kept by ``staircase`` (int64 scratch only: a cheap compile)."""
     n = units.shape[0]
-    keep = np.zeros(n, dtype=np.bool_)
     kept = np.empty(n, dtype=np.int64)
     n_kept = 0
     for s in range(n):
@@ -188,9 +163,26 @@ def staircase(units, level):
                 dominated = True
                 break
         if not dominated:
-            keep[s] = True
             kept[n_kept] = s
             n_kept += 1
+    return kept[:n_kept]
+
+
+def staircase(units, level):
+    """Sizes not dominated by a smaller size with rate >= and TPOT level <= (exact for packing).
+
+    Parameters
+    ----------
+    units, level : (S+1,) int64
+        Per size (index = GPUs): best rate units (-1: no replica) and its TPOT level.
+
+    Returns
+    -------
+    keep : (S+1,) bool
+    """
+    units = np.ascontiguousarray(units, dtype=np.int64)
+    keep = np.zeros(units.shape[0], dtype=np.bool_)
+    keep[_staircase_sizes(units, np.ascontiguousarray(level, dtype=np.int64))] = True
     return keep
 
 

@@ -26,9 +26,9 @@ from servopt_kernels import grid as gk
 # (dedup). Raise only with a measured reason: each one costs cold-start seconds.
 SPECIALISATION_BUDGET = 8
 # The GEMM kernels' own: _gemm_batch, _select_donors, _curve_hold, gemm_roofline_batch_ms,
-# scale_grid_latency_ms, _grid_row, _grid_hold, unique_rows (they reuse grid's _lower_bound and
-# dedup's unique_bits at the grid kernels' signatures).
-GEMM_SPECIALISATION_BUDGET = 8
+# scale_grid_latency_ms, _grid_row, _grid_hold, _search_left, unique_rows (small batches reuse
+# dedup's unique_bits at the grid kernels' signature).
+GEMM_SPECIALISATION_BUDGET = 9
 PUBLIC_KERNELS = (
     gk.grid_lookup,
     gk.sol_batch,
