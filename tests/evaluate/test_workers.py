@@ -69,7 +69,8 @@ def test_speculative_decode_rates_scale_with_progress(accepted):
     lops = build_layout_ops(lops.setup._replace(nextn=1), lops.layouts)
     base = decode_workers(FakeDatabase(), lops, Workload(2000, 500), [8])
     spec = decode_workers(FakeDatabase(), lops, Workload(2000, 500), [8], accepted_tokens=accepted)
-    assert spec.options.rate_per_s[0] == pytest.approx(base.options.rate_per_s[0] * (1 + accepted))
+    # Worker rates carry the peer's 3-decimal rounding.
+    assert spec.options.rate_per_s[0] == pytest.approx(base.options.rate_per_s[0] * (1 + accepted), abs=1e-3)
     assert spec.options.tpot_ms[0] == pytest.approx(base.options.tpot_ms[0] / (1 + accepted))
 
 
@@ -89,3 +90,13 @@ def test_worker_table_entry_point():
     assert agg.candidates.batch.max() <= 16
     with pytest.raises(Exception, match="unknown worker role"):
         worker_table(FakeDatabase(), setup, layouts, "encode", Workload(2000, 500))
+
+
+def test_disagg_worker_rates_are_rounded_as_the_peer_reads_them():
+    from servopt.evaluate.workers import peer_worker_rate
+
+    np.testing.assert_array_equal(peer_worker_rate([5.63961, 19.2304, 0.0005, 2.0]), [5.64, 19.23, 0.0, 2.0])
+    lops = _lops(layouts=(Layout(2, 1, 1, 1, 1),))
+    dec = decode_workers(FakeDatabase(), lops, Workload(2000, 500), [8, 16])
+    rates = dec.options.rate_per_s
+    np.testing.assert_array_equal(rates, np.round(dec.metrics.seq_per_s[dec.options.row], 3))

@@ -27,6 +27,15 @@ from servopt.search.options import WorkerOptions
 # The peer's default advanced-tuning corrections for disaggregated workers.
 DEFAULT_PREFILL_CORRECTION = 1.1
 DEFAULT_DECODE_CORRECTION = 1.08
+# The peer composes disaggregated replicas from its per-worker summary tables, which it rounds to
+# 3 decimals (``get_summary_df().round(3)``): a prefill worker's 5.6396 req/s enters its rate
+# matching as 5.640. Worker rates are rounded the same way so composed answers compare exactly.
+PEER_WORKER_RATE_DECIMALS = 3
+
+
+def peer_worker_rate(seq_per_s: np.ndarray) -> np.ndarray:
+    """A disaggregated worker's request rate as the peer's rate matching reads it."""
+    return np.round(np.asarray(seq_per_s, dtype=np.float64), PEER_WORKER_RATE_DECIMALS)
 
 
 class WorkerTable(NamedTuple):
@@ -92,9 +101,8 @@ def prefill_workers(
     cand = _memory_cut(full, static_memory(lops, full, work, "static_ctx"))
     res = run_static(db, lops, cand, work, "static_ctx", latency_correction=correction)
     fits = _first_failure_cut(cand.layout, cand.batch, res.memory.fits & np.isfinite(res.ttft_ms))
-    opts = _options(
-        cand, fits, res.gpus, res.seq_per_s, res.ttft_ms, np.zeros(len(cand)), res.concurrency, "prefill"
-    )
+    rate = peer_worker_rate(res.seq_per_s)
+    opts = _options(cand, fits, res.gpus, rate, res.ttft_ms, np.zeros(len(cand)), res.concurrency, "prefill")
     return WorkerTable("prefill", lops, cand, res, res.memory.total, fits, opts)
 
 
@@ -115,9 +123,8 @@ def decode_workers(
         db, lops, cand, work, "static_gen", latency_correction=correction, accepted_tokens=accepted_tokens
     )
     fits = _first_failure_cut(cand.layout, cand.batch, res.memory.fits & np.isfinite(res.tpot_ms))
-    opts = _options(
-        cand, fits, res.gpus, res.seq_per_s, np.zeros(len(cand)), res.tpot_ms, res.concurrency, "decode"
-    )
+    rate = peer_worker_rate(res.seq_per_s)
+    opts = _options(cand, fits, res.gpus, rate, np.zeros(len(cand)), res.tpot_ms, res.concurrency, "decode")
     return WorkerTable("decode", lops, cand, res, res.memory.total, fits, opts)
 
 
