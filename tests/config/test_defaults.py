@@ -213,3 +213,10 @@ def test_large_ep_search_space_equals_the_peers(serving_mode):
             )
     assert disagg.replica.num_gpu_per_replica == peer.num_gpu_per_replica  # None: any size up to the cap
     assert disagg.replica.max_gpu_per_replica == peer.max_gpu_per_replica
+
+
+def test_no_ladder_where_servopt_has_no_large_ep_graph():
+    """vLLM's data covers DeepSeek-V3's large EP, but servopt prices it on TRT-LLM only."""
+    from servopt.models.registry import resolve_model
+
+    assert defaults.large_ep_eps(resolve_model("DEEPSEEK_V3"), "vllm", "h200_sxm") == {}

@@ -66,15 +66,16 @@ def large_ep_eps(
     multi-node EP ladder and replicas may grow to ``WIDE_EP_MAX_GPU_PER_REPLICA``, as in the peer.
 
     Coverage is read from the perf database (opened from its cache; the pipeline reuses it) at the
-    checkpoint's MoE quant mode. A system without measured data, or data that cannot be opened
-    (reported elsewhere), covers nothing.
+    checkpoint's MoE quant mode. A system without measured data, data that cannot be opened
+    (reported elsewhere), or a model family/backend servopt has no large-EP graph for
+    (``models.wide_ep.MODELLED``) covers nothing.
     """
     from servopt.errors import ServoptError
     from servopt.models import wide_ep
     from servopt.perf_db.systems import load_system
 
-    if not arch.is_moe or arch.family not in wide_ep.LARGE_EP_FAMILIES:
-        return {}
+    if not arch.is_moe or (arch.family, backend) not in wide_ep.MODELLED:
+        return {}  # no large-EP graph: the ladder's cross-node tuples would all be rejected
     out: dict[str, list[int]] = {}
     for role, name in (("agg", system), ("prefill", system), ("decode", decode_system or system)):
         try:
