@@ -36,15 +36,15 @@ def test_defaults_fill_everything(fake_catalog):
         "fp8",
         "fp8",
     )
-    # The measured data covers DeepSeek-V3's EP 16..256 on h200_sxm/trtllm: the fused defaults
-    # gain the peer's multi-node EP ladder (prefill up to 32 GPUs) and the open replica budget.
-    assert p.tp_list == p.moe_tp_list == (1, 2, 4, 8, 16)
-    assert p.num_gpu_per_worker == p.dp_list == p.moe_ep_list == (1, 2, 4, 8, 16, 32)
-    assert e.replica.num_gpu_per_replica is None
-    assert e.replica.max_gpu_per_replica == 64  # 512 capped by the budget
+    assert (
+        p.num_gpu_per_worker == p.tp_list == p.dp_list == p.moe_tp_list == p.moe_ep_list == (1, 2, 4, 8, 16)
+    )
+    # The catalog's DEEPSEEK_V3 is a plain MoE stand-in (no MLA): servopt has no large-EP graph
+    # for it, so the fused lists and replica sizes stay (tests/config/test_defaults.py covers the
+    # data-driven ladder on the real model).
+    assert e.replica.num_gpu_per_replica == DEFAULT_NUM_GPU_PER_REPLICA
+    assert e.replica.max_gpu_per_replica == 64  # 128 capped by the budget
     assert (e.config.nextn, e.enable_wide_ep, e.profiles) == (0, False, ())
-    dense = one(exp(serving="disagg", model="QWEN3_32B", gpus=64), fake_catalog)
-    assert dense.replica.num_gpu_per_replica == DEFAULT_NUM_GPU_PER_REPLICA
 
 
 def test_profiles_apply_in_order_and_the_patch_wins(fake_catalog):
@@ -114,9 +114,7 @@ def test_wide_ep_swaps_in_the_large_ep_ladders(fake_catalog):
     off = one(
         exp("  profiles: [wide_ep]\n  enable_wide_ep: false\n", model="DEEPSEEK_V3", gpus=64), fake_catalog
     )
-    # Off: the fused defaults, which union in the multi-node ladder the data covers (as the peer).
-    assert not off.enable_wide_ep and off.worker("agg").dp_list == (1, 2, 4, 8, 16, 32, 64)
-    assert off.worker("agg").moe_tp_list == (1, 2, 4, 8, 16)
+    assert not off.enable_wide_ep and off.worker("agg").dp_list == (1, 2, 4, 8, 16)
 
 
 @pytest.mark.parametrize(
