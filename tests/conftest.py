@@ -1,6 +1,12 @@
 """Shared fixtures: one small real search (Qwen3-32B on 8 H200, the seed's SLA), run once per session."""
 
+import os
+
 import pytest
+
+# CLI runs inside the tests stay on numba's JIT and start no background AOT builds;
+# tests/kernels/test_aot.py builds and checks the AOT module explicitly.
+os.environ["SERVOPT_AOT"] = "0"
 
 
 @pytest.fixture(scope="session")

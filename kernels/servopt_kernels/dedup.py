@@ -7,18 +7,14 @@ signature serves every caller (a tuple of columns would compile once per tuple l
 """
 
 import numpy as np
-from numba import njit
 
-from servopt_kernels.config import FASTMATH as _FASTMATH_FLAGS
-
-# numba takes a plain set (not a frozenset) for fastmath.
-FASTMATH = set(_FASTMATH_FLAGS)
+from servopt_kernels.jit import kernel
 
 # The open-addressing table starts at this many slots and doubles past half full.
 INITIAL_SLOTS = 1024
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@kernel
 def _fold(h, x):
     # splitmix64 finaliser of one value (float bit patterns have all-zero low bits), folded into h.
     z = np.uint64(x) + np.uint64(0x9E3779B97F4A7C15)
@@ -29,7 +25,10 @@ def _fold(h, x):
     return h ^ (h >> np.uint64(32))
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@kernel(
+    returns="UniTuple(int64[::1], 2)",
+    args=("int64[:, ::1]",),
+)
 def unique_bits(bits):
     """Hash-deduplicate the n rows ``bits[:, i]`` of a C-contiguous (k, n) int64 matrix (float64
     data: pass its ``.view(np.int64)``; rows compare by bit pattern).

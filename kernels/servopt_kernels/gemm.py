@@ -24,12 +24,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit
 
-from servopt_kernels.config import FASTMATH as _FASTMATH_FLAGS
-
-# numba rejects a frozenset for fastmath; it takes a plain set.
-FASTMATH = set(_FASTMATH_FLAGS)
+from servopt_kernels.jit import kernel
 
 PROV_EXACT = 0
 PROV_INTERPOLATED = 1
@@ -87,7 +83,7 @@ class GemmSites(NamedTuple):
     cover_breaks: np.ndarray
 
 
-@njit(cache=True, fastmath=FASTMATH, inline="always")
+@kernel(inline="always")
 def gemm_roofline_ms(m, n, k, flops_per_s, mem_bw_bytes_per_s, bytes_per_elem):
     """Speed-of-light GEMM latency (ms): max(2mnk / peak FLOP/s, bytes(A, B, C) / HBM bandwidth)."""
     math_ms = 2.0 * m * n * k / flops_per_s * 1000.0
@@ -95,7 +91,18 @@ def gemm_roofline_ms(m, n, k, flops_per_s, mem_bw_bytes_per_s, bytes_per_elem):
     return max(math_ms, mem_ms)
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@kernel(
+    returns="none",
+    args=(
+        "float64[::1]",
+        "float64[::1]",
+        "float64[::1]",
+        "float64",
+        "float64",
+        "float64",
+        "float64[::1]",
+    ),
+)
 def gemm_roofline_batch_ms(m, n, k, flops_per_s, mem_bw_bytes_per_s, bytes_per_elem, out_ms):
     """``gemm_roofline_ms`` over flat (N,) float64 arrays into ``out_ms``."""
     for i in range(m.shape[0]):
@@ -111,7 +118,7 @@ def gemm_roofline_batch_ms(m, n, k, flops_per_s, mem_bw_bytes_per_s, bytes_per_e
 # reference counting.
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@kernel
 def _curve_hold(cm, cms, lo, hi, n, k, q, flops_per_s, mem_bw, bytes_per_elem):
     """Curve cm/cms[lo:hi] of site (n, k) beyond its measured m range: the query roofline over the
     median utilization of the ``CURVE_TAIL_POINTS`` boundary points on that side; NaN when none has
@@ -154,7 +161,7 @@ GATE_N = 2  # n alone: the waiver for a query beyond every candidate's k
 _RANK_NONE = np.iinfo(np.int64).max
 
 
-@njit(cache=True, fastmath=False)
+@kernel(fastmath=False)
 def _select_donors(
     site_log2_n,
     site_log2_k,
@@ -256,7 +263,32 @@ _MF_N, _MF_K, _MF_W = 0, 1, 2
 MEMO_FLOATS = _MF_W + SITE_NEIGHBOURS
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@kernel(
+    returns="none",
+    args=(
+        "float64[::1]",
+        "float64[::1]",
+        "float64[::1]",
+        "float64[::1]",
+        "float64[::1]",
+        "float64[::1]",
+        "float64[::1]",
+        "int64[::1]",
+        "int64[::1]",
+        "int64[::1]",
+        "float64[::1]",
+        "float64[::1]",
+        "float64[::1]",
+        "int64[::1]",
+        "float64[::1]",
+        "int64[::1]",
+        "float64",
+        "float64",
+        "float64",
+        "float64[::1]",
+        "int8[::1]",
+    ),
+)
 def _gemm_batch(
     m,
     n,
@@ -548,7 +580,7 @@ def gemm_latency_ms(m, n, k, sites, flops_per_s, mem_bw_bytes_per_s, bytes_per_e
 # ---------------------------------------------------------------------------------------------
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@kernel
 def _search_left(axis, x):
     """np.searchsorted(axis, x) for a finite x: a hand-written search compiles far faster."""
     lo = 0
@@ -562,7 +594,7 @@ def _search_left(axis, x):
     return lo
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@kernel
 def _grid_row(values, r, k_axis, k):
     """Resolve row r of a (M, K) NaN-holed grid at k: (latency, status, prov).
 
@@ -590,7 +622,7 @@ def _grid_row(values, r, k_axis, k):
     return y0 + (values[r, hi] - y0) * w, 0, PROV_INTERPOLATED
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@kernel
 def _grid_hold(values, m_axis, k_axis, m, k, sol_bytes_per_mk, mem_bw):
     """Out-of-range hold: utilization of the 4 nearest measured leaves in log2(m, k) space,
     tapered by the distance of the next one (weights ((R - d) / (R d))^2), over the query roofline."""
@@ -653,7 +685,21 @@ def _grid_hold(values, m_axis, k_axis, m, k, sol_bytes_per_mk, mem_bw):
     return sol_q / (usum / wsum)
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@kernel(
+    returns="none",
+    args=(
+        "float64[::1]",
+        "float64[::1]",
+        "float64[::1]",
+        "float64[::1]",
+        "float64[:, ::1]",
+        "float64",
+        "float64",
+        "boolean",
+        "float64[::1]",
+        "int8[::1]",
+    ),
+)
 def scale_grid_latency_ms(
     m, k, m_axis, k_axis, values_ms, sol_bytes_per_mk, mem_bw_bytes_per_s, sol_ratio_beyond, out_ms, out_prov
 ):
@@ -737,7 +783,7 @@ def scale_grid_latency_ms(
 DEDUP_INITIAL_SLOTS = 4096
 
 
-@njit(cache=True, inline="always")
+@kernel(inline="always", fastmath=False)
 def _mix_bits(a, b, c):
     """Hash of three 64-bit patterns (multiply-xorshift; int64 arithmetic wraps)."""
     h = a * np.int64(-7046029254386353131) + b * np.int64(-4417276706812531889)
@@ -747,7 +793,15 @@ def _mix_bits(a, b, c):
     return h ^ (h >> 29)
 
 
-@njit(cache=True)
+@kernel(
+    returns="UniTuple(int64[::1], 2)",
+    args=(
+        "int64[::1]",
+        "int64[::1]",
+        "int64[::1]",
+    ),
+    fastmath=False,
+)
 def unique_rows(a_bits, b_bits, c_bits):
     """Distinct rows of (a, b, c), compared by bit pattern (pass float64 arrays viewed as int64).
 

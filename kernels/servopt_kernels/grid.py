@@ -25,12 +25,8 @@ pinned by tests/kernels/test_compile_budget.py.
 """
 
 import numpy as np
-from numba import njit
 
-from servopt_kernels.config import FASTMATH as _FASTMATH_FLAGS
-
-# numba takes a plain set (not a frozenset) for fastmath.
-FASTMATH = set(_FASTMATH_FLAGS)
+from servopt_kernels.jit import kernel
 
 # Roofline kinds (``sol_kind``) and their parameter rows.
 SOL_CTX_ATTN = (
@@ -69,7 +65,7 @@ HOLD_NEIGHBOURS = 4
 MS_PER_S = 1000.0
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@kernel
 def _sol(kind, p, c0, c1, c2):
     """Roofline latency in ms, max(math, memory), for one point."""
     if kind == SOL_LINEAR:
@@ -132,7 +128,7 @@ def _sol(kind, p, c0, c1, c2):
     return np.nan
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@kernel
 def _lower_bound(axes, off, n, c):
     """First position among ``axes[off : off + n]`` whose key is >= c; NaN sorts last, as in
     np.searchsorted (a hand-written search compiles far faster than numba's generic one)."""
@@ -159,7 +155,7 @@ _KLO, _KHI, _VLO, _VHI, _VALUE = 0, 1, 2, 3, 4  # bracket keys, leaf-level brack
 _IDLE, _OPEN, _DONE, _PASS, _SPLIT = 0, 1, 2, 3, 4
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@kernel
 def _interior(s, ndim, q, axes, ax_off, ax_len, vals, val_off, pres, pres_off, kind, p, taxis, ni, nf):
     """Bracket-and-blend inside slice ``s`` -> (status, latency, provenance).
 
@@ -284,7 +280,7 @@ def _interior(s, ndim, q, axes, ax_off, ax_len, vals, val_off, pres, pres_off, k
     return ni[_STATUS], nf[_VALUE], ni[_PROV]
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@kernel
 def _hold(s, ndim, q, axes, ax_off, ax_len, vals, val_off, pres, pres_off, leaf_off, leaf_coord, leaf_lat,
           kind, p, dist, order, best):  # fmt: skip
     """Utilisation hold past the data -> latency at the query (NaN when nothing anchors it).
@@ -403,7 +399,30 @@ def _hold(s, ndim, q, axes, ax_off, ax_len, vals, val_off, pres, pres_off, leaf_
 AVG_POINTS = 5
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@kernel(
+    returns="none",
+    args=(
+        "float64[::1]",
+        "int64[:, ::1]",
+        "int64[:, ::1]",
+        "float64[::1]",
+        "int64[::1]",
+        "uint8[::1]",
+        "int64[:, ::1]",
+        "int64[::1]",
+        "float64[:, ::1]",
+        "float64[::1]",
+        "int64",
+        "int64",
+        "int64",
+        "int64",
+        "int64[::1]",
+        "float64[:, ::1]",
+        "float64[:, ::1]",
+        "float64[::1]",
+        "int8[::1]",
+    ),
+)
 def grid_lookup(
     axes, ax_off, ax_len, vals, val_off, pres, pres_off, leaf_off, leaf_coord, leaf_lat,
     ndim, kind, taxis, avg_axis, slice_ids, coords, params, out_ms, out_prov,
@@ -474,7 +493,15 @@ def grid_lookup(
             out_prov[i] = prov
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@kernel(
+    returns="none",
+    args=(
+        "int64",
+        "float64[:, ::1]",
+        "float64[:, ::1]",
+        "float64[::1]",
+    ),
+)
 def sol_batch(kind, coords, params, out_ms):
     """Roofline latency for every row: coords (Q, <=3), params (Q, P) -> out_ms (Q,)."""
     nd = coords.shape[1]

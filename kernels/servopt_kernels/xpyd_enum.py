@@ -16,15 +16,35 @@ ascending, then y, x, prefill index, decode index ascending.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
-from servopt_kernels.config import FASTMATH as _FASTMATH_FLAGS
-
-# numba wants a mutable set of flags.
-FASTMATH = set(_FASTMATH_FLAGS)
+from servopt_kernels.jit import kernel
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@kernel(
+    returns="none",
+    args=(
+        "int64[::1]",
+        "int64[::1]",
+        "int64[::1]",
+        "int64[::1]",
+        "int64[::1]",
+        "int64[::1]",
+        "int64[::1]",
+        "int64[::1]",
+        "int64[::1]",
+        "int64",
+        "int64",
+        "boolean[::1]",
+        "int64",
+        "int64",
+        "int64[::1]",
+        "int64[::1]",
+        "int64[::1]",
+        "int64[::1]",
+        "int64[::1]",
+        "int64[::1]",
+    ),
+)
 def best_replica_per_size(
     p_gpus,
     p_units,
@@ -147,7 +167,13 @@ def best_replica_per_size(
                         out_y[size] = y
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@kernel(
+    returns="int64[::1]",
+    args=(
+        "int64[::1]",
+        "int64[::1]",
+    ),
+)
 def _staircase_sizes(units, level):
     """Ascending sizes kept by ``staircase`` (int64 scratch only: a cheap compile)."""
     n = units.shape[0]
@@ -186,7 +212,7 @@ def staircase(units, level):
     return keep
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@kernel
 def enumerate_replicas(
     p_gpus, p_units, p_key, d_gpus, d_units, d_level, d_key, max_x, max_y, allowed, max_p_pool, max_d_pool
 ):
@@ -238,7 +264,7 @@ def enumerate_replicas(
     return size_out, units_out, level_out, i_out, x_out, j_out, y_out
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@kernel
 def _better(value, tmax, gpus, b_value, b_tmax, b_gpus):
     if value != b_value:
         return value > b_value
@@ -247,7 +273,7 @@ def _better(value, tmax, gpus, b_value, b_tmax, b_gpus):
     return gpus < b_gpus
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@kernel
 def best_identical(size, units, level, cap_level, total_gpus):
     """Oracle: the best floor(G/s) identical replicas of one replica with TPOT level <= cap.
 
@@ -267,7 +293,7 @@ def best_identical(size, units, level, cap_level, total_gpus):
     return b_value, b_tmax, b_gpus, b_idx
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@kernel
 def best_packing(size, units, level, cap_level, total_gpus, max_types):
     """Oracle: the best deployment of up to ``max_types`` (1..3) distinct replicas, any counts >= 1.
 

@@ -22,10 +22,12 @@ def _run_and_report(
 ) -> None:
     from rich.console import Console
 
-    from servopt.cli.startup import import_cp_model_without_pandas, init_numba_without_blas
+    from servopt.cli.startup import build_kernels_in_background, import_cp_model_without_pandas, start_kernels
+    from servopt.resources import cache_dir
 
+    cache_root = cache_dir(perf_db)
+    aot_active = start_kernels(cache_root)
     import_cp_model_without_pandas()
-    init_numba_without_blas()
     from servopt.pipeline import run_experiments
     from servopt.report.tables import print_report
     from servopt.search.settings import SolverSettings
@@ -69,6 +71,8 @@ def _run_and_report(
 
         # Piped output keeps whole table rows (a terminal gets its own width).
         print_report(doc, Console(width=None if sys.stdout.isatty() else 240))
+    if not aot_active:
+        build_kernels_in_background(cache_root)
 
 
 def _logging(verbose: bool) -> None:

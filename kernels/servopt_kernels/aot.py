@@ -1,0 +1,207 @@
+"""Ahead-of-time build of the entry kernels: one extension module that runs without importing numba.
+
+A warm ``servopt cli default`` used to spend ~0.4 s importing numba and initialising its CPU target
+just to load cached kernels. The entry kernels (``@kernel(returns=..., args=...)`` in
+``servopt_kernels.jit``) are therefore also built, once per machine, into a C extension with
+numba's ``pycc``; later processes import that (~1 ms) and never import numba.
+
+- Name and place: ``<cache_root>/aot/servopt_aot_<fingerprint>.so``. The fingerprint covers the
+  kernel sources, the declared signatures, the numba / llvmlite / numpy / Python versions and the
+  CPU (the module is compiled for the host CPU), so any change builds a new module.
+- Same answers as the JIT: each export is a one-line wrapper calling the kernel's numba dispatcher,
+  so the kernel body is the JIT's own IR (same fastmath flags); the module is optimised and
+  code-generated separately, so a float may differ from the JIT's in its last bit (tests compare the
+  CLI's whole answer at 1e-12 relative and require the same decisions).
+- Failure is never fatal: without a C compiler or Python headers the build fails and servopt
+  keeps using numba's JIT (``build`` returns None).
+- Concurrency: the module is built in a private temporary folder and renamed into place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.machinery
+import importlib.metadata
+import importlib.util
+import os
+import platform
+import shutil
+import sys
+import sysconfig
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+from servopt_kernels import jit
+
+# Kernel modules built into the AOT module (all of them hold entry kernels).
+KERNEL_MODULES = (
+    "servopt_kernels.dedup",
+    "servopt_kernels.grid",
+    "servopt_kernels.gemm",
+    "servopt_kernels.xpyd_enum",
+)
+MODULE_PREFIX = "servopt_aot_"
+
+
+def _import_kernel_modules() -> None:
+    for name in KERNEL_MODULES:
+        importlib.import_module(name)
+
+
+def _cpu_id() -> str:
+    """The CPU the module is compiled for (model and feature flags), cheaply, without llvmlite."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            lines = [ln for ln in f.read().splitlines() if ln.startswith(("model name", "flags"))]
+        return "\n".join(dict.fromkeys(lines))
+    except OSError:
+        return f"{platform.machine()}|{platform.processor()}"
+
+
+def fingerprint() -> str:
+    _import_kernel_modules()
+    h = hashlib.sha256()
+    for dist in ("numba", "llvmlite", "numpy"):
+        try:
+            h.update(f"{dist}={importlib.metadata.version(dist)}\n".encode())
+        except importlib.metadata.PackageNotFoundError:
+            h.update(f"{dist}=?\n".encode())
+    h.update(f"{sys.version}|{sysconfig.get_config_var('EXT_SUFFIX')}|{_cpu_id()}\n".encode())
+    for name in sorted((*KERNEL_MODULES, "servopt_kernels.jit", "servopt_kernels.config")):
+        h.update(Path(sys.modules[name].__file__).read_bytes())
+    for k in jit.entry_kernels():
+        h.update(f"{k.export_name}:{k.signature}\n".encode())
+    return h.hexdigest()[:20]
+
+
+def module_path(cache_root: Path) -> Path:
+    name = MODULE_PREFIX + fingerprint()
+    return Path(cache_root) / "aot" / (name + (sysconfig.get_config_var("EXT_SUFFIX") or ".so"))
+
+
+def load(cache_root: Path):
+    """The built AOT module for this machine and these kernels, or None when there is none yet."""
+    path = module_path(cache_root)
+    if not path.is_file():
+        return None
+    name = path.name.split(".", 1)[0]
+    if name in sys.modules:
+        return sys.modules[name]
+    try:
+        loader = importlib.machinery.ExtensionFileLoader(name, str(path))
+        spec = importlib.util.spec_from_file_location(name, path, loader=loader)
+        module = importlib.util.module_from_spec(spec)
+        loader.exec_module(module)
+    except (ImportError, OSError):
+        return None  # unreadable or built against something else: rebuild it
+    sys.modules[name] = module
+    return module
+
+
+def _export_wrapper(k: jit.Kernel):
+    """``def entry(a0, ..., an): return <dispatcher>(a0, ..., an)`` with the kernel's arity."""
+    names = [f"a{i}" for i in range(len(k.args))]
+    source = f"def {k.export_name}({', '.join(names)}):\n    return target({', '.join(names)})\n"
+    namespace = {"target": k.dispatcher}
+    exec(compile(source, f"<aot export {k.export_name}>", "exec"), namespace)
+    return namespace[k.export_name]
+
+
+def build(cache_root: Path) -> Path | None:
+    """Compile the entry kernels into the AOT module (seconds: numba compiles them, gcc links).
+
+    Returns its path, or None when this machine cannot build extensions (servopt then stays on the
+    JIT)."""
+    path = module_path(cache_root)
+    name = path.name.split(".", 1)[0]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=path.parent))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pycc's pending-deprecation notice
+            from numba.pycc import CC
+
+            cc = CC(name)
+            cc.output_dir = str(tmp)
+            cc.target_cpu = "host"
+            for k in jit.entry_kernels():
+                cc.export(k.export_name, k.signature)(_export_wrapper(k))
+            cc.compile()
+        built = next(tmp.glob(name + "*"))
+        os.replace(built, path)
+        return path
+    except Exception:  # no compiler, no headers, a toolchain error: stay on the JIT
+        return None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def activate(cache_root: Path, *, build_missing: bool = True) -> bool:
+    """Serve entry kernels from the AOT module, building it first when missing. True when active."""
+    module = load(cache_root)
+    if module is None and build_missing and build(cache_root) is not None:
+        module = load(cache_root)
+    if module is None:
+        return False
+    jit.activate_aot(module)
+    return True
+
+
+# A build that failed on this machine (no compiler, no headers) is not retried for these kernels.
+FAILED_SUFFIX = ".failed"
+LOCK_NAME = ".build.lock"
+# A lock older than this is a crashed builder's: take it over.
+STALE_LOCK_S = 900.0
+# Background builds yield the CPU to the user's foreground work.
+BACKGROUND_NICENESS = 10
+
+
+def wants_build(cache_root: Path) -> bool:
+    """True when no AOT module exists for these kernels, none is being built and none failed."""
+    path = module_path(cache_root)
+    if path.is_file() or Path(str(path) + FAILED_SUFFIX).is_file():
+        return False
+    lock = path.parent / LOCK_NAME
+    try:
+        return time.time() - lock.stat().st_mtime > STALE_LOCK_S
+    except OSError:
+        return True
+
+
+def build_locked(cache_root: Path) -> Path | None:
+    """``build`` under a lock file, recording a failure so that it is not retried."""
+    path = module_path(cache_root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = path.parent / LOCK_NAME
+    if lock.exists() and time.time() - lock.stat().st_mtime > STALE_LOCK_S:
+        lock.unlink(missing_ok=True)
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return None  # another process is building it
+    try:
+        os.close(fd)
+        built = build(cache_root)
+        if built is None:
+            Path(str(path) + FAILED_SUFFIX).touch()
+        return built
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m servopt_kernels.aot <cache_root>``: build the AOT module (run in the background)."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m servopt_kernels.aot <cache_root>", file=sys.stderr)
+        return 2
+    with contextlib.suppress(AttributeError, OSError):
+        os.nice(BACKGROUND_NICENESS)
+    return 0 if build_locked(Path(args[0])) is not None else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""servopt_kernels.aot: the ahead-of-time module builds, loads without numba, and answers as the JIT.
+
+The build compiles every entry kernel (seconds, more on a cold numba cache) and links a C extension,
+so it runs once per module; it needs a C compiler and Python's headers, as a user's machine does.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+from servopt_kernels import aot, jit
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("cc") is None or not Path(sysconfig.get_paths()["include"], "Python.h").is_file(),
+    reason="building the AOT module needs a C compiler and Python.h",
+)
+
+CLI = """
+import contextlib, io, json, sys
+from servopt.cli.app import main
+sys.argv = ["servopt", "cli", "default", "--model", "QWEN3_32B", "--total_gpus", "64",
+            "--system", "h200_sxm", "--json"]
+buf = io.StringIO()
+try:
+    with contextlib.redirect_stdout(buf):
+        main()
+except SystemExit as exc:
+    assert not exc.code, exc.code
+from servopt_kernels import jit
+print(json.dumps({"doc": json.loads(buf.getvalue()), "numba": "numba" in sys.modules,
+                  "misses": jit.aot_misses}))
+"""
+
+
+@pytest.fixture(scope="module")
+def aot_cache(tmp_path_factory):
+    root = tmp_path_factory.mktemp("aot_cache")
+    assert aot.wants_build(root)
+    path = aot.build_locked(root)
+    assert path is not None and path == aot.module_path(root) and path.is_file()
+    assert not aot.wants_build(root)
+    return root
+
+
+def _cli(cache: Path, aot_on: bool) -> dict:
+    env = {**os.environ, "SERVOPT_AOT": "1" if aot_on else "0", "SERVOPT_CACHE_DIR": str(cache)}
+    out = subprocess.run([sys.executable, "-c", CLI], capture_output=True, text=True, env=env, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.splitlines()[-1])
+
+
+def _same(a, b, path=""):
+    """Equal structure and decisions; floats equal to 1e-12 relative (the AOT module is compiled
+    separately, so the last bit of a fused multiply-add may differ from the JIT's)."""
+    assert type(a) is type(b), path
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for k in a:
+            _same(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _same(x, y, f"{path}[{i}]")
+    elif isinstance(a, float):
+        assert a == pytest.approx(b, rel=1e-12, abs=0), path
+    else:
+        assert a == b, path
+
+
+def test_cli_on_the_aot_module_imports_no_numba_and_answers_as_the_jit(aot_cache):
+    on_jit = _cli(aot_cache, aot_on=False)
+    on_aot = _cli(aot_cache, aot_on=True)
+    assert on_jit["numba"] and not on_aot["numba"]
+    assert on_aot["misses"] == {}  # every kernel call of the run had the declared argument types
+    _same(on_aot["doc"], on_jit["doc"])
+
+
+def test_every_entry_kernel_is_exported(aot_cache):
+    module = aot.load(aot_cache)
+    assert module is not None
+    for k in jit.entry_kernels():
+        assert callable(getattr(module, k.export_name)), k.export_name
+
+
+def test_fingerprint_is_deterministic_and_names_the_module():
+    assert aot.fingerprint() == aot.fingerprint()
+    assert aot.module_path(Path("/x")).name.startswith(aot.MODULE_PREFIX + aot.fingerprint())
+
+
+def test_a_failed_build_is_recorded_and_not_retried(tmp_path, monkeypatch):
+    monkeypatch.setattr(aot, "build", lambda root: None)
+    assert aot.build_locked(tmp_path) is None
+    assert not aot.wants_build(tmp_path)
