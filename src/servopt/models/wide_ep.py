@@ -108,7 +108,7 @@ def nodes_for(moe_ep: int, gpus_per_node: int) -> int:
 
 
 class CoverageProbe(Protocol):
-    """What coverage needs from the data (``PerfDatabase`` and ``perf_db.wide_ep_queries.TableProbe``)."""
+    """What coverage needs from the data (``PerfDatabase``; a double without it covers nothing)."""
 
     def moe_a2a_pairs(self, comm_backend, comm_phase, comm_dtype, hidden, topk, experts) -> set: ...
     def moe_expert_compute_eps(self, quant_mode, hidden, inter, topk, experts) -> set: ...

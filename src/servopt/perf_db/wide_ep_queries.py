@@ -15,14 +15,12 @@ Two measured tables feed large-EP pricing:
   measured point cannot answer below it. On TRT-LLM and vLLM, points this table cannot answer read
   the regular MoE table at (moe_tp 1, moe_ep) instead, as the peer does.
 
-The coverage probes (:func:`a2a_pairs`, :func:`compute_eps`) read slice keys only; they work on a
-built family's key columns or on a raw merged table (``table_probe``, used by the config layer
-before any database is built).
+The coverage probes (:func:`a2a_pairs`, :func:`compute_eps`) read slice keys only (a built
+family's key columns, or any merged table's columns); ``models.wide_ep.coverage`` turns them into
+the per-phase comm backends and EP sizes large EP may use.
 """
 
 from __future__ import annotations
-
-from functools import cache
 
 import numpy as np
 
@@ -93,45 +91,6 @@ def compute_eps(
         & (keys["moe_tp_size"] == 1)
     )
     return {int(e) for e in keys["moe_ep_size"][mask]}
-
-
-class TableProbe:
-    """Coverage probes over the raw merged tables (no grid build): cheap enough for config time."""
-
-    def __init__(self, a2a: dict[str, np.ndarray], compute: dict[str, np.ndarray], regular_loader):
-        self._a2a = a2a
-        self._compute = compute
-        self._regular_loader = regular_loader  # the regular MoE table, read only when needed
-        self._regular: dict[str, np.ndarray] | None = None
-
-    def regular_moe_eps(self, quant_mode, hidden, inter, topk, experts):
-        if self._regular is None:
-            self._regular = self._regular_loader()
-        q = quant.resolve("moe_quant", quant_mode, quant.MOE_QUANTS)
-        return compute_eps(self._regular, q.name, hidden, inter, topk, experts)
-
-    def moe_a2a_pairs(self, comm_backend, comm_phase, comm_dtype, hidden, topk, experts):
-        return a2a_pairs(self._a2a, comm_backend, comm_phase, comm_dtype, hidden, topk, experts)
-
-    def moe_expert_compute_eps(self, quant_mode, hidden, inter, topk, experts):
-        q = quant.resolve("moe_quant", quant_mode, quant.MOE_QUANTS)
-        return compute_eps(self._compute, q.name, hidden, inter, topk, experts)
-
-
-@cache
-def table_probe(system: str, backend: str, version: str | None) -> TableProbe | None:
-    """The large-EP coverage probe of one measured database (None for roofline-only systems)."""
-    from servopt.perf_db.sources import load_table
-    from servopt.perf_db.systems import load_system
-
-    spec = load_system(system)
-    if spec.measured_data is None:
-        return None
-    return TableProbe(
-        load_table(system, backend, version, "moe_a2a_perf"),
-        load_table(system, backend, version, "wideep_moe_perf"),
-        lambda: load_table(system, backend, version, "moe_perf"),
-    )
 
 
 class WideEpQueries(QueryBase):
