@@ -161,3 +161,20 @@ def test_bad_input_is_one_line_and_nonzero(cache, args, needle):
     assert proc.returncode != 0
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and needle in lines[0], proc.stderr
+
+
+def test_warm_builds_the_databases_then_finds_them_cached(cache):
+    first = runner.invoke(app, ["perfdb", "warm", "--system", "h200_sxm", "--system", "h100_sxm"])
+    assert first.exit_code == 0, first.output
+    assert "perf database h200_sxm/trtllm/1.3.0rc20: built" in first.output
+    assert "perf database h100_sxm/trtllm/1.3.0rc20: built" in first.output
+    assert "SERVOPT_AOT=0" in first.output  # the test session keeps to the JIT (tests/conftest.py)
+    again = runner.invoke(app, ["perfdb", "warm", "--system", "h200_sxm"])
+    assert again.exit_code == 0 and "h200_sxm/trtllm/1.3.0rc20: cached" in again.output
+
+
+def test_warm_names_an_unknown_system(cache):
+    res = subprocess.run(
+        [sys.executable, "-m", "servopt", "perfdb", "warm", "--system", "h999"], capture_output=True, text=True
+    )
+    assert res.returncode == 2 and "h999" in res.stderr and "h200_sxm" in res.stderr

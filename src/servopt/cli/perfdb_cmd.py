@@ -186,3 +186,42 @@ def query_cmd(
     args = " ".join(f"{k}={v}" for k, v in kwargs.items())
     for value, prov in zip(lat_list, prov_names, strict=True):
         typer.echo(f"{op} {args} on {db.label()}: {value:.6g} ms ({prov})")
+
+
+@app.command("warm")
+def warm_cmd(
+    system: list[str] = typer.Option(["h200_sxm"], "--system", help="System(s) whose databases to build."),
+    backend: str = typer.Option("trtllm", "--backend", help="Backend."),
+    version: str = typer.Option(None, "--version", help="Version or slot alias (default: current)."),
+    perf_db: str = typer.Option(None, "--perf_db", "--perf-db", help="Cache folder of built databases."),
+) -> None:
+    """Build everything a first run builds, now: the perf databases and the kernels' ahead-of-time
+    module (for images and CI; `cli default` otherwise builds the module in the background)."""
+    import os
+    import time
+
+    from servopt.perf_db.database import open_database
+    from servopt.resources import cache_dir
+    from servopt_kernels import aot
+
+    root = cache_dir(perf_db)
+    for name in system:
+        t0 = time.perf_counter()
+        db = open_database(name, backend, version, cache_dir=root)
+        how = "cached" if db.from_cache else "built"
+        typer.echo(f"perf database {name}/{backend}/{db.version}: {how} in {time.perf_counter() - t0:.1f} s")
+    if os.environ.get("SERVOPT_AOT", "1") == "0":
+        typer.echo("kernels: SERVOPT_AOT=0, numba's JIT only")
+        return
+    t0 = time.perf_counter()
+    path = aot.module_path(root)
+    if path.is_file():
+        typer.echo(f"kernels: ahead-of-time module present ({path})")
+        return
+    built = aot.build_locked(root)
+    if built is None:
+        typer.echo(
+            "kernels: the ahead-of-time build failed or is running elsewhere; numba's JIT serves", err=True
+        )
+        raise typer.Exit(1)
+    typer.echo(f"kernels: ahead-of-time module built in {time.perf_counter() - t0:.1f} s ({built})")
