@@ -47,3 +47,17 @@ def test_system_yaml_data_dir_is_read_off_its_line_or_parsed(tmp_path):
         spec = locate.load_yaml(path)
         expected = str(spec["data_dir"]) if isinstance(spec, dict) and "data_dir" in spec else None
         assert locate._data_dir_entry(path) == expected, path.name
+
+
+def test_yaml_memo_equals_the_parse_and_follows_edits(tmp_path, monkeypatch):
+    monkeypatch.setenv("SERVOPT_CACHE_DIR", str(tmp_path / "cache"))
+    doc = tmp_path / "m.yaml"
+    doc.write_text("groups:\n  - {op_file: a.txt, tier: shared}\n")
+    first = locate.load_yaml_memo(doc)
+    assert first == locate.load_yaml(doc) == {"groups": [{"op_file": "a.txt", "tier": "shared"}]}
+    assert len(list((tmp_path / "cache" / "yaml").glob("*.json"))) == 1
+    assert locate.load_yaml_memo(doc) == first  # from the memo
+    doc.write_text("groups: []\n# edited\n")
+    assert locate.load_yaml_memo(doc) == {"groups": []}
+    manifest = locate.systems_root() / "perf_data_reuse_manifest.yaml"
+    assert locate.load_yaml_memo(manifest) == locate.load_yaml(manifest)

@@ -75,7 +75,7 @@ def _manifest_groups() -> tuple[dict, ...]:
     path = locate.systems_root() / MANIFEST
     if not path.is_file():
         return ()
-    doc = locate.load_yaml(path) or {}
+    doc = locate.load_yaml_memo(path) or {}
     return tuple(g for g in doc.get("groups") or [] if isinstance(g, dict))
 
 
