@@ -8,6 +8,8 @@ with the MoE family (:func:`attention_ops`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from servopt.models.arch import ModelArch
 from servopt.models.ops import Family, OpSpec, PhaseOps, QuantModes
 from servopt.search.layouts import Layout
@@ -22,6 +24,13 @@ ELEMENTWISE_BYTES = 2
 def mtp_factor(nextn: int, num_layers: int) -> float:
     """Work of one speculative-decoding iteration relative to a plain step: L + nextn layers."""
     return (num_layers + nextn) / num_layers if nextn > 0 else 1.0
+
+
+def both_phases(arch: ModelArch, nextn: int, build: Callable[[str, float], tuple[OpSpec, ...]]) -> PhaseOps:
+    """``build(phase, mtp)`` for prefill (one pass) and decode (scaled for ``nextn`` draft tokens)."""
+    return PhaseOps(
+        context=build("context", 1.0), generation=build("generation", mtp_factor(nextn, arch.num_layers))
+    )
 
 
 def elementwise(name: str, scale: float, dim_in: int, dim_out: int) -> OpSpec:
@@ -138,7 +147,4 @@ def _phase(phase: str, arch: ModelArch, layout: Layout, quant: QuantModes, mtp: 
 
 def dense_ops(arch: ModelArch, layout: Layout, quant: QuantModes, nextn: int = 0) -> PhaseOps:
     """Context and generation op lists of a dense GQA model (generation scaled for nextn)."""
-    return PhaseOps(
-        context=_phase("context", arch, layout, quant, 1.0),
-        generation=_phase("generation", arch, layout, quant, mtp_factor(nextn, arch.num_layers)),
-    )
+    return both_phases(arch, nextn, lambda phase, mtp: _phase(phase, arch, layout, quant, mtp))

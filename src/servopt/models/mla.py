@@ -14,7 +14,7 @@ from dataclasses import replace
 
 from servopt.errors import ServoptError
 from servopt.models.arch import MlaDims, ModelArch
-from servopt.models.dense import LOGITS_QUANT, allreduce, elementwise, embedding, mtp_factor, p2p
+from servopt.models.dense import allreduce, both_phases, elementwise, embedding, logits, p2p
 from servopt.models.moe import routed_expert_ops
 from servopt.models.ops import Family, OpSpec, Overlap, PhaseOps, QuantModes
 from servopt.perf_db.systems import SystemSpec
@@ -41,23 +41,30 @@ def bmm_quant(gemm_quant: str) -> str:
     return "float16" if gemm_quant == "float16" else "fp8"
 
 
-def _granular_attention(
-    phase: str, arch: ModelArch, layout: Layout, quant: QuantModes, backend: str, scale: float
-):
+def latent_projections(
+    phase: str, arch: ModelArch, layout: Layout, quant: QuantModes, scale: float, *, q_norm: bool = False
+) -> list[OpSpec]:
+    """Down-projection to the q/kv latents, then the q (and in prefill the kv) up-projections.
+
+    ``q_norm`` adds the ``q_a_layernorm`` between them that TRT-LLM's wide-EP graph prices.
+    """
     d = mla_dims(arch)
-    h = arch.hidden_size
-    tp = layout.tp
-    heads = arch.num_heads
+    tp, heads = layout.tp, arch.num_heads
     downscale = d.q_lora_rank + d.kv_lora_rank + d.qk_rope_head_dim
     q_width = heads * (d.qk_nope_head_dim + d.qk_rope_head_dim)
     kv_width = heads * (d.qk_nope_head_dim + d.v_head_dim)
-    o_width = heads * d.v_head_dim
     ops = [
-        OpSpec(f"{phase}_downscale_gemm", Family.GEMM, scale, n=downscale, k=h, quant=quant.gemm),
+        OpSpec(
+            f"{phase}_downscale_gemm", Family.GEMM, scale, n=downscale, k=arch.hidden_size, quant=quant.gemm
+        )
+    ]
+    if q_norm:
+        ops.append(elementwise(f"{phase}_q_a_layernorm", scale, d.q_lora_rank, d.q_lora_rank))
+    ops.append(
         OpSpec(
             f"{phase}_q_b_proj_gemm", Family.GEMM, scale, n=q_width // tp, k=d.q_lora_rank, quant=quant.gemm
-        ),
-    ]
+        )
+    )
     if phase == "context":
         ops.append(
             OpSpec(
@@ -69,23 +76,16 @@ def _granular_attention(
                 quant=quant.gemm,
             )
         )
-    if backend == "vllm":
-        # vLLM's MLA runs as MHA over decompressed heads (kv heads = heads, head size = v_head_dim).
-        family = Family.CONTEXT_ATTENTION if phase == "context" else Family.GENERATION_ATTENTION
-        ops.append(
-            OpSpec(
-                f"{phase}_attention",
-                family,
-                scale,
-                heads=heads // tp,
-                kv_heads=arch.num_kv_heads // tp,
-                head_dim=d.v_head_dim,
-                kv_quant=quant.kvcache,
-                fmha_quant=quant.fmha,
-            )
-        )
-    elif phase == "context":
-        ops.append(
+    return ops
+
+
+def mla_kernel_ops(
+    phase: str, arch: ModelArch, layout: Layout, quant: QuantModes, scale: float
+) -> list[OpSpec]:
+    """TRT-LLM's MLA kernels: context MLA in prefill; absorption BMM, generation MLA, BMM back in decode."""
+    tp = layout.tp
+    if phase == "context":
+        return [
             OpSpec(
                 f"{phase}_attention",
                 Family.CONTEXT_MLA,
@@ -94,21 +94,64 @@ def _granular_attention(
                 kv_quant=quant.kvcache,
                 fmha_quant=quant.fmha,
             )
-        )
-    else:
-        bmm = bmm_quant(quant.gemm)
-        ops += [
-            OpSpec(f"{phase}_bmm_pre", Family.MLA_BMM, scale, heads=heads // tp, quant=bmm, pre=True),
+        ]
+    bmm = bmm_quant(quant.gemm)
+    heads = arch.num_heads // tp
+    return [
+        OpSpec(f"{phase}_bmm_pre", Family.MLA_BMM, scale, heads=heads, quant=bmm, pre=True),
+        OpSpec(
+            f"{phase}_attention",
+            Family.GENERATION_MLA,
+            scale,
+            heads=MLA_KERNEL_NATIVE_HEADS // tp,
+            kv_quant=quant.kvcache,
+        ),
+        OpSpec(f"{phase}_bmm_post", Family.MLA_BMM, scale, heads=heads, quant=bmm, pre=False),
+    ]
+
+
+def output_projection(phase: str, arch: ModelArch, layout: Layout, quant: QuantModes, scale: float) -> OpSpec:
+    o_width = arch.num_heads * mla_dims(arch).v_head_dim
+    return OpSpec(
+        f"{phase}_proj_gemm", Family.GEMM, scale, n=arch.hidden_size, k=o_width // layout.tp, quant=quant.gemm
+    )
+
+
+def shared_expert_ops(
+    phase: str, arch: ModelArch, quant: QuantModes, scale: float, inter: int, tp: int
+) -> list[OpSpec]:
+    """The shared expert's gate/up GEMM, activation and down GEMM, its ``inter`` width split over ``tp``."""
+    h = arch.hidden_size
+    return [
+        OpSpec(f"{phase}_shared_gate_up_gemm", Family.GEMM, scale, n=2 * inter // tp, k=h, quant=quant.gemm),
+        elementwise(f"{phase}_shared_act_gate", scale, 2 * inter // tp, inter // tp),
+        OpSpec(f"{phase}_shared_ffn2_gemm", Family.GEMM, scale, n=h, k=inter // tp, quant=quant.gemm),
+    ]
+
+
+def _granular_attention(
+    phase: str, arch: ModelArch, layout: Layout, quant: QuantModes, backend: str, scale: float
+) -> tuple[OpSpec, ...]:
+    ops = latent_projections(phase, arch, layout, quant, scale)
+    if backend == "vllm":
+        # vLLM's MLA runs as MHA over decompressed heads (kv heads = heads, head size = v_head_dim).
+        tp = layout.tp
+        family = Family.CONTEXT_ATTENTION if phase == "context" else Family.GENERATION_ATTENTION
+        ops.append(
             OpSpec(
                 f"{phase}_attention",
-                Family.GENERATION_MLA,
+                family,
                 scale,
-                heads=MLA_KERNEL_NATIVE_HEADS // tp,
+                heads=arch.num_heads // tp,
+                kv_heads=arch.num_kv_heads // tp,
+                head_dim=mla_dims(arch).v_head_dim,
                 kv_quant=quant.kvcache,
-            ),
-            OpSpec(f"{phase}_bmm_post", Family.MLA_BMM, scale, heads=heads // tp, quant=bmm, pre=False),
-        ]
-    ops.append(OpSpec(f"{phase}_proj_gemm", Family.GEMM, scale, n=h, k=o_width // tp, quant=quant.gemm))
+                fmha_quant=quant.fmha,
+            )
+        )
+    else:
+        ops += mla_kernel_ops(phase, arch, layout, quant, scale)
+    ops.append(output_projection(phase, arch, layout, quant, scale))
     return tuple(ops)
 
 
@@ -132,13 +175,7 @@ def _shared_expert(
     phase: str, arch: ModelArch, layout: Layout, quant: QuantModes, scale: float
 ) -> list[OpSpec]:
     inter = arch.shared_expert_inter_size or arch.moe_inter_size * max(arch.num_shared_experts, 1)
-    tp = layout.tp
-    h = arch.hidden_size
-    return [
-        OpSpec(f"{phase}_shared_gate_up_gemm", Family.GEMM, scale, n=2 * inter // tp, k=h, quant=quant.gemm),
-        elementwise(f"{phase}_shared_act_gate", scale, 2 * inter // tp, inter // tp),
-        OpSpec(f"{phase}_shared_ffn2_gemm", Family.GEMM, scale, n=h, k=inter // tp, quant=quant.gemm),
-    ]
+    return shared_expert_ops(phase, arch, quant, scale, inter, layout.tp)
 
 
 def _phase(
@@ -167,17 +204,7 @@ def _phase(
         # CUDA-graph streams run the routed path and the shared expert side by side in decode.
         ops += [replace(op, overlap=Overlap.GROUP_A) for op in routed]
         ops += [replace(op, overlap=Overlap.GROUP_B) for op in shared]
-    ops.append(
-        OpSpec(
-            f"{phase}_logits_gemm",
-            Family.GEMM,
-            mtp,
-            n=arch.vocab_size // layout.tp,
-            k=h,
-            quant=LOGITS_QUANT,
-            logits=True,
-        )
-    )
+    ops.append(logits(phase, arch, layout.tp, mtp))
     if backend == "vllm":
         # vLLM keeps explicit attention all-reduces (two per layer) on top of the MoE dispatch.
         ops.append(allreduce(f"{phase}_tp_allreduce", arch, layout.tp, 2 * layers))
@@ -191,9 +218,6 @@ def mla_ops(
     """Context and generation op lists of an MLA + MoE model."""
     if layout.tp > MLA_KERNEL_NATIVE_HEADS:
         raise ServoptError("tp", layout.tp, f"MLA kernels need at most {MLA_KERNEL_NATIVE_HEADS} GPUs of tp")
-    return PhaseOps(
-        context=_phase("context", arch, layout, quant, backend, system, 1.0),
-        generation=_phase(
-            "generation", arch, layout, quant, backend, system, mtp_factor(nextn, arch.num_layers)
-        ),
+    return both_phases(
+        arch, nextn, lambda phase, mtp: _phase(phase, arch, layout, quant, backend, system, mtp)
     )

@@ -21,8 +21,15 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 from servopt.models.arch import ModelArch
-from servopt.models.dense import LOGITS_QUANT, elementwise, embedding, mtp_factor, p2p
-from servopt.models.mla import MLA_KERNEL_NATIVE_HEADS, MLA_MOE_DISTRIBUTION, bmm_quant, mla_dims
+from servopt.models.dense import both_phases, elementwise, embedding, logits, p2p
+from servopt.models.mla import (
+    MLA_MOE_DISTRIBUTION,
+    latent_projections,
+    mla_dims,
+    mla_kernel_ops,
+    output_projection,
+    shared_expert_ops,
+)
 from servopt.models.moe import ROUTER_QUANT, routed_expert_ops
 from servopt.models.ops import Family, OpSpec, Overlap, PhaseOps, QuantModes
 from servopt.models.wide_ep import A2A_BY_NAME, nodes_for, wire_dtype
@@ -36,69 +43,22 @@ SHARED_EXPERTS = 1
 
 
 def _attention(phase: str, arch: ModelArch, layout: Layout, quant: QuantModes, scale: float) -> list[OpSpec]:
-    d = mla_dims(arch)
-    h, tp, heads = arch.hidden_size, layout.tp, arch.num_heads
-    downscale = d.q_lora_rank + d.kv_lora_rank + d.qk_rope_head_dim
-    q_width = heads * (d.qk_nope_head_dim + d.qk_rope_head_dim)
-    kv_width = heads * (d.qk_nope_head_dim + d.v_head_dim)
-    o_width = heads * d.v_head_dim
-    ops = [
-        elementwise(f"{phase}_add_norm_1", scale, 2 * h, 2 * h),
-        OpSpec(f"{phase}_downscale_gemm", Family.GEMM, scale, n=downscale, k=h, quant=quant.gemm),
-        elementwise(f"{phase}_q_a_layernorm", scale, d.q_lora_rank, d.q_lora_rank),
-        OpSpec(
-            f"{phase}_q_b_proj_gemm", Family.GEMM, scale, n=q_width // tp, k=d.q_lora_rank, quant=quant.gemm
-        ),
-    ]
-    if phase == "context":
-        ops += [
-            OpSpec(
-                f"{phase}_kv_b_proj_gemm",
-                Family.GEMM,
-                scale,
-                n=kv_width // tp,
-                k=d.kv_lora_rank,
-                quant=quant.gemm,
-            ),
-            OpSpec(
-                f"{phase}_attention",
-                Family.CONTEXT_MLA,
-                scale,
-                heads=MLA_KERNEL_NATIVE_HEADS // tp,
-                kv_quant=quant.kvcache,
-                fmha_quant=quant.fmha,
-            ),
-        ]
-    else:
-        bmm = bmm_quant(quant.gemm)
+    h = arch.hidden_size
+    kernels = mla_kernel_ops(phase, arch, layout, quant, scale)
+    if phase == "generation":
+        # The absorption BMM runs beside the rope + KV-cache write (overlap block 2).
+        d = mla_dims(arch)
         rope_width = d.kv_lora_rank + d.qk_rope_head_dim
-        ops += [
-            OpSpec(
-                f"{phase}_bmm_pre",
-                Family.MLA_BMM,
-                scale,
-                heads=heads // tp,
-                quant=bmm,
-                pre=True,
-                overlap=Overlap.GROUP_C,
-            ),
-            replace(
-                elementwise(f"{phase}_rope_kvcache", scale, rope_width, rope_width), overlap=Overlap.GROUP_D
-            ),
-            OpSpec(
-                f"{phase}_attention",
-                Family.GENERATION_MLA,
-                scale,
-                heads=MLA_KERNEL_NATIVE_HEADS // tp,
-                kv_quant=quant.kvcache,
-            ),
-            OpSpec(f"{phase}_bmm_post", Family.MLA_BMM, scale, heads=heads // tp, quant=bmm, pre=False),
-        ]
-    ops += [
-        OpSpec(f"{phase}_proj_gemm", Family.GEMM, scale, n=h, k=o_width // tp, quant=quant.gemm),
+        bmm_pre, *rest = kernels
+        rope = elementwise(f"{phase}_rope_kvcache", scale, rope_width, rope_width)
+        kernels = [replace(bmm_pre, overlap=Overlap.GROUP_C), replace(rope, overlap=Overlap.GROUP_D), *rest]
+    return [
+        elementwise(f"{phase}_add_norm_1", scale, 2 * h, 2 * h),
+        *latent_projections(phase, arch, layout, quant, scale, q_norm=True),
+        *kernels,
+        output_projection(phase, arch, layout, quant, scale),
         elementwise(f"{phase}_add_norm_2", scale, 2 * h, 2 * h),
     ]
-    return ops
 
 
 def _routed(
@@ -165,12 +125,7 @@ def _routed(
 def _shared(phase: str, arch: ModelArch, quant: QuantModes, scale: float) -> list[OpSpec]:
     """The whole shared expert on every rank (no tensor split under attention DP)."""
     inter = arch.shared_expert_inter_size or SHARED_EXPERTS * arch.moe_inter_size
-    h = arch.hidden_size
-    return [
-        OpSpec(f"{phase}_shared_gate_up_gemm", Family.GEMM, scale, n=2 * inter, k=h, quant=quant.gemm),
-        elementwise(f"{phase}_shared_act_gate", scale, 2 * inter, inter),
-        OpSpec(f"{phase}_shared_ffn2_gemm", Family.GEMM, scale, n=h, k=inter, quant=quant.gemm),
-    ]
+    return shared_expert_ops(phase, arch, quant, scale, inter, tp=1)
 
 
 def _phase(
@@ -198,17 +153,7 @@ def _phase(
         ops += [replace(op, overlap=Overlap.GROUP_A) for op in routed]
         ops += [replace(op, overlap=Overlap.GROUP_B) for op in shared]
     ops.append(elementwise(f"{phase}_moe_reduce_add", scale, 2 * h, h))
-    ops.append(
-        OpSpec(
-            f"{phase}_logits_gemm",
-            Family.GEMM,
-            mtp,
-            n=arch.vocab_size // layout.tp,
-            k=h,
-            quant=LOGITS_QUANT,
-            logits=True,
-        )
-    )
+    ops.append(logits(phase, arch, layout.tp, mtp))
     ops.append(p2p(phase, arch, layout.pp, mtp))
     return tuple(ops)
 
@@ -222,9 +167,4 @@ def mla_wide_ep_ops(
     nextn: int = 0,
 ) -> PhaseOps:
     """Context and generation op lists of an MLA + MoE model on TRT-LLM's wide-EP path."""
-    return PhaseOps(
-        context=_phase("context", arch, layout, quant, system, comm, 1.0),
-        generation=_phase(
-            "generation", arch, layout, quant, system, comm, mtp_factor(nextn, arch.num_layers)
-        ),
-    )
+    return both_phases(arch, nextn, lambda phase, mtp: _phase(phase, arch, layout, quant, system, comm, mtp))

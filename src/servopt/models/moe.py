@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from servopt.errors import ServoptError
 from servopt.models.arch import ModelArch
-from servopt.models.dense import allreduce, attention_ops, embedding, logits, mtp_factor, p2p
+from servopt.models.dense import allreduce, attention_ops, both_phases, embedding, logits, p2p
 from servopt.models.ops import CommTerm, Family, OpSpec, PhaseOps, QuantModes
 from servopt.models.sliding_window import split_sliding_attention
 from servopt.perf_db.systems import SystemSpec
@@ -157,9 +157,6 @@ def moe_ops(
     arch: ModelArch, layout: Layout, quant: QuantModes, backend: str, system: SystemSpec, nextn: int = 0
 ) -> PhaseOps:
     """Context and generation op lists of a MoE GQA model."""
-    return PhaseOps(
-        context=_phase("context", arch, layout, quant, backend, system, 1.0),
-        generation=_phase(
-            "generation", arch, layout, quant, backend, system, mtp_factor(nextn, arch.num_layers)
-        ),
+    return both_phases(
+        arch, nextn, lambda phase, mtp: _phase(phase, arch, layout, quant, backend, system, mtp)
     )
