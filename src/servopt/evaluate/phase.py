@@ -117,6 +117,101 @@ class _Gather:
         self.groups[key].add(rows[r_idx], slot, scale * w[r_idx, s_idx], **per_point)
 
 
+class _TableQuery(NamedTuple):
+    """A family answered by one database method of the shape ``method(*categorical, *columns, **flags)``.
+
+    ``categorical`` and ``flags`` are OpSpec fields (they split the groups); each of ``columns`` is
+    an OpSpec field or a row coordinate (``tokens``: global tokens, the row's tokens times attention
+    dp; ``rank_tokens``; ``batch``; ``prefix``; ``seq``, the per-step sequence length of a step op).
+    """
+
+    kind: str
+    method: str
+    categorical: tuple[str, ...]
+    flags: tuple[str, ...]
+    columns: tuple[str, ...]
+    per_step: bool
+
+
+_TABLE_QUERIES = {
+    Family.MOE: _TableQuery(
+        "moe",
+        "moe_ms",
+        ("quant", "distribution"),
+        ("gated",),
+        ("topk", "experts", "hidden", "inter", "moe_tp", "moe_ep", "tokens"),
+        per_step=False,
+    ),
+    # All-to-all phases see per-rank tokens (TRT-LLM shards nothing by attention tp here).
+    Family.MOE_A2A: _TableQuery(
+        "moe_a2a",
+        "moe_a2a_ms",
+        ("a2a_backend", "a2a_phase", "a2a_dtype"),
+        (),
+        ("moe_ep", "nodes", "hidden", "topk", "experts", "rank_tokens"),
+        per_step=False,
+    ),
+    Family.MOE_EP: _TableQuery(
+        "moe_ep",
+        "moe_expert_compute_ms",
+        ("quant", "distribution"),
+        ("gated",),
+        ("topk", "experts", "slots", "hidden", "inter", "moe_ep", "tokens"),
+        per_step=False,
+    ),
+    # The database adds the fused rope / KV-write / qk-norm extras of the peer's op.
+    Family.CONTEXT_ATTENTION: _TableQuery(
+        "ctx_attn",
+        "context_attention_ms",
+        ("fmha_quant", "kv_quant"),
+        ("qk_norm",),
+        ("batch", "seq", "prefix", "heads", "kv_heads", "head_dim", "window"),
+        per_step=True,
+    ),
+    Family.GENERATION_ATTENTION: _TableQuery(
+        "gen_attn",
+        "generation_attention_ms",
+        ("kv_quant",),
+        (),
+        ("batch", "seq", "heads", "kv_heads", "head_dim", "window"),
+        per_step=True,
+    ),
+    Family.CONTEXT_MLA: _TableQuery(
+        "ctx_mla",
+        "context_mla_ms",
+        ("fmha_quant", "kv_quant"),
+        (),
+        ("batch", "seq", "prefix", "heads"),
+        per_step=True,
+    ),
+    Family.GENERATION_MLA: _TableQuery(
+        "gen_mla", "generation_mla_ms", ("kv_quant",), (), ("batch", "seq", "heads"), per_step=True
+    ),
+}
+_TABLE_BY_KIND = {q.kind: q for q in _TABLE_QUERIES.values()}
+
+
+def _row_column(c: PhaseCoords, op: OpSpec, name: str, rows: np.ndarray):
+    if name == "tokens":
+        return c.x[rows] * op.dp
+    if name == "rank_tokens":
+        return c.x[rows]
+    if name == "batch":
+        return c.batch[rows]
+    if name == "prefix":
+        return c.prefix[rows]
+    return getattr(op, name)
+
+
+def _add_table_op(g: _Gather, query: _TableQuery, op: OpSpec, rows: np.ndarray, slot: int) -> None:
+    key = (query.kind, *(getattr(op, f) for f in query.categorical), *(getattr(op, f) for f in query.flags))
+    cols = {name: _row_column(g.c, op, name, rows) for name in query.columns if name != "seq"}
+    if query.per_step:
+        g.step_op(key, rows, slot, op.scale, **cols)
+    else:
+        g.token_op(key, rows, slot, op.scale, **cols)
+
+
 def _add_op(g: _Gather, db, op: OpSpec, rows: np.ndarray, slot: int) -> None:
     """Append one op's query points for ``rows`` (all of one layout)."""
     c = g.c
@@ -144,48 +239,6 @@ def _add_op(g: _Gather, db, op: OpSpec, rows: np.ndarray, slot: int) -> None:
                 g.token_op(("allreduce",), rows, slot, scale, num_gpus=term.num_gpus, elems=elems)
             else:
                 g.token_op(("nccl", term.collective), rows, slot, scale, num_gpus=term.num_gpus, elems=elems)
-    elif f is Family.MOE:
-        g.token_op(
-            ("moe", op.quant, op.distribution, op.gated),
-            rows,
-            slot,
-            scale,
-            topk=op.topk,
-            experts=op.experts,
-            hidden=op.hidden,
-            inter=op.inter,
-            moe_tp=op.moe_tp,
-            moe_ep=op.moe_ep,
-            tokens=c.x[rows] * op.dp,
-        )
-    elif f is Family.MOE_A2A:
-        # All-to-all phases see per-rank tokens (TRT-LLM shards nothing by attention tp here).
-        g.token_op(
-            ("moe_a2a", op.a2a_backend, op.a2a_phase, op.a2a_dtype),
-            rows,
-            slot,
-            scale,
-            ep=op.moe_ep,
-            nodes=op.nodes,
-            hidden=op.hidden,
-            topk=op.topk,
-            experts=op.experts,
-            tokens=c.x[rows],
-        )
-    elif f is Family.MOE_EP:
-        g.token_op(
-            ("moe_ep", op.quant, op.distribution, op.gated),
-            rows,
-            slot,
-            scale,
-            topk=op.topk,
-            experts=op.experts,
-            slots=op.slots,
-            hidden=op.hidden,
-            inter=op.inter,
-            moe_ep=op.moe_ep,
-            tokens=c.x[rows] * op.dp,
-        )
     elif f is Family.MLA_BMM:
         g.token_op(
             ("mla_bmm", "pre" if op.pre else "post", op.quant),
@@ -195,44 +248,8 @@ def _add_op(g: _Gather, db, op: OpSpec, rows: np.ndarray, slot: int) -> None:
             tokens=c.batch[rows],
             heads=op.heads,
         )
-    elif f is Family.CONTEXT_ATTENTION:
-        # The database adds the fused rope / KV-write / qk-norm extras of the peer's op.
-        g.step_op(
-            ("ctx_attn", op.fmha_quant, op.kv_quant, op.qk_norm),
-            rows,
-            slot,
-            scale,
-            batch=c.batch[rows],
-            prefix=c.prefix[rows],
-            heads=op.heads,
-            kv_heads=op.kv_heads,
-            head_dim=op.head_dim,
-            window=op.window,
-        )
-    elif f is Family.GENERATION_ATTENTION:
-        g.step_op(
-            ("gen_attn", op.kv_quant),
-            rows,
-            slot,
-            scale,
-            batch=c.batch[rows],
-            heads=op.heads,
-            kv_heads=op.kv_heads,
-            head_dim=op.head_dim,
-            window=op.window,
-        )
-    elif f is Family.CONTEXT_MLA:
-        g.step_op(
-            ("ctx_mla", op.fmha_quant, op.kv_quant),
-            rows,
-            slot,
-            scale,
-            batch=c.batch[rows],
-            prefix=c.prefix[rows],
-            heads=op.heads,
-        )
-    elif f is Family.GENERATION_MLA:
-        g.step_op(("gen_mla", op.kv_quant), rows, slot, scale, batch=c.batch[rows], heads=op.heads)
+    elif f in _TABLE_QUERIES:
+        _add_table_op(g, _TABLE_QUERIES[f], op, rows, slot)
     else:  # pragma: no cover - MLA_MODULE is handled by the caller
         raise AssertionError(f)
 
@@ -254,84 +271,8 @@ def _run_group(db, key: tuple, cols: dict[str, np.ndarray]) -> np.ndarray:
         return db.custom_allreduce_ms(cols["num_gpus"], cols["elems"], **nan)
     if kind == "nccl":
         return db.nccl_ms(key[1], "half", cols["num_gpus"], cols["elems"], **nan)
-    if kind == "moe":
-        _, quant, distribution, gated = key
-        return db.moe_ms(
-            quant,
-            distribution,
-            cols["topk"],
-            cols["experts"],
-            cols["hidden"],
-            cols["inter"],
-            cols["moe_tp"],
-            cols["moe_ep"],
-            cols["tokens"],
-            gated=gated,
-            **nan,
-        )
-    if kind == "moe_a2a":
-        _, backend, comm_phase, dtype = key
-        return db.moe_a2a_ms(
-            backend,
-            comm_phase,
-            dtype,
-            cols["ep"],
-            cols["nodes"],
-            cols["hidden"],
-            cols["topk"],
-            cols["experts"],
-            cols["tokens"],
-            **nan,
-        )
-    if kind == "moe_ep":
-        _, quant, distribution, gated = key
-        return db.moe_expert_compute_ms(
-            quant,
-            distribution,
-            cols["topk"],
-            cols["experts"],
-            cols["slots"],
-            cols["hidden"],
-            cols["inter"],
-            cols["moe_ep"],
-            cols["tokens"],
-            gated=gated,
-            **nan,
-        )
     if kind == "mla_bmm":
         return db.mla_bmm_ms(key[1], key[2], cols["tokens"], cols["heads"], **nan)
-    if kind == "ctx_attn":
-        _, fmha, kv, qk_norm = key
-        return db.context_attention_ms(
-            fmha,
-            kv,
-            cols["batch"],
-            cols["seq"],
-            cols["prefix"],
-            cols["heads"],
-            cols["kv_heads"],
-            cols["head_dim"],
-            cols["window"],
-            qk_norm=qk_norm,
-            **nan,
-        )
-    if kind == "gen_attn":
-        return db.generation_attention_ms(
-            key[1],
-            cols["batch"],
-            cols["seq"],
-            cols["heads"],
-            cols["kv_heads"],
-            cols["head_dim"],
-            cols["window"],
-            **nan,
-        )
-    if kind == "ctx_mla":
-        return db.context_mla_ms(
-            key[1], key[2], cols["batch"], cols["seq"], cols["prefix"], cols["heads"], **nan
-        )
-    if kind == "gen_mla":
-        return db.generation_mla_ms(key[1], cols["batch"], cols["seq"], cols["heads"], **nan)
     if kind == "mla_module":
         _, phase, gemm_quant, kv_quant, fmha_quant = key
         return db.mla_module_ms(
@@ -345,7 +286,11 @@ def _run_group(db, key: tuple, cols: dict[str, np.ndarray]) -> np.ndarray:
             fmha_quant=fmha_quant,
             **nan,
         )
-    raise AssertionError(kind)  # pragma: no cover
+    query = _TABLE_BY_KIND[kind]
+    n_cat = len(query.categorical)
+    flags = dict(zip(query.flags, key[1 + n_cat :], strict=True))
+    method = getattr(db, query.method)
+    return method(*key[1 : 1 + n_cat], *(cols[name] for name in query.columns), **flags, **nan)
 
 
 def _selected(op: OpSpec, select: Select) -> bool:
