@@ -69,13 +69,14 @@ class _ModeSolver:
     mode: str
 
     def __init__(
-        self, *, sla, total_gpus, tokens_per_request, max_types, settings, frontier, packed_frontier
+        self, *, sla, total_gpus, tokens_per_request, max_replica_types, settings, frontier, packed_frontier
     ):
+        _check_common(total_gpus, tokens_per_request, max_replica_types)
         self.sla = sla
         self.total_gpus = int(total_gpus)
         self.tokens_per_request = float(tokens_per_request)
-        self.max_types = max_types
-        self.settings = settings
+        self.max_types = max_replica_types
+        self.settings = settings or SolverSettings()
         self.frontier = frontier
         self.packed_frontier = packed_frontier
         self.counters = Counters()
@@ -288,14 +289,13 @@ def solve_agg(
     packed_frontier: bool = False,
 ) -> ModeResult:
     """Aggregated serving: one worker per replica. Raises InfeasibleError if nothing fits."""
-    _check_common(total_gpus, tokens_per_request, max_replica_types)
     return _AggSolver(
         agg,
         sla=sla,
         total_gpus=total_gpus,
         tokens_per_request=tokens_per_request,
-        max_types=max_replica_types,
-        settings=settings or SolverSettings(),
+        max_replica_types=max_replica_types,
+        settings=settings,
         frontier=frontier,
         packed_frontier=packed_frontier,
     ).run()
@@ -316,7 +316,6 @@ def solve_disagg(
     packed_frontier: bool = False,
 ) -> ModeResult:
     """Disaggregated xPyD serving. Raises InfeasibleError if nothing fits."""
-    _check_common(total_gpus, tokens_per_request, max_replica_types)
     return _DisaggSolver(
         prefill,
         decode,
@@ -325,8 +324,8 @@ def solve_disagg(
         sla=sla,
         total_gpus=total_gpus,
         tokens_per_request=tokens_per_request,
-        max_types=max_replica_types,
-        settings=settings or SolverSettings(),
+        max_replica_types=max_replica_types,
+        settings=settings,
         frontier=frontier,
         packed_frontier=packed_frontier,
     ).run()
