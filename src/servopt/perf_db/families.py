@@ -15,7 +15,7 @@ from servopt.perf_db import lanes
 from servopt.perf_db.grids import GridFamily, build_family
 from servopt.perf_db.quant import KV_QUANTS
 from servopt.perf_db.systems import SystemSpec
-from servopt.perf_db.tables import codes
+from servopt.perf_db.tables import TABLES, codes
 from servopt_kernels import dedup
 from servopt_kernels import grid as gk
 
@@ -30,121 +30,32 @@ class FamilySpec(NamedTuple):
     lanes: bool = False  # attention tables: resolve kernel lanes before building
 
 
+def _family(name: str, table: str, n_axes: int, sol_kind: int, **options) -> FamilySpec:
+    """A family slices its table's merge key (one measured point): the last ``n_axes`` columns are the
+    grid axes, the others the slice key (less the kernel lane, resolved before the grid is built)."""
+    merge = tuple(column for column in TABLES[table].key if column != "lane")
+    return FamilySpec(name, table, merge[:-n_axes], merge[-n_axes:], sol_kind, **options)
+
+
 FAMILIES: dict[str, FamilySpec] = {
     f.name: f
     for f in (
-        FamilySpec(
-            "context_attention",
-            "context_attention_perf",
-            ("attn_dtype", "kv_cache_dtype", "n_kv_lookup", "head_dim", "window_size"),
-            ("num_heads", "seq", "batch_size"),
-            gk.SOL_CTX_ATTN,
-            sqrt_axis=1,
-            lanes=True,
-        ),
-        FamilySpec(
-            "generation_attention",
-            "generation_attention_perf",
-            ("kv_cache_dtype", "n_kv_lookup", "head_dim", "window_size"),
-            ("num_heads", "batch_size", "seq"),
-            gk.SOL_GEN_ATTN,
-            lanes=True,
-        ),
-        FamilySpec(
-            "context_mla",
-            "context_mla_perf",
-            ("mla_dtype", "kv_cache_dtype"),
-            ("num_heads", "seq", "batch_size"),
-            gk.SOL_CTX_MLA,
-            sqrt_axis=1,
-        ),
-        FamilySpec(
-            "generation_mla",
-            "generation_mla_perf",
-            ("kv_cache_dtype",),
-            ("num_heads", "batch_size", "seq"),
-            gk.SOL_GEN_MLA,
-        ),
-        FamilySpec(
-            "mla_context_module",
-            "mla_context_module_perf",
-            ("mla_dtype", "kv_cache_dtype", "gemm_type"),
-            ("num_heads", "seq", "batch_size"),
-            gk.SOL_CTX_MLA,
-            sqrt_axis=1,
-        ),
-        FamilySpec(
-            "mla_generation_module",
-            "mla_generation_module_perf",
-            ("kv_cache_dtype", "gemm_type"),
-            ("num_heads", "batch_size", "seq"),
-            gk.SOL_GEN_MLA_MODULE,
-        ),
-        FamilySpec(
-            "mla_bmm", "mla_bmm_perf", ("bmm_dtype", "op_name", "num_heads"), ("num_tokens",), gk.SOL_MLA_BMM
-        ),
-        FamilySpec(
-            "moe",
-            "moe_perf",
-            (
-                "low_latency",
-                "moe_dtype",
-                "distribution",
-                "topk",
-                "num_experts",
-                "hidden_size",
-                "inter_size",
-                "moe_tp_size",
-                "moe_ep_size",
-            ),
-            ("num_tokens",),
-            gk.SOL_MOE,
-        ),
+        _family("context_attention", "context_attention_perf", 3, gk.SOL_CTX_ATTN, sqrt_axis=1, lanes=True),
+        _family("generation_attention", "generation_attention_perf", 3, gk.SOL_GEN_ATTN, lanes=True),
+        _family("context_mla", "context_mla_perf", 3, gk.SOL_CTX_MLA, sqrt_axis=1),
+        _family("generation_mla", "generation_mla_perf", 3, gk.SOL_GEN_MLA),
+        _family("mla_context_module", "mla_context_module_perf", 3, gk.SOL_CTX_MLA, sqrt_axis=1),
+        _family("mla_generation_module", "mla_generation_module_perf", 3, gk.SOL_GEN_MLA_MODULE),
+        _family("mla_bmm", "mla_bmm_perf", 1, gk.SOL_MLA_BMM),
+        _family("moe", "moe_perf", 1, gk.SOL_MOE),
         # Large-EP all-to-all (DeepEP / NVLink dispatch and combine): token curves per comm shape;
         # latency ~ payload ~ tokens within one slice, so the linear proxy anchors the hold.
-        FamilySpec(
-            "moe_a2a",
-            "moe_a2a_perf",
-            (
-                "comm_backend",
-                "phase",
-                "comm_dtype",
-                "ep_size",
-                "node_num",
-                "hidden_size",
-                "topk",
-                "num_experts",
-                "sms",
-            ),
-            ("num_tokens",),
-            gk.SOL_LINEAR,
-        ),
+        _family("moe_a2a", "moe_a2a_perf", 1, gk.SOL_LINEAR),
         # Large-EP expert compute (TRT-LLM wide-EP grouped GEMMs): token curves per expert shape,
         # anchored on the MoE roofline with the slot count (EPLB redundancy) in place of experts.
-        FamilySpec(
-            "wideep_moe",
-            "wideep_moe_perf",
-            (
-                "kernel_source",
-                "moe_dtype",
-                "distribution",
-                "topk",
-                "num_experts",
-                "num_slots",
-                "hidden_size",
-                "inter_size",
-                "moe_tp_size",
-                "moe_ep_size",
-            ),
-            ("num_tokens",),
-            gk.SOL_MOE,
-        ),
-        FamilySpec(
-            "custom_allreduce", "custom_allreduce_perf", ("num_gpus",), ("message_size",), gk.SOL_LINEAR
-        ),
-        FamilySpec(
-            "nccl", "nccl_perf", ("nccl_dtype", "op_name", "num_gpus"), ("message_size",), gk.SOL_LINEAR
-        ),
+        _family("wideep_moe", "wideep_moe_perf", 1, gk.SOL_MOE),
+        _family("custom_allreduce", "custom_allreduce_perf", 1, gk.SOL_LINEAR),
+        _family("nccl", "nccl_perf", 1, gk.SOL_LINEAR),
     )
 }
 
