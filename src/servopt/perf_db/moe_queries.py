@@ -14,6 +14,25 @@ MOE_LOW_LATENCY_MAX_TOKENS = 128
 GATED_GEMMS, NON_GATED_GEMMS = 3, 2
 
 
+def expert_roofline_tail(query: QueryBase, q: quant.QuantMode, gated: bool) -> tuple[float, ...]:
+    """Roofline parameters 6..9 of an expert-GEMM row: GEMMs per expert, weight bytes per element,
+    peak flops and memory bandwidth (the first six are the row's shape)."""
+    gemms = GATED_GEMMS if gated else NON_GATED_GEMMS
+    return gemms, q.bytes_per_elem, query._flops(q.compute), query.system.gpu.mem_bw_bytes_per_s
+
+
+def drop_below_single_point(fam, sid: np.ndarray, tok: np.ndarray, lat: np.ndarray, prov: np.ndarray):
+    """Points below the only measured token count of their curve become misses (flat): a curve with a
+    single measured point cannot define the low-token floor below it."""
+    sid_flat = sid.ravel()
+    ok = sid_flat >= 0
+    single = np.zeros(sid_flat.shape, dtype=bool)
+    single[ok] = (fam.leaf_off[sid_flat[ok] + 1] - fam.leaf_off[sid_flat[ok]]) == 1
+    below = np.zeros(sid_flat.shape, dtype=bool)
+    below[single] = tok.ravel()[single] < fam.leaf_coord[fam.leaf_off[sid_flat[single]], 0]
+    return np.where(below, np.nan, lat), np.where(below, -1, prov)
+
+
 class MoeQueries(QueryBase):
     @batched
     def moe_ms(
@@ -24,13 +43,11 @@ class MoeQueries(QueryBase):
         arrs = np.broadcast_arrays(*map(_arr, (topk, num_experts, hidden, inter, moe_tp, moe_ep, num_tokens)))
         k, e, h, i_, tp, ep, tok = (np.asarray(a) for a in arrs)
         shape = tok.shape
-        mem_bw = self.system.gpu.mem_bw_bytes_per_s
-        flops = self._flops(q.compute)
-        gemms = GATED_GEMMS if gated else NON_GATED_GEMMS
+        tail = expert_roofline_tail(self, q, gated)
 
         def shape_params(par, kk, ee, hh, ii, tt, pp):
             par[:, 0], par[:, 1], par[:, 2], par[:, 3], par[:, 4], par[:, 5] = kk, ee, hh, ii, tt, pp
-            par[:, 6], par[:, 7], par[:, 8], par[:, 9] = gemms, q.bytes_per_elem, flops, mem_bw
+            par[:, 6:10] = tail
             return par
 
         if self.sol:
@@ -65,13 +82,5 @@ class MoeQueries(QueryBase):
             return shape_params(sol.params(len(u)), *cols)
 
         lat, prov = self._lookup("moe", sid, (tok,), params)
-        # A curve with a single measured point cannot define the low-token floor below it.
-        sid_flat = sid.ravel()
-        ok = sid_flat >= 0
-        single = np.zeros(sid_flat.shape, dtype=bool)
-        single[ok] = (fam.leaf_off[sid_flat[ok] + 1] - fam.leaf_off[sid_flat[ok]]) == 1
-        below = np.zeros(sid_flat.shape, dtype=bool)
-        below[single] = tok.ravel()[single] < fam.leaf_coord[fam.leaf_off[sid_flat[single]], 0]
-        lat = np.where(below, np.nan, lat)
-        prov = np.where(below, -1, prov)
+        lat, prov = drop_below_single_point(fam, sid, tok, lat, prov)
         return self._finish("moe", np.maximum(lat, 0.0), prov, shape, provenance, missing, describe)

@@ -26,6 +26,7 @@ import numpy as np
 
 from servopt.errors import ServoptError
 from servopt.perf_db import quant, sol
+from servopt.perf_db.moe_queries import drop_below_single_point, expert_roofline_tail
 from servopt.perf_db.query_base import Missing, QueryBase, _arr, batched
 
 # DeepEP comm backends whose node-1 measurements stand in for multi-node EP.
@@ -36,7 +37,6 @@ A2A_DTYPE_ALIASES = {"fp8_block": "fp8"}
 UNIFORM = "uniform"
 # Backends whose regular MoE table also answers large-EP expert compute (the peer's rule).
 REGULAR_KERNEL_BACKENDS = frozenset({"trtllm", "vllm"})
-GATED_GEMMS, NON_GATED_GEMMS = 3, 2
 
 
 def _resolve_dtype(collected: set[str], comm_dtype: str) -> str | None:
@@ -223,9 +223,7 @@ class WideEpQueries(QueryBase):
         key = [kernel, q.name, dist, *ints, 1, ep.astype(np.int64)]
         sid = self._slices("wideep_moe", key)
         fam = self.families["wideep_moe"]
-        flops = self._flops(q.compute)
-        mem_bw = self.system.gpu.mem_bw_bytes_per_s
-        gemms = GATED_GEMMS if gated else NON_GATED_GEMMS
+        tail = expert_roofline_tail(self, q, gated)
 
         def params(u):
             ok = u >= 0
@@ -235,19 +233,12 @@ class WideEpQueries(QueryBase):
                 ("topk", "num_slots", "hidden_size", "inter_size", "moe_tp_size", "moe_ep_size")
             ):
                 par[ok, col] = fam.key_cols[fam.key_names.index(name)][u[ok]]
-            par[:, 6], par[:, 7], par[:, 8], par[:, 9] = gemms, q.bytes_per_elem, flops, mem_bw
+            par[:, 6:10] = tail
             return par
 
         lat, prov = self._lookup("wideep_moe", sid, (tok,), params)
-        # A curve with a single measured point cannot define the low-token floor below it.
-        sid_flat = sid.ravel()
-        ok = sid_flat >= 0
-        single = np.zeros(sid_flat.shape, dtype=bool)
-        single[ok] = (fam.leaf_off[sid_flat[ok] + 1] - fam.leaf_off[sid_flat[ok]]) == 1
-        below = np.zeros(sid_flat.shape, dtype=bool)
-        below[single] = tok.ravel()[single] < fam.leaf_coord[fam.leaf_off[sid_flat[single]], 0]
-        lat = np.where(below, np.nan, lat).reshape(shape)
-        prov = np.where(below, -1, prov).reshape(shape)
+        lat, prov = drop_below_single_point(fam, sid, tok, lat, prov)
+        lat, prov = lat.reshape(shape), prov.reshape(shape)
         lat, prov = self._regular_kernel_fill(q.name, distribution, k, e, h, i_, ep, tok, gated, lat, prov)
         if missing == "raise" and np.isnan(lat).any():
             self._require("wideep_moe", np.where(np.isnan(lat), -1, 0), "moe_ep", describe, key)
