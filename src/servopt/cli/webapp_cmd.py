@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 
 import typer
@@ -16,6 +17,7 @@ def webapp(
     port: int = typer.Option(8000, "--port", help="TCP port"),
 ) -> None:
     """Start the web app: a form for the default search, a YAML editor, progress, tables and the Pareto chart."""
+    gc.enable()  # a server lives long: the CLI's short-run collector pause (cli/app.py) must not apply
     try:
         import uvicorn
 
