@@ -18,10 +18,22 @@ from servopt.search.compose_problem import ComposeProblem
 from servopt.search.enumerate import brute_force_agg, brute_force_disagg
 from servopt.search.options import ReplicaSpec, Sla, WorkerOptions
 from servopt.search.settings import SolverSettings
-from servopt.search.solve import solve, solve_agg, solve_disagg
+from servopt.search.solve import solve, solve_disagg
 from servopt_kernels.xpyd_enum import best_identical, best_packing, enumerate_replicas
 
-from .test_exact_vs_brute_force import DISAGG_TTFT, PAIR_KEY, SLA_TPOT, SLA_TTFT, replica_specs, tables
+from .brute_cases import (
+    DISAGG_TTFT,
+    PAIR_KEY,
+    SLA_TPOT,
+    SLA_TTFT,
+    agg_runner,
+    assert_equals_oracle,
+    deployment_key,
+    disagg_runner,
+    front,
+    replica_specs,
+    tables,
+)
 
 CPSAT = SolverSettings(composition="cpsat")
 MENU = SolverSettings()
@@ -29,18 +41,6 @@ PEER_REPLICA_SIZES = (1, 2, 4, *range(8, 129, 8))
 
 
 # --- the whole engine: brute force and the menu engine on random small instances -----------------
-
-
-def _key(dep):
-    return (dep.value_units, dep.tpot_ms, dep.gpus_used)
-
-
-def _front(points):
-    return tuple((p.tpot_ms, p.deployment.value_units) for p in points)
-
-
-def _fronts(res):
-    return (_front(res.frontier), _front(res.packed_frontier))
 
 
 def _check(run, oracle, two_stage, hints):
@@ -67,13 +67,7 @@ def _check(run, oracle, two_stage, hints):
     menu = run(MENU)
     assert cp.counters.all_optimal
     for res in (cp, menu):
-        assert _key(res.identical) == (
-            oracle.identical.value_units,
-            oracle.identical.tpot_ms,
-            oracle.identical.gpus_used,
-        )
-        assert _key(res.packed) == (oracle.packed.value_units, oracle.packed.tpot_ms, oracle.packed.gpus_used)
-        assert _fronts(res) == (oracle.frontier, oracle.packed_frontier)
+        assert_equals_oracle(res, oracle)
     event(f"packed gain: {cp.packed.value_units > cp.identical.value_units}")
 
 
@@ -95,19 +89,7 @@ PROPERTY = settings(
 def test_agg_equals_brute_force_and_menu(agg, total_gpus, max_types, ttft, tpot, two_stage, hints):
     sla = Sla(ttft, tpot)
     oracle = brute_force_agg(agg, sla=sla, total_gpus=total_gpus, max_types=max_types)
-
-    def run(solver_settings):
-        return solve_agg(
-            agg,
-            sla=sla,
-            total_gpus=total_gpus,
-            tokens_per_request=100,
-            max_replica_types=max_types,
-            packed_frontier=True,
-            settings=solver_settings,
-        )
-
-    _check(run, oracle, two_stage, hints)
+    _check(agg_runner(agg, sla=sla, total_gpus=total_gpus, max_types=max_types), oracle, two_stage, hints)
 
 
 @settings(PROPERTY, max_examples=700)
@@ -129,20 +111,7 @@ def test_disagg_equals_brute_force_and_menu(
     oracle = brute_force_disagg(
         prefill, decode, sla=sla, total_gpus=total_gpus, replica=replica, max_types=max_types
     )
-
-    def run(solver_settings):
-        return solve_disagg(
-            prefill,
-            decode,
-            sla=sla,
-            total_gpus=total_gpus,
-            tokens_per_request=100,
-            replica=replica,
-            max_replica_types=max_types,
-            packed_frontier=True,
-            settings=solver_settings,
-        )
-
+    run = disagg_runner(prefill, decode, sla=sla, total_gpus=total_gpus, replica=replica, max_types=max_types)
     _check(run, oracle, two_stage, hints)
 
 
@@ -167,19 +136,7 @@ def test_disagg_packing_equals_brute_force_and_menu(
     )
     sla = Sla()
     oracle = brute_force_disagg(prefill, decode, sla=sla, total_gpus=total_gpus, replica=replica, max_types=2)
-
-    def run(solver_settings):
-        return solve_disagg(
-            prefill,
-            decode,
-            sla=sla,
-            total_gpus=total_gpus,
-            tokens_per_request=100,
-            replica=replica,
-            packed_frontier=True,
-            settings=solver_settings,
-        )
-
+    run = disagg_runner(prefill, decode, sla=sla, total_gpus=total_gpus, replica=replica, max_types=2)
     _check(run, oracle, two_stage, hints)
 
 
@@ -394,8 +351,9 @@ def test_deterministic_counters_and_equal_to_menu_on_a_realistic_table():
     assert a.identical == b.identical and a.packed == b.packed and a.frontier == b.frontier
     assert a.counters == b.counters
     menu = _bench_like(256)
-    assert _key(a.identical) == _key(menu.identical) and _key(a.packed) == _key(menu.packed)
-    assert _front(a.frontier) == _front(menu.frontier)
+    assert deployment_key(a.identical) == deployment_key(menu.identical)
+    assert deployment_key(a.packed) == deployment_key(menu.packed)
+    assert front(a.frontier) == front(menu.frontier)
     c = a.counters
     assert c.all_optimal and c.replica_rows == 0  # the cpsat engine has no replica menu
     # Per frontier point a solve and its menu hint's solve, plus the last cap's, the packed
@@ -414,8 +372,8 @@ def test_both_modes_and_infeasibility_like_menu():
     kw = dict(agg=agg, prefill=prefill, decode=decode, total_gpus=30, tokens_per_request=100)
     cp, menu = solve(**kw, sla=Sla(1000, 30), settings=CPSAT), solve(**kw, sla=Sla(1000, 30))
     for mode in ("agg", "disagg"):
-        assert _key(getattr(cp, mode).identical) == _key(getattr(menu, mode).identical)
-        assert _key(getattr(cp, mode).packed) == _key(getattr(menu, mode).packed)
+        assert deployment_key(getattr(cp, mode).identical) == deployment_key(getattr(menu, mode).identical)
+        assert deployment_key(getattr(cp, mode).packed) == deployment_key(getattr(menu, mode).packed)
     for sla in (Sla(1000, 5), Sla(100, 30)):
         with pytest.raises(InfeasibleError) as cp_err:
             solve(**kw, sla=sla, settings=CPSAT)
