@@ -50,7 +50,8 @@ def _setup() -> ModelSetup:
     return ModelSetup(resolve_model("DEEPSEEK_V3"), "trtllm", FP8_BLOCK, load_system(SYSTEM), VERSION)
 
 
-def _peer(layout: Layout, batch: int, isl: int, osl: int):
+def _peer_model(layout: Layout):
+    """The peer's DeepSeek-V3 on its large-EP graph for ``layout``."""
     peer_oracle._quiet()
     from aiconfigurator_core.sdk import common, config
     from aiconfigurator_core.sdk.models import get_model
@@ -70,7 +71,11 @@ def _peer(layout: Layout, batch: int, isl: int, osl: int):
     mc.moe_comm_backend = {"context": "trtllm_deepep_ht", "generation": "trtllm_deepep_ll"}
     mc.num_gpus_per_node = 8
     mc.system = SYSTEM
-    s = peer_oracle.peer_static(get_model("deepseek-ai/DeepSeek-V3", mc, "trtllm"), "trtllm", batch, isl, osl)
+    return get_model("deepseek-ai/DeepSeek-V3", mc, "trtllm")
+
+
+def _peer(layout: Layout, batch: int, isl: int, osl: int):
+    s = peer_oracle.peer_static(_peer_model(layout), "trtllm", batch, isl, osl)
     ttft = sum(s.get_context_latency_dict().values())
     tpot = sum(s.get_generation_latency_dict().values()) / (osl - 1)
     return ttft, tpot, s.get_memory()["total"]
@@ -90,28 +95,6 @@ def test_static_matches_peer(ep, batch, isl, osl):
     ours = (float(r.ttft_ms[0]), float(r.tpot_ms[0]), float(r.memory.total[0]))
     for name, a, b in zip(("ttft", "tpot", "memory"), ours, _peer(layout, batch, isl, osl), strict=True):
         assert a == pytest.approx(b, rel=REL_TOL), name
-
-
-def _peer_model(layout: Layout):
-    peer_oracle._quiet()
-    from aiconfigurator_core.sdk import common, config
-    from aiconfigurator_core.sdk.models import get_model
-
-    mc = config.ModelConfig(
-        tp_size=1,
-        pp_size=1,
-        attention_dp_size=layout.dp,
-        moe_tp_size=1,
-        moe_ep_size=layout.moe_ep,
-        gemm_quant_mode=common.GEMMQuantMode.fp8_block,
-        moe_quant_mode=common.MoEQuantMode.fp8_block,
-        kvcache_quant_mode=common.KVCacheQuantMode.fp8,
-        fmha_quant_mode=common.FMHAQuantMode.bfloat16,
-    )
-    mc.moe_comm_backend = {"context": "trtllm_deepep_ht", "generation": "trtllm_deepep_ll"}
-    mc.num_gpus_per_node = 8
-    mc.system = SYSTEM
-    return get_model("deepseek-ai/DeepSeek-V3", mc, "trtllm")
 
 
 @pytest.mark.parametrize(("ep", "batch", "ctx"), [(16, 32, 4000), (32, 64, 8000), (8, 16, 4000)])

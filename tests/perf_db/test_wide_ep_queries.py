@@ -143,7 +143,19 @@ def peer_eval(h200):
         except Exception:  # the peer's typed data miss
             return float("nan")
 
-    return one, ops, common
+    def curve(make_op, tokens):
+        """The peer's latency at every token count (a fresh op each time, as its session builds one)."""
+        return [one(make_op, x) for x in tokens]
+
+    return curve, ops, common
+
+
+def _assert_matches_peer(mine, theirs):
+    """Our curves equal the peer's to rounding, misses included, and the data answered enough."""
+    mine = np.concatenate(mine)
+    theirs = np.asarray(theirs)
+    assert np.isfinite(theirs).sum() > len(theirs) // 3
+    np.testing.assert_allclose(mine, theirs, rtol=1e-9, equal_nan=True)
 
 
 def _tokens(rng, n):
@@ -159,7 +171,7 @@ def _tokens(rng, n):
 
 @pytest.mark.peer
 def test_a2a_matches_peer(h200, peer_eval):
-    one, ops, _ = peer_eval
+    curve, ops, _ = peer_eval
     rng = np.random.default_rng(7)
     cases = [
         ("trtllm_deepep_ll", "dispatch", "fp8"),
@@ -176,24 +188,20 @@ def test_a2a_matches_peer(h200, peer_eval):
             for ep, nodes in scales:
                 tok = _tokens(rng, POINTS // 60)
                 mine.append(h200.moe_a2a_ms(backend, phase, dtype, ep, nodes, h, k, e, tok, missing="nan"))
-                for t in tok:
 
-                    def op(backend=backend, phase=phase, dtype=dtype, h=h, k=k, e=e, ep=ep, nodes=nodes):
-                        return ops.MoEAllToAll(
-                            "a", 1.0, phase=phase, comm_backend=backend, comm_dtype=dtype, hidden_size=h,
-                            topk=k, num_experts=e, moe_ep_size=ep, node_num=nodes, sms=0, attention_tp_size=1,
-                        )  # fmt: skip
+                def op(backend=backend, phase=phase, dtype=dtype, h=h, k=k, e=e, ep=ep, nodes=nodes):
+                    return ops.MoEAllToAll(
+                        "a", 1.0, phase=phase, comm_backend=backend, comm_dtype=dtype, hidden_size=h,
+                        topk=k, num_experts=e, moe_ep_size=ep, node_num=nodes, sms=0, attention_tp_size=1,
+                    )  # fmt: skip
 
-                    theirs.append(one(op, t))
-    mine = np.concatenate(mine)
-    theirs = np.asarray(theirs)
-    assert np.isfinite(theirs).sum() > len(theirs) // 3
-    np.testing.assert_allclose(mine, theirs, rtol=1e-9, equal_nan=True)
+                theirs += curve(op, tok)
+    _assert_matches_peer(mine, theirs)
 
 
 @pytest.mark.peer
 def test_expert_compute_matches_peer(h200, peer_eval):
-    one, ops, common = peer_eval
+    curve, ops, common = peer_eval
     rng = np.random.default_rng(11)
     shapes = [(7168, 2048, 256, 256), (7168, 2048, 384, 384), (6144, 2048, 256, 256), (3072, 1536, 256, 288)]
     dists = ["power_law_1.01", "power_law_1.2_eplb", "uniform"]
@@ -208,17 +216,13 @@ def test_expert_compute_matches_peer(h200, peer_eval):
                         quant_mode, dist, 8, e, slots, h, inter, ep, tok, missing="nan"
                     )
                 )
-                for t in tok:
 
-                    def op(h=h, inter=inter, e=e, slots=slots, dist=dist, ep=ep, q=quant_mode):
-                        return ops.MoEExpertCompute(
-                            "m", 1.0, hidden_size=h, inter_size=inter, topk=8, num_experts=e, moe_ep_size=ep,
-                            quant_mode=common.MoEQuantMode[q], workload_distribution=dist,
-                            attention_dp_size=1, inference_phase="generation", num_slots=slots, is_gated=True,
-                        )  # fmt: skip
+                def op(h=h, inter=inter, e=e, slots=slots, dist=dist, ep=ep, q=quant_mode):
+                    return ops.MoEExpertCompute(
+                        "m", 1.0, hidden_size=h, inter_size=inter, topk=8, num_experts=e, moe_ep_size=ep,
+                        quant_mode=common.MoEQuantMode[q], workload_distribution=dist,
+                        attention_dp_size=1, inference_phase="generation", num_slots=slots, is_gated=True,
+                    )  # fmt: skip
 
-                    theirs.append(one(op, t))
-    mine = np.concatenate(mine)
-    theirs = np.asarray(theirs)
-    assert np.isfinite(theirs).sum() > len(theirs) // 3
-    np.testing.assert_allclose(mine, theirs, rtol=1e-9, equal_nan=True)
+                theirs += curve(op, tok)
+    _assert_matches_peer(mine, theirs)
