@@ -20,8 +20,6 @@ COMPOSITION_HELP = (
 def _run_and_report(
     experiments, *, top_n, max_replica_types, save_dir, as_json, perf_db, composition="menu"
 ) -> None:
-    from rich.console import Console
-
     from servopt.cli.startup import build_kernels_in_background, import_cp_model_without_pandas, start_kernels
     from servopt.resources import cache_dir
 
@@ -29,18 +27,18 @@ def _run_and_report(
     aot_active = start_kernels(cache_root)
     import_cp_model_without_pandas()
     from servopt.pipeline import run_experiments
-    from servopt.report.tables import print_report
     from servopt.search.settings import SolverSettings
 
     settings = SolverSettings(composition=composition)
-    err = Console(stderr=True)
-    if as_json:
+    if as_json:  # no progress, no tables: rich is not even imported
         result = run_experiments(
             experiments, top_n=top_n, max_replica_types=max_replica_types, perf_db=perf_db, settings=settings
         )
     else:
+        from rich.console import Console
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+        err = Console(stderr=True)
         with Progress(
             TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=err, transient=True
         ) as bar:
@@ -68,6 +66,8 @@ def _run_and_report(
         typer.echo(json.dumps(doc, default=str))
     else:
         import sys
+
+        from servopt.report.tables import print_report
 
         # Piped output keeps whole table rows (a terminal gets its own width).
         print_report(doc, Console(width=None if sys.stdout.isatty() else 240))
