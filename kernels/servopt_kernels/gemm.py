@@ -109,6 +109,19 @@ def gemm_roofline_batch_ms(m, n, k, flops_per_s, mem_bw_bytes_per_s, bytes_per_e
         out_ms[i] = gemm_roofline_ms(m[i], n[i], k[i], flops_per_s, mem_bw_bytes_per_s, bytes_per_elem)
 
 
+@kernel
+def _search_left(axis, lo, hi, x):
+    """lo + np.searchsorted(axis[lo:hi], x) for a finite x: a hand-written search compiles far faster
+    (and one routine serves every sorted range, so it compiles once)."""
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if axis[mid] < x:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
 # The batch path compiles as three functions (the batch loop, the donor selection, the curve hold):
 # cold start is dominated by numba compilation, which grows with every inlined copy of a helper and
 # every extra function or signature. So each step is written once, scratch arrays are 1-D float64 /
@@ -207,14 +220,7 @@ def _select_donors(
                 continue
             if dn > reach:
                 break
-            lo_k = ql_k - reach
-            hi = b
-            while j < hi:
-                mid = (j + hi) >> 1
-                if site_log2_k[mid] < lo_k:
-                    j = mid + 1
-                else:
-                    hi = mid
+            j = _search_left(site_log2_k, j, b, ql_k - reach)
         while j < b:
             dk = site_log2_k[j] - ql_k
             if windowed and dk > reach:
@@ -447,14 +453,7 @@ def _gemm_batch(
                 if q < cm[lo] or q > cm[hi - 1]:
                     where = 2
                 else:
-                    a = lo
-                    b = hi
-                    while a < b:
-                        mid = (a + b) >> 1
-                        if cm[mid] < q:
-                            a = mid + 1
-                        else:
-                            b = mid
+                    a = _search_left(cm, lo, hi, q)
                     j = a - lo
                     if cm[a] == q:
                         where = 0
@@ -581,27 +580,13 @@ def gemm_latency_ms(m, n, k, sites, flops_per_s, mem_bw_bytes_per_s, bytes_per_e
 
 
 @kernel
-def _search_left(axis, x):
-    """np.searchsorted(axis, x) for a finite x: a hand-written search compiles far faster."""
-    lo = 0
-    hi = axis.shape[0]
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if axis[mid] < x:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
-
-
-@kernel
 def _grid_row(values, r, k_axis, k):
     """Resolve row r of a (M, K) NaN-holed grid at k: (latency, status, prov).
 
     status 0 = resolved, 1 = out of the row's measured range.
     """
     num_k = k_axis.shape[0]
-    j = _search_left(k_axis, k)
+    j = _search_left(k_axis, np.int64(0), num_k, k)
     if j < num_k and k_axis[j] == k and not np.isnan(values[r, j]):
         return values[r, j], 0, PROV_EXACT
     lo = -1
@@ -737,7 +722,7 @@ def scale_grid_latency_ms(
             continue
         cm = min(max(qm, m_axis[0]), m_axis[num_m - 1])
         ck = min(max(qk, k_min), k_max)
-        r = _search_left(m_axis, cm)
+        r = _search_left(m_axis, np.int64(0), num_m, cm)
         lat = np.nan
         prov = PROV_MISS
         out_of_range = False
