@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from servopt.search.options import ReplicaSpec, WorkerOptions
@@ -24,6 +25,8 @@ SLA_TPOT = st.sampled_from([5.0, 15.0, 30.0, 60.0, math.inf, math.inf, math.inf]
 DISAGG_TTFT = st.sampled_from([150.0, 400.0, 1000.0, math.inf, math.inf, math.inf, math.inf, math.inf])
 # Mostly "everything pairs" (0); sometimes SGLang-like TP keys with wildcards (-1).
 PAIR_KEY = st.sampled_from([0, 0, 0, 0, -1, 1, 2])
+# Reproducible runs (the same instances every time); each test sets its own max_examples.
+PROPERTY = settings(deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 # Any positive value: the comparisons are in integer rate units and ms, not tokens.
 TOKENS_PER_REQUEST = 100
 

@@ -8,7 +8,7 @@ from unittest import mock
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from servopt.errors import InfeasibleError, ServoptError
@@ -24,6 +24,7 @@ from servopt_kernels.xpyd_enum import best_identical, best_packing, enumerate_re
 from .brute_cases import (
     DISAGG_TTFT,
     PAIR_KEY,
+    PROPERTY,
     SLA_TPOT,
     SLA_TTFT,
     agg_runner,
@@ -71,12 +72,7 @@ def _check(run, oracle, two_stage, hints):
     event(f"packed gain: {cp.packed.value_units > cp.identical.value_units}")
 
 
-PROPERTY = settings(
-    max_examples=400, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
-)
-
-
-@PROPERTY
+@settings(PROPERTY, max_examples=400)
 @given(
     agg=tables(6, ttft=True, tpot=True),
     total_gpus=st.integers(1, 40),

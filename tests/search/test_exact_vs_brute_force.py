@@ -10,7 +10,7 @@ import contextlib
 from unittest import mock
 
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from servopt.errors import InfeasibleError
@@ -21,6 +21,7 @@ from servopt.search.options import Sla
 from .brute_cases import (
     DISAGG_TTFT,
     PAIR_KEY,
+    PROPERTY,
     SLA_TPOT,
     SLA_TTFT,
     agg_runner,
@@ -48,12 +49,7 @@ def _compare(run, oracle, two_stage):
     assert result.counters.all_optimal
 
 
-PROPERTY = settings(
-    max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
-)
-
-
-@PROPERTY
+@settings(PROPERTY, max_examples=150)
 @given(
     agg=tables(8, ttft=True, tpot=True),
     total_gpus=st.integers(1, 40),
