@@ -40,7 +40,7 @@ from servopt.search.compose_slots import hint_values, read_choice, slot_of
 from servopt.search.encode import MAX_OBJECTIVE_UNITS
 from servopt.search.rate_bounds import size_rate_bounds
 from servopt.search.settings import SolverSettings
-from servopt.search.xpyd_model import _STATUS, SolveReport, _SnakeCaseCpModel
+from servopt.search.xpyd_model import SolveReport, _SnakeCaseCpModel
 
 # How c_k * r_k becomes linear: "binary" writes c_k in binary digits and bounds each digit's
 # share of the value by r_k and by R * digit; "multiplication" hands CP-SAT the product
@@ -409,18 +409,8 @@ class ComposeModel:
         solver.parameters.merge_text_format(ENGINE_PARAMS["identical" if self.identical else "packed"])
         settings.apply(solver.parameters)  # the caller's settings and params override
         status = solver.solve(self.model)
-        name = _STATUS.get(status, str(status))
-        has = name in ("OPTIMAL", "FEASIBLE")
-        self.reports.append(
-            SolveReport(
-                status=name,
-                objective=solver.objective_value if has else float("nan"),
-                bound=solver.best_objective_bound if has else float("nan"),
-                deterministic_time=solver.deterministic_time,
-                wall_time_s=solver.wall_time,
-                branches=solver.num_branches,
-            )
-        )
-        if not has:
+        report = SolveReport.of(solver, status)
+        self.reports.append(report)
+        if not report.has_solution:
             return None
         return read_choice(self, np.asarray(solver.response_proto.solution, dtype=np.int64))

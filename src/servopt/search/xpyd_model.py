@@ -51,6 +51,20 @@ class SolveReport:
     def has_solution(self) -> bool:
         return self.status in ("OPTIMAL", "FEASIBLE")
 
+    @classmethod
+    def of(cls, solver: cp_model.CpSolver, status: int) -> SolveReport:
+        """The report of ``solver``'s last solve (which returned ``status``)."""
+        name = _STATUS.get(status, str(status))
+        has = name in ("OPTIMAL", "FEASIBLE")
+        return cls(
+            status=name,
+            objective=solver.objective_value if has else float("nan"),
+            bound=solver.best_objective_bound if has else float("nan"),
+            deterministic_time=solver.deterministic_time,
+            wall_time_s=solver.wall_time,
+            branches=solver.num_branches,
+        )
+
 
 @dataclass(frozen=True)
 class Packing:
@@ -204,16 +218,7 @@ class XpydModel:
         return solver
 
     def _report(self, solver: cp_model.CpSolver, status: int) -> SolveReport:
-        name = _STATUS.get(status, str(status))
-        has = name in ("OPTIMAL", "FEASIBLE")
-        report = SolveReport(
-            status=name,
-            objective=solver.objective_value if has else float("nan"),
-            bound=solver.best_objective_bound if has else float("nan"),
-            deterministic_time=solver.deterministic_time,
-            wall_time_s=solver.wall_time,
-            branches=solver.num_branches,
-        )
+        report = SolveReport.of(solver, status)
         self.reports.append(report)
         return report
 
