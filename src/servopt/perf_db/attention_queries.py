@@ -51,15 +51,8 @@ class AttentionQueries(QueryBase):
         fam = self.families["context_attention"]
         mem_bw = self.system.gpu.mem_bw_bytes_per_s
 
-        def params(u):
-            par = sol.params(len(u))
-            ok = u >= 0
-            par[ok, 0] = fam.key_cols[2][u[ok]]
-            par[ok, 1] = fam.key_cols[3][u[ok]]
-            par[ok, 2] = fam.key_cols[4][u[ok]]
-            par[:, 3], par[:, 4], par[:, 5] = kv.bytes_per_elem, flops, mem_bw
-            return par
-
+        # Roofline row: kv heads, head dim, window (the slice key after the dtypes).
+        params = sol.slice_params(fam, (2, 3, 4), (kv.bytes_per_elem, flops, mem_bw))
         lat, prov = self._lookup("context_attention", sid, (n, full, b), params)
         lat = lat.reshape(shape)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -99,15 +92,7 @@ class AttentionQueries(QueryBase):
             self._require("generation_attention", sid, "generation_attention", describe, keys)
         fam = self.families["generation_attention"]
 
-        def params(u):
-            par = sol.params(len(u))
-            ok = u >= 0
-            par[ok, 0] = fam.key_cols[1][u[ok]]
-            par[ok, 1] = fam.key_cols[2][u[ok]]
-            par[ok, 2] = fam.key_cols[3][u[ok]]
-            par[:, 3], par[:, 4], par[:, 5] = kv.bytes_per_elem, flops, mem_bw
-            return par
-
+        params = sol.slice_params(fam, (1, 2, 3), (kv.bytes_per_elem, flops, mem_bw))
         lat, prov = self._lookup("generation_attention", sid, (n, b, s), params, avg_axis=2)
         return self._finish(
             "generation_attention", np.maximum(lat, 0.0), prov, shape, provenance, missing, describe

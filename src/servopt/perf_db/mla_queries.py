@@ -167,13 +167,7 @@ class MlaQueries(QueryBase):
         if missing == "raise":
             self._require("mla_bmm", sid, "mla_bmm", describe, [stored, name, slice_heads])
 
-        def params(u):
-            par = sol.params(len(u))
-            ok = u >= 0
-            par[ok, 0] = fam.key_cols[2][u[ok]]
-            par[:, 1], par[:, 2], par[:, 3] = q.bytes_per_elem, flops, mem_bw
-            return par
-
+        params = sol.slice_params(fam, (2,), (q.bytes_per_elem, flops, mem_bw))  # heads
         lat, prov = self._lookup("mla_bmm", sid, (t,), params)
         return self._finish(
             "mla_bmm", np.maximum(lat.reshape(shape) * scale, 0.0), prov, shape, provenance, missing, describe

@@ -74,13 +74,7 @@ class MoeQueries(QueryBase):
         if missing == "raise":
             self._require("moe", sid, "moe", describe, [0, q.name, str(distribution), *ints])
 
-        def params(u):
-            ok = u >= 0
-            cols = [np.zeros(len(u)) for _ in range(6)]
-            for c, kc in zip(cols, fam.key_cols[3:9], strict=True):
-                c[ok] = kc[u[ok]]
-            return shape_params(sol.params(len(u)), *cols)
-
-        lat, prov = self._lookup("moe", sid, (tok,), params)
+        # Roofline row: topk, experts, hidden, inter, moe tp, moe ep (the slice key's shape).
+        lat, prov = self._lookup("moe", sid, (tok,), sol.slice_params(fam, range(3, 9), tail))
         lat, prov = drop_below_single_point(fam, sid, tok, lat, prov)
         return self._finish("moe", np.maximum(lat, 0.0), prov, shape, provenance, missing, describe)

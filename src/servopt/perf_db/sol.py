@@ -9,6 +9,8 @@ in measured mode and drop them in SOL mode.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import numpy as np
 
 from servopt.perf_db.families import PARAM_WIDTH
@@ -25,6 +27,23 @@ ATTENTION_EXTRAS_FACTOR = 1.1
 
 def params(n: int) -> np.ndarray:
     return np.zeros((n, PARAM_WIDTH))
+
+
+def slice_params(fam, key_cols: Sequence[int], tail: Sequence[float]) -> Callable[[np.ndarray], np.ndarray]:
+    """``params(u)`` for the grid lookups: the roofline row of each slice ``u`` (-1: none, zeros) holds
+    the slice's key columns ``key_cols`` first (a slice key carries the op's shape), then ``tail``
+    (the query's constants: bytes per element, peak flops, bandwidth...)."""
+    width = len(key_cols)
+
+    def slices(u: np.ndarray) -> np.ndarray:
+        par = params(len(u))
+        ok = u >= 0
+        for col, key in enumerate(key_cols):
+            par[ok, col] = fam.key_cols[key][u[ok]]
+        par[:, width : width + len(tail)] = tail
+        return par
+
+    return slices
 
 
 def run(kind: int, coords: np.ndarray, par: np.ndarray) -> np.ndarray:

@@ -225,17 +225,12 @@ class WideEpQueries(QueryBase):
         fam = self.families["wideep_moe"]
         tail = expert_roofline_tail(self, q, gated)
 
-        def params(u):
-            ok = u >= 0
-            par = sol.params(len(u))
-            # Roofline row: topk, slots (the weight-read term counts slots), hidden, inter, tp, ep.
-            for col, name in enumerate(
-                ("topk", "num_slots", "hidden_size", "inter_size", "moe_tp_size", "moe_ep_size")
-            ):
-                par[ok, col] = fam.key_cols[fam.key_names.index(name)][u[ok]]
-            par[:, 6:10] = tail
-            return par
-
+        # Roofline row: topk, slots (the weight-read term counts slots), hidden, inter, tp, ep.
+        shape_cols = [
+            fam.key_names.index(name)
+            for name in ("topk", "num_slots", "hidden_size", "inter_size", "moe_tp_size", "moe_ep_size")
+        ]
+        params = sol.slice_params(fam, shape_cols, tail)
         lat, prov = self._lookup("wideep_moe", sid, (tok,), params)
         lat, prov = drop_below_single_point(fam, sid, tok, lat, prov)
         lat, prov = lat.reshape(shape), prov.reshape(shape)
