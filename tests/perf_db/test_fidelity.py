@@ -143,52 +143,42 @@ def _mla_rows(rng, fam, make):
 def test_mla_families(pair):
     db, peer = pair
     rng = np.random.default_rng(13)
-    checked = 0
-    if db.families["context_mla"].num_slices:
 
-        def ctx(key, n, s, b):
-            p = int(rng.integers(0, s)) if rng.random() < 0.25 and s > 1 else 0
-            return (key[0], key[1], b, s - p, p, n)
+    def prefix(s):
+        """A cached prefix in a quarter of the context rows."""
+        return int(rng.integers(0, s)) if rng.random() < 0.25 and s > 1 else 0
 
-        rows = _mla_rows(rng, db.families["context_mla"], ctx)
-        _check(
-            f"{db.backend} context_mla",
-            [db.context_mla_ms(*r, missing="nan") for r in rows],
-            [peer.context_mla(*r) for r in rows],
-        )
-        checked += 1
-    if db.families["generation_mla"].num_slices:
-        rows = _mla_rows(rng, db.families["generation_mla"], lambda key, n, b, s: (key[0], b, max(s, 2), n))
-        _check(
-            f"{db.backend} generation_mla",
-            [db.generation_mla_ms(*r, missing="nan") for r in rows],
-            [peer.generation_mla(*r) for r in rows],
-        )
-        checked += 1
-    if db.families["mla_context_module"].num_slices:
+    def ctx(key, n, s, b):
+        p = prefix(s)
+        return (key[0], key[1], b, s - p, p, n)
 
-        def mod_ctx(key, n, s, b):
-            p = int(rng.integers(0, s)) if rng.random() < 0.25 and s > 1 else 0
-            return ("context", key[2], key[1], b, s - p, p, n, key[0])
+    def mod_ctx(key, n, s, b):
+        p = prefix(s)
+        return ("context", key[2], key[1], b, s - p, p, n, key[0])
 
-        rows = _mla_rows(rng, db.families["mla_context_module"], mod_ctx)
-        _check(
-            f"{db.backend} mla_context_module",
-            [db.mla_module_ms(*r, missing="nan") for r in rows],
-            [peer.mla_module(*r) for r in rows],
-        )
-        checked += 1
-    if db.families["mla_generation_module"].num_slices:
-        rows = _mla_rows(
-            rng,
-            db.families["mla_generation_module"],
+    # (family, its row from a slice key and grid coordinates, our query, the peer's)
+    families = (
+        ("context_mla", ctx, db.context_mla_ms, peer.context_mla),
+        (
+            "generation_mla",
+            lambda key, n, b, s: (key[0], b, max(s, 2), n),
+            db.generation_mla_ms,
+            peer.generation_mla,
+        ),
+        ("mla_context_module", mod_ctx, db.mla_module_ms, peer.mla_module),
+        (
+            "mla_generation_module",
             lambda key, n, b, s: ("generation", key[1], key[0], b, max(s, 2), 0, n),
-        )
-        _check(
-            f"{db.backend} mla_generation_module",
-            [db.mla_module_ms(*r, missing="nan") for r in rows],
-            [peer.mla_module(*r) for r in rows],
-        )
+            db.mla_module_ms,
+            peer.mla_module,
+        ),
+    )
+    checked = 0
+    for family, make_row, ours, theirs in families:
+        if not db.families[family].num_slices:
+            continue
+        rows = _mla_rows(rng, db.families[family], make_row)
+        _check(f"{db.backend} {family}", [ours(*r, missing="nan") for r in rows], [theirs(*r) for r in rows])
         checked += 1
     assert checked >= 2
 
