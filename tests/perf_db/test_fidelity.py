@@ -85,6 +85,20 @@ def _slices(fam):
     return [fam.key(i) for i in range(fam.num_slices)]
 
 
+def _heads(n, nkv_lookup):
+    """(heads, kv heads) of a slice point: kv lookup 0 is MHA (kv heads = heads); a GQA slice's
+    point at heads == kv heads would key as MHA, so it is taken at twice the heads."""
+    nkv = n if nkv_lookup == 0 else nkv_lookup
+    if nkv_lookup and n == nkv:
+        n = nkv * 2
+    return n, nkv
+
+
+def _prefix(rng, s):
+    """A cached prefix in a quarter of the context rows."""
+    return int(rng.integers(0, s)) if rng.random() < 0.25 and s > 1 else 0
+
+
 def test_context_attention(pair):
     db, peer = pair
     rng = np.random.default_rng(11)
@@ -94,10 +108,8 @@ def test_context_attention(pair):
         sid = int(rng.integers(fam.num_slices))
         fm, kv, nkv_l, hd, w = fam.key(sid)
         for n, s, b in _draw_coords(rng, fam, sid, 4):
-            nkv = n if nkv_l == 0 else nkv_l
-            if nkv_l and n == nkv:
-                n = nkv * 2
-            prefix = int(rng.integers(0, s)) if rng.random() < 0.25 and s > 1 else 0
+            n, nkv = _heads(n, nkv_l)
+            prefix = _prefix(rng, s)
             rows.append((fm, kv, int(b), int(s - prefix), prefix, int(n), int(nkv), hd, w))
     got = [db.context_attention_ms(*r, provenance=True, missing="nan") for r in rows]
     mine = np.ravel([g[0] for g in got])
@@ -115,9 +127,7 @@ def test_generation_attention(pair):
         sid = int(rng.integers(fam.num_slices))
         kv, nkv_l, hd, w = fam.key(sid)
         for n, b, s in _draw_coords(rng, fam, sid, 4):
-            nkv = n if nkv_l == 0 else nkv_l
-            if nkv_l and n == nkv:
-                n = nkv * 2
+            n, nkv = _heads(n, nkv_l)
             rows.append((kv, int(b), int(max(s, 2)), int(n), int(nkv), hd, w))
     # One batched call per kv dtype: the slice-key arguments (kv heads, head_dim, window) as arrays.
     mine = np.empty(len(rows))
@@ -144,16 +154,12 @@ def test_mla_families(pair):
     db, peer = pair
     rng = np.random.default_rng(13)
 
-    def prefix(s):
-        """A cached prefix in a quarter of the context rows."""
-        return int(rng.integers(0, s)) if rng.random() < 0.25 and s > 1 else 0
-
     def ctx(key, n, s, b):
-        p = prefix(s)
+        p = _prefix(rng, s)
         return (key[0], key[1], b, s - p, p, n)
 
     def mod_ctx(key, n, s, b):
-        p = prefix(s)
+        p = _prefix(rng, s)
         return ("context", key[2], key[1], b, s - p, p, n, key[0])
 
     # (family, its row from a slice key and grid coordinates, our query, the peer's)
