@@ -1,8 +1,14 @@
-"""The on-disk cache of built databases: one ``.npz`` per (system, backend, version).
+"""The on-disk cache of built databases: one flat ``.bin`` file per (system, backend, version).
 
 A cache file is trusted only when its fingerprint matches: servopt's format version, the system
 spec, and the path, size and mtime of every source parquet file. Anything else (stale, truncated,
 corrupt, missing arrays) is rebuilt, never used.
+
+Layout: ``MAGIC``, the header's length (u64, little-endian), a JSON header (fingerprint and, per
+array, dtype, shape and byte offset), then the arrays' bytes, each 64-byte aligned. A warm run reads
+the file once into one writable buffer and views every array in it (~5 ms for 17 MB); an ``.npz``
+cost ~40 ms per run in per-member zip and header parsing. Views are writable and aligned, as the
+kernels' declared signatures require.
 """
 
 from __future__ import annotations
@@ -11,18 +17,18 @@ import hashlib
 import json
 import os
 import tempfile
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
 # Bump when the array layout or any build rule changes: old cache files then rebuild.
-FORMAT_VERSION = 3
-FINGERPRINT_KEY = "__fingerprint__"
+FORMAT_VERSION = 4
+MAGIC = b"SRVOPTDB"
+ALIGN_BYTES = 64
 
 
 def cache_path(root: Path, system: str, backend: str, version: str) -> Path:
-    return root / "perfdb" / f"{system}__{backend}__{version}.npz"
+    return root / "perfdb" / f"{system}__{backend}__{version}.bin"
 
 
 def fingerprint(system_spec_json: str, source_files: list[Path]) -> str:
@@ -40,25 +46,72 @@ def fingerprint(system_spec_json: str, source_files: list[Path]) -> str:
 
 def load(path: Path, expected: str) -> dict[str, np.ndarray] | None:
     """The cached arrays, or None when absent, stale or unreadable (the caller rebuilds)."""
-    if not path.is_file():
-        return None
+    fingerprint_found, arrays = read(path)
+    return arrays if fingerprint_found == expected else None
+
+
+def read(path: Path) -> tuple[str | None, dict[str, np.ndarray] | None]:
+    """(fingerprint, arrays) of a cache file; (None, None) when absent or unreadable."""
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            if FINGERPRINT_KEY not in npz.files or str(npz[FINGERPRINT_KEY]) != expected:
-                return None
-            return {k: npz[k] for k in npz.files if k != FINGERPRINT_KEY}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError):
-        return None
+        size = path.stat().st_size
+        buf = bytearray(size)
+        with open(path, "rb") as fh:
+            if fh.readinto(buf) != size:
+                return None, None
+        if buf[: len(MAGIC)] != MAGIC:
+            return None, None
+        start = len(MAGIC) + 8
+        header_len = int.from_bytes(buf[len(MAGIC) : start], "little")
+        header = json.loads(bytes(buf[start : start + header_len]))
+        out = {}
+        for name, (dtype, shape, offset) in header["arrays"].items():
+            dt = np.dtype(dtype)
+            count = int(np.prod(shape, dtype=np.int64))
+            if offset < start + header_len or offset + count * dt.itemsize > size:
+                return None, None
+            out[name] = np.frombuffer(buf, dtype=dt, count=count, offset=offset).reshape(tuple(shape))
+        return str(header["fingerprint"]), out
+    except (OSError, ValueError, TypeError, KeyError, UnicodeDecodeError):
+        return None, None
+
+
+def _align(n: int) -> int:
+    return -(-n // ALIGN_BYTES) * ALIGN_BYTES
 
 
 def save(path: Path, arrays: dict[str, np.ndarray], fp: str) -> None:
     """Write atomically (temp file + rename) so a crash never leaves a half-written cache."""
+    # (not np.ascontiguousarray: it turns 0-d arrays into 1-d ones)
+    arrays = {
+        k: np.asarray(v) if np.asarray(v).flags.c_contiguous else np.asarray(v).copy(order="C")
+        for k, v in arrays.items()
+    }
+    for name, a in arrays.items():
+        if a.dtype.hasobject:
+            raise ValueError(f"cache array {name} holds Python objects")
+
+    # Offsets depend on the header's length, which depends on the offsets: fix the header's size
+    # first with placeholder offsets of the final width, then fill them in.
+    def header(offsets: dict[str, int]) -> bytes:
+        entries = {k: [a.dtype.str, list(a.shape), offsets[k]] for k, a in arrays.items()}
+        return json.dumps({"fingerprint": fp, "arrays": entries}).encode()
+
+    width = 10**12
+    head_len = len(header(dict.fromkeys(arrays, width)))
+    offsets, cursor = {}, _align(len(MAGIC) + 8 + head_len)
+    for k, a in arrays.items():
+        offsets[k] = cursor
+        cursor = _align(cursor + a.nbytes)
+    head = header(offsets).ljust(head_len)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
     try:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays, **{FINGERPRINT_KEY: np.array(fp)})
+        with os.fdopen(fd, "wb") as f:
+            f.write(MAGIC + len(head).to_bytes(8, "little") + head)
+            for k, a in arrays.items():
+                f.seek(offsets[k])
+                f.write(a.tobytes())
+            f.truncate(max(cursor, f.tell()))
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
