@@ -30,7 +30,7 @@ from servopt.models.mla import (
     output_projection,
     shared_expert_ops,
 )
-from servopt.models.moe import ROUTER_QUANT, routed_expert_ops
+from servopt.models.moe import routed_expert_ops, router_gemm
 from servopt.models.ops import Family, OpSpec, Overlap, PhaseOps, QuantModes
 from servopt.models.wide_ep import A2A_BY_NAME, nodes_for, wire_dtype
 from servopt.perf_db.systems import SystemSpec
@@ -80,7 +80,7 @@ def _routed(
         moe_ep=layout.moe_ep,
         nodes=nodes_for(layout.moe_ep * layout.moe_tp, system.node.gpus_per_node),
     )
-    ops = [OpSpec(f"{phase}_router_gemm", Family.GEMM, scale, n=arch.num_experts, k=h, quant=ROUTER_QUANT)]
+    ops = [router_gemm(phase, arch, scale)]
     for comm_phase in spec.comm_phases[:-1]:
         ops.append(
             OpSpec(

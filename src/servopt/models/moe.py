@@ -79,6 +79,13 @@ def dispatch_terms(
     raise ServoptError("backend_name", backend, "unknown backend", allowed=["trtllm", "vllm", "sglang"])
 
 
+def router_gemm(phase: str, arch: ModelArch, scale: float) -> OpSpec:
+    """The gate scoring every token against every expert (bf16 whatever the checkpoint)."""
+    return OpSpec(
+        f"{phase}_router_gemm", Family.GEMM, scale, n=arch.num_experts, k=arch.hidden_size, quant=ROUTER_QUANT
+    )
+
+
 def routed_expert_ops(
     phase: str,
     arch: ModelArch,
@@ -100,7 +107,7 @@ def routed_expert_ops(
         dp=layout.dp,
     )
     return [
-        OpSpec(f"{phase}_router_gemm", Family.GEMM, scale, n=arch.num_experts, k=h, quant=ROUTER_QUANT),
+        router_gemm(phase, arch, scale),
         OpSpec(
             f"{phase}_moe_pre_dispatch",
             Family.MOE_DISPATCH,
