@@ -175,6 +175,8 @@ def test_warm_builds_the_databases_then_finds_them_cached(cache):
 
 def test_warm_names_an_unknown_system(cache):
     res = subprocess.run(
-        [sys.executable, "-m", "servopt", "perfdb", "warm", "--system", "h999"], capture_output=True, text=True
+        [sys.executable, "-m", "servopt", "perfdb", "warm", "--system", "h999"],
+        capture_output=True,
+        text=True,
     )
     assert res.returncode == 2 and "h999" in res.stderr and "h200_sxm" in res.stderr
