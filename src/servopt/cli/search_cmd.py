@@ -16,6 +16,17 @@ COMPOSITION_HELP = (
     "cpsat: one CP-SAT model also chooses the x prefill + y decode composition."
 )
 
+# Options both search commands take (typer reads one declaration per parameter; sharing is fine).
+TOP_N = typer.Option(5, "--top_n", "--top-n", min=1)
+MAX_REPLICA_TYPES = typer.Option(
+    2, "--max_replica_types", "--max-replica-types", min=1, help="Replica shapes in the packed deployment."
+)
+SAVE_DIR = typer.Option(None, "--save_dir", "--save-dir")
+PERF_DB = typer.Option(None, "--perf_db", "--perf-db", help="Perf database cache folder.")
+COMPOSITION = typer.Option("menu", "--composition", help=COMPOSITION_HELP)
+AS_JSON = typer.Option(False, "--json", help=JSON_HELP)
+VERBOSE = typer.Option(False, "--verbose", "-v", help="Debug logging (enumerated layouts).")
+
 
 def _run_and_report(
     experiments, *, top_n, max_replica_types, save_dir, as_json, perf_db, composition="menu"
@@ -96,19 +107,13 @@ def default(
     osl: int = typer.Option(1000, "--osl", min=2, help="Output sequence length."),
     ttft: float = typer.Option(1000.0, "--ttft", min=0.0, help="TTFT target, ms."),
     tpot: float = typer.Option(40.0, "--tpot", min=0.0, help="TPOT target, ms."),
-    top_n: int = typer.Option(5, "--top_n", "--top-n", min=1),
-    max_replica_types: int = typer.Option(
-        2,
-        "--max_replica_types",
-        "--max-replica-types",
-        min=1,
-        help="Replica shapes in the packed deployment.",
-    ),
-    save_dir: str | None = typer.Option(None, "--save_dir", "--save-dir"),
-    perf_db: str | None = typer.Option(None, "--perf_db", "--perf-db", help="Perf database cache folder."),
-    composition: str = typer.Option("menu", "--composition", help=COMPOSITION_HELP),
-    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging (enumerated layouts)."),
+    top_n: int = TOP_N,
+    max_replica_types: int = MAX_REPLICA_TYPES,
+    save_dir: str | None = SAVE_DIR,
+    perf_db: str | None = PERF_DB,
+    composition: str = COMPOSITION,
+    as_json: bool = AS_JSON,
+    verbose: bool = VERBOSE,
 ) -> None:
     """Agg vs disagg for one model on a GPU budget, with the seed's defaults."""
     _logging(verbose)
@@ -146,13 +151,13 @@ def exp(
         dir_okay=False,
         help="Experiment YAML (the seed's schema).",
     ),
-    top_n: int = typer.Option(5, "--top_n", "--top-n", min=1),
-    max_replica_types: int = typer.Option(2, "--max_replica_types", "--max-replica-types", min=1),
-    save_dir: str | None = typer.Option(None, "--save_dir", "--save-dir"),
-    perf_db: str | None = typer.Option(None, "--perf_db", "--perf-db", help="Perf database cache folder."),
-    composition: str = typer.Option("menu", "--composition", help=COMPOSITION_HELP),
-    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging (enumerated layouts)."),
+    top_n: int = TOP_N,
+    max_replica_types: int = MAX_REPLICA_TYPES,
+    save_dir: str | None = SAVE_DIR,
+    perf_db: str | None = PERF_DB,
+    composition: str = COMPOSITION,
+    as_json: bool = AS_JSON,
+    verbose: bool = VERBOSE,
 ) -> None:
     """Run every experiment of a YAML file and compare them in one report."""
     _logging(verbose)
