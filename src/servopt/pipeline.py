@@ -164,12 +164,14 @@ def _quant(arch, wc, db, backend):
         db=db,
         backend=backend,
     )
-    if default_fmha and q.fmha != wc.fmha_quant_mode:
-        log.warning(
-            "fmha_quant_mode %s has no measured data on %s/%s %s; using %s",
-            wc.fmha_quant_mode, db.system_name, db.backend, db.version, q.fmha,
-        )  # fmt: skip
+    fallback = (wc.fmha_quant_mode, db.system_name, db.backend, db.version, q.fmha)
+    if default_fmha and q.fmha != wc.fmha_quant_mode and fallback not in _FMHA_FALLBACKS_SAID:
+        _FMHA_FALLBACKS_SAID.add(fallback)  # once per process, not once per role and experiment
+        log.warning("fmha_quant_mode %s has no measured data on %s/%s %s; using %s", *fallback)
     return q._replace(comm=wc.comm_quant_mode)
+
+
+_FMHA_FALLBACKS_SAID: set[tuple] = set()
 
 
 def _explain_empty(table, exp, role) -> InfeasibleError:
