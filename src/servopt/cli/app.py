@@ -41,6 +41,9 @@ def main() -> None:
     # only costs CPU (~0.1 s per run on 2 cores). Set before numpy is imported; a user's value wins.
     if "numpy" not in sys.modules:
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    # servopt uses no pydantic plugins; without this pydantic scans every installed package's entry
+    # points the first time it builds a validator.
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     try:
         app(standalone_mode=False)
     except ServoptError as err:
