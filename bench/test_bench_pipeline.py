@@ -3,7 +3,7 @@
 Run:  pytest bench/test_bench_pipeline.py --benchmark-enable
       SERVOPT_BENCH_PEER=1 pytest bench/test_bench_pipeline.py --benchmark-enable   # + aiconfigurator
 
-servopt runs in a subprocess exactly as a user runs it (``servopt cli default ... --json``), after
+servopt runs (5 rounds: the VM is noisy) in a subprocess exactly as a user runs it (``servopt cli default ... --json``), after
 ``servopt perfdb warm`` (perf database and the kernels' ahead-of-time module built, as a first run
 leaves them) and one warm-up run. With SERVOPT_BENCH_PEER=1 the
 peer's CLI runs on the same problem, same SLA, in the same benchmark group, so the report shows
@@ -96,7 +96,7 @@ def test_bench_cli_default(benchmark, model, hf_id, gpus, system):
     benchmark.name = "servopt"
     _warm(system)
     _servopt(model, gpus, system)  # warm-up
-    doc = benchmark.pedantic(_servopt, args=(model, gpus, system), rounds=3, iterations=1)
+    doc = benchmark.pedantic(_servopt, args=(model, gpus, system), rounds=5, iterations=1)
     benchmark.extra_info["best_tokens_per_s_per_gpu"] = doc["best"]["tokens_per_s_per_gpu"]
     benchmark.extra_info["best_mode"] = doc["best"]["mode"]
     benchmark.extra_info.update(_counters(model, gpus, system))
