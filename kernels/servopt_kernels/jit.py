@@ -112,7 +112,9 @@ class Kernel:
             return None
         return f"{self.returns}({', '.join(self.args)})"
 
-    def __call__(self, *args):
+    def __call__(self, *args, **kwargs):
+        if kwargs:  # the AOT exports are positional; numba's dispatcher takes keywords
+            return self.dispatcher(*args, **kwargs)
         aot = self._aot
         if aot is None and _aot_module is not None and self._arg_types is not None:
             aot = self._aot = getattr(_aot_module, self.export_name, None)

@@ -119,3 +119,9 @@ def test_declared_signatures_are_the_ones_real_searches_compile():
     report = json.loads(out.stdout.splitlines()[-1])
     assert {name for name, ok in report.items() if ok != [True, True]} == set()
     assert len(report) >= 5  # grid lookups, dedup, GEMM, the replica menu and its staircase
+
+
+def test_keyword_arguments_reach_numba():
+    bits = np.array([[3, 1, 3]], dtype=np.int64)
+    first, inverse = jit.Kernel.__call__(_entry("dedup__unique_bits"), bits=bits)
+    assert first.tolist() == [0, 1] and inverse.tolist() == [0, 1, 0]
