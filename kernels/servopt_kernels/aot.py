@@ -20,6 +20,7 @@ numba's ``pycc``; later processes import that (~1 ms) and never import numba.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib.machinery
 import importlib.util
@@ -71,7 +72,10 @@ def _dist_version(package: str) -> str:
     return found[-1].name[len(package) + 1 : -len(".dist-info")] if found else "?"
 
 
+@functools.cache
 def fingerprint() -> str:
+    """Hash of everything the built module depends on; the sources do not change under a running
+    process, so it is computed once (module_path is asked for by load, build and the lock)."""
     _import_kernel_modules()
     h = hashlib.sha256()
     for package in ("numba", "llvmlite", "numpy"):

@@ -164,11 +164,10 @@ def materialize() -> None:
             if k._dispatcher is None:
                 options = {"cache": True, "fastmath": set(FASTMATH), **k.options}
                 k._dispatcher = njit(**options)(k.py_func)
-    by_func = {k.py_func: k for ks in _KERNELS.values() for k in ks}
     for module_name in _KERNELS:
         namespace = vars(sys.modules[module_name])
         for name, value in list(namespace.items()):
-            if isinstance(value, Kernel) and value.py_func in by_func:
+            if isinstance(value, Kernel):
                 namespace[name] = value._dispatcher
 
 
