@@ -197,9 +197,9 @@ def warm_cmd(
 ) -> None:
     """Build everything a first run builds, now: the perf databases and the kernels' ahead-of-time
     module (for images and CI; `cli default` otherwise builds the module in the background)."""
-    import os
     import time
 
+    from servopt.cli.startup import AOT_ENV, aot_enabled
     from servopt.perf_db.database import open_database
     from servopt.resources import cache_dir
     from servopt_kernels import aot
@@ -210,8 +210,8 @@ def warm_cmd(
         db = open_database(name, backend, version, cache_dir=root)
         how = "cached" if db.from_cache else "built"
         typer.echo(f"perf database {name}/{backend}/{db.version}: {how} in {time.perf_counter() - t0:.1f} s")
-    if os.environ.get("SERVOPT_AOT", "1") == "0":
-        typer.echo("kernels: SERVOPT_AOT=0, numba's JIT only")
+    if not aot_enabled():
+        typer.echo(f"kernels: {AOT_ENV}=0, numba's JIT only")
         return
     t0 = time.perf_counter()
     path = aot.module_path(root)

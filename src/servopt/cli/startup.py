@@ -64,13 +64,13 @@ def init_numba_without_blas() -> None:
 AOT_ENV = "SERVOPT_AOT"
 
 
-def _aot_enabled() -> bool:
+def aot_enabled() -> bool:
     return os.environ.get(AOT_ENV, "1") != "0"
 
 
 def start_kernels(cache_root: Path) -> bool:
     """Serve kernels from their AOT module when it is built (True), else get numba ready (False)."""
-    if _aot_enabled():
+    if aot_enabled():
         from servopt_kernels import aot
 
         if aot.activate(cache_root, build_missing=False):
@@ -81,7 +81,7 @@ def start_kernels(cache_root: Path) -> bool:
 
 def build_kernels_in_background(cache_root: Path) -> bool:
     """Start the AOT build in a detached low-priority process when it is wanted; True if started."""
-    if not _aot_enabled():
+    if not aot_enabled():
         return False
     from servopt_kernels import aot
 
