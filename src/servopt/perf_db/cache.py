@@ -81,11 +81,8 @@ def _align(n: int) -> int:
 
 def save(path: Path, arrays: dict[str, np.ndarray], fp: str) -> None:
     """Write atomically (temp file + rename) so a crash never leaves a half-written cache."""
-    # (not np.ascontiguousarray: it turns 0-d arrays into 1-d ones)
-    arrays = {
-        k: np.asarray(v) if np.asarray(v).flags.c_contiguous else np.asarray(v).copy(order="C")
-        for k, v in arrays.items()
-    }
+    # (np.require, not np.ascontiguousarray: that one turns 0-d arrays into 1-d ones)
+    arrays = {k: np.require(v, requirements="C") for k, v in arrays.items()}
     for name, a in arrays.items():
         if a.dtype.hasobject:
             raise ValueError(f"cache array {name} holds Python objects")

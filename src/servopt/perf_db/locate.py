@@ -147,10 +147,12 @@ def _query_versions_doc() -> dict:
     return load_yaml(path) or {}
 
 
+# libyaml's parser when present (10-15x faster; the peer's trees are large), SafeLoader's semantics.
+YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def load_yaml(path: Path):
-    """Parse a YAML file with the C loader when libyaml is available (the peer's trees are large)."""
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    return yaml.load(path.read_text(), Loader=loader)
+    return yaml.load(path.read_text(), Loader=YAML_LOADER)
 
 
 def load_yaml_memo(path: Path):
@@ -189,7 +191,7 @@ def _data_dir_entry(path: Path) -> str | None:
     if len(found) == 1:
         return found[0]
     try:
-        spec = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
+        spec = yaml.load(text, Loader=YAML_LOADER) or {}
     except yaml.YAMLError:
         return None
     if not isinstance(spec, dict) or "data_dir" not in spec:

@@ -14,10 +14,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
 
 from servopt.errors import ServoptError, UnknownNameError
+from servopt.perf_db.locate import load_yaml
 from servopt.resources import data_root
-
-# libyaml's parser when present (15x faster on the 17 registry files); SafeLoader's semantics.
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 ComputeDtype = Literal["bf16", "fp8", "int8", "fp4"]
 
@@ -112,7 +110,7 @@ def load_system(name: str) -> SystemSpec:
     if not path.is_file():
         raise UnknownNameError("system", name, "unknown system", system_names())
     try:
-        raw = yaml.load(path.read_text(), Loader=_YAML_LOADER)
+        raw = load_yaml(path)
         return SystemSpec.model_validate(raw)
     except (yaml.YAMLError, ValidationError) as err:
         first = str(err).splitlines()[:3]

@@ -238,7 +238,7 @@ def _numbers(column, dtype, null) -> np.ndarray:
     own to_numpy imports pandas (0.35 s of a cold run) even for a zero-copy read."""
     import pyarrow as pa
 
-    arr = column.combine_chunks()
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     if not (pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type)) or (
         arr.null_count and null is None
     ):
@@ -262,14 +262,7 @@ def _strings(column) -> np.ndarray:
     # boolean to_numpy both import pandas (0.35 s of a cold run).
     enc = column.cast(pa.string()).combine_chunks().dictionary_encode()
     vocab = np.asarray([*enc.dictionary.to_pylist(), ""], dtype=str)
-    indices = enc.indices
-    n, first = len(indices), indices.offset
-    bitmap, data = indices.buffers()[:2]
-    idx = np.frombuffer(data, dtype=np.dtype(indices.type.to_pandas_dtype()))[first : first + n]
-    idx = idx.astype(np.int64)
-    if indices.null_count:
-        valid = np.unpackbits(np.frombuffer(bitmap, dtype=np.uint8), bitorder="little")[first : first + n]
-        idx = np.where(valid.astype(bool), idx, len(vocab) - 1)
+    idx = _numbers(enc.indices, np.int64, len(vocab) - 1)  # null -> the trailing ""
     return vocab[idx]
 
 
