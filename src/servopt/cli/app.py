@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from servopt.cli import estimate_cmd, models_cmd, perfdb_cmd, search_cmd, webapp_cmd
+from servopt.cli import estimate_cmd, models_cmd, perfdb_cmd, search_cmd, simulate_cmd, webapp_cmd
 from servopt.errors import ServoptError
 
 app = typer.Typer(
@@ -21,11 +21,14 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     help="servopt: find the best LLM serving deployment (agg or xPyD disagg) under TTFT/TPOT targets.",
 )
-cli_app = typer.Typer(no_args_is_help=True, help="Search and estimate: default, exp, estimate.")
+cli_app = typer.Typer(
+    no_args_is_help=True, help="Search, estimate and simulate: default, exp, estimate, simulate."
+)
 app.add_typer(cli_app, name="cli")
 cli_app.command("default")(search_cmd.default)
 cli_app.command("exp")(search_cmd.exp)
 cli_app.command("estimate")(estimate_cmd.estimate)
+cli_app.command("simulate")(simulate_cmd.simulate)
 app.add_typer(perfdb_cmd.app, name="perfdb")
 app.add_typer(models_cmd.app, name="models")
 app.command("webapp")(webapp_cmd.webapp)

@@ -1,0 +1,261 @@
+"""``servopt cli simulate``: one deployment under an offered load, request by request.
+
+Flags follow ``cli estimate`` (model, system, backend, layout, quant modes) plus the load
+(``--concurrency`` or ``--request_rate``), request lengths, and engine scheduling overrides.
+Disaggregated mode takes ``--prefill_*`` / ``--decode_*`` layouts (defaulting to ``--tp`` etc.)
+and worker counts.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import typer
+
+MODE_HELP = "agg (in-flight batching workers) or disagg (prefill workers + decode workers)."
+
+
+def _opt_int(*names: str, help: str) -> typer.models.OptionInfo:
+    return typer.Option(None, *names, help=help)
+
+
+def _finite(name: str, value: float | None, *, positive: bool = True) -> None:
+    from servopt.errors import ServoptError
+
+    if value is None:
+        return
+    if not math.isfinite(value) or (positive and value <= 0):
+        raise ServoptError(name, value, "must be a finite number > 0" if positive else "must be finite")
+
+
+def simulate(
+    model: str = typer.Option(
+        ..., "--model", "--model_name", "--model-name", help="Registry name, HF id or config.json path."
+    ),
+    system: str = typer.Option("h200_sxm", "--system", "--system_name", "--system-name", help="GPU system."),
+    backend: str = typer.Option(
+        "trtllm", "--backend", "--backend_name", "--backend-name", help="trtllm, vllm or sglang."
+    ),
+    backend_version: str | None = typer.Option(None, "--backend_version", "--backend-version"),
+    mode: str = typer.Option("agg", "--mode", help=MODE_HELP),
+    isl: int = typer.Option(4000, "--isl", help="Mean input length (tokens)."),
+    osl: int = typer.Option(1000, "--osl", help="Mean output length (tokens)."),
+    isl_range: float = typer.Option(
+        0.0, "--isl_range", "--isl-range", help="Uniform input lengths in isl*(1-r)..isl*(1+r)."
+    ),
+    osl_range: float = typer.Option(
+        0.0, "--osl_range", "--osl-range", help="Uniform output lengths in osl*(1-r)..osl*(1+r)."
+    ),
+    lengths: str | None = typer.Option(
+        None, "--lengths", help="CSV of input_length,output_length[,weight] rows to draw lengths from."
+    ),
+    trace: str | None = typer.Option(
+        None, "--trace", help="JSONL trace (timestamp ms, input_length, output_length): replayed as is."
+    ),
+    concurrency: int | None = typer.Option(
+        None, "--concurrency", help="Closed loop: N clients, each sends its next request when the last ends."
+    ),
+    request_rate: float | None = typer.Option(
+        None, "--request_rate", "--request-rate", help="Open loop: requests per second."
+    ),
+    arrival: str = typer.Option("poisson", "--arrival", help="Open-loop arrivals: poisson, constant, gamma."),
+    arrival_cv: float = typer.Option(
+        1.0, "--arrival_cv", "--arrival-cv", help="gamma arrivals: coefficient of variation of the gaps."
+    ),
+    num_requests: int = typer.Option(2000, "--num_requests", "--num-requests", help="Requests simulated."),
+    warmup: int | None = typer.Option(
+        None, "--warmup", help="Requests excluded at the start (default: the first tenth)."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of the lengths and arrivals."),
+    tp: int = typer.Option(1, "--tp", help="Tensor parallelism (both roles in disagg unless overridden)."),
+    pp: int = typer.Option(1, "--pp", help="Pipeline parallelism."),
+    dp: int = typer.Option(1, "--dp", help="Attention data parallelism (MoE models)."),
+    moe_tp: int | None = typer.Option(None, "--moe_tp", "--moe-tp", help="MoE tensor parallelism."),
+    moe_ep: int | None = typer.Option(None, "--moe_ep", "--moe-ep", help="MoE expert parallelism."),
+    workers: int = typer.Option(1, "--workers", help="agg: workers serving the load."),
+    prefill_tp: int | None = _opt_int("--prefill_tp", "--prefill-tp", help="disagg: prefill tp."),
+    prefill_pp: int | None = _opt_int("--prefill_pp", "--prefill-pp", help="disagg: prefill pp."),
+    prefill_dp: int | None = _opt_int("--prefill_dp", "--prefill-dp", help="disagg: prefill dp."),
+    prefill_moe_tp: int | None = _opt_int(
+        "--prefill_moe_tp", "--prefill-moe-tp", help="disagg: prefill moe_tp."
+    ),
+    prefill_moe_ep: int | None = _opt_int(
+        "--prefill_moe_ep", "--prefill-moe-ep", help="disagg: prefill moe_ep."
+    ),
+    prefill_workers: int = typer.Option(1, "--prefill_workers", "--prefill-workers", help="disagg: x."),
+    decode_tp: int | None = _opt_int("--decode_tp", "--decode-tp", help="disagg: decode tp."),
+    decode_pp: int | None = _opt_int("--decode_pp", "--decode-pp", help="disagg: decode pp."),
+    decode_dp: int | None = _opt_int("--decode_dp", "--decode-dp", help="disagg: decode dp."),
+    decode_moe_tp: int | None = _opt_int("--decode_moe_tp", "--decode-moe-tp", help="disagg: decode moe_tp."),
+    decode_moe_ep: int | None = _opt_int("--decode_moe_ep", "--decode-moe-ep", help="disagg: decode moe_ep."),
+    decode_workers: int = typer.Option(1, "--decode_workers", "--decode-workers", help="disagg: y."),
+    max_batch_size: int | None = typer.Option(
+        None, "--max_batch_size", "--max-batch-size", help="Running requests per instance (engine default)."
+    ),
+    max_num_tokens: int | None = typer.Option(
+        None, "--max_num_tokens", "--max-num-tokens", help="Tokens per forward pass (engine default)."
+    ),
+    chunked_prefill: bool | None = typer.Option(
+        None, "--chunked_prefill/--no_chunked_prefill", help="Override the engine's chunked-prefill default."
+    ),
+    gemm_quant_mode: str | None = typer.Option(None, "--gemm_quant_mode", "--gemm-quant-mode"),
+    moe_quant_mode: str | None = typer.Option(None, "--moe_quant_mode", "--moe-quant-mode"),
+    kvcache_quant_mode: str | None = typer.Option(None, "--kvcache_quant_mode", "--kvcache-quant-mode"),
+    fmha_quant_mode: str | None = typer.Option(None, "--fmha_quant_mode", "--fmha-quant-mode"),
+    ttft: float | None = typer.Option(None, "--ttft", help="TTFT target (ms) for goodput."),
+    tpot: float | None = typer.Option(None, "--tpot", help="TPOT target (ms) for goodput."),
+    perf_db: str | None = typer.Option(None, "--perf_db", "--perf-db", help="Perf database cache folder."),
+    save_dir: str | None = typer.Option(
+        None, "--save_dir", "--save-dir", help="Write per-request CSV, CDF and timeline plots here."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
+) -> None:
+    """Simulate one deployment under load: TTFT/TPOT/ITL/E2E percentiles, throughput, goodput."""
+    from servopt.errors import ServoptError, UnknownNameError
+    from servopt.evaluate.candidates import ModelSetup
+    from servopt.evaluate.single import quant_modes, resolve_moe_split
+    from servopt.models.registry import resolve_model
+    from servopt.perf_db.database import open_database
+    from servopt.perf_db.systems import load_system
+    from servopt.search.layouts import Layout
+    from servopt.simulate.build import WorkerPlan
+    from servopt.simulate.policy import engine_policy
+    from servopt.simulate.scenario import Scenario
+    from servopt.simulate.scenario import simulate as run_simulation
+    from servopt.simulate.workload import Lengths, Load, read_histogram, read_trace
+
+    _finite("request_rate", request_rate)
+    _finite("arrival_cv", arrival_cv)
+    _finite("ttft", ttft)
+    _finite("tpot", tpot)
+    for name, value in (("isl_range", isl_range), ("osl_range", osl_range)):
+        _finite(name, value, positive=False)
+    if mode not in ("agg", "disagg"):
+        raise UnknownNameError("mode", mode, "unknown mode", ("agg", "disagg"))
+    if trace is not None and lengths is not None:
+        raise ServoptError("trace", trace, "replaces --lengths: give one of them")
+    if trace is None:
+        load = Load(
+            concurrency=concurrency, request_rate=request_rate, arrival=arrival, arrival_cv=arrival_cv
+        )
+    else:
+        if request_rate is not None:
+            raise ServoptError("request_rate", request_rate, "a trace brings its own arrival times")
+        load = Load(concurrency=concurrency, request_rate=None if concurrency else 1.0)
+    hist = read_histogram(lengths) if lengths else None
+    requests = read_trace(trace) if trace else None
+    lens = Lengths(isl, osl, isl_range, osl_range, hist)
+
+    arch = resolve_model(model)
+    spec = load_system(system)
+    db = open_database(system, backend, backend_version, cache_dir=perf_db)
+    quant = quant_modes(
+        arch, gemm_quant_mode, moe_quant_mode, kvcache_quant_mode, fmha_quant_mode, db=db, backend=backend
+    )
+    setup = ModelSetup(arch, backend, quant, spec, db.version, 0)
+    policy = engine_policy(backend, spec.gpu.mem_capacity_bytes).with_overrides(
+        max_batch_size=max_batch_size, max_num_tokens=max_num_tokens, chunked_prefill=chunked_prefill
+    )
+
+    def layout(t, p, d, mt, me) -> Layout:
+        t, p, d = (tp if t is None else t), (pp if p is None else p), (dp if d is None else d)
+        if mt is None and me is None:
+            mt, me = moe_tp, moe_ep
+        mtp, mep = resolve_moe_split(arch.is_moe, t, d, mt, me)
+        return Layout(t, p, d, mtp, mep)
+
+    if mode == "agg":
+        plans = [WorkerPlan("agg", layout(None, None, None, None, None), workers, policy)]
+    else:
+        plans = [
+            WorkerPlan(
+                "prefill",
+                layout(prefill_tp, prefill_pp, prefill_dp, prefill_moe_tp, prefill_moe_ep),
+                prefill_workers,
+                policy,
+            ),
+            WorkerPlan(
+                "decode",
+                layout(decode_tp, decode_pp, decode_dp, decode_moe_tp, decode_moe_ep),
+                decode_workers,
+                policy,
+            ),
+        ]
+    scenario = Scenario(
+        load=load,
+        num_requests=num_requests if requests is None else len(requests.isl),
+        seed=seed,
+        lengths=lens,
+        trace=requests,
+        warmup=warmup,
+        ttft_target_ms=ttft,
+        tpot_target_ms=tpot,
+    )
+    result, deployment = run_simulation(db, setup, plans, scenario)
+    config = {
+        "model": arch.name,
+        "system": spec.name,
+        "backend": backend,
+        "backend_version": db.version,
+        "mode": mode,
+        "workers": [
+            {"role": p.role, "parallel": p.layout.label, **p.layout._asdict(), "workers": p.workers}
+            for p in plans
+        ],
+        "load": load.describe() if requests is None else {"kind": "trace", "path": trace},
+        "isl": isl,
+        "osl": osl,
+        "policy": {k: v for k, v in vars(policy).items()},
+        "kv_tokens_per_instance": {k.role: k.kv_tokens for k in deployment.kinds},
+        "seed": seed,
+    }
+    doc = {"config": config, **result.to_json()}
+    if save_dir:
+        from servopt.report.simulation import save_simulation
+
+        path = save_simulation(doc, result, save_dir)
+        doc["saved_to"] = str(path)
+    if as_json:
+        typer.echo(json.dumps(doc, indent=2, allow_nan=False))
+        return
+    _render(doc)
+
+
+def _render(doc: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    c = doc["config"]
+    layout = " + ".join(f"{w['workers']} x {w['role']} {w['parallel']}" for w in c["workers"])
+    load = c["load"]
+    offered = (
+        f"closed loop, {load['concurrency']} clients"
+        if load["kind"] == "closed_loop"
+        else (f"{load['request_rate']:g} req/s {load['arrival']}" if load["kind"] == "open_loop" else "trace")
+    )
+    console.print(
+        f"[bold]{c['model']}[/] on {c['system']} / {c['backend']} {c['backend_version']}: {layout} "
+        f"({doc['gpus']:g} GPUs), {offered}, isl {c['isl']} osl {c['osl']}"
+    )
+    table = Table(title_justify="left")
+    for col in ("latency (ms)", "mean", "p50", "p90", "p99"):
+        table.add_column(col, justify="right" if col != "latency (ms)" else "left")
+    for key, label in (("ttft_ms", "TTFT"), ("tpot_ms", "TPOT"), ("itl_ms", "ITL"), ("e2e_ms", "E2E")):
+        s = doc[key]
+        table.add_row(label, *(f"{s[k]:.1f}" if s else "-" for k in ("mean", "p50", "p90", "p99")))
+    console.print(table)
+    console.print(
+        f"output {doc['output_tokens_per_s']:.0f} tok/s ({doc['output_tokens_per_s_per_gpu']:.1f} per GPU), "
+        f"{doc['requests_per_s']:.2f} req/s"
+        + (
+            f", goodput {doc['goodput_requests_per_s']:.2f} req/s"
+            if doc["goodput_requests_per_s"] is not None
+            else ""
+        )
+        + f"; {doc['num_requests']} requests measured, {doc['preempted_requests']} preempted"
+    )
+    if doc.get("saved_to"):
+        console.print("results saved to:", soft_wrap=True)
+        console.print(doc["saved_to"], soft_wrap=True, markup=False, highlight=False)

@@ -1,0 +1,142 @@
+"""A planned deployment (model, system, backend, layouts, worker counts) -> simulator instances.
+
+Each worker role gets its op lists at its layout (the same decomposition ``cli estimate`` uses),
+its step-time tables, and its KV-cache capacity from servopt's memory model: the framework's KV
+budget for that layout (``evaluate.memory``) divided by the KV bytes of one token on one GPU.
+The disaggregated KV transfer moves the whole prompt's KV (all layers, every KV head) from the
+prefill worker's GPUs to the decode worker's: over NVLink when the replica fits in one NVLink
+domain, else over the scale-out network, each prefill GPU sending its shard in parallel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from servopt.errors import ServoptError
+from servopt.evaluate.candidates import ModelSetup, build_layout_ops
+from servopt.evaluate.memory import GIB, kv_budget_rule, kv_bytes_per_token, memory_usage
+from servopt.search.layouts import Layout
+from servopt.simulate.engine import Deployment, InstanceKind
+from servopt.simulate.policy import SchedulerPolicy
+from servopt.simulate.step_time import build_step_tables
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    """``workers`` workers of one role at one layout."""
+
+    role: str  # agg | prefill | decode
+    layout: Layout
+    workers: int
+    policy: SchedulerPolicy
+
+
+def kv_capacity_tokens(setup: ModelSetup, layout: Layout, role: str, policy: SchedulerPolicy) -> int:
+    """KV tokens one GPU of the worker can hold under the framework's default budget."""
+    lops = build_layout_ops(setup, [layout], skip_invalid=False, role=_op_role(role))
+    static = role != "agg"
+    rule = kv_budget_rule(
+        setup.backend, setup.system, setup.version, static=static, tp=layout.tp, pp=layout.pp, dp=layout.dp
+    )
+    mem = memory_usage(
+        setup.arch,
+        setup.backend,
+        setup.system,
+        weights_bytes=lops.weight_bytes,
+        tp=np.array([layout.tp]),
+        pp=np.array([layout.pp]),
+        dp=np.array([layout.dp]),
+        moe_ep=np.array([layout.moe_ep]),
+        batch=np.array([0]),
+        num_tokens=np.array([float(policy.max_num_tokens)]),
+        kv_seq_tokens=np.array([0.0]),
+        kv_quant=setup.quant.kvcache,
+        nextn=setup.nextn,
+        kv_fraction=float(np.asarray(rule.fraction).ravel()[0]),
+        kv_fraction_of_free=rule.of_free,
+        kv_reserved=rule.reserved,
+    )
+    capacity = setup.system.gpu.mem_capacity_bytes / GIB
+    non_kv = float(mem.total[0])
+    if non_kv >= capacity:
+        return 0
+    from servopt.evaluate.memory import KV_CACHE_TOLERANCE
+
+    scale = (1.0 - rule.reserved) * (1.0 - KV_CACHE_TOLERANCE)
+    fraction = float(np.asarray(rule.fraction).ravel()[0])
+    budget_gib = (
+        (capacity - non_kv) * fraction * scale if rule.of_free else capacity * fraction * scale - non_kv
+    )
+    per_token = float(kv_bytes_per_token(setup.arch, np.array([layout.tp]), setup.quant.kvcache)[0])
+    return max(int(budget_gib * GIB / per_token), 0)
+
+
+def _op_role(role: str) -> str:
+    return role if role in ("prefill", "decode") else "agg"
+
+
+def build_deployment(
+    db,
+    setup: ModelSetup,
+    plans: list[WorkerPlan],
+    *,
+    max_isl: int,
+    max_osl: int,
+    prompt_lengths: np.ndarray,
+) -> Deployment:
+    """Instances, tables and KV capacities of every worker plan, and the KV-transfer model."""
+    roles = {p.role for p in plans}
+    if roles not in ({"agg"}, {"prefill", "decode"}):
+        raise ServoptError("mode", sorted(roles), "a deployment is agg workers, or prefill + decode workers")
+    kinds = []
+    for plan in plans:
+        if plan.workers < 1:
+            raise ServoptError(f"{plan.role}_workers", plan.workers, "must be >= 1")
+        lops = build_layout_ops(setup, [plan.layout], skip_invalid=False, db=db, role=_op_role(plan.role))
+        policy = plan.policy
+        if not policy.chunked_prefill and plan.role != "decode":
+            policy = policy.with_overrides(max_num_tokens=max(policy.max_num_tokens, 1))
+        tables = build_step_tables(
+            db,
+            lops,
+            max_batch=policy.max_batch_size,
+            max_tokens=max(policy.max_num_tokens, 1),
+            max_context=max_isl + max_osl,
+            prompt_lengths=prompt_lengths,
+            role=plan.role,
+        )
+        lanes = plan.layout.dp * plan.layout.pp
+        kv = kv_capacity_tokens(setup, plan.layout, plan.role, policy) // plan.layout.pp
+        per_token = float(kv_bytes_per_token(setup.arch, np.array([plan.layout.tp]), setup.quant.kvcache)[0])
+        kinds.append(
+            InstanceKind(
+                role=plan.role,
+                count=plan.workers * lanes,
+                policy=policy,
+                kv_tokens=int(kv),
+                tables=tables,
+                gpus_per_instance=plan.layout.gpus / lanes,
+                label=plan.layout.label,
+                kv_bytes_per_token=per_token,
+            )
+        )
+    fixed_ms, per_token_ms = 0.0, 0.0
+    if roles == {"prefill", "decode"}:
+        fixed_ms, per_token_ms = kv_transfer_model(setup, plans)
+    return Deployment(tuple(kinds), fixed_ms, per_token_ms)
+
+
+def kv_transfer_model(setup: ModelSetup, plans: list[WorkerPlan]) -> tuple[float, float]:
+    """(fixed ms, ms per prompt token) of moving a prompt's KV from prefill to decode."""
+    node = setup.system.node
+    prefill = next(p for p in plans if p.role == "prefill")
+    replica_gpus = sum(p.layout.gpus * p.workers for p in plans)
+    # Whole-model KV of one token: every KV head (tp = 1 view) of every layer.
+    bytes_per_token = float(kv_bytes_per_token(setup.arch, np.array([1]), setup.quant.kvcache)[0])
+    within_domain = replica_gpus <= node.gpus_per_nvlink_domain
+    bw = node.nvlink_bw_bytes_per_s if within_domain else node.network_bw_bytes_per_s
+    senders = prefill.layout.tp * prefill.layout.pp
+    fixed_ms = setup.system.empirical.p2p_latency_s * 1000.0
+    return fixed_ms, bytes_per_token / (bw * senders) * 1000.0

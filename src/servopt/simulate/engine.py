@@ -1,0 +1,205 @@
+"""A deployment as engine instances, run through the simulator kernel; per-request times out.
+
+An aggregated worker with attention data parallelism ``dp`` and pipeline depth ``pp`` is
+``dp * pp`` engine instances (each dp rank schedules its own batch; pp stages keep ``pp``
+micro-batches in flight, the peer's throughput assumption), each with its share of the worker's
+KV cache. A disaggregated replica is ``x`` prefill workers and ``y`` decode workers, expanded the
+same way. Instances of one *kind* share a policy and step tables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from servopt.errors import ServoptError
+from servopt.simulate.policy import SchedulerPolicy
+from servopt.simulate.step_time import StepTables
+from servopt.simulate.workload import Requests
+
+ROLES = {"agg": 0, "prefill": 1, "decode": 2}
+TIMELINE_ROWS = 4096
+
+
+@dataclass(frozen=True)
+class InstanceKind:
+    """``count`` identical engine instances."""
+
+    role: str  # agg | prefill | decode
+    count: int
+    policy: SchedulerPolicy
+    kv_tokens: int  # KV-cache capacity of one instance, tokens
+    tables: StepTables
+    gpus_per_instance: float
+    label: str = ""
+    kv_bytes_per_token: float = 0.0  # one GPU's share, for messages
+    pull: bool | None = None  # routing: shared queue (None: prefill pulls, others are pushed to)
+
+    @property
+    def pulls(self) -> bool:
+        return self.role == "prefill" if self.pull is None else self.pull
+
+
+@dataclass(frozen=True)
+class Deployment:
+    kinds: tuple[InstanceKind, ...]
+    xfer_fixed_ms: float = 0.0  # disaggregated KV transfer: fixed part
+    xfer_ms_per_token: float = 0.0  # and per prompt token
+
+    @property
+    def gpus(self) -> float:
+        return float(sum(k.count * k.gpus_per_instance for k in self.kinds))
+
+    @property
+    def disagg(self) -> bool:
+        return any(k.role == "prefill" for k in self.kinds)
+
+
+@dataclass
+class RawRun:
+    """What the kernel wrote, per request in issue order (ms; -1 = never happened)."""
+
+    t_arrive: np.ndarray
+    t_first: np.ndarray
+    t_done: np.ndarray
+    preemptions: np.ndarray
+    itl_hist: np.ndarray
+    timeline: np.ndarray  # (rows, 5): t, queued, running, KV tokens used, output tokens so far
+    iterations: int
+
+
+def _pad(arrays: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Stack 1-D arrays of different lengths (padded with their last value) and their lengths."""
+    width = max(len(a) for a in arrays)
+    out = np.zeros((len(arrays), width))
+    for i, a in enumerate(arrays):
+        out[i, : len(a)] = a
+        out[i, len(a) :] = a[-1]
+    return out, np.array([len(a) for a in arrays], dtype=np.int64)
+
+
+def _pad2(arrays: list[np.ndarray]) -> np.ndarray:
+    w0 = max(a.shape[0] for a in arrays)
+    w1 = max(a.shape[1] for a in arrays)
+    out = np.zeros((len(arrays), w0, w1))
+    for i, a in enumerate(arrays):
+        out[i, : a.shape[0], : a.shape[1]] = a
+    return out
+
+
+def check_fits(deployment: Deployment, requests: Requests) -> None:
+    """Every request must fit one instance of each role it visits, or the run would stall."""
+    from servopt.errors import InfeasibleError
+
+    roles = {k.role for k in deployment.kinds}
+    if roles not in ({"agg"}, {"prefill", "decode"}):
+        raise ServoptError(
+            "mode", sorted(roles), "a deployment is agg instances, or prefill + decode instances"
+        )
+    longest_prompt = int(requests.isl.max())
+    longest = int((requests.isl + requests.osl).max())
+    for kind in deployment.kinds:
+        p = kind.policy
+        need = (
+            longest_prompt
+            if kind.role == "prefill"
+            else (longest if p.reserve_full_kv else longest_prompt + 1)
+        )
+        if kind.kv_tokens < need:
+            gib = (
+                f" ({kind.kv_tokens * kind.kv_bytes_per_token / (1 << 30):.2f} GiB per GPU at "
+                f"{kind.kv_bytes_per_token / 1024:.1f} KiB per token)"
+                if kind.kv_bytes_per_token
+                else ""
+            )
+            raise InfeasibleError(
+                "kv_cache",
+                None,
+                f"a {kind.role} instance{(' (' + kind.label + ')') if kind.label else ''} holds "
+                f"{kind.kv_tokens} KV tokens{gib}; the longest request needs {need}",
+            )
+        if kind.role != "decode" and not p.chunked_prefill and p.max_num_tokens < longest_prompt:
+            raise ServoptError(
+                "max_num_tokens",
+                p.max_num_tokens,
+                f"is below the longest prompt ({longest_prompt} tokens) and chunked prefill is off",
+            )
+
+
+def run(
+    deployment: Deployment, requests: Requests, *, clients: int = 0, itl_weight: np.ndarray | None = None
+) -> RawRun:
+    """Simulate ``requests`` on ``deployment`` (``clients > 0``: closed loop)."""
+    from servopt_kernels import sim
+
+    check_fits(deployment, requests)
+    kinds = deployment.kinds
+    n = len(requests.isl)
+    policy = np.zeros((len(kinds), sim.N_POLICY))
+    for k, kind in enumerate(kinds):
+        p = kind.policy
+        policy[k, sim.P_MAX_BATCH] = p.max_batch_size
+        policy[k, sim.P_MAX_TOKENS] = p.max_num_tokens
+        policy[k, sim.P_CHUNKED] = p.chunked_prefill
+        policy[k, sim.P_MIXED] = p.mixed_batches
+        policy[k, sim.P_RESERVE_FULL] = p.reserve_full_kv
+        policy[k, sim.P_KV_TOKENS] = kind.kv_tokens
+        policy[k, sim.P_BLOCK] = p.kv_block_tokens
+        policy[k, sim.P_OVERHEAD_MS] = p.iteration_overhead_ms
+        policy[k, sim.P_PULL] = 1.0 if kind.pulls else 0.0
+    role = np.concatenate([np.full(k.count, ROLES[k.role], dtype=np.int64) for k in kinds])
+    kind_of = np.concatenate([np.full(k.count, i, dtype=np.int64) for i, k in enumerate(kinds)])
+    tabs = [k.tables for k in kinds]
+    tok_axis, tok_n = _pad([t.tok_axis for t in tabs])
+    tok_ms, _ = _pad([t.tok_ms for t in tabs])
+    dec_axis, dec_n = _pad([t.dec_axis for t in tabs])
+    kv_axis, kv_n = _pad([t.kv_axis for t in tabs])
+    new_axis, new_n = _pad([t.new_axis for t in tabs])
+    pre_axis, pre_n = _pad([t.pre_axis for t in tabs])
+    out = RawRun(
+        t_arrive=np.zeros(n),
+        t_first=np.zeros(n),
+        t_done=np.zeros(n),
+        preemptions=np.zeros(n, dtype=np.int64),
+        itl_hist=np.zeros(sim.ITL_BINS),
+        timeline=np.zeros((TIMELINE_ROWS, sim.TL_COLS)),
+        iterations=0,
+    )
+    iterations, rows, _stride = sim.simulate(
+        np.ascontiguousarray(requests.arrival_ms, dtype=np.float64),
+        np.ascontiguousarray(requests.isl, dtype=np.int64),
+        np.ascontiguousarray(requests.osl, dtype=np.int64),
+        int(clients),
+        role,
+        kind_of,
+        policy,
+        tok_axis,
+        tok_n,
+        tok_ms,
+        dec_axis,
+        dec_n,
+        kv_axis,
+        kv_n,
+        _pad2([t.gen_full_ms for t in tabs]),
+        _pad2([t.gen_attn_ms for t in tabs]),
+        new_axis,
+        new_n,
+        pre_axis,
+        pre_n,
+        _pad2([t.ctx_full_ms for t in tabs]),
+        _pad2([t.ctx_attn_ms for t in tabs]),
+        float(deployment.xfer_ms_per_token),
+        float(deployment.xfer_fixed_ms),
+        int(max(k.policy.max_batch_size for k in kinds)),
+        np.ones(n) if itl_weight is None else np.ascontiguousarray(itl_weight, dtype=np.float64),
+        out.t_arrive,
+        out.t_first,
+        out.t_done,
+        out.preemptions,
+        out.itl_hist,
+        out.timeline,
+    )
+    out.iterations = int(iterations)
+    out.timeline = out.timeline[:rows].copy()
+    return out

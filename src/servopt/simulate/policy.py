@@ -1,0 +1,102 @@
+"""Engine scheduling policies as data: what each backend does by default, with where it says so.
+
+The simulator's loop (``servopt_kernels.sim``) reads one policy row per instance kind; the engines
+differ only in these values. Defaults are the engines' documented ones for a large GPU (>= 70 GiB)
+behind an OpenAI-compatible server; every field can be overridden from the CLI.
+
+- vLLM V1 (``vllm/engine/arg_utils.py`` ``EngineArgs.get_batch_defaults``; docs "Optimization and
+  Tuning: chunked prefill"): chunked prefill always on; each step schedules the running requests
+  first (decodes take one token each) and fills the rest of ``max_num_batched_tokens`` (8192 on
+  >= 70 GiB non-A100 GPUs, API server) with prefill chunks; ``max_num_seqs`` 1024 on those GPUs;
+  paged KV in 16-token blocks allocated as sequences grow; when blocks run out the most recently
+  scheduled request is preempted and recomputed.
+- SGLang (``python/sglang/srt/server_args.py``; docs "Server Arguments"): a new prefill batch runs
+  as its own forward pass before decoding resumes (``enable_mixed_chunk`` off by default);
+  ``chunked_prefill_size`` by GPU memory (8192 for 60-160 GiB, 16384 above; servopt's
+  ``evaluate.memory.sglang_mem_fraction_static`` uses the same tiers); token-granular KV pages;
+  decode requests are retracted (recomputed later) when the pool runs out.
+- TensorRT-LLM, PyTorch backend (``tensorrt_llm/llmapi/llm_args.py`` defaults; docs "Scheduler"):
+  in-flight batching with context and generation requests in the same iteration; ``max_num_tokens``
+  8192, ``max_batch_size`` 2048; chunked context off unless enabled; the default capacity scheduler
+  ``GUARANTEED_NO_EVICT`` admits a request only if its whole KV (prompt + max new tokens) fits, so
+  nothing is ever preempted; 32-token KV blocks.
+
+Routing follows Dynamo's disaggregated serving: prefill workers pull from one shared prefill
+queue; requests are pushed to the least-loaded aggregated or decode instance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from servopt.errors import ServoptError, UnknownNameError
+
+
+@dataclass(frozen=True)
+class SchedulerPolicy:
+    """One engine instance's scheduling behaviour (see the module docstring for the sources)."""
+
+    max_batch_size: int  # running requests per instance (vLLM max_num_seqs, TRT max_batch_size)
+    max_num_tokens: int  # tokens per forward pass (vLLM max_num_batched_tokens, SGLang chunk size)
+    chunked_prefill: bool
+    mixed_batches: bool  # prefill chunks share passes with decodes (False: prefill passes run alone)
+    reserve_full_kv: bool  # admission reserves prompt + output KV (no growth, no preemption)
+    kv_block_tokens: int
+    iteration_overhead_ms: float = 0.0  # fixed CPU/launch cost per pass (calibration sets it)
+
+    def with_overrides(self, **values) -> SchedulerPolicy:
+        """A copy with the given fields replaced (None leaves a field as it is), checked."""
+        policy = replace(self, **{k: v for k, v in values.items() if v is not None})
+        for name in ("max_batch_size", "max_num_tokens", "kv_block_tokens"):
+            value = getattr(policy, name)
+            if not isinstance(value, int | np.integer) or value < 1:
+                raise ServoptError(name, value, "must be an integer >= 1")
+        if not np.isfinite(policy.iteration_overhead_ms) or policy.iteration_overhead_ms < 0:
+            raise ServoptError(
+                "iteration_overhead_ms", policy.iteration_overhead_ms, "must be finite and >= 0"
+            )
+        return policy
+
+
+ENGINE_DEFAULTS: dict[str, SchedulerPolicy] = {
+    "vllm": SchedulerPolicy(
+        max_batch_size=1024,
+        max_num_tokens=8192,
+        chunked_prefill=True,
+        mixed_batches=True,
+        reserve_full_kv=False,
+        kv_block_tokens=16,
+    ),
+    "sglang": SchedulerPolicy(
+        max_batch_size=4096,
+        max_num_tokens=8192,
+        chunked_prefill=True,
+        mixed_batches=False,
+        reserve_full_kv=False,
+        kv_block_tokens=1,
+    ),
+    "trtllm": SchedulerPolicy(
+        max_batch_size=2048,
+        max_num_tokens=8192,
+        chunked_prefill=False,
+        mixed_batches=True,
+        reserve_full_kv=True,
+        kv_block_tokens=32,
+    ),
+}
+
+# SGLang raises its chunk size on GPUs above 160 GiB (same tiers as its memory-fraction rule).
+SGLANG_LARGE_GPU_BYTES = 160 * (1 << 30)
+SGLANG_LARGE_GPU_CHUNK = 16384
+
+
+def engine_policy(backend: str, gpu_memory_bytes: int | None = None) -> SchedulerPolicy:
+    """The backend's default policy for a GPU of the given memory."""
+    if backend not in ENGINE_DEFAULTS:
+        raise UnknownNameError("backend", backend, "no scheduling policy", tuple(ENGINE_DEFAULTS))
+    policy = ENGINE_DEFAULTS[backend]
+    if backend == "sglang" and gpu_memory_bytes is not None and gpu_memory_bytes > SGLANG_LARGE_GPU_BYTES:
+        policy = replace(policy, max_num_tokens=SGLANG_LARGE_GPU_CHUNK)
+    return policy
