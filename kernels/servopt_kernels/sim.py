@@ -308,6 +308,8 @@ def simulate(
     iterations = 0
     t = 0.0
 
+    memo_gap = -1.0
+    memo_bin = 0
     # Scratch for one pass's chunks.
     ch_new = np.zeros(max_batch_cap, np.float64)
     ch_pre = np.zeros(max_batch_cap, np.float64)
@@ -587,15 +589,22 @@ def simulate(
                             t_first[r] = t
                         else:
                             gap = t - last_tok[r]
-                            itl_hist[_itl_bin(gap)] += itl_weight[r]
+                            if gap != memo_gap:
+                                memo_gap = gap
+                                memo_bin = _itl_bin(gap)
+                            itl_hist[memo_bin] += itl_weight[r]
                         generated[r] += 1
                         tokens_out += 1.0
                         last_tok[r] = t
                         if generated[r] >= osl[r] or role == ROLE_PREFILL:
                             leave = True
                 elif c < 0:
+                    # Requests decoding in the same passes share their gap: bin it once.
                     gap = t - last_tok[r]
-                    itl_hist[_itl_bin(gap)] += itl_weight[r]
+                    if gap != memo_gap:
+                        memo_gap = gap
+                        memo_bin = _itl_bin(gap)
+                    itl_hist[memo_bin] += itl_weight[r]
                     generated[r] += 1
                     tokens_out += 1.0
                     last_tok[r] = t

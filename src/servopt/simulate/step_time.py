@@ -23,10 +23,10 @@ from servopt.evaluate.phase import PhaseCoords, Select, evaluate_phase
 
 # Decode batch sizes priced exactly up to this count, then geometrically.
 EXACT_BATCH = 64
-GEOMETRIC_STEP = 1.12
+GEOMETRIC_STEP = 1.04
 # Points along the KV-length and prefix axes (attention is close to linear in both).
 KV_POINTS = 33
-PREFIX_POINTS = 9
+PREFIX_POINTS = 17
 # Distinct prompt lengths added to the chunk axis as exact points (more are interpolated).
 MAX_EXACT_LENGTHS = 64
 
