@@ -260,17 +260,37 @@ def simulate(
     qlen = np.zeros(nq, np.int64)
     nxt = np.full(n, -1, np.int64)
 
-    run = np.full((m, max_batch_cap), -1, np.int64)
+    run = np.full((m, max_batch_cap), -1, np.int64)  # running requests, in admission order
     nrun = np.zeros(m, np.int64)
     kv_used = np.zeros(m, np.float64)
     iter_end = np.full(m, INF)
     pending = np.zeros(m, np.int64)  # requests routed to the instance and not finished there
+    # Decoding requests are tracked in aggregate (see "lazy decode" below): count, the passes
+    # that decoded, sum of (isl + g0 - p0), ITL weights of those whose last token ended the last
+    # decoding pass, that pass's end, and the earliest pass index at which one of them finishes.
+    n_dec = np.zeros(m, np.int64)
+    dec_pass = np.zeros(m, np.int64)
+    kv_lin = np.zeros(m, np.float64)
+    w_steady = np.zeros(m, np.float64)
+    last_dec_end = np.zeros(m, np.float64)
+    next_fin = np.full(m, np.iinfo(np.int64).max, np.int64)
+    n_pf = np.zeros(m, np.int64)  # running requests mid-prefill
+    fresh = np.full((m, max_batch_cap), -1, np.int64)  # decoders whose last token came elsewhere
+    n_fresh = np.zeros(m, np.int64)
+    pass_req = np.full((m, max_batch_cap), -1, np.int64)  # requests with a prefill chunk in the pass
+    pass_n = np.zeros(m, np.int64)
+    pass_dec = np.zeros(m, np.int64)  # decoding requests in the pass
 
     target = np.zeros(n, np.int64)  # tokens to prefill (isl, or isl + generated after a recompute)
     done_pf = np.zeros(n, np.int64)
-    generated = np.zeros(n, np.int64)
-    kv_alloc = np.zeros(n, np.float64)
-    chunk = np.zeros(n, np.int64)  # tokens of the request in the current pass (-1: one decode token)
+    generated = np.zeros(n, np.int64)  # valid while not decoding; decoding: g0 + dec_pass - p0
+    g0 = np.zeros(n, np.int64)
+    p0 = np.zeros(n, np.int64)
+    decoding = np.zeros(n, np.bool_)
+    is_fresh = np.zeros(n, np.bool_)
+    gone = np.zeros(n, np.bool_)
+    kv_alloc = np.zeros(n, np.float64)  # KV reserved at admission (incremental: + 1 per decoding pass)
+    chunk = np.zeros(n, np.int64)  # prefill tokens of the request in the current pass
     last_tok = np.zeros(n, np.float64)
     inst_of = np.full(n, -1, np.int64)
 
@@ -387,18 +407,16 @@ def simulate(
             full = policy[k, P_RESERVE_FULL] > 0
             kv_cap = policy[k, P_KV_TOKENS]
             block = policy[k, P_BLOCK]
-            q = m + role if policy[k, P_PULL] > 0 else i
+            pull = policy[k, P_PULL] > 0
+            q = m + role if pull else i
 
-            # Does a prefill-only pass run (engines that do not mix)? Prefill comes first when any
-            # admitted request is mid-prefill or the queue head could be admitted now.
+            # Engines that do not mix run a prefill-only pass whenever a running request is
+            # mid-prefill or the queue head could be admitted now.
             prefill_pass = False
             if role != ROLE_DECODE and not mixed:
-                for s in range(nrun[i]):
-                    r = run[i, s]
-                    if done_pf[r] < target[r]:
-                        prefill_pass = True
-                        break
-                if not prefill_pass and qlen[q] > 0 and nrun[i] < max_batch:
+                if n_pf[i] > 0:
+                    prefill_pass = True
+                elif qlen[q] > 0 and nrun[i] < max_batch:
                     r = head[q]
                     need = _blocks(target[r] + (osl[r] if full and role == ROLE_AGG else 0), block)
                     if kv_used[i] + need <= kv_cap:
@@ -408,64 +426,66 @@ def simulate(
             kv_sum = 0.0
             p_tokens = 0.0
             n_chunks = 0
-            if not prefill_pass:
-                # Decode tokens first: every running request past its prefill gains one token; an
-                # incremental KV that runs out preempts the most recently admitted request.
-                s = 0
-                while s < nrun[i]:
-                    r = run[i, s]
-                    if done_pf[r] < target[r]:
-                        s += 1
-                        continue
-                    ctx = isl[r] + generated[r]
-                    if not full and ctx > kv_alloc[r]:
-                        while kv_used[i] + block > kv_cap and nrun[i] > 0:
-                            victim_slot = nrun[i] - 1
-                            victim = run[i, victim_slot]
-                            # Recompute: the victim's tokens so far become its prompt.
-                            kv_used[i] -= kv_alloc[victim]
-                            kv_total -= kv_alloc[victim]
-                            kv_alloc[victim] = 0.0
-                            target[victim] = isl[victim] + generated[victim]
-                            done_pf[victim] = 0
-                            chunk[victim] = 0
-                            preemptions[victim] += 1
-                            run[i, victim_slot] = -1
-                            nrun[i] -= 1
-                            running_total -= 1
-                            if policy[k, P_PULL] > 0:
-                                # Back to the shared queue: any instance may take it next.
-                                pending[i] -= 1
-                                inst_of[victim] = -2 - role
-                            _push_front(q, victim, head, tail, nxt, qlen)
-                            queued_total += 1
-                            if victim == r:
-                                break
-                        if s >= nrun[i]:
-                            break
-                        kv_alloc[r] += block
-                        kv_used[i] += block
-                        kv_total += block
-                    chunk[r] = -1
-                    d += 1
-                    kv_sum += ctx
-                    s += 1
+            pass_n[i] = 0
+            if not prefill_pass and n_dec[i] > 0:
+                # Every decoding request gains one token. With incremental KV each needs one more
+                # token of cache; when that runs out the most recently admitted request is
+                # preempted (recompute: the tokens it has become its prompt) until it fits.
+                if not full:
+                    while n_dec[i] > 0 and kv_used[i] + n_dec[i] > kv_cap and nrun[i] > 0:
+                        slot = nrun[i] - 1
+                        v = run[i, slot]
+                        alloc = kv_alloc[v]
+                        if decoding[v]:
+                            generated[v] = g0[v] + dec_pass[i] - p0[v]
+                            alloc += dec_pass[i] - p0[v]
+                            n_dec[i] -= 1
+                            kv_lin[i] -= isl[v] + g0[v] - p0[v]
+                            if is_fresh[v]:
+                                for f in range(n_fresh[i]):
+                                    if fresh[i, f] == v:
+                                        fresh[i, f] = fresh[i, n_fresh[i] - 1]
+                                        n_fresh[i] -= 1
+                                        break
+                                is_fresh[v] = False
+                            else:
+                                w_steady[i] -= itl_weight[v]
+                            decoding[v] = False
+                        else:
+                            n_pf[i] -= 1
+                        kv_used[i] -= alloc
+                        kv_total -= alloc
+                        kv_alloc[v] = 0.0
+                        target[v] = isl[v] + generated[v]
+                        done_pf[v] = 0
+                        preemptions[v] += 1
+                        run[i, slot] = -1
+                        nrun[i] -= 1
+                        running_total -= 1
+                        if pull:
+                            # Back to the shared queue: any instance may take it next.
+                            pending[i] -= 1
+                            inst_of[v] = -2 - role
+                        _push_front(q, v, head, tail, nxt, qlen)
+                        queued_total += 1
+                    kv_used[i] += n_dec[i]
+                    kv_total += n_dec[i]
+                d = n_dec[i]
+                kv_sum = kv_lin[i] + d * dec_pass[i]
                 if role != ROLE_DECODE:
                     budget -= d
-            else:
-                for s in range(nrun[i]):
-                    chunk[run[i, s]] = 0
 
-            if role != ROLE_DECODE and (prefill_pass or mixed):
+            if role != ROLE_DECODE and (prefill_pass or mixed) and n_pf[i] > 0:
                 # Running requests mid-prefill continue first, in admission order.
                 for s in range(nrun[i]):
+                    if budget <= 0:
+                        break
                     r = run[i, s]
-                    if done_pf[r] >= target[r] or budget <= 0:
-                        if done_pf[r] < target[r]:
-                            chunk[r] = 0
+                    if decoding[r] or done_pf[r] >= target[r]:
                         continue
                     c = min(target[r] - done_pf[r], int(budget))
                     chunk[r] = c
+                    pass_req[i, n_chunks] = r
                     ch_new[n_chunks] = c
                     ch_pre[n_chunks] = done_pf[r]
                     n_chunks += 1
@@ -476,9 +496,11 @@ def simulate(
                 while qlen[q] > 0 and nrun[i] < max_batch:
                     r = head[q]
                     if role == ROLE_DECODE:
-                        if budget < 1 and d > 0:
+                        if budget < 1:
                             break
-                        need = _blocks(isl[r] + (osl[r] if full else 1), block)
+                        # The prompt's KV arrives with the request; this pass writes one more token.
+                        need = _blocks(isl[r] + osl[r], block) if full else _blocks(isl[r], block)
+                        grow = 0.0 if full else 1.0
                     else:
                         if budget <= 0:
                             break
@@ -486,7 +508,8 @@ def simulate(
                             break
                         extra = osl[r] if full and role == ROLE_AGG else 0
                         need = _blocks(target[r] + extra, block)
-                    if kv_used[i] + need > kv_cap:
+                        grow = 0.0
+                    if kv_used[i] + need + grow > kv_cap:
                         break
                     _pop_front(q, head, tail, nxt, qlen)
                     queued_total -= 1
@@ -497,18 +520,30 @@ def simulate(
                     nrun[i] += 1
                     running_total += 1
                     kv_alloc[r] = need
-                    kv_used[i] += need
-                    kv_total += need
+                    kv_used[i] += need + grow
+                    kv_total += need + grow
                     if role == ROLE_DECODE:
-                        # The KV arrived with the request: it decodes in this pass.
+                        # It decodes in this pass; its last token came from the prefill worker.
                         done_pf[r] = target[r]
-                        chunk[r] = -1
+                        decoding[r] = True
+                        g0[r] = generated[r]
+                        p0[r] = dec_pass[i]
+                        kv_lin[i] += isl[r] + g0[r] - p0[r]
+                        n_dec[i] += 1
+                        fin = p0[r] + osl[r] - g0[r]
+                        if fin < next_fin[i]:
+                            next_fin[i] = fin
+                        is_fresh[r] = True
+                        fresh[i, n_fresh[i]] = r
+                        n_fresh[i] += 1
                         d += 1
                         kv_sum += isl[r] + generated[r]
                         budget -= 1
                     else:
+                        n_pf[i] += 1
                         c = min(target[r], int(budget))
                         chunk[r] = c
+                        pass_req[i, n_chunks] = r
                         ch_new[n_chunks] = c
                         ch_pre[n_chunks] = 0.0
                         n_chunks += 1
@@ -517,6 +552,8 @@ def simulate(
 
             if d == 0 and n_chunks == 0:
                 continue  # idle until something arrives
+            pass_n[i] = n_chunks
+            pass_dec[i] = d
             # --- step time of the pass ---
             kv_mean = kv_sum / d if d > 0 else 0.0
             if n_chunks == 0:
@@ -575,55 +612,103 @@ def simulate(
                 continue
             iter_end[i] = INF
             role = inst_role[i]
-            s = 0
-            while s < nrun[i]:
-                r = run[i, s]
-                leave = False
-                c = chunk[r]
-                chunk[r] = 0
-                if c > 0:
-                    done_pf[r] += c
-                    if done_pf[r] >= target[r]:
-                        # The pass that completes a prefill samples a token.
-                        if t_first[r] < 0:
-                            t_first[r] = t
-                        else:
-                            gap = t - last_tok[r]
-                            if gap != memo_gap:
-                                memo_gap = gap
-                                memo_bin = _itl_bin(gap)
-                            itl_hist[memo_bin] += itl_weight[r]
-                        generated[r] += 1
-                        tokens_out += 1.0
-                        last_tok[r] = t
-                        if generated[r] >= osl[r] or role == ROLE_PREFILL:
-                            leave = True
-                elif c < 0:
-                    # Requests decoding in the same passes share their gap: bin it once.
-                    gap = t - last_tok[r]
+            full = policy[inst_kind[i], P_RESERVE_FULL] > 0
+            n_gone = 0
+            d = pass_dec[i]
+            pass_dec[i] = 0
+            if d > 0:
+                # Lazy decode: the pass gave every decoding request a token. Those whose last token
+                # ended the previous decoding pass share one gap; the others are binned one by one.
+                dec_pass[i] += 1
+                tokens_out += d
+                if w_steady[i] > 0:
+                    gap = t - last_dec_end[i]
                     if gap != memo_gap:
                         memo_gap = gap
                         memo_bin = _itl_bin(gap)
-                    itl_hist[memo_bin] += itl_weight[r]
-                    generated[r] += 1
-                    tokens_out += 1.0
-                    last_tok[r] = t
-                    if generated[r] >= osl[r]:
-                        leave = True
-                if not leave:
-                    s += 1
+                    itl_hist[memo_bin] += w_steady[i]
+                for f in range(n_fresh[i]):
+                    r = fresh[i, f]
+                    itl_hist[_itl_bin(t - last_tok[r])] += itl_weight[r]
+                    is_fresh[r] = False
+                    w_steady[i] += itl_weight[r]
+                n_fresh[i] = 0
+                last_dec_end[i] = t
+                if dec_pass[i] >= next_fin[i]:
+                    # Someone finished: find them, and the next earliest finish.
+                    nf = np.iinfo(np.int64).max
+                    for s in range(nrun[i]):
+                        r = run[i, s]
+                        if not decoding[r]:
+                            continue
+                        fin = p0[r] + osl[r] - g0[r]
+                        if fin <= dec_pass[i]:
+                            gone[r] = True
+                            n_gone += 1
+                        elif fin < nf:
+                            nf = fin
+                    next_fin[i] = nf
+            for j in range(pass_n[i]):
+                r = pass_req[i, j]
+                done_pf[r] += chunk[r]
+                chunk[r] = 0
+                if done_pf[r] < target[r]:
                     continue
-                # Leave the instance: free the KV, close the slot (order kept for preemption).
-                kv_used[i] -= kv_alloc[r]
-                kv_total -= kv_alloc[r]
+                # The pass that completes a prefill samples a token.
+                n_pf[i] -= 1
+                if t_first[r] < 0:
+                    t_first[r] = t
+                else:
+                    itl_hist[_itl_bin(t - last_tok[r])] += itl_weight[r]
+                generated[r] += 1
+                tokens_out += 1.0
+                last_tok[r] = t
+                if generated[r] >= osl[r] or role == ROLE_PREFILL:
+                    gone[r] = True
+                    n_gone += 1
+                    continue
+                decoding[r] = True
+                g0[r] = generated[r]
+                p0[r] = dec_pass[i]
+                kv_lin[i] += isl[r] + g0[r] - p0[r]
+                n_dec[i] += 1
+                fin = p0[r] + osl[r] - g0[r]
+                if fin < next_fin[i]:
+                    next_fin[i] = fin
+                if d > 0:
+                    w_steady[i] += itl_weight[r]  # its token ended this decoding pass
+                else:
+                    is_fresh[r] = True
+                    fresh[i, n_fresh[i]] = r
+                    n_fresh[i] += 1
+            pass_n[i] = 0
+            if n_gone == 0:
+                continue
+            # Requests leaving the instance: free their KV, keep the others in admission order.
+            w = 0
+            for s in range(nrun[i]):
+                r = run[i, s]
+                if not gone[r]:
+                    run[i, w] = r
+                    w += 1
+                    continue
+                gone[r] = False
+                alloc = kv_alloc[r]
+                if decoding[r]:
+                    generated[r] = g0[r] + dec_pass[i] - p0[r]
+                    if not full:
+                        alloc += dec_pass[i] - p0[r]
+                    n_dec[i] -= 1
+                    kv_lin[i] -= isl[r] + g0[r] - p0[r]
+                    w_steady[i] -= itl_weight[r]
+                    decoding[r] = False
+                kv_used[i] -= alloc
+                kv_total -= alloc
                 kv_alloc[r] = 0.0
-                for s2 in range(s, nrun[i] - 1):
-                    run[i, s2] = run[i, s2 + 1]
-                run[i, nrun[i] - 1] = -1
-                nrun[i] -= 1
                 running_total -= 1
                 pending[i] -= 1
                 if generated[r] >= osl[r]:
+                    last_tok[r] = t
                     t_done[r] = t
                     completed += 1
                     if clients > 0 and issued < n:
@@ -635,4 +720,9 @@ def simulate(
                     heap_n = _heap_push(
                         heap_t, heap_r, heap_n, t + xfer_fixed_ms + xfer_ms_per_token * isl[r], r
                     )
+            for s in range(w, nrun[i]):
+                run[i, s] = -1
+            nrun[i] = w
+            if n_dec[i] == 0:
+                w_steady[i] = 0.0  # no float residue from adding and removing weights
     return iterations, tl_rows, tl_stride
