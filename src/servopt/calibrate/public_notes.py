@@ -141,17 +141,30 @@ def _basis(cells: Cells, notes: str) -> str:
     )
 
 
+def _worker_gpus(source: str, notes: str, num_gpus: int | None, tp: int | None, ep: int | None):
+    """The deployment's GPU count, where a source's stated count is known to be something else.
+
+    InferenceX's aggregated rows state tp * ep GPUs (64 for tp8 ep8), but their per-GPU output
+    throughput is over tp GPUs: conc x per-user tok/s / per-GPU output = tp (x1.0-1.1, TTFT time) on
+    every one of them. One worker of tp GPUs is what ran.
+    """
+    if "InferenceX" in source and "aggregated" in notes and tp and ep and num_gpus == tp * ep:
+        return tp
+    return num_gpus
+
+
 def record_from_public_row(cells: Cells) -> MeasuredRecord:
     """One row of the public layout as a record (see the module docstring)."""
     notes = cells.text("notes") or ""
+    source = cells.text("source", required=True)
     gpu = cells.text("gpu", required=True)
     framework = cells.text("framework", required=True)
     precision = cells.text("precision", required=True)
-    num_gpus = cells.integer("num_gpus")
     tp = cells.integer("tp")
     ep_text = cells.text("ep")
     # "on (=tp)": vLLM's --enable-expert-parallel, whose expert-parallel width is the TP width.
     ep = tp if ep_text and ep_text.startswith("on") else cells.integer("ep")
+    num_gpus = _worker_gpus(source, notes, cells.integer("num_gpus"), tp, ep)
     isl, osl = cells.integer("isl"), cells.integer("osl")
     concurrency = cells.integer("concurrency")
     total, per_gpu = cells.number("total_tok_s"), cells.number("tok_s_per_gpu")
@@ -188,7 +201,7 @@ def record_from_public_row(cells: Cells) -> MeasuredRecord:
     out = _output_throughput(notes, basis, num_gpus, decode, lengths, isl, osl, total, per_gpu)
     nextn = _first(_NEXTN, notes)
     return MeasuredRecord(
-        source=cells.text("source", required=True),
+        source=source,
         model=cells.text("model", required=True),
         gpu=gpu,
         system=GPU_SYSTEMS.get(gpu),

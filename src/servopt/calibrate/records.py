@@ -31,6 +31,20 @@ LATENCY_STATS: tuple[str, ...] = ("mean", "median")
 LENGTHS: tuple[str, ...] = ("fixed", "random", "dataset")
 
 
+# Short names of the public sources (a substring of ``source`` -> the name), for per-source tables
+# and leave-one-source-out splits. One benchmark campaign = one source, whatever file it sits in.
+SOURCE_NAMES: tuple[tuple[str, str], ...] = (
+    ("InferenceX", "InferenceX"),
+    ("Best_perf_practice_on_DeepSeek-R1", "TRT-LLM DeepSeek-R1 blog"),
+    ("perf-overview.md", "TRT-LLM perf overview"),
+    ("dstackai/benchmarks@deepseek-r1-benchmark", "dstack DeepSeek-R1 8xH200"),
+    ("dstackai/benchmarks comparison", "dstack Llama-405B 8xH100"),
+    ("gpustack/gpustack", "GPUStack performance lab"),
+    ("mlcommons/inference_results", "MLPerf Inference v4.1"),
+    ("lm-sys/", "LMSYS blog"),
+)
+
+
 @dataclass(frozen=True)
 class WorkerGroup:
     """``count`` identical workers of a disaggregated deployment, ``gpus`` in all."""
@@ -97,6 +111,11 @@ class MeasuredRecord:
     output_tok_s_per_decode_gpu: float | None  # disaggregated: over the decode GPUs only
     input_tok_s_per_prefill_gpu: float | None  # disaggregated: prefill GPUs' input tokens
     row: int  # line number in the file it was read from (header = 1)
+
+    @property
+    def source_name(self) -> str:
+        """The source's short name (:data:`SOURCE_NAMES`), else the source as given."""
+        return next((name for key, name in SOURCE_NAMES if key in self.source), self.source)
 
     @property
     def mean_isl(self) -> float | None:
