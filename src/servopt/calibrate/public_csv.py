@@ -74,7 +74,7 @@ def shipped_measurements() -> list[MeasuredRecord]:
 def _parse(lines: list[str], path: Path) -> list[MeasuredRecord]:
     reader = csv.reader(lines)
     header = next(reader, None)
-    if header is None:
+    if not header or not any(h.strip() for h in header):
         raise DataFileError(path, 1, "header", "the file is empty")
     header = [h.strip() for h in header]
     if tuple(header) == COLUMNS:
