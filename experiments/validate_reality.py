@@ -80,18 +80,22 @@ def _stats(errors: list[float]) -> str:
     return f"{100 * np.median(a):5.1f}% {100 * np.percentile(a, 90):5.1f}% {len(a):>4}"
 
 
-def print_table(rows: list[Evaluated], predictor: str) -> None:
+def print_table(rows: list[Evaluated], predictors: list[str]) -> None:
+    """One line per (source, backend) and predictor, the predictors of a group next to each other."""
     groups: dict[tuple[str, str], list[Evaluated]] = collections.defaultdict(list)
     for row in rows:
-        if predictor in row.predictions:
-            groups[(row.setup.record.source_name, row.setup.backend)].append(row)
+        groups[(row.setup.record.source_name, row.setup.backend)].append(row)
     header = " ".join(f"{label + ' med':>8} {'p90':>6} {'n':>4}" for _, _, label in METRICS)
-    print(f"\n{predictor}: |relative error| (median, p90, rows with that measurement)")
-    print(f"{'source':<34} {'backend':<7} {'rows':>4}  {header}")
-    everything = [r for group in groups.values() for r in group]
-    for (source, backend), group in [*sorted(groups.items()), (("overall", ""), everything)]:
-        cells = [_stats([e for r in group if (e := r.error(predictor, m)) is not None]) for m in range(3)]
-        print(f"{source:<34} {backend:<7} {len(group):>4}  " + "  ".join(f"{c:>19}" for c in cells))
+    print("|relative error|: median, p90 and the rows with that measurement")
+    print(f"{'source':<30} {'backend':<7} {'predictor':<11} {'rows':>4}  {header}")
+    for (source, backend), group in [*sorted(groups.items()), (("overall", ""), rows)]:
+        for name in predictors:
+            priced = [r for r in group if name in r.predictions]
+            cells = [_stats([e for r in priced if (e := r.error(name, m)) is not None]) for m in range(3)]
+            print(
+                f"{source:<30} {backend:<7} {name:<11} {len(priced):>4}  "
+                + "  ".join(f"{c:>19}" for c in cells)
+            )
 
 
 def print_skips(skips: list[Skip], total: int, mapped: int) -> None:
@@ -171,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="per-row CSV")
     parser.add_argument("--unexplained", type=float, default=1.0, help="list rows above this |error|")
     args = parser.parse_args(argv)
-    predictors = [p.strip() for p in args.predictors.split(",") if p.strip()]
+    predictors = list(dict.fromkeys(p.strip() for p in args.predictors.split(",") if p.strip()))
     unknown = [p for p in predictors if p not in PREDICTORS]
     if unknown or not predictors:
         print(f"--predictors: {unknown or '(none)'}: allowed: {', '.join(PREDICTORS)}", file=sys.stderr)
@@ -189,8 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = evaluate(setups, predictors)
     elapsed = time.perf_counter() - start
 
-    for name in predictors:
-        print_table(rows, name)
+    print_table(rows, predictors)
     print_skips([m for m in mapped if isinstance(m, Skip)], len(records), len(setups))
     print_failures(rows, path)
     for name in predictors:
