@@ -1,7 +1,7 @@
 """Reading measurement files: both layouts, the round trip, and malformed files (file:line errors).
 
-``data/public_sample.csv`` is 15 rows copied verbatim from the reference collection's public.csv
-(its lines 4, 720, 796, 797, 835, 857, 1094, 1112, 1133, 1163, 1180, 1274, 1289, 1290, 1300): one
+``data/public_sample.csv`` is 16 rows copied verbatim from the reference collection's public.csv
+(its lines 4, 720, 796, 797, 835, 857, 1094, 1112, 1133, 1163, 1180, 1274, 1289, 1290, 1300, 877): one
 of each kind of source, load and note the reader has to understand.
 """
 
@@ -25,7 +25,7 @@ def sample():
 
 
 def test_rows_are_numbered_by_file_line(sample):
-    assert sorted(sample) == list(range(2, 17))
+    assert sorted(sample) == list(range(2, 18))
 
 
 def test_dep8_row_is_attention_dp_with_ep8(sample):
@@ -63,6 +63,13 @@ def test_disagg_worker_groups(sample):
     assert r.num_gpus == 52  # disaggregated rows keep the stated count (prefill + decode)
     # Output over all 52 GPUs from the per-decode-GPU figure: 526.99 x 48 / 52.
     assert r.output_tok_s_per_gpu == pytest.approx(526.99 * 48 / 52)
+
+
+def test_dynamo_image_version_is_not_the_engine_version(sample):
+    trt = sample[17]  # Dynamo + TensorRT-LLM, image ai-dynamo/tensorrtllm-runtime:0.8.1.post1
+    assert trt.framework_version == "0.8.1.post1" and trt.backend_version is None
+    sgl = sample[7]  # Dynamo + SGLang runs the lmsysorg/sglang image: its tag is SGLang's
+    assert sgl.backend_version == "v0.5.12.post1"
 
 
 def test_random_lengths_mean(sample):

@@ -48,7 +48,7 @@ def test_side_by_side_columns_and_errors(script, monkeypatch, tmp_path, capsys):
             assert float(r["oracle_ttft_ms_err"]) == pytest.approx(0.5)
         assert float(r["mean_field_tpot_ms"]) > 0 or r["mean_field_note"]
     text = capsys.readouterr().out
-    assert "oracle" in text and "mean_field" in text and "15 records: 5 mapped" in text
+    assert "oracle" in text and "mean_field" in text and "16 records: 5 mapped" in text
     assert "disaggregated serving" in text
 
 

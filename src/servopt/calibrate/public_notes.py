@@ -208,7 +208,11 @@ def record_from_public_row(cells: Cells) -> MeasuredRecord:
         num_gpus=num_gpus,
         framework=framework,
         backend=_engine(cells),
-        backend_version=_version(cells.text("framework_version")),
+        framework_version=cells.text("framework_version"),
+        # Dynamo's TensorRT-LLM runtime images are versioned by Dynamo, not by the engine.
+        backend_version=None
+        if "image nvcr.io/nvidia/ai-dynamo/" in notes
+        else _version(cells.text("framework_version")),
         precision=precision,
         weights=_weights(precision),
         kv_cache=_kv_cache(precision),

@@ -73,7 +73,10 @@ class MeasuredRecord:
     num_gpus: int | None
     framework: str  # as the source names it, e.g. "Dynamo + SGLang"
     backend: str  # trtllm | vllm | sglang: the engine that ran the model
-    backend_version: str | None  # as stated; None when the source does not say
+    framework_version: str | None  # verbatim, e.g. "v1.0 (doc: NEW for v1.0)"
+    # The engine's version from it ("v1.0"); None when unstated or when the stated version is a
+    # wrapper's (Dynamo's runtime image version on its TensorRT-LLM rows).
+    backend_version: str | None
     precision: str  # as stated
     weights: str | None  # fp8 | fp4 | mxfp4 | bf16, None when not stated
     kv_cache: str | None  # fp8 | fp16 where the source states it, else None (engine default)
