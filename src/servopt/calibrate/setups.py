@@ -122,6 +122,7 @@ def base_model_name(model: str) -> str:
 
 
 def to_setup(record: MeasuredRecord) -> Setup | Skip:
+    """The setup reproducing ``record``, or the first of :data:`SKIP_REASONS` that applies."""
     assumptions: list[str] = []
     name = base_model_name(record.model)
     if name not in MODELS:
