@@ -62,3 +62,15 @@ class InfeasibleError(ServoptError):
     """No deployment meets the targets: exit code 1 with the binding constraint."""
 
     exit_code = 1
+
+
+class DataFileError(ServoptError):
+    """A malformed row of a data file: ``file:line: field: message``, exit 2."""
+
+    def __init__(self, path: object, line: int, field: str, message: str, value: object = None):
+        self.path = str(path)
+        self.line = line
+        super().__init__(field, value, message)
+
+    def _format(self) -> str:
+        return f"{self.path}:{self.line}: {super()._format()}"

@@ -1,0 +1,292 @@
+"""A measured record -> the servopt setup that reproduces it (:class:`Setup`), or why not (:class:`Skip`).
+
+What a setup fixes is what ``servopt cli estimate`` takes: a registry model, a system with measured
+data, a backend and a queryable data version, quant modes, one worker's layout (tp, pp, dp, moe_tp,
+moe_ep), the number of identical replicas and the closed-loop clients each serves, and the request
+lengths. Every assumption the mapping makes (a model alias, a version substitution, engine-default
+quant modes, dataset mean lengths) is written into ``Setup.assumptions``, so a comparison can say
+what it compared. Only aggregated, closed-loop rows without speculative decoding map today; every
+other row is a :class:`Skip` with a counted reason, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+
+from servopt.calibrate.records import MeasuredRecord
+from servopt.errors import ServoptError
+from servopt.models.ops import QuantModes
+from servopt.perf_db import locate
+from servopt.search.layouts import Layout, enumerate_layouts
+
+# The sources' model names (before any " (hf-id)" suffix) -> servopt registry names, with why an
+# alias is the same architecture where the names differ.
+MODELS: dict[str, tuple[str, str | None]] = {
+    "DeepSeek-R1": ("DEEPSEEK_R1", None),
+    "DeepSeek-R1-0528": ("DEEPSEEK_R1", None),
+    "DeepSeek-V3": ("DEEPSEEK_V3", None),
+    "DeepSeek-V3/R1 671B": ("DEEPSEEK_V3", "DeepSeek-V3/R1 671B -> DEEPSEEK_V3 (one architecture)"),
+    "Llama-3.1-8B": ("LLAMA3.1_8B", None),
+    "Llama-3.1-8B-Instruct": ("LLAMA3.1_8B", None),
+    "Llama-3.1-70B": ("LLAMA3.1_70B", None),
+    "Llama-3.3-70B-Instruct": ("LLAMA3.1_70B", "Llama-3.3-70B -> LLAMA3.1_70B (same architecture)"),
+    "Llama-3.1-405B": ("LLAMA3.1_405B", None),
+    "Llama-3.1-405B-Instruct": ("LLAMA3.1_405B", None),
+    "Mixtral-8x7B": ("MIXTRAL_8X7B", None),
+    "Mixtral-8x22B": ("MIXTRAL_8X22B", None),
+    "Qwen3-8B": ("QWEN3_8B", None),
+    "Qwen3-32B": ("QWEN3_32B", None),
+    "Qwen3-30B-A3B": ("QWEN3_30B_A3B", None),
+    "Qwen3-235B-A22B": ("QWEN3_235B_A22B", None),
+    "Qwen3-235B-A22B-Instruct-2507": ("QWEN3_235B_A22B", "Qwen3-235B-A22B-Instruct-2507 -> QWEN3_235B_A22B"),
+    "gpt-oss-20b": ("GPT_OSS_20B", None),
+    "gpt-oss-120b": ("GPT_OSS_120B", None),
+}
+# Models servopt knows a reason not to map (the rest are simply not in the registry).
+UNMODELLED = {"DeepSeek-V3.2": "DeepSeek-V3.2's sparse attention (DSA) is not modelled"}
+
+# FP8 checkpoints quantize per 128x128 block (DeepSeek's native and Qwen3's FP8 releases) or per
+# tensor (NVIDIA ModelOpt, Meta's Llama FP8): the GEMM table to price them with.
+_FP8_BLOCK_MODELS = ("DEEPSEEK", "QWEN3")
+
+# Loads other than a closed loop, as skip reasons: the mean-field model has no arrivals or queue.
+_LOAD_SKIPS = {
+    "max_throughput": "max-throughput run (no concurrency)",
+    "burst": "burst (all requests at t=0)",
+    "open_loop": "open loop at a request rate",
+    "phase_only": "phase-only measurement",
+}
+
+# Skip reasons, in the order they are checked (the first that applies is counted).
+SKIP_REASONS = (
+    "unknown model",
+    "system without measured data",
+    "disaggregated serving",
+    "speculative decoding",
+    "max-throughput run (no concurrency)",
+    "burst (all requests at t=0)",
+    "open loop at a request rate",
+    "phase-only measurement",
+    "no concurrency stated",
+    "fewer clients than replicas",
+    "precision not stated",
+    "precision not supported on this GPU",
+    "layout not stated or not modelled",
+    "request lengths not stated",
+)
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What servopt evaluates for one record: ``cli estimate``'s inputs plus replicas and clients.
+
+    ``quant.fmha`` is None: the checkpoint default, resolved against the database as ``cli estimate``
+    does (fp8 FMHA only where the data has it). ``concurrency`` is the record's closed-loop clients
+    over all ``replicas``; each replica serves ``replica_concurrency`` of them.
+    """
+
+    record: MeasuredRecord
+    model: str  # registry name
+    system: str
+    backend: str
+    version: str  # a queryable perf-db version
+    quant: QuantModes
+    layout: Layout
+    replicas: int
+    concurrency: int
+    isl: int
+    osl: int
+    mode: str  # cli estimate's mode: "agg" (in-flight batching) for aggregated serving
+    assumptions: tuple[str, ...]
+
+    @property
+    def replica_concurrency(self) -> float:
+        return self.concurrency / self.replicas
+
+    @property
+    def gpus(self) -> int:
+        return self.layout.gpus * self.replicas
+
+
+@dataclass(frozen=True)
+class Skip:
+    reason: str  # one of SKIP_REASONS
+    detail: str
+
+
+def base_model_name(model: str) -> str:
+    """The source's model name without its " (hf-id, note)" suffix."""
+    return model.split(" (", 1)[0].strip()
+
+
+def to_setup(record: MeasuredRecord) -> Setup | Skip:
+    """The setup reproducing ``record``, or the first of :data:`SKIP_REASONS` that applies."""
+    assumptions: list[str] = []
+    name = base_model_name(record.model)
+    if name not in MODELS:
+        return Skip("unknown model", UNMODELLED.get(name, f"{name} is not in servopt's registry"))
+    model, alias = MODELS[name]
+    if alias:
+        assumptions.append(alias)
+    if record.system is None or not _has_data(record.system, record.backend):
+        return Skip("system without measured data", f"{record.gpu} / {record.backend}")
+    if record.disagg is not None:
+        return Skip("disaggregated serving", "prefill/decode worker groups are the simulator's (issue 14)")
+    if record.spec != "none":
+        return Skip("speculative decoding", f"{record.spec}: acceptance rates not stated")
+    if record.load != "closed_loop" or record.concurrency is None:
+        return Skip(
+            _LOAD_SKIPS.get(record.load, "no concurrency stated"),
+            f"load {record.load}, rate {record.request_rate}",
+        )
+    arch = _arch(model)
+    quant = _quant(record, model)
+    if quant is None:
+        return Skip("precision not stated", record.precision)
+    if "nvfp4" in (quant.gemm, quant.moe) and not _has_fp4(record.system):
+        return Skip("precision not supported on this GPU", f"{record.precision} on {record.system}")
+    assumptions.append(
+        f"quant gemm={quant.gemm} moe={quant.moe} kv={quant.kvcache}"
+        + ("" if record.kv_cache else " (KV: engine default for the checkpoint)")
+    )
+    layout = _layout(record, arch.is_moe, arch.num_experts)
+    if isinstance(layout, str):
+        return Skip("layout not stated or not modelled", layout)
+    if record.num_gpus is None or record.num_gpus % layout.gpus:
+        return Skip(
+            "layout not stated or not modelled",
+            f"{record.num_gpus} GPUs is not a whole number of {layout.gpus}-GPU workers",
+        )
+    replicas = record.num_gpus // layout.gpus
+    if record.concurrency < replicas:
+        return Skip("fewer clients than replicas", f"{record.concurrency} clients, {replicas} replicas")
+    isl, osl = record.mean_isl, record.mean_osl
+    if isl is None or osl is None:
+        return Skip("request lengths not stated", f"lengths {record.lengths}, no token totals")
+    if record.lengths != "fixed":
+        assumptions.append(f"isl/osl = mean lengths {isl:.0f}/{osl:.0f} ({record.lengths})")
+    version, note = nearest_version(record.system, record.backend, record.backend_version)
+    if note:
+        assumptions.append(note)
+    return Setup(
+        record=record,
+        model=model,
+        system=record.system,
+        backend=record.backend,
+        version=version,
+        quant=quant,
+        layout=layout,
+        replicas=replicas,
+        concurrency=record.concurrency,
+        isl=max(1, round(isl)),
+        osl=max(2, round(osl)),
+        mode="agg",
+        assumptions=tuple(assumptions),
+    )
+
+
+@cache
+def _arch(model: str):
+    from servopt.models.registry import resolve_model
+
+    return resolve_model(model)
+
+
+@cache
+def _spec(system: str):
+    from servopt.perf_db.systems import load_system
+
+    return load_system(system)
+
+
+def _has_data(system: str, backend: str) -> bool:
+    try:
+        spec = _spec(system)
+    except ServoptError:
+        return False
+    return spec.measured_data is not None and bool(locate.version_slots(spec.measured_data, backend))
+
+
+def _has_fp4(system: str) -> bool:
+    return "fp4" in _spec(system).gpu.peak_flops_per_s
+
+
+def _quant(record: MeasuredRecord, model: str) -> QuantModes | None:
+    """Quant modes of the stated precision; KV cache as stated, else the engine default.
+
+    Engines default the KV cache to the checkpoint's KV dtype ("auto"): FP8 in NVIDIA's NVFP4
+    checkpoints (their quant config carries KV scales), the model dtype (bf16) otherwise.
+    """
+    kv = {"fp8": "fp8", "fp16": "float16"}.get(record.kv_cache or "")
+    if record.weights == "bf16":
+        return QuantModes("float16", "float16", kv or "float16", None)
+    if record.weights == "fp8":
+        gemm = "fp8_block" if model.startswith(_FP8_BLOCK_MODELS) else "fp8"
+        return QuantModes(gemm, gemm, kv or "float16", None)
+    if record.weights == "fp4":
+        return QuantModes("nvfp4", "nvfp4", kv or "fp8", None)
+    if record.weights == "mxfp4":
+        # gpt-oss ships MXFP4 experts and bf16 attention: the registry's checkpoint default.
+        default = _arch(model).quant
+        return QuantModes(default.gemm, default.moe, kv or default.kvcache, None)
+    return None
+
+
+def _layout(record: MeasuredRecord, is_moe: bool, num_experts: int | None) -> Layout | str:
+    """One worker's layout from the engine flags, or why there is none.
+
+    Attention DP (TRT-LLM ``DEPn``, SGLang ``--enable-dp-attention``) runs the ``tp`` ranks as
+    attention data-parallel groups: dp = tp (or the stated dp), attention tp = tp / dp; the experts
+    span the same GPUs, ``ep`` wide (all of them when unstated). Without it, an unstated ``ep`` is the
+    engines' default: experts split by tensor parallelism (moe_tp = tp).
+    """
+    if record.tp is None:
+        return "tp not stated"
+    tp, pp = record.tp, record.pp or 1
+    if not is_moe:
+        layout = Layout(tp, pp, 1, 1, 1)
+    else:
+        dp = (record.dp or tp) if record.attention_dp else 1
+        attn_tp = tp // dp if tp % dp == 0 else 0
+        width = attn_tp * dp
+        ep = record.ep or (width if record.attention_dp else 1)
+        if attn_tp == 0 or width % ep:
+            return f"tp{tp} dp{dp} ep{ep} do not split evenly"
+        layout = Layout(attn_tp, pp, dp, width // ep, ep)
+    valid = enumerate_layouts(
+        is_moe=is_moe,
+        backend=record.backend,
+        num_gpu_per_worker=[layout.gpus],
+        tp_list=[layout.tp],
+        pp_list=[layout.pp],
+        dp_list=[layout.dp],
+        moe_tp_list=[layout.moe_tp],
+        moe_ep_list=[layout.moe_ep],
+        num_experts=num_experts,
+    )
+    return layout if valid else f"{layout.label} is not a layout servopt models for {record.backend}"
+
+
+_RELEASE = re.compile(r"v?(\d+(?:\.\d+)+(?:(?:rc|a|b)\d+)?(?:\.post\d+)?)")
+
+
+def nearest_version(system: str, backend: str, stated: str | None) -> tuple[str, str | None]:
+    """The queryable data version closest to the stated one, and a note when it differs.
+
+    Closest = the newest queryable version not newer than the stated one (the data most like the
+    engine that ran), else the oldest queryable one; unstated or unparseable -> the current slot.
+    """
+    slots = locate.version_slots(_spec(system).measured_data, backend)
+    current = slots["current"]
+    m = _RELEASE.match(stated or "")
+    if m is None:
+        return current, f"version {stated or 'unstated'} -> data {current} (current)"
+    key = locate.version_key(m.group(1))
+    queryable = sorted(set(slots.values()), key=locate.version_key)
+    older = [v for v in queryable if locate.version_key(v) <= key]
+    chosen = older[-1] if older else queryable[0]
+    if locate.version_key(chosen) == key:
+        return chosen, None
+    return chosen, f"version {stated} -> data {chosen} (nearest queryable)"

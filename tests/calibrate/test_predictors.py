@@ -1,0 +1,65 @@
+"""The mean-field predictor is ``cli estimate --mode agg`` at the clients of one dp rank."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import pytest
+
+from servopt.calibrate.predictors import PREDICTORS, Prediction, database, mean_field, model_setup
+from servopt.calibrate.public_csv import read_measurements
+from servopt.calibrate.setups import Setup, to_setup
+from servopt.evaluate.candidates import Workload
+from servopt.evaluate.single import estimate_config
+from servopt.search.layouts import Layout
+
+SAMPLE = Path(__file__).parent / "data" / "public_sample.csv"
+
+
+@pytest.fixture(scope="module")
+def qwen_setup() -> Setup:
+    record = next(r for r in read_measurements(SAMPLE) if r.row == 13)  # Qwen3-8B, vllm, H100, conc 4
+    setup = to_setup(record)
+    assert isinstance(setup, Setup)
+    return setup
+
+
+def _direct(setup: Setup, batch: int):
+    db = database(setup)
+    return estimate_config(
+        db, model_setup(setup, db), setup.layout, Workload(setup.isl, setup.osl), mode="agg", batch_size=batch
+    )
+
+
+def test_registry_has_mean_field():
+    assert PREDICTORS["mean_field"] is mean_field
+
+
+def test_mean_field_is_the_agg_estimate(qwen_setup):
+    pred = mean_field(qwen_setup)
+    est = _direct(qwen_setup, 4)
+    assert isinstance(pred, Prediction)
+    assert pred.ttft_ms == est.ttft_ms and pred.tpot_ms == est.tpot_ms
+    assert pred.output_tok_s_per_gpu == pytest.approx(est.tokens_per_s_per_gpu)
+    assert all(math.isfinite(v) and v > 0 for v in pred[:3])
+
+
+def test_replicas_do_not_change_per_gpu_figures(qwen_setup):
+    two = dataclasses.replace(qwen_setup, replicas=2, concurrency=8)
+    assert mean_field(two)[:3] == pytest.approx(mean_field(qwen_setup)[:3])
+
+
+def test_dp_ranks_share_the_clients_and_rounding_is_scaled_back(qwen_setup):
+    # 3 clients over a 2-rank pipeline: batch round(1.5) = 2 per rank (4 in flight), throughput x 3/4.
+    setup = dataclasses.replace(qwen_setup, layout=Layout(1, 2, 1, 1, 1), concurrency=3)
+    est = _direct(setup, 2)
+    assert est.concurrency == 4
+    pred = mean_field(setup)
+    assert pred.tpot_ms == est.tpot_ms
+    assert pred.output_tok_s_per_gpu == pytest.approx(est.tokens_per_s_per_gpu * 3 / 4)
+
+
+def test_the_database_is_opened_once(qwen_setup):
+    assert database(qwen_setup) is database(dataclasses.replace(qwen_setup, concurrency=8))

@@ -1,0 +1,126 @@
+"""Record -> Setup mapping on representative rows (data/public_sample.csv, see test_public_csv)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from servopt.calibrate.public_csv import read_measurements
+from servopt.calibrate.setups import SKIP_REASONS, Setup, Skip, nearest_version, to_setup
+from servopt.models.ops import QuantModes
+from servopt.perf_db import locate
+from servopt.perf_db.systems import load_system
+from servopt.search.layouts import Layout
+
+SAMPLE = Path(__file__).parent / "data" / "public_sample.csv"
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return {r.row: r for r in read_measurements(SAMPLE)}
+
+
+def _current(system: str, backend: str) -> str:
+    return locate.version_slots(load_system(system).measured_data, backend)["current"]
+
+
+def test_inferencex_dep8_closed_loop(sample):
+    s = to_setup(sample[6])  # TRT-LLM, tp8 ep8, dp_attention=True, conc 128, FP4 on B200
+    assert isinstance(s, Setup)
+    assert s.layout == Layout(tp=1, pp=1, dp=8, moe_tp=1, moe_ep=8)
+    assert (s.model, s.system, s.backend, s.replicas, s.concurrency) == (
+        "DEEPSEEK_R1",
+        "b200_sxm",
+        "trtllm",
+        1,
+        128,
+    )
+    assert s.quant == QuantModes("nvfp4", "nvfp4", "fp8", None)
+    assert (s.isl, s.osl, s.mode) == (1024, 1024, "agg")
+
+
+def test_blog_attention_dp_row(sample):
+    s = to_setup(sample[4])  # H200 FP8, tp8 ep8 "attention DP", 1024 clients
+    assert isinstance(s, Setup)
+    assert s.layout == Layout(1, 1, 8, 1, 8) and s.replica_concurrency == 1024
+    assert s.quant.gemm == "fp8_block" and s.quant.kvcache == "float16"
+    assert any("version unstated" in a for a in s.assumptions)
+
+
+def test_sglang_dp_attention_without_ep_spans_all_ranks(sample):
+    s = to_setup(sample[8])  # dstack SGLang "tp 8 --enable-dp-attention", ep unstated
+    assert isinstance(s, Setup) and s.layout == Layout(1, 1, 8, 1, 8)
+    assert any("0.4.3.post2 -> data" in a for a in s.assumptions)
+
+
+def test_vllm_gpustack_row(sample):
+    s = to_setup(sample[13])  # Qwen3-8B, vllm v0.11.0, ShareGPT, max-concurrency 4, one H100
+    assert isinstance(s, Setup)
+    assert (s.model, s.system, s.backend) == ("QWEN3_8B", "h100_sxm", "vllm")
+    assert s.version == _current("h100_sxm", "vllm")
+    assert any(a.startswith("version v0.11.0 -> data") for a in s.assumptions)
+    assert s.layout == Layout(1, 1, 1, 1, 1) and s.replicas == 1 and s.concurrency == 4
+    assert (s.isl, s.osl) == (233, 221)  # 23260 / 100 and 22061 / 100 tokens per request
+    assert s.quant == QuantModes("float16", "float16", "float16", None)
+
+
+@pytest.mark.parametrize(
+    ("row", "reason"),
+    [
+        (2, "max-throughput run (no concurrency)"),
+        (3, "open loop at a request rate"),
+        (5, "speculative decoding"),
+        (7, "disaggregated serving"),
+        (10, "burst (all requests at t=0)"),
+        (14, "speculative decoding"),
+        (15, "unknown model"),  # Llama-2-70B (MLPerf)
+        (16, "disaggregated serving"),  # LMSYS prefill-only, PD disagg
+    ],
+)
+def test_skips_carry_their_reason(sample, row, reason):
+    skip = to_setup(sample[row])
+    assert isinstance(skip, Skip) and skip.reason == reason and skip.detail
+    assert skip.reason in SKIP_REASONS
+
+
+def test_disagg_skip_names_the_simulator(sample):
+    skip = to_setup(sample[7])
+    assert "issue 14" in skip.detail
+
+
+def test_fp4_on_hopper_is_skipped(sample):
+    record = dataclasses.replace(sample[6], gpu="H200 SXM", system="h200_sxm")
+    skip = to_setup(record)
+    assert isinstance(skip, Skip) and skip.reason == "precision not supported on this GPU"
+
+
+def test_gpus_not_a_whole_number_of_workers(sample):
+    skip = to_setup(dataclasses.replace(sample[13], num_gpus=3, tp=2))
+    assert isinstance(skip, Skip) and skip.reason == "layout not stated or not modelled"
+
+
+def test_more_replicas_than_clients(sample):
+    skip = to_setup(dataclasses.replace(sample[13], num_gpus=8, concurrency=4))
+    assert isinstance(skip, Skip) and skip.reason == "fewer clients than replicas"
+
+
+def test_replicas_split_the_clients(sample):
+    s = to_setup(dataclasses.replace(sample[13], num_gpus=2, concurrency=8))
+    assert s.replicas == 2 and s.replica_concurrency == 4 and s.gpus == 2
+
+
+def test_nearest_version():
+    queryable = sorted(set(locate.version_slots(load_system("h200_sxm").measured_data, "sglang").values()))
+    current = _current("h200_sxm", "sglang")
+    assert nearest_version("h200_sxm", "sglang", None) == (
+        current,
+        f"version unstated -> data {current} (current)",
+    )
+    assert nearest_version("h200_sxm", "sglang", f"v{current}-cu130") == (current, None)
+    oldest = min(queryable, key=locate.version_key)
+    version, note = nearest_version("h200_sxm", "sglang", "0.0.1")
+    assert version == oldest and "nearest queryable" in note
+    version, note = nearest_version("h200_sxm", "sglang", "deepseek branch (TRT engine)")
+    assert version == current and "(current)" in note

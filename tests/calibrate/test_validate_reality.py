@@ -1,0 +1,69 @@
+"""experiments/validate_reality.py end to end on the sample file, with a second predictor plugged in."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from servopt.calibrate import predictors
+from servopt.calibrate.predictors import Prediction
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = Path(__file__).parent / "data" / "public_sample.csv"
+
+
+@pytest.fixture(scope="module")
+def script():
+    spec = importlib.util.spec_from_file_location(
+        "validate_reality", ROOT / "experiments" / "validate_reality.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _oracle(setup):
+    """A predictor that returns the measurements (x1.5 TTFT): its errors are known exactly."""
+    r = setup.record
+    return Prediction((r.ttft_ms or 1.0) * 1.5, r.tpot_ms or 1.0, r.output_tok_s_per_gpu)
+
+
+def test_side_by_side_columns_and_errors(script, monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(predictors.PREDICTORS, "oracle", _oracle)
+    out = tmp_path / "rows.csv"
+    rc = script.main(["--measurements", str(SAMPLE), "--predictors", "mean_field,oracle", "--out", str(out)])
+    assert rc == 0
+    rows = list(csv.DictReader(out.open()))
+    # Sample lines 4, 6, 8, 9 and 13 are aggregated closed loops without speculative decoding.
+    assert [int(r["row"]) for r in rows] == [4, 6, 8, 9, 13]
+    for r in rows:
+        assert float(r["oracle_output_tok_s_per_gpu_err"]) == 0.0
+        # A metric the record does not state has no error (the blog row states no TTFT/TPOT).
+        assert (r["oracle_tpot_ms_err"] == "") == (r["tpot_ms"] == "")
+        if r["tpot_ms"]:
+            assert float(r["oracle_tpot_ms_err"]) == 0.0
+            assert float(r["oracle_ttft_ms_err"]) == pytest.approx(0.5)
+        assert float(r["mean_field_tpot_ms"]) > 0 or r["mean_field_note"]
+    text = capsys.readouterr().out
+    assert "oracle" in text and "mean_field" in text and "16 records: 5 mapped" in text
+    assert "disaggregated serving" in text
+
+
+def test_unknown_predictor_exits_2(script, capsys):
+    assert script.main(["--predictors", "simulate"]) == 2
+    assert "allowed: mean_field" in capsys.readouterr().err
+
+
+def test_malformed_measurements_exit_2(script, tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    assert script.main(["--measurements", str(bad)]) == 2
+    assert f"{bad}:1: header:" in capsys.readouterr().err
+
+
+def test_relative_error(script):
+    assert script.relative_error(150.0, 100.0) == 0.5
+    assert script.relative_error(None, 100.0) is None and script.relative_error(1.0, None) is None
