@@ -197,7 +197,7 @@ def _itl_bin(gap_ms):
     return min(k, ITL_BINS - 1)
 
 
-@kernel
+@kernel(nogil=True)
 def simulate(
     arrival_ms,
     isl,

@@ -53,7 +53,7 @@ def test_side_by_side_columns_and_errors(script, monkeypatch, tmp_path, capsys):
 
 
 def test_unknown_predictor_exits_2(script, capsys):
-    assert script.main(["--predictors", "simulate"]) == 2
+    assert script.main(["--predictors", "simulated"]) == 2
     assert "allowed: mean_field" in capsys.readouterr().err
 
 
@@ -67,3 +67,14 @@ def test_malformed_measurements_exit_2(script, tmp_path, capsys):
 def test_relative_error(script):
     assert script.relative_error(150.0, 100.0) == 0.5
     assert script.relative_error(None, 100.0) is None and script.relative_error(1.0, None) is None
+
+
+def test_simulator_predicts_beside_the_mean_field(script, tmp_path, capsys):
+    out = tmp_path / "rows.csv"
+    assert script.main(["--predictors", "mean_field,simulate", "--out", str(out)]) == 0
+    import csv
+
+    rows = list(csv.DictReader(out.open()))
+    priced = [r for r in rows if r["simulate_tpot_ms"]]
+    assert priced and all(float(r["simulate_ttft_ms"]) > 0 for r in priced)
+    assert "simulate" in capsys.readouterr().out

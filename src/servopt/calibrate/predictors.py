@@ -88,4 +88,40 @@ def mean_field(setup: Setup) -> Prediction:
     return Prediction(est.ttft_ms, est.tpot_ms, est.tokens_per_s_per_gpu * in_flight, note)
 
 
-PREDICTORS: dict[str, Predictor] = {"mean_field": mean_field}
+# Closed-loop runs simulate this many requests per client (at least SIM_MIN_REQUESTS), a tenth of
+# them warm-up: enough for stable means and p90s at every stated concurrency.
+SIM_REQUESTS_PER_CLIENT = 16
+SIM_MIN_REQUESTS = 800
+
+
+def simulate(setup: Setup) -> Prediction:
+    """``servopt cli simulate``: one replica, the engine's default scheduling, a closed loop of the
+    replica's clients (each sends its next request when its last one ends, as the benchmark clients
+    did), fixed lengths, seed 0; means over the steady-state window."""
+    from servopt.simulate.build import WorkerPlan
+    from servopt.simulate.policy import engine_policy
+    from servopt.simulate.scenario import Scenario
+    from servopt.simulate.scenario import simulate as run_simulation
+    from servopt.simulate.workload import Lengths, Load
+
+    db = database(setup)
+    model = model_setup(setup, db)
+    clients = max(1, round(setup.replica_concurrency))
+    policy = engine_policy(setup.backend, model.system.gpu.mem_capacity_bytes)
+    scenario = Scenario(
+        load=Load(concurrency=clients),
+        num_requests=max(SIM_MIN_REQUESTS, SIM_REQUESTS_PER_CLIENT * clients),
+        lengths=Lengths(setup.isl, setup.osl),
+    )
+    result, _ = run_simulation(db, model, [WorkerPlan("agg", setup.layout, 1, policy)], scenario)
+    note = f"{result.preempted_requests} preempted" if result.preempted_requests else ""
+    # Per GPU of one replica = per GPU of the deployment (replicas are identical and independent).
+    return Prediction(
+        result.ttft_ms["mean"],
+        result.tpot_ms["mean"] if result.tpot_ms else 0.0,
+        result.output_tokens_per_s_per_gpu * setup.replica_concurrency / clients,
+        note,
+    )
+
+
+PREDICTORS: dict[str, Predictor] = {"mean_field": mean_field, "simulate": simulate}

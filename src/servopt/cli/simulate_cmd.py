@@ -191,6 +191,7 @@ def simulate(
         warmup=warmup,
         ttft_target_ms=ttft,
         tpot_target_ms=tpot,
+        size_token_budget=max_num_tokens is None,
     )
     result, deployment = run_simulation(db, setup, plans, scenario)
     config = {
@@ -206,7 +207,7 @@ def simulate(
         "load": load.describe() if requests is None else {"kind": "trace", "path": trace},
         "isl": isl,
         "osl": osl,
-        "policy": {k: v for k, v in vars(policy).items()},
+        "policy": {k: v for k, v in vars(deployment.kinds[0].policy).items()},
         "kv_tokens_per_instance": {k.role: k.kv_tokens for k in deployment.kinds},
         "seed": seed,
     }

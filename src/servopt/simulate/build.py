@@ -19,7 +19,7 @@ from servopt.evaluate.candidates import ModelSetup, build_layout_ops
 from servopt.evaluate.memory import GIB, kv_budget_rule, kv_bytes_per_token, memory_usage
 from servopt.search.layouts import Layout
 from servopt.simulate.engine import Deployment, InstanceKind
-from servopt.simulate.policy import SchedulerPolicy
+from servopt.simulate.policy import SchedulerPolicy, fit_token_budget
 from servopt.simulate.step_time import build_step_tables
 
 
@@ -85,8 +85,13 @@ def build_deployment(
     max_isl: int,
     max_osl: int,
     prompt_lengths: np.ndarray,
+    size_token_budget: bool = True,
 ) -> Deployment:
-    """Instances, tables and KV capacities of every worker plan, and the KV-transfer model."""
+    """Instances, tables and KV capacities of every worker plan, and the KV-transfer model.
+
+    ``size_token_budget``: raise an unchunked policy's token budget to hold the longest prompt next
+    to a full batch (:func:`servopt.simulate.policy.fit_token_budget`); off when the user set it.
+    """
     roles = {p.role for p in plans}
     if roles not in ({"agg"}, {"prefill", "decode"}):
         raise ServoptError("mode", sorted(roles), "a deployment is agg workers, or prefill + decode workers")
@@ -96,8 +101,8 @@ def build_deployment(
             raise ServoptError(f"{plan.role}_workers", plan.workers, "must be >= 1")
         lops = build_layout_ops(setup, [plan.layout], skip_invalid=False, db=db, role=_op_role(plan.role))
         policy = plan.policy
-        if not policy.chunked_prefill and plan.role != "decode":
-            policy = policy.with_overrides(max_num_tokens=max(policy.max_num_tokens, 1))
+        if size_token_budget and plan.role != "decode":
+            policy = fit_token_budget(policy, max_isl)
         tables = build_step_tables(
             db,
             lops,

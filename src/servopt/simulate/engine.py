@@ -9,6 +9,7 @@ same way. Instances of one *kind* share a policy and step tables.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -125,6 +126,22 @@ def check_fits(deployment: Deployment, requests: Requests) -> None:
                 p.max_num_tokens,
                 f"is below the longest prompt ({longest_prompt} tokens) and chunked prefill is off",
             )
+
+
+def run_many(jobs: list[tuple[Deployment, Requests, int]], threads: int | None = None) -> list[RawRun]:
+    """Simulate many (deployment, requests, clients) jobs; the kernel releases the GIL, so threads
+    run them on every core. Results are in job order and do not depend on the thread count."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if not jobs:
+        return []
+    first = run(*jobs[0][:2], clients=jobs[0][2])  # compiles (or loads) the kernel once
+    workers = threads or os.cpu_count() or 1
+    if workers == 1 or len(jobs) == 1:
+        return [first, *(run(d, r, clients=c) for d, r, c in jobs[1:])]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        rest = list(pool.map(lambda job: run(job[0], job[1], clients=job[2]), jobs[1:]))
+    return [first, *rest]
 
 
 def run(

@@ -92,6 +92,16 @@ SGLANG_LARGE_GPU_BYTES = 160 * (1 << 30)
 SGLANG_LARGE_GPU_CHUNK = 16384
 
 
+def fit_token_budget(policy: SchedulerPolicy, longest_prompt: int) -> SchedulerPolicy:
+    """Without chunked prefill a prompt is scheduled only when it fits the pass's token budget next
+    to the decode tokens in flight; deployments therefore size ``max_num_tokens`` to hold the longest
+    prompt plus a full batch (servopt's own deployment files do: ``report.deploy.max_num_tokens``).
+    A default budget below that is raised to it; chunked policies are returned as they are."""
+    if policy.chunked_prefill:
+        return policy
+    return replace(policy, max_num_tokens=max(policy.max_num_tokens, longest_prompt + policy.max_batch_size))
+
+
 def engine_policy(backend: str, gpu_memory_bytes: int | None = None) -> SchedulerPolicy:
     """The backend's default policy for a GPU of the given memory."""
     if backend not in ENGINE_DEFAULTS:

@@ -27,6 +27,7 @@ class Scenario:
     warmup: int | None = None  # requests excluded at the start (None: a tenth)
     ttft_target_ms: float | None = None
     tpot_target_ms: float | None = None
+    size_token_budget: bool = True  # False when the user fixed max_num_tokens
 
     def requests(self) -> Requests:
         if self.trace is not None:
@@ -57,6 +58,7 @@ def simulate(
         max_isl=int(requests.isl.max()),
         max_osl=int(requests.osl.max()),
         prompt_lengths=requests.isl,
+        size_token_budget=scenario.size_token_budget,
     )
     mask = scenario.window(len(requests.isl))
     raw = run(
