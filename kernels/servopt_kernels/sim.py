@@ -223,6 +223,7 @@ def simulate(
     ctx_attn_ms,
     xfer_ms_per_token,
     xfer_fixed_ms,
+    request_overhead_ms,
     max_batch_cap,
     itl_weight,
     t_arrive,
@@ -244,6 +245,7 @@ def simulate(
     policy : (k, N_POLICY) float64
     step tables : per kind, padded; see the module docstring
     xfer_ms_per_token, xfer_fixed_ms : disaggregated KV transfer time = fixed + per token * isl
+    request_overhead_ms : time from a request's send to its arrival in the engines' queues
     max_batch_cap : int, the largest P_MAX_BATCH over kinds (running-set width)
     itl_weight : (n,) float64, what each of a request's inter-token gaps adds to ``itl_hist``
         (0 for warm-up requests)
@@ -323,7 +325,6 @@ def simulate(
     kv_total = 0.0
 
     issued = 0
-    next_arr = 0
     completed = 0
     iterations = 0
     t = 0.0
@@ -334,23 +335,24 @@ def simulate(
     ch_new = np.zeros(max_batch_cap, np.float64)
     ch_pre = np.zeros(max_batch_cap, np.float64)
 
+    # Requests are sent in index order: open loop at their arrival times; closed loop the first
+    # wave at t = 0 and the rest as requests complete. Each reaches the engines' queues
+    # request_overhead_ms after it was sent (tokenization, HTTP, the frontend).
     if clients > 0:
         first = min(clients, n)
         for r in range(first):
             t_arrive[r] = 0.0
         issued = first
-    # Requests whose routing is due: for closed loop the first wave; arrivals are routed below.
+    else:
+        for r in range(n):
+            t_arrive[r] = arrival_ms[r]
+        issued = n
     route_from = 0
-    route_to = issued if clients > 0 else 0
+    route_to = issued
 
     while True:
-        # --- route requests that arrived (closed loop: issued at a completion; open loop: due) ---
-        if clients <= 0:
-            while next_arr < n and arrival_ms[next_arr] <= t:
-                t_arrive[next_arr] = arrival_ms[next_arr]
-                next_arr += 1
-            route_to = next_arr
-        while route_from < route_to:
+        # --- route the requests that have reached the engines ---
+        while route_from < route_to and t_arrive[route_from] + request_overhead_ms <= t:
             r = route_from
             route_from += 1
             target[r] = isl[r]
@@ -598,8 +600,8 @@ def simulate(
         for i in range(m):
             if iter_end[i] < tn:
                 tn = iter_end[i]
-        if clients <= 0 and next_arr < n and arrival_ms[next_arr] < tn:
-            tn = arrival_ms[next_arr]
+        if route_from < route_to and t_arrive[route_from] + request_overhead_ms < tn:
+            tn = t_arrive[route_from] + request_overhead_ms
         if heap_n > 0 and heap_t[0] < tn:
             tn = heap_t[0]
         if tn == INF:

@@ -199,6 +199,7 @@ def simulate(
     ctx_attn_ms,
     xfer_ms_per_token,
     xfer_fixed_ms,
+    request_overhead_ms,  # not modelled here: the oracle is compared at 0
     max_batch_cap,
     itl_weight,
     t_arrive,

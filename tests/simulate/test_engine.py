@@ -118,3 +118,24 @@ def test_same_input_same_output():
     a, b = run(dep, req), run(dep, req)
     for name in ("t_first", "t_done", "itl_hist", "timeline"):
         assert np.array_equal(getattr(a, name), getattr(b, name))
+
+
+def test_request_overhead_delays_every_request_by_exactly_that_much():
+    rng = np.random.default_rng(4)
+    n = 400
+    req = Requests(
+        np.cumsum(rng.exponential(30.0, n)),
+        rng.integers(1, 2000, n).astype(np.int64),
+        rng.integers(1, 200, n).astype(np.int64),
+    )
+    dep = deployment("vllm", False, 10**6)
+    base = run(dep, req)
+    late = run(Deployment(dep.kinds, request_overhead_ms=25.0), req)
+    # Open loop: the same dynamics, shifted; TTFT and E2E grow by the overhead.
+    np.testing.assert_allclose(late.t_first - late.t_arrive, base.t_first - base.t_arrive + 25.0, rtol=1e-12)
+    np.testing.assert_allclose(late.t_done - late.t_arrive, base.t_done - base.t_arrive + 25.0, rtol=1e-12)
+    # Closed loop, one client: each request waits the overhead once more.
+    one = Requests(np.zeros(20), np.full(20, 100, np.int64), np.full(20, 5, np.int64))
+    a = run(dep, one, clients=1)
+    b = run(Deployment(dep.kinds, request_overhead_ms=10.0), one, clients=1)
+    assert b.t_done[-1] - a.t_done[-1] == pytest.approx(20 * 10.0)

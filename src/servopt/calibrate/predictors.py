@@ -88,30 +88,58 @@ def mean_field(setup: Setup) -> Prediction:
     return Prediction(est.ttft_ms, est.tpot_ms, est.tokens_per_s_per_gpu * in_flight, note)
 
 
-# Closed-loop runs simulate this many requests per client (at least SIM_MIN_REQUESTS), a tenth of
-# them warm-up: enough for stable means and p90s at every stated concurrency.
-SIM_REQUESTS_PER_CLIENT = 16
-SIM_MIN_REQUESTS = 800
+# How each benchmark campaign drew its requests, where the record itself does not say (facts from
+# the campaign's own client configuration):
+# - InferenceX (SemiAnalysis InferenceMAX README, "Benchmark Client Configuration"): bench_serving's
+#   benchmark_serving.py, random dataset, --random-range-ratio 0.8 (old bench_serving semantics:
+#   lengths uniform in [0.8 L, L], input and output), --num-prompts 10 x CONC, --max-concurrency
+#   CONC, --request-rate inf: every request counts, the first wave included.
+BENCH_RANGE_RATIO = {"InferenceX": 0.8}
+BENCH_REQUESTS_PER_CLIENT = {"InferenceX": 10}
+# A record that states neither: this many requests per client, every one measured.
+DEFAULT_REQUESTS_PER_CLIENT = 10
+
+
+def benchmark_requests(setup: Setup, clients: int, seed: int = 0):
+    """The requests of the record's benchmark run: its count and its length distribution (lengths
+    uniform in [ratio * L, L] per the campaign's client; fixed where nothing else is known)."""
+    import numpy as np
+
+    from servopt.simulate.workload import Requests
+
+    rec = setup.record
+    source = rec.source_name
+    n = rec.num_requests or BENCH_REQUESTS_PER_CLIENT.get(source, DEFAULT_REQUESTS_PER_CLIENT) * clients
+    ratio = rec.range_ratio if rec.lengths == "random" and rec.range_ratio is not None else None
+    ratio = BENCH_RANGE_RATIO.get(source, ratio)
+    rng = np.random.default_rng(seed)
+    if ratio is None or ratio >= 1.0:
+        isl = np.full(n, setup.isl, dtype=np.int64)
+        osl = np.full(n, setup.osl, dtype=np.int64)
+    else:
+        isl = rng.integers(max(1, int(setup.isl * ratio)), setup.isl + 1, n).astype(np.int64)
+        osl = rng.integers(max(1, int(setup.osl * ratio)), setup.osl + 1, n).astype(np.int64)
+    return Requests(np.zeros(n), isl, osl)
 
 
 def simulate(setup: Setup) -> Prediction:
-    """``servopt cli simulate``: one replica, the engine's default scheduling, a closed loop of the
-    replica's clients (each sends its next request when its last one ends, as the benchmark clients
-    did), fixed lengths, seed 0; means over the steady-state window."""
+    """``servopt cli simulate`` replaying the record's benchmark: one replica, the engine's default
+    scheduling, a closed loop of the replica's clients starting together (as the benchmark clients
+    do), the campaign's request count and length distribution, every request measured (the
+    benchmarks report over all of them)."""
     from servopt.simulate.build import WorkerPlan
     from servopt.simulate.policy import engine_policy
     from servopt.simulate.scenario import Scenario
     from servopt.simulate.scenario import simulate as run_simulation
-    from servopt.simulate.workload import Lengths, Load
+    from servopt.simulate.workload import Load
 
     db = database(setup)
     model = model_setup(setup, db)
     clients = max(1, round(setup.replica_concurrency))
     policy = engine_policy(setup.backend, model.system.gpu.mem_capacity_bytes)
+    requests = benchmark_requests(setup, clients)
     scenario = Scenario(
-        load=Load(concurrency=clients),
-        num_requests=max(SIM_MIN_REQUESTS, SIM_REQUESTS_PER_CLIENT * clients),
-        lengths=Lengths(setup.isl, setup.osl),
+        load=Load(concurrency=clients), num_requests=len(requests.isl), trace=requests, warmup=0
     )
     result, _ = run_simulation(db, model, [WorkerPlan("agg", setup.layout, 1, policy)], scenario)
     note = f"{result.preempted_requests} preempted" if result.preempted_requests else ""

@@ -99,6 +99,18 @@ def simulate(
     chunked_prefill: bool | None = typer.Option(
         None, "--chunked_prefill/--no_chunked_prefill", help="Override the engine's chunked-prefill default."
     ),
+    iteration_overhead_ms: float | None = typer.Option(
+        None,
+        "--iteration_overhead_ms",
+        "--iteration-overhead-ms",
+        help="Fixed cost added to every forward pass.",
+    ),
+    request_overhead_ms: float = typer.Option(
+        0.0,
+        "--request_overhead_ms",
+        "--request-overhead-ms",
+        help="Time from a client's send to the engine queue (tokenization, HTTP): part of TTFT.",
+    ),
     gemm_quant_mode: str | None = typer.Option(None, "--gemm_quant_mode", "--gemm-quant-mode"),
     moe_quant_mode: str | None = typer.Option(None, "--moe_quant_mode", "--moe-quant-mode"),
     kvcache_quant_mode: str | None = typer.Option(None, "--kvcache_quant_mode", "--kvcache-quant-mode"),
@@ -128,6 +140,12 @@ def simulate(
     _finite("request_rate", request_rate)
     _finite("arrival_cv", arrival_cv)
     _finite("ttft", ttft)
+    for name, value in (
+        ("iteration_overhead_ms", iteration_overhead_ms),
+        ("request_overhead_ms", request_overhead_ms),
+    ):
+        if value is not None and (not math.isfinite(value) or value < 0):
+            raise ServoptError(name, value, "must be a finite number >= 0")
     _finite("tpot", tpot)
     for name, value in (("isl_range", isl_range), ("osl_range", osl_range)):
         _finite(name, value, positive=False)
@@ -155,7 +173,10 @@ def simulate(
     )
     setup = ModelSetup(arch, backend, quant, spec, db.version, 0)
     policy = engine_policy(backend, spec.gpu.mem_capacity_bytes).with_overrides(
-        max_batch_size=max_batch_size, max_num_tokens=max_num_tokens, chunked_prefill=chunked_prefill
+        max_batch_size=max_batch_size,
+        max_num_tokens=max_num_tokens,
+        chunked_prefill=chunked_prefill,
+        iteration_overhead_ms=iteration_overhead_ms,
     )
 
     def layout(t, p, d, mt, me) -> Layout:
@@ -192,6 +213,7 @@ def simulate(
         ttft_target_ms=ttft,
         tpot_target_ms=tpot,
         size_token_budget=max_num_tokens is None,
+        request_overhead_ms=request_overhead_ms,
     )
     result, deployment = run_simulation(db, setup, plans, scenario)
     config = {

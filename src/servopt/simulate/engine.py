@@ -47,6 +47,8 @@ class Deployment:
     kinds: tuple[InstanceKind, ...]
     xfer_fixed_ms: float = 0.0  # disaggregated KV transfer: fixed part
     xfer_ms_per_token: float = 0.0  # and per prompt token
+    # From a client's send to the engines' queue (tokenization, HTTP, frontend): part of TTFT/E2E.
+    request_overhead_ms: float = 0.0
 
     @property
     def gpus(self) -> float:
@@ -208,6 +210,7 @@ def run(
         _pad2([t.ctx_attn_ms for t in tabs]),
         float(deployment.xfer_ms_per_token),
         float(deployment.xfer_fixed_ms),
+        float(deployment.request_overhead_ms),
         int(max(k.policy.max_batch_size for k in kinds)),
         np.ones(n) if itl_weight is None else np.ascontiguousarray(itl_weight, dtype=np.float64),
         out.t_arrive,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -28,6 +28,7 @@ class Scenario:
     ttft_target_ms: float | None = None
     tpot_target_ms: float | None = None
     size_token_budget: bool = True  # False when the user fixed max_num_tokens
+    request_overhead_ms: float = 0.0  # client send -> engine queue (calibration fits it)
 
     def requests(self) -> Requests:
         if self.trace is not None:
@@ -60,6 +61,8 @@ def simulate(
         prompt_lengths=requests.isl,
         size_token_budget=scenario.size_token_budget,
     )
+    if scenario.request_overhead_ms:
+        deployment = replace(deployment, request_overhead_ms=scenario.request_overhead_ms)
     mask = scenario.window(len(requests.isl))
     raw = run(
         deployment,
