@@ -190,6 +190,20 @@ def _heap_pop(ht, hr, size):
 
 
 @kernel
+def _wake(i, wake, woken, n_woken):
+    """Add instance ``i`` to the sorted list of instances to try starting; returns the new count."""
+    if wake[i]:
+        return n_woken
+    wake[i] = True
+    j = n_woken
+    while j > 0 and woken[j - 1] > i:
+        woken[j] = woken[j - 1]
+        j -= 1
+    woken[j] = i
+    return n_woken + 1
+
+
+@kernel
 def _itl_bin(gap_ms):
     if gap_ms <= ITL_LO_MS:
         return 0
@@ -266,6 +280,14 @@ def simulate(
     nrun = np.zeros(m, np.int64)
     kv_used = np.zeros(m, np.float64)
     iter_end = np.full(m, INF)
+    # Busy instances by pass end (a heap), and the idle ones whose state changed (sorted): only
+    # those can start a pass, so an event costs O(log m + changes), not O(m).
+    ev_t = np.zeros(m, np.float64)
+    ev_i = np.zeros(m, np.int64)
+    ev_n = 0
+    wake = np.zeros(m, np.bool_)
+    woken = np.zeros(m, np.int64)
+    n_woken = 0
     pending = np.zeros(m, np.int64)  # requests routed to the instance and not finished there
     # Decoding requests are tracked in aggregate (see "lazy decode" below): count, the passes
     # that decoded, sum of (isl + g0 - p0), ITL weights of those whose last token ended the last
@@ -369,9 +391,14 @@ def simulate(
                     best = i
             if best <= -2:
                 q = m + (-2 - best)
+                for j in range(m):
+                    if inst_role[j] == role and iter_end[j] == INF:
+                        n_woken = _wake(j, wake, woken, n_woken)
             else:
                 q = best
                 pending[best] += 1
+                if iter_end[best] == INF:
+                    n_woken = _wake(best, wake, woken, n_woken)
             inst_of[r] = best
             _push_back(q, r, head, tail, nxt, qlen)
             queued_total += 1
@@ -389,15 +416,22 @@ def simulate(
                     best = i
             if best <= -2:
                 q = m + ROLE_DECODE
+                for j in range(m):
+                    if inst_role[j] == ROLE_DECODE and iter_end[j] == INF:
+                        n_woken = _wake(j, wake, woken, n_woken)
             else:
                 q = best
                 pending[best] += 1
+                if iter_end[best] == INF:
+                    n_woken = _wake(best, wake, woken, n_woken)
             inst_of[r] = best
             _push_back(q, r, head, tail, nxt, qlen)
             queued_total += 1
 
-        # --- start a pass on every idle instance ---
-        for i in range(m):
+        # --- start a pass on every idle instance whose state changed, in instance order ---
+        for w_idx in range(n_woken):
+            i = woken[w_idx]
+            wake[i] = False
             if iter_end[i] < INF:
                 continue
             k = inst_kind[i]
@@ -576,6 +610,7 @@ def simulate(
             if dur < 1e-9:
                 dur = 1e-9
             iter_end[i] = t + dur
+            ev_n = _heap_push(ev_t, ev_i, ev_n, t + dur, i)
             iterations += 1
             # --- timeline sample (every tl_stride-th pass; halved in place when full) ---
             if tl_seen % tl_stride == 0:
@@ -595,11 +630,9 @@ def simulate(
                     tl_rows += 1
             tl_seen += 1
 
+        n_woken = 0
         # --- next event: the earliest pass end, arrival or landed transfer ---
-        tn = INF
-        for i in range(m):
-            if iter_end[i] < tn:
-                tn = iter_end[i]
+        tn = ev_t[0] if ev_n > 0 else INF
         if route_from < route_to and t_arrive[route_from] + request_overhead_ms < tn:
             tn = t_arrive[route_from] + request_overhead_ms
         if heap_n > 0 and heap_t[0] < tn:
@@ -608,11 +641,11 @@ def simulate(
             break
         t = tn
 
-        # --- finish every pass ending now ---
-        for i in range(m):
-            if iter_end[i] != t:
-                continue
+        # --- finish every pass ending now (in instance order) ---
+        while ev_n > 0 and ev_t[0] == t:
+            i, ev_n = _heap_pop(ev_t, ev_i, ev_n)
             iter_end[i] = INF
+            n_woken = _wake(i, wake, woken, n_woken)
             role = inst_role[i]
             full = policy[inst_kind[i], P_RESERVE_FULL] > 0
             n_gone = 0

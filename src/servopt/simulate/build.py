@@ -77,6 +77,47 @@ def _op_role(role: str) -> str:
     return role if role in ("prefill", "decode") else "agg"
 
 
+def build_kind(
+    db,
+    setup: ModelSetup,
+    plan: WorkerPlan,
+    *,
+    max_isl: int,
+    max_osl: int,
+    prompt_lengths: np.ndarray,
+    size_token_budget: bool = True,
+) -> InstanceKind:
+    """The engine instances of one worker plan: tables, KV capacity and policy."""
+    if plan.workers < 1:
+        raise ServoptError(f"{plan.role}_workers", plan.workers, "must be >= 1")
+    lops = build_layout_ops(setup, [plan.layout], skip_invalid=False, db=db, role=_op_role(plan.role))
+    policy = plan.policy
+    if size_token_budget and plan.role != "decode":
+        policy = fit_token_budget(policy, max_isl)
+    tables = build_step_tables(
+        db,
+        lops,
+        max_batch=policy.max_batch_size,
+        max_tokens=max(policy.max_num_tokens, 1),
+        max_context=max_isl + max_osl,
+        prompt_lengths=prompt_lengths,
+        role=plan.role,
+    )
+    lanes = plan.layout.dp * plan.layout.pp
+    kv = kv_capacity_tokens(setup, plan.layout, plan.role, policy) // plan.layout.pp
+    per_token = float(kv_bytes_per_token(setup.arch, np.array([plan.layout.tp]), setup.quant.kvcache)[0])
+    return InstanceKind(
+        role=plan.role,
+        count=plan.workers * lanes,
+        policy=policy,
+        kv_tokens=int(kv),
+        tables=tables,
+        gpus_per_instance=plan.layout.gpus / lanes,
+        label=plan.layout.label,
+        kv_bytes_per_token=per_token,
+    )
+
+
 def build_deployment(
     db,
     setup: ModelSetup,
@@ -95,42 +136,22 @@ def build_deployment(
     roles = {p.role for p in plans}
     if roles not in ({"agg"}, {"prefill", "decode"}):
         raise ServoptError("mode", sorted(roles), "a deployment is agg workers, or prefill + decode workers")
-    kinds = []
-    for plan in plans:
-        if plan.workers < 1:
-            raise ServoptError(f"{plan.role}_workers", plan.workers, "must be >= 1")
-        lops = build_layout_ops(setup, [plan.layout], skip_invalid=False, db=db, role=_op_role(plan.role))
-        policy = plan.policy
-        if size_token_budget and plan.role != "decode":
-            policy = fit_token_budget(policy, max_isl)
-        tables = build_step_tables(
+    kinds = tuple(
+        build_kind(
             db,
-            lops,
-            max_batch=policy.max_batch_size,
-            max_tokens=max(policy.max_num_tokens, 1),
-            max_context=max_isl + max_osl,
+            setup,
+            plan,
+            max_isl=max_isl,
+            max_osl=max_osl,
             prompt_lengths=prompt_lengths,
-            role=plan.role,
+            size_token_budget=size_token_budget,
         )
-        lanes = plan.layout.dp * plan.layout.pp
-        kv = kv_capacity_tokens(setup, plan.layout, plan.role, policy) // plan.layout.pp
-        per_token = float(kv_bytes_per_token(setup.arch, np.array([plan.layout.tp]), setup.quant.kvcache)[0])
-        kinds.append(
-            InstanceKind(
-                role=plan.role,
-                count=plan.workers * lanes,
-                policy=policy,
-                kv_tokens=int(kv),
-                tables=tables,
-                gpus_per_instance=plan.layout.gpus / lanes,
-                label=plan.layout.label,
-                kv_bytes_per_token=per_token,
-            )
-        )
+        for plan in plans
+    )
     fixed_ms, per_token_ms = 0.0, 0.0
     if roles == {"prefill", "decode"}:
         fixed_ms, per_token_ms = kv_transfer_model(setup, plans)
-    return Deployment(tuple(kinds), fixed_ms, per_token_ms)
+    return Deployment(kinds, fixed_ms, per_token_ms)
 
 
 def kv_transfer_model(setup: ModelSetup, plans: list[WorkerPlan]) -> tuple[float, float]:

@@ -1,0 +1,264 @@
+"""The fewest GPUs that serve an offered rate within percentile targets, verified by simulation.
+
+A deployment *serves* the load when (a) it is stable: the workers' saturation throughput covers the
+rate (otherwise the queue grows without bound, however short a simulation looks fine), and (b) a
+simulation of the offered requests meets the TTFT and TPOT percentiles. Both are checked for every
+answer; (a) is also the optimistic bound that prunes.
+
+Aggregated: for each worker option (layout, batch cap) the fewest workers is searched upward from
+the stability bound ``ceil(rate / saturation)`` (exponential steps, then bisection, then the
+answer's neighbour is checked); options are visited best bound first and the search stops when the
+next option's bound cannot beat the best verified answer, so no option the simulator would accept
+at fewer GPUs is skipped.
+
+Disaggregated: TTFT is the prefill pool's alone (the prefill worker sends the first token), so each
+prefill option gets its fewest workers ``x`` for the TTFT target on its own; then (prefill, decode)
+pairs are visited best bound first (``x * gpus_p + ceil(rate / decode saturation) * gpus_d``), the
+fewest decode workers ``y`` found by simulating the whole replica, and the best verified pair kept.
+
+Counters (simulations, verification failures, pruned options) are deterministic: tests pin them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from servopt.simulate.engine import Deployment, InstanceKind, run
+from servopt.simulate.workload import Requests
+from servopt.sizing.check import Offered, Targets, Verdict, check
+
+# Saturation is measured with this many requests per client of a full batch (bounded below).
+SATURATION_REQUESTS_PER_CLIENT = 4
+SATURATION_MIN_REQUESTS = 400
+
+
+@dataclass(frozen=True)
+class PoolOption:
+    """One kind of worker: ``kind`` holds ONE worker's instances (count = its dp x pp lanes)."""
+
+    label: str
+    kind: InstanceKind
+    gpus: int  # per worker
+    layout: object = None  # the worker's Layout, where it came from a model (for deployment files)
+
+    def workers(self, n: int) -> InstanceKind:
+        return replace(self.kind, count=self.kind.count * n)
+
+
+@dataclass
+class Counters:
+    simulations: int = 0
+    verification_failures: int = 0  # candidates at their bound that the simulation rejected
+    options_pruned: int = 0
+
+
+@dataclass(frozen=True)
+class Sized:
+    """A verified answer: the deployment, its GPUs, and its simulated percentiles."""
+
+    gpus: int
+    pools: tuple[tuple[PoolOption, int], ...]  # (option, workers)
+    verdict: Verdict
+    deployment: Deployment
+
+
+@dataclass
+class Sizer:
+    """Min-GPU sizing for one offered load and targets (``budget``: most GPUs allowed)."""
+
+    offered: Offered
+    targets: Targets
+    budget: int
+    # KV transfer (fixed ms, ms per prompt token) of a replica (prefill option, x, decode option, y).
+    transfer: object = None
+    counters: Counters = field(default_factory=Counters)
+    _requests: Requests | None = None
+    _saturation: dict = field(default_factory=dict)
+
+    @property
+    def requests(self) -> Requests:
+        if self._requests is None:
+            self._requests = self.offered.requests(self.targets)
+        return self._requests
+
+    # -- the two verdict parts ------------------------------------------------------------
+    def saturation(self, option: PoolOption, *, prefill_only: bool = False) -> float:
+        """Requests/s one worker completes with every batch slot busy (closed loop)."""
+        key = (id(option), prefill_only)
+        if key in self._saturation:
+            return self._saturation[key]
+        kind = option.kind
+        clients = kind.policy.max_batch_size * kind.count
+        n = max(SATURATION_MIN_REQUESTS, SATURATION_REQUESTS_PER_CLIENT * clients)
+        req = self.requests
+        reps = -(-n // len(req.isl))
+        isl = np.tile(req.isl, reps)[:n]
+        osl = np.ones(n, np.int64) if prefill_only else np.tile(req.osl, reps)[:n]
+        role = "agg" if kind.role == "agg" or prefill_only else kind.role
+        if role == "decode":
+            # A decode worker alone: an instant prefill pool feeds it (no transfer time).
+            raise ValueError("use decode_saturation for decode options")
+        dep = Deployment((replace(kind, role="agg", pull=False),))
+        raw = run(dep, Requests(np.zeros(n), isl, osl), clients=clients)
+        self.counters.simulations += 1
+        warm = n // 4
+        span = float(raw.t_done.max() - np.sort(raw.t_done)[warm])
+        rate = (n - warm - 1) / span * 1000.0 if span > 0 else math.inf
+        self._saturation[key] = rate
+        return rate
+
+    def decode_saturation(self, option: PoolOption, feeder: PoolOption) -> float:
+        """Requests/s one decode worker completes with every batch slot busy, fed by prefill
+        workers fast enough never to starve it."""
+        key = (id(option), "decode")
+        if key in self._saturation:
+            return self._saturation[key]
+        clients = option.kind.policy.max_batch_size * option.kind.count
+        n = max(SATURATION_MIN_REQUESTS, SATURATION_REQUESTS_PER_CLIENT * clients)
+        req = self.requests
+        reps = -(-n // len(req.isl))
+        isl, osl = np.tile(req.isl, reps)[:n], np.tile(req.osl, reps)[:n]
+        # Enough prefill instances never to starve it (bounded: the loop scans instances per event).
+        prefill = replace(feeder.kind, count=feeder.kind.count * min(clients, 32))
+        dep = Deployment((prefill, option.workers(1)), 0.0, 0.0)
+        raw = run(dep, Requests(np.zeros(n), isl, osl), clients=clients)
+        self.counters.simulations += 1
+        warm = n // 4
+        span = float(raw.t_done.max() - np.sort(raw.t_done)[warm])
+        rate = (n - warm - 1) / span * 1000.0 if span > 0 else math.inf
+        self._saturation[key] = rate
+        return rate
+
+    def _check(self, deployment: Deployment, requests: Requests | None = None) -> Verdict:
+        self.counters.simulations += 1
+        lifetime = self.offered.lifetime_ms(self.targets)
+        return check(deployment, requests or self.requests, self.targets, lifetime)
+
+    # -- aggregated -------------------------------------------------------------------------
+    def agg_bound(self, option: PoolOption) -> int:
+        return max(1, math.ceil(self.offered.rate / self.saturation(option)))
+
+    def agg_verdict(self, option: PoolOption, n: int) -> Verdict:
+        if n * self.saturation(option) < self.offered.rate:
+            return Verdict(False, math.inf, math.inf, "capacity")
+        return self._check(Deployment((option.workers(n),), request_overhead_ms=0.0))
+
+    def fewest(self, verdict, lo: int, hi_gpus: int, gpus_each: int) -> tuple[int, Verdict] | None:
+        """Smallest n >= lo with ``verdict(n).ok`` and n * gpus_each <= hi_gpus: exponential steps,
+        bisection, then the neighbour below the answer is checked (monotone in n in practice)."""
+        if lo * gpus_each > hi_gpus:
+            return None
+        v = verdict(lo)
+        if v.ok:
+            return lo, v
+        self.counters.verification_failures += 1
+        good, good_v, bad = None, None, lo
+        step = 1
+        while good is None:
+            n = bad + step
+            if n * gpus_each > hi_gpus:
+                n = hi_gpus // gpus_each
+                if n <= bad:
+                    return None
+                v = verdict(n)
+                if not v.ok:
+                    return None
+                good, good_v = n, v
+                break
+            v = verdict(n)
+            if v.ok:
+                good, good_v = n, v
+            else:
+                bad, step = n, step * 2
+        while good - bad > 1:
+            mid = (good + bad) // 2
+            v = verdict(mid)
+            if v.ok:
+                good, good_v = mid, v
+            else:
+                bad = mid
+        return good, good_v
+
+    def size_agg(self, options: list[PoolOption]) -> Sized | None:
+        bounds = sorted(((self.agg_bound(o) * o.gpus, i) for i, o in enumerate(options)))
+        best: Sized | None = None
+        for bound_gpus, i in bounds:
+            option = options[i]
+            limit = self.budget if best is None else best.gpus - 1
+            if bound_gpus > limit:
+                self.counters.options_pruned += 1
+                continue
+            found = self.fewest(
+                lambda n, o=option: self.agg_verdict(o, n), self.agg_bound(option), limit, option.gpus
+            )
+            if found is None:
+                continue
+            n, verdict = found
+            gpus = n * option.gpus
+            if best is None or gpus < best.gpus:
+                best = Sized(gpus, ((option, n),), verdict, Deployment((option.workers(n),)))
+        return best
+
+    # -- disaggregated ----------------------------------------------------------------------
+    def _prefill_pool(self, option: PoolOption, x: int) -> Deployment:
+        # The prefill pool alone: requests leave with their first token; a shared queue.
+        kind = replace(option.workers(x), role="agg", pull=True)
+        return Deployment((kind,))
+
+    def prefill_fewest(self, option: PoolOption, limit: int) -> tuple[int, Verdict] | None:
+        sat = self.saturation(option, prefill_only=True)
+        lo = max(1, math.ceil(self.offered.rate / sat))
+        req = self.requests
+        first_only = Requests(req.arrival_ms, req.isl, np.ones_like(req.osl))
+
+        def verdict(x: int) -> Verdict:
+            if x * sat < self.offered.rate:
+                return Verdict(False, math.inf, math.inf, "capacity")
+            v = self._check(self._prefill_pool(option, x), first_only)
+            ok = v.ttft_ms <= self.targets.ttft_ms
+            return Verdict(ok, v.ttft_ms, 0.0, "" if ok else "ttft")
+
+        return self.fewest(verdict, lo, limit, option.gpus)
+
+    def disagg_deployment(self, p: PoolOption, x: int, d: PoolOption, y: int) -> Deployment:
+        fixed, per_token = self.transfer(p, x, d, y) if self.transfer else (0.0, 0.0)
+        return Deployment((p.workers(x), d.workers(y)), fixed, per_token)
+
+    def size_disagg(self, prefill: list[PoolOption], decode: list[PoolOption]) -> Sized | None:
+        best: Sized | None = None
+        pools = []
+        for p in prefill:
+            found = self.prefill_fewest(p, self.budget)
+            if found is not None:
+                pools.append((p, found[0]))
+        if not pools:
+            return None
+        pairs = []
+        for p, x in pools:
+            for d in decode:
+                y_lo = max(1, math.ceil(self.offered.rate / self.decode_saturation(d, p)))
+                pairs.append((x * p.gpus + y_lo * d.gpus, p, x, d, y_lo))
+        pairs.sort(key=lambda t: (t[0], t[1].label, t[3].label))
+        for bound, p, x, d, y_lo in pairs:
+            limit = self.budget if best is None else best.gpus - 1
+            if bound > limit:
+                self.counters.options_pruned += 1
+                continue
+            sat_d = self.decode_saturation(d, p)
+
+            def verdict(y: int, p=p, x=x, d=d, sat_d=sat_d) -> Verdict:
+                if y * sat_d < self.offered.rate:
+                    return Verdict(False, math.inf, math.inf, "capacity")
+                return self._check(self.disagg_deployment(p, x, d, y))
+
+            found = self.fewest(verdict, y_lo, limit - x * p.gpus, d.gpus)
+            if found is None:
+                continue
+            y, v = found
+            gpus = x * p.gpus + y * d.gpus
+            if best is None or gpus < best.gpus:
+                best = Sized(gpus, ((p, x), (d, y)), v, self.disagg_deployment(p, x, d, y))
+        return best

@@ -1,0 +1,134 @@
+"""Rate sizing of a model on a system: the fewest GPUs, aggregated or disaggregated, that serve an
+offered rate within percentile targets (the engine behind ``cli default --request_rate``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from servopt.errors import InfeasibleError
+from servopt.evaluate.candidates import ModelSetup
+from servopt.search.layouts import default_agg_lists, default_disagg_lists, enumerate_layouts
+from servopt.simulate.metrics import summary
+from servopt.simulate.policy import engine_policy
+from servopt.sizing.check import Offered, Targets
+from servopt.sizing.minimize import Counters, Sized, Sizer
+from servopt.sizing.options import pool_options, transfer_model
+
+
+@dataclass
+class SizingResult:
+    best: Sized | None
+    agg: Sized | None
+    disagg: Sized | None
+    counters: Counters
+    offered: Offered
+    targets: Targets
+    dropped: list
+
+    def to_json(self) -> dict:
+        def one(s: Sized | None) -> dict | None:
+            if s is None:
+                return None
+            from servopt.simulate.engine import run
+            from servopt.sizing.check import measured
+
+            req = self.offered.requests(self.targets)
+            raw = run(s.deployment, req)
+            m = measured(req, self.offered.lifetime_ms(self.targets))
+            ttft = (raw.t_first - raw.t_arrive)[m]
+            steps = (req.osl - 1)[m]
+            tpot = ((raw.t_done - raw.t_first)[m] / (steps.clip(min=1)))[steps > 0]
+            return {
+                "mode": "disagg" if len(s.pools) == 2 else "agg",
+                "total_gpus_used": s.gpus,
+                "workers": [
+                    {"option": o.label, "role": o.kind.role, "workers": w, "gpus_per_worker": o.gpus}
+                    for o, w in s.pools
+                ],
+                "simulated": {"ttft_ms": summary(ttft), "tpot_ms": summary(tpot)},
+                "at_targets": {
+                    f"ttft_p{self.targets.ttft_percentile:g}_ms": s.verdict.ttft_ms,
+                    f"tpot_p{self.targets.tpot_percentile:g}_ms": s.verdict.tpot_ms,
+                },
+            }
+
+        return {
+            "load": {
+                "request_rate": self.offered.rate,
+                "arrival": self.offered.arrival,
+                "isl": self.offered.lengths.isl,
+                "osl": self.offered.lengths.osl,
+                "num_requests_simulated": self.offered.count(self.targets),
+                "seed": self.offered.seed,
+            },
+            "targets": vars(self.targets),
+            "best": one(self.best),
+            "agg": one(self.agg),
+            "disagg": one(self.disagg),
+            "search": {
+                "simulations": self.counters.simulations,
+                "verification_failures": self.counters.verification_failures,
+                "options_pruned": self.counters.options_pruned,
+            },
+        }
+
+
+def size_for_rate(
+    db, setup: ModelSetup, offered: Offered, targets: Targets, *, total_gpus: int, modes=("agg", "disagg")
+) -> SizingResult:
+    """The fewest GPUs (<= ``total_gpus``) serving ``offered`` within ``targets``, per mode and best."""
+    arch, backend = setup.arch, setup.backend
+    policy = engine_policy(backend, setup.system.gpu.mem_capacity_bytes)
+    req = offered.requests(targets)
+    common = dict(max_isl=int(req.isl.max()), max_osl=int(req.osl.max()), prompt_lengths=req.isl)
+    sizer = Sizer(offered, targets, budget=total_gpus, transfer=transfer_model(setup))
+    dropped: list = []
+    agg = disagg = None
+    if "agg" in modes:
+        lists = default_agg_lists(is_moe=arch.is_moe, backend=backend, system=setup.system.name)
+        options, lost = pool_options(
+            db, setup, "agg", _layouts(setup, lists, "agg", total_gpus), policy, **common
+        )
+        dropped += lost
+        agg = sizer.size_agg(options)
+    if "disagg" in modes:
+        p_lists, d_lists = default_disagg_lists(
+            is_moe=arch.is_moe, backend=backend, prefill_system=setup.system.name
+        )
+        per_role = {}
+        for role, lists in (("prefill", p_lists), ("decode", d_lists)):
+            layouts = _layouts(setup, lists, role, total_gpus)
+            per_role[role], lost = pool_options(db, setup, role, layouts, policy, **common)
+            dropped += lost
+        if per_role["prefill"] and per_role["decode"]:
+            disagg = sizer.size_disagg(per_role["prefill"], per_role["decode"])
+    best = min((s for s in (agg, disagg) if s is not None), key=lambda s: s.gpus, default=None)
+    if best is None:
+        raise InfeasibleError(
+            "request_rate",
+            offered.rate,
+            f"no deployment within {total_gpus} GPUs serves it at p{targets.ttft_percentile:g} TTFT <= "
+            f"{targets.ttft_ms:g} ms and p{targets.tpot_percentile:g} TPOT <= {targets.tpot_ms:g} ms",
+        )
+    return SizingResult(best, agg, disagg, sizer.counters, offered, targets, dropped)
+
+
+def _layouts(setup: ModelSetup, lists, role: str, total_gpus: int):
+    """The role's default layouts (the search's lists) that fit the GPU budget."""
+    arch = setup.arch
+    return [
+        lay
+        for lay in enumerate_layouts(
+            is_moe=arch.is_moe,
+            backend=setup.backend,
+            num_gpu_per_worker=lists.num_gpu_per_worker,
+            tp_list=lists.tp_list,
+            pp_list=lists.pp_list,
+            dp_list=lists.dp_list,
+            moe_tp_list=lists.moe_tp_list,
+            moe_ep_list=lists.moe_ep_list,
+            num_experts=arch.num_experts,
+            role=role,
+        )
+        if lay.gpus <= total_gpus
+    ]
