@@ -114,9 +114,48 @@ def default(
     composition: str = COMPOSITION,
     as_json: bool = AS_JSON,
     verbose: bool = VERBOSE,
+    request_rate: float | None = typer.Option(
+        None,
+        "--request_rate",
+        "--request-rate",
+        help="Size for this load (requests/s): the fewest GPUs (<= --total_gpus) meeting the targets "
+        "at the percentiles below, verified by simulation.",
+    ),
+    arrival: str = typer.Option("poisson", "--arrival", help="With --request_rate: poisson, constant, gamma."),
+    arrival_cv: float = typer.Option(
+        1.0, "--arrival_cv", "--arrival-cv", help="gamma arrivals: coefficient of variation of the gaps."
+    ),
+    ttft_percentile: float | None = typer.Option(
+        None, "--ttft_percentile", "--ttft-percentile", help="With --request_rate: TTFT target percentile (99)."
+    ),
+    tpot_percentile: float | None = typer.Option(
+        None, "--tpot_percentile", "--tpot-percentile", help="With --request_rate: TPOT target percentile (99)."
+    ),
+    objective: str = typer.Option("min_gpus", "--objective", help="With --request_rate: min_gpus."),
+    num_requests: int = typer.Option(
+        2000, "--num_requests", "--num-requests", help="With --request_rate: requests simulated (at least)."
+    ),
+    seed: int = typer.Option(0, "--seed", help="With --request_rate: seed of the simulated requests."),
 ) -> None:
-    """Agg vs disagg for one model on a GPU budget, with the seed's defaults."""
+    """Agg vs disagg for one model on a GPU budget, with the seed's defaults; with --request_rate,
+    the fewest GPUs that serve that load within percentile targets."""
     _logging(verbose)
+    if request_rate is None and (ttft_percentile is not None or tpot_percentile is not None):
+        from servopt.errors import ServoptError
+
+        raise ServoptError("ttft_percentile", ttft_percentile or tpot_percentile, "needs --request_rate")
+    if request_rate is not None:
+        from servopt.cli.rate_sizing import size_and_report
+
+        size_and_report(
+            model=model, total_gpus=total_gpus, system=system, backend=backend,
+            backend_version=backend_version, isl=isl, osl=osl, ttft=ttft, tpot=tpot,
+            request_rate=request_rate, arrival=arrival, arrival_cv=arrival_cv,
+            ttft_percentile=99.0 if ttft_percentile is None else ttft_percentile,
+            tpot_percentile=99.0 if tpot_percentile is None else tpot_percentile,
+            objective=objective, num_requests=num_requests, seed=seed, perf_db=perf_db, as_json=as_json,
+        )  # fmt: skip
+        return
     from servopt.config import default_experiments
 
     experiments = default_experiments(

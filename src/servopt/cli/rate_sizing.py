@@ -1,0 +1,115 @@
+"""``cli default --request_rate R``: the fewest GPUs serving R requests/s within percentile targets.
+
+Kept apart from the budget search (``search_cmd``): it answers a different question, with the
+simulator in the loop (``servopt.sizing``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import typer
+
+OBJECTIVES = ("min_gpus",)
+
+
+def size_and_report(
+    *,
+    model: str,
+    total_gpus: int,
+    system: str,
+    backend: str,
+    backend_version: str | None,
+    isl: int,
+    osl: int,
+    ttft: float,
+    tpot: float,
+    request_rate: float,
+    arrival: str,
+    arrival_cv: float,
+    ttft_percentile: float,
+    tpot_percentile: float,
+    objective: str,
+    num_requests: int,
+    seed: int,
+    perf_db: str | None,
+    as_json: bool,
+) -> None:
+    from servopt.errors import ServoptError, UnknownNameError
+    from servopt.evaluate.candidates import ModelSetup
+    from servopt.evaluate.single import quant_modes
+    from servopt.models.registry import resolve_model
+    from servopt.perf_db.database import open_database
+    from servopt.perf_db.systems import load_system
+    from servopt.simulate.workload import Lengths
+    from servopt.sizing.check import Offered, Targets
+    from servopt.sizing.plan import size_for_rate
+
+    if objective not in OBJECTIVES:
+        raise UnknownNameError("objective", objective, "not available with --request_rate yet", OBJECTIVES)
+    if not (math.isfinite(request_rate) and request_rate > 0):
+        raise ServoptError("request_rate", request_rate, "must be a finite number of requests/s > 0")
+    targets = Targets(ttft, tpot, ttft_percentile, tpot_percentile)
+    offered = Offered(request_rate, Lengths(isl, osl), arrival, arrival_cv, num_requests, seed)
+    arch = resolve_model(model)
+    spec = load_system(system)
+    db = open_database(system, backend, backend_version, cache_dir=perf_db)
+    quant = quant_modes(arch, None, None, None, None, db=db, backend=backend)
+    setup = ModelSetup(arch, backend, quant, spec, db.version, 0)
+    result = size_for_rate(db, setup, offered, targets, total_gpus=total_gpus)
+    doc = {
+        "model": arch.name,
+        "system": spec.name,
+        "backend": backend,
+        "backend_version": db.version,
+        "objective": objective,
+        **result.to_json(),
+    }
+    if as_json:
+        typer.echo(json.dumps(doc, allow_nan=False))
+        return
+    _render(doc)
+
+
+def _deployment_text(d: dict, system: str) -> str:
+    parts = [f"{w['workers']} x {w['option']}" for w in d["workers"]]
+    return f"{' + '.join(parts)} = {d['total_gpus_used']} {system}"
+
+
+def _render(doc: dict) -> None:
+    from rich.console import Console
+
+    console = Console()
+    t = doc["targets"]
+    load = doc["load"]
+    best = doc["best"]
+    pt, pp = f"p{t['ttft_percentile']:g}", f"p{t['tpot_percentile']:g}"
+    console.print(
+        f"serve {load['request_rate']:g} req/s ({load['arrival']}, isl {load['isl']}, osl {load['osl']}) at "
+        f"{pt} TTFT <= {t['ttft_ms']:g} ms, {pp} TPOT <= {t['tpot_ms']:g} ms:",
+        soft_wrap=True,
+    )
+    console.print(f"  [bold]{_deployment_text(best, doc['system'])}[/] ({best['mode']})", soft_wrap=True)
+    sim = best["simulated"]
+    console.print(
+        f"  simulated {pt} TTFT {best['at_targets'][f'ttft_{pt}_ms']:.0f} ms, "
+        f"{pp} TPOT {best['at_targets'][f'tpot_{pp}_ms']:.1f} ms "
+        f"(mean TTFT {sim['ttft_ms']['mean']:.0f} ms, mean TPOT {sim['tpot_ms']['mean']:.1f} ms)",
+        soft_wrap=True,
+    )
+    other = doc["disagg"] if best["mode"] == "agg" else doc["agg"]
+    other_mode = "disagg" if best["mode"] == "agg" else "agg"
+    if other is None:
+        console.print(f"  {other_mode}: nothing within the GPU budget meets the targets", soft_wrap=True)
+    else:
+        console.print(
+            f"  {other_mode} needs {other['total_gpus_used']}: {_deployment_text(other, doc['system'])}"
+        )
+    s = doc["search"]
+    console.print(
+        f"  search: {s['simulations']} simulations, {s['verification_failures']} candidates rejected by "
+        f"simulation, {s['options_pruned']} options pruned by bounds",
+        style="dim",
+        soft_wrap=True,
+    )

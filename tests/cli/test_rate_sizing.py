@@ -1,0 +1,52 @@
+"""`servopt cli default --request_rate`: rate sizing end to end, in a subprocess."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+BASE = ["cli", "default", "--model", "QWEN3_32B", "--system", "h200_sxm", "--isl", "2000", "--osl", "200"]
+
+
+def servopt(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "servopt", *args], capture_output=True, text=True, timeout=900
+    )
+
+
+def test_json_names_the_deployment_and_its_simulated_percentiles():
+    out = servopt(*BASE, "--total_gpus", "64", "--request_rate", "4", "--ttft_percentile", "90", "--json")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    best = doc["best"]
+    assert best["total_gpus_used"] == sum(w["workers"] * w["gpus_per_worker"] for w in best["workers"])
+    for key in ("ttft_ms", "tpot_ms"):
+        assert set(best["simulated"][key]) == {"mean", "p50", "p90", "p99"}
+    assert best["at_targets"]["ttft_p90_ms"] <= 1000 and best["at_targets"]["tpot_p99_ms"] <= 40
+    assert doc["load"]["request_rate"] == 4 and doc["targets"]["ttft_percentile"] == 90
+    assert doc["search"]["simulations"] > 0
+
+
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        (["--request_rate", "0"], "request_rate"),
+        (["--request_rate", "nan"], "request_rate"),
+        (["--request_rate", "4", "--ttft_percentile", "100"], "ttft_percentile"),
+        (["--request_rate", "4", "--tpot_percentile", "0"], "tpot_percentile"),
+        (["--request_rate", "4", "--objective", "max_goodput"], "objective"),
+        (["--ttft_percentile", "99"], "ttft_percentile"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(extra, field):
+    out = servopt(*BASE, "--total_gpus", "64", *extra)
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and field in lines[0] and "Traceback" not in out.stderr
+
+
+def test_a_rate_no_deployment_in_the_budget_serves_exits_1():
+    out = servopt(*BASE, "--total_gpus", "2", "--request_rate", "500")
+    assert out.returncode == 1
+    assert "request_rate" in out.stderr and "Traceback" not in out.stderr
