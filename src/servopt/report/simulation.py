@@ -67,13 +67,16 @@ def _plots(result, path: Path) -> None:
     per = result.per_request
     m = per["measured"] & (per["done_ms"] >= 0)
     fig, axes = plt.subplots(1, 3, figsize=(13, 4), dpi=100)
-    for ax, key, label in zip(axes, ("ttft_ms", "tpot_ms", "e2e_ms"), ("TTFT", "TPOT", "E2E"), strict=True):
-        v = np.sort(per[key][m][np.isfinite(per[key][m])])
+    panels = (("ttft_ms", "TTFT (ms)", 1.0), ("tpot_ms", "TPOT (ms)", 1.0), ("e2e_ms", "E2E (s)", 1e-3))
+    for ax, (key, label, scale) in zip(axes, panels, strict=True):
+        v = np.sort(per[key][m][np.isfinite(per[key][m])]) * scale
         if v.size:
             ax.plot(v, np.arange(1, v.size + 1) / v.size, color="#1f77b4")
             for p, style in ((0.5, ":"), (0.9, "--"), (0.99, "-.")):
                 ax.axhline(p, color="grey", linestyle=style, linewidth=0.8)
-        ax.set_xlabel(f"{label} (ms)")
+        ax.set_xlabel(label)
+        ax.xaxis.set_major_locator(plt.MaxNLocator(5))
+        ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.4g}"))
         ax.set_ylabel("fraction of requests")
         ax.grid(alpha=0.3)
     fig.suptitle("latency CDFs (measured requests)")
