@@ -118,7 +118,11 @@ class RunResult:
         for rows in by_mode.values():
             rows.sort(key=lambda row: -row["tokens_per_s_per_gpu"])
         pareto = [p for r in self.feasible for p in frontier_rows(r)]
-        return {"best": best, **by_mode, "pareto": pareto, "experiments": experiments}
+        from servopt.report.verdict import verdict
+
+        doc = {"best": best, **by_mode, "pareto": pareto, "experiments": experiments}
+        doc["verdict"] = verdict(doc)
+        return doc
 
 
 def _counters(c) -> dict:
