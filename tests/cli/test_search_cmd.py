@@ -155,3 +155,13 @@ def test_cpsat_composition_engine_gives_the_same_answer():
     a, b = json.loads(menu.stdout)["best"], json.loads(cpsat.stdout)["best"]
     assert b["tokens_per_s_per_gpu"] == pytest.approx(a["tokens_per_s_per_gpu"], rel=1e-12)
     assert b["mode"] == a["mode"]
+
+
+def test_saved_config_yaml_reruns_with_cli_exp(tmp_path):
+    first = servopt("cli", "default", "--model", "QWEN3_32B", "--total_gpus", "8", "--system", "h200_sxm",
+                    "--json", "--save_dir", str(tmp_path))  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    (config,) = tmp_path.glob("*/config.yaml")
+    again = servopt("cli", "exp", "--yaml_path", str(config), "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout) == json.loads(first.stdout)

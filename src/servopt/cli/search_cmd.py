@@ -84,7 +84,13 @@ def _run_and_report(
     if save_dir is not None:
         from servopt.report.save import save_run
 
-        where = save_run(result, doc, Path(save_dir), top_n=top_n)
+        where = save_run(
+            result,
+            doc,
+            Path(save_dir),
+            top_n=top_n,
+            run_options={"max_replica_types": max_replica_types, "composition": composition},
+        )
         if not as_json:
             # The path alone on its line, never wrapped, so that it can be copied.
             err.print("results saved to:")
