@@ -427,10 +427,9 @@ def run_experiments(
 def deployment_files(
     result: RunResult, experiment_name: str, rank: int = 1, image: str | None = None
 ) -> dict:
-    """Engine configs, a DynamoGraphDeployment manifest and run.sh for one top configuration."""
-    import yaml
-
-    from servopt.report import deploy
+    """Engine configs, Kubernetes manifests (Dynamo; plain when it can run without Dynamo) and run.sh
+    for one top configuration."""
+    from servopt.report import deploy, k8s
     from servopt.report.rows import deployment_plan
 
     run = result.run(experiment_name)
@@ -440,6 +439,9 @@ def deployment_files(
         )
     plan = deployment_plan(run, run.top[rank - 1])
     files = deploy.engine_files(plan)
-    files["k8s_deploy.yaml"] = yaml.safe_dump(deploy.dynamo_manifest(plan, image=image), sort_keys=False)
+    files["k8s_deploy.yaml"] = k8s.dynamo_yaml(plan, image=image)
+    plain = k8s.plain_yaml(plan)
+    if plain is not None:
+        files["k8s_plain.yaml"] = plain
     files["run.sh"] = deploy.run_script(plan)
     return files

@@ -2,9 +2,11 @@ import csv
 import json
 import subprocess
 
+import jsonschema
 import yaml
 
 from servopt.config import load_experiments
+from servopt.report.k8s_schema import schema_for
 from servopt.report.save import save_run
 from servopt.report.schema import ResultDoc
 
@@ -31,7 +33,8 @@ def test_save_dir_files_open(qwen8_result, tmp_path):
             update={"backend_version": reloaded.backend_version}
         ).model_dump(exclude={"name"})
         top1 = folder / "top1"
-        yaml.safe_load((top1 / "k8s_deploy.yaml").read_text())
+        for doc in yaml.safe_load_all((top1 / "k8s_deploy.yaml").read_text()):
+            jsonschema.validate(doc, schema_for(doc))
         subprocess.run(["bash", "-n", str(top1 / "run.sh")], check=True)
 
 

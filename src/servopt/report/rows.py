@@ -8,6 +8,8 @@ shapes) lists its first shape in the layout columns and every shape in ``groups`
 
 from __future__ import annotations
 
+import re
+
 
 def _worker_cols(prefix: str, table, row: int) -> dict:
     cand = table.candidates
@@ -106,6 +108,15 @@ def frontier_rows(run) -> list[dict]:
     return out
 
 
+def deployment_name(experiment: str, mode: str) -> str:
+    """A Kubernetes object name (RFC 1123 label, <= 63) for an experiment's deployment; the mode is
+    added only when the experiment's name does not already say it (no ``servopt-agg-agg``)."""
+    words = re.sub(r"[^a-z0-9]+", "-", experiment.lower()).strip("-")
+    if mode not in words.split("-"):
+        words = f"{words}-{mode}" if words else mode
+    return f"servopt-{words}"[:63].rstrip("-")
+
+
 def deployment_plan(run, row: dict):
     """The deployment plan (report.deploy) of one top row."""
     from servopt.report.deploy import DeploymentPlan, WorkerPlan
@@ -135,7 +146,7 @@ def deployment_plan(run, row: dict):
         )
         kv = exp.worker("decode").kvcache_quant_mode
     return DeploymentPlan(
-        name=f"servopt-{exp.name}-{row['mode']}".lower().replace("_", "-"),
+        name=deployment_name(exp.name, row["mode"]),
         model=run.arch.hf_id or exp.model_name,
         backend=exp.backend_name,
         backend_version=row["version"],
