@@ -17,7 +17,7 @@ import csv
 import json
 from pathlib import Path
 
-from servopt.report.html_plot import SERIES_COLORS, pareto_html
+from servopt.report.html_plot import SERIES_COLORS, pareto_html, series_label
 
 
 def _run_dir(doc: dict, save_dir: Path) -> Path:
@@ -57,7 +57,7 @@ def pareto_png(doc: dict, path: Path) -> None:
         color = SERIES_COLORS[i % len(SERIES_COLORS)]
         xs = [p["tokens_per_s_per_user"] for p in pts]
         ys = [p["tokens_per_s_per_gpu"] for p in pts]
-        ax.plot(xs, ys, "-o", color=color, markersize=4, label=f"{e['name']} ({e['serving_mode']})")
+        ax.plot(xs, ys, "-o", color=color, markersize=4, label=series_label(e["name"], e["serving_mode"]))
         for p in pts:
             if p["chosen"]:
                 ax.plot([p["tokens_per_s_per_user"]], [p["tokens_per_s_per_gpu"]], "*", color=color, markersize=16,
