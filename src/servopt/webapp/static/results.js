@@ -108,10 +108,11 @@ function renderBest(result) {
 const COLUMNS = [
   { head: "tokens/s/GPU", value: (r) => r.tokens_per_s_per_gpu },
   { head: "tokens/s/user", value: (r) => r.tokens_per_s_per_user },
-  { head: "TTFT (ms)", value: (r) => r.ttft_ms },
-  { head: "TPOT (ms)", value: (r) => r.tpot_ms },
-  { head: "layout", text: true, value: (r) => r.mode === "agg" ? `${parallel(r)} bs${r.batch_size}`
-    : `${r.prefill_workers}P ${parallel(r, "prefill_")} bs${r.prefill_batch_size} + ` +
+  { head: "TTFT ms", value: (r) => r.ttft_ms },
+  { head: "TPOT ms", value: (r) => r.tpot_ms },
+  // Prefill and decode workers on their own lines (the CLI stacks them the same way when narrow).
+  { head: "layout", text: true, layout: true, value: (r) => r.mode === "agg" ? `${parallel(r)} bs${r.batch_size}`
+    : `${r.prefill_workers}P ${parallel(r, "prefill_")} bs${r.prefill_batch_size}\n` +
       `${r.decode_workers}D ${parallel(r, "decode_")} bs${r.decode_batch_size}` },
   { head: "replicas", value: (r) => `${r.replicas}×${r.gpus_per_replica}` },
   { head: "GPUs used", wide: true, value: (r) => r.total_gpus_used },
@@ -132,10 +133,10 @@ function renderTables(id, result) {
       host.append(card);
       continue;
     }
-    const cls = (c) => [c.text ? "text" : "", c.wide ? "wide" : ""].join(" ").trim();
+    const cls = (c) => [c.text ? "text" : "", c.wide ? "wide" : "", c.layout ? "layout" : ""].join(" ").trim();
     const head = el("tr", {}, el("th", { text: "rank" }),
       ...COLUMNS.map((c) => el("th", { class: cls(c), text: c.head })),
-      el("th", { class: "text", text: "deployment" }));
+      el("th", { class: "text", text: "files" }));
     const body = rows.map((row, i) => {
       const rank = Number.isInteger(row.rank) ? row.rank : i + 1;
       const button = el("button", { type: "button", text: "configs" });
