@@ -91,10 +91,6 @@ def _run_and_report(
             top_n=top_n,
             run_options={"max_replica_types": max_replica_types, "composition": composition},
         )
-        if not as_json:
-            # The path alone on its line, never wrapped, so that it can be copied.
-            err.print("results saved to:")
-            err.print(str(where), soft_wrap=True, markup=False, highlight=False)
     if as_json:
         typer.echo(json.dumps(doc, default=str))
     else:
@@ -106,6 +102,11 @@ def _run_and_report(
         # Piped output keeps whole table rows unless COLUMNS says otherwise (a terminal gets its own width).
         wide = sys.stdout.isatty() or "COLUMNS" in os.environ
         print_report(doc, Console(width=None if wide else 240), top_n=top_n)
+        if save_dir is not None:
+            # Last, so it is what the user sees; the path alone on its line, never wrapped, so
+            # that it can be copied.
+            err.print("results saved to:")
+            err.print(str(where), soft_wrap=True, markup=False, highlight=False)
     if not aot_active:
         build_kernels_in_background(cache_root)
 

@@ -1,9 +1,9 @@
 """The terminal report of a run: the verdict, the deployment it names, top-N tables, Pareto plot.
 
 Everything fits the console's width (80 columns and up): a table drops its least important
-columns first (experiment name when it only repeats the mode, memory, request latency, req/s,
-concurrency, ...), then stacks a disaggregated layout onto two lines; rank, tokens/s/gpu,
-tokens/s/user, TTFT and TPOT always stay. What was dropped is named under the table.
+columns first (memory, request latency, req/s, concurrency, GPUs, the experiment name), then
+stacks a disaggregated layout onto two lines, then drops the replica shape and the layout; rank,
+tokens/s/gpu, tokens/s/user, TTFT and TPOT always stay. What was dropped is named under the table.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def _mem_pd(row: dict) -> str:
 
 
 def _table(rows: list[dict], cols: list[Column], title: str) -> Table:
-    table = Table(title=title, header_style="bold", box=box.SIMPLE_HEAD, title_justify="left")
+    table = Table(title=title, header_style="bold", box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
     for col in cols:
         table.add_column(col.head, justify="left" if col.head == "layout" else "right", no_wrap=True)
     for row in rows:
@@ -116,13 +116,16 @@ def top_table(rows: list[dict], mode: str, width: int = 240) -> Table:
         table = _table(rows, cols, title)
         if console.measure(table).maximum <= width:
             break
-        optional = [c for c in cols if c.drop_rank > 1]
+        # Secondary figures go first; then a disagg layout stacks its prefill and decode workers
+        # on two lines; then the replica shape goes, and last the layout.
+        optional = [c for c in cols if c.drop_rank > 2]
+        shape_cols = [c for c in cols if 0 < c.drop_rank <= 2]
         if optional:
             kept.discard(max(optional, key=lambda c: c.drop_rank).head)
         elif mode == "disagg" and not stacked:
-            stacked = True  # prefill and decode workers on two lines
-        elif "layout" in kept:
-            kept.discard("layout")
+            stacked = True
+        elif shape_cols:
+            kept.discard(max(shape_cols, key=lambda c: c.drop_rank).head)
         else:
             break  # only the five columns that always stay: the console is narrower than they are
     hidden = [h for h in all_heads if h not in kept]
