@@ -445,3 +445,23 @@ def deployment_files(
         files["k8s_plain.yaml"] = plain
     files["run.sh"] = deploy.run_script(plan)
     return files
+
+
+def packed_deployment_files(result: RunResult, experiment_name: str, image: str | None = None) -> dict:
+    """The packed deployment of an experiment (its replica shapes side by side): each shape's
+    engine configs and run script under ``g<i>/``, and one Kubernetes graph for all of them."""
+    from servopt.report import deploy, k8s
+    from servopt.report.rows import deployment_name, packed_plans
+
+    run = result.run(experiment_name)
+    if run.mode is None:
+        raise ServoptError("experiment", experiment_name, "has no feasible deployment")
+    row = run.row(run.mode.packed)
+    plans = packed_plans(run, row)
+    files = {}
+    for i, plan in enumerate(plans, start=1):
+        files.update({f"g{i}/{name}": text for name, text in deploy.engine_files(plan).items()})
+        files[f"g{i}/run.sh"] = deploy.run_script(plan)
+    name = deployment_name(run.experiment.name, row["mode"])
+    files["k8s_deploy.yaml"] = k8s.packed_yaml(name, plans, image)
+    return files

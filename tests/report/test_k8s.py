@@ -147,3 +147,42 @@ def test_schema_rejects_the_old_api_shape():
 )  # fmt: skip
 def test_deployment_names_are_kubernetes_names(experiment, mode, name):
     assert deployment_name(experiment, mode) == name
+
+
+@pytest.fixture(scope="module")
+def packed_result():
+    """Qwen3-32B on 3 H200: identical agg replicas leave a GPU idle; the packed deployment uses all 3."""
+    from servopt.config import default_experiments
+    from servopt.pipeline import run_experiments
+
+    return run_experiments(default_experiments("QWEN3_32B", 3, "h200_sxm"))
+
+
+def test_packed_deployment_is_one_valid_graph_with_a_component_per_shape(packed_result, tmp_path):
+    from servopt.pipeline import packed_deployment_files
+    from servopt.report.save import save_run
+
+    doc = packed_result.to_json()
+    verdict = doc["verdict"]
+    assert verdict["deploy"] == "packed"
+    files = packed_deployment_files(packed_result, verdict["experiment"])
+    docs = list(yaml.safe_load_all(files["k8s_deploy.yaml"]))
+    _validate(docs)
+    *maps, dgd = docs
+    assert unique_component_names(dgd)
+    groups = doc["best"]["packed"]["groups"]
+    workers = [c for c in dgd["spec"]["components"] if c["type"] != "frontend"]
+    assert len(workers) == len(groups) == len(maps)
+    gpus = sum(c["replicas"] * int(c["podTemplate"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"])
+               for c in workers)  # fmt: skip
+    assert gpus == doc["best"]["packed"]["total_gpus_used"] == 3
+    for i, (c, cm) in enumerate(zip(workers, maps, strict=True), start=1):
+        pod = c["podTemplate"]["spec"]
+        assert pod["volumes"][0]["configMap"]["name"] == cm["metadata"]["name"]
+        path = pod["containers"][0]["args"][pod["containers"][0]["args"].index("--extra-engine-args") + 1]
+        assert path == f"{pod['containers'][0]['volumeMounts'][0]['mountPath']}/agg_config.yaml"
+        assert f"g{i}/agg_config.yaml" in files
+    root = save_run(packed_result, doc, tmp_path, top_n=1)
+    packed = root / verdict["experiment"] / "packed"
+    assert (packed / "k8s_deploy.yaml").read_text() == files["k8s_deploy.yaml"]
+    assert (packed / "g1" / "run.sh").stat().st_mode & 0o111

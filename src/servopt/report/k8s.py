@@ -30,6 +30,7 @@ from servopt.report.deploy import (
     worker_command,
 )
 from servopt.report.k8s_schema import DYNAMO_API_VERSION
+from servopt.report.verdict import plural
 
 # The Dynamo release whose CRD and worker flags these manifests target (its runtime images).
 DYNAMO_RELEASE = "1.2.0-post.1"
@@ -94,11 +95,16 @@ def config_map(plan: DeploymentPlan) -> dict | None:
     }
 
 
-def _worker_component(plan: DeploymentPlan, w: WorkerPlan, image: str) -> dict:
+def _worker_component(plan: DeploymentPlan, w: WorkerPlan, image: str, group: int | None = None) -> dict:
+    """One worker kind; ``group`` (packed deployments) suffixes its name and mounts that group's
+    engine configs at ``/config/g<group>``."""
     prefix = _COMPONENT_NAMES[plan.backend]
     name = f"{prefix}Worker" if w.role == "agg" else f"{prefix}{w.role.capitalize()}Worker"
+    config_dir = CONFIG_DIR
+    if group is not None:
+        name, config_dir = f"{name}-g{group}", f"{CONFIG_DIR}/g{group}"
     nodes = _node_count(w.gpus_per_worker)
-    cmd = worker_command(plan, w, CONFIG_DIR)
+    cmd = worker_command(plan, w, config_dir)
     container: dict = {
         "name": "main",
         "image": image,
@@ -109,7 +115,7 @@ def _worker_component(plan: DeploymentPlan, w: WorkerPlan, image: str) -> dict:
     }
     pod: dict = {"containers": [container]}
     if plan.backend == "trtllm":
-        container["volumeMounts"] = [{"name": CONFIG_VOLUME, "mountPath": CONFIG_DIR, "readOnly": True}]
+        container["volumeMounts"] = [{"name": CONFIG_VOLUME, "mountPath": config_dir, "readOnly": True}]
         pod["volumes"] = [{"name": CONFIG_VOLUME, "configMap": {"name": config_map_name(plan)}}]
     component = {
         "name": name,
@@ -144,6 +150,44 @@ def dynamo_manifest(plan: DeploymentPlan, image: str | None = None) -> dict:
             "components": [frontend, *(_worker_component(plan, w, image) for w in plan.workers)],
         },
     }
+
+
+def packed_manifest(name: str, plans: list[DeploymentPlan], image: str | None = None) -> dict:
+    """One ``DynamoGraphDeployment`` for a packed deployment: a frontend and, per replica shape
+    (one plan each), its worker components, suffixed ``-g1``, ``-g2``...; every worker serves the
+    same model, so the frontend routes across all of them."""
+    first = plans[0]
+    doc = dynamo_manifest(first, image)
+    doc["metadata"]["name"] = name
+    doc["metadata"]["labels"]["app.kubernetes.io/name"] = name
+    image = image or dynamo_image(first)
+    doc["spec"]["components"] = doc["spec"]["components"][:1] + [
+        _worker_component(plan, w, image, group=i)
+        for i, plan in enumerate(plans, start=1)
+        for w in plan.workers
+    ]
+    return doc
+
+
+def packed_yaml(name: str, plans: list[DeploymentPlan], image: str | None = None) -> str:
+    """``k8s_deploy.yaml`` of a packed deployment: each shape's ConfigMap, then one graph."""
+    first = plans[0]
+    shapes = ", ".join(
+        f"g{i} {plural(p.replicas, 'replica')} x "
+        f"{plural(sum(w.workers_per_replica * w.gpus_per_worker for w in p.workers), 'GPU')}"
+        for i, p in enumerate(plans, start=1)
+    )
+    header = [
+        f"servopt: packed {first.mode} deployment of {first.model}: {shapes}",
+        f"Targets Dynamo {DYNAMO_RELEASE}: DynamoGraphDeployment {DYNAMO_API_VERSION} (spec.components).",
+        f"Predicted for {first.backend} {first.backend_version}; the image ships the engine version of its",
+        "Dynamo release (Dynamo's support matrix): use an image with the predicted one.",
+        "Apply:",
+        f"  kubectl create secret generic {HF_TOKEN_SECRET} --from-literal=HF_TOKEN=<token> -n <namespace>",
+        "  kubectl apply -n <namespace> -f k8s_deploy.yaml",
+    ]
+    maps = [cm for cm in (config_map(p) for p in plans) if cm is not None]
+    return _yaml(header, [*maps, packed_manifest(name, plans, image)])
 
 
 def dynamo_documents(plan: DeploymentPlan, image: str | None = None) -> list[dict]:

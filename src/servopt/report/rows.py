@@ -9,6 +9,7 @@ shapes) lists its first shape in the layout columns and every shape in ``groups`
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 
 def _worker_cols(prefix: str, table, row: int) -> dict:
@@ -115,6 +116,18 @@ def deployment_name(experiment: str, mode: str) -> str:
     if mode not in words.split("-"):
         words = f"{words}-{mode}" if words else mode
     return f"servopt-{words}"[:63].rstrip("-")
+
+
+def packed_plans(run, row: dict) -> list:
+    """One deployment plan per replica shape of a packed row (a row without groups: one plan)."""
+    groups = row.get("groups") or [row]
+    base = deployment_name(run.experiment.name, row["mode"])
+    plans = []
+    for i, group in enumerate(groups, start=1):
+        shape = {**row, **group, "mode": row["mode"], "version": row["version"]}
+        plan = deployment_plan(run, shape)
+        plans.append(plan if len(groups) == 1 else replace(plan, name=f"{base}-g{i}"[:63]))
+    return plans
 
 
 def deployment_plan(run, row: dict):

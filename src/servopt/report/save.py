@@ -9,6 +9,8 @@
     config.yaml                 every experiment, resolved and pinned: ``cli exp --yaml_path`` reruns it
     <experiment>/config.yaml    the resolved experiment (defaults, profiles, backend version used)
     <experiment>/top<k>/        deployment configs of the k-th configuration
+    <experiment>/packed/        when the verdict says packed: one g<i>/ per replica shape and one
+                                k8s_deploy.yaml for all of them
 """
 
 from __future__ import annotations
@@ -103,7 +105,7 @@ def _rerun_header(*, top_n: int, max_replica_types: int = 2, composition: str = 
 def save_run(result, doc: dict, save_dir: Path, *, top_n: int, run_options: dict | None = None) -> Path:
     """Write the run's files; returns the run folder. ``run_options``: max_replica_types and
     composition, recorded beside the experiments."""
-    from servopt.pipeline import deployment_files
+    from servopt.pipeline import deployment_files, packed_deployment_files
 
     root = _run_dir(doc, save_dir)
     (root / "result.json").write_text(json.dumps(doc, indent=2, default=str))
@@ -122,9 +124,16 @@ def save_run(result, doc: dict, save_dir: Path, *, top_n: int, run_options: dict
         _write_csv(folder / "pareto.csv", edoc["pareto"])
         _write_csv(folder / "best_configs.csv", edoc["top"])
         for rank in range(1, min(top_n, len(run.top)) + 1):
-            top = folder / f"top{rank}"
-            top.mkdir()
-            for name, text in deployment_files(result, run.name, rank).items():
-                (top / name).write_text(text)
-            (top / "run.sh").chmod(0o755)
+            _write_files(folder / f"top{rank}", deployment_files(result, run.name, rank))
+        if doc["verdict"]["deploy"] == "packed" and doc["verdict"]["experiment"] == run.name:
+            _write_files(folder / "packed", packed_deployment_files(result, run.name))
     return root
+
+
+def _write_files(folder: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        if path.name == "run.sh":
+            path.chmod(0o755)
