@@ -96,10 +96,11 @@ def list_cmd(
     if as_json:
         typer.echo(json.dumps({"systems": overview, "databases": details}, indent=2))
         return
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console(width=160)
+    from servopt.cli.output import stdout_console
+
+    console = stdout_console(160)
     table = Table(title="servopt perf databases", title_justify="left")
     for col in ("system", "data", "backend", "versions (current/previous/next)"):
         table.add_column(col)

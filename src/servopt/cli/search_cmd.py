@@ -94,14 +94,10 @@ def _run_and_report(
     if as_json:
         typer.echo(json.dumps(doc, default=str))
     else:
-        import os
-        import sys
-
+        from servopt.cli.output import stdout_console
         from servopt.report.tables import print_report
 
-        # Piped output keeps whole table rows unless COLUMNS says otherwise (a terminal gets its own width).
-        wide = sys.stdout.isatty() or "COLUMNS" in os.environ
-        print_report(doc, Console(width=None if wide else 240), top_n=top_n)
+        print_report(doc, stdout_console(240), top_n=top_n)
         if save_dir is not None:
             # Last, so it is what the user sees; the path alone on its line, never wrapped, so
             # that it can be copied.
