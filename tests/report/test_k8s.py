@@ -186,3 +186,14 @@ def test_packed_deployment_is_one_valid_graph_with_a_component_per_shape(packed_
     packed = root / verdict["experiment"] / "packed"
     assert (packed / "k8s_deploy.yaml").read_text() == files["k8s_deploy.yaml"]
     assert (packed / "g1" / "run.sh").stat().st_mode & 0o111
+
+
+def test_a_newline_in_the_model_path_stays_inside_the_comment():
+    from dataclasses import replace
+
+    plan = replace(_plan("vllm", "agg"), model="/models/x\napiVersion: v1")
+    for text, first in ((k8s.dynamo_yaml(plan), DYNAMO_API_VERSION), (k8s.plain_yaml(plan), "apps/v1")):
+        lines = text.splitlines()
+        body = next(i for i, line in enumerate(lines) if not line.startswith("#"))
+        assert lines[body] == f"apiVersion: {first}"  # the header did not leak a line of YAML
+        _validate(list(yaml.safe_load_all(text)))

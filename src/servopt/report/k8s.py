@@ -275,9 +275,14 @@ _Dumper.add_representer(
 )
 
 
+def _comment(text: str) -> str:
+    # A newline in a model path would end the comment and turn the rest into YAML.
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
 def _yaml(header: list[str], docs: list[dict]) -> str:
     body = yaml.dump_all(docs, Dumper=_Dumper, sort_keys=False, default_flow_style=False)
-    return "".join(f"# {line}\n" if line else "#\n" for line in header) + body
+    return "".join(f"# {_comment(line)}\n" if line else "#\n" for line in header) + body
 
 
 def dynamo_yaml(plan: DeploymentPlan, image: str | None = None) -> str:
