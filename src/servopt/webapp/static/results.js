@@ -72,7 +72,7 @@ function workerLines(row, mode) {
 }
 
 // The deployment the verdict names, as what to run: replicas, workers per replica, predicted figures.
-function renderBest(result) {
+function renderBest(id, result) {
   const best = result.best;
   const box = $("#best");
   box.replaceChildren();
@@ -101,7 +101,15 @@ function renderBest(result) {
   const grid = el("div", { class: "kv" });
   for (const [name, value] of figures) grid.append(el("div", {}, el("span", { text: name }), value));
   box.append(el("h3", { text: "Predicted" }), grid);
-  box.append(el("p", { class: "hint", text: "Engine configs and Kubernetes manifests: the \"configs\" button of a table row." }));
+  if (packed) {
+    const button = el("button", { type: "button", text: "configs of this packed deployment" });
+    const files = el("div", { class: "files" });
+    button.addEventListener("click", () => showFiles(files, `/api/searches/${id}/packed-deployment?` +
+      `experiment=${encodeURIComponent(result.verdict.experiment)}`, `Packed deployment — ${result.verdict.experiment}`));
+    box.append(el("p", {}, button), files);
+  }
+  box.append(el("p", { class: "hint", text: "Engine configs and Kubernetes manifests of identical replicas: " +
+    "the \"configs\" button of a table row." }));
 }
 
 // The table columns, most important first; columns marked "wide" are hidden on narrow screens.
@@ -153,13 +161,17 @@ function renderTables(id, result) {
 }
 
 async function showDeployment(id, experiment, rank, card) {
-  const box = card.querySelector(".files");
   const query = `experiment=${encodeURIComponent(experiment)}&rank=${rank}`;
-  const { ok, data } = await api("GET", `/api/searches/${id}/deployment?${query}`);
+  await showFiles(card.querySelector(".files"), `/api/searches/${id}/deployment?${query}`,
+    `Deployment configs — ${experiment}, rank ${rank}`);
+}
+
+async function showFiles(box, url, title) {
+  const { ok, data } = await api("GET", url);
   box.replaceChildren();
   if (!ok) { box.append(el("p", { class: "error", text: data.detail })); return; }
-  const zip = el("a", { href: `/api/searches/${id}/deployment?${query}&format=zip`, download: "", text: "Download all (zip)" });
-  box.append(el("h3", { text: `Deployment configs — ${experiment}, rank ${rank}` }), zip);
+  const zip = el("a", { href: `${url}&format=zip`, download: "", text: "Download all (zip)" });
+  box.append(el("h3", { text: title }), zip);
   for (const [name, text] of Object.entries(data.files)) {
     box.append(el("details", {}, el("summary", { text: name }), el("pre", { text })));
   }
@@ -240,7 +252,7 @@ export function showResult(id, result) {
   chart.last = { label: `run ${chart.runCount}`, pareto: result.pareto, experiments: result.experiments };
   $("#results").hidden = false;
   renderVerdict(result);
-  renderBest(result);
+  renderBest(id, result);
   $("#download-csv").href = `/api/searches/${id}/result.csv`;
   $("#download-json").href = `/api/searches/${id}/result.json`;
   renderChart(result);
