@@ -1,12 +1,18 @@
 """Shared fixtures: one small real search (Qwen3-32B on 8 H200, the seed's SLA), run once per session."""
 
 import os
+import tempfile
 
 import pytest
 
 # CLI runs inside the tests stay on numba's JIT and start no background AOT builds;
 # tests/kernels/test_aot.py builds and checks the AOT module explicitly.
 os.environ["SERVOPT_AOT"] = "0"
+# No test reaches the Hugging Face Hub or reads the user's cache: an empty cache, offline. Set before
+# huggingface_hub is imported (it reads these once); subprocesses inherit them.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="servopt-tests-hf-")
+os.environ.pop("HF_HUB_CACHE", None)
 
 
 @pytest.fixture(scope="session")

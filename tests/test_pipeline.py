@@ -70,8 +70,8 @@ def test_deployment_files_carry_the_chosen_layout(qwen8_result):
     for run in result.feasible:
         row = run.top[0]
         files = deployment_files(result, run.name, 1)
-        manifest = yaml.safe_load(files["k8s_deploy.yaml"])
-        services = manifest["spec"]["services"]
+        *_, manifest = yaml.safe_load_all(files["k8s_deploy.yaml"])
+        services = {c["name"]: c for c in manifest["spec"]["components"]}
         if row["mode"] == "agg":
             cfg = yaml.safe_load(files["agg_config.yaml"])
             assert cfg["tensor_parallel_size"] == row["tp"] * row["dp"]

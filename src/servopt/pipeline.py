@@ -118,7 +118,11 @@ class RunResult:
         for rows in by_mode.values():
             rows.sort(key=lambda row: -row["tokens_per_s_per_gpu"])
         pareto = [p for r in self.feasible for p in frontier_rows(r)]
-        return {"best": best, **by_mode, "pareto": pareto, "experiments": experiments}
+        from servopt.report.verdict import verdict
+
+        doc = {"best": best, **by_mode, "pareto": pareto, "experiments": experiments}
+        doc["verdict"] = verdict(doc)
+        return doc
 
 
 def _counters(c) -> dict:
@@ -423,10 +427,9 @@ def run_experiments(
 def deployment_files(
     result: RunResult, experiment_name: str, rank: int = 1, image: str | None = None
 ) -> dict:
-    """Engine configs, a DynamoGraphDeployment manifest and run.sh for one top configuration."""
-    import yaml
-
-    from servopt.report import deploy
+    """Engine configs, Kubernetes manifests (Dynamo; plain when it can run without Dynamo) and run.sh
+    for one top configuration."""
+    from servopt.report import deploy, k8s
     from servopt.report.rows import deployment_plan
 
     run = result.run(experiment_name)
@@ -436,6 +439,29 @@ def deployment_files(
         )
     plan = deployment_plan(run, run.top[rank - 1])
     files = deploy.engine_files(plan)
-    files["k8s_deploy.yaml"] = yaml.safe_dump(deploy.dynamo_manifest(plan, image=image), sort_keys=False)
+    files["k8s_deploy.yaml"] = k8s.dynamo_yaml(plan, image=image)
+    plain = k8s.plain_yaml(plan)
+    if plain is not None:
+        files["k8s_plain.yaml"] = plain
     files["run.sh"] = deploy.run_script(plan)
+    return files
+
+
+def packed_deployment_files(result: RunResult, experiment_name: str, image: str | None = None) -> dict:
+    """The packed deployment of an experiment (its replica shapes side by side): each shape's
+    engine configs and run script under ``g<i>/``, and one Kubernetes graph for all of them."""
+    from servopt.report import deploy, k8s
+    from servopt.report.rows import deployment_name, packed_plans
+
+    run = result.run(experiment_name)
+    if run.mode is None:
+        raise ServoptError("experiment", experiment_name, "has no feasible deployment")
+    row = run.row(run.mode.packed)
+    plans = packed_plans(run, row)
+    files = {}
+    for i, plan in enumerate(plans, start=1):
+        files.update({f"g{i}/{name}": text for name, text in deploy.engine_files(plan).items()})
+        files[f"g{i}/run.sh"] = deploy.run_script(plan)
+    name = deployment_name(run.experiment.name, row["mode"])
+    files["k8s_deploy.yaml"] = k8s.packed_yaml(name, plans, image)
     return files

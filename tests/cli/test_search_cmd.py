@@ -47,13 +47,41 @@ def test_default_table_output_lists_best_top_and_frontier():
     out = servopt("cli", "default", "--model", "QWEN3_32B", "--total_gpus", "8", "--system", "h200_sxm")
     assert out.returncode == 0, out.stderr
     for text in (
-        "Best:",
+        "Verdict",
+        "Deploy ",
         "agg top configurations",
         "disagg top configurations",
         "Pareto frontier",
-        "GPUs used",
     ):
         assert text in out.stdout
+
+
+def test_usage_errors_are_one_servopt_line():
+    """Typer's own validation (types, ranges, unknown and missing flags) speaks servopt's style."""
+    base = ["cli", "default", "--model", "QWEN3_32B", "--system", "h200_sxm"]
+    for args, line in (
+        (["--total_gpus", "abc"], "error: --total_gpus: 'abc' is not a valid integer"),
+        (["--total_gpus", "70000"], "error: --total_gpus: 70000 is not in the range 1<=x<=65536"),
+        (["--total_gpus", "8", "--top_m", "2"], "error: --top_m: no such option (did you mean --top_n"),
+        (["--total_gpus", "8", "--isl"], "error: --isl: requires a value"),
+    ):
+        out = servopt(*base, *args)
+        assert out.returncode == 2
+        assert out.stderr.startswith(line), out.stderr
+        assert "Usage:" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    out = servopt("cli", "default", "--total_gpus", "8", "--system", "h200_sxm")
+    assert out.returncode == 2 and out.stderr.startswith("error: --model: required")
+
+
+def test_help_describes_every_option_and_lists_choices():
+    out = servopt("cli", "default", "--help")
+    assert out.returncode == 0
+    for needle in ("h200_sxm", "trtllm, sglang, vllm", "1 to 65536", "Hugging Face"):
+        assert needle in " ".join(out.stdout.split()), needle
+    estimate = servopt("cli", "estimate", "--help").stdout
+    model_help = "Hugging Face id (e.g. Qwen/Qwen3-32B"
+    assert model_help in " ".join(estimate.split()) and model_help in " ".join(out.stdout.split())
+    assert "fp8_block" in " ".join(estimate.split())
 
 
 def test_infeasible_sla_exits_1_with_reason():
@@ -127,3 +155,13 @@ def test_cpsat_composition_engine_gives_the_same_answer():
     a, b = json.loads(menu.stdout)["best"], json.loads(cpsat.stdout)["best"]
     assert b["tokens_per_s_per_gpu"] == pytest.approx(a["tokens_per_s_per_gpu"], rel=1e-12)
     assert b["mode"] == a["mode"]
+
+
+def test_saved_config_yaml_reruns_with_cli_exp(tmp_path):
+    first = servopt("cli", "default", "--model", "QWEN3_32B", "--total_gpus", "8", "--system", "h200_sxm",
+                    "--json", "--save_dir", str(tmp_path))  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    (config,) = tmp_path.glob("*/config.yaml")
+    again = servopt("cli", "exp", "--yaml_path", str(config), "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout) == json.loads(first.stdout)

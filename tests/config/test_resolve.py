@@ -160,7 +160,7 @@ def test_wide_ep_swaps_in_the_large_ep_ladders(fake_catalog):
         ("  osl: 1\n", {}, "e.osl: 1: must be >= 2"),
         ("  ttft: .nan\n", {}, "e.ttft: nan: must be a finite number"),
         ("  model_path: x\n", {}, "unknown key (did you mean model_name?)"),
-        ("", {"gpus": 2**20 + 1}, "e.total_gpus: 1048577: must be <= 1048576"),
+        ("", {"gpus": 65_537}, "e.total_gpus: 65537: must be <= 65536"),
     ],
 )
 def test_problem_messages(body, kwargs, expected, fake_catalog):

@@ -7,12 +7,12 @@ import yaml
 from servopt.report.deploy import (
     DeploymentPlan,
     WorkerPlan,
-    dynamo_manifest,
     engine_files,
     max_num_tokens,
     run_script,
     trtllm_engine_config,
 )
+from servopt.report.k8s import dynamo_manifest
 
 
 def _disagg(backend="trtllm", nextn=0):
@@ -52,11 +52,13 @@ def test_trtllm_engine_configs_carry_the_chosen_layout():
 def test_dynamo_manifest_counts_workers_across_replicas():
     doc = yaml.safe_load(yaml.safe_dump(dynamo_manifest(_disagg())))
     assert doc["kind"] == "DynamoGraphDeployment"
-    services = doc["spec"]["services"]
-    assert services["TRTLLMPrefillWorker"]["replicas"] == 12  # 3 per replica x 4 replicas
-    assert services["TRTLLMDecodeWorker"]["replicas"] == 4
-    assert services["TRTLLMDecodeWorker"]["resources"]["limits"]["gpu"] == "8"
-    assert services["TRTLLMPrefillWorker"]["subComponentType"] == "prefill"
+    components = {c["name"]: c for c in doc["spec"]["components"]}
+    prefill, decode = components["TRTLLMPrefillWorker"], components["TRTLLMDecodeWorker"]
+    assert prefill["replicas"] == 12  # 3 per replica x 4 replicas
+    assert decode["replicas"] == 4
+    (main,) = decode["podTemplate"]["spec"]["containers"]
+    assert main["name"] == "main" and main["resources"]["limits"]["nvidia.com/gpu"] == "8"
+    assert prefill["type"] == "prefill" and decode["type"] == "decode"
 
 
 @pytest.mark.parametrize("backend", ["vllm", "sglang"])

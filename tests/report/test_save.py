@@ -2,9 +2,11 @@ import csv
 import json
 import subprocess
 
+import jsonschema
 import yaml
 
 from servopt.config import load_experiments
+from servopt.report.k8s_schema import schema_for
 from servopt.report.save import save_run
 from servopt.report.schema import ResultDoc
 
@@ -24,11 +26,15 @@ def test_save_dir_files_open(qwen8_result, tmp_path):
         assert float(rows[0]["tokens_per_s_per_gpu"]) > 0 and rows[0]["rank"] == "1"
         with (folder / "pareto.csv").open() as fh:
             assert len(list(csv.DictReader(fh))) == len(run.mode.frontier)
-        # The resolved config reproduces the experiment.
+        # The resolved config reproduces the experiment, with the backend version it used written in.
         (reloaded,) = load_experiments(folder / "config.yaml")
-        assert reloaded.model_dump(exclude={"name"}) == exp.model_dump(exclude={"name"})
+        assert exp.backend_version is None and reloaded.backend_version == run.versions[exp.roles[0]]
+        assert reloaded.model_dump(exclude={"name"}) == exp.model_copy(
+            update={"backend_version": reloaded.backend_version}
+        ).model_dump(exclude={"name"})
         top1 = folder / "top1"
-        yaml.safe_load((top1 / "k8s_deploy.yaml").read_text())
+        for doc in yaml.safe_load_all((top1 / "k8s_deploy.yaml").read_text()):
+            jsonschema.validate(doc, schema_for(doc))
         subprocess.run(["bash", "-n", str(top1 / "run.sh")], check=True)
 
 
@@ -38,3 +44,19 @@ def test_second_save_gets_its_own_folder(qwen8_result, tmp_path):
     a = save_run(result, doc, tmp_path, top_n=1)
     b = save_run(result, doc, tmp_path, top_n=1)
     assert a != b and a.parent == b.parent
+
+
+def test_saved_config_reruns_to_the_same_answer(qwen8_result, tmp_path):
+    """The run folder's config.yaml pins every resolved value; running it again gives the same
+    document (winner, verdict, tables, frontier) as the run that wrote it."""
+    from servopt.pipeline import run_experiments
+
+    _, result = qwen8_result
+    doc = result.to_json()
+    root = save_run(result, doc, tmp_path, top_n=5)
+    text = (root / "config.yaml").read_text()
+    assert "backend_version: null" not in text and "--max_replica_types 2" in text
+    reloaded = load_experiments(root / "config.yaml")
+    assert [e.name for e in reloaded] == [r.name for r in result.runs]
+    again = run_experiments(reloaded).to_json()
+    assert json.dumps(again, sort_keys=True, default=str) == json.dumps(doc, sort_keys=True, default=str)

@@ -1,7 +1,8 @@
 """A stand-in for ``servopt.pipeline`` in the web app's tests (imported by the worker process).
 
 It honours the pipeline contract (``run_experiments(experiments, *, progress, top_n) -> RunResult``
-with ``to_json()``, and ``deployment_files(result, experiment_name, rank)``) with figures derived
+with ``to_json()``, ``deployment_files(result, experiment_name, rank)`` and
+``packed_deployment_files(result, experiment_name)``) with figures derived
 deterministically from each experiment, so the API, queue and page can be tested without the solver.
 ``FAKE_PIPELINE_MODE`` picks a misbehaviour: ``ok`` (default), ``slow`` (sleeps
 ``FAKE_PIPELINE_DELAY_S`` per search), ``hang``, ``crash`` (the process dies), ``bug`` (an
@@ -81,6 +82,17 @@ class FakeRunResult:
             out["pareto"].extend(pareto)
             out[exp.serving_mode].extend(top)
         out["best"] = max((e["best"] for e in out["experiments"]), key=lambda r: r["tokens_per_s_per_gpu"])
+        winner = next(e["name"] for e in out["experiments"] if e["best"] is out["best"])
+        # Budgets that are not a power of two leave GPUs for a second replica shape: packed wins.
+        packed = self.experiments[0].total_gpus & (self.experiments[0].total_gpus - 1) != 0
+        out["verdict"] = {
+            "deploy": "packed" if packed else "identical",
+            "experiment": winner,
+            "mode": out["best"]["mode"],
+            "headline": f"Deploy {winner} as {'packed' if packed else 'identical'} replicas",
+            "why": ["fake"],
+            "alternative": None,
+        }
         return out
 
 
@@ -112,4 +124,13 @@ def deployment_files(result, experiment_name, rank):
     return {
         "run.sh": f"#!/bin/sh\n# {exp.model_name} on {exp.system_name}, rank {rank}\n",
         "engine.yaml": f"tensor_parallel_size: {min(exp.total_gpus, 8)}\nmax_batch_size: {8 * rank}\n",
+    }
+
+
+def packed_deployment_files(result, experiment_name):
+    exp = next(e for e in result.experiments if e.name == experiment_name)
+    return {
+        "k8s_deploy.yaml": f"# packed {exp.model_name}\n",
+        "g1/run.sh": "#!/bin/sh\n",
+        "g2/run.sh": "#!/bin/sh\n",
     }

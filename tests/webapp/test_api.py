@@ -372,6 +372,28 @@ def test_deployment_files_of_a_row(client, finished):
     assert again.content == zipped.content  # same input, same bytes
 
 
+def test_packed_deployment_files_when_the_verdict_says_packed(client):
+    response = client.post("/api/searches", json={**DEFAULT_FORM, "total_gpus": 12})
+    done = wait_for(client, response.json()["id"])
+    verdict = done["result"]["verdict"]
+    assert verdict["deploy"] == "packed"
+    url = f"/api/searches/{done['id']}/packed-deployment"
+    body = client.get(url, params={"experiment": verdict["experiment"]}).json()
+    assert set(body["files"]) == {"k8s_deploy.yaml", "g1/run.sh", "g2/run.sh"}
+    zipped = client.get(url, params={"experiment": verdict["experiment"], "format": "zip"})
+    with zipfile.ZipFile(io.BytesIO(zipped.content)) as archive:
+        assert sorted(archive.namelist()) == ["g1/run.sh", "g2/run.sh", "k8s_deploy.yaml"]
+    other = next(e["name"] for e in done["result"]["experiments"] if e["name"] != verdict["experiment"])
+    refused = client.get(url, params={"experiment": other})
+    assert refused.status_code == 422 and "identical replicas" in refused.json()["detail"]
+
+
+def test_no_packed_deployment_when_identical_wins(client, finished):
+    assert finished["result"]["verdict"]["deploy"] == "identical"
+    response = client.get(f"/api/searches/{finished['id']}/packed-deployment", params={"experiment": "agg"})
+    assert response.status_code == 422
+
+
 @pytest.mark.parametrize(
     ("params", "status", "field"),
     [

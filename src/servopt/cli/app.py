@@ -19,10 +19,13 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_show_locals=False,
+    rich_markup_mode=None,
     help="servopt: find the best LLM serving deployment (agg or xPyD disagg) under TTFT/TPOT targets.",
 )
 cli_app = typer.Typer(
-    no_args_is_help=True, help="Search, estimate and simulate: default, exp, estimate, simulate."
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="Search, estimate and simulate: default, exp, estimate, simulate.",
 )
 app.add_typer(cli_app, name="cli")
 cli_app.command("default")(search_cmd.default)
@@ -61,6 +64,38 @@ def main() -> None:
         from typer._click import exceptions as click_exc  # vendored click in typer>=0.26
 
         if isinstance(err, click_exc.ClickException):
-            err.show()
+            print(f"error: {usage_error_line(err)}", file=sys.stderr)
             sys.exit(err.exit_code)
         raise
+
+
+# Click names its parameter types in its messages; servopt's errors name what a value must be.
+_TYPE_WORDS = {"int range": "integer", "float range": "number", "int": "integer", "float": "number"}
+
+
+def usage_error_line(err) -> str:
+    """A Click/Typer usage error in servopt's one-line style: ``--field: 'value': what is allowed``.
+
+    Click says "Usage: ... Try '--help'. Error: Invalid value for '--a' / '--b': 'x' is not a valid
+    int range."; the user gets the same facts as every other servopt error."""
+    from typer._click import exceptions as click_exc
+
+    ctx = getattr(err, "ctx", None)
+    where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    if isinstance(err, click_exc.MissingParameter) and err.param is not None:
+        return f"{err.param.opts[0]}: required{where}"
+    if isinstance(err, click_exc.NoSuchOption):
+        near = f" (did you mean {', '.join(err.possibilities)}?)" if err.possibilities else ""
+        return f"{err.option_name}: no such option{near}{where}"
+    if isinstance(err, click_exc.BadParameter) and err.param is not None:
+        message = err.message
+        for click_word, word in _TYPE_WORDS.items():  # longest first: "int range" before "int"
+            if f"is not a valid {click_word}" in message:
+                message = message.replace(f"is not a valid {click_word}", f"is not a valid {word}")
+                break
+        return f"{err.param.opts[0]}: {message.rstrip('.')}"
+    if isinstance(err, click_exc.BadOptionUsage) and err.option_name:
+        # Click: "Option '--isl' requires an argument." -> "--isl: requires a value".
+        message = err.message.replace(f"Option '{err.option_name}' ", "").replace("an argument", "a value")
+        return f"{err.option_name}: {message.rstrip('.')}{where}"
+    return f"{err.format_message().rstrip('.')}{where}"

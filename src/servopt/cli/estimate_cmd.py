@@ -10,6 +10,8 @@ import json
 
 import typer
 
+from servopt.cli import options
+
 MODES_HELP = (
     "static (prefill + decode), static_ctx (prefill worker), static_gen (decode worker), agg (in-flight)"
 )
@@ -29,12 +31,10 @@ def _parse_rates(text: str | None) -> list[float] | None:
 
 
 def estimate(
-    model: str = typer.Option(
-        ..., "--model", "--model_name", "--model-name", help="Registry name, HF id or config.json path."
-    ),
-    system: str = typer.Option("h200_sxm", "--system", "--system_name", "--system-name"),
-    backend: str = typer.Option("trtllm", "--backend", "--backend_name", "--backend-name"),
-    backend_version: str | None = typer.Option(None, "--backend_version", "--backend-version"),
+    model: str = options.model_option(),
+    system: str = options.system_option("h200_sxm"),
+    backend: str = options.backend_option(),
+    backend_version: str | None = options.backend_version_option(),
     isl: int = typer.Option(4000, "--isl", help="Input sequence length (tokens)."),
     osl: int = typer.Option(1000, "--osl", help="Output sequence length (tokens)."),
     prefix: int = typer.Option(0, "--prefix", help="Cached prefix tokens of the input."),
@@ -44,15 +44,25 @@ def estimate(
     ctx_tokens: int | None = typer.Option(
         None, "--ctx_tokens", "--ctx-tokens", help="agg: context tokens per step (default isl)."
     ),
-    tp: int = typer.Option(1, "--tp"),
-    pp: int = typer.Option(1, "--pp"),
+    tp: int = typer.Option(1, "--tp", help="Attention tensor parallelism."),
+    pp: int = typer.Option(1, "--pp", help="Pipeline parallelism (transformer layers)."),
     dp: int = typer.Option(1, "--dp", help="Attention data parallelism (MoE models)."),
-    moe_tp: int | None = typer.Option(None, "--moe_tp", "--moe-tp"),
-    moe_ep: int | None = typer.Option(None, "--moe_ep", "--moe-ep"),
-    gemm_quant_mode: str | None = typer.Option(None, "--gemm_quant_mode", "--gemm-quant-mode"),
-    moe_quant_mode: str | None = typer.Option(None, "--moe_quant_mode", "--moe-quant-mode"),
-    kvcache_quant_mode: str | None = typer.Option(None, "--kvcache_quant_mode", "--kvcache-quant-mode"),
-    fmha_quant_mode: str | None = typer.Option(None, "--fmha_quant_mode", "--fmha-quant-mode"),
+    moe_tp: int | None = typer.Option(
+        None,
+        "--moe_tp",
+        "--moe-tp",
+        help="MoE tensor parallelism (default: tp*dp / moe_ep, or 1 when both are unset).",
+    ),
+    moe_ep: int | None = typer.Option(
+        None,
+        "--moe_ep",
+        "--moe-ep",
+        help="MoE expert parallelism (default: tp*dp / moe_tp, or tp*dp when both are unset).",
+    ),
+    gemm_quant_mode: str | None = options.quant_option("gemm"),
+    moe_quant_mode: str | None = options.quant_option("moe"),
+    kvcache_quant_mode: str | None = options.quant_option("kvcache"),
+    fmha_quant_mode: str | None = options.quant_option("fmha"),
     nextn: int = typer.Option(0, "--nextn", help="Speculative (MTP) draft tokens per step."),
     nextn_accept_rates: str | None = typer.Option(
         None,
@@ -67,7 +77,7 @@ def estimate(
         "--latency-correction-scale",
         help="Multiplies every op (static modes).",
     ),
-    perf_db: str | None = typer.Option(None, "--perf_db", "--perf-db", help="Perf database cache folder."),
+    perf_db: str | None = options.perf_db_option(),
     sol: bool = typer.Option(
         False, "--sol", help="Roofline (speed-of-light) latencies instead of measured data."
     ),

@@ -52,8 +52,9 @@ def list_cmd(
         typer.echo(json.dumps(rows, indent=2))
         return
 
-    from rich.console import Console
     from rich.table import Table
+
+    from servopt.cli.output import stdout_console
 
     table = Table(title="servopt models", title_justify="left")
     for column, justify in (
@@ -65,7 +66,11 @@ def list_cmd(
         ("active", "right"),
         ("default quant", "left"),
     ):
-        table.add_column(column, justify=justify)
+        # Names and ids are copied into --model: on a narrow terminal they fold onto a second
+        # line rather than end in an ellipsis.
+        table.add_column(
+            column, justify=justify, overflow="fold" if column in ("name", "HF id") else "ellipsis"
+        )
     for arch, row in zip(models, rows, strict=True):
         mark = BUNDLED_MARK if arch.source == "model_configs" else ""
         table.add_row(
@@ -77,7 +82,7 @@ def list_cmd(
             f"{row['active_params_b']:.1f}B",
             _quant_text(arch.quant),
         )
-    console = Console(width=160)
+    console = stdout_console(160)
     console.print(table)
     if any(m.source == "model_configs" for m in models):
         console.print(f"{BUNDLED_MARK} read from aiconfigurator-core's bundled config.json copies")

@@ -8,6 +8,9 @@ from typing import Any
 
 import typer
 
+from servopt.backends import BACKENDS
+from servopt.cli import options
+
 app = typer.Typer(no_args_is_help=True, help="Performance database: list data, query one op.")
 
 PROVENANCE = {-1: "missing", 0: "exact", 1: "interpolated", 2: "edge-corrected", 3: "extrapolated", 4: "sol"}
@@ -93,10 +96,11 @@ def list_cmd(
     if as_json:
         typer.echo(json.dumps({"systems": overview, "databases": details}, indent=2))
         return
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console(width=160)
+    from servopt.cli.output import stdout_console
+
+    console = stdout_console(160)
     table = Table(title="servopt perf databases", title_justify="left")
     for col in ("system", "data", "backend", "versions (current/previous/next)"):
         table.add_column(col)
@@ -135,8 +139,8 @@ def query_cmd(
     assignments: list[str] = typer.Argument(
         None, help="key=value arguments of the op (see the error for names)."
     ),
-    system: str = typer.Option(..., "--system"),
-    backend: str = typer.Option("trtllm", "--backend"),
+    system: str = typer.Option(..., "--system", help=f"GPU system: {', '.join(options.system_names())}."),
+    backend: str = typer.Option("trtllm", "--backend", help=f"Serving engine: {', '.join(BACKENDS)}."),
     version: str = typer.Option(None, "--version", help="Version or slot alias (default: current)."),
     sol: bool = typer.Option(False, "--sol", help="Pure roofline (speed-of-light) latency."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),

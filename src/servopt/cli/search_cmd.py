@@ -8,6 +8,9 @@ from pathlib import Path
 
 import typer
 
+from servopt.cli import options
+from servopt.limits import MAX_TOTAL_GPUS, MIN_TOTAL_GPUS
+
 JSON_HELP = "Print one JSON document on stdout (no tables, no progress)."
 
 
@@ -17,12 +20,23 @@ COMPOSITION_HELP = (
 )
 
 # Options both search commands take (typer reads one declaration per parameter; sharing is fine).
-TOP_N = typer.Option(5, "--top_n", "--top-n", min=1)
+TOP_N = typer.Option(
+    5,
+    "--top_n",
+    "--top-n",
+    min=1,
+    help="Rows per table: the best deployment of each parallel layout (fewer when fewer meet the targets).",
+)
 MAX_REPLICA_TYPES = typer.Option(
     2, "--max_replica_types", "--max-replica-types", min=1, help="Replica shapes in the packed deployment."
 )
-SAVE_DIR = typer.Option(None, "--save_dir", "--save-dir")
-PERF_DB = typer.Option(None, "--perf_db", "--perf-db", help="Perf database cache folder.")
+SAVE_DIR = typer.Option(
+    None,
+    "--save_dir",
+    "--save-dir",
+    help="Also write the results, plots, the resolved config.yaml and deployment files under this folder.",
+)
+PERF_DB = options.perf_db_option()
 COMPOSITION = typer.Option("menu", "--composition", help=COMPOSITION_HELP)
 AS_JSON = typer.Option(False, "--json", help=JSON_HELP)
 VERBOSE = typer.Option(False, "--verbose", "-v", help="Debug logging (enumerated layouts).")
@@ -70,18 +84,25 @@ def _run_and_report(
     if save_dir is not None:
         from servopt.report.save import save_run
 
-        where = save_run(result, doc, Path(save_dir), top_n=top_n)
-        if not as_json:
-            err.print(f"results saved to {where}")
+        where = save_run(
+            result,
+            doc,
+            Path(save_dir),
+            top_n=top_n,
+            run_options={"max_replica_types": max_replica_types, "composition": composition},
+        )
     if as_json:
         typer.echo(json.dumps(doc, default=str))
     else:
-        import sys
-
+        from servopt.cli.output import stdout_console
         from servopt.report.tables import print_report
 
-        # Piped output keeps whole table rows (a terminal gets its own width).
-        print_report(doc, Console(width=None if sys.stdout.isatty() else 240))
+        print_report(doc, stdout_console(240), top_n=top_n)
+        if save_dir is not None:
+            # Last, so it is what the user sees; the path alone on its line, never wrapped, so
+            # that it can be copied.
+            err.print("results saved to:")
+            err.print(str(where), soft_wrap=True, markup=False, highlight=False)
     if not aot_active:
         build_kernels_in_background(cache_root)
 
@@ -93,20 +114,24 @@ def _logging(verbose: bool) -> None:
 
 
 def default(
-    model: str = typer.Option(..., "--model", "--model_name", "--model-name", help="Registry name or HF id."),
-    total_gpus: int = typer.Option(..., "--total_gpus", "--total-gpus", min=1, help="GPU budget."),
-    system: str = typer.Option(..., "--system", "--system_name", "--system-name"),
+    model: str = options.model_option(),
+    total_gpus: int = typer.Option(
+        ..., "--total_gpus", "--total-gpus", min=MIN_TOTAL_GPUS, max=MAX_TOTAL_GPUS, help=options.GPUS_HELP
+    ),
+    system: str = options.system_option(...),
     decode_system: str | None = typer.Option(
-        None, "--decode_system", "--decode-system", "--decode_system_name", help="Decode workers' system."
+        None,
+        "--decode_system",
+        "--decode-system",
+        "--decode_system_name",
+        help="GPU system of the disagg decode workers (default: --system).",
     ),
-    backend: str = typer.Option("trtllm", "--backend", "--backend_name", "--backend-name"),
-    backend_version: str | None = typer.Option(
-        None, "--backend_version", "--backend-version", help="Default: the latest in the perf database."
-    ),
+    backend: str = options.backend_option(),
+    backend_version: str | None = options.backend_version_option(),
     isl: int = typer.Option(4000, "--isl", min=1, help="Input sequence length."),
     osl: int = typer.Option(1000, "--osl", min=2, help="Output sequence length."),
-    ttft: float = typer.Option(1000.0, "--ttft", min=0.0, help="TTFT target, ms."),
-    tpot: float = typer.Option(40.0, "--tpot", min=0.0, help="TPOT target, ms."),
+    ttft: float = typer.Option(1000.0, "--ttft", help="TTFT target in ms (> 0)."),
+    tpot: float = typer.Option(40.0, "--tpot", help="TPOT target in ms (> 0)."),
     top_n: int = TOP_N,
     max_replica_types: int = MAX_REPLICA_TYPES,
     save_dir: str | None = SAVE_DIR,

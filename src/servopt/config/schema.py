@@ -17,11 +17,12 @@ from typing import Annotated, Any, Literal, get_args
 import yaml
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, Strict, create_model
 
+from servopt.backends import Backend
+from servopt.limits import MAX_TOTAL_GPUS
 from servopt.models.arch import FmhaQuant, GemmQuant, KvQuant, MoeQuant
 
 ServingMode = Literal["agg", "disagg"]
 PatchMode = Literal["patch", "replace"]
-Backend = Literal["trtllm", "sglang", "vllm"]
 # Collective payload precision (the peer's CommQuantMode); the seed lists only "half".
 CommQuant = Literal["half", "int8", "fp8"]
 Role = Literal["agg", "prefill", "decode"]
@@ -52,8 +53,7 @@ def _sorted_unique(values: tuple[int, ...]) -> tuple[int, ...]:
 
 # Counts stay below 2**31 so that the product of any two fits in int64 downstream.
 MAX_COUNT = 2**31 - 1
-# A GPU budget far beyond any cluster; it also bounds "any replica size up to the budget".
-MAX_TOTAL_GPUS = 2**20
+# MAX_TOTAL_GPUS (servopt.limits) also bounds "any replica size up to the budget".
 
 PosInt = Annotated[int, Strict(), Field(ge=1, le=MAX_COUNT)]
 NonNegInt = Annotated[int, Strict(), Field(ge=0, le=MAX_COUNT)]

@@ -10,15 +10,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
+from servopt.models.quant_modes import FmhaQuant, GemmQuant, KvQuant, MoeQuant
+
 # dense: GQA transformer (Llama, Qwen3 dense); moe: GQA + routed experts (Qwen3-MoE, Mixtral,
 # GPT-OSS); mla_moe: DeepSeek-style MLA attention + routed/shared experts (DeepSeek-V3/R1, Kimi-K2).
 Family = Literal["dense", "moe", "mla_moe"]
 FAMILIES: tuple[str, ...] = ("dense", "moe", "mla_moe")
-# "float16" is the seed's name for 16-bit (bf16) weights and activations.
-GemmQuant = Literal["float16", "fp8", "fp8_block", "fp8_static", "int8_wo", "int4_wo", "nvfp4", "w4afp8"]
-MoeQuant = Literal["float16", "fp8", "fp8_block", "w4afp8", "int4_wo", "int8_wo", "nvfp4", "w4a16_mxfp4"]
-KvQuant = Literal["float16", "fp8", "int8"]
-FmhaQuant = Literal["float16", "fp8"]
 # Where the architecture came from: servopt's own perf_db/models/*.yaml, a config.json copy that
 # aiconfigurator-core ships (model_configs/), or a config.json the user pointed at.
 Source = Literal["registry", "model_configs", "config_json"]

@@ -8,7 +8,9 @@ Three sources, looked up in this order:
 2. the ``config.json`` copies aiconfigurator-core ships in its ``model_configs/`` folder (read as
    files, the package is never imported), matched by HF id (``Qwen/Qwen3-32B-FP8``) or by the
    seed-style name derived from it (``QWEN3_32B_FP8``); their quant configs set the default quant;
-3. a path to a ``config.json``, or to a folder holding one (plus ``hf_quant_config.json``).
+3. a path to a ``config.json``, or to a folder holding one (plus ``hf_quant_config.json``);
+4. any other Hugging Face id (``Qwen/Qwen3-4B``): its ``config.json`` from the local Hugging Face
+   cache, or downloaded when online (``models/hub.py``).
 
 Registry names and HF ids win over a same-named local folder, so a name means the same model in
 every working directory.
@@ -26,6 +28,8 @@ from pydantic import ValidationError
 from servopt.errors import ServoptError, UnknownNameError
 from servopt.models.arch import ModelArch
 from servopt.models.hf_config import ARCHITECTURE_FAMILIES, arch_from_hf_config, load_config_files, read_json
+from servopt.models.hub import HubMiss, looks_like_hf_id
+from servopt.models.hub import config_files as hub_config_files
 from servopt.resources import data_root
 
 # libyaml's parser when present (15x faster on the 17 registry files); SafeLoader's semantics.
@@ -172,6 +176,12 @@ def resolve_model(name_or_id_or_path: str) -> ModelArch:
         return arch_from_hf_config(
             config, name=text, hf_id=hf_id, hf_quant_config=quant, source="config_json"
         )
+    if looks_like_hf_id(text):
+        try:
+            config, quant, _ = hub_config_files(text)
+        except HubMiss as miss:
+            raise UnknownNameError("model", text, miss.message, model_names()) from None
+        return arch_from_hf_config(config, name=text, hf_id=text, hf_quant_config=quant, source="config_json")
     raise UnknownNameError(
         "model",
         text,

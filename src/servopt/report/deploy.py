@@ -1,5 +1,5 @@
-"""Deployment configs for a chosen configuration: engine settings per backend, a Dynamo
-``DynamoGraphDeployment`` manifest and a single-node ``run.sh``.
+"""Deployment configs for a chosen configuration: engine settings per backend, the Dynamo worker
+command lines and a single-node ``run.sh`` (Kubernetes manifests: ``report/k8s.py``).
 
 Every value comes from the chosen configuration (parallel sizes, batch sizes, token budgets, KV
 dtype, speculative decoding); only the container image and the model path are parameters.
@@ -22,12 +22,12 @@ PROMPT_OVERHEAD_TOKENS = 500
 # Fraction of free GPU memory the engines may give to the KV cache: the same fractions the memory
 # model's KV-budget rules assume for each backend.
 KV_MEMORY_FRACTION = {"trtllm": 0.9, "vllm": 0.92, "sglang": 0.88}
-# DynamoGraphDeployment service names and module per backend.
-_DYNAMO = {
-    "trtllm": ("TRTLLM", "dynamo.trtllm", "nvcr.io/nvidia/ai-dynamo/tensorrtllm-runtime:latest"),
-    "vllm": ("Vllm", "dynamo.vllm", "nvcr.io/nvidia/ai-dynamo/vllm-runtime:latest"),
-    "sglang": ("SGLang", "dynamo.sglang", "nvcr.io/nvidia/ai-dynamo/sglang-runtime:latest"),
-}
+# The Dynamo worker module per backend.
+_DYNAMO_MODULE = {"trtllm": "dynamo.trtllm", "vllm": "dynamo.vllm", "sglang": "dynamo.sglang"}
+# Prefill -> decode KV transfer, as the disaggregation examples of the Dynamo release the manifests
+# target configure it (report/k8s.py cites them): NIXL for vLLM (set on the prefill worker) and SGLang.
+VLLM_KV_TRANSFER = '{"kv_connector":"NixlConnector","kv_role":"kv_both"}'
+SGLANG_BOOTSTRAP_PORT = 12345
 
 
 @dataclass(frozen=True)
@@ -155,21 +155,24 @@ def _config_file(w: WorkerPlan) -> str:
 
 
 def worker_command(plan: DeploymentPlan, w: WorkerPlan, config_dir: str = ".") -> list[str]:
-    """The Dynamo worker command line for one worker kind."""
-    _, module, _ = _DYNAMO[plan.backend]
+    """The Dynamo worker command line for one worker kind, with the disaggregation flags of the
+    Dynamo release the manifests target (``--disaggregation-mode prefill|decode`` for every backend)."""
+    module = _DYNAMO_MODULE[plan.backend]
+    served = ["--served-model-name", plan.model]
     if plan.backend == "trtllm":
-        cmd = ["python3", "-m", module, "--model-path", plan.model,
+        cmd = ["python3", "-m", module, "--model-path", plan.model, *served,
                "--extra-engine-args", f"{config_dir}/{_config_file(w)}"]  # fmt: skip
-        if w.role != "agg":
-            cmd += ["--disaggregation-mode", w.role]
     elif plan.backend == "vllm":
-        cmd = ["python3", "-m", module, "--model", plan.model, *vllm_args(plan, w)]
-        if w.role == "prefill":
-            cmd.append("--is-prefill-worker")
+        cmd = ["python3", "-m", module, "--model", plan.model, *served, *vllm_args(plan, w)]
     else:
-        cmd = ["python3", "-m", module, "--model-path", plan.model, *sglang_args(plan, w)]
-        if w.role != "agg":
-            cmd += ["--disaggregation-mode", w.role]
+        cmd = ["python3", "-m", module, "--model-path", plan.model, *served, *sglang_args(plan, w)]
+    if w.role != "agg":
+        cmd += ["--disaggregation-mode", w.role]
+        if plan.backend == "vllm" and w.role == "prefill":
+            cmd += ["--kv-transfer-config", VLLM_KV_TRANSFER]
+        elif plan.backend == "sglang":
+            cmd += ["--disaggregation-transfer-backend", "nixl",
+                    "--disaggregation-bootstrap-port", str(SGLANG_BOOTSTRAP_PORT), "--host", "0.0.0.0"]  # fmt: skip
     return cmd
 
 
@@ -183,37 +186,6 @@ def engine_files(plan: DeploymentPlan) -> dict[str, str]:
             args = vllm_args(plan, w) if plan.backend == "vllm" else sglang_args(plan, w)
             files[f"{w.role}_args.txt"] = shlex.join(args) + "\n"
     return files
-
-
-def dynamo_manifest(plan: DeploymentPlan, image: str | None = None, config_dir: str = "/config") -> dict:
-    """A ``DynamoGraphDeployment`` with a frontend and one service per worker kind."""
-    prefix, _, default_image = _DYNAMO[plan.backend]
-    image = image or default_image
-    services: dict = {
-        "Frontend": {
-            "componentType": "frontend",
-            "replicas": 1,
-            "extraPodSpec": {"mainContainer": {"image": image}},
-        }
-    }
-    for w in plan.workers:
-        service = f"{prefix}{'Worker' if w.role == 'agg' else w.role.capitalize() + 'Worker'}"
-        cmd = worker_command(plan, w, config_dir)
-        spec = {
-            "componentType": "worker",
-            "replicas": w.workers_per_replica * plan.replicas,
-            "resources": {"limits": {"gpu": str(w.gpus_per_worker)}},
-            "extraPodSpec": {"mainContainer": {"image": image, "command": cmd[:3], "args": cmd[3:]}},
-        }
-        if w.role != "agg":
-            spec["subComponentType"] = w.role
-        services[service] = spec
-    return {
-        "apiVersion": "nvidia.com/v1alpha1",
-        "kind": "DynamoGraphDeployment",
-        "metadata": {"name": plan.name},
-        "spec": {"services": services},
-    }
 
 
 def run_script(plan: DeploymentPlan, config_dir: str = ".") -> str:

@@ -8,26 +8,38 @@ import json
 
 # One colour per experiment, shared by the PNG (report.save) and this HTML chart.
 SERIES_COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"]
+# The drawing's own coordinates; the page scales it to the window's width (viewBox).
 _W, _H, _PAD = 860, 480, 60
+_TICKS = 5
+MODE_NAMES = {"agg": "aggregated", "disagg": "disaggregated"}
 
 
-def _nice(v: float) -> float:
+def series_label(name: str, serving_mode: str) -> str:
+    """``aggregated`` for cli default's experiments, ``<name> (disaggregated)`` for named ones."""
+    mode = MODE_NAMES.get(serving_mode, serving_mode)
+    return mode if name == serving_mode else f"{name} ({mode})"
+
+
+def axis_max(v: float, ticks: int = _TICKS) -> tuple[float, float]:
+    """(axis maximum, tick step): a round step (1, 2, 2.5 or 5 x 10^k) and the fewest steps that
+    hold ``v``, so the axis ends just past the data."""
     import math
 
     if v <= 0:
-        return 1.0
-    e = 10 ** math.floor(math.log10(v))
-    for m in (1, 2, 2.5, 5, 10):
-        if v <= m * e:
-            return m * e
-    return 10 * e
+        return 1.0, 1.0 / ticks
+    raw = v / ticks
+    e = 10 ** math.floor(math.log10(raw))
+    step = next(m * e for m in (1, 2, 2.5, 5, 10) if raw <= m * e)
+    return step * math.ceil(v / step), step
 
 
 def pareto_html(doc: dict) -> str:
     exps = [e for e in doc["experiments"] if e.get("pareto")]
     pts = [p for e in exps for p in e["pareto"]]
-    x_max = _nice(max((p["tokens_per_s_per_user"] for p in pts), default=1.0) * 1.05)
-    y_max = _nice(max((p["tokens_per_s_per_gpu"] for p in pts), default=1.0) * 1.05)
+    tpot_ms = doc["experiments"][0]["tpot_ms"]
+    target_x = 1000.0 / tpot_ms  # tokens/s/user at exactly the TPOT target
+    x_max, x_step = axis_max(max([p["tokens_per_s_per_user"] for p in pts] + [target_x]) * 1.02)
+    y_max, y_step = axis_max(max((p["tokens_per_s_per_gpu"] for p in pts), default=1.0) * 1.02)
 
     def sx(x: float) -> float:
         return _PAD + x / x_max * (_W - 2 * _PAD)
@@ -35,17 +47,31 @@ def pareto_html(doc: dict) -> str:
     def sy(y: float) -> float:
         return _H - _PAD - y / y_max * (_H - 2 * _PAD)
 
-    svg = [f'<svg id="chart" width="{_W}" height="{_H}" xmlns="http://www.w3.org/2000/svg">']
-    for i in range(6):
-        x, y = x_max * i / 5, y_max * i / 5
+    svg = [
+        f'<svg id="chart" viewBox="0 0 {_W} {_H}" preserveAspectRatio="xMidYMid meet" '
+        'role="img" aria-label="Pareto frontier" xmlns="http://www.w3.org/2000/svg">'
+    ]
+    for i in range(round(x_max / x_step) + 1):
+        x = x_step * i
         svg.append(
             f'<line x1="{sx(x):.1f}" y1="{sy(0):.1f}" x2="{sx(x):.1f}" y2="{sy(y_max):.1f}" class="grid"/>'
         )
+        svg.append(f'<text x="{sx(x):.1f}" y="{_H - _PAD + 18}" text-anchor="middle">{x:g}</text>')
+    for i in range(round(y_max / y_step) + 1):
+        y = y_step * i
         svg.append(
             f'<line x1="{sx(0):.1f}" y1="{sy(y):.1f}" x2="{sx(x_max):.1f}" y2="{sy(y):.1f}" class="grid"/>'
         )
-        svg.append(f'<text x="{sx(x):.1f}" y="{_H - _PAD + 18}" text-anchor="middle">{x:g}</text>')
         svg.append(f'<text x="{_PAD - 8}" y="{sy(y) + 4:.1f}" text-anchor="end">{y:g}</text>')
+    # The TPOT target: points to its left are slower per user than the target allows.
+    svg.append(
+        f'<line x1="{sx(target_x):.1f}" y1="{sy(0):.1f}" x2="{sx(target_x):.1f}" y2="{sy(y_max):.1f}" '
+        'class="target"/>'
+    )
+    svg.append(
+        f'<text x="{sx(target_x) + 4:.1f}" y="{sy(y_max) + 12:.1f}" class="target-label">'
+        f"TPOT target {tpot_ms:g} ms</text>"
+    )
     svg.append(f'<text x="{_W / 2}" y="{_H - 15}" text-anchor="middle">tokens/s/user</text>')
     svg.append(
         f'<text x="15" y="{_H / 2}" transform="rotate(-90 15 {_H / 2})" text-anchor="middle">tokens/s/gpu</text>'
@@ -80,23 +106,28 @@ def pareto_html(doc: dict) -> str:
             )
         svg.append(f'<rect x="{_W - 250}" y="{20 + 18 * i}" width="12" height="12" fill="{color}"/>')
         svg.append(
-            f'<text x="{_W - 232}" y="{30 + 18 * i}">{html.escape(e["name"])} ({e["serving_mode"]})</text>'
+            f'<text x="{_W - 232}" y="{30 + 18 * i}">{html.escape(series_label(e["name"], e["serving_mode"]))}</text>'
         )
     svg.append("</svg>")
     first = doc["experiments"][0]
     title = html.escape(f"{first['model']} on {first['total_gpus']} x {first['system']} ({first['backend']})")
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>servopt Pareto frontier: {title}</title>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1"><title>servopt Pareto frontier: {title}</title>
 <style>
-body {{ font-family: sans-serif; margin: 24px; }}
+body {{ font-family: sans-serif; margin: 16px; }}
+#chart {{ width: 100%; max-width: 1100px; height: auto; display: block; }}
 svg text {{ font-size: 12px; fill: #333; }}
 .grid {{ stroke: #ddd; stroke-width: 1; }}
+.target {{ stroke: #555; stroke-width: 1.5; stroke-dasharray: 6 4; }}
+.target-label {{ fill: #555; }}
 circle {{ cursor: pointer; }}
 #tip {{ position: absolute; display: none; background: #fff; border: 1px solid #999; padding: 6px 8px;
        font-size: 12px; white-space: pre; box-shadow: 2px 2px 6px rgba(0,0,0,.2); }}
 </style></head><body>
 <h2>Pareto frontier: {title}</h2>
-<p>Large outlined points are the configurations chosen at the SLA. Hover a point for its layout.</p>
+<p>Large outlined points are the configurations chosen at the SLA; the dashed line is the TPOT target
+(points to its right meet it). Hover a point for its layout.</p>
 {"".join(svg)}
 <div id="tip"></div>
 <script>

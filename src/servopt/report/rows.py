@@ -8,6 +8,9 @@ shapes) lists its first shape in the layout columns and every shape in ``groups`
 
 from __future__ import annotations
 
+import re
+from dataclasses import replace
+
 
 def _worker_cols(prefix: str, table, row: int) -> dict:
     cand = table.candidates
@@ -106,6 +109,27 @@ def frontier_rows(run) -> list[dict]:
     return out
 
 
+def deployment_name(experiment: str, mode: str) -> str:
+    """A Kubernetes object name (RFC 1123 label, <= 63) for an experiment's deployment; the mode is
+    added only when the experiment's name does not already say it (no ``servopt-agg-agg``)."""
+    words = re.sub(r"[^a-z0-9]+", "-", experiment.lower()).strip("-")
+    if mode not in words.split("-"):
+        words = f"{words}-{mode}" if words else mode
+    return f"servopt-{words}"[:63].rstrip("-")
+
+
+def packed_plans(run, row: dict) -> list:
+    """One deployment plan per replica shape of a packed row (a row without groups: one plan)."""
+    groups = row.get("groups") or [row]
+    base = deployment_name(run.experiment.name, row["mode"])
+    plans = []
+    for i, group in enumerate(groups, start=1):
+        shape = {**row, **group, "mode": row["mode"], "version": row["version"]}
+        plan = deployment_plan(run, shape)
+        plans.append(plan if len(groups) == 1 else replace(plan, name=f"{base}-g{i}"[:63]))
+    return plans
+
+
 def deployment_plan(run, row: dict):
     """The deployment plan (report.deploy) of one top row."""
     from servopt.report.deploy import DeploymentPlan, WorkerPlan
@@ -135,7 +159,7 @@ def deployment_plan(run, row: dict):
         )
         kv = exp.worker("decode").kvcache_quant_mode
     return DeploymentPlan(
-        name=f"servopt-{exp.name}-{row['mode']}".lower().replace("_", "-"),
+        name=deployment_name(exp.name, row["mode"]),
         model=run.arch.hf_id or exp.model_name,
         backend=exp.backend_name,
         backend_version=row["version"],

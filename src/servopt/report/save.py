@@ -6,8 +6,11 @@
     pareto_frontier.html        the same chart, interactive (hover shows layouts), offline
     <experiment>/pareto.csv     the frontier of one experiment
     <experiment>/best_configs.csv   the top N configurations, every deployment column
-    <experiment>/config.yaml    the resolved experiment (defaults and profiles applied)
+    config.yaml                 every experiment, resolved and pinned: ``cli exp --yaml_path`` reruns it
+    <experiment>/config.yaml    the resolved experiment (defaults, profiles, backend version used)
     <experiment>/top<k>/        deployment configs of the k-th configuration
+    <experiment>/packed/        when the verdict says packed: one g<i>/ per replica shape and one
+                                k8s_deploy.yaml for all of them
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import csv
 import json
 from pathlib import Path
 
-from servopt.report.html_plot import SERIES_COLORS, pareto_html
+from servopt.report.html_plot import SERIES_COLORS, pareto_html, series_label
 
 
 def _run_dir(doc: dict, save_dir: Path) -> Path:
@@ -56,7 +59,7 @@ def pareto_png(doc: dict, path: Path) -> None:
         color = SERIES_COLORS[i % len(SERIES_COLORS)]
         xs = [p["tokens_per_s_per_user"] for p in pts]
         ys = [p["tokens_per_s_per_gpu"] for p in pts]
-        ax.plot(xs, ys, "-o", color=color, markersize=4, label=f"{e['name']} ({e['serving_mode']})")
+        ax.plot(xs, ys, "-o", color=color, markersize=4, label=series_label(e["name"], e["serving_mode"]))
         for p in pts:
             if p["chosen"]:
                 ax.plot([p["tokens_per_s_per_user"]], [p["tokens_per_s_per_gpu"]], "*", color=color, markersize=16,
@@ -81,27 +84,56 @@ def pareto_png(doc: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def save_run(result, doc: dict, save_dir: Path, *, top_n: int) -> Path:
-    """Write the run's files; returns the run folder."""
-    from servopt.pipeline import deployment_files
+def pinned_experiment(run):
+    """The experiment as it ran: the backend version the perf database resolved is written in, so
+    that a later run (with a newer database installed) searches the same data."""
+    versions = set(run.versions.values())
+    if run.experiment.backend_version is None and len(versions) == 1:
+        return run.experiment.model_copy(update={"backend_version": versions.pop()})
+    return run.experiment
+
+
+def _rerun_header(*, top_n: int, max_replica_types: int = 2, composition: str = "menu") -> str:
+    # The search options that are not part of an experiment; YAML comments, so the file still loads.
+    return (
+        "# Every value resolved (defaults, profiles, the backend version used). The same answer again:\n"
+        f"#   servopt cli exp --yaml_path config.yaml --top_n {top_n} "
+        f"--max_replica_types {max_replica_types} --composition {composition}\n"
+    )
+
+
+def save_run(result, doc: dict, save_dir: Path, *, top_n: int, run_options: dict | None = None) -> Path:
+    """Write the run's files; returns the run folder. ``run_options``: max_replica_types and
+    composition, recorded beside the experiments."""
+    from servopt.pipeline import deployment_files, packed_deployment_files
 
     root = _run_dir(doc, save_dir)
     (root / "result.json").write_text(json.dumps(doc, indent=2, default=str))
     pareto_png(doc, root / "pareto_frontier.png")
     (root / "pareto_frontier.html").write_text(pareto_html(doc))
-    for run, edoc in zip(result.runs, doc["experiments"], strict=True):
+    header = _rerun_header(top_n=top_n, **(run_options or {}))
+    pinned = [pinned_experiment(run) for run in result.runs]
+    (root / "config.yaml").write_text(header + "".join(exp.to_yaml() for exp in pinned))
+    for run, exp, edoc in zip(result.runs, pinned, doc["experiments"], strict=True):
         folder = root / run.name
         folder.mkdir()
-        (folder / "config.yaml").write_text(run.experiment.to_yaml())
+        (folder / "config.yaml").write_text(header + exp.to_yaml())
         if run.mode is None:
             (folder / "infeasible.txt").write_text(str(run.infeasible) + "\n")
             continue
         _write_csv(folder / "pareto.csv", edoc["pareto"])
         _write_csv(folder / "best_configs.csv", edoc["top"])
         for rank in range(1, min(top_n, len(run.top)) + 1):
-            top = folder / f"top{rank}"
-            top.mkdir()
-            for name, text in deployment_files(result, run.name, rank).items():
-                (top / name).write_text(text)
-            (top / "run.sh").chmod(0o755)
+            _write_files(folder / f"top{rank}", deployment_files(result, run.name, rank))
+        if doc["verdict"]["deploy"] == "packed" and doc["verdict"]["experiment"] == run.name:
+            _write_files(folder / "packed", packed_deployment_files(result, run.name))
     return root
+
+
+def _write_files(folder: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        if path.name == "run.sh":
+            path.chmod(0o755)

@@ -49,6 +49,19 @@ class Best(Row):
     ratio_vs_runner_up: float | None = None
 
 
+class Verdict(BaseModel):
+    """The recommendation (report/verdict.py): which shape of the winning mode to deploy, and why."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    deploy: Literal["identical", "packed"]
+    experiment: str
+    mode: Literal["agg", "disagg"]
+    headline: str
+    why: list[str]
+    alternative: str | None
+
+
 class ParetoPoint(_Open):
     experiment: str
     mode: Literal["agg", "disagg"]
@@ -83,6 +96,7 @@ class ResultDoc(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     best: Best
+    verdict: Verdict
     agg: list[Row]
     disagg: list[Row]
     pareto: list[ParetoPoint]

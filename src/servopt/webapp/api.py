@@ -282,17 +282,49 @@ def deployment(
     entry = per_experiment.get(str(rank))
     if entry is None:
         raise ServoptError("rank", rank, f"not a row of {experiment}'s table", list(per_experiment))
+    return _files_response(entry, {"experiment": experiment, "rank": rank}, f"rank{rank}", format)
+
+
+@router.get(
+    "/searches/{job_id}/packed-deployment",
+    responses={**ERRORS, 200: {"description": "JSON {experiment, files: {name: text}} or a zip"}},
+    summary="Deployment configs of the packed deployment the verdict recommends",
+)
+def packed_deployment(
+    request: Request,
+    job_id: JobId,
+    experiment: Annotated[str, Query(max_length=128)],
+    format: Annotated[Literal["json", "zip"], Query()] = "json",
+) -> Response:
+    job = _done_job(request, job_id)
+    per_experiment = (job.deployments or {}).get(experiment)
+    if per_experiment is None:
+        raise ServoptError(
+            "experiment", experiment, "not an experiment of this search", list(job.deployments or {})
+        )
+    entry = per_experiment.get("packed")
+    if entry is None:
+        raise ServoptError(
+            "experiment",
+            experiment,
+            "the verdict recommends identical replicas here, not a packed deployment",
+        )
+    return _files_response(entry, {"experiment": experiment}, "packed", format)
+
+
+def _files_response(entry: dict, about: dict, label: str, format: str) -> Response:
+    """A set of deployment files as JSON ``{**about, files}`` or as a zip with fixed timestamps."""
     if "error" in entry:
         return JSONResponse({"detail": entry["error"], "problems": []}, status_code=422)
     if format == "json":
-        return JSONResponse({"experiment": experiment, "rank": rank, "files": entry["files"]})
+        return JSONResponse({**about, "files": entry["files"]})
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for name, text in sorted(entry["files"].items()):
             info = zipfile.ZipInfo(name, date_time=(2000, 1, 1, 0, 0, 0))  # same input, same bytes
             info.compress_type = zipfile.ZIP_DEFLATED
             archive.writestr(info, text)
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in experiment)
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in about["experiment"])
     return Response(
-        buffer.getvalue(), media_type="application/zip", headers=_attachment(f"servopt-{safe}-rank{rank}.zip")
+        buffer.getvalue(), media_type="application/zip", headers=_attachment(f"servopt-{safe}-{label}.zip")
     )

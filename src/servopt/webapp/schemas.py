@@ -11,8 +11,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-# Upper bounds that only protect the server; the loader has the real rules.
-MAX_WEB_GPUS = 65_536
+from servopt.limits import MAX_TOTAL_GPUS
+
+# Upper bounds that only protect the server; the loader has the real rules (the GPU budget's is
+# the same range everywhere).
+MAX_WEB_GPUS = MAX_TOTAL_GPUS
 MAX_WEB_TOKENS = 10_000_000
 MAX_WEB_LATENCY_MS = 10_000_000.0
 MAX_NAME_CHARS = 128

@@ -72,6 +72,14 @@ def _deployments(pipeline: Any, result: Any, data: dict[str, Any]) -> dict[str, 
                 files[str(rank)] = {"files": dict(pipeline.deployment_files(result, name, rank))}
             except ServoptError as err:
                 files[str(rank)] = {"error": str(err)}
+        verdict = data.get("verdict") or {}
+        packed_files = getattr(pipeline, "packed_deployment_files", None)
+        if verdict.get("deploy") == "packed" and verdict.get("experiment") == name and packed_files:
+            # The deployment the verdict recommends: its replica shapes side by side.
+            try:
+                files["packed"] = {"files": dict(packed_files(result, name))}
+            except ServoptError as err:
+                files["packed"] = {"error": str(err)}
         out[str(name)] = files
     return out
 

@@ -1,6 +1,6 @@
 // The outcome of a search: verdict, best configuration, Pareto chart (Plotly.js), top-N tables and
 // the deployment configs of a chosen row.
-import { $, api, el, fmt, label } from "/static/dom.js";
+import { $, api, el, fmt } from "/static/dom.js";
 
 const TRACE_COLORS = ["#1f6feb", "#d9480f", "#2b8a3e", "#862e9c", "#e67700", "#0b7285", "#c2255c", "#5c940d"];
 const chart = {
@@ -20,11 +20,21 @@ function bestByMode(result) {
   return best;
 }
 
+// The page says "tokens/s/GPU" where the CLI's words say "tokens/s/gpu".
+const gpuWord = (text) => text.replaceAll("tokens/s/gpu", "tokens/s/GPU");
+
 function renderVerdict(result) {
   const box = $("#verdict");
+  box.replaceChildren();
+  const v = result.verdict;
+  if (v) {  // the recommendation the CLI prints (report/verdict.py): one deployment, why, the other option
+    box.append(el("div", { class: "headline", text: gpuWord(v.headline) }));
+    if (v.why && v.why.length) box.append(el("ul", { class: "why" }, ...v.why.map((w) => el("li", { text: gpuWord(w) }))));
+    if (v.alternative) box.append(el("p", { class: "alternative", text: "Other option: " + gpuWord(v.alternative) }));
+    return;
+  }
   const best = bestByMode(result);
   const agg = best.agg, disagg = best.disagg;
-  box.replaceChildren();
   if (!agg && !disagg) { box.textContent = "No configuration meets the TTFT/TPOT targets."; return; }
   if (agg && disagg) {
     const [win, lose] = disagg.tokens_per_s_per_gpu > agg.tokens_per_s_per_gpu ? [disagg, agg] : [agg, disagg];
@@ -40,42 +50,84 @@ function renderVerdict(result) {
     ` only: ${fmt(only.tokens_per_s_per_gpu)} tokens/s/GPU (the other mode found no feasible configuration or was not searched)`);
 }
 
-function renderBest(result) {
+const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+
+// A parallel layout as the sizes that are not 1: tp2, tp4pp2, dp8ep8 (the CLI's tables say the same).
+function parallel(row, prefix = "") {
+  const parts = [["tp", "tp"], ["pp", "pp"], ["dp", "dp"], ["etp", "moe_tp"], ["ep", "moe_ep"]]
+    .filter(([, key]) => row[prefix + key] !== undefined && row[prefix + key] !== 1)
+    .map(([name, key]) => name + row[prefix + key]);
+  return parts.join("") || "tp1";
+}
+
+function workerLines(row, mode) {
+  if (mode === "agg") {
+    return [`${parallel(row)} (${plural(row.gpus_per_worker ?? row.tp * row.pp * row.dp, "GPU")}), batch ${row.batch_size}` +
+      (row.ctx_tokens ? `, ${row.ctx_tokens} context tokens per step` : "")];
+  }
+  return [
+    `${plural(row.prefill_workers, "prefill worker")}: ${parallel(row, "prefill_")}, batch ${row.prefill_batch_size}`,
+    `${plural(row.decode_workers, "decode worker")}: ${parallel(row, "decode_")}, batch ${row.decode_batch_size}`,
+  ];
+}
+
+// The deployment the verdict names, as what to run: replicas, workers per replica, predicted figures.
+function renderBest(id, result) {
   const best = result.best;
   const box = $("#best");
   box.replaceChildren();
   if (!best) return;
-  box.append(el("h3", { text: "Best configuration" }));
+  const packed = result.verdict && result.verdict.deploy === "packed";
+  const row = packed ? best.packed : best;
+  const mode = row.mode || best.mode;
+  box.append(el("h3", { text: `What to deploy: ${mode === "agg" ? "aggregated" : "disaggregated (xPyD)"}` +
+    `${packed ? ", packed replicas" : ""}` }));
+  const groups = row.groups && row.groups.length ? row.groups : [{ ...row }];
+  const layout = el("div", { class: "deploy-layout" });
+  for (const g of groups) {
+    const title = `${plural(g.replicas, "replica")} × ${plural(g.gpus_per_replica, "GPU")}, each:`;
+    layout.append(el("div", { class: "replica" }, el("strong", { text: title }),
+      el("ul", {}, ...workerLines({ ...g, mode }, mode).map((line) => el("li", { text: line })))));
+  }
+  box.append(layout);
+  const figures = [
+    ["TTFT", `${fmt(row.ttft_ms)} ms`], ["TPOT", `${fmt(row.tpot_ms)} ms`],
+    ["tokens/s/user", fmt(row.tokens_per_s_per_user)], ["tokens/s/GPU", fmt(row.tokens_per_s_per_gpu)],
+    ["tokens/s", fmt(row.tokens_per_s)], ["requests/s", fmt(row.requests_per_s)],
+    ["concurrency", fmt(Math.round(row.concurrency ?? 0))],
+    ["GPUs used", `${row.total_gpus_used} of ${row.total_gpus ?? best.total_gpus}`],
+  ];
+  if (best.backend) figures.push(["engine", `${best.backend} ${best.version ?? ""}`.trim()]);
   const grid = el("div", { class: "kv" });
-  for (const [key, value] of Object.entries(best)) {
-    if (value !== null && typeof value === "object") continue;  // nested: packed, groups
-    grid.append(el("div", {}, el("span", { text: label(key) }), fmt(value)));
+  for (const [name, value] of figures) grid.append(el("div", {}, el("span", { text: name }), value));
+  box.append(el("h3", { text: "Predicted" }), grid);
+  if (packed) {
+    const button = el("button", { type: "button", text: "configs of this packed deployment" });
+    const files = el("div", { class: "files" });
+    button.addEventListener("click", () => showFiles(files, `/api/searches/${id}/packed-deployment?` +
+      `experiment=${encodeURIComponent(result.verdict.experiment)}`, `Packed deployment — ${result.verdict.experiment}`));
+    box.append(el("p", {}, button), files);
   }
-  box.append(grid);
-  const packed = best.packed;
-  if (packed && packed.gain_vs_identical > 1e-9) {
-    const shapes = (packed.groups || []).map((g) => `${g.replicas} x ${g.gpus_per_replica} GPUs`).join(" + ");
-    box.append(el("p", { text: `Packed budget (beyond identical replicas): ${fmt(packed.tokens_per_s_per_gpu)} tokens/s/GPU ` +
-      `using ${packed.total_gpus_used} GPUs (+${(100 * packed.gain_vs_identical).toFixed(2)}%)` + (shapes ? `: ${shapes}` : "") }));
-  } else if (packed) {
-    box.append(el("p", { text: "Packed budget: no gain, identical replicas already use the budget best." }));
-  }
+  box.append(el("p", { class: "hint", text: "Engine configs and Kubernetes manifests of identical replicas: " +
+    "the \"configs\" button of a table row." }));
 }
 
-// Columns that repeat the experiment's own settings, or nest, are left out of the top-N tables.
-const SKIPPED_COLUMNS = new Set(["rank", "experiment", "mode", "kind", "model", "backend", "version", "system",
-  "decode_system", "status", "total_gpus", "groups"]);
-
-function columnsOf(rows) {
-  const columns = [];
-  for (const row of rows) {
-    for (const [key, value] of Object.entries(row)) {
-      if (SKIPPED_COLUMNS.has(key) || (value !== null && typeof value === "object")) continue;
-      if (!columns.includes(key)) columns.push(key);
-    }
-  }
-  return columns;
-}
+// The table columns, most important first; columns marked "wide" are hidden on narrow screens.
+const COLUMNS = [
+  { head: "tokens/s/GPU", value: (r) => r.tokens_per_s_per_gpu },
+  { head: "tokens/s/user", value: (r) => r.tokens_per_s_per_user },
+  { head: "TTFT ms", value: (r) => r.ttft_ms },
+  { head: "TPOT ms", value: (r) => r.tpot_ms },
+  // Prefill and decode workers on their own lines (the CLI stacks them the same way when narrow).
+  { head: "layout", text: true, layout: true, value: (r) => r.mode === "agg" ? `${parallel(r)} bs${r.batch_size}`
+    : `${r.prefill_workers}P ${parallel(r, "prefill_")} bs${r.prefill_batch_size}\n` +
+      `${r.decode_workers}D ${parallel(r, "decode_")} bs${r.decode_batch_size}` },
+  { head: "replicas", value: (r) => `${r.replicas}×${r.gpus_per_replica}` },
+  { head: "GPUs used", wide: true, value: (r) => r.total_gpus_used },
+  { head: "concurrency", wide: true, value: (r) => Math.round(r.concurrency ?? 0) },
+  { head: "requests/s", wide: true, value: (r) => r.requests_per_s },
+  { head: "latency (ms)", wide: true, value: (r) => r.request_latency_ms },
+];
 
 function renderTables(id, result) {
   const host = $("#tables");
@@ -89,32 +141,37 @@ function renderTables(id, result) {
       host.append(card);
       continue;
     }
-    const columns = columnsOf(rows);
+    const cls = (c) => [c.text ? "text" : "", c.wide ? "wide" : "", c.layout ? "layout" : ""].join(" ").trim();
     const head = el("tr", {}, el("th", { text: "rank" }),
-      ...columns.map((c) => el("th", { class: typeof rows[0][c] === "number" ? "" : "text", text: label(c) })),
-      el("th", { class: "text", text: "deployment" }));
+      ...COLUMNS.map((c) => el("th", { class: cls(c), text: c.head })),
+      el("th", { class: "text", text: "files" }));
     const body = rows.map((row, i) => {
       const rank = Number.isInteger(row.rank) ? row.rank : i + 1;
       const button = el("button", { type: "button", text: "configs" });
       button.addEventListener("click", () => showDeployment(id, exp.name, rank, card));
       return el("tr", { class: i === 0 ? "best" : "" }, el("td", { text: String(rank) }),
-        ...columns.map((c) => el("td", { class: typeof row[c] === "number" ? "" : "text", text: fmt(row[c]) })),
+        ...COLUMNS.map((c) => el("td", { class: cls(c), text: fmt(c.value(row)) })),
         el("td", { class: "text" }, button));
     });
     card.append(el("div", { class: "table-wrap" }, el("table", {}, el("thead", {}, head), el("tbody", {}, ...body))));
+    card.append(el("p", { class: "hint", text: "Every column of every row: Download CSV / JSON." }));
     card.append(el("div", { class: "files" }));
     host.append(card);
   }
 }
 
 async function showDeployment(id, experiment, rank, card) {
-  const box = card.querySelector(".files");
   const query = `experiment=${encodeURIComponent(experiment)}&rank=${rank}`;
-  const { ok, data } = await api("GET", `/api/searches/${id}/deployment?${query}`);
+  await showFiles(card.querySelector(".files"), `/api/searches/${id}/deployment?${query}`,
+    `Deployment configs — ${experiment}, rank ${rank}`);
+}
+
+async function showFiles(box, url, title) {
+  const { ok, data } = await api("GET", url);
   box.replaceChildren();
   if (!ok) { box.append(el("p", { class: "error", text: data.detail })); return; }
-  const zip = el("a", { href: `/api/searches/${id}/deployment?${query}&format=zip`, download: "", text: "Download all (zip)" });
-  box.append(el("h3", { text: `Deployment configs — ${experiment}, rank ${rank}` }), zip);
+  const zip = el("a", { href: `${url}&format=zip`, download: "", text: "Download all (zip)" });
+  box.append(el("h3", { text: title }), zip);
   for (const [name, text] of Object.entries(data.files)) {
     box.append(el("details", {}, el("summary", { text: name }), el("pre", { text })));
   }
@@ -124,6 +181,13 @@ function hoverText(point) {
   const layout = typeof point.layout === "string" ? point.layout : JSON.stringify(point.layout);
   return `${point.experiment} · ${point.mode}<br>${layout}<br>` +
     `${fmt(point.tokens_per_s_per_user)} tokens/s/user · ${fmt(point.tokens_per_s_per_gpu)} tokens/s/GPU`;
+}
+
+const MODE_NAMES = { agg: "aggregated", disagg: "disaggregated" };
+// "aggregated" for cli default's experiments (named after their mode), "<name> (disaggregated)" otherwise.
+function seriesName(name, mode) {
+  const word = MODE_NAMES[mode] || mode;
+  return name === mode ? word : `${name} (${word})`;
 }
 
 function paretoTraces(pareto, prefix, dashed, colorOffset) {
@@ -139,7 +203,7 @@ function paretoTraces(pareto, prefix, dashed, colorOffset) {
     points.sort((a, b) => a.tokens_per_s_per_user - b.tokens_per_s_per_user);
     const color = TRACE_COLORS[i++ % TRACE_COLORS.length];
     traces.push({
-      type: "scatter", mode: "lines+markers", name: prefix + name,
+      type: "scatter", mode: "lines+markers", name: prefix + seriesName(name, points[0].mode),
       x: points.map((p) => p.tokens_per_s_per_user), y: points.map((p) => p.tokens_per_s_per_gpu),
       text: points.map(hoverText), hovertemplate: "%{text}<extra></extra>",
       line: { shape: "hv", color, dash: dashed ? "dot" : "solid", width: dashed ? 1.5 : 2.5 },
@@ -148,7 +212,7 @@ function paretoTraces(pareto, prefix, dashed, colorOffset) {
     const chosen = points.filter((p) => p.chosen);
     if (chosen.length && !dashed) {
       traces.push({
-        type: "scatter", mode: "markers", name: `${prefix}${name} · chosen`,
+        type: "scatter", mode: "markers", name: `${prefix}${seriesName(name, points[0].mode)} · chosen`,
         x: chosen.map((p) => p.tokens_per_s_per_user), y: chosen.map((p) => p.tokens_per_s_per_gpu),
         text: chosen.map((p) => "chosen<br>" + hoverText(p)), hovertemplate: "%{text}<extra></extra>",
         marker: { symbol: "star", size: 18, color, line: { color: "#111", width: 1.5 } },
@@ -162,7 +226,16 @@ function renderChart(result) {
   const traces = [];
   chart.pinned.forEach((run, i) => traces.push(...paretoTraces(run.pareto, `${run.label}: `, true, i + 3)));
   traces.push(...paretoTraces(result.pareto, "", false, 0));
+  const tpot = ((result.experiments || [])[0] || {}).tpot_ms;
+  const shapes = [], annotations = [];
+  if (tpot > 0) {  // the TPOT target: points right of the line meet it
+    shapes.push({ type: "line", xref: "x", yref: "paper", x0: 1000 / tpot, x1: 1000 / tpot, y0: 0, y1: 1,
+      line: { color: "#555", width: 1.5, dash: "dash" } });
+    annotations.push({ xref: "x", yref: "paper", x: 1000 / tpot, y: 1, xanchor: "left", yanchor: "top",
+      text: ` TPOT target ${tpot} ms`, showarrow: false, font: { size: 11, color: "#555" } });
+  }
   const layout = {
+    shapes, annotations,
     margin: { l: 64, r: 16, t: 16, b: 52 },
     xaxis: { title: { text: "tokens/s/user" }, zeroline: false },
     yaxis: { title: { text: "tokens/s/GPU" }, zeroline: false },
@@ -176,10 +249,10 @@ function renderChart(result) {
 export function showResult(id, result) {
   chart.runCount += 1;
   if (chart.last && $("#keep-runs").checked) chart.pinned.push(chart.last);
-  chart.last = { label: `run ${chart.runCount}`, pareto: result.pareto };
+  chart.last = { label: `run ${chart.runCount}`, pareto: result.pareto, experiments: result.experiments };
   $("#results").hidden = false;
   renderVerdict(result);
-  renderBest(result);
+  renderBest(id, result);
   $("#download-csv").href = `/api/searches/${id}/result.csv`;
   $("#download-json").href = `/api/searches/${id}/result.json`;
   renderChart(result);
@@ -189,5 +262,5 @@ export function showResult(id, result) {
 
 export function clearPinned() {
   chart.pinned = [];
-  if (chart.last) renderChart({ pareto: chart.last.pareto });
+  if (chart.last) renderChart({ pareto: chart.last.pareto, experiments: chart.last.experiments });
 }

@@ -1,0 +1,76 @@
+"""Options more than one command takes, declared once so that they read the same in every ``--help``.
+
+Choices are listed from what servopt knows (the system specs in its data folder, the backend and
+quant-mode types), not from copies; only light modules are imported, so ``--help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from servopt.backends import BACKENDS
+from servopt.limits import MAX_TOTAL_GPUS, MIN_TOTAL_GPUS
+from servopt.models.quant_modes import FMHA_QUANTS, GEMM_QUANTS, KV_QUANTS, MOE_QUANTS
+from servopt.resources import data_root
+
+
+def system_names() -> list[str]:
+    # The same listing as perf_db.systems.system_names, without importing pydantic.
+    return sorted(p.stem for p in (data_root() / "systems").glob("*.yaml"))
+
+
+def _one_of(names) -> str:
+    return ", ".join(names)
+
+
+MODEL_HELP = (
+    "A model from 'servopt models list' (e.g. QWEN3_32B), a Hugging Face id (e.g. Qwen/Qwen3-32B; "
+    "read from the local Hugging Face cache, or downloaded when online), or a path to a config.json "
+    "or its folder."
+)
+GPUS_HELP = f"GPU budget, {MIN_TOTAL_GPUS} to {MAX_TOTAL_GPUS}."
+
+
+def model_option():
+    return typer.Option(..., "--model", "--model_name", "--model-name", help=MODEL_HELP)
+
+
+def system_option(default):
+    return typer.Option(
+        default, "--system", "--system_name", "--system-name", help=f"GPU system: {_one_of(system_names())}."
+    )
+
+
+def backend_option():
+    return typer.Option(
+        "trtllm",
+        "--backend",
+        "--backend_name",
+        "--backend-name",
+        help=f"Serving engine: {_one_of(BACKENDS)}.",
+    )
+
+
+def backend_version_option():
+    return typer.Option(
+        None,
+        "--backend_version",
+        "--backend-version",
+        help="Engine version whose measured data to use (see 'servopt perfdb list'); default: the latest.",
+    )
+
+
+def perf_db_option():
+    return typer.Option(
+        None, "--perf_db", "--perf-db", help="Folder of the built perf databases (default: the user cache)."
+    )
+
+
+def quant_option(component: str):
+    choices = {"gemm": GEMM_QUANTS, "moe": MOE_QUANTS, "kvcache": KV_QUANTS, "fmha": FMHA_QUANTS}[component]
+    return typer.Option(
+        None,
+        f"--{component}_quant_mode",
+        f"--{component}-quant-mode",
+        help=f"{component} quantization: {_one_of(choices)} (default: the checkpoint's).",
+    )
