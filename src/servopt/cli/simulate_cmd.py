@@ -13,6 +13,8 @@ import math
 
 import typer
 
+from servopt.cli import options
+
 MODE_HELP = "agg (in-flight batching workers) or disagg (prefill workers + decode workers)."
 
 
@@ -30,14 +32,10 @@ def _finite(name: str, value: float | None, *, positive: bool = True) -> None:
 
 
 def simulate(
-    model: str = typer.Option(
-        ..., "--model", "--model_name", "--model-name", help="Registry name, HF id or config.json path."
-    ),
-    system: str = typer.Option("h200_sxm", "--system", "--system_name", "--system-name", help="GPU system."),
-    backend: str = typer.Option(
-        "trtllm", "--backend", "--backend_name", "--backend-name", help="trtllm, vllm or sglang."
-    ),
-    backend_version: str | None = typer.Option(None, "--backend_version", "--backend-version"),
+    model: str = options.model_option(),
+    system: str = options.system_option("h200_sxm"),
+    backend: str = options.backend_option(),
+    backend_version: str | None = options.backend_version_option(),
     mode: str = typer.Option("agg", "--mode", help=MODE_HELP),
     isl: int = typer.Option(4000, "--isl", help="Mean input length (tokens)."),
     osl: int = typer.Option(1000, "--osl", help="Mean output length (tokens)."),
@@ -111,13 +109,13 @@ def simulate(
         "--request-overhead-ms",
         help="Time from a client's send to the engine queue (tokenization, HTTP): part of TTFT.",
     ),
-    gemm_quant_mode: str | None = typer.Option(None, "--gemm_quant_mode", "--gemm-quant-mode"),
-    moe_quant_mode: str | None = typer.Option(None, "--moe_quant_mode", "--moe-quant-mode"),
-    kvcache_quant_mode: str | None = typer.Option(None, "--kvcache_quant_mode", "--kvcache-quant-mode"),
-    fmha_quant_mode: str | None = typer.Option(None, "--fmha_quant_mode", "--fmha-quant-mode"),
+    gemm_quant_mode: str | None = options.quant_option("gemm"),
+    moe_quant_mode: str | None = options.quant_option("moe"),
+    kvcache_quant_mode: str | None = options.quant_option("kvcache"),
+    fmha_quant_mode: str | None = options.quant_option("fmha"),
     ttft: float | None = typer.Option(None, "--ttft", help="TTFT target (ms) for goodput."),
     tpot: float | None = typer.Option(None, "--tpot", help="TPOT target (ms) for goodput."),
-    perf_db: str | None = typer.Option(None, "--perf_db", "--perf-db", help="Perf database cache folder."),
+    perf_db: str | None = options.perf_db_option(),
     save_dir: str | None = typer.Option(
         None, "--save_dir", "--save-dir", help="Write per-request CSV, CDF and timeline plots here."
     ),
