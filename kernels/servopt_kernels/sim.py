@@ -204,6 +204,51 @@ def _wake(i, wake, woken, n_woken):
 
 
 @kernel
+def _route(
+    r,
+    role,
+    inst_role,
+    inst_kind,
+    policy,
+    pending,
+    iter_end,
+    inst_of,
+    wake,
+    woken,
+    n_woken,
+    head,
+    tail,
+    nxt,
+    qlen,
+):
+    """Queue request ``r`` for ``role``: the role's shared queue (pull; every idle instance of the
+    role is woken) or the least-loaded instance's own queue (push). Returns the woken count."""
+    m = inst_role.shape[0]
+    best = -1
+    for i in range(m):
+        if inst_role[i] != role:
+            continue
+        if policy[inst_kind[i], P_PULL] > 0:
+            best = -2 - role
+            break
+        if best < 0 or pending[i] < pending[best]:
+            best = i
+    if best <= -2:
+        q = m + role
+        for j in range(m):
+            if inst_role[j] == role and iter_end[j] == INF:
+                n_woken = _wake(j, wake, woken, n_woken)
+    else:
+        q = best
+        pending[best] += 1
+        if iter_end[best] == INF:
+            n_woken = _wake(best, wake, woken, n_woken)
+    inst_of[r] = best
+    _push_back(q, r, head, tail, nxt, qlen)
+    return n_woken
+
+
+@kernel
 def _itl_bin(gap_ms):
     if gap_ms <= ITL_LO_MS:
         return 0
@@ -379,53 +424,44 @@ def simulate(
             route_from += 1
             target[r] = isl[r]
             role = ROLE_PREFILL if disagg else ROLE_AGG
-            # Pick the queue: shared (pull) or the least-loaded instance of the role (push).
-            best = -1
-            for i in range(m):
-                if inst_role[i] != role:
-                    continue
-                if policy[inst_kind[i], P_PULL] > 0:
-                    best = -2 - role
-                    break
-                if best < 0 or pending[i] < pending[best]:
-                    best = i
-            if best <= -2:
-                q = m + (-2 - best)
-                for j in range(m):
-                    if inst_role[j] == role and iter_end[j] == INF:
-                        n_woken = _wake(j, wake, woken, n_woken)
-            else:
-                q = best
-                pending[best] += 1
-                if iter_end[best] == INF:
-                    n_woken = _wake(best, wake, woken, n_woken)
-            inst_of[r] = best
-            _push_back(q, r, head, tail, nxt, qlen)
+            n_woken = _route(
+                r,
+                role,
+                inst_role,
+                inst_kind,
+                policy,
+                pending,
+                iter_end,
+                inst_of,
+                wake,
+                woken,
+                n_woken,
+                head,
+                tail,
+                nxt,
+                qlen,
+            )
             queued_total += 1
         # --- KV transfers that have landed: route to the least-loaded decode instance ---
         while heap_n > 0 and heap_t[0] <= t:
             r, heap_n = _heap_pop(heap_t, heap_r, heap_n)
-            best = -1
-            for i in range(m):
-                if inst_role[i] != ROLE_DECODE:
-                    continue
-                if policy[inst_kind[i], P_PULL] > 0:
-                    best = -2 - ROLE_DECODE
-                    break
-                if best < 0 or pending[i] < pending[best]:
-                    best = i
-            if best <= -2:
-                q = m + ROLE_DECODE
-                for j in range(m):
-                    if inst_role[j] == ROLE_DECODE and iter_end[j] == INF:
-                        n_woken = _wake(j, wake, woken, n_woken)
-            else:
-                q = best
-                pending[best] += 1
-                if iter_end[best] == INF:
-                    n_woken = _wake(best, wake, woken, n_woken)
-            inst_of[r] = best
-            _push_back(q, r, head, tail, nxt, qlen)
+            n_woken = _route(
+                r,
+                ROLE_DECODE,
+                inst_role,
+                inst_kind,
+                policy,
+                pending,
+                iter_end,
+                inst_of,
+                wake,
+                woken,
+                n_woken,
+                head,
+                tail,
+                nxt,
+                qlen,
+            )
             queued_total += 1
 
         # --- start a pass on every idle instance whose state changed, in instance order ---

@@ -10,167 +10,31 @@ from __future__ import annotations
 import numpy as np
 
 from servopt_kernels.jit import kernel
-
-# Policy columns (float64; flags are 0/1).
-P_MAX_BATCH = 0  # running requests per instance
-P_MAX_TOKENS = 1  # tokens per forward pass (decode tokens count one each)
-P_CHUNKED = 2  # prefill may be split into chunks across passes
-P_MIXED = 3  # prefill chunks and decode tokens share a pass (else prefill passes run alone)
-P_RESERVE_FULL = 4  # reserve isl + osl KV at admission (no growth, no preemption)
-P_KV_TOKENS = 5  # KV-cache capacity in tokens
-P_BLOCK = 6  # KV allocation granularity (tokens)
-P_OVERHEAD_MS = 7  # fixed cost of every forward pass
-P_PULL = 8  # routing: 1 = shared queue the instances pull from, 0 = push to least-loaded
-N_POLICY = 9
-
-# Instance roles.
-ROLE_AGG = 0
-ROLE_PREFILL = 1
-ROLE_DECODE = 2
-
-# Inter-token-gap histogram: log bins from ITL_LO_MS by factor ITL_RATIO.
-ITL_BINS = 2600
-ITL_LO_MS = 1e-3
-ITL_RATIO = 1.01
-
-# Timeline columns: time, queued, running, KV tokens used, output tokens so far.
-TL_COLS = 5
-
-INF = np.inf
-
-
-@kernel(inline="always")
-def _bracket(axis, n, x):
-    """Index i with axis[i] <= x < axis[i+1], clamped to [0, n-2] (n >= 2), and the weight of i+1."""
-    if n < 2:
-        return 0, 0.0
-    lo = 0
-    hi = n - 1
-    if x <= axis[0]:
-        lo = 0
-    elif x >= axis[n - 1]:
-        lo = n - 2
-    else:
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if axis[mid] <= x:
-                lo = mid
-            else:
-                hi = mid
-    span = axis[lo + 1] - axis[lo]
-    w = (x - axis[lo]) / span if span > 0 else 0.0
-    if w < 0.0:
-        w = 0.0
-    return lo, w
-
-
-@kernel
-def interp1(axis, values, n, x):
-    """Piecewise-linear ``values(x)`` on ``axis[:n]``; linear extrapolation past the last point."""
-    if n == 1:
-        return values[0]
-    i, w = _bracket(axis, n, x)
-    if x > axis[n - 1]:
-        w = (x - axis[i]) / (axis[i + 1] - axis[i])
-    return values[i] * (1.0 - w) + values[i + 1] * w
-
-
-@kernel
-def interp2(ax0, n0, ax1, n1, values, x0, x1):
-    """Bilinear ``values(x0, x1)`` on ``ax0[:n0] x ax1[:n1]``; linear extrapolation in both axes."""
-    i, wi = _bracket(ax0, n0, x0)
-    j, wj = _bracket(ax1, n1, x1)
-    if n0 >= 2 and x0 > ax0[n0 - 1]:
-        wi = (x0 - ax0[i]) / (ax0[i + 1] - ax0[i])
-    if n1 >= 2 and x1 > ax1[n1 - 1]:
-        wj = (x1 - ax1[j]) / (ax1[j + 1] - ax1[j])
-    i1 = i + 1 if n0 >= 2 else i
-    j1 = j + 1 if n1 >= 2 else j
-    a = values[i, j] * (1.0 - wj) + values[i, j1] * wj
-    b = values[i1, j] * (1.0 - wj) + values[i1, j1] * wj
-    return a * (1.0 - wi) + b * wi
-
-
-@kernel
-def _blocks(tokens, block):
-    return np.ceil(tokens / block) * block
-
-
-@kernel
-def _push_back(q, r, head, tail, nxt, qlen):
-    nxt[r] = -1
-    if tail[q] < 0:
-        head[q] = r
-    else:
-        nxt[tail[q]] = r
-    tail[q] = r
-    qlen[q] += 1
-
-
-@kernel
-def _push_front(q, r, head, tail, nxt, qlen):
-    nxt[r] = head[q]
-    head[q] = r
-    if tail[q] < 0:
-        tail[q] = r
-    qlen[q] += 1
-
-
-@kernel
-def _pop_front(q, head, tail, nxt, qlen):
-    r = head[q]
-    head[q] = nxt[r]
-    if head[q] < 0:
-        tail[q] = -1
-    qlen[q] -= 1
-    return r
-
-
-@kernel
-def _heap_push(ht, hr, size, t, r):
-    i = size
-    ht[i] = t
-    hr[i] = r
-    while i > 0:
-        parent = (i - 1) // 2
-        if ht[parent] > ht[i] or (ht[parent] == ht[i] and hr[parent] > hr[i]):
-            ht[parent], ht[i] = ht[i], ht[parent]
-            hr[parent], hr[i] = hr[i], hr[parent]
-            i = parent
-        else:
-            break
-    return size + 1
-
-
-@kernel
-def _heap_pop(ht, hr, size):
-    r = hr[0]
-    size -= 1
-    ht[0] = ht[size]
-    hr[0] = hr[size]
-    i = 0
-    while True:
-        left = 2 * i + 1
-        right = left + 1
-        small = i
-        if left < size and (ht[left] < ht[small] or (ht[left] == ht[small] and hr[left] < hr[small])):
-            small = left
-        if right < size and (ht[right] < ht[small] or (ht[right] == ht[small] and hr[right] < hr[small])):
-            small = right
-        if small == i:
-            break
-        ht[small], ht[i] = ht[i], ht[small]
-        hr[small], hr[i] = hr[i], hr[small]
-        i = small
-    return r, size
-
-
-@kernel
-def _itl_bin(gap_ms):
-    if gap_ms <= ITL_LO_MS:
-        return 0
-    k = int(np.log(gap_ms / ITL_LO_MS) / np.log(ITL_RATIO))
-    return min(k, ITL_BINS - 1)
+from servopt_kernels.sim import (  # the shared helpers: the oracle differs only in its loop
+    INF,
+    P_BLOCK,
+    P_CHUNKED,
+    P_KV_TOKENS,
+    P_MAX_BATCH,
+    P_MAX_TOKENS,
+    P_MIXED,
+    P_OVERHEAD_MS,
+    P_PULL,
+    P_RESERVE_FULL,
+    ROLE_AGG,
+    ROLE_DECODE,
+    ROLE_PREFILL,
+    TL_COLS,
+    _blocks,
+    _heap_pop,
+    _heap_push,
+    _itl_bin,
+    _pop_front,
+    _push_back,
+    _push_front,
+    interp1,
+    interp2,
+)
 
 
 @kernel

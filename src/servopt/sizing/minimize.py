@@ -103,12 +103,7 @@ class Sizer:
             raise ValueError("use decode_saturation for decode options")
         dep = Deployment((replace(kind, role="agg", pull=False),))
         raw = run(dep, Requests(np.zeros(n), isl, osl), clients=clients)
-        self.counters.simulations += 1
-        warm = n // 4
-        span = float(raw.t_done.max() - np.sort(raw.t_done)[warm])
-        rate = (n - warm - 1) / span * 1000.0 if span > 0 else math.inf
-        self._saturation[key] = rate
-        return rate
+        return self._completion_rate(key, raw.t_done)
 
     def decode_saturation(self, option: PoolOption, feeder: PoolOption) -> float:
         """Requests/s one decode worker completes with every batch slot busy, fed by prefill
@@ -125,9 +120,14 @@ class Sizer:
         prefill = replace(feeder.kind, count=feeder.kind.count * min(clients, 32))
         dep = Deployment((prefill, option.workers(1)), 0.0, 0.0)
         raw = run(dep, Requests(np.zeros(n), isl, osl), clients=clients)
+        return self._completion_rate(key, raw.t_done)
+
+    def _completion_rate(self, key, t_done: np.ndarray) -> float:
+        """Requests/s completed after the first quarter (the pool filling up), cached under key."""
         self.counters.simulations += 1
+        n = len(t_done)
         warm = n // 4
-        span = float(raw.t_done.max() - np.sort(raw.t_done)[warm])
+        span = float(t_done.max() - np.sort(t_done)[warm])
         rate = (n - warm - 1) / span * 1000.0 if span > 0 else math.inf
         self._saturation[key] = rate
         return rate
