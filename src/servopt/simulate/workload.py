@@ -30,6 +30,8 @@ ARRIVALS = ("poisson", "constant", "gamma")
 # Input files are read whole: bound them like the experiment files.
 MAX_INPUT_FILE_BYTES = 64 << 20
 MAX_LENGTH_TOKENS = 10_000_000
+# Per-request arrays cost ~100 bytes a request; beyond this a run is a mistake, not a benchmark.
+MAX_REQUESTS = 2_000_000
 
 
 class Requests(NamedTuple):
@@ -142,8 +144,10 @@ def _uniform(mean: int, ratio: float, n: int, rng: np.random.Generator) -> np.nd
 
 def make_requests(load: Load, lengths: Lengths, num_requests: int, seed: int) -> Requests:
     """``num_requests`` requests, drawn in a fixed order from ``seed``: lengths, then arrivals."""
-    if not isinstance(num_requests, int | np.integer) or num_requests < 1:
-        raise ServoptError("num_requests", num_requests, "must be an integer >= 1")
+    if not isinstance(num_requests, int | np.integer) or not 1 <= num_requests <= MAX_REQUESTS:
+        raise ServoptError("num_requests", num_requests, f"must be an integer in [1, {MAX_REQUESTS}]")
+    if not isinstance(seed, int | np.integer) or seed < 0:
+        raise ServoptError("seed", seed, "must be an integer >= 0")
     rng = np.random.default_rng(seed)
     isl, osl = lengths.draw(num_requests, rng)
     return Requests(arrival_times_ms(load, num_requests, rng), isl, osl)
@@ -152,8 +156,10 @@ def make_requests(load: Load, lengths: Lengths, num_requests: int, seed: int) ->
 def _read_text(path: str | Path, field: str) -> tuple[Path, str]:
     p = Path(path)
     try:
-        if not p.is_file():
+        if not p.exists():
             raise ServoptError(field, str(p), "no such file")
+        if not p.is_file():
+            raise ServoptError(field, str(p), "is not a regular file")
         if p.stat().st_size > MAX_INPUT_FILE_BYTES:
             raise ServoptError(field, str(p), f"larger than {MAX_INPUT_FILE_BYTES >> 20} MiB")
         return p, p.read_text(encoding="utf-8")

@@ -20,7 +20,7 @@ import numpy as np
 
 from servopt.errors import ServoptError
 from servopt.simulate.engine import Deployment, run
-from servopt.simulate.workload import Lengths, Load, Requests, make_requests
+from servopt.simulate.workload import MAX_REQUESTS, Lengths, Load, Requests, make_requests
 
 # The measured window spans at least this many request lifetimes (plus one each side to fill and drain).
 MEASURED_SPANS = 2
@@ -69,7 +69,15 @@ class Offered:
         """Requests to simulate: ``num_requests``, or more so the measured window spans enough
         lifetimes at this rate."""
         spans = MEASURED_SPANS + 2
-        return max(self.num_requests, math.ceil(self.rate * spans * self.lifetime_ms(targets) / 1000.0))
+        n = max(self.num_requests, math.ceil(self.rate * spans * self.lifetime_ms(targets) / 1000.0))
+        if n > MAX_REQUESTS:
+            raise ServoptError(
+                "request_rate",
+                self.rate,
+                f"a steady-state run at this rate needs {n} simulated requests (more than {MAX_REQUESTS}); "
+                "size a share of the load (e.g. rate / 10) and multiply",
+            )
+        return n
 
     def requests(self, targets: Targets) -> Requests:
         return make_requests(
