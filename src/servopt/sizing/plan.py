@@ -84,13 +84,14 @@ def size_for_rate(
     sizer = Sizer(offered, targets, budget=total_gpus, transfer=transfer_model(setup))
     dropped: list = []
     agg = disagg = None
+    agg_options: list = []
     if "agg" in modes:
         lists = default_agg_lists(is_moe=arch.is_moe, backend=backend, system=setup.system.name)
-        options, lost = pool_options(
+        agg_options, lost = pool_options(
             db, setup, "agg", _layouts(setup, lists, "agg", total_gpus), policy, **common
         )
         dropped += lost
-        agg = sizer.size_agg(options)
+        agg = sizer.size_agg(agg_options)
     if "disagg" in modes:
         p_lists, d_lists = default_disagg_lists(
             is_moe=arch.is_moe, backend=backend, prefill_system=setup.system.name
@@ -104,11 +105,19 @@ def size_for_rate(
             disagg = sizer.size_disagg(per_role["prefill"], per_role["decode"])
     best = min((s for s in (agg, disagg) if s is not None), key=lambda s: s.gpus, default=None)
     if best is None:
+        # The most any agg deployment in the budget could complete (its throughput, at no latency
+        # target): the rate to lower towards, an upper bound on what the targets allow.
+        ceiling = max(((total_gpus // o.gpus) * sizer.saturation(o) for o in agg_options), default=0.0)
+        hint = (
+            f"; at most {ceiling:.1f} req/s fit {total_gpus} GPUs even without latency targets"
+            if ceiling
+            else ""
+        )
         raise InfeasibleError(
             "request_rate",
             offered.rate,
             f"no deployment within {total_gpus} GPUs serves it at p{targets.ttft_percentile:g} TTFT <= "
-            f"{targets.ttft_ms:g} ms and p{targets.tpot_percentile:g} TPOT <= {targets.tpot_ms:g} ms",
+            f"{targets.ttft_ms:g} ms and p{targets.tpot_percentile:g} TPOT <= {targets.tpot_ms:g} ms{hint}",
         )
     return SizingResult(best, agg, disagg, sizer.counters, offered, targets, dropped)
 
