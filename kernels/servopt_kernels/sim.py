@@ -291,9 +291,19 @@ def simulate(
     preemptions,
     itl_hist,
     timeline,
+    dlog_t,
+    dlog_i,
+    out_p0,
+    out_g0,
+    out_inst,
 ):
     """Simulate every request; fills ``t_arrive``/``t_first``/``t_done`` (ms), ``preemptions``,
     ``itl_hist`` (decode tokens per inter-token-gap bin) and ``timeline`` (sampled rows).
+
+    Token times (for the emulator): ``dlog_t``/``dlog_i`` log the end time and instance of every
+    decoding pass (as many as fit), and ``out_p0``/``out_g0``/``out_inst`` (length n, or 0 to skip)
+    receive each request's last decoding stint: from pass ``p0`` of its instance's decoding passes
+    on, it gained tokens ``g0 + 1, g0 + 2, ...`` one per pass.
 
     Parameters
     ----------
@@ -311,7 +321,7 @@ def simulate(
 
     Returns
     -------
-    (iterations, timeline rows written, timeline stride)
+    (iterations, timeline rows written, timeline stride, decoding passes logged)
     """
     n = isl.shape[0]
     m = inst_role.shape[0]
@@ -398,6 +408,7 @@ def simulate(
 
     memo_gap = -1.0
     memo_bin = 0
+    dlog_n = 0
     # Scratch for one pass's chunks.
     ch_new = np.zeros(max_batch_cap, np.float64)
     ch_pre = np.zeros(max_batch_cap, np.float64)
@@ -692,6 +703,10 @@ def simulate(
                 # ended the previous decoding pass share one gap; the others are binned one by one.
                 dec_pass[i] += 1
                 tokens_out += d
+                if dlog_n < dlog_t.shape[0]:
+                    dlog_t[dlog_n] = t
+                    dlog_i[dlog_n] = i
+                    dlog_n += 1
                 if w_steady[i] > 0:
                     gap = t - last_dec_end[i]
                     if gap != memo_gap:
@@ -796,4 +811,9 @@ def simulate(
             nrun[i] = w
             if n_dec[i] == 0:
                 w_steady[i] = 0.0  # no float residue from adding and removing weights
-    return iterations, tl_rows, tl_stride
+    if out_p0.shape[0] == n:
+        for r in range(n):
+            out_p0[r] = p0[r]
+            out_g0[r] = g0[r]
+            out_inst[r] = inst_of[r]
+    return iterations, tl_rows, tl_stride, dlog_n

@@ -72,6 +72,11 @@ def simulate(
     preemptions,
     itl_hist,
     timeline,
+    dlog_t,  # token-time outputs: not produced by the oracle
+    dlog_i,
+    out_p0,
+    out_g0,
+    out_inst,
 ):
     """Simulate every request; fills ``t_arrive``/``t_first``/``t_done`` (ms), ``preemptions``,
     ``itl_hist`` (decode tokens per inter-token-gap bin) and ``timeline`` (sampled rows).
@@ -476,4 +481,4 @@ def simulate(
                     heap_n = _heap_push(
                         heap_t, heap_r, heap_n, t + xfer_fixed_ms + xfer_ms_per_token * isl[r], r
                     )
-    return iterations, tl_rows, tl_stride
+    return iterations, tl_rows, tl_stride, 0

@@ -139,3 +139,25 @@ def test_request_overhead_delays_every_request_by_exactly_that_much():
     a = run(dep, one, clients=1)
     b = run(Deployment(dep.kinds, request_overhead_ms=10.0), one, clients=1)
     assert b.t_done[-1] - a.t_done[-1] == pytest.approx(20 * 10.0)
+
+
+@pytest.mark.parametrize("backend", ["vllm", "sglang", "trtllm"])
+@pytest.mark.parametrize("disagg", [False, True])
+def test_recorded_token_times_reproduce_every_inter_token_gap(backend, disagg):
+    rng = np.random.default_rng(9)
+    n = 300
+    req = Requests(
+        np.cumsum(rng.exponential(20.0, n)),
+        rng.integers(1, 2000, n).astype(np.int64),
+        rng.integers(1, 120, n).astype(np.int64),
+    )
+    raw = run(deployment(backend, disagg, 10**7), req, record_tokens=True)
+    hist = np.zeros_like(raw.itl_hist)
+    for r in range(n):
+        times = raw.token_times_ms(r, int(req.osl[r]))
+        assert times[0] == raw.t_first[r] and times[-1] == pytest.approx(raw.t_done[r])
+        gaps = np.diff(times)
+        assert np.all(gaps > 0)
+        for g in gaps:
+            hist[lazy._itl_bin(g)] += 1
+    np.testing.assert_array_equal(hist, raw.itl_hist)

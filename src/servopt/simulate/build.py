@@ -89,7 +89,9 @@ def build_kind(
 ) -> InstanceKind:
     """The engine instances of one worker plan: tables, KV capacity and policy."""
     if plan.workers < 1:
-        raise ServoptError("workers" if plan.role == "agg" else f"{plan.role}_workers", plan.workers, "must be >= 1")
+        raise ServoptError(
+            "workers" if plan.role == "agg" else f"{plan.role}_workers", plan.workers, "must be >= 1"
+        )
     lops = build_layout_ops(setup, [plan.layout], skip_invalid=False, db=db, role=_op_role(plan.role))
     policy = plan.policy
     if size_token_budget and plan.role != "decode":

@@ -70,6 +70,31 @@ class RawRun:
     itl_hist: np.ndarray
     timeline: np.ndarray  # (rows, 5): t, queued, running, KV tokens used, output tokens so far
     iterations: int
+    # With record_tokens: every decoding pass's end (ms) and instance, and each request's last
+    # decoding stint (first pass index among its instance's decoding passes, tokens before it).
+    pass_end_ms: np.ndarray | None = None
+    pass_instance: np.ndarray | None = None
+    stint_pass: np.ndarray | None = None
+    stint_tokens: np.ndarray | None = None
+    instance: np.ndarray | None = None
+
+    def token_times_ms(self, r: int, osl: int) -> np.ndarray:
+        """When each of request ``r``'s ``osl`` tokens was produced (needs ``record_tokens``). Tokens
+        of an earlier stint cut short by preemption are spaced evenly up to the last stint."""
+        if self.pass_end_ms is None:
+            raise ValueError("run(..., record_tokens=True) records token times")
+        times = np.empty(osl)
+        times[0] = self.t_first[r]
+        g0 = int(self.stint_tokens[r])
+        if osl > 1 and g0 >= 1 and self.instance[r] >= 0:
+            ends = self.pass_end_ms[self.pass_instance == self.instance[r]]
+            later = ends[int(self.stint_pass[r]) : int(self.stint_pass[r]) + osl - g0]
+            times[g0:] = later
+            if g0 > 1:  # an earlier stint, cut short by preemption
+                times[1:g0] = np.linspace(times[0], later[0], g0 + 1)[1:-1]
+        elif osl > 1:
+            times[1:] = np.linspace(self.t_first[r], self.t_done[r], osl)[1:]
+        return times
 
 
 def _pad(arrays: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -147,7 +172,12 @@ def run_many(jobs: list[tuple[Deployment, Requests, int]], threads: int | None =
 
 
 def run(
-    deployment: Deployment, requests: Requests, *, clients: int = 0, itl_weight: np.ndarray | None = None
+    deployment: Deployment,
+    requests: Requests,
+    *,
+    clients: int = 0,
+    itl_weight: np.ndarray | None = None,
+    record_tokens: bool = False,
 ) -> RawRun:
     """Simulate ``requests`` on ``deployment`` (``clients > 0``: closed loop)."""
     from servopt_kernels import sim
@@ -185,7 +215,11 @@ def run(
         timeline=np.zeros((TIMELINE_ROWS, sim.TL_COLS)),
         iterations=0,
     )
-    iterations, rows, _stride = sim.simulate(
+    log = int(requests.osl.sum()) + 1 if record_tokens else 0
+    dlog_t, dlog_i = np.zeros(log), np.zeros(log, dtype=np.int64)
+    stint = n if record_tokens else 0
+    stint_pass, stint_tokens, instance = (np.zeros(stint, dtype=np.int64) for _ in range(3))
+    iterations, rows, _stride, logged = sim.simulate(
         np.ascontiguousarray(requests.arrival_ms, dtype=np.float64),
         np.ascontiguousarray(requests.isl, dtype=np.int64),
         np.ascontiguousarray(requests.osl, dtype=np.int64),
@@ -219,7 +253,15 @@ def run(
         out.preemptions,
         out.itl_hist,
         out.timeline,
+        dlog_t,
+        dlog_i,
+        stint_pass,
+        stint_tokens,
+        instance,
     )
     out.iterations = int(iterations)
+    if record_tokens:
+        out.pass_end_ms, out.pass_instance = dlog_t[:logged], dlog_i[:logged]
+        out.stint_pass, out.stint_tokens, out.instance = stint_pass, stint_tokens, instance
     out.timeline = out.timeline[:rows].copy()
     return out
