@@ -146,15 +146,23 @@ def default(
         help="Size for this load (requests/s): the fewest GPUs (<= --total_gpus) meeting the targets "
         "at the percentiles below, verified by simulation.",
     ),
-    arrival: str = typer.Option("poisson", "--arrival", help="With --request_rate: poisson, constant, gamma."),
+    arrival: str = typer.Option(
+        "poisson", "--arrival", help="With --request_rate: poisson, constant, gamma."
+    ),
     arrival_cv: float = typer.Option(
         1.0, "--arrival_cv", "--arrival-cv", help="gamma arrivals: coefficient of variation of the gaps."
     ),
     ttft_percentile: float | None = typer.Option(
-        None, "--ttft_percentile", "--ttft-percentile", help="With --request_rate: TTFT target percentile (99)."
+        None,
+        "--ttft_percentile",
+        "--ttft-percentile",
+        help="With --request_rate: TTFT target percentile (99).",
     ),
     tpot_percentile: float | None = typer.Option(
-        None, "--tpot_percentile", "--tpot-percentile", help="With --request_rate: TPOT target percentile (99)."
+        None,
+        "--tpot_percentile",
+        "--tpot-percentile",
+        help="With --request_rate: TPOT target percentile (99).",
     ),
     objective: str = typer.Option("min_gpus", "--objective", help="With --request_rate: min_gpus."),
     num_requests: int = typer.Option(

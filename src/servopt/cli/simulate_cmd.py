@@ -13,13 +13,8 @@ import math
 
 import typer
 
+from servopt.cli import deployment_flags as flags
 from servopt.cli import options
-
-MODE_HELP = "agg (in-flight batching workers) or disagg (prefill workers + decode workers)."
-
-
-def _opt_int(*names: str, help: str) -> typer.models.OptionInfo:
-    return typer.Option(None, *names, help=help)
 
 
 def _finite(name: str, value: float | None, *, positive: bool = True) -> None:
@@ -36,7 +31,7 @@ def simulate(
     system: str = options.system_option("h200_sxm"),
     backend: str = options.backend_option(),
     backend_version: str | None = options.backend_version_option(),
-    mode: str = typer.Option("agg", "--mode", help=MODE_HELP),
+    mode: str = flags.MODE,
     isl: int = typer.Option(4000, "--isl", help="Mean input length (tokens)."),
     osl: int = typer.Option(1000, "--osl", help="Mean output length (tokens)."),
     isl_range: float = typer.Option(
@@ -66,49 +61,29 @@ def simulate(
         None, "--warmup", help="Requests excluded at the start (default: the first tenth)."
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the lengths and arrivals."),
-    tp: int = typer.Option(1, "--tp", help="Tensor parallelism (both roles in disagg unless overridden)."),
-    pp: int = typer.Option(1, "--pp", help="Pipeline parallelism."),
-    dp: int = typer.Option(1, "--dp", help="Attention data parallelism (MoE models)."),
-    moe_tp: int | None = typer.Option(None, "--moe_tp", "--moe-tp", help="MoE tensor parallelism."),
-    moe_ep: int | None = typer.Option(None, "--moe_ep", "--moe-ep", help="MoE expert parallelism."),
-    workers: int = typer.Option(1, "--workers", help="agg: workers serving the load."),
-    prefill_tp: int | None = _opt_int("--prefill_tp", "--prefill-tp", help="disagg: prefill tp."),
-    prefill_pp: int | None = _opt_int("--prefill_pp", "--prefill-pp", help="disagg: prefill pp."),
-    prefill_dp: int | None = _opt_int("--prefill_dp", "--prefill-dp", help="disagg: prefill dp."),
-    prefill_moe_tp: int | None = _opt_int(
-        "--prefill_moe_tp", "--prefill-moe-tp", help="disagg: prefill moe_tp."
-    ),
-    prefill_moe_ep: int | None = _opt_int(
-        "--prefill_moe_ep", "--prefill-moe-ep", help="disagg: prefill moe_ep."
-    ),
-    prefill_workers: int = typer.Option(1, "--prefill_workers", "--prefill-workers", help="disagg: x."),
-    decode_tp: int | None = _opt_int("--decode_tp", "--decode-tp", help="disagg: decode tp."),
-    decode_pp: int | None = _opt_int("--decode_pp", "--decode-pp", help="disagg: decode pp."),
-    decode_dp: int | None = _opt_int("--decode_dp", "--decode-dp", help="disagg: decode dp."),
-    decode_moe_tp: int | None = _opt_int("--decode_moe_tp", "--decode-moe-tp", help="disagg: decode moe_tp."),
-    decode_moe_ep: int | None = _opt_int("--decode_moe_ep", "--decode-moe-ep", help="disagg: decode moe_ep."),
-    decode_workers: int = typer.Option(1, "--decode_workers", "--decode-workers", help="disagg: y."),
-    max_batch_size: int | None = typer.Option(
-        None, "--max_batch_size", "--max-batch-size", help="Running requests per instance (engine default)."
-    ),
-    max_num_tokens: int | None = typer.Option(
-        None, "--max_num_tokens", "--max-num-tokens", help="Tokens per forward pass (engine default)."
-    ),
-    chunked_prefill: bool | None = typer.Option(
-        None, "--chunked_prefill/--no_chunked_prefill", help="Override the engine's chunked-prefill default."
-    ),
-    iteration_overhead_ms: float | None = typer.Option(
-        None,
-        "--iteration_overhead_ms",
-        "--iteration-overhead-ms",
-        help="Fixed cost added to every forward pass.",
-    ),
-    request_overhead_ms: float = typer.Option(
-        0.0,
-        "--request_overhead_ms",
-        "--request-overhead-ms",
-        help="Time from a client's send to the engine queue (tokenization, HTTP): part of TTFT.",
-    ),
+    tp: int = flags.TP,
+    pp: int = flags.PP,
+    dp: int = flags.DP,
+    moe_tp: int | None = flags.MOE_TP,
+    moe_ep: int | None = flags.MOE_EP,
+    workers: int = flags.WORKERS,
+    prefill_tp: int | None = flags.PREFILL_TP,
+    prefill_pp: int | None = flags.PREFILL_PP,
+    prefill_dp: int | None = flags.PREFILL_DP,
+    prefill_moe_tp: int | None = flags.PREFILL_MOE_TP,
+    prefill_moe_ep: int | None = flags.PREFILL_MOE_EP,
+    prefill_workers: int = flags.PREFILL_WORKERS,
+    decode_tp: int | None = flags.DECODE_TP,
+    decode_pp: int | None = flags.DECODE_PP,
+    decode_dp: int | None = flags.DECODE_DP,
+    decode_moe_tp: int | None = flags.DECODE_MOE_TP,
+    decode_moe_ep: int | None = flags.DECODE_MOE_EP,
+    decode_workers: int = flags.DECODE_WORKERS,
+    max_batch_size: int | None = flags.MAX_BATCH_SIZE,
+    max_num_tokens: int | None = flags.MAX_NUM_TOKENS,
+    chunked_prefill: bool | None = flags.CHUNKED_PREFILL,
+    iteration_overhead_ms: float | None = flags.ITERATION_OVERHEAD_MS,
+    request_overhead_ms: float = flags.REQUEST_OVERHEAD_MS,
     gemm_quant_mode: str | None = options.quant_option("gemm"),
     moe_quant_mode: str | None = options.quant_option("moe"),
     kvcache_quant_mode: str | None = options.quant_option("kvcache"),
@@ -124,12 +99,10 @@ def simulate(
     """Simulate one deployment under load: TTFT/TPOT/ITL/E2E percentiles, throughput, goodput."""
     from servopt.errors import ServoptError, UnknownNameError
     from servopt.evaluate.candidates import ModelSetup
-    from servopt.evaluate.single import quant_modes, resolve_moe_split
+    from servopt.evaluate.single import quant_modes
     from servopt.models.registry import resolve_model
     from servopt.perf_db.database import open_database
     from servopt.perf_db.systems import load_system
-    from servopt.search.layouts import Layout
-    from servopt.simulate.build import WorkerPlan
     from servopt.simulate.policy import engine_policy
     from servopt.simulate.scenario import Scenario
     from servopt.simulate.scenario import simulate as run_simulation
@@ -177,30 +150,21 @@ def simulate(
         iteration_overhead_ms=iteration_overhead_ms,
     )
 
-    def layout(t, p, d, mt, me) -> Layout:
-        t, p, d = (tp if t is None else t), (pp if p is None else p), (dp if d is None else d)
-        if mt is None and me is None:
-            mt, me = moe_tp, moe_ep
-        mtp, mep = resolve_moe_split(arch.is_moe, t, d, mt, me)
-        return Layout(t, p, d, mtp, mep)
-
-    if mode == "agg":
-        plans = [WorkerPlan("agg", layout(None, None, None, None, None), workers, policy)]
-    else:
-        plans = [
-            WorkerPlan(
-                "prefill",
-                layout(prefill_tp, prefill_pp, prefill_dp, prefill_moe_tp, prefill_moe_ep),
-                prefill_workers,
-                policy,
-            ),
-            WorkerPlan(
-                "decode",
-                layout(decode_tp, decode_pp, decode_dp, decode_moe_tp, decode_moe_ep),
-                decode_workers,
-                policy,
-            ),
-        ]
+    plans = flags.worker_plans(
+        arch,
+        mode,
+        policy,
+        {"tp": tp, "pp": pp, "dp": dp, "moe_tp": moe_tp, "moe_ep": moe_ep},
+        {
+            "tp": prefill_tp,
+            "pp": prefill_pp,
+            "dp": prefill_dp,
+            "moe_tp": prefill_moe_tp,
+            "moe_ep": prefill_moe_ep,
+        },
+        {"tp": decode_tp, "pp": decode_pp, "dp": decode_dp, "moe_tp": decode_moe_tp, "moe_ep": decode_moe_ep},
+        {"agg": workers, "prefill": prefill_workers, "decode": decode_workers},
+    )
     scenario = Scenario(
         load=load,
         num_requests=num_requests if requests is None else len(requests.isl),

@@ -1,0 +1,76 @@
+"""The deployment flags ``cli simulate`` and ``servopt emulate`` share, declared once, and the
+worker plans they describe."""
+
+from __future__ import annotations
+
+import typer
+
+MODE = typer.Option(
+    "agg", "--mode", help="agg (in-flight batching workers) or disagg (prefill + decode workers)."
+)
+TP = typer.Option(1, "--tp", help="Tensor parallelism (both roles in disagg unless overridden).")
+PP = typer.Option(1, "--pp", help="Pipeline parallelism.")
+DP = typer.Option(1, "--dp", help="Attention data parallelism (MoE models).")
+MOE_TP = typer.Option(None, "--moe_tp", "--moe-tp", help="MoE tensor parallelism.")
+MOE_EP = typer.Option(None, "--moe_ep", "--moe-ep", help="MoE expert parallelism.")
+WORKERS = typer.Option(1, "--workers", help="agg: workers serving the load.")
+
+
+def _role_option(role: str, field: str):
+    dashed = field.replace("_", "-")
+    return typer.Option(None, f"--{role}_{field}", f"--{role}-{dashed}", help=f"disagg: {role} {field}.")
+
+
+PREFILL_TP, PREFILL_PP, PREFILL_DP = (_role_option("prefill", f) for f in ("tp", "pp", "dp"))
+PREFILL_MOE_TP, PREFILL_MOE_EP = (_role_option("prefill", f) for f in ("moe_tp", "moe_ep"))
+DECODE_TP, DECODE_PP, DECODE_DP = (_role_option("decode", f) for f in ("tp", "pp", "dp"))
+DECODE_MOE_TP, DECODE_MOE_EP = (_role_option("decode", f) for f in ("moe_tp", "moe_ep"))
+PREFILL_WORKERS = typer.Option(
+    1, "--prefill_workers", "--prefill-workers", help="disagg: prefill workers (x)."
+)
+DECODE_WORKERS = typer.Option(1, "--decode_workers", "--decode-workers", help="disagg: decode workers (y).")
+MAX_BATCH_SIZE = typer.Option(
+    None, "--max_batch_size", "--max-batch-size", help="Running requests per instance (engine default)."
+)
+MAX_NUM_TOKENS = typer.Option(
+    None, "--max_num_tokens", "--max-num-tokens", help="Tokens per forward pass (engine default)."
+)
+CHUNKED_PREFILL = typer.Option(
+    None, "--chunked_prefill/--no_chunked_prefill", help="Override the engine's chunked-prefill default."
+)
+ITERATION_OVERHEAD_MS = typer.Option(
+    None, "--iteration_overhead_ms", "--iteration-overhead-ms", help="Fixed cost added to every forward pass."
+)
+REQUEST_OVERHEAD_MS = typer.Option(
+    0.0,
+    "--request_overhead_ms",
+    "--request-overhead-ms",
+    help="Time from a client's send to the engine queue (tokenization, HTTP): part of TTFT.",
+)
+
+
+def worker_plans(arch, mode: str, policy, shared: dict, prefill: dict, decode: dict, workers: dict):
+    """WorkerPlans of an agg (``shared`` layout) or disagg deployment (``prefill``/``decode`` layout
+    fields override ``shared``); ``workers`` holds agg / prefill / decode counts."""
+    from servopt.errors import UnknownNameError
+    from servopt.evaluate.single import resolve_moe_split
+    from servopt.search.layouts import Layout
+    from servopt.simulate.build import WorkerPlan
+
+    if mode not in ("agg", "disagg"):
+        raise UnknownNameError("mode", mode, "unknown mode", ("agg", "disagg"))
+
+    def layout(over: dict) -> Layout:
+        t, p, d = (shared[k] if over.get(k) is None else over[k] for k in ("tp", "pp", "dp"))
+        mt, me = over.get("moe_tp"), over.get("moe_ep")
+        if mt is None and me is None:
+            mt, me = shared["moe_tp"], shared["moe_ep"]
+        mtp, mep = resolve_moe_split(arch.is_moe, t, d, mt, me)
+        return Layout(t, p, d, mtp, mep)
+
+    if mode == "agg":
+        return [WorkerPlan("agg", layout({}), workers["agg"], policy)]
+    return [
+        WorkerPlan("prefill", layout(prefill), workers["prefill"], policy),
+        WorkerPlan("decode", layout(decode), workers["decode"], policy),
+    ]

@@ -1,0 +1,151 @@
+"""``servopt emulate``: serve a planned deployment's predicted timings on an OpenAI-compatible endpoint.
+
+The deployment flags are ``cli simulate``'s; the server is FastAPI on uvicorn (the ``web`` extra),
+its metrics Prometheus' client library. Binds to loopback unless ``--host`` says otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+
+import typer
+
+from servopt.cli import deployment_flags as flags
+from servopt.cli import options
+
+
+def emulate(
+    model: str = options.model_option(),
+    system: str = options.system_option("h200_sxm"),
+    backend: str = options.backend_option(),
+    backend_version: str | None = options.backend_version_option(),
+    mode: str = flags.MODE,
+    tp: int = flags.TP,
+    pp: int = flags.PP,
+    dp: int = flags.DP,
+    moe_tp: int | None = flags.MOE_TP,
+    moe_ep: int | None = flags.MOE_EP,
+    workers: int = flags.WORKERS,
+    prefill_tp: int | None = flags.PREFILL_TP,
+    prefill_pp: int | None = flags.PREFILL_PP,
+    prefill_dp: int | None = flags.PREFILL_DP,
+    prefill_moe_tp: int | None = flags.PREFILL_MOE_TP,
+    prefill_moe_ep: int | None = flags.PREFILL_MOE_EP,
+    prefill_workers: int = flags.PREFILL_WORKERS,
+    decode_tp: int | None = flags.DECODE_TP,
+    decode_pp: int | None = flags.DECODE_PP,
+    decode_dp: int | None = flags.DECODE_DP,
+    decode_moe_tp: int | None = flags.DECODE_MOE_TP,
+    decode_moe_ep: int | None = flags.DECODE_MOE_EP,
+    decode_workers: int = flags.DECODE_WORKERS,
+    max_batch_size: int | None = flags.MAX_BATCH_SIZE,
+    max_num_tokens: int | None = flags.MAX_NUM_TOKENS,
+    chunked_prefill: bool | None = flags.CHUNKED_PREFILL,
+    iteration_overhead_ms: float | None = flags.ITERATION_OVERHEAD_MS,
+    request_overhead_ms: float = flags.REQUEST_OVERHEAD_MS,
+    gemm_quant_mode: str | None = options.quant_option("gemm"),
+    moe_quant_mode: str | None = options.quant_option("moe"),
+    kvcache_quant_mode: str | None = options.quant_option("kvcache"),
+    fmha_quant_mode: str | None = options.quant_option("fmha"),
+    max_model_len: int = typer.Option(
+        16384,
+        "--max_model_len",
+        "--max-model-len",
+        help="Longest prompt + output served (sizes the step tables).",
+    ),
+    speedup: float = typer.Option(
+        1.0, "--speedup", help="Run the clock K times faster (timings reported in simulated time)."
+    ),
+    max_in_flight: int = typer.Option(
+        1024, "--max_in_flight", "--max-in-flight", help="Requests in flight before 429 + Retry-After."
+    ),
+    served_model_name: str | None = typer.Option(
+        None, "--served_model_name", "--served-model-name", help="Model id in /v1/models (default: --model)."
+    ),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback by default)."),
+    port: int = typer.Option(8000, "--port", help="TCP port."),
+    perf_db: str | None = options.perf_db_option(),
+) -> None:
+    """Serve /v1/completions and /v1/chat/completions with the simulated deployment's timings."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from servopt.emulate.schedule import LiveSchedule
+    from servopt.emulate.server import Limits, create_app
+    from servopt.errors import ServoptError
+    from servopt.evaluate.candidates import ModelSetup
+    from servopt.evaluate.single import quant_modes
+    from servopt.models.registry import resolve_model
+    from servopt.perf_db.database import open_database
+    from servopt.perf_db.systems import load_system
+    from servopt.simulate.build import build_deployment
+    from servopt.simulate.engine import check_fits
+    from servopt.simulate.policy import engine_policy
+    from servopt.simulate.workload import Requests
+
+    for name, value in (("speedup", speedup), ("request_overhead_ms", request_overhead_ms + 1.0)):
+        if not (math.isfinite(value) and value > 0):
+            raise ServoptError(
+                name, value, "must be a finite number > 0" if name == "speedup" else "must be >= 0"
+            )
+    if not 2 <= max_model_len <= 1_000_000:
+        raise ServoptError("max_model_len", max_model_len, "must be in [2, 1000000]")
+    if not 1 <= max_in_flight <= 100_000:
+        raise ServoptError("max_in_flight", max_in_flight, "must be in [1, 100000]")
+    if not 0 <= port <= 65535:
+        raise ServoptError("port", port, "must be in [0, 65535]")
+    arch = resolve_model(model)
+    spec = load_system(system)
+    db = open_database(system, backend, backend_version, cache_dir=perf_db)
+    quant = quant_modes(
+        arch, gemm_quant_mode, moe_quant_mode, kvcache_quant_mode, fmha_quant_mode, db=db, backend=backend
+    )
+    setup = ModelSetup(arch, backend, quant, spec, db.version, 0)
+    policy = engine_policy(backend, spec.gpu.mem_capacity_bytes).with_overrides(
+        max_batch_size=max_batch_size,
+        max_num_tokens=max_num_tokens,
+        chunked_prefill=chunked_prefill,
+        iteration_overhead_ms=iteration_overhead_ms,
+    )
+    plans = flags.worker_plans(
+        arch,
+        mode,
+        policy,
+        {"tp": tp, "pp": pp, "dp": dp, "moe_tp": moe_tp, "moe_ep": moe_ep},
+        {
+            "tp": prefill_tp,
+            "pp": prefill_pp,
+            "dp": prefill_dp,
+            "moe_tp": prefill_moe_tp,
+            "moe_ep": prefill_moe_ep,
+        },
+        {"tp": decode_tp, "pp": decode_pp, "dp": decode_dp, "moe_tp": decode_moe_tp, "moe_ep": decode_moe_ep},
+        {"agg": workers, "prefill": prefill_workers, "decode": decode_workers},
+    )
+    deployment = build_deployment(
+        db,
+        setup,
+        plans,
+        max_isl=max_model_len - 1,
+        max_osl=max_model_len - 1,
+        prompt_lengths=np.zeros(0, dtype=np.int64),
+        size_token_budget=max_num_tokens is None,
+    )
+    deployment = replace(deployment, request_overhead_ms=request_overhead_ms)
+    # The longest request the server accepts must fit every instance, or it would stall.
+    longest = Requests(np.zeros(1), np.array([max_model_len - 1]), np.array([1]))
+    check_fits(deployment, longest)
+    check_fits(deployment, Requests(np.zeros(1), np.array([1]), np.array([max_model_len - 1])))
+    schedule = LiveSchedule(deployment, speedup=speedup)
+    name = served_model_name or model
+    app = create_app(schedule, name, Limits(max_in_flight=max_in_flight, max_model_len=max_model_len))
+    import uvicorn
+
+    typer.echo(
+        f"servopt emulate: {arch.name} on {spec.name}/{backend} {db.version}, "
+        f"{' + '.join(f'{p.workers} x {p.role} {p.layout.label}' for p in plans)}, speedup {speedup:g}: "
+        f"http://{host}:{port}/v1",
+        err=True,
+    )
+    uvicorn.run(app, host=host, port=port, log_level="warning")

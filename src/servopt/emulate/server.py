@@ -1,0 +1,226 @@
+"""An OpenAI-compatible HTTP endpoint whose timings are a planned deployment's simulated ones.
+
+``/v1/completions`` and ``/v1/chat/completions`` (streaming and not), ``/v1/models``, ``/health``
+and Prometheus ``/metrics``. Each request joins :class:`LiveSchedule`; its tokens are sent when the
+simulated forward pass that produces them ends. Output text is filler (one word per token).
+
+Token counts: the prompt's tokens are the length of a token-id list when the client sends one,
+else ``ceil(characters / 4)`` of the prompt or the messages' contents (no tokenizer); the output
+is ``max_tokens`` (or ``max_completion_tokens``; default 16 for completions, 256 for chat): the
+emulator always generates exactly that many, as benchmark clients ask with ``ignore_eos``.
+
+The web extra (FastAPI, uvicorn, prometheus-client) is imported here: only ``servopt emulate``
+imports this module.
+
+Bounded: request bodies over ``max_body_bytes`` get 413; more than ``max_in_flight`` requests in
+flight get 429 with ``Retry-After``; prompts and outputs are capped at the model length the step
+tables were built for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+import uuid
+from dataclasses import dataclass
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from servopt.emulate.schedule import LiveSchedule
+
+CHARS_PER_TOKEN = 4
+DEFAULT_MAX_TOKENS = {"completions": 16, "chat": 256}
+FILLER = " tok"
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_body_bytes: int = 4 << 20
+    max_in_flight: int = 1024
+    max_model_len: int = 32768
+    retry_after_s: int = 1
+
+
+def prompt_tokens(body: dict, kind: str) -> int:
+    if kind == "chat":
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise ValueError("messages: must be a non-empty list")
+        chars = 0
+        for m in messages:
+            content = m.get("content") if isinstance(m, dict) else None
+            if isinstance(content, list):  # content parts
+                content = " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+            chars += len(str(content or ""))
+        return max(1, math.ceil(chars / CHARS_PER_TOKEN))
+    prompt = body.get("prompt")
+    if isinstance(prompt, list) and prompt and all(isinstance(t, int) for t in prompt):
+        return len(prompt)
+    if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
+        prompt = prompt[0]
+    if not isinstance(prompt, str):
+        raise ValueError("prompt: must be a string or a list of token ids")
+    return max(1, math.ceil(len(prompt) / CHARS_PER_TOKEN))
+
+
+def output_tokens(body: dict, kind: str) -> int:
+    value = body.get("max_completion_tokens", body.get("max_tokens", DEFAULT_MAX_TOKENS[kind]))
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"max_tokens: {value!r}: must be an integer >= 1")
+    return value
+
+
+def create_app(schedule: LiveSchedule, model_name: str, limits: Limits = Limits()):
+    app = FastAPI(title="servopt emulate", docs_url=None, redoc_url=None)
+    registry = CollectorRegistry()
+    buckets = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+    m_requests = Counter("servopt_emulate_requests", "Requests accepted", registry=registry)
+    m_rejected = Counter(
+        "servopt_emulate_rejected", "Requests refused (429/413/400)", ["code"], registry=registry
+    )
+    m_waiting = Gauge(
+        "servopt_emulate_requests_waiting", "Requests waiting for a first token", registry=registry
+    )
+    m_running = Gauge("servopt_emulate_requests_running", "Requests generating", registry=registry)
+    m_kv = Gauge("servopt_emulate_kv_cache_tokens", "KV-cache tokens in use (simulated)", registry=registry)
+    m_ttft = Histogram(
+        "servopt_emulate_time_to_first_token_seconds",
+        "TTFT (simulated s)",
+        buckets=buckets,
+        registry=registry,
+    )
+    m_itl = Histogram(
+        "servopt_emulate_inter_token_latency_seconds", "ITL (simulated s)", buckets=buckets, registry=registry
+    )
+    state = {"in_flight": 0}
+
+    def error(code: int, message: str, headers: dict | None = None):
+        m_rejected.labels(str(code)).inc()
+        return JSONResponse({"error": {"message": message, "code": code}}, status_code=code, headers=headers)
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok"}
+
+    @app.get("/v1/models")
+    async def models():
+        return {"object": "list", "data": [{"id": model_name, "object": "model", "owned_by": "servopt"}]}
+
+    @app.get("/metrics")
+    async def metrics():
+        waiting, running, kv = schedule.load_now()
+        m_waiting.set(waiting)
+        m_running.set(running)
+        m_kv.set(kv)
+        return PlainTextResponse(generate_latest(registry).decode(), media_type="text/plain; version=0.0.4")
+
+    async def handle(request: Request, kind: str):
+        raw = await request.body()
+        if len(raw) > limits.max_body_bytes:
+            return error(413, f"request body over {limits.max_body_bytes} bytes")
+        try:
+            body = json.loads(raw)
+            if not isinstance(body, dict):
+                raise ValueError("the body must be a JSON object")
+            isl = prompt_tokens(body, kind)
+            osl = output_tokens(body, kind)
+        except (ValueError, json.JSONDecodeError) as err:
+            return error(400, str(err))
+        if isl + osl > limits.max_model_len:
+            return error(
+                400, f"prompt ({isl}) + max_tokens ({osl}) exceed the model length {limits.max_model_len}"
+            )
+        if state["in_flight"] >= limits.max_in_flight:
+            return error(429, "too many requests in flight", {"Retry-After": str(limits.retry_after_s)})
+        state["in_flight"] += 1
+        m_requests.inc()
+        rid = schedule.add(isl, osl)
+        arrival = schedule.arrival(rid)
+        created = int(time.time())
+        ident = f"{'chatcmpl' if kind == 'chat' else 'cmpl'}-{uuid.uuid4().hex[:24]}"
+        usage = {"prompt_tokens": isl, "completion_tokens": osl, "total_tokens": isl + osl}
+
+        # Read now: once every request of this epoch has finished, a later arrival starts a new one.
+        first_times, origin = schedule.token_times_ms(rid), schedule.origin
+
+        async def tokens():
+            """Yield (index, simulated ms) as each token's time comes, following the schedule."""
+            times = first_times
+            for k in range(osl):
+                while True:
+                    if schedule.in_epoch(rid):
+                        times = schedule.token_times_ms(rid)
+                    wait = origin + times[k] / 1000.0 / schedule.speedup - schedule.clock()
+                    if wait <= 0:
+                        break
+                    await asyncio.sleep(min(wait, 0.05))
+                yield k, float(times[k])
+
+        def chunk(k: int, text: str, finish: str | None) -> dict:
+            if kind == "chat":
+                delta = {"role": "assistant", "content": text} if k == 0 else {"content": text}
+                return {
+                    "id": ident, "object": "chat.completion.chunk", "created": created, "model": model_name,
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                }  # fmt: skip
+            return {
+                "id": ident, "object": "text_completion", "created": created, "model": model_name,
+                "choices": [{"index": 0, "text": text, "finish_reason": finish, "logprobs": None}],
+            }  # fmt: skip
+
+        async def stream():
+            last = None
+            try:
+                async for k, t in tokens():
+                    if k == 0:
+                        m_ttft.observe((t - arrival) / 1000.0)
+                    else:
+                        m_itl.observe((t - last) / 1000.0)
+                    last = t
+                    yield f"data: {json.dumps(chunk(k, FILLER, 'length' if k == osl - 1 else None))}\n\n"
+                if (body.get("stream_options") or {}).get("include_usage"):
+                    tail = chunk(osl, "", None) | {"choices": [], "usage": usage}
+                    yield f"data: {json.dumps(tail)}\n\n"
+                yield "data: [DONE]\n\n"
+            finally:
+                state["in_flight"] -= 1
+
+        if body.get("stream"):
+            return StreamingResponse(stream(), media_type="text/event-stream")
+        try:
+            last = None
+            async for k, t in tokens():
+                if k == 0:
+                    m_ttft.observe((t - arrival) / 1000.0)
+                else:
+                    m_itl.observe((t - last) / 1000.0)
+                last = t
+        finally:
+            state["in_flight"] -= 1
+        text = FILLER * osl
+        if kind == "chat":
+            choice = {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": "length",
+            }
+            return {"id": ident, "object": "chat.completion", "created": created, "model": model_name,
+                    "choices": [choice], "usage": usage}  # fmt: skip
+        choice = {"index": 0, "text": text, "finish_reason": "length", "logprobs": None}
+        return {"id": ident, "object": "text_completion", "created": created, "model": model_name,
+                "choices": [choice], "usage": usage}  # fmt: skip
+
+    @app.post("/v1/completions")
+    async def completions(request: Request):
+        return await handle(request, "completions")
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request):
+        return await handle(request, "chat")
+
+    app.state.schedule = schedule
+    return app
