@@ -67,7 +67,7 @@ def test_completions_chat_models_health_metrics():
             r = await c.post("/v1/completions", json={"prompt": [1, 2, 3, 4], "max_tokens": 7})
             body = r.json()
             assert body["usage"] == {"prompt_tokens": 4, "completion_tokens": 7, "total_tokens": 11}
-            assert body["choices"][0]["text"].count("tok") == 7
+            assert body["choices"][0]["text"].count("the") == 7
             chunks = []
             async with c.stream(
                 "POST",

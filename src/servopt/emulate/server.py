@@ -34,7 +34,7 @@ from servopt.emulate.schedule import LiveSchedule
 
 CHARS_PER_TOKEN = 4
 DEFAULT_MAX_TOKENS = {"completions": 16, "chat": 256}
-FILLER = " tok"
+FILLER = " the"  # one token in every common tokenizer (clients count output tokens themselves)
 
 
 @dataclass(frozen=True)
