@@ -50,7 +50,9 @@ class SolverSettings:
         if self.num_workers < 1:
             raise ServoptError("num_workers", self.num_workers, "must be >= 1")
         if not 0 < self.max_deterministic_time < float("inf"):
-            raise ServoptError("max_deterministic_time", self.max_deterministic_time, "must be finite and > 0")
+            raise ServoptError(
+                "max_deterministic_time", self.max_deterministic_time, "must be finite and > 0"
+            )
 
     def apply(self, parameters) -> None:
         parameters.num_workers = self.num_workers
