@@ -93,7 +93,11 @@ def test_fingerprint_is_deterministic_and_names_the_module():
     assert aot.module_path(Path("/x")).name.startswith(aot.MODULE_PREFIX + aot.fingerprint())
 
 
-def test_a_failed_build_is_recorded_and_not_retried(tmp_path, monkeypatch):
+def test_a_failed_build_is_recorded_and_retried_only_later(tmp_path, monkeypatch):
     monkeypatch.setattr(aot, "build", lambda root: None)
     assert aot.build_locked(tmp_path) is None
     assert not aot.wants_build(tmp_path)
+    marker = Path(str(aot.module_path(tmp_path)) + aot.FAILED_SUFFIX)
+    old = marker.stat().st_mtime - aot.RETRY_FAILED_S - 1
+    os.utime(marker, (old, old))
+    assert aot.wants_build(tmp_path)

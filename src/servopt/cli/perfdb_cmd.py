@@ -215,7 +215,7 @@ def warm_cmd(
         return
     t0 = time.perf_counter()
     path = aot.module_path(root)
-    if path.is_file():
+    if aot.intact(path):
         typer.echo(f"kernels: ahead-of-time module present ({path})")
         return
     built = aot.build_locked(root)
