@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 from typing import Any
 
 import typer
@@ -121,9 +122,14 @@ def list_cmd(
 def _parse_value(text: str) -> Any:
     for cast in (int, float):
         try:
-            return cast(text)
+            value = cast(text)
         except ValueError:
-            pass
+            continue
+        if not math.isfinite(value):
+            from servopt.errors import ServoptError
+
+            raise ServoptError("value", text, "must be a finite number")
+        return value
     if "," in text:
         return [_parse_value(x) for x in text.split(",")]
     return text

@@ -11,11 +11,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from servopt.limits import MAX_NAME_CHARS
+
 # Upper bounds that only protect the server; the loader has the real rules.
 MAX_WEB_GPUS = 65_536
 MAX_WEB_TOKENS = 10_000_000
 MAX_WEB_LATENCY_MS = 10_000_000.0
-MAX_NAME_CHARS = 128
 MAX_TOP_N = 20
 DEFAULT_TOP_N = 5
 
