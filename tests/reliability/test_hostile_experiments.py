@@ -135,3 +135,20 @@ def test_save_dir_files_stay_inside(qwen8_result, tmp_path):
     for f in (tmp_path / "save").rglob("*"):
         assert Path(f).resolve().is_relative_to((tmp_path / "save").resolve())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["save"]
+
+
+@pytest.mark.parametrize("name", ["x\ncd; touch INJECTED\n", "../../escape"])
+def test_the_web_app_refuses_the_same_names_at_their_line(name):
+    pytest.importorskip("fastapi")
+    pytest.importorskip("httpx")
+    from fastapi.testclient import TestClient
+
+    from servopt.webapp.server import create_app
+    from servopt.webapp.settings import WebSettings
+
+    # /api/validate runs the loader only; no search, so the real pipeline module is never started.
+    with TestClient(create_app(WebSettings(prewarm=False)), base_url="http://127.0.0.1") as client:
+        response = client.post("/api/validate", json={"kind": "yaml", "yaml": _yaml(name)})
+    assert response.status_code == 422
+    (problem,) = response.json()["problems"]
+    assert problem["field"] == "experiment name" and problem["line"] == 7
