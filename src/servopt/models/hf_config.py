@@ -304,7 +304,9 @@ def _quantization_config(config: dict[str, Any], hf_quant: dict[str, Any]) -> di
     qc = config.get("quantization_config")
     if qc is not None and not isinstance(qc, dict):
         raise ServoptError(
-            "quantization_config", qc, "config.json must give it as a JSON object (or leave it out)"
+            "quantization_config",
+            qc,
+            f"config.json gives 'quantization_config' as {str(qc)[:60]!r}; it must be a JSON object (or be left out)",
         )
     if not isinstance(qc, dict):
         architectures = config.get("architectures") or [None]
