@@ -19,8 +19,11 @@ from servopt_kernels import aot
 
 
 @pytest.fixture
-def module(tmp_path):
+def module(tmp_path, monkeypatch):
     path = aot.module_path(tmp_path)
+    # A module of this name imported earlier in the process (tests/kernels/test_aot.py) is reused
+    # by ``load`` without reading any file: these tests are about the file.
+    monkeypatch.delitem(sys.modules, path.name.split(".", 1)[0], raising=False)
     path.parent.mkdir(parents=True)
     data = os.urandom(50_000)
     path.write_bytes(data)
