@@ -4,6 +4,17 @@ import os
 import tempfile
 
 import pytest
+from hypothesis import Phase, settings
+
+# Property tests report a failure in seconds: no shrinking and no explain phase by default (both
+# can take minutes over slow examples), no wall-clock deadline (it would make the outcome depend on
+# machine load). Every property test is derandomized, so the failing example is the same on a
+# rerun: ``HYPOTHESIS_PROFILE=shrink pytest ...`` shrinks it to a minimal one.
+settings.register_profile(
+    "fast_failure", deadline=None, phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.target)
+)
+settings.register_profile("shrink", deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fast_failure"))
 
 # CLI runs inside the tests stay on numba's JIT and start no background AOT builds;
 # tests/kernels/test_aot.py builds and checks the AOT module explicitly.

@@ -13,8 +13,14 @@ numba's ``pycc``; later processes import that (~1 ms) and never import numba.
   code-generated separately, so a float may differ from the JIT's in its last bit (tests compare the
   CLI's whole answer at 1e-12 relative and require the same decisions).
 - Failure is never fatal: without a C compiler or Python headers the build fails and servopt
-  keeps using numba's JIT (``build`` returns None).
-- Concurrency: the module is built in a private temporary folder and renamed into place.
+  keeps using numba's JIT (``build`` returns None). A failed build is retried by a run an hour
+  later (``RETRY_FAILED_S``), so installing a compiler is enough to get the module.
+- Concurrency: the module is built in a private temporary folder and renamed into place; build
+  folders of killed builders are removed by the next build.
+- Integrity: importing a truncated extension module kills the process (SIGBUS, no message), so the
+  module's size and CRC-32 are recorded at build time in a ``.sum`` sidecar and checked before every
+  import (~0.3 ms for 0.9 MB). A module that fails the check, has no sidecar or does not import is
+  removed with one warning line; the run uses the JIT and rebuilds it in the background.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import functools
 import hashlib
 import importlib.machinery
 import importlib.util
+import logging
 import os
 import platform
 import shutil
@@ -32,6 +39,7 @@ import sysconfig
 import tempfile
 import time
 import warnings
+import zlib
 from pathlib import Path
 
 from servopt_kernels import jit
@@ -44,6 +52,9 @@ KERNEL_MODULES = (
     "servopt_kernels.xpyd_enum",
 )
 MODULE_PREFIX = "servopt_aot_"
+SUM_SUFFIX = ".sum"
+BUILD_DIR_PREFIX = ".build-"
+log = logging.getLogger("servopt.cache")
 
 
 def _import_kernel_modules() -> None:
@@ -78,6 +89,9 @@ def fingerprint() -> str:
     process, so it is computed once (module_path is asked for by load, build and the lock)."""
     _import_kernel_modules()
     h = hashlib.sha256()
+    # The build's layout (module + ``.sum`` record): modules built before records existed get a
+    # different name, so they are rebuilt rather than reported as damaged.
+    h.update(b"layout-2\n")
     for package in ("numba", "llvmlite", "numpy"):
         h.update(f"{package}={_dist_version(package)}\n".encode())
     h.update(f"{sys.version}|{sysconfig.get_config_var('EXT_SUFFIX')}|{_cpu_id()}\n".encode())
@@ -93,21 +107,61 @@ def module_path(cache_root: Path) -> Path:
     return Path(cache_root) / "aot" / (name + (sysconfig.get_config_var("EXT_SUFFIX") or ".so"))
 
 
+def _sum_path(path: Path) -> Path:
+    return Path(str(path) + SUM_SUFFIX)
+
+
+def _checksum(data: bytes) -> str:
+    return f"{len(data)} {zlib.crc32(data):08x}"
+
+
+def _discard(path: Path, why: str) -> None:
+    """Remove a damaged module (and its sidecar) so that it is rebuilt; one warning line."""
+    for p in (path, _sum_path(path)):
+        with contextlib.suppress(OSError):
+            p.unlink()
+    log.warning(
+        "cache: kernel module %s is damaged (%s); removed, using the JIT and rebuilding it", path, why
+    )
+
+
+def intact(path: Path) -> bool:
+    """True when the module at ``path`` is the one its build recorded (size and CRC-32); a damaged
+    one is removed (False). False, silently, when there is none."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return False
+    except OSError as err:
+        _discard(path, f"unreadable: {err.strerror or err}")
+        return False
+    try:
+        recorded = _sum_path(path).read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        recorded = ""
+    if recorded != _checksum(data):
+        _discard(path, "size or checksum differs from the build's record" if recorded else "no build record")
+        return False
+    return True
+
+
 def load(cache_root: Path):
-    """The built AOT module for this machine and these kernels, or None when there is none yet."""
+    """The built AOT module for this machine and these kernels, or None when there is none yet (or it
+    was damaged, and has been removed for a rebuild)."""
     path = module_path(cache_root)
-    if not path.is_file():
-        return None
     name = path.name.split(".", 1)[0]
     if name in sys.modules:
         return sys.modules[name]
+    if not intact(path):
+        return None
     try:
         loader = importlib.machinery.ExtensionFileLoader(name, str(path))
         spec = importlib.util.spec_from_file_location(name, path, loader=loader)
         module = importlib.util.module_from_spec(spec)
         loader.exec_module(module)
-    except (ImportError, OSError):
-        return None  # unreadable or built against something else: rebuild it
+    except (ImportError, OSError) as err:
+        _discard(path, f"does not import: {err}")  # built against something else
+        return None
     sys.modules[name] = module
     return module
 
@@ -129,7 +183,7 @@ def build(cache_root: Path) -> Path | None:
     path = module_path(cache_root)
     name = path.name.split(".", 1)[0]
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=path.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=BUILD_DIR_PREFIX, dir=path.parent))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pycc's pending-deprecation notice
@@ -142,6 +196,11 @@ def build(cache_root: Path) -> Path | None:
                 cc.export(k.export_name, k.signature)(_export_wrapper(k))
             cc.compile()
         built = next(tmp.glob(name + "*"))
+        # The record first: a builder killed between the two leaves a record without a module
+        # (rebuilt), never a module without its record.
+        record = tmp / "record"
+        record.write_text(_checksum(built.read_bytes()))
+        os.replace(record, _sum_path(path))
         os.replace(built, path)
         return path
     except Exception:  # no compiler, no headers, a toolchain error: stay on the JIT
@@ -161,8 +220,10 @@ def activate(cache_root: Path, *, build_missing: bool = True) -> bool:
     return True
 
 
-# A build that failed on this machine (no compiler, no headers) is not retried for these kernels.
+# A build that failed on this machine (no compiler, no headers) leaves this marker; a run retries it
+# once the marker is RETRY_FAILED_S old (a background build costs seconds of CPU at low priority).
 FAILED_SUFFIX = ".failed"
+RETRY_FAILED_S = 3600.0
 LOCK_NAME = ".build.lock"
 # A lock older than this is a crashed builder's: take it over.
 STALE_LOCK_S = 900.0
@@ -170,10 +231,21 @@ STALE_LOCK_S = 900.0
 BACKGROUND_NICENESS = 10
 
 
+def _age_s(path: Path) -> float | None:
+    try:
+        return time.time() - path.stat().st_mtime
+    except OSError:
+        return None
+
+
 def wants_build(cache_root: Path) -> bool:
-    """True when no AOT module exists for these kernels, none is being built and none failed."""
+    """True when no intact AOT module exists for these kernels, none is being built and none failed
+    within the last RETRY_FAILED_S."""
     path = module_path(cache_root)
-    if path.is_file() or Path(str(path) + FAILED_SUFFIX).is_file():
+    if intact(path):
+        return False
+    failed = _age_s(Path(str(path) + FAILED_SUFFIX))
+    if failed is not None and failed < RETRY_FAILED_S:
         return False
     lock = path.parent / LOCK_NAME
     try:
@@ -182,8 +254,14 @@ def wants_build(cache_root: Path) -> bool:
         return True
 
 
+def _remove_dead_builds(folder: Path) -> None:
+    """Build folders of killed builders (only a lock holder calls this, so none is live)."""
+    for entry in folder.glob(BUILD_DIR_PREFIX + "*"):
+        shutil.rmtree(entry, ignore_errors=True)
+
+
 def build_locked(cache_root: Path) -> Path | None:
-    """``build`` under a lock file, recording a failure so that it is not retried."""
+    """``build`` under a lock file, recording a failure so that it is retried only later."""
     path = module_path(cache_root)
     path.parent.mkdir(parents=True, exist_ok=True)
     lock = path.parent / LOCK_NAME
@@ -195,9 +273,13 @@ def build_locked(cache_root: Path) -> Path | None:
         return None  # another process is building it
     try:
         os.close(fd)
+        _remove_dead_builds(path.parent)
         built = build(cache_root)
+        failed = Path(str(path) + FAILED_SUFFIX)
         if built is None:
-            Path(str(path) + FAILED_SUFFIX).touch()
+            failed.touch()
+        else:
+            failed.unlink(missing_ok=True)
         return built
     finally:
         lock.unlink(missing_ok=True)

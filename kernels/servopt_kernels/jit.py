@@ -17,6 +17,10 @@ Signatures use numba's spelling (``float64[::1]`` is a C-contiguous 1-D float64 
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import pickle
 import re
 import sys
 from collections.abc import Callable
@@ -114,7 +118,7 @@ class Kernel:
 
     def __call__(self, *args, **kwargs):
         if kwargs:  # the AOT exports are positional; numba's dispatcher takes keywords
-            return self.dispatcher(*args, **kwargs)
+            return self._jit_call(args, kwargs)
         aot = self._aot
         if aot is None and _aot_module is not None and self._arg_types is not None:
             aot = self._aot = getattr(_aot_module, self.export_name, None)
@@ -123,7 +127,16 @@ class Kernel:
             if len(args) == len(types) and all(t.matches(a) for t, a in zip(types, args, strict=True)):
                 return aot(*args)
             aot_misses[self.export_name] = aot_misses.get(self.export_name, 0) + 1
-        return self.dispatcher(*args)
+        return self._jit_call(args, {})
+
+    def _jit_call(self, args: tuple, kwargs: dict):
+        try:
+            return self.dispatcher(*args, **kwargs)
+        except Exception as err:
+            if not _from_damaged_cache(err):
+                raise
+            _forget_numba_cache(err)
+        return self.dispatcher(*args, **kwargs)
 
     @property
     def dispatcher(self):
@@ -169,6 +182,48 @@ def materialize() -> None:
         for name, value in list(namespace.items()):
             if isinstance(value, Kernel):
                 namespace[name] = value._dispatcher
+
+
+# What unpickling a truncated or garbage numba cache file (index or data) raises. numba stores no
+# checksum, so these are the damage it can notice; the files are then forgotten, not retried.
+_CACHE_DAMAGE = (pickle.UnpicklingError, EOFError)
+
+
+def _from_damaged_cache(err: BaseException) -> bool:
+    seen = 0
+    while err is not None and seen < 16:
+        if isinstance(err, _CACHE_DAMAGE):
+            return True
+        err, seen = err.__cause__ or err.__context__, seen + 1
+    return False
+
+
+def _forget_numba_cache(err: BaseException) -> None:
+    """Remove the kernel modules' numba cache files (index and data) from every folder numba keeps
+    them in, so that the kernels compile afresh and save a sound cache; one warning line."""
+    # Every module of this package, imported yet or not: their cache files share the folder.
+    package = os.path.dirname(os.path.abspath(__file__))
+    stems = tuple(n[: -len(".py")] + "." for n in os.listdir(package) if n.endswith(".py"))
+    folders = set()
+    for kernels in _KERNELS.values():
+        for k in kernels:
+            folder = getattr(getattr(k._dispatcher, "_cache", None), "_cache_path", None)
+            if folder:
+                folders.add(folder)
+    for folder in folders:
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            continue
+        for name in names:
+            if name.endswith((".nbi", ".nbc")) and name.startswith(stems):
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(folder, name))
+    logging.getLogger("servopt.cache").warning(
+        "cache: numba's kernel cache is damaged (%s: %s); cleared, compiling the kernels afresh",
+        type(err).__name__,
+        err,
+    )
 
 
 def activate_aot(module) -> None:

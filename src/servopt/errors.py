@@ -10,9 +10,20 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
+# A value is shown in a message up to this many characters: a 50 MB name must not become a 50 MB
+# line, nor reach difflib, whose matching is quadratic in the name's length.
+MAX_SHOWN_CHARS = 200
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= MAX_SHOWN_CHARS else text[: MAX_SHOWN_CHARS - 3] + "..."
+
 
 def closest(value: str, allowed: Iterable[str], n: int = 3) -> list[str]:
     """The allowed names closest to ``value`` (case-insensitive), best first."""
+    if len(str(value)) > MAX_SHOWN_CHARS:
+        return []
     allowed = list(allowed)
     lowered = {a.lower(): a for a in allowed}
     hits = difflib.get_close_matches(str(value).lower(), list(lowered), n=n, cutoff=0.5)
@@ -35,7 +46,7 @@ class ServoptError(Exception):
         text = (
             f"{self.field}: {self.message}"
             if self.value is None
-            else f"{self.field}: {self.value!r}: {self.message}"
+            else f"{self.field}: {_shown(self.value)}: {self.message}"
         )
         if self.allowed is not None:
             near = closest(str(self.value), self.allowed)

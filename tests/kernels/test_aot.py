@@ -93,7 +93,25 @@ def test_fingerprint_is_deterministic_and_names_the_module():
     assert aot.module_path(Path("/x")).name.startswith(aot.MODULE_PREFIX + aot.fingerprint())
 
 
-def test_a_failed_build_is_recorded_and_not_retried(tmp_path, monkeypatch):
+def test_a_failed_build_is_recorded_and_retried_only_later(tmp_path, monkeypatch):
     monkeypatch.setattr(aot, "build", lambda root: None)
     assert aot.build_locked(tmp_path) is None
     assert not aot.wants_build(tmp_path)
+    marker = Path(str(aot.module_path(tmp_path)) + aot.FAILED_SUFFIX)
+    old = marker.stat().st_mtime - aot.RETRY_FAILED_S - 1
+    os.utime(marker, (old, old))
+    assert aot.wants_build(tmp_path)
+
+
+def test_a_truncated_module_is_removed_not_imported(aot_cache, tmp_path):
+    # Importing a truncated extension module kills the process with SIGBUS; the build record stops
+    # it before the import.
+    root = tmp_path / "cache"
+    shutil.copytree(aot_cache, root)
+    path = aot.module_path(root)
+    os.truncate(path, path.stat().st_size // 2)
+    code = f"from pathlib import Path; from servopt_kernels import aot; print(aot.load(Path({str(root)!r})))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0 and out.stdout.strip() == "None", out.stderr[-2000:]
+    assert "damaged" in out.stderr and not path.exists()
+    assert aot.wants_build(root)

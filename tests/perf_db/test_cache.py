@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from servopt.perf_db import cache
 from servopt.perf_db.database import open_database
@@ -39,6 +40,7 @@ def test_stale_fingerprint_forces_a_rebuild(tmp_path):
     path = tmp_path / "perfdb" / "h200_sxm__sglang__0.5.14.bin"
     _, arrays = cache.read(path)
     cache.save(path, arrays, "some-older-source-state")
+    assert cache.read(path)[0] == "some-older-source-state"
     assert not open_database("h200_sxm", "sglang", cache_dir=str(tmp_path)).from_cache
 
 
@@ -76,4 +78,8 @@ def test_cached_arrays_come_back_equal_writable_and_aligned(tmp_path):
         np.testing.assert_array_equal(back[k], a)
         assert back[k].flags.writeable and back[k].flags.aligned and back[k].flags.c_contiguous, k
     path.write_bytes(path.read_bytes()[:-8])  # truncated inside the last array
-    assert cache.read(path) == (None, None)
+    with pytest.raises(cache.Damaged):
+        cache.read(path)
+    assert cache.load(path, "fp-1") is None
+    assert not path.exists() and path.with_name("c.bin.damaged").is_file()
+    assert cache.read(path) is None

@@ -400,7 +400,7 @@ def test_stopped_before_any_deployment_is_not_called_infeasible():
     tiny = SolverSettings(composition="cpsat", params="max_deterministic_time: 0.00001")
     with no_hints, pytest.raises(ServoptError) as err:
         _bench_like(256, settings=tiny)
-    assert err.value.field == "max_time_in_seconds" and not isinstance(err.value, InfeasibleError)
+    assert err.value.field == "max_deterministic_time" and not isinstance(err.value, InfeasibleError)
 
 
 def test_naive_helper_by_hand():

@@ -5,11 +5,10 @@ from __future__ import annotations
 import pytest
 
 from servopt.errors import UnknownNameError
+from servopt.limits import MAX_EXPANDED_NODES, expanded_size
 from servopt.webapp.guard import (
-    MAX_EXPANDED_NODES,
     MAX_LIST_ITEMS,
     WebCatalog,
-    _expanded_size,
     web_model_names,
     yaml_problems,
 )
@@ -52,14 +51,14 @@ def test_expanded_size_counts_aliases_like_copies():
 
     root = yaml.compose("a: &a [1, 2, 3]\nb: [*a, *a]\n", Loader=yaml.SafeLoader)
     # mapping 1 + key a 1 + list 4 + key b 1 + outer list 1 + two copies of the list 8
-    assert _expanded_size(root, {}, set()) == 16
+    assert expanded_size(root) == 16
 
 
 def test_recursive_alias_counts_as_too_big():
     import yaml
 
     root = yaml.compose("a: &a [1, *a]\n", Loader=yaml.SafeLoader)
-    assert _expanded_size(root, {}, set()) > MAX_EXPANDED_NODES
+    assert expanded_size(root) > MAX_EXPANDED_NODES
 
 
 def test_long_list_is_refused_at_its_line():

@@ -7,6 +7,7 @@ imports (numba kernels, the perf database) happen inside the command so ``--help
 from __future__ import annotations
 
 import json
+import math
 
 import typer
 
@@ -23,7 +24,10 @@ def _parse_rates(text: str | None) -> list[float] | None:
     if text is None or text.strip() == "":
         return None
     try:
-        return [float(v) for v in text.replace("[", "").replace("]", "").split(",") if v.strip()]
+        rates = [float(v) for v in text.replace("[", "").replace("]", "").split(",") if v.strip()]
+        if not all(math.isfinite(r) for r in rates):
+            raise ValueError("not finite")
+        return rates
     except ValueError:
         raise ServoptError(
             "nextn_accept_rates", text, "must be comma-separated probabilities, e.g. 0.85,0.3"
@@ -92,8 +96,10 @@ def estimate(
     from servopt.perf_db.systems import load_system
     from servopt.search.layouts import Layout
 
-    if latency_correction_scale <= 0:
-        raise ServoptError("latency_correction_scale", latency_correction_scale, "must be > 0")
+    if not (math.isfinite(latency_correction_scale) and latency_correction_scale > 0):
+        raise ServoptError(
+            "--latency_correction_scale", latency_correction_scale, "must be a finite number > 0"
+        )
     arch = resolve_model(model)
     spec = load_system(system)
     mtp, mep = resolve_moe_split(arch.is_moe, tp, dp, moe_tp, moe_ep)

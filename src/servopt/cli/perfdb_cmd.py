@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 from typing import Any
 
 import typer
@@ -125,9 +126,14 @@ def list_cmd(
 def _parse_value(text: str) -> Any:
     for cast in (int, float):
         try:
-            return cast(text)
+            value = cast(text)
         except ValueError:
-            pass
+            continue
+        if not math.isfinite(value):
+            from servopt.errors import ServoptError
+
+            raise ServoptError("value", text, "must be a finite number")
+        return value
     if "," in text:
         return [_parse_value(x) for x in text.split(",")]
     return text
@@ -219,7 +225,7 @@ def warm_cmd(
         return
     t0 = time.perf_counter()
     path = aot.module_path(root)
-    if path.is_file():
+    if aot.intact(path):
         typer.echo(f"kernels: ahead-of-time module present ({path})")
         return
     built = aot.build_locked(root)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from servopt import limits
 from servopt.config.catalog import Catalog, DefaultCatalog
 from servopt.config.defaults import (
     DEFAULT_BACKEND,
@@ -68,6 +69,10 @@ def _experiment_names(doc: Document, problems: list[Problem]) -> list[str]:
                     field=str(key),
                 )
             )
+            continue
+        why = limits.folder_name_problem(key)
+        if why is not None:
+            problems.append(doc.problem((key,), why, value=key, key=True, field="experiment name"))
             continue
         names.append(key)
     if EXPS_KEY not in data:

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from servopt import limits
 from servopt.config.problems import NO_VALUE, Problem, field_name
 
 Path_ = tuple[str | int, ...]
@@ -186,8 +187,37 @@ def _index_marks(loader: _MarkingLoader, data: Any) -> tuple[dict[Path_, Mark], 
     return values, keys
 
 
+def _bounds_problem(text: str, name: str) -> Problem | None:
+    """A text too large, too deep or expanding too far to construct (``servopt.limits``)."""
+    if len(text) > limits.MAX_FILE_BYTES:
+        return Problem(
+            name, 1, 1, "<file>", f"{len(text)} characters; at most {limits.MAX_FILE_BYTES} allowed"
+        )
+    try:
+        root = yaml.compose(text, Loader=_SafeBase)
+    except (yaml.YAMLError, RecursionError):
+        return None  # the parse below reports syntax errors with their position
+    if root is None:
+        return None
+    if limits.expanded_size(root) > limits.MAX_EXPANDED_NODES:
+        return Problem(
+            name,
+            1,
+            1,
+            "<yaml>",
+            f"the YAML expands to more than {limits.MAX_EXPANDED_NODES} nodes (aliases included)",
+        )
+    if limits.nesting_depth(root) > limits.MAX_NESTING_DEPTH:
+        return Problem(name, 1, 1, "<yaml>", f"the YAML nests deeper than {limits.MAX_NESTING_DEPTH} levels")
+    return None
+
+
 def parse_yaml(text: str, name: str, folder: Path | None = None) -> tuple[Document | None, list[Problem]]:
-    """Parse YAML text; on a syntax error return no document and the problem with its position."""
+    """Parse YAML text; on a syntax error (or a text over ``servopt.limits``) return no document and
+    the problem with its position."""
+    bounds = _bounds_problem(text, name)
+    if bounds is not None:
+        return None, [bounds]
     loader = _MarkingLoader(text)
     try:
         data = loader.get_single_data()
@@ -231,9 +261,13 @@ def read_yaml_file(path: Path, display: str | None = None) -> tuple[Document | N
     """Read and parse one YAML file; unreadable or non-UTF-8 files are problems, not tracebacks."""
     name = display if display is not None else str(path)
     try:
-        raw = path.read_bytes()
+        # Read at most one byte over the limit: /dev/zero or a huge file is refused, not read whole.
+        with open(path, "rb") as fh:
+            raw = fh.read(limits.MAX_FILE_BYTES + 1)
     except OSError as err:
         return None, [Problem(name, 0, 0, "<file>", f"cannot read the file: {err.strerror or err}")]
+    if len(raw) > limits.MAX_FILE_BYTES:
+        return None, [Problem(name, 0, 0, "<file>", f"larger than {limits.MAX_FILE_BYTES} bytes")]
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:

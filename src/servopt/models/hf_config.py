@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from servopt.errors import ServoptError
+from servopt.limits import MAX_FILE_BYTES
 from servopt.models.arch import MlaDims, ModelArch, QuantDefaults, Source
 
 # Hugging Face architecture -> servopt family.
@@ -73,12 +74,24 @@ def supported_architectures_text() -> str:
     return "; ".join(f"{fam} ({', '.join(archs)})" for fam, archs in by_family.items())
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
 def read_json(path: Path) -> dict[str, Any]:
-    """A JSON object from ``path``; a missing or malformed file is a ServoptError."""
+    """A JSON object from ``path``; a missing, malformed, oversized or too deeply nested file (or one
+    with NaN/Infinity) is a ServoptError."""
     try:
-        data = json.loads(path.read_text())
+        # Read at most one byte over the limit: /dev/zero or a huge file is refused, not read whole.
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_FILE_BYTES + 1)
+        if len(raw) > MAX_FILE_BYTES:
+            raise ServoptError("model", str(path), f"larger than {MAX_FILE_BYTES} bytes")
+        data = json.loads(raw, parse_constant=_no_constant)
     except FileNotFoundError:
         raise ServoptError("model", str(path), "file not found") from None
+    except RecursionError:
+        raise ServoptError("model", str(path), "cannot read JSON: nested too deeply") from None
     except (OSError, ValueError) as err:
         raise ServoptError("model", str(path), f"cannot read JSON: {err}") from None
     if not isinstance(data, dict):
@@ -124,6 +137,19 @@ def _required_int(config: dict[str, Any], key: str, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ServoptError(
             "model", name, f"config.json must give '{key}' as a positive integer (got {value!r})"
+        )
+    return value
+
+
+def _optional_int(config: dict[str, Any], key: str, name: str) -> int | None:
+    """``config[key]`` when given (a positive integer, else an error naming the key), else None.
+    An explicit 0 is an error, not "unset": ``num_key_value_heads: 0`` silently became 64 heads."""
+    value = config.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ServoptError(
+            "model", name, f"config.json gives '{key}' as {value!r}; it must be a positive integer"
         )
     return value
 
@@ -189,6 +215,21 @@ def arch_from_hf_config(
     aliases: tuple[str, ...] = (),
 ) -> ModelArch:
     """Parse one Hugging Face config (and optional ModelOpt quant config) into a validated ModelArch."""
+    try:
+        return _arch_from_hf_config(config, name, hf_id, hf_quant_config, source, aliases)
+    except (ValueError, TypeError, AttributeError) as err:
+        # A value of the wrong type deep in the config ("num_experts": "many", a list for a number).
+        raise ServoptError("model", name, f"config.json has a value of the wrong type: {err}") from None
+
+
+def _arch_from_hf_config(
+    config: dict[str, Any],
+    name: str,
+    hf_id: str | None,
+    hf_quant_config: dict[str, Any] | None,
+    source: Source,
+    aliases: tuple[str, ...],
+) -> ModelArch:
     architecture, cfg = _text_config(config, name)
     family = ARCHITECTURE_FAMILIES[architecture]
     layers = _required_int(cfg, "num_hidden_layers", name)
@@ -204,8 +245,10 @@ def arch_from_hf_config(
         "num_layers": layers,
         "hidden_size": hidden,
         "num_heads": heads,
-        "num_kv_heads": cfg.get("num_key_value_heads") or heads,
-        "head_dim": cfg.get("head_dim") or cfg.get("attention_head_dim") or hidden // heads,
+        "num_kv_heads": _optional_int(cfg, "num_key_value_heads", name) or heads,
+        "head_dim": _optional_int(cfg, "head_dim", name)
+        or _optional_int(cfg, "attention_head_dim", name)
+        or hidden // heads,
         "inter_size": cfg.get("intermediate_size") or 0,
         "vocab_size": _required_int(cfg, "vocab_size", name),
         "max_context": _required_int(cfg, "max_position_embeddings", name),
@@ -259,6 +302,12 @@ def _quantization_config(config: dict[str, Any], hf_quant: dict[str, Any]) -> di
     """The checkpoint's ``quantization_config`` (nested for multimodal wrappers), else one built from
     ``hf_quant_config.json``."""
     qc = config.get("quantization_config")
+    if qc is not None and not isinstance(qc, dict):
+        raise ServoptError(
+            "quantization_config",
+            qc,
+            f"config.json gives 'quantization_config' as {str(qc)[:60]!r}; it must be a JSON object (or be left out)",
+        )
     if not isinstance(qc, dict):
         architectures = config.get("architectures") or [None]
         nested = config.get(_TEXT_CONFIG_KEY.get(architectures[0], ""), {})

@@ -26,6 +26,7 @@ import yaml
 from pydantic import ValidationError
 
 from servopt.errors import ServoptError, UnknownNameError
+from servopt.limits import name_problem
 from servopt.models.arch import ModelArch
 from servopt.models.hf_config import ARCHITECTURE_FAMILIES, arch_from_hf_config, load_config_files, read_json
 from servopt.models.hub import HubMiss, looks_like_hf_id
@@ -162,6 +163,9 @@ def resolve_model(name_or_id_or_path: str) -> ModelArch:
     text = str(name_or_id_or_path).strip()
     if not text:
         raise ServoptError("model", name_or_id_or_path, "a model name, HF id or config.json path is required")
+    too_long = name_problem(text, path_allowed=True)
+    if too_long is not None:
+        raise ServoptError("model", text, too_long)
     key = _key(text)
     if key in _registry_index():
         return _registry_index()[key]

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from servopt import cache_store
 from servopt.perf_db import cache, families, locate, sources
 from servopt.perf_db.grids import GridFamily
 from servopt.perf_db.systems import SystemSpec
@@ -55,8 +56,9 @@ def build_or_load(system_name: str, system: SystemSpec, backend: str, version: s
             built = _from_arrays(arrays)
             _LOADED[(path, fp)] = built
             return built
-        except (KeyError, ValueError, IndexError):
-            pass  # inconsistent content despite a matching fingerprint: rebuild
+        except (KeyError, ValueError, IndexError, TypeError, AttributeError) as err:
+            # Intact bytes that are not a database of this format: never used, rebuilt.
+            cache_store.set_aside(path, f"inconsistent content ({type(err).__name__})")
     built = _build(system, backend, version, resolved)
     cache.save(path, _to_arrays(built), fp)
     return built

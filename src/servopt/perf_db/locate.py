@@ -17,12 +17,13 @@ import importlib.util
 import json
 import os
 import re
-import tempfile
+import zlib
 from functools import cache
 from pathlib import Path
 
 import yaml
 
+from servopt import cache_store
 from servopt.errors import ServoptError, UnknownNameError
 
 BACKENDS = ("trtllm", "vllm", "sglang")
@@ -157,25 +158,36 @@ def load_yaml(path: Path):
 
 def load_yaml_memo(path: Path):
     """``load_yaml`` through a JSON copy in servopt's cache, keyed by the file's path, size and
-    mtime: the peer's reuse manifest takes ~25 ms to parse on every run, its JSON copy 0.5 ms."""
+    mtime: the peer's reuse manifest takes ~25 ms to parse on every run, its JSON copy 0.5 ms.
+
+    The copy is ``<crc32 hex> <JSON>``: one whose CRC does not match (truncated, edited, not ours)
+    is set aside with a warning and the YAML parsed again."""
     from servopt.resources import cache_dir
 
     st = path.stat()
-    key = hashlib.sha256(f"{path}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:24]
+    # "crc:" keys the checksummed format apart from the plain JSON copies older versions wrote.
+    key = hashlib.sha256(f"crc:{path}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:24]
     memo = cache_dir() / "yaml" / f"{key}.json"
     try:
-        return json.loads(memo.read_text())
-    except (OSError, ValueError):
+        raw = memo.read_bytes()
+    except FileNotFoundError:
         pass
+    except OSError as err:
+        cache_store.set_aside(memo, f"unreadable: {err.strerror or err}")
+    else:
+        crc, _, text = raw.partition(b" ")
+        try:
+            if crc == f"{zlib.crc32(text):08x}".encode():
+                return json.loads(text)
+        except ValueError:
+            pass
+        cache_store.set_aside(memo, "checksum mismatch or not JSON")
     doc = load_yaml(path)
     try:
-        memo.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=memo.parent, suffix=".tmp")
-        with os.fdopen(fd, "w") as fh:
-            json.dump(doc, fh)
-        os.replace(tmp, memo)
-    except (OSError, TypeError, ValueError):
-        pass  # an unwritable cache or a non-JSON document: parse the YAML every time
+        text = json.dumps(doc).encode()
+    except (TypeError, ValueError):
+        return doc  # a non-JSON document (dates, sets): parse the YAML every time
+    cache_store.write_atomic(memo, lambda fh: fh.write(f"{zlib.crc32(text):08x} ".encode() + text))
     return doc
 
 

@@ -188,15 +188,27 @@ def engine_files(plan: DeploymentPlan) -> dict[str, str]:
     return files
 
 
+def _comment(text: str) -> str:
+    """``text`` made safe for one ``#`` comment line: a newline in a name (experiment, model path)
+    would otherwise end the comment and run the rest as a command."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
 def run_script(plan: DeploymentPlan, config_dir: str = ".") -> str:
     """A bash script that starts the frontend and one replica's workers on one node.
+
+    Every value from the plan is either a number or passes through ``shlex.join`` (commands) or
+    ``_comment`` (the header line), so no name or path can inject a command.
 
     GPUs are handed out in order with CUDA_VISIBLE_DEVICES; a replica larger than one node is
     launched by running the script once per node with ``NODE_RANK`` and ``GPUS_PER_NODE`` set.
     """
+    header = _comment(
+        f"{plan.name}: {plan.mode} replica of {plan.model} on {plan.backend} {plan.backend_version}"
+    )
     lines = [
         "#!/usr/bin/env bash",
-        f"# {plan.name}: {plan.mode} replica of {plan.model} on {plan.backend} {plan.backend_version}",
+        f"# {header}",
         "# One replica per invocation; run once per node with NODE_RANK=0,1,... for larger replicas.",
         "set -euo pipefail",
         'NODE_RANK="${NODE_RANK:-0}"',

@@ -17,17 +17,25 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
+from servopt.errors import ServoptError
+from servopt.limits import MAX_NAME_CHARS, folder_name_problem
 from servopt.report.html_plot import SERIES_COLORS, pareto_html, series_label
+
+# The run folder's name is built from the model (possibly a config.json path), system and backend:
+# anything but these characters becomes "-", so it is always one plain folder name.
+_UNSAFE_FOLDER_CHARS = re.compile(r"[^A-Za-z0-9._+=-]")
 
 
 def _run_dir(doc: dict, save_dir: Path) -> Path:
     e = doc["experiments"][0]
-    stem = (
+    stem = _UNSAFE_FOLDER_CHARS.sub(
+        "-",
         f"{e['model']}_{e['system']}_{e['backend']}_isl{e['isl']}_osl{e['osl']}_"
-        f"ttft{e['ttft_ms']:g}_tpot{e['tpot_ms']:g}"
-    ).replace("/", "-")
+        f"ttft{e['ttft_ms']:g}_tpot{e['tpot_ms']:g}",
+    )[: 2 * MAX_NAME_CHARS]
     n = 0
     while (save_dir / f"{stem}_{n}").exists():
         n += 1
@@ -102,9 +110,29 @@ def _rerun_header(*, top_n: int, max_replica_types: int = 2, composition: str = 
     )
 
 
+def _experiment_dir(root: Path, name: str) -> Path:
+    """``root/<name>``, refused unless ``name`` is one plain folder name (the loader already refuses
+    such names; this guards experiments built in code)."""
+    why = folder_name_problem(name)
+    if why is not None:
+        raise ServoptError("experiment name", name, why)
+    return root / name
+
+
 def save_run(result, doc: dict, save_dir: Path, *, top_n: int, run_options: dict | None = None) -> Path:
-    """Write the run's files; returns the run folder. ``run_options``: max_replica_types and
-    composition, recorded beside the experiments."""
+    """Write the run's files inside ``save_dir`` (never elsewhere); returns the run folder.
+    ``run_options``: max_replica_types and composition, recorded beside the experiments."""
+    for run in result.runs:
+        _experiment_dir(save_dir, run.name)  # checked before anything is written
+    try:
+        return _write_run(result, doc, save_dir, top_n=top_n, run_options=run_options)
+    except OSError as err:
+        raise ServoptError(
+            "--save_dir", str(save_dir), f"cannot write the results: {err.strerror or err}"
+        ) from None
+
+
+def _write_run(result, doc: dict, save_dir: Path, *, top_n: int, run_options: dict | None) -> Path:
     from servopt.pipeline import deployment_files, packed_deployment_files
 
     root = _run_dir(doc, save_dir)
@@ -115,7 +143,7 @@ def save_run(result, doc: dict, save_dir: Path, *, top_n: int, run_options: dict
     pinned = [pinned_experiment(run) for run in result.runs]
     (root / "config.yaml").write_text(header + "".join(exp.to_yaml() for exp in pinned))
     for run, exp, edoc in zip(result.runs, pinned, doc["experiments"], strict=True):
-        folder = root / run.name
+        folder = _experiment_dir(root, run.name)
         folder.mkdir()
         (folder / "config.yaml").write_text(header + exp.to_yaml())
         if run.mode is None:

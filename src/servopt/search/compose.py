@@ -91,10 +91,10 @@ class ComposeEngine:
             # Not a proof that nothing fits: the solver stopped first. Say so rather than let the
             # caller diagnose an infeasible target or end a frontier early.
             raise ServoptError(
-                "max_time_in_seconds",
-                self.settings.max_time_in_seconds,
+                "max_deterministic_time",
+                self.settings.max_deterministic_time,
                 f"CP-SAT stopped before finding any deployment at TPOT level {cap} (composition "
-                "'cpsat'); raise the time limit or use the 'menu' composition",
+                "'cpsat'); raise the deterministic-time limit or use the 'menu' composition",
             )
         if choice is None:
             return None

@@ -3,8 +3,9 @@
 The CLI trusts its user: a model may be a ``config.json`` path and a profile a YAML file. A browser
 is not trusted: only registry model names and shipped profile names are accepted (no file is opened
 or even probed on a request's behalf), and YAML that would expand or enumerate without bound
-(alias bombs, thousands of experiments, huge parallel lists) is refused with a problem at its line,
-the same shape as the loader's own problems.
+(thousands of experiments, huge parallel lists) is refused with a problem at its line, the same
+shape as the loader's own problems. Limits the CLI applies too (file size, alias expansion, nesting,
+name length) are the loader's, in ``servopt.limits``.
 """
 
 from __future__ import annotations
@@ -13,16 +14,12 @@ import math
 from collections.abc import Sequence
 from functools import cache
 
-import yaml
-
 from servopt.config import DefaultCatalog, Problem
 from servopt.config.profiles import looks_like_path
 from servopt.config.source import Document, parse_yaml
 from servopt.errors import UnknownNameError
 from servopt.models.arch import ModelArch
 
-# YAML nodes after alias expansion; the seed's example has about 200.
-MAX_EXPANDED_NODES = 20_000
 # Experiments in one YAML text.
 MAX_EXPERIMENTS = 16
 # Items in one YAML list (num_gpu_per_replica for 4096 GPUs in steps of 8 has 512).
@@ -64,42 +61,6 @@ class WebCatalog(DefaultCatalog):
                 "model_name", name, f"unknown model; the web app accepts {WEB_SOURCE}", web_model_names()
             )
         return super().resolve_model(canonical)
-
-
-def _expanded_size(node: yaml.Node, memo: dict[int, int], on_path: set[int]) -> int:
-    """Nodes of the tree once every alias is expanded (memoised, so a bomb costs its text size)."""
-    key = id(node)
-    if key in memo:
-        return memo[key]
-    if key in on_path:
-        return MAX_EXPANDED_NODES + 1  # a recursive alias expands forever
-    on_path.add(key)
-    size = 1
-    if isinstance(node, yaml.SequenceNode):
-        children = node.value
-    elif isinstance(node, yaml.MappingNode):
-        children = [n for pair in node.value for n in pair]
-    else:
-        children = []
-    for child in children:
-        size += _expanded_size(child, memo, on_path)
-        if size > MAX_EXPANDED_NODES:
-            break
-    on_path.discard(key)
-    memo[key] = size
-    return size
-
-
-def _expansion_problem(text: str, name: str) -> Problem | None:
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except (yaml.YAMLError, RecursionError):
-        return None  # the loader reports syntax errors with their position
-    if root is None or _expanded_size(root, {}, set()) <= MAX_EXPANDED_NODES:
-        return None
-    return Problem(
-        name, 1, 1, "<yaml>", f"the YAML expands to more than {MAX_EXPANDED_NODES} nodes (aliases included)"
-    )
 
 
 def _walk_lists(doc: Document, node: object, path: tuple, problems: list[Problem]) -> None:
@@ -156,12 +117,9 @@ def _shipped_profiles() -> Sequence[str]:
 
 def yaml_problems(text: str, name: str) -> list[Problem]:
     """Problems that make a YAML text unfit for the web app; empty when the loader may take it."""
-    bomb = _expansion_problem(text, name)
-    if bomb is not None:
-        return [bomb]
     doc, _ = parse_yaml(text, name)
     if doc is None or not isinstance(doc.data, dict):
-        return []  # syntax and shape errors are the loader's to report
+        return []  # syntax, size and shape errors are the loader's to report
     experiments = [k for k in doc.data if k != EXPS_KEY]
     if len(experiments) > MAX_EXPERIMENTS:
         return [

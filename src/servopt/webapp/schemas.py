@@ -11,14 +11,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from servopt.limits import MAX_TOTAL_GPUS
+from servopt.limits import MAX_NAME_CHARS, MAX_TOTAL_GPUS
 
 # Upper bounds that only protect the server; the loader has the real rules (the GPU budget's is
 # the same range everywhere).
 MAX_WEB_GPUS = MAX_TOTAL_GPUS
 MAX_WEB_TOKENS = 10_000_000
 MAX_WEB_LATENCY_MS = 10_000_000.0
-MAX_NAME_CHARS = 128
 MAX_TOP_N = 20
 DEFAULT_TOP_N = 5
 
