@@ -96,3 +96,10 @@ def test_kv_cache_that_cannot_hold_one_request_exits_1_with_the_figures():
     out = servopt(*BASE, "--concurrency", "1", "--num_requests", "2", "--isl", "3000000", "--osl", "10")
     assert out.returncode == 1, out.stderr
     assert "KV tokens" in out.stderr and "GiB" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_an_unwritable_save_dir_is_one_line(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    out = servopt(*BASE, "--concurrency", "2", "--num_requests", "20", "--save_dir", str(blocker))
+    assert out.returncode == 2 and "--save_dir" in out.stderr and "Traceback" not in out.stderr

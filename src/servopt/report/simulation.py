@@ -35,6 +35,18 @@ def _run_dir(doc: dict, save_dir: str | Path) -> Path:
 
 
 def save_simulation(doc: dict, result, save_dir: str | Path) -> Path:
+    """Write the run's files in a new folder inside ``save_dir``; returns it."""
+    from servopt.errors import ServoptError
+
+    try:
+        return _write(doc, result, save_dir)
+    except OSError as err:
+        raise ServoptError(
+            "--save_dir", str(save_dir), f"cannot write the results: {err.strerror or err}"
+        ) from None
+
+
+def _write(doc: dict, result, save_dir: str | Path) -> Path:
     path = _run_dir(doc, save_dir)
     (path / "result.json").write_text(json.dumps(doc, indent=2, allow_nan=False))
     per = result.per_request
