@@ -370,9 +370,14 @@ def _row_filter(spec: TableSpec, cols: dict[str, np.ndarray], path: Path) -> np.
 
 def first_wins(cols: dict[str, np.ndarray], key: tuple[str, ...]) -> dict[str, np.ndarray]:
     """Keep the first row of every key (rows are already in source-priority order)."""
-    n = len(cols["latency"])
-    if n == 0:
+    if len(cols["latency"]) == 0:
         return cols
+    first = first_rows(cols, key)
+    return {k: v[first] for k, v in cols.items()}
+
+
+def first_rows(cols: dict[str, np.ndarray], key: tuple[str, ...]) -> np.ndarray:
+    """Indices of the first row of every key, in row order."""
     from servopt_kernels.dedup import unique_rows
 
     rows = np.column_stack(
@@ -382,7 +387,7 @@ def first_wins(cols: dict[str, np.ndarray], key: tuple[str, ...]) -> dict[str, n
         ]
     )
     first, _ = unique_rows(np.ascontiguousarray(rows))
-    return {k: v[first] for k, v in cols.items()}
+    return first
 
 
 def concat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
