@@ -147,7 +147,7 @@ _TABLE_QUERIES = {
         "moe_a2a",
         "moe_a2a_ms",
         ("a2a_backend", "a2a_phase", "a2a_dtype"),
-        (),
+        ("sms",),
         ("moe_ep", "nodes", "hidden", "topk", "experts", "rank_tokens"),
         per_step=False,
     ),
@@ -155,7 +155,7 @@ _TABLE_QUERIES = {
         "moe_ep",
         "moe_expert_compute_ms",
         ("quant", "distribution"),
-        ("gated",),
+        ("gated", "kernel"),
         ("topk", "experts", "slots", "hidden", "inter", "moe_ep", "tokens"),
         per_step=False,
     ),
@@ -186,6 +186,23 @@ _TABLE_QUERIES = {
     ),
     Family.GENERATION_MLA: _TableQuery(
         "gen_mla", "generation_mla_ms", ("kv_quant",), (), ("batch", "seq", "heads"), per_step=True
+    ),
+    # SGLang wide-EP MLA: ``kernel`` is the attention lane, ``fmha_quant`` the table's MLA dtype.
+    Family.WIDEEP_CONTEXT_MLA: _TableQuery(
+        "wideep_ctx_mla",
+        "wideep_context_mla_ms",
+        ("kernel", "fmha_quant", "kv_quant"),
+        (),
+        ("batch", "seq", "prefix", "heads"),
+        per_step=True,
+    ),
+    Family.WIDEEP_GENERATION_MLA: _TableQuery(
+        "wideep_gen_mla",
+        "wideep_generation_mla_ms",
+        ("kernel", "fmha_quant", "kv_quant"),
+        (),
+        ("batch", "seq", "heads"),
+        per_step=True,
     ),
 }
 _TABLE_BY_KIND = {q.kind: q for q in _TABLE_QUERIES.values()}

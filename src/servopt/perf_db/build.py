@@ -11,7 +11,7 @@ import numpy as np
 from servopt.perf_db import cache, families, locate, sources
 from servopt.perf_db.grids import GridFamily
 from servopt.perf_db.systems import SystemSpec
-from servopt.perf_db.tables import TABLES
+from servopt.perf_db.tables import TABLES, concat, first_wins
 
 GEMM_PREFIX = "gemm:"
 GEMM_TABLES = ("gemm_perf", "computescale_perf", "scale_matrix_perf")
@@ -80,7 +80,12 @@ def _build(system: SystemSpec, backend: str, version: str, resolved) -> Built:
         srcs = resolved[spec.table]
         if spec.lanes and srcs and srcs[0].channel == "primary":
             primary = sources.merge_sources(srcs[:1], spec.table)
-        fams[spec.name] = families.build(spec, merged[spec.table], primary, system, backend, version)
+        cols = merged[spec.table]
+        extra = [merged[t] for t in spec.extra_tables if merged[t]]
+        if extra:
+            parts = [cols, *extra] if cols else extra
+            cols = first_wins(concat(parts), TABLES[spec.table].key)
+        fams[spec.name] = families.build(spec, cols, primary, system, backend, version)
     gemm_arrays = {}
     try:
         from servopt.perf_db import gemm as gemm_mod
