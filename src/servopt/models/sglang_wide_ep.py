@@ -102,9 +102,11 @@ def _phase(
     scale = arch.num_layers * mtp
     shared_inter = arch.shared_expert_inter_size or arch.moe_inter_size
     # The peer names the shared expert's ops like a dense FFN on this path.
+    gate_up, act, down = shared_expert_ops(phase, arch, quant, scale, shared_inter, tp=1)
     shared = [
-        replace(op, name=op.name.replace("_shared_", "_"))
-        for op in shared_expert_ops(phase, arch, quant, scale, shared_inter, tp=1)
+        replace(gate_up, name=f"{phase}_gate_ffn1_gemm"),
+        replace(act, name=f"{phase}_act_gate"),
+        replace(down, name=f"{phase}_ffn2_gemm"),
     ]
     return (
         _down_projection(f"{phase}_qkv_a_proj_gemm", arch, quant, scale),

@@ -71,8 +71,8 @@ FAMILIES: dict[str, FamilySpec] = {
             extra_tables=("sglang_wideep_context_moe_perf", "sglang_wideep_generation_moe_perf"),
         ),
         # SGLang's wide-EP MLA attention (whole attention kernel at local heads, DeepSeek-V3 shape).
-        _family("wideep_context_mla", "wideep_context_mla_perf", 3, gk.SOL_CTX_MLA, sqrt_axis=1),
-        _family("wideep_generation_mla", "wideep_generation_mla_perf", 3, gk.SOL_GEN_MLA),
+        _family("wideep_context_mla", "wideep_context_mla_perf", 3, gk.SOL_WIDEEP_CTX_MLA, sqrt_axis=1),
+        _family("wideep_generation_mla", "wideep_generation_mla_perf", 3, gk.SOL_WIDEEP_GEN_MLA),
         _family("custom_allreduce", "custom_allreduce_perf", 1, gk.SOL_LINEAR),
         _family("nccl", "nccl_perf", 1, gk.SOL_LINEAR),
     )

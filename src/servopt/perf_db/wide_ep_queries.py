@@ -146,6 +146,7 @@ class WideEpQueries(QueryBase):
         return self._mla_context(
             "wideep_context_mla", (str(kernel), fm.name, kv.name), kv, self._flops(fm.compute), batch, seq,
             prefix, num_heads, provenance, missing, f"kernel={kernel} mla={fm.name} kv={kv.name}",
+            gemm_bytes=fm.bytes_per_elem,
         )  # fmt: skip
 
     @batched
@@ -159,7 +160,7 @@ class WideEpQueries(QueryBase):
         kv = quant.resolve("kv_quant", kv_quant, quant.KV_QUANTS)
         return self._mla_generation(
             "wideep_generation_mla", (str(kernel), fm.name, kv.name), kv, None, batch, kv_len, num_heads,
-            provenance, missing, f"kernel={kernel} mla={fm.name} kv={kv.name}",
+            provenance, missing, f"kernel={kernel} mla={fm.name} kv={kv.name}", gemm_bytes=fm.bytes_per_elem,
         )  # fmt: skip
 
     def regular_moe_eps(self, quant_mode, hidden, inter, topk, experts) -> set[int]:
