@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 from servopt.models.arch import ModelArch
+from servopt.models.deepep import deepep_routed_ops
 from servopt.models.dense import both_phases, elementwise, embedding
 from servopt.models.mla import MLA_MOE_DISTRIBUTION, mla_dims, shared_expert_ops
 from servopt.models.ops import Family, OpSpec, PhaseOps, QuantModes
@@ -32,8 +33,6 @@ from servopt.search.layouts import Layout
 
 # The attention kernel lane of the collected wide-EP MLA rows the peer reads on SGLang.
 MLA_KERNEL = "flashinfer"
-# SGLang's DeepEP normal kernel runs with 20 SMs in the peer's op (its SM axis is snapped to it).
-NORMAL_SMS = 20
 # The DeepEP collections measured 8-GPU HGX nodes (EP size = 8 x nodes).
 DEEPEP_NODE_GPUS = 8
 # The wide-EP compute kernel of each phase (perf_db.tables.SGLANG_WIDEEP_MOE_KERNELS).
@@ -60,41 +59,6 @@ def _attention(phase: str, arch: ModelArch, layout: Layout, quant: QuantModes, s
     )
 
 
-def _routed(
-    phase: str, arch: ModelArch, layout: Layout, quant: QuantModes, comm: str, scale: float
-) -> list[OpSpec]:
-    a2a = dict(
-        a2a_backend=comm,
-        a2a_dtype="default",
-        hidden=arch.hidden_size,
-        topk=arch.topk,
-        experts=arch.num_experts,
-        moe_ep=layout.moe_ep,
-        nodes=nodes_for(layout.moe_ep, DEEPEP_NODE_GPUS),
-        sms=NORMAL_SMS if comm == "deepep_ht" else 0,
-    )
-    return [
-        OpSpec(f"{phase}_moe_dispatch", Family.MOE_A2A, scale, a2a_phase="dispatch", **a2a),
-        OpSpec(
-            f"{phase}_moe",
-            Family.MOE_EP,
-            scale,
-            hidden=arch.hidden_size,
-            inter=arch.moe_inter_size,
-            topk=arch.topk,
-            experts=arch.num_experts,
-            slots=arch.num_experts,
-            moe_ep=layout.moe_ep,
-            dp=layout.dp,
-            quant=quant.moe,
-            distribution=MLA_MOE_DISTRIBUTION,
-            gated=arch.gated_mlp,
-            kernel=_KERNEL_OF_PHASE[phase],
-        ),
-        OpSpec(f"{phase}_moe_combine", Family.MOE_A2A, scale, a2a_phase="combine", **a2a),
-    ]
-
-
 def _phase(
     phase: str, arch: ModelArch, layout: Layout, quant: QuantModes, comm: Mapping[str, str], mtp: float
 ) -> tuple[OpSpec, ...]:
@@ -115,7 +79,17 @@ def _phase(
         _down_projection(f"{phase}_downscale_gemm", arch, quant, scale),
         _attention(phase, arch, layout, quant, scale),
         *shared,
-        *_routed(phase, arch, layout, quant, comm[phase], scale),
+        *deepep_routed_ops(
+            phase,
+            arch,
+            layout,
+            quant,
+            comm[phase],
+            scale,
+            nodes=nodes_for(layout.moe_ep, DEEPEP_NODE_GPUS),
+            distribution=MLA_MOE_DISTRIBUTION,
+            kernel=_KERNEL_OF_PHASE[phase],
+        ),
     )
 
 

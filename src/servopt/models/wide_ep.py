@@ -18,8 +18,9 @@ The peer decides per parallel layout, from data coverage, never from a flag:
   size spans more than one node in every required phase.
 
 The MLA + MoE family (DeepSeek-V3/R1, Kimi-K2) has a large-EP op graph on TRT-LLM
-(:mod:`servopt.models.mla_wide_ep`) and on SGLang (:mod:`servopt.models.sglang_wide_ep`, from
-SGLang's legacy DeepEP, DeepEP-MoE and wide-EP MLA tables, attention tp 1 only); a covered
+(:mod:`servopt.models.mla_wide_ep`), on SGLang (:mod:`servopt.models.sglang_wide_ep`, from
+SGLang's legacy DeepEP, DeepEP-MoE and wide-EP MLA tables) and on vLLM
+(:mod:`servopt.models.vllm_wide_ep`), the last two with attention tp 1 only; a covered
 cross-node layout of any other family/backend is rejected with a clear reason, a covered
 intra-node one stays on the fused path.
 """
@@ -43,7 +44,7 @@ SGLANG_LEGACY_NODE_GPUS = 8
 # Hopper systems: the TRT-LLM DeepEP low-latency kernel has no nvfp4 wire format there.
 HOPPER_SYSTEMS = frozenset({"h100_sxm", "h200_sxm"})
 # Backends and families whose large-EP op graph servopt models.
-MODELLED = frozenset({("mla_moe", "trtllm"), ("mla_moe", "sglang")})
+MODELLED = frozenset({("mla_moe", "trtllm"), ("mla_moe", "sglang"), ("mla_moe", "vllm")})
 # SGLang's wide-EP graph: the measured attention kernel lane and the per-phase DeepEP MoE kernels.
 SGLANG_MLA_KERNEL = "flashinfer"
 SGLANG_COMPUTE_KERNELS = {"context": "sglang_deepep_context", "generation": "sglang_deepep_generation"}
@@ -218,8 +219,8 @@ def resolve(layout: Layout, cov: Coverage, backend: str, role: str) -> dict[str,
         return None
     if backend == "trtllm" and layout.dp <= 1:
         return None  # TRT-LLM wide EP runs with attention data parallelism only
-    if backend == "sglang" and layout.tp != 1:
-        return None  # servopt's SGLang wide-EP graph has no attention-TP collectives
+    if backend in ("sglang", "vllm") and layout.tp != 1:
+        return None  # servopt's SGLang/vLLM wide-EP graphs have no attention-TP collectives
     chosen: dict[str, str] = {}
     for phase, per_backend in cov.items():
         for name, eps in per_backend.items():
@@ -254,8 +255,8 @@ def plan(
     if comm is None and cross_node:
         if layout.moe_tp != 1:
             reason = "cross-node expert parallelism needs pure EP (moe_tp 1)"
-        elif backend == "sglang" and layout.tp != 1 and cov:
-            reason = "servopt prices SGLang cross-node expert parallelism with attention tp 1 only"
+        elif backend in ("sglang", "vllm") and layout.tp != 1 and cov:
+            reason = f"servopt prices {backend} cross-node expert parallelism with attention tp 1 only"
         elif backend == "trtllm" and layout.dp <= 1:
             reason = (
                 "TRT-LLM runs cross-node expert parallelism only with attention data parallelism (dp > 1)"

@@ -1,11 +1,12 @@
-"""SGLang large-EP fidelity against aiconfigurator 0.12.0: DeepSeek-V3 on h200_sxm/sglang, tp1
-dp=ep in {8, 16, 32, 64}, the peer's own DeepEP graph (its legacy SGLang tables, filled in from
-older data versions) through its static and agg sessions vs servopt's SGLang wide-EP graph.
-TTFT, TPOT and memory within 0.1%, inside the tables' grids and beyond them (large prefill
-batches, decode KV lengths past the generation MLA table's 4096): the wide-EP MLA rooflines that
-anchor those holds are the peer's (grid.SOL_WIDEEP_*_MLA). Not matched: prefills of more than
-131072 tokens per rank on EP 16+ (the DeepEP normal table's last point), where the peer's hold of
-the multi-node curves differs (docs/architecture.md)."""
+"""DeepEP large-EP fidelity against aiconfigurator 0.12.0: DeepSeek-V3 on h200_sxm with SGLang and
+vLLM, tp1 dp=ep in {8, 16, 32, 64}, the peer's own DeepEP graphs (SGLang: its legacy wide-EP
+tables, filled in from older data versions; vLLM: DeepEP all-to-all + the regular MoE table)
+through its static and agg sessions vs servopt's graphs. TTFT, TPOT and memory within 0.1%,
+inside the tables' grids and beyond them (large prefill batches, decode KV lengths past the SGLang
+generation MLA table's 4096): the SGLang wide-EP MLA rooflines that anchor those holds are the
+peer's (grid.SOL_WIDEEP_*_MLA). Not matched: SGLang prefills of more than 131072 tokens per rank
+on EP 16+ (the DeepEP normal table's last point), where the peer's hold of the multi-node curves
+differs (docs/architecture.md)."""
 
 from __future__ import annotations
 
@@ -28,8 +29,12 @@ pytestmark = pytest.mark.peer
 SYSTEM = "h200_sxm"
 BACKEND = "sglang"
 VERSION = peer_oracle.PEER_VERSIONS[BACKEND]
-# The checkpoint's quant; the default FMHA falls back to bf16 on SGLang (no fp8 MLA rows).
+BACKENDS = ("sglang", "vllm")
+# The checkpoint's quant; the default FMHA falls back to bf16 on both (no fp8 MLA rows).
 QUANT = QuantModes("fp8_block", "fp8_block", "fp8", "float16")
+# The FMHA quant the peer's search resolves for its large-EP graphs: SGLang's wide-EP MLA table
+# carries fp8_block; vLLM's granular attention reads bf16.
+PEER_FMHA = {"sglang": "fp8_block", "vllm": "bfloat16"}
 REL_TOL = 1e-3
 CASES = [
     (8, 1, 4000, 1000),
@@ -45,15 +50,16 @@ DECODE_CASES = [(32, 44), (32, 48), (16, 64), (64, 128), (8, 256)]
 
 
 @cache
-def _db():
-    return open_database(SYSTEM, BACKEND, VERSION)
+def _db(backend: str = BACKEND):
+    return open_database(SYSTEM, backend, peer_oracle.PEER_VERSIONS[backend])
 
 
-def _setup() -> ModelSetup:
-    return ModelSetup(resolve_model("DEEPSEEK_V3"), BACKEND, QUANT, load_system(SYSTEM), VERSION)
+def _setup(backend: str) -> ModelSetup:
+    version = peer_oracle.PEER_VERSIONS[backend]
+    return ModelSetup(resolve_model("DEEPSEEK_V3"), backend, QUANT, load_system(SYSTEM), version)
 
 
-def _peer_model(layout: Layout):
+def _peer_model(layout: Layout, backend: str = BACKEND):
     """The peer's DeepSeek-V3 on its SGLang large-EP graph for ``layout``: DeepEP normal prefill,
     DeepEP low-latency decode, fp8_block MLA (what its search resolves from the same data)."""
     peer_oracle._quiet()
@@ -69,31 +75,34 @@ def _peer_model(layout: Layout):
         gemm_quant_mode=common.GEMMQuantMode.fp8_block,
         moe_quant_mode=common.MoEQuantMode.fp8_block,
         kvcache_quant_mode=common.KVCacheQuantMode.fp8,
-        fmha_quant_mode=common.FMHAQuantMode.fp8_block,
+        fmha_quant_mode=common.FMHAQuantMode[PEER_FMHA[backend]],
     )
     mc.moe_comm_backend = {"context": "deepep_ht", "generation": "deepep_ll"}
     mc.num_gpus_per_node = 8
     mc.system = SYSTEM
-    return get_model("deepseek-ai/DeepSeek-V3", mc, BACKEND)
+    return get_model("deepseek-ai/DeepSeek-V3", mc, backend)
 
 
-def _ops(layout: Layout, role: str):
-    lops = build_layout_ops(_setup(), [layout], skip_invalid=False, db=_db(), role=role)
+def _ops(layout: Layout, role: str, backend: str = BACKEND):
+    lops = build_layout_ops(_setup(backend), [layout], skip_invalid=False, db=_db(backend), role=role)
     families = {op.family for op in lops.ops[0].context + lops.ops[0].generation}
-    assert {Family.MOE_A2A, Family.WIDEEP_CONTEXT_MLA, Family.WIDEEP_GENERATION_MLA} <= families
-    assert Family.MOE_DISPATCH not in families
+    # The layout really is priced on the DeepEP graph.
+    assert {Family.MOE_A2A, Family.MOE_EP} <= families and Family.MOE_DISPATCH not in families
+    if backend == "sglang":
+        assert {Family.WIDEEP_CONTEXT_MLA, Family.WIDEEP_GENERATION_MLA} <= families
     return lops
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize(("ep", "batch", "isl", "osl"), CASES)
-def test_static_matches_peer(ep, batch, isl, osl):
+def test_static_matches_peer(backend, ep, batch, isl, osl):
     pytest.importorskip("aiconfigurator_core", reason="the peer (aiconfigurator-core) is the oracle")
     layout = Layout(1, 1, ep, 1, ep)
     r = run_static(
-        _db(), _ops(layout, "decode"), Candidates(np.array([0]), np.array([batch]), np.array([0])),
-        Workload(isl, osl),
+        _db(backend), _ops(layout, "decode", backend),
+        Candidates(np.array([0]), np.array([batch]), np.array([0])), Workload(isl, osl),
     )  # fmt: skip
-    s = peer_oracle.peer_static(_peer_model(layout), BACKEND, batch, isl, osl)
+    s = peer_oracle.peer_static(_peer_model(layout, backend), backend, batch, isl, osl)
     peer = (
         sum(s.get_context_latency_dict().values()),
         sum(s.get_generation_latency_dict().values()) / (osl - 1),
@@ -104,31 +113,34 @@ def test_static_matches_peer(ep, batch, isl, osl):
         assert a == pytest.approx(b, rel=REL_TOL), name
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize(("ep", "batch", "ctx"), [(16, 16, 4000), (8, 15, 4000), (32, 8, 8000)])
-def test_agg_matches_peer(ep, batch, ctx):
+def test_agg_matches_peer(backend, ep, batch, ctx):
     pytest.importorskip("aiconfigurator_core", reason="the peer (aiconfigurator-core) is the oracle")
     from servopt.evaluate.agg import run_agg
 
     layout = Layout(1, 1, ep, 1, ep)
-    row = peer_oracle.summary_row(peer_oracle.peer_agg(_peer_model(layout), BACKEND, batch, ctx, 4000, 1000))
+    peer = peer_oracle.peer_agg(_peer_model(layout, backend), backend, batch, ctx, 4000, 1000)
+    row = peer_oracle.summary_row(peer)
     r = run_agg(
-        _db(), _ops(layout, "agg"), Candidates(np.array([0]), np.array([batch]), np.array([ctx])),
-        Workload(4000, 1000),
+        _db(backend), _ops(layout, "agg", backend),
+        Candidates(np.array([0]), np.array([batch]), np.array([ctx])), Workload(4000, 1000),
     )  # fmt: skip
     assert float(r.ttft_ms[0]) == pytest.approx(row["ttft"], rel=REL_TOL)
     assert float(r.tpot_ms[0]) == pytest.approx(row["tpot"], rel=REL_TOL)
     assert float(r.tokens_per_s_per_gpu[0]) == pytest.approx(row["tokens/s/gpu"], rel=REL_TOL)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize(("ep", "batch"), DECODE_CASES)
-def test_decode_worker_matches_peer(ep, batch):
+def test_decode_worker_matches_peer(backend, ep, batch):
     pytest.importorskip("aiconfigurator_core", reason="the peer (aiconfigurator-core) is the oracle")
     layout = Layout(1, 1, ep, 1, ep)
     r = run_static(
-        _db(), _ops(layout, "decode"), Candidates(np.array([0]), np.array([batch]), np.array([0])),
-        Workload(4000, 1000), "static_gen",
+        _db(backend), _ops(layout, "decode", backend),
+        Candidates(np.array([0]), np.array([batch]), np.array([0])), Workload(4000, 1000), "static_gen",
     )  # fmt: skip
-    s = peer_oracle.peer_static(_peer_model(layout), BACKEND, batch, 4000, 1000, mode="static_gen")
+    s = peer_oracle.peer_static(_peer_model(layout, backend), backend, batch, 4000, 1000, mode="static_gen")
     peer_tpot = sum(s.get_generation_latency_dict().values()) / 999
     assert float(r.tpot_ms[0]) == pytest.approx(peer_tpot, rel=REL_TOL)
     assert float(r.memory.total[0]) == pytest.approx(s.get_memory()["total"], rel=REL_TOL)
