@@ -338,10 +338,12 @@ def evaluate_phase(
             chosen.append((op, slot_of[op.name]))
         ops_of_layout.append(chosen)
     n_slots = len(names)
-    overlap = np.zeros(n_slots, dtype=np.int8)
-    for ops in ops_of_layout:
+    # Overlap membership is per layout: one name can sit in an overlap block in one graph and not in
+    # another (the fused MoE decode overlaps its routed and shared experts, large-EP graphs do not).
+    overlap = np.zeros((max(len(phase_ops), 1), n_slots), dtype=np.int8)
+    for layout_id, ops in enumerate(ops_of_layout):
         for op, slot in ops:
-            overlap[slot] = int(op.overlap)
+            overlap[layout_id, slot] = int(op.overlap)
 
     g = _Gather(coords)
     # Rows with no step weight (e.g. a decode step of zero requests) cost nothing and are not queried.
@@ -375,7 +377,7 @@ def evaluate_phase(
     for rows, slot, values in g.fixed:
         flat += np.bincount(rows * n_slots + slot, weights=values, minlength=n_rows * n_slots)
     per_op = flat.reshape(n_rows, n_slots)
-    return PhaseLatency(names, per_op, _compose(per_op, overlap))
+    return PhaseLatency(names, per_op, _compose_by_layout(per_op, overlap, coords.layout))
 
 
 def _price_modules(g: _Gather, db, modules: list[tuple[OpSpec, np.ndarray, int]], n_rows: int) -> np.ndarray:
@@ -414,6 +416,22 @@ def _rows_by_layout(layout: np.ndarray, n_layouts: int) -> list[np.ndarray]:
     order = np.argsort(layout, kind="stable")
     bounds = np.searchsorted(layout[order], np.arange(n_layouts + 1))
     return [order[bounds[i] : bounds[i + 1]] for i in range(n_layouts)]
+
+
+def _compose_by_layout(per_op: np.ndarray, overlap: np.ndarray, layout: np.ndarray) -> np.ndarray:
+    """``_compose`` over the rows of each distinct overlap pattern (layouts that share one share a
+    call)."""
+    if len(per_op) == 0:
+        return np.zeros(0)
+    patterns, pattern_of_layout = np.unique(overlap, axis=0, return_inverse=True)
+    if len(patterns) == 1:
+        return _compose(per_op, patterns[0])
+    total = np.empty(len(per_op))
+    row_pattern = pattern_of_layout.reshape(-1)[layout]
+    for i, pattern in enumerate(patterns):
+        rows = row_pattern == i
+        total[rows] = _compose(per_op[rows], pattern)
+    return total
 
 
 def _compose(per_op: np.ndarray, overlap: np.ndarray) -> np.ndarray:
