@@ -74,6 +74,31 @@ MS_PER_S = 1000.0
 
 
 @kernel
+def _sol_wideep_mla(kind, p, c0, c1, c2):
+    """SGLang's wide-EP MLA kernels: the MLA rooflines plus the head-sharded projections (q_b, kv_b,
+    o_proj) the measured kernel runs. A function of its own so the other kinds' code (compiled with
+    reassociation and contraction) is untouched."""
+    if kind == SOL_WIDEEP_CTX_MLA:
+        n, full_s, b = c0, c1, c2
+        prefix = p[3]
+        qkv = MLA_QK_DIM + MLA_V_DIM
+        ops = b * n * 2.0 / 2.0 * qkv * (full_s * full_s - prefix * prefix)
+        ops += b * (full_s - prefix) * n * MLA_PROJ_PER_HEAD
+        mem = b * n * (p[0] * full_s * qkv + 2.0 * (full_s - prefix) * qkv) + n * MLA_PROJ_PER_HEAD * p[4]
+        return max(ops / p[1] * MS_PER_S, mem / p[2] * MS_PER_S)
+    # SOL_WIDEEP_GEN_MLA, fitted to the peer's roofline of this op (its SOL mode, DeepSeek-V3 at
+    # 32/64/128 heads): projections read once, absorbed attention at twice the op-level MLA FLOPs,
+    # and per-sequence activations of 4608 B per head + 17040 B besides a 2 x 576-element KV read.
+    n, b, s = c0, c1, c2
+    ops = 2.0 * b * n * MLA_PROJ_PER_HEAD + 4.0 * b * n * MLA_GEN_DIM * s
+    per_seq = (
+        n * WIDEEP_GEN_BYTES_PER_HEAD + WIDEEP_GEN_BYTES_PER_SEQ + 2.0 * (s - 1.0) * MLA_KV_LATENT * p[0]
+    )
+    mem = n * MLA_PROJ_PER_HEAD * p[3] + b * per_seq
+    return max(ops / p[1] * MS_PER_S, mem / p[2] * MS_PER_S)
+
+
+@kernel
 def _sol(kind, p, c0, c1, c2):
     """Roofline latency in ms, max(math, memory), for one point."""
     if kind == SOL_LINEAR:
@@ -97,26 +122,12 @@ def _sol(kind, p, c0, c1, c2):
         ops = 2.0 * b * n * h * 2.0 * kv_len
         mem = b * (n * h * 2.0 + 2.0 * n_kv * kv_len * h * p[3] + n * h * 2.0)
         return max(ops / p[4] * MS_PER_S, mem / p[5] * MS_PER_S)
-    if kind == SOL_CTX_MLA or kind == SOL_WIDEEP_CTX_MLA:  # noqa: SIM109 - plain compares compile in numba
+    if kind == SOL_CTX_MLA:
         n, full_s, b = c0, c1, c2
         prefix = p[3]
         qkv = MLA_QK_DIM + MLA_V_DIM
         ops = b * n * 2.0 / 2.0 * qkv * (full_s * full_s - prefix * prefix)
         mem = b * n * (p[0] * full_s * qkv + 2.0 * (full_s - prefix) * qkv)
-        if kind == SOL_WIDEEP_CTX_MLA:
-            ops += b * (full_s - prefix) * n * MLA_PROJ_PER_HEAD
-            mem += n * MLA_PROJ_PER_HEAD * p[4]
-        return max(ops / p[1] * MS_PER_S, mem / p[2] * MS_PER_S)
-    if kind == SOL_WIDEEP_GEN_MLA:
-        # Fitted to the peer's roofline of this op (its SOL mode, DeepSeek-V3 at 32/64/128 heads):
-        # projections read once, absorbed attention at twice the op-level MLA FLOPs, and per
-        # sequence activations of 4608 B per head + 17040 B besides a 2 x 576-element KV read.
-        n, b, s = c0, c1, c2
-        ops = 2.0 * b * n * MLA_PROJ_PER_HEAD + 4.0 * b * n * MLA_GEN_DIM * s
-        per_seq = (
-            n * WIDEEP_GEN_BYTES_PER_HEAD + WIDEEP_GEN_BYTES_PER_SEQ + 2.0 * (s - 1.0) * MLA_KV_LATENT * p[0]
-        )
-        mem = n * MLA_PROJ_PER_HEAD * p[3] + b * per_seq
         return max(ops / p[1] * MS_PER_S, mem / p[2] * MS_PER_S)
     if kind == SOL_GEN_MLA or kind == SOL_GEN_MLA_MODULE:  # noqa: SIM109 - plain compares compile in numba
         n, b, s = c0, c1, c2
@@ -147,6 +158,8 @@ def _sol(kind, p, c0, c1, c2):
         mem_i = tokens // ep * hid * 2 + tokens // ep * inter * gemms // tp
         mem_i += hid * inter * gemms // tp * min(experts // ep, tokens // ep)
         return max(float(ops) / p[8] * MS_PER_S, float(mem_i) * p[7] / p[9] * MS_PER_S)
+    if kind == SOL_WIDEEP_CTX_MLA or kind == SOL_WIDEEP_GEN_MLA:  # noqa: SIM109 - plain compares compile in numba
+        return _sol_wideep_mla(kind, p, c0, c1, c2)
     return np.nan
 
 
