@@ -1,5 +1,5 @@
 """DeepEP large-EP fidelity against aiconfigurator 0.12.0: DeepSeek-V3 on h200_sxm with SGLang and
-vLLM, tp1 dp=ep in {8, 16, 32, 64}, the peer's own DeepEP graphs (SGLang: its legacy wide-EP
+vLLM, tp1 dp=ep in {8, 16, 32, 64} (SGLang also with attention tp 2-8), the peer's own DeepEP graphs (SGLang: its legacy wide-EP
 tables, filled in from older data versions; vLLM: DeepEP all-to-all + the regular MoE table)
 through its static and agg sessions vs servopt's graphs. TTFT, TPOT and memory within 0.1%,
 inside the tables' grids and beyond them (large prefill batches, decode KV lengths past the SGLang
@@ -85,9 +85,11 @@ def _peer_model(layout: Layout, backend: str = BACKEND):
 
 def _ops(layout: Layout, role: str, backend: str = BACKEND):
     lops = build_layout_ops(_setup(backend), [layout], skip_invalid=False, db=_db(backend), role=role)
-    families = {op.family for op in lops.ops[0].context + lops.ops[0].generation}
-    # The layout really is priced on the DeepEP graph.
-    assert {Family.MOE_A2A, Family.MOE_EP} <= families and Family.MOE_DISPATCH not in families
+    ops = lops.ops[0].context + lops.ops[0].generation
+    families = {op.family for op in ops}
+    # The layout really is priced on the DeepEP graph (no fused MoE dispatch).
+    assert {Family.MOE_A2A, Family.MOE_EP} <= families and Family.MOE not in families
+    assert not any(op.name.endswith("_pre_dispatch") for op in ops)
     if backend == "sglang":
         assert {Family.WIDEEP_CONTEXT_MLA, Family.WIDEEP_GENERATION_MLA} <= families
     return lops
@@ -208,3 +210,31 @@ def test_wide_ep_queries_match_peer():
             check("mla_generation", ours, ops["generation_attention"], **gen)
     assert len(worst) == 6
     assert max(worst.values()) < REL_TOL, worst
+
+
+# SGLang large EP with attention TP: token-split prefill, TP all-gather / reduce-scatter.
+SGLANG_TP_CASES = [
+    (Layout(2, 1, 8, 1, 16), 1, 4000, 1000),
+    (Layout(2, 1, 16, 1, 32), 8, 4001, 500),
+    (Layout(4, 1, 4, 1, 16), 2, 3000, 200),
+    (Layout(4, 1, 2, 1, 8), 16, 2000, 1000),
+    (Layout(8, 1, 8, 1, 64), 3, 4000, 1000),
+]
+
+
+@pytest.mark.parametrize(("layout", "batch", "isl", "osl"), SGLANG_TP_CASES)
+def test_sglang_attention_tp_matches_peer(layout, batch, isl, osl):
+    pytest.importorskip("aiconfigurator_core", reason="the peer (aiconfigurator-core) is the oracle")
+    r = run_static(
+        _db("sglang"), _ops(layout, "decode", "sglang"),
+        Candidates(np.array([0]), np.array([batch]), np.array([0])), Workload(isl, osl),
+    )  # fmt: skip
+    s = peer_oracle.peer_static(_peer_model(layout, "sglang"), "sglang", batch, isl, osl)
+    peer = (
+        sum(s.get_context_latency_dict().values()),
+        sum(s.get_generation_latency_dict().values()) / (osl - 1),
+        s.get_memory()["total"],
+    )
+    ours = (float(r.ttft_ms[0]), float(r.tpot_ms[0]), float(r.memory.total[0]))
+    for name, a, b in zip(("ttft", "tpot", "memory"), ours, peer, strict=True):
+        assert a == pytest.approx(b, rel=REL_TOL), name

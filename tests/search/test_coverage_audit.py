@@ -34,11 +34,11 @@ BACKENDS = ("trtllm", "sglang", "vllm")
 GPUS_PER_NODE = 8
 
 
-def _sglang_vllm_attention_tp(backend, layout, peer, ours):
-    """SGLang/vLLM large EP with attention tp > 1: the peer prices it on its all-to-all graph (with
-    TP all-gather/reduce-scatter collectives servopt does not model); servopt keeps it fused inside
-    a node and rejects it across nodes."""
-    return backend in ("sglang", "vllm") and layout.tp > 1 and peer == "wide" and ours in ("fused", None)
+def _vllm_attention_tp(backend, layout, peer, ours):
+    """vLLM large EP with attention tp > 1: the peer prices it on its all-to-all graph (with TP
+    collectives servopt does not model on vLLM); servopt keeps it fused inside a node and rejects
+    it across nodes."""
+    return backend == "vllm" and layout.tp > 1 and peer == "wide" and ours in ("fused", None)
 
 
 def _uncovered_cross_node_ep(backend, layout, peer, ours):
@@ -48,7 +48,7 @@ def _uncovered_cross_node_ep(backend, layout, peer, ours):
     return layout.moe_ep > GPUS_PER_NODE and peer == "fused" and ours is None
 
 
-KNOWN = (_sglang_vllm_attention_tp, _uncovered_cross_node_ep)
+KNOWN = (_vllm_attention_tp, _uncovered_cross_node_ep)
 
 
 def _quiet():

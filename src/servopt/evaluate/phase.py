@@ -208,11 +208,16 @@ _TABLE_QUERIES = {
 _TABLE_BY_KIND = {q.kind: q for q in _TABLE_QUERIES.values()}
 
 
+def _split(tokens: np.ndarray, op: OpSpec) -> np.ndarray:
+    """The tokens one attention-TP rank handles when the op splits them (floor, as the peer)."""
+    return tokens // op.token_split if op.token_split > 1 else tokens
+
+
 def _row_column(c: PhaseCoords, op: OpSpec, name: str, rows: np.ndarray):
     if name == "tokens":
         return c.x[rows] * op.dp
     if name == "rank_tokens":
-        return c.x[rows]
+        return _split(c.x[rows], op)
     if name == "batch":
         return c.batch[rows]
     if name == "prefix":
@@ -237,10 +242,11 @@ def _add_op(g: _Gather, db, op: OpSpec, rows: np.ndarray, slot: int) -> None:
     if scale == 0:
         return
     if f is Family.GEMM:
-        m = c.x_logits[rows] if op.logits else c.x[rows]
+        m = c.x_logits[rows] if op.logits else _split(c.x[rows], op)
         g.token_op(("gemm", op.quant, op.low_precision_input), rows, slot, scale, m=m, n=op.n, k=op.k)
     elif f is Family.ELEMENTWISE:
-        g.token_op(("mem",), rows, slot, scale, bytes=op.bytes_per_token * c.x[rows].astype(np.float64))
+        tokens = _split(c.x[rows], op).astype(np.float64)
+        g.token_op(("mem",), rows, slot, scale, bytes=op.bytes_per_token * tokens)
     elif f is Family.EMBEDDING:
         g.token_op(("mem",), rows, slot, scale, bytes=float(ACTIVATION_BYTES * op.hidden) * c.x[rows])
     elif f is Family.P2P:

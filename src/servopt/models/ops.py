@@ -147,6 +147,9 @@ class OpSpec:
     slots: int = 0  # expert slots (EPLB redundancy; = experts without it)
     sms: int = 0  # all-to-all SM budget (0: the kernel's own; SGLang DeepEP normal runs 20)
     kernel: str = ""  # collected kernel a table op reads ("" = the table's first for the quant)
+    # Token-major ops that split their tokens over attention TP ranks (SGLang's wide-EP prefill):
+    # GEMM m, element-wise bytes and all-to-all tokens per rank are x // token_split.
+    token_split: int = 1
     # composition
     overlap: Overlap = Overlap.NONE
     fallback: tuple[OpSpec, ...] = field(default=())  # granular ops replacing an uncovered module

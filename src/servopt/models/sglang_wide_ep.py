@@ -13,9 +13,10 @@ queries in ``tests/evaluate/test_fidelity_sglang_wide_ep.py``). Per layer:
   normal (high-throughput) kernel prices prefill at 20 SMs, the low-latency kernel decode;
 - no router GEMM, no LM head, no overlap of the shared and routed experts in decode.
 
-Only attention data parallelism without attention TP (tp 1, dp = moe_ep) is modelled: with tp > 1
-the peer adds TP all-gather / reduce-scatter collectives and splits the shared expert's tokens,
-which servopt does not reproduce yet (``models.wide_ep`` keeps such layouts off this graph).
+With attention TP (tp > 1) the prefill splits the token-major work over the TP ranks: the first
+down-projection, the shared expert and the all-to-all run x // tp tokens per rank, an NCCL
+all-gather and reduce-scatter of the hidden states (x * hidden elements) surround attention at
+heads / tp; decode runs every token on every rank and has no TP collectives.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from servopt.models.arch import ModelArch
 from servopt.models.deepep import deepep_routed_ops
 from servopt.models.dense import both_phases, elementwise, embedding
 from servopt.models.mla import MLA_MOE_DISTRIBUTION, mla_dims, shared_expert_ops
-from servopt.models.ops import Family, OpSpec, PhaseOps, QuantModes
+from servopt.models.ops import CommTerm, Family, OpSpec, PhaseOps, QuantModes
 from servopt.models.wide_ep import nodes_for
 from servopt.search.layouts import Layout
 
@@ -39,11 +40,27 @@ DEEPEP_NODE_GPUS = 8
 _KERNEL_OF_PHASE = {"context": "sglang_deepep_context", "generation": "sglang_deepep_generation"}
 
 
-def _down_projection(name: str, arch: ModelArch, quant: QuantModes, scale: float) -> OpSpec:
+def _down_projection(
+    name: str, arch: ModelArch, quant: QuantModes, scale: float, token_split: int = 1
+) -> OpSpec:
     """The latent down-projection: q_lora_rank + kv_lora_rank + rope dim (2112 on DeepSeek-V3)."""
     d = mla_dims(arch)
     width = d.q_lora_rank + d.kv_lora_rank + d.qk_rope_head_dim
-    return OpSpec(name, Family.GEMM, scale, n=width, k=arch.hidden_size, quant=quant.gemm)
+    return OpSpec(
+        name, Family.GEMM, scale, n=width, k=arch.hidden_size, quant=quant.gemm, token_split=token_split
+    )
+
+
+def _tp_collective(phase: str, collective: str, arch: ModelArch, tp: int, scale: float) -> OpSpec:
+    """The attention-TP all-gather / reduce-scatter of a prefill with tp > 1 (x * hidden elements)."""
+    short = "all_gather" if collective == "all_gather" else "reduce_scatter"
+    return OpSpec(
+        f"{phase}_tp_{short}",
+        Family.MOE_DISPATCH,
+        scale,
+        hidden=arch.hidden_size,
+        terms=(CommTerm(collective, tp),),
+    )
 
 
 def _attention(phase: str, arch: ModelArch, layout: Layout, quant: QuantModes, scale: float) -> OpSpec:
@@ -64,32 +81,35 @@ def _phase(
 ) -> tuple[OpSpec, ...]:
     h = arch.hidden_size
     scale = arch.num_layers * mtp
+    tp = layout.tp
+    # With attention TP the prefill splits the token-major work over the TP ranks (and gathers /
+    # scatters the hidden states around attention); decode runs every token on every rank.
+    split = tp if phase == "context" else 1
     shared_inter = arch.shared_expert_inter_size or arch.moe_inter_size
     # The peer names the shared expert's ops like a dense FFN on this path.
     gate_up, act, down = shared_expert_ops(phase, arch, quant, scale, shared_inter, tp=1)
     shared = [
-        replace(gate_up, name=f"{phase}_gate_ffn1_gemm"),
-        replace(act, name=f"{phase}_act_gate"),
-        replace(down, name=f"{phase}_ffn2_gemm"),
+        replace(gate_up, name=f"{phase}_gate_ffn1_gemm", token_split=split),
+        replace(act, name=f"{phase}_act_gate", token_split=split),
+        replace(down, name=f"{phase}_ffn2_gemm", token_split=split),
     ]
+    routed = deepep_routed_ops(
+        phase, arch, layout, quant, comm[phase], scale, nodes=nodes_for(layout.moe_ep, DEEPEP_NODE_GPUS),
+        distribution=MLA_MOE_DISTRIBUTION, kernel=_KERNEL_OF_PHASE[phase],
+    )  # fmt: skip
+    routed = [replace(op, token_split=split) if op.family is Family.MOE_A2A else op for op in routed]
+    gather = [_tp_collective(phase, "all_gather", arch, tp, scale)] if split > 1 else []
+    scatter = [_tp_collective(phase, "reduce_scatter", arch, tp, scale)] if split > 1 else []
     return (
-        _down_projection(f"{phase}_qkv_a_proj_gemm", arch, quant, scale),
+        _down_projection(f"{phase}_qkv_a_proj_gemm", arch, quant, scale, token_split=split),
+        *gather,
         embedding(phase, arch, arch.vocab_size, mtp),
         elementwise(f"{phase}_add_norm_1", scale, 2 * h, 2 * h),
         _down_projection(f"{phase}_downscale_gemm", arch, quant, scale),
         _attention(phase, arch, layout, quant, scale),
+        *scatter,
         *shared,
-        *deepep_routed_ops(
-            phase,
-            arch,
-            layout,
-            quant,
-            comm[phase],
-            scale,
-            nodes=nodes_for(layout.moe_ep, DEEPEP_NODE_GPUS),
-            distribution=MLA_MOE_DISTRIBUTION,
-            kernel=_KERNEL_OF_PHASE[phase],
-        ),
+        *routed,
     )
 
 

@@ -8,7 +8,8 @@ DeepEP combine; LM head, the explicit tp all-reduces (none at tp 1) and pipeline
 fused decode, the shared expert does not overlap the routed path.
 
 DeepEP on vLLM was measured on one 8-GPU node; wider EP reads that slice (the peer's documented,
-optimistic stand-in, ``perf_db.wide_ep_queries``). Attention tp 1 only, as on SGLang.
+optimistic stand-in, ``perf_db.wide_ep_queries``). Attention tp 1 only (with tp > 1 the peer adds
+TP collectives servopt does not model on vLLM yet).
 """
 
 from __future__ import annotations
