@@ -78,7 +78,7 @@ def _hf_id(model: str) -> str:
 def run_servopt(servopt: str, model: str, gpus: int, system: str, sla: dict) -> Run:
     cmd = [servopt, "cli", "default", "--model", model, "--total_gpus", str(gpus), "--system", system,
            "--isl", str(sla["isl"]), "--osl", str(sla["osl"]), "--ttft", str(sla["ttft"]),
-           "--tpot", str(sla["tpot"]), "--json"]  # fmt: skip
+           "--tpot", str(sla["tpot"]), "--backend", sla["backend"], "--json"]  # fmt: skip
     wall, rss, rc, text = _run(cmd)
     best = mode = layout = None
     if rc == 0:
@@ -118,7 +118,7 @@ def _peer_layout(text: str, mode: str) -> str | None:
 def run_peer(peer: str, model: str, gpus: int, system: str, sla: dict) -> Run:
     cmd = [peer, "cli", "default", "--model", _hf_id(model), "--total-gpus", str(gpus), "--system", system,
            "--isl", str(sla["isl"]), "--osl", str(sla["osl"]), "--ttft", str(sla["ttft"]),
-           "--tpot", str(sla["tpot"])]  # fmt: skip
+           "--tpot", str(sla["tpot"]), "--backend", sla["backend"]]  # fmt: skip
     env = dict(os.environ, NO_COLOR="1")
     wall, rss, rc, text = _run(cmd, env)
     m = _PEER_BEST.search(text)
@@ -162,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--osl", type=int, default=1000)
     ap.add_argument("--ttft", type=float, default=1000.0)
     ap.add_argument("--tpot", type=float, default=40.0)
+    ap.add_argument("--backend", default="trtllm", choices=("trtllm", "sglang", "vllm"))
     here = os.path.dirname(sys.executable)  # a venv that is not activated
     ap.add_argument(
         "--servopt", default=shutil.which("servopt") or shutil.which("servopt", path=here) or "servopt"
@@ -179,14 +180,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.problem
         else REFERENCE_PROBLEMS
     )
-    sla = {"isl": args.isl, "osl": args.osl, "ttft": args.ttft, "tpot": args.tpot}
+    sla = {"isl": args.isl, "osl": args.osl, "ttft": args.ttft, "tpot": args.tpot, "backend": args.backend}
     rows = []
     for model, gpus, system in problems:
         row = Row(f"{model} {gpus}x{system}")
         # Warm-up: perf database cached, kernels' AOT module built (not in the background while
         # timing), then one run.
         subprocess.run(
-            [args.servopt, "perfdb", "warm", "--system", system], stdout=subprocess.DEVNULL, check=False
+            [args.servopt, "perfdb", "warm", "--system", system, "--backend", args.backend],
+            stdout=subprocess.DEVNULL,
+            check=False,
         )
         run_servopt(args.servopt, model, gpus, system, sla)
         for _ in range(args.reps):

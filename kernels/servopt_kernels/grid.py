@@ -43,6 +43,10 @@ SOL_MOE = (
     6  # coords (tokens,); p = topk, experts, hidden, inter, moe_tp, moe_ep, num_gemms, bytes, flops, mem_bw
 )
 SOL_LINEAR = 7  # coords (x,); SOL = x (collectives: latency ~ message size within one slice)
+# SGLang's wide-EP MLA kernels: the MLA rooflines plus the head-sharded projections (q_b, kv_b,
+# o_proj) the measured kernel runs; p as SOL_CTX_MLA / SOL_GEN_MLA, then gemm_bytes.
+SOL_WIDEEP_CTX_MLA = 8  # coords (heads, full_seq, batch); p = kv_bytes, flops, mem_bw, prefix, gemm_bytes
+SOL_WIDEEP_GEN_MLA = 9  # coords (heads, batch, kv_len); p = kv_bytes, flops, mem_bw, gemm_bytes
 
 PROV_MISSING = -1
 PROV_EXACT = 0
@@ -61,8 +65,37 @@ MLA_KV_LATENT = 576.0  # kv_lora_rank 512 + rope 64
 MLA_BMM_N = 128.0
 MLA_BMM_K = 512.0
 MLA_BMM_TOKEN_ELEMS = 640.0  # 128 + 512 elements per token and head
+# q_b (1536 x 192), kv_b (512 x 256) and o_proj (128 x 7168) weights per head (DeepSeek-V3).
+MLA_PROJ_PER_HEAD = 1536.0 * 192.0 + 512.0 * 256.0 + 128.0 * 7168.0
+WIDEEP_GEN_BYTES_PER_HEAD = 4608.0
+WIDEEP_GEN_BYTES_PER_SEQ = 17040.0
 HOLD_NEIGHBOURS = 4
 MS_PER_S = 1000.0
+
+
+@kernel
+def _sol_wideep_mla(kind, p, c0, c1, c2):
+    """SGLang's wide-EP MLA kernels: the MLA rooflines plus the head-sharded projections (q_b, kv_b,
+    o_proj) the measured kernel runs. A function of its own so the other kinds' code (compiled with
+    reassociation and contraction) is untouched."""
+    if kind == SOL_WIDEEP_CTX_MLA:
+        n, full_s, b = c0, c1, c2
+        prefix = p[3]
+        qkv = MLA_QK_DIM + MLA_V_DIM
+        ops = b * n * 2.0 / 2.0 * qkv * (full_s * full_s - prefix * prefix)
+        ops += b * (full_s - prefix) * n * MLA_PROJ_PER_HEAD
+        mem = b * n * (p[0] * full_s * qkv + 2.0 * (full_s - prefix) * qkv) + n * MLA_PROJ_PER_HEAD * p[4]
+        return max(ops / p[1] * MS_PER_S, mem / p[2] * MS_PER_S)
+    # SOL_WIDEEP_GEN_MLA, fitted to the peer's roofline of this op (its SOL mode, DeepSeek-V3 at
+    # 32/64/128 heads): projections read once, absorbed attention at twice the op-level MLA FLOPs,
+    # and per-sequence activations of 4608 B per head + 17040 B besides a 2 x 576-element KV read.
+    n, b, s = c0, c1, c2
+    ops = 2.0 * b * n * MLA_PROJ_PER_HEAD + 4.0 * b * n * MLA_GEN_DIM * s
+    per_seq = (
+        n * WIDEEP_GEN_BYTES_PER_HEAD + WIDEEP_GEN_BYTES_PER_SEQ + 2.0 * (s - 1.0) * MLA_KV_LATENT * p[0]
+    )
+    mem = n * MLA_PROJ_PER_HEAD * p[3] + b * per_seq
+    return max(ops / p[1] * MS_PER_S, mem / p[2] * MS_PER_S)
 
 
 @kernel
@@ -125,6 +158,8 @@ def _sol(kind, p, c0, c1, c2):
         mem_i = tokens // ep * hid * 2 + tokens // ep * inter * gemms // tp
         mem_i += hid * inter * gemms // tp * min(experts // ep, tokens // ep)
         return max(float(ops) / p[8] * MS_PER_S, float(mem_i) * p[7] / p[9] * MS_PER_S)
+    if kind == SOL_WIDEEP_CTX_MLA or kind == SOL_WIDEEP_GEN_MLA:  # noqa: SIM109 - plain compares compile in numba
+        return _sol_wideep_mla(kind, p, c0, c1, c2)
     return np.nan
 
 

@@ -38,6 +38,8 @@ class ExperimentRun:
     mode: object | None  # servopt.search.result.ModeResult
     infeasible: str | None
     top: list[dict] = field(default_factory=list)
+    # role -> measured rows its database borrows from other data versions (perf_db.sources)
+    borrowed: dict[str, list[dict]] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -100,6 +102,7 @@ class RunResult:
                 "ttft_ms": r.experiment.ttft,
                 "tpot_ms": r.experiment.tpot,
                 "infeasible": r.infeasible,
+                "borrowed_tables": r.borrowed,
             }
             if r.mode is not None:
                 packed = r.row(r.mode.packed)
@@ -150,8 +153,17 @@ class _Databases:
         if key not in self._open:
             from servopt.perf_db.database import open_database
 
-            self._open[key] = open_database(system, backend, version, cache_dir=self.cache_dir)
+            db = open_database(system, backend, version, cache_dir=self.cache_dir)
+            self._open[key] = db
+            said = (db.system_name, db.backend, db.version)
+            summary = db.borrowed_summary()
+            if summary and said not in _BORROWED_SAID:
+                _BORROWED_SAID.add(said)  # one line per database and process
+                log.warning("%s", summary)
         return self._open[key]
+
+
+_BORROWED_SAID: set[tuple] = set()
 
 
 def _quant(arch, wc, db, backend):
@@ -376,6 +388,9 @@ def run_experiment(
             if progress:
                 progress(f"{exp.name}: evaluating {role} candidates", i / (len(exp.roles) + 1))
             tables[role], versions[role] = _worker_table(exp, arch, role, dbs)
+            run.borrowed[role] = dbs.get(
+                exp.system(role), exp.backend_name, exp.backend_version
+            ).borrowed_tables
             options[role] = _with_pair_key(tables[role], exp.backend_name)
         if progress:
             progress(f"{exp.name}: searching", len(exp.roles) / (len(exp.roles) + 1))

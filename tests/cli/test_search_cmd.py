@@ -165,3 +165,20 @@ def test_saved_config_yaml_reruns_with_cli_exp(tmp_path):
     again = servopt("cli", "exp", "--yaml_path", str(config), "--json")
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout) == json.loads(first.stdout)
+
+
+def test_borrowed_tables_are_in_the_json_and_one_warning_line():
+    """SGLang 0.5.14 on h200_sxm fills tables from older versions: --json names them per role and
+    stderr says so once, on one line."""
+    out = servopt("cli", "default", "--model", "QWEN3_32B", "--total_gpus", "8", "--system", "h200_sxm",
+                  "--backend", "sglang", "--json", "--top_n", "1")  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    for exp in doc["experiments"]:
+        roles = {"agg"} if exp["serving_mode"] == "agg" else {"prefill", "decode"}
+        assert set(exp["borrowed_tables"]) == roles
+        for rows in exp["borrowed_tables"].values():
+            assert {(b["table"], b["version"]) for b in rows} >= {("moe_perf", "0.5.10")}
+            assert all(b["rows"] > 0 and b["channel"] != "primary" for b in rows)
+    lines = [line for line in out.stderr.splitlines() if "borrows measured data" in line]
+    assert len(lines) == 1 and "moe_perf <- 0.5.10" in lines[0], out.stderr

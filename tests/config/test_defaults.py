@@ -186,14 +186,18 @@ def test_large_ep_ladder_and_replica_budget():
 
 
 @pytest.mark.peer
+@pytest.mark.parametrize("backend", ["trtllm", "sglang", "vllm"])
 @pytest.mark.parametrize("serving_mode", ["agg", "disagg"])
-def test_large_ep_search_space_equals_the_peers(serving_mode):
-    """DeepSeek-V3 on h200_sxm/trtllm: the data covers EP 16..256, so both add the ladder."""
+def test_large_ep_search_space_equals_the_peers(serving_mode, backend):
+    """DeepSeek-V3 on h200_sxm: on every backend the data covers EP 16..256 (SGLang through the
+    older versions' wide-EP tables), so both add the ladder."""
     total = 512
-    agg, disagg = default_experiments("DEEPSEEK_V3", total, "h200_sxm")
+    agg, disagg = default_experiments("DEEPSEEK_V3", total, "h200_sxm", backend=backend)
     hf = "deepseek-ai/DeepSeek-V3"
     if serving_mode == "agg":
-        peer = _peer_task(serving_mode="agg", model_path=hf, system_name="h200_sxm", total_gpus=total)
+        peer = _peer_task(
+            serving_mode="agg", model_path=hf, system_name="h200_sxm", total_gpus=total, backend_name=backend
+        )
         for key, dim in _DIMS.items():
             assert list(getattr(agg.worker("agg"), key)) == getattr(peer, f"agg_{dim}_candidates"), key
         return
@@ -204,6 +208,8 @@ def test_large_ep_search_space_equals_the_peers(serving_mode):
         prefill_system_name="h200_sxm",
         decode_system_name="h200_sxm",
         total_gpus=total,
+        prefill_backend_name=backend,
+        decode_backend_name=backend,
     )
     for key, dim in _DIMS.items():
         for role in ("prefill", "decode"):
@@ -215,8 +221,12 @@ def test_large_ep_search_space_equals_the_peers(serving_mode):
     assert disagg.replica.max_gpu_per_replica == peer.max_gpu_per_replica
 
 
-def test_no_ladder_where_servopt_has_no_large_ep_graph():
-    """vLLM's data covers DeepSeek-V3's large EP, but servopt prices it on TRT-LLM only."""
+def test_ladder_on_every_backend_with_a_large_ep_graph():
+    """DeepSeek-V3's large EP is covered and modelled on SGLang and vLLM too; plain MoE families
+    have no large-EP graph on any backend, so no ladder."""
     from servopt.models.registry import resolve_model
 
-    assert defaults.large_ep_eps(resolve_model("DEEPSEEK_V3"), "vllm", "h200_sxm") == {}
+    for backend in ("sglang", "vllm"):
+        eps = defaults.large_ep_eps(resolve_model("DEEPSEEK_V3"), backend, "h200_sxm")
+        assert eps == {role: [16, 32, 64, 128, 256] for role in ("agg", "prefill", "decode")}
+        assert defaults.large_ep_eps(resolve_model("QWEN3_235B_A22B"), backend, "h200_sxm") == {}

@@ -136,3 +136,29 @@ def test_a_miss_makes_only_its_row_nan():
     cand = Candidates(np.array([0, 0]), np.array([1, 512]), np.zeros(2, dtype=np.int64))
     out = generation_phase(Holey(), lops, cand, Workload(100, 10))
     assert np.isfinite(out.total_ms[0]) and np.isnan(out.total_ms[1])
+
+
+def test_overlap_blocks_belong_to_each_layout():
+    """One op name can overlap in one layout's graph and not in another's: each row composes with
+    its own layout's blocks, whatever the other layouts priced beside it."""
+    from dataclasses import replace
+
+    from servopt.models.ops import Family, OpSpec, Overlap
+
+    a = OpSpec("generation_moe", Family.ELEMENTWISE, 1.0, bytes_per_token=2e6)
+    b = OpSpec("generation_shared", Family.ELEMENTWISE, 1.0, bytes_per_token=1e6)
+    overlapped = (replace(a, overlap=Overlap.GROUP_A), replace(b, overlap=Overlap.GROUP_B))
+    plain = (a, b)
+    coords = PhaseCoords(
+        np.array([0, 1]), np.array([1, 1]), np.array([8, 8]), np.array([8, 8]), np.zeros(2, dtype=np.int64),
+        np.array([[1], [1]]), np.ones((2, 1)),
+    )  # fmt: skip
+    db = FakeDatabase()
+    both = evaluate_phase(db, [overlapped, plain], coords)
+    for order in ([overlapped, plain], [plain, overlapped]):
+        out = evaluate_phase(db, order, coords)
+        per_op = out.per_op_ms
+        np.testing.assert_allclose(out.total_ms, both.total_ms[[order.index(overlapped), order.index(plain)]])
+    assert both.total_ms[0] == pytest.approx(both.per_op_ms[0].max())
+    assert both.total_ms[1] == pytest.approx(both.per_op_ms[1].sum())
+    assert per_op.shape == (2, 2)

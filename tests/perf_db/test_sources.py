@@ -105,3 +105,29 @@ def test_load_table_for_the_gemm_module():
     cols = sources.load_table(SYSTEM, "trtllm", None, "gemm_perf")
     assert {"gemm_dtype", "m", "n", "k", "latency"} <= set(cols)
     assert len(cols["latency"]) > 100_000
+
+
+def test_borrowed_rows_are_the_keys_older_versions_add():
+    """Per source, the merged rows it contributed = its keys no earlier source holds (a set oracle)."""
+    spec = TABLES["moe_perf"]
+    srcs = sources.resolve_sources(SYSTEM, "sglang", "0.5.14", "moe_perf", "2.26.2")
+    merged, counts = sources.merge_sources_counted(srcs, "moe_perf")
+    seen: set = set()
+    expected = []
+    for source in srcs:
+        cols = read_parquet(source.path, spec)
+        keys = set(zip(*(cols[k].tolist() for k in spec.key), strict=True))
+        expected.append(len(keys - seen))
+        seen |= keys
+    assert counts == expected and sum(counts) == len(merged["latency"])
+    borrowed = sources.borrowed(srcs, counts)
+    assert [(b["backend"], b["version"], b["channel"]) for b in borrowed] == [
+        ("sglang", "0.5.10", "fallback")
+    ]
+    assert borrowed[0]["rows"] == counts[1] > 0
+
+
+def test_a_version_with_its_own_table_borrows_nothing():
+    srcs = sources.resolve_sources(SYSTEM, "sglang", "0.5.14", "gemm_perf", "2.26.2")
+    _, counts = sources.merge_sources_counted(srcs, "gemm_perf")
+    assert sources.borrowed(srcs, counts) == []

@@ -66,9 +66,17 @@ def _tables(system: str, backend: str, version: str | None, perf_db: str | None)
         "backend": backend,
         "version": db.version,
         "from_cache": db.from_cache,
-        "tables": {t: {"rows": v["rows"], "sources": v["sources"]} for t, v in info.items()},
+        "tables": {
+            t: {"rows": v["rows"], "sources": v["sources"], "borrowed": v.get("borrowed", [])}
+            for t, v in info.items()
+        },
         "grid_slices": {n: f.num_slices for n, f in db.families.items()},
     }
+
+
+def _borrowed_text(b: dict, backend: str) -> str:
+    where = b["version"] if b["backend"] == backend else f"{b['backend']} {b['version']}"
+    return f"{b['rows']} from {where}"
 
 
 @app.command("list")
@@ -118,8 +126,10 @@ def list_cmd(
         t.add_column("table")
         t.add_column("rows", justify="right")
         t.add_column("sources")
+        t.add_column("borrowed rows")
         for name, info in d["tables"].items():
-            t.add_row(name, str(info["rows"]), "; ".join(info["sources"]) or "-")
+            borrowed = "; ".join(_borrowed_text(b, d["backend"]) for b in info["borrowed"])
+            t.add_row(name, str(info["rows"]), "; ".join(info["sources"]) or "-", borrowed or "-")
         console.print(t)
 
 

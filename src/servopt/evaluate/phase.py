@@ -147,7 +147,7 @@ _TABLE_QUERIES = {
         "moe_a2a",
         "moe_a2a_ms",
         ("a2a_backend", "a2a_phase", "a2a_dtype"),
-        (),
+        ("sms",),
         ("moe_ep", "nodes", "hidden", "topk", "experts", "rank_tokens"),
         per_step=False,
     ),
@@ -155,7 +155,7 @@ _TABLE_QUERIES = {
         "moe_ep",
         "moe_expert_compute_ms",
         ("quant", "distribution"),
-        ("gated",),
+        ("gated", "kernel"),
         ("topk", "experts", "slots", "hidden", "inter", "moe_ep", "tokens"),
         per_step=False,
     ),
@@ -187,15 +187,37 @@ _TABLE_QUERIES = {
     Family.GENERATION_MLA: _TableQuery(
         "gen_mla", "generation_mla_ms", ("kv_quant",), (), ("batch", "seq", "heads"), per_step=True
     ),
+    # SGLang wide-EP MLA: ``kernel`` is the attention lane, ``fmha_quant`` the table's MLA dtype.
+    Family.WIDEEP_CONTEXT_MLA: _TableQuery(
+        "wideep_ctx_mla",
+        "wideep_context_mla_ms",
+        ("kernel", "fmha_quant", "kv_quant"),
+        (),
+        ("batch", "seq", "prefix", "heads"),
+        per_step=True,
+    ),
+    Family.WIDEEP_GENERATION_MLA: _TableQuery(
+        "wideep_gen_mla",
+        "wideep_generation_mla_ms",
+        ("kernel", "fmha_quant", "kv_quant"),
+        (),
+        ("batch", "seq", "heads"),
+        per_step=True,
+    ),
 }
 _TABLE_BY_KIND = {q.kind: q for q in _TABLE_QUERIES.values()}
+
+
+def _split(tokens: np.ndarray, op: OpSpec) -> np.ndarray:
+    """The tokens one attention-TP rank handles when the op splits them (floor, as the peer)."""
+    return tokens // op.token_split if op.token_split > 1 else tokens
 
 
 def _row_column(c: PhaseCoords, op: OpSpec, name: str, rows: np.ndarray):
     if name == "tokens":
         return c.x[rows] * op.dp
     if name == "rank_tokens":
-        return c.x[rows]
+        return _split(c.x[rows], op)
     if name == "batch":
         return c.batch[rows]
     if name == "prefix":
@@ -220,10 +242,11 @@ def _add_op(g: _Gather, db, op: OpSpec, rows: np.ndarray, slot: int) -> None:
     if scale == 0:
         return
     if f is Family.GEMM:
-        m = c.x_logits[rows] if op.logits else c.x[rows]
+        m = c.x_logits[rows] if op.logits else _split(c.x[rows], op)
         g.token_op(("gemm", op.quant, op.low_precision_input), rows, slot, scale, m=m, n=op.n, k=op.k)
     elif f is Family.ELEMENTWISE:
-        g.token_op(("mem",), rows, slot, scale, bytes=op.bytes_per_token * c.x[rows].astype(np.float64))
+        tokens = _split(c.x[rows], op).astype(np.float64)
+        g.token_op(("mem",), rows, slot, scale, bytes=op.bytes_per_token * tokens)
     elif f is Family.EMBEDDING:
         g.token_op(("mem",), rows, slot, scale, bytes=float(ACTIVATION_BYTES * op.hidden) * c.x[rows])
     elif f is Family.P2P:
@@ -321,10 +344,12 @@ def evaluate_phase(
             chosen.append((op, slot_of[op.name]))
         ops_of_layout.append(chosen)
     n_slots = len(names)
-    overlap = np.zeros(n_slots, dtype=np.int8)
-    for ops in ops_of_layout:
+    # Overlap membership is per layout: one name can sit in an overlap block in one graph and not in
+    # another (the fused MoE decode overlaps its routed and shared experts, large-EP graphs do not).
+    overlap = np.zeros((max(len(phase_ops), 1), n_slots), dtype=np.int8)
+    for layout_id, ops in enumerate(ops_of_layout):
         for op, slot in ops:
-            overlap[slot] = int(op.overlap)
+            overlap[layout_id, slot] = int(op.overlap)
 
     g = _Gather(coords)
     # Rows with no step weight (e.g. a decode step of zero requests) cost nothing and are not queried.
@@ -358,7 +383,7 @@ def evaluate_phase(
     for rows, slot, values in g.fixed:
         flat += np.bincount(rows * n_slots + slot, weights=values, minlength=n_rows * n_slots)
     per_op = flat.reshape(n_rows, n_slots)
-    return PhaseLatency(names, per_op, _compose(per_op, overlap))
+    return PhaseLatency(names, per_op, _compose_by_layout(per_op, overlap, coords.layout))
 
 
 def _price_modules(g: _Gather, db, modules: list[tuple[OpSpec, np.ndarray, int]], n_rows: int) -> np.ndarray:
@@ -397,6 +422,22 @@ def _rows_by_layout(layout: np.ndarray, n_layouts: int) -> list[np.ndarray]:
     order = np.argsort(layout, kind="stable")
     bounds = np.searchsorted(layout[order], np.arange(n_layouts + 1))
     return [order[bounds[i] : bounds[i + 1]] for i in range(n_layouts)]
+
+
+def _compose_by_layout(per_op: np.ndarray, overlap: np.ndarray, layout: np.ndarray) -> np.ndarray:
+    """``_compose`` over the rows of each distinct overlap pattern (layouts that share one share a
+    call)."""
+    if len(per_op) == 0:
+        return np.zeros(0)
+    patterns, pattern_of_layout = np.unique(overlap, axis=0, return_inverse=True)
+    if len(patterns) == 1:
+        return _compose(per_op, patterns[0])
+    total = np.empty(len(per_op))
+    row_pattern = pattern_of_layout.reshape(-1)[layout]
+    for i, pattern in enumerate(patterns):
+        rows = row_pattern == i
+        total[rows] = _compose(per_op[rows], pattern)
+    return total
 
 
 def _compose(per_op: np.ndarray, overlap: np.ndarray) -> np.ndarray:

@@ -10,6 +10,8 @@ from servopt.models.mla import mla_ops
 from servopt.models.mla_wide_ep import mla_wide_ep_ops
 from servopt.models.moe import moe_ops
 from servopt.models.ops import QUANT_BYTES, PhaseOps, QuantModes
+from servopt.models.sglang_wide_ep import sglang_wide_ep_ops
+from servopt.models.vllm_wide_ep import vllm_wide_ep_ops
 from servopt.models.wide_ep import Coverage
 from servopt.perf_db.systems import SystemSpec
 from servopt.search.layouts import Layout
@@ -110,6 +112,10 @@ def decompose(
         return dense_ops(arch, layout, quant, nextn)
     if arch.family == "moe":
         return moe_ops(arch, layout, quant, backend, system, nextn)
+    if comm is not None and backend == "sglang":
+        return sglang_wide_ep_ops(arch, layout, quant, comm, nextn)
+    if comm is not None and backend == "vllm":
+        return vllm_wide_ep_ops(arch, layout, quant, system, comm, nextn)
     if comm is not None:
         return mla_wide_ep_ops(arch, layout, quant, system, comm, nextn)
     return mla_ops(arch, layout, quant, backend, system, nextn)

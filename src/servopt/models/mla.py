@@ -155,7 +155,7 @@ def _granular_attention(
     return tuple(ops)
 
 
-def _attention_block(
+def attention_block(
     phase: str, arch: ModelArch, layout: Layout, quant: QuantModes, backend: str, scale: float
 ):
     granular = _granular_attention(phase, arch, layout, quant, backend, scale)
@@ -193,7 +193,7 @@ def _phase(
         # The embedding table is not sharded by tp in this family.
         embedding(phase, arch, arch.vocab_size, mtp),
         elementwise(f"{phase}_add_norm_1", layers, 2 * h, 2 * h),
-        _attention_block(phase, arch, layout, quant, backend, layers),
+        attention_block(phase, arch, layout, quant, backend, layers),
         elementwise(f"{phase}_add_norm_2", layers, 2 * h, 2 * h),
     ]
     routed = routed_expert_ops(phase, arch, layout, quant, backend, system, layers, MLA_MOE_DISTRIBUTION)

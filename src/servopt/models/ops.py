@@ -39,6 +39,8 @@ class Family(IntEnum):
     P2P = 13  # pipeline-parallel hop
     MOE_A2A = 14  # large-EP all-to-all phase (prepare / dispatch / combine), per-rank tokens
     MOE_EP = 15  # large-EP expert compute, global tokens (per-rank x attention dp)
+    WIDEEP_CONTEXT_MLA = 16  # SGLang wide-EP MLA attention kernel (its own table), context
+    WIDEEP_GENERATION_MLA = 17  # the same, one decode step
 
 
 class Overlap(IntEnum):
@@ -143,6 +145,11 @@ class OpSpec:
     a2a_dtype: str = ""  # wire dtype
     nodes: int = 1  # nodes the EP group spans
     slots: int = 0  # expert slots (EPLB redundancy; = experts without it)
+    sms: int = 0  # all-to-all SM budget (0: the kernel's own; SGLang DeepEP normal runs 20)
+    kernel: str = ""  # collected kernel a table op reads ("" = the table's first for the quant)
+    # Token-major ops that split their tokens over attention TP ranks (SGLang's wide-EP prefill):
+    # GEMM m, element-wise bytes and all-to-all tokens per rank are x // token_split.
+    token_split: int = 1
     # composition
     overlap: Overlap = Overlap.NONE
     fallback: tuple[OpSpec, ...] = field(default=())  # granular ops replacing an uncovered module

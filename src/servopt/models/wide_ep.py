@@ -17,9 +17,12 @@ The peer decides per parallel layout, from data coverage, never from a flag:
 - The multi-node search ladder (and the larger replica budget) opens only when some covered EP
   size spans more than one node in every required phase.
 
-Only the MLA + MoE family (DeepSeek-V3/R1, Kimi-K2) on TRT-LLM has a large-EP op graph in servopt
-(:mod:`servopt.models.mla_wide_ep`); a covered cross-node layout of any other family/backend is
-rejected with a clear reason, a covered intra-node one stays on the fused path.
+The MLA + MoE family (DeepSeek-V3/R1, Kimi-K2) has a large-EP op graph on TRT-LLM
+(:mod:`servopt.models.mla_wide_ep`), on SGLang (:mod:`servopt.models.sglang_wide_ep`, from
+SGLang's legacy DeepEP, DeepEP-MoE and wide-EP MLA tables, attention TP included) and on vLLM
+(:mod:`servopt.models.vllm_wide_ep`, attention tp 1 only); a covered
+cross-node layout of any other family/backend is rejected with a clear reason, a covered
+intra-node one stays on the fused path.
 """
 
 from __future__ import annotations
@@ -41,7 +44,10 @@ SGLANG_LEGACY_NODE_GPUS = 8
 # Hopper systems: the TRT-LLM DeepEP low-latency kernel has no nvfp4 wire format there.
 HOPPER_SYSTEMS = frozenset({"h100_sxm", "h200_sxm"})
 # Backends and families whose large-EP op graph servopt models.
-MODELLED = frozenset({("mla_moe", "trtllm")})
+MODELLED = frozenset({("mla_moe", "trtllm"), ("mla_moe", "sglang"), ("mla_moe", "vllm")})
+# SGLang's wide-EP graph: the measured attention kernel lane and the per-phase DeepEP MoE kernels.
+SGLANG_MLA_KERNEL = "flashinfer"
+SGLANG_COMPUTE_KERNELS = {"context": "sglang_deepep_context", "generation": "sglang_deepep_generation"}
 # MoE-bearing families the peer explores large EP for (servopt names).
 LARGE_EP_FAMILIES = frozenset({"moe", "mla_moe"})
 # The peer's checkpoint quant names -> the names its all-to-all tables use.
@@ -111,7 +117,7 @@ class CoverageProbe(Protocol):
     """What coverage needs from the data (``PerfDatabase``; a double without it covers nothing)."""
 
     def moe_a2a_pairs(self, comm_backend, comm_phase, comm_dtype, hidden, topk, experts) -> set: ...
-    def moe_expert_compute_eps(self, quant_mode, hidden, inter, topk, experts) -> set: ...
+    def moe_expert_compute_eps(self, quant_mode, hidden, inter, topk, experts, kernel=None) -> set: ...
 
 
 # {phase: {comm backend: EP sizes}}, backends in registry order.
@@ -145,6 +151,9 @@ def coverage(
     wide_eps: set[int] | None = None
     out: dict[str, dict[str, frozenset[int]]] = {}
     for phase in PHASES:
+        if backend == "sglang":
+            # SGLang's expert compute and attention are per-phase tables of their own.
+            wide_eps = _sglang_phase_eps(probe, arch, moe_quant, phase)
         per_backend: dict[str, frozenset[int]] = {}
         for spec in A2A_BACKENDS:
             if backend not in spec.frameworks or phase not in spec.phases:
@@ -177,6 +186,24 @@ def coverage(
     return out
 
 
+def _sglang_phase_eps(probe, arch: ModelArch, moe_quant: str, phase: str) -> set[int]:
+    """EP sizes SGLang's wide-EP tables price in one phase: the DeepEP MoE compute table covers
+    the expert shape and the wide-EP MLA table holds the model's attention (fp8_block, the
+    checkpoint's GEMM quant the collection ran)."""
+    if arch.family != "mla_moe" or not hasattr(probe, "wideep_mla_covers"):
+        return set()
+    if not probe.wideep_mla_covers(
+        phase, SGLANG_MLA_KERNEL, arch.quant.gemm, arch.quant.kvcache, arch.num_heads
+    ):
+        return set()
+    return set(
+        probe.moe_expert_compute_eps(
+            moe_quant, arch.hidden_size, arch.moe_inter_size, arch.topk, arch.num_experts,
+            kernel=SGLANG_COMPUTE_KERNELS[phase],
+        )
+    )  # fmt: skip
+
+
 def role_phases(role: str) -> tuple[str, ...]:
     """Phases a role needs covered: its own, plus context (weights are sized from it)."""
     if role == "decode":
@@ -192,6 +219,8 @@ def resolve(layout: Layout, cov: Coverage, backend: str, role: str) -> dict[str,
         return None
     if backend == "trtllm" and layout.dp <= 1:
         return None  # TRT-LLM wide EP runs with attention data parallelism only
+    if backend == "vllm" and layout.tp != 1:
+        return None  # servopt's vLLM wide-EP graph has no attention-TP collectives
     chosen: dict[str, str] = {}
     for phase, per_backend in cov.items():
         for name, eps in per_backend.items():
@@ -226,6 +255,8 @@ def plan(
     if comm is None and cross_node:
         if layout.moe_tp != 1:
             reason = "cross-node expert parallelism needs pure EP (moe_tp 1)"
+        elif backend == "vllm" and layout.tp != 1 and cov:
+            reason = "servopt prices vllm cross-node expert parallelism with attention tp 1 only"
         elif backend == "trtllm" and layout.dp <= 1:
             reason = (
                 "TRT-LLM runs cross-node expert parallelism only with attention data parallelism (dp > 1)"

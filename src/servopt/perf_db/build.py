@@ -12,7 +12,7 @@ from servopt import cache_store
 from servopt.perf_db import cache, families, locate, sources
 from servopt.perf_db.grids import GridFamily
 from servopt.perf_db.systems import SystemSpec
-from servopt.perf_db.tables import TABLES
+from servopt.perf_db.tables import TABLES, concat, first_wins
 
 GEMM_PREFIX = "gemm:"
 GEMM_TABLES = ("gemm_perf", "computescale_perf", "scale_matrix_perf")
@@ -28,7 +28,8 @@ _LOADED: dict[tuple, Built] = {}
 class Built:
     families: dict[str, GridFamily]
     gemm_arrays: dict[str, np.ndarray]
-    # Per table: merged row count and the source files it came from (for `perfdb list`).
+    # Per table: merged row count, the source files it came from and the rows each source other than
+    # the requested version's own file contributed (for `perfdb list`, --json and the run's warning).
     table_info: dict[str, dict]
     from_cache: bool
 
@@ -65,11 +66,13 @@ def build_or_load(system_name: str, system: SystemSpec, backend: str, version: s
 
 
 def _build(system: SystemSpec, backend: str, version: str, resolved) -> Built:
-    merged = {t: sources.merge_sources(srcs, t) for t, srcs in resolved.items()}
+    counted = {t: sources.merge_sources_counted(srcs, t) for t, srcs in resolved.items()}
+    merged = {t: cols for t, (cols, _) in counted.items()}
     info = {
         t: {
             "rows": len(merged[t].get("latency", ())),
             "sources": [f"{s.channel}:{s.path.relative_to(locate.systems_root())}" for s in resolved[t]],
+            "borrowed": sources.borrowed(resolved[t], counted[t][1]),
         }
         for t in TABLES
     }
@@ -79,7 +82,12 @@ def _build(system: SystemSpec, backend: str, version: str, resolved) -> Built:
         srcs = resolved[spec.table]
         if spec.lanes and srcs and srcs[0].channel == "primary":
             primary = sources.merge_sources(srcs[:1], spec.table)
-        fams[spec.name] = families.build(spec, merged[spec.table], primary, system, backend, version)
+        cols = merged[spec.table]
+        extra = [merged[t] for t in spec.extra_tables if merged[t]]
+        if extra:
+            parts = [cols, *extra] if cols else extra
+            cols = first_wins(concat(parts), TABLES[spec.table].key)
+        fams[spec.name] = families.build(spec, cols, primary, system, backend, version)
     gemm_arrays = {}
     try:
         from servopt.perf_db import gemm as gemm_mod
@@ -112,4 +120,6 @@ def _from_arrays(arrays: dict[str, np.ndarray]) -> Built:
     }
     gemm_arrays = {k[len(GEMM_PREFIX) :]: v for k, v in arrays.items() if k.startswith(GEMM_PREFIX)}
     info = json.loads(str(arrays["table_info"]))
+    if any("borrowed" not in entry for entry in info.values()):
+        raise KeyError("borrowed")  # a cache written before borrowed rows were counted: rebuild
     return Built(fams, gemm_arrays, info, from_cache=True)

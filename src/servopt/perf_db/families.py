@@ -28,6 +28,8 @@ class FamilySpec(NamedTuple):
     sol_kind: int
     sqrt_axis: int = -1  # -1: raw blending on every axis
     lanes: bool = False  # attention tables: resolve kernel lanes before building
+    # Tables in the same schema whose rows join the family after its own (first row wins per key).
+    extra_tables: tuple[str, ...] = ()
 
 
 def _family(name: str, table: str, n_axes: int, sol_kind: int, **options) -> FamilySpec:
@@ -50,10 +52,27 @@ FAMILIES: dict[str, FamilySpec] = {
         _family("moe", "moe_perf", 1, gk.SOL_MOE),
         # Large-EP all-to-all (DeepEP / NVLink dispatch and combine): token curves per comm shape;
         # latency ~ payload ~ tokens within one slice, so the linear proxy anchors the hold.
-        _family("moe_a2a", "moe_a2a_perf", 1, gk.SOL_LINEAR),
-        # Large-EP expert compute (TRT-LLM wide-EP grouped GEMMs): token curves per expert shape,
-        # anchored on the MoE roofline with the slot count (EPLB redundancy) in place of experts.
-        _family("wideep_moe", "wideep_moe_perf", 1, gk.SOL_MOE),
+        # SGLang's legacy DeepEP tables join it (tables.SGLANG_DEEPEP_TABLES).
+        _family(
+            "moe_a2a",
+            "moe_a2a_perf",
+            1,
+            gk.SOL_LINEAR,
+            extra_tables=("sglang_deepep_normal_perf", "sglang_deepep_ll_perf"),
+        ),
+        # Large-EP expert compute (TRT-LLM wide-EP grouped GEMMs; SGLang's DeepEP MoE per phase):
+        # token curves per expert shape, anchored on the MoE roofline with the slot count (EPLB
+        # redundancy) in place of experts.
+        _family(
+            "wideep_moe",
+            "wideep_moe_perf",
+            1,
+            gk.SOL_MOE,
+            extra_tables=("sglang_wideep_context_moe_perf", "sglang_wideep_generation_moe_perf"),
+        ),
+        # SGLang's wide-EP MLA attention (whole attention kernel at local heads, DeepSeek-V3 shape).
+        _family("wideep_context_mla", "wideep_context_mla_perf", 3, gk.SOL_WIDEEP_CTX_MLA, sqrt_axis=1),
+        _family("wideep_generation_mla", "wideep_generation_mla_perf", 3, gk.SOL_WIDEEP_GEN_MLA),
         _family("custom_allreduce", "custom_allreduce_perf", 1, gk.SOL_LINEAR),
         _family("nccl", "nccl_perf", 1, gk.SOL_LINEAR),
     )

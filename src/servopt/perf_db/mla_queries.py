@@ -14,7 +14,9 @@ MLA_BMM_OPS = {"pre": "mla_gen_pre", "post": "mla_gen_post"}
 
 
 class MlaQueries(QueryBase):
-    def _mla_context(self, family, key, kv, flops, batch, seq, prefix, num_heads, provenance, missing, what):
+    def _mla_context(
+        self, family, key, kv, flops, batch, seq, prefix, num_heads, provenance, missing, what, gemm_bytes=0.0
+    ):
         b, s, p, n = (np.asarray(x) for x in np.broadcast_arrays(*map(_arr, (batch, seq, prefix, num_heads))))
         shape = b.shape
         full = s + p
@@ -22,6 +24,7 @@ class MlaQueries(QueryBase):
 
         def fill(par, prefix_col):
             par[:, 0], par[:, 1], par[:, 2], par[:, 3] = kv.bytes_per_elem, flops, mem_bw, prefix_col
+            par[:, 4] = gemm_bytes  # read by the wide-EP MLA roofline only
             return par
 
         if self.sol:
@@ -79,7 +82,9 @@ class MlaQueries(QueryBase):
             f"kv={kv.name}",
         )
 
-    def _mla_generation(self, family, key, kv, gemm, batch, kv_len, num_heads, provenance, missing, what):
+    def _mla_generation(
+        self, family, key, kv, gemm, batch, kv_len, num_heads, provenance, missing, what, gemm_bytes=0.0
+    ):
         b, s, n = (np.asarray(x) for x in np.broadcast_arrays(*map(_arr, (batch, kv_len, num_heads))))
         shape = b.shape
         kind = gk.SOL_GEN_MLA if gemm is None else gk.SOL_GEN_MLA_MODULE
@@ -90,6 +95,8 @@ class MlaQueries(QueryBase):
             par[:, 0], par[:, 1], par[:, 2] = kv.bytes_per_elem, attn_flops, mem_bw
             if gemm is not None:
                 par[:, 3], par[:, 4] = gemm.bytes_per_elem, self._flops(gemm.compute)
+            elif gemm_bytes:
+                par[:, 3] = gemm_bytes  # the wide-EP MLA roofline's projection weights
             return par
 
         if self.sol:

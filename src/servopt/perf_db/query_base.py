@@ -105,6 +105,26 @@ class QueryBase:
     def table_info(self) -> dict:
         return self._built.table_info if self._built else {}
 
+    @property
+    def borrowed_tables(self) -> list[dict]:
+        """Measured rows this database takes from other versions (or backends) than its own:
+        ``{"table", "backend", "version", "channel", "rows"}`` per contributing source."""
+        return [{"table": t, **b} for t, info in self.table_info.items() for b in info.get("borrowed", ())]
+
+    def borrowed_summary(self) -> str | None:
+        """One line naming every borrowed table and where it came from (None: nothing borrowed)."""
+        items = self.borrowed_tables
+        if not items:
+            return None
+        parts = []
+        for b in items:
+            where = b["version"] if b["backend"] == self.backend else f"{b['backend']} {b['version']}"
+            parts.append(f"{b['table']} <- {where} ({b['rows']} rows)")
+        return (
+            f"{self.system_name}/{self.backend} {self.version} borrows measured data from other versions: "
+            + "; ".join(parts)
+        )
+
     def _flops(self, dtype) -> float:
         if dtype is None:
             return np.nan

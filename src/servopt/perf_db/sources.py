@@ -12,6 +12,13 @@ The peer's shared-layer resolution, re-derived from its data tree:
 Framework-agnostic NCCL never inherits (aiconfigurator-core 0.12.0 still lets the custom-allreduce
 table back-fill from older versions of the same backend). Rows are merged
 first-source-wins per table key (:func:`load_table`).
+
+Where the rule comes from: the peer's shared-layer source resolution (``perf_database/
+source_resolution.rs`` in its repository, described in the shared reference's section 1.1), and its
+behaviour: its h200_sxm/sglang 0.5.14 database prices DeepSeek-V3 large EP from wide-EP tables that
+only 0.5.12, 0.5.10 and 0.5.6.post2 ship. A table (or some of its rows) that comes from anything but
+the requested version's own file is *borrowed*: :func:`borrowed` names each such source with the
+rows it contributed, for ``perfdb list``, ``--json`` and the run's warning line.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ import yaml
 
 from servopt.errors import ServoptError, UnknownNameError
 from servopt.perf_db import locate
-from servopt.perf_db.tables import concat, first_wins, read_parquet, table_spec
+from servopt.perf_db.tables import concat, first_rows, read_parquet, table_spec
 
 MANIFEST = "perf_data_reuse_manifest.yaml"
 SHARED_TIERS = frozenset({"shared", "shared_fallback"})
@@ -40,6 +47,7 @@ class Source:
     version: str
     channel: str  # primary | declared_reuse | fallback | cross_backend
     kernel_sources: frozenset[str] | None = None
+    backend: str = ""
 
 
 def _op_file_path(data_dir: Path, backend: str, version: str, filename: str) -> Path | None:
@@ -104,16 +112,16 @@ def resolve_sources(
     data_dir = locate.system_data_dir(measured_data)
     if spec.framework_agnostic:
         path = _op_file_path(data_dir, NCCL_BACKEND, nccl_version, spec.filename)
-        return [Source(path, nccl_version, "primary")] if path else []
+        return [Source(path, nccl_version, "primary", backend=NCCL_BACKEND)] if path else []
     sources: list[Source] = []
     primary = _op_file_path(data_dir, backend, version, spec.filename)
     if primary is not None:
-        sources.append(Source(primary, version, "primary"))
+        sources.append(Source(primary, version, "primary", backend=backend))
     donors = []
     for donor in _reuse_donors(data_dir, backend, version, table):
         path = _op_file_path(data_dir, backend, donor, spec.filename)
         if path is not None:
-            sources.append(Source(path, donor, "declared_reuse"))
+            sources.append(Source(path, donor, "declared_reuse", backend=backend))
             donors.append(donor)
     requested = locate.version_key(version)
     older = sorted(
@@ -128,7 +136,7 @@ def resolve_sources(
     for v in older:
         path = _op_file_path(data_dir, backend, v, spec.filename)
         if path is not None:
-            sources.append(Source(path, v, "fallback"))
+            sources.append(Source(path, v, "fallback", backend=backend))
     for framework, kernel_sources in _cross_backend_filters(spec.filename, backend).items():
         versions = sorted(
             {v for v, _ in locate.iter_backend_version_dirs(data_dir, framework)},
@@ -138,12 +146,17 @@ def resolve_sources(
         for v in versions:
             path = _op_file_path(data_dir, framework, v, spec.filename)
             if path is not None:
-                sources.append(Source(path, v, "cross_backend", kernel_sources))
+                sources.append(Source(path, v, "cross_backend", kernel_sources, framework))
     return sources
 
 
 def merge_sources(sources: list[Source], table: str) -> dict[str, np.ndarray]:
     """Read every source, apply its kernel_source filter, and merge first-source-wins per key."""
+    return merge_sources_counted(sources, table)[0]
+
+
+def merge_sources_counted(sources: list[Source], table: str) -> tuple[dict[str, np.ndarray], list[int]]:
+    """``merge_sources`` and, per source, how many of the merged rows it contributed."""
     spec = table_spec(table)
     parts = []
     for source in sources:
@@ -153,8 +166,23 @@ def merge_sources(sources: list[Source], table: str) -> dict[str, np.ndarray]:
             cols = {k: v[keep] for k, v in cols.items()}
         parts.append(cols)
     if not parts:
-        return {}
-    return first_wins(concat(parts), spec.key)
+        return {}, []
+    merged = concat(parts)
+    if len(merged["latency"]) == 0:
+        return merged, [0] * len(parts)
+    first = first_rows(merged, spec.key)
+    bounds = np.cumsum([len(p["latency"]) for p in parts])
+    counts = np.bincount(np.searchsorted(bounds, first, side="right"), minlength=len(parts))
+    return {k: v[first] for k, v in merged.items()}, [int(c) for c in counts]
+
+
+def borrowed(sources: list[Source], counts: list[int]) -> list[dict]:
+    """The sources other than the requested version's own file that contributed rows."""
+    return [
+        {"backend": s.backend, "version": s.version, "channel": s.channel, "rows": n}
+        for s, n in zip(sources, counts, strict=True)
+        if s.channel != "primary" and n > 0
+    ]
 
 
 def load_table(system: str, backend: str, version: str | None, table: str) -> dict[str, np.ndarray]:

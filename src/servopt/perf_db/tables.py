@@ -42,6 +42,43 @@ class TableSpec:
 
 
 _ATTN_INTS = ("batch_size", "isl", "num_heads", "num_key_value_heads", "head_dim", "window_size", "step")
+_A2A_KEY = (
+    "comm_backend",
+    "phase",
+    "comm_dtype",
+    "ep_size",
+    "node_num",
+    "hidden_size",
+    "topk",
+    "num_experts",
+    "sms",
+    "num_tokens",
+)
+_A2A_INTS = ("ep_size", "node_num", "hidden_size", "topk", "num_experts", "sms", "num_tokens")
+_WIDEEP_MOE_KEY = (
+    "kernel_source",
+    "moe_dtype",
+    "distribution",
+    "topk",
+    "num_experts",
+    "num_slots",
+    "hidden_size",
+    "inter_size",
+    "moe_tp_size",
+    "moe_ep_size",
+    "num_tokens",
+)
+_WIDEEP_MOE_INTS = (
+    "num_tokens",
+    "hidden_size",
+    "inter_size",
+    "topk",
+    "num_experts",
+    "num_slots",
+    "moe_tp_size",
+    "moe_ep_size",
+)
+_WIDEEP_MOE = (_WIDEEP_MOE_KEY, _WIDEEP_MOE_INTS)
 
 TABLES: dict[str, TableSpec] = {
     t.name: t
@@ -151,47 +188,52 @@ TABLES: dict[str, TableSpec] = {
             "moe_a2a_perf",
             "comm",
             "moe_a2a_perf.parquet",
-            (
-                "comm_backend",
-                "phase",
-                "comm_dtype",
-                "ep_size",
-                "node_num",
-                "hidden_size",
-                "topk",
-                "num_experts",
-                "sms",
-                "num_tokens",
-            ),
-            ("ep_size", "node_num", "hidden_size", "topk", "num_experts", "sms", "num_tokens"),
+            _A2A_KEY,
+            _A2A_INTS,
         ),
         TableSpec(
             "wideep_moe_perf",
             "moe",
             "wideep_moe_perf.parquet",
-            (
-                "kernel_source",
-                "moe_dtype",
-                "distribution",
-                "topk",
-                "num_experts",
-                "num_slots",
-                "hidden_size",
-                "inter_size",
-                "moe_tp_size",
-                "moe_ep_size",
-                "num_tokens",
-            ),
-            (
-                "num_tokens",
-                "hidden_size",
-                "inter_size",
-                "topk",
-                "num_experts",
-                "num_slots",
-                "moe_tp_size",
-                "moe_ep_size",
-            ),
+            *_WIDEEP_MOE,
+        ),
+        # SGLang's legacy large-EP tables (its versions 0.5.6.post2 - 0.5.12). The DeepEP files hold
+        # dispatch and combine side by side; each row becomes one row per comm phase in the
+        # ``moe_a2a_perf`` schema (``_stack_deepep``) and feeds the all-to-all family.
+        TableSpec(
+            "sglang_deepep_normal_perf",
+            "comm",
+            "wideep_deepep_normal_perf.parquet",
+            _A2A_KEY,
+            (*_A2A_INTS, "num_token", "num_topk", "dispatch_sms", "combine_sms"),
+        ),
+        TableSpec(
+            "sglang_deepep_ll_perf",
+            "comm",
+            "wideep_deepep_ll_perf.parquet",
+            _A2A_KEY,
+            (*_A2A_INTS, "num_token", "num_topk"),
+        ),
+        # Expert compute of SGLang's DeepEP MoE, one table per inference phase; rows take the wide-EP
+        # compute schema (slots = experts, the kernel named by phase) and feed ``wideep_moe``.
+        TableSpec("sglang_wideep_context_moe_perf", "moe", "wideep_context_moe_perf.parquet", *_WIDEEP_MOE),
+        TableSpec(
+            "sglang_wideep_generation_moe_perf", "moe", "wideep_generation_moe_perf.parquet", *_WIDEEP_MOE
+        ),
+        # SGLang's wide-EP MLA attention (kernel lane, MLA dtype; DeepSeek-V3 shape only).
+        TableSpec(
+            "wideep_context_mla_perf",
+            "mla",
+            "wideep_context_mla_perf.parquet",
+            ("kernel_source", "mla_dtype", "kv_cache_dtype", "num_heads", "seq", "batch_size"),
+            ("num_heads", "batch_size", "isl", "tp_size", "step"),
+        ),
+        TableSpec(
+            "wideep_generation_mla_perf",
+            "mla",
+            "wideep_generation_mla_perf.parquet",
+            ("kernel_source", "mla_dtype", "kv_cache_dtype", "num_heads", "batch_size", "seq"),
+            ("num_heads", "batch_size", "isl", "tp_size", "step"),
         ),
         TableSpec(
             "custom_allreduce_perf",
@@ -220,6 +262,28 @@ MOE_QUANT_REMAP = {
 }
 # Tables whose ``latency`` column is in microseconds (the all-to-all collector's convention).
 LATENCY_US_TABLES = frozenset({"moe_a2a_perf"})
+# SGLang's legacy DeepEP tables: comm backend, and per comm phase the latency columns (summed) and
+# the SM-budget column. The normal (high-throughput) kernel is priced at the peer's 20 SMs; the
+# low-latency kernel has no SM axis.
+SGLANG_DEEPEP_TABLES = {
+    "sglang_deepep_normal_perf": (
+        "deepep_ht",
+        {
+            "dispatch": (("dispatch_transmit_us", "dispatch_notify_us"), "dispatch_sms"),
+            "combine": (("combine_transmit_us", "combine_notify_us"), "combine_sms"),
+        },
+    ),
+    "sglang_deepep_ll_perf": (
+        "deepep_ll",
+        {"dispatch": (("dispatch_avg_t_us",), None), "combine": (("combine_avg_t_us",), None)},
+    ),
+}
+# The DeepEP collections measured 8-GPU HGX nodes: EP size = 8 x nodes.
+SGLANG_DEEPEP_NODE_GPUS = 8
+SGLANG_WIDEEP_MOE_KERNELS = {
+    "sglang_wideep_context_moe_perf": "sglang_deepep_context",
+    "sglang_wideep_generation_moe_perf": "sglang_deepep_generation",
+}
 # GEMM dtypes the peer does not model.
 GEMM_SKIPPED_DTYPES = frozenset({"awq", "gptq"})
 
@@ -320,6 +384,8 @@ def read_parquet(path: Path, spec: TableSpec) -> dict[str, np.ndarray]:
             cols[name] = _numbers(column, np.int64, 0 if name == "sms" else None)
         else:
             cols[name] = _strings(column)
+    if spec.name in SGLANG_DEEPEP_TABLES:
+        return _stack_deepep(spec.name, cols)  # one row per comm phase; no other derived columns
     if "latency" not in cols:
         raise ServoptError("perf_db", str(path), "table has no latency column")
     n = len(cols["latency"])
@@ -337,6 +403,33 @@ def read_parquet(path: Path, spec: TableSpec) -> dict[str, np.ndarray]:
     return cols
 
 
+def _stack_deepep(table: str, cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A legacy SGLang DeepEP file (dispatch and combine per row) as ``moe_a2a_perf`` rows, one per
+    comm phase: latency = the phase's summed microsecond columns (already ms here), wire dtype
+    ``default``, EP size 8 x nodes."""
+    backend, phases = SGLANG_DEEPEP_TABLES[table]
+    n = len(cols["num_token"])
+    parts = []
+    for phase, (latency_cols, sms_col) in phases.items():
+        parts.append(
+            {
+                "comm_backend": np.full(n, backend),
+                "phase": np.full(n, phase),
+                "comm_dtype": np.full(n, "default"),
+                "ep_size": cols["node_num"] * SGLANG_DEEPEP_NODE_GPUS,
+                "node_num": cols["node_num"],
+                "hidden_size": cols["hidden_size"],
+                "topk": cols["num_topk"],
+                "num_experts": cols["num_experts"],
+                "sms": cols[sms_col] if sms_col else np.zeros(n, dtype=np.int64),
+                "num_tokens": cols["num_token"],
+                "latency": sum(cols[c] for c in latency_cols),
+                "kernel_source": cols.get("kernel_source", np.full(n, "")),
+            }
+        )
+    return concat(parts)
+
+
 def _derive(spec: TableSpec, cols: dict[str, np.ndarray]) -> None:
     n = len(cols["latency"])
     if spec.name in ("context_attention_perf", "generation_attention_perf"):
@@ -345,8 +438,13 @@ def _derive(spec: TableSpec, cols: dict[str, np.ndarray]) -> None:
         ks = cols["kernel_source"]
         cols["lane"] = np.where(ks == "", DEFAULT_LANE, ks)
     if "isl" in cols and "seq" in spec.key:
-        generation = spec.name.startswith("generation") or spec.name == "mla_generation_module_perf"
+        generation = "generation" in spec.name
         cols["seq"] = cols["isl"] + cols["step"] if generation else cols["isl"].copy()
+    if spec.name in SGLANG_WIDEEP_MOE_KERNELS:
+        # One expert slot per expert (no EPLB redundancy in these collections); the kernel is named
+        # by the inference phase so both phases share the wide-EP compute family.
+        cols["num_slots"] = cols["num_experts"].copy()
+        cols["kernel_source"] = np.full(n, SGLANG_WIDEEP_MOE_KERNELS[spec.name])
     if spec.name == "moe_perf":
         ks = cols["kernel_source"]
         cols["low_latency"] = (ks == MOE_LOW_LATENCY_KERNEL).astype(np.int64)
@@ -370,9 +468,14 @@ def _row_filter(spec: TableSpec, cols: dict[str, np.ndarray], path: Path) -> np.
 
 def first_wins(cols: dict[str, np.ndarray], key: tuple[str, ...]) -> dict[str, np.ndarray]:
     """Keep the first row of every key (rows are already in source-priority order)."""
-    n = len(cols["latency"])
-    if n == 0:
+    if len(cols["latency"]) == 0:
         return cols
+    first = first_rows(cols, key)
+    return {k: v[first] for k, v in cols.items()}
+
+
+def first_rows(cols: dict[str, np.ndarray], key: tuple[str, ...]) -> np.ndarray:
+    """Indices of the first row of every key, in row order."""
     from servopt_kernels.dedup import unique_rows
 
     rows = np.column_stack(
@@ -382,7 +485,7 @@ def first_wins(cols: dict[str, np.ndarray], key: tuple[str, ...]) -> dict[str, n
         ]
     )
     first, _ = unique_rows(np.ascontiguousarray(rows))
-    return {k: v[first] for k, v in cols.items()}
+    return first
 
 
 def concat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

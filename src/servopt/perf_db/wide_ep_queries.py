@@ -76,10 +76,16 @@ def a2a_pairs(
 
 
 def compute_eps(
-    keys: dict[str, np.ndarray], quant_name: str, hidden: int, inter: int, topk: int, experts: int
+    keys: dict[str, np.ndarray],
+    quant_name: str,
+    hidden: int,
+    inter: int,
+    topk: int,
+    experts: int,
+    kernel: str | None = None,
 ) -> set[int]:
-    """EP sizes the wide-EP compute table covers for one expert shape (moe_tp = 1, any kernel,
-    distribution or slot count)."""
+    """EP sizes the wide-EP compute table covers for one expert shape (moe_tp = 1, any distribution
+    or slot count; any kernel unless ``kernel`` names one)."""
     if not len(keys.get("moe_dtype", ())):
         return set()
     mask = (
@@ -90,6 +96,8 @@ def compute_eps(
         & (keys["num_experts"] == experts)
         & (keys["moe_tp_size"] == 1)
     )
+    if kernel is not None:
+        mask &= keys["kernel_source"] == kernel
     return {int(e) for e in keys["moe_ep_size"][mask]}
 
 
@@ -109,10 +117,51 @@ class WideEpQueries(QueryBase):
             self._family_keys("moe_a2a"), comm_backend, comm_phase, comm_dtype, hidden, topk, experts
         )
 
-    def moe_expert_compute_eps(self, quant_mode, hidden, inter, topk, experts) -> set[int]:
+    def moe_expert_compute_eps(self, quant_mode, hidden, inter, topk, experts, kernel=None) -> set[int]:
         """EP sizes the wide-EP expert-compute table covers for one shape (roofline mode: none)."""
         q = quant.resolve("moe_quant", quant_mode, quant.MOE_QUANTS)
-        return compute_eps(self._family_keys("wideep_moe"), q.name, hidden, inter, topk, experts)
+        return compute_eps(self._family_keys("wideep_moe"), q.name, hidden, inter, topk, experts, kernel)
+
+    def wideep_mla_covers(self, phase, kernel, mla_quant, kv_quant, heads) -> bool:
+        """Whether SGLang's wide-EP MLA table holds a slice for this kernel, dtype and KV dtype at
+        ``heads`` local heads (roofline mode: no)."""
+        keys = self._family_keys(f"wideep_{phase}_mla")
+        if not len(keys.get("kernel_source", ())):
+            return False
+        mask = (
+            (keys["kernel_source"] == kernel)
+            & (keys["mla_dtype"] == mla_quant)
+            & (keys["kv_cache_dtype"] == kv_quant)
+        )
+        return bool(mask.any()) and heads > 0
+
+    @batched
+    def wideep_context_mla_ms(
+        self, kernel, mla_quant, kv_quant, batch, seq, prefix, num_heads,
+        *, provenance=False, missing: Missing = "raise",
+    ):  # fmt: skip
+        """SGLang wide-EP context MLA (the whole attention kernel) at local heads."""
+        fm = quant.resolve("fmha_quant", mla_quant, quant.FMHA_QUANTS)
+        kv = quant.resolve("kv_quant", kv_quant, quant.KV_QUANTS)
+        return self._mla_context(
+            "wideep_context_mla", (str(kernel), fm.name, kv.name), kv, self._flops(fm.compute), batch, seq,
+            prefix, num_heads, provenance, missing, f"kernel={kernel} mla={fm.name} kv={kv.name}",
+            gemm_bytes=fm.bytes_per_elem,
+        )  # fmt: skip
+
+    @batched
+    def wideep_generation_mla_ms(
+        self, kernel, mla_quant, kv_quant, batch, kv_len, num_heads,
+        *, provenance=False, missing: Missing = "raise",
+    ):  # fmt: skip
+        """SGLang wide-EP generation MLA at local heads: one lookup at the KV length (the peer
+        does not average this op over +/-10% of the sequence)."""
+        fm = quant.resolve("fmha_quant", mla_quant, quant.FMHA_QUANTS)
+        kv = quant.resolve("kv_quant", kv_quant, quant.KV_QUANTS)
+        return self._mla_generation(
+            "wideep_generation_mla", (str(kernel), fm.name, kv.name), kv, None, batch, kv_len, num_heads,
+            provenance, missing, f"kernel={kernel} mla={fm.name} kv={kv.name}", gemm_bytes=fm.bytes_per_elem,
+        )  # fmt: skip
 
     def regular_moe_eps(self, quant_mode, hidden, inter, topk, experts) -> set[int]:
         """EP sizes the regular MoE table covers at moe_tp 1 (it backs large-EP compute on TRT-LLM
@@ -124,9 +173,10 @@ class WideEpQueries(QueryBase):
     @batched
     def moe_a2a_ms(
         self, comm_backend, comm_phase, comm_dtype, ep_size, node_num, hidden, topk, experts, num_tokens,
-        *, provenance=False, missing: Missing = "raise",
+        *, sms: int = 0, provenance=False, missing: Missing = "raise",
     ):  # fmt: skip
-        """Latency (ms) of one all-to-all phase at ``num_tokens`` tokens per rank."""
+        """Latency (ms) of one all-to-all phase at ``num_tokens`` tokens per rank, with ``sms``
+        streaming multiprocessors (0: the kernel's own budget, as the tables without an SM axis)."""
         arrs = np.broadcast_arrays(*map(_arr, (ep_size, node_num, hidden, topk, experts, num_tokens)))
         ep, nodes, h, k, e, tok = (np.asarray(a) for a in arrs)
         shape = tok.shape
@@ -161,24 +211,29 @@ class WideEpQueries(QueryBase):
             return self._finish("moe_a2a", lat, np.full(shape, -1), shape, provenance, missing, describe)
         ints = [a.astype(np.int64) for a in (ep, nodes, h, k, e)]
         head = [str(comm_backend), str(comm_phase), dtype]
-        sid = self._slices("moe_a2a", [*head, *ints, 0])
+        sms = int(sms)
+        sid = self._slices("moe_a2a", [*head, *ints, sms])
         if comm_backend in DEEPEP_NODE1_BACKENDS:
             width = SGLANG_LEGACY_NODE_GPUS if self.backend == "sglang" else self.system.node.gpus_per_node
-            sub = self._slices("moe_a2a", [*head, width, 1, *ints[2:], 0])
+            sub = self._slices("moe_a2a", [*head, width, 1, *ints[2:], sms])
             sid = np.where((sid < 0) & (nodes > 1), sub, sid)
         if missing == "raise":
-            self._require("moe_a2a", sid, "moe_a2a", describe, [*head, *ints, 0])
+            self._require("moe_a2a", sid, "moe_a2a", describe, [*head, *ints, sms])
         lat, prov = self._lookup("moe_a2a", sid, (tok,), lambda u: sol.params(len(u)))
         return self._finish("moe_a2a", np.maximum(lat, 0.0), prov, shape, provenance, missing, describe)
 
     # ------------------------------------------------------------------ expert compute
-    def _compute_slice_head(self, quant_name: str, distribution: str) -> tuple[str, str] | None:
-        """(kernel, distribution) the query reads: the first kernel collected for the quant, then
-        the distribution chain requested -> uniform -> first collected."""
+    def _compute_slice_head(
+        self, quant_name: str, distribution: str, kernel: str = ""
+    ) -> tuple[str, str] | None:
+        """(kernel, distribution) the query reads: ``kernel`` (else the first kernel collected for
+        the quant), then the distribution chain requested -> uniform -> first collected."""
         keys = self._family_keys("wideep_moe")
         if not keys:
             return None
         rows = np.flatnonzero(keys["moe_dtype"] == quant_name)
+        if kernel:
+            rows = rows[keys["kernel_source"][rows] == kernel]
         if rows.size == 0:
             return None
         kernel = str(keys["kernel_source"][rows[0]])
@@ -192,9 +247,10 @@ class WideEpQueries(QueryBase):
     @batched
     def moe_expert_compute_ms(
         self, quant_mode, distribution, topk, experts, num_slots, hidden, inter, moe_ep, num_tokens,
-        *, gated: bool = True, provenance=False, missing: Missing = "raise",
+        *, gated: bool = True, kernel: str = "", provenance=False, missing: Missing = "raise",
     ):  # fmt: skip
-        """Latency (ms) of the wide-EP grouped expert GEMMs at ``num_tokens`` global tokens."""
+        """Latency (ms) of the wide-EP grouped expert GEMMs at ``num_tokens`` global tokens
+        (``kernel``: that collected kernel's rows, e.g. SGLang's per-phase DeepEP MoE)."""
         q = quant.resolve("moe_quant", quant_mode, quant.MOE_QUANTS)
         arrs = np.broadcast_arrays(*map(_arr, (topk, experts, num_slots, hidden, inter, moe_ep, num_tokens)))
         k, e, slots, h, i_, ep, tok = (np.asarray(a) for a in arrs)
@@ -207,7 +263,7 @@ class WideEpQueries(QueryBase):
                 f"tokens={tok.flat[j]:g}"
             )
 
-        head = None if self.sol else self._compute_slice_head(q.name, str(distribution))
+        head = None if self.sol else self._compute_slice_head(q.name, str(distribution), str(kernel))
         if head is None:
             lat, prov = np.full(shape, np.nan), np.full(shape, -1, dtype=np.int8)
             lat, prov = self._regular_kernel_fill(

@@ -74,6 +74,16 @@ class ParetoPoint(_Open):
     chosen: bool
 
 
+class BorrowedTable(BaseModel):
+    """Measured rows a role's database takes from another data version (or backend) than its own."""
+
+    table: str
+    backend: str
+    version: str
+    channel: Literal["declared_reuse", "fallback", "cross_backend"]
+    rows: int = Field(ge=1)
+
+
 class ExperimentDoc(_Open):
     name: str
     serving_mode: Literal["agg", "disagg"]
@@ -86,6 +96,7 @@ class ExperimentDoc(_Open):
     ttft_ms: float
     tpot_ms: float
     infeasible: str | None
+    borrowed_tables: dict[str, list[BorrowedTable]] = {}
     best: Row | None = None
     packed: PackedRow | None = None
     top: list[Row] = []
