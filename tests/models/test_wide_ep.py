@@ -123,3 +123,14 @@ def test_unmodelled_large_ep_family():
         decompose(qwen, Layout(1, 1, 16, 1, 16), FP8B, "trtllm", H200, large_ep=cov, role="decode")
     ops = decompose(qwen, Layout(1, 1, 8, 1, 8), FP8B, "trtllm", H200, large_ep=cov, role="decode")
     assert "generation_moe_pre_dispatch" in {op.name for op in ops.generation}
+
+
+def test_sglang_wide_ep_needs_its_tables_at_the_runs_own_quant_modes():
+    # SGLang's wide-EP attention tables were collected at the checkpoint's GEMM and KV quant; a run
+    # at another KV quant keeps the fused graph (which prices it) instead of unpriced attention.
+    from servopt.perf_db.database import open_database
+
+    db = open_database("h200_sxm", "sglang")
+    assert wide_ep.coverage(db, DSV3, "fp8_block", "sglang", H200)  # the checkpoint's modes: covered
+    other_kv = "float16" if DSV3.quant.kvcache != "float16" else "fp8"
+    assert wide_ep.coverage(db, DSV3, "fp8_block", "sglang", H200, kv_quant=other_kv) == {}

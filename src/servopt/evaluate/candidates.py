@@ -70,7 +70,10 @@ class LayoutOps(NamedTuple):
 
 def large_ep_coverage(db, setup: ModelSetup) -> Coverage:
     """The database's large-EP coverage for this model (empty: every layout stays fused)."""
-    return wide_ep.coverage(db, setup.arch, setup.quant.moe, setup.backend, setup.system)
+    q = setup.quant
+    return wide_ep.coverage(
+        db, setup.arch, q.moe, setup.backend, setup.system, gemm_quant=q.gemm, kv_quant=q.kvcache
+    )
 
 
 def build_layout_ops(

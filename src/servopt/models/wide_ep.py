@@ -140,8 +140,14 @@ def coverage(
     moe_quant: str,
     backend: str,
     system: SystemSpec,
+    *,
+    gemm_quant: str | None = None,
+    kv_quant: str | None = None,
 ) -> Coverage:
-    """Per inference phase, the comm backends and EP sizes large EP may use for this model."""
+    """Per inference phase, the comm backends and EP sizes large EP may use for this model.
+
+    ``gemm_quant`` / ``kv_quant``: the run's (default: the checkpoint's); SGLang's wide-EP attention
+    tables were collected at one of each, so other choices keep the fused graph, which prices them."""
     if probe is None or not arch.is_moe or arch.family not in LARGE_EP_FAMILIES or not arch.num_experts:
         return {}
     if not hasattr(probe, "moe_a2a_pairs"):
@@ -153,7 +159,9 @@ def coverage(
     for phase in PHASES:
         if backend == "sglang":
             # SGLang's expert compute and attention are per-phase tables of their own.
-            wide_eps = _sglang_phase_eps(probe, arch, moe_quant, phase)
+            wide_eps = _sglang_phase_eps(
+                probe, arch, moe_quant, phase, gemm_quant or arch.quant.gemm, kv_quant or arch.quant.kvcache
+            )
         per_backend: dict[str, frozenset[int]] = {}
         for spec in A2A_BACKENDS:
             if backend not in spec.frameworks or phase not in spec.phases:
@@ -186,15 +194,15 @@ def coverage(
     return out
 
 
-def _sglang_phase_eps(probe, arch: ModelArch, moe_quant: str, phase: str) -> set[int]:
+def _sglang_phase_eps(
+    probe, arch: ModelArch, moe_quant: str, phase: str, gemm_quant: str, kv_quant: str
+) -> set[int]:
     """EP sizes SGLang's wide-EP tables price in one phase: the DeepEP MoE compute table covers
     the expert shape and the wide-EP MLA table holds the model's attention (fp8_block, the
     checkpoint's GEMM quant the collection ran)."""
     if arch.family != "mla_moe" or not hasattr(probe, "wideep_mla_covers"):
         return set()
-    if not probe.wideep_mla_covers(
-        phase, SGLANG_MLA_KERNEL, arch.quant.gemm, arch.quant.kvcache, arch.num_heads
-    ):
+    if not probe.wideep_mla_covers(phase, SGLANG_MLA_KERNEL, gemm_quant, kv_quant, arch.num_heads):
         return set()
     return set(
         probe.moe_expert_compute_eps(
