@@ -12,7 +12,15 @@ import sys
 
 import typer
 
-from servopt.cli import estimate_cmd, models_cmd, perfdb_cmd, search_cmd, simulate_cmd, webapp_cmd
+from servopt.cli import (
+    calibrate_cmd,
+    estimate_cmd,
+    models_cmd,
+    perfdb_cmd,
+    search_cmd,
+    simulate_cmd,
+    webapp_cmd,
+)
 from servopt.errors import ServoptError
 
 app = typer.Typer(
@@ -32,6 +40,7 @@ cli_app.command("simulate")(simulate_cmd.simulate)
 app.add_typer(perfdb_cmd.app, name="perfdb")
 app.add_typer(models_cmd.app, name="models")
 app.command("webapp")(webapp_cmd.webapp)
+app.command("calibrate")(calibrate_cmd.calibrate)
 
 
 def main() -> None:
