@@ -18,6 +18,7 @@ def _sample(source: str, backend: str, system: str, measured) -> F.Sample:
         backend=backend,
         system=system,
         layout=SimpleNamespace(label="tp1"),
+        replica_concurrency=1,
     )
     return F.Sample(setup, np.asarray(measured, dtype=float), replay=None)
 
@@ -81,7 +82,9 @@ def test_scopes_version_gap_and_too_few_records():
     assert set(scopes) == {Scope("sglang", "b200_sxm"), Scope("sglang"), Scope()}
     assert scopes[Scope()].records == 23 and scopes[Scope()].sources == ("A", "B", "D")
     assert list(result.excluded) == [("C", "trtllm")]
-    assert any(line.startswith("vllm: 3 records") for line in result.unfitted)
+    assert any(
+        line.startswith("vllm: 3 light-load records with TTFT, 3 with TPOT") for line in result.unfitted
+    )
     # vllm falls back to every backend's fit; an unfitted profile is neutral.
     assert result.profile.adjustments("vllm", "h100_sxm")[1] == "every backend"
     assert scopes[Scope()].values["request_overhead_ms"] == 100.0

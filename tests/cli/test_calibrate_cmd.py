@@ -23,7 +23,10 @@ def servopt(*args: str) -> subprocess.CompletedProcess:
 def test_too_few_records_keep_every_parameter_neutral(tmp_path):
     out = servopt("calibrate", str(SAMPLE), "--folds", "source", "--out", str(tmp_path / "p.yaml"))
     assert out.returncode == 0, out.stderr
-    assert "every backend: 2 records with TTFT and TPOT < 5: kept neutral" in out.stdout
+    assert (
+        "every backend: 1 light-load records with TTFT, 2 with TPOT (needs 5 of each): kept neutral"
+        in out.stdout
+    )
     assert "not fitted on: dstack DeepSeek-R1 8xH200 / sglang" in out.stdout
     doc = yaml.safe_load((tmp_path / "p.yaml").read_text())
     assert doc["scopes"] == [] and doc["provenance"]["measurements_mapped"] == 5
