@@ -22,6 +22,7 @@ from servopt.errors import ServoptError
 LABELS = ("TTFT", "TPOT", "tok/s/GPU")
 BAND = (10.0, 90.0)  # an 80% interval
 MIN_BAND_RESIDUALS = 20
+BAND_FOLDS = ("layout", "source")  # the folds whose residuals make the bands, in preference order
 FOLDS: dict[str, Callable[[Sample], str]] = {
     "source": lambda s: s.source,
     "layout": lambda s: s.setup.layout.label,
@@ -189,7 +190,7 @@ def coverage(samples: list[Sample], res: np.ndarray, not_in_bands=frozenset()) -
 
 
 def format_coverage(rows: list[dict]) -> str:
-    lines = ["80% band coverage on held-out sources (bands from the other sources' held-out residuals)"]
+    lines = ["80% band coverage per source (bands from the other sources' held-out residuals)"]
     lines.append(f"{'source':<28}" + "".join(f" {lab:>16}" for lab in LABELS))
     for r in rows:
         cells = "".join(

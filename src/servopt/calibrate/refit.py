@@ -47,10 +47,11 @@ def calibrate(
         "in-sample (the profile's own records)": cv.error_table(samples, _held(samples, runs, result.profile))
     }
     coverage, bands = [], {}
+    band_fold = next((by for by in cv.BAND_FOLDS if by in folds), None)
     for by in folds:
         held = cv.cross_validate(samples, runs, by)
         tables[f"leave one {by} out (held out of the fit)"] = cv.error_table(samples, held)
-        if by == "source":
+        if by == band_fold:
             res = cv.residuals(samples, held.calibrated)
             # Bands for engines like servopt's data: version-gap sources are not in them (listed).
             keep = [i for i, s in enumerate(samples) if (s.source, s.backend) not in result.excluded]
@@ -71,6 +72,7 @@ def calibrate(
         "scopes_not_fitted": result.unfitted,
         "fit": fit_settings(),
         "statistics": {title: _summary(rows) for title, rows in tables.items()},
+        "bands_from": f"leave one {band_fold} out residuals" if band_fold else None,
         "band_coverage_held_out": {
             row["source"]: {label: [int(v) for v in row[label]] for label in cv.LABELS} for row in coverage
         },
