@@ -63,3 +63,15 @@ def test_dp_ranks_share_the_clients_and_rounding_is_scaled_back(qwen_setup):
 
 def test_the_database_is_opened_once(qwen_setup):
     assert database(qwen_setup) is database(dataclasses.replace(qwen_setup, concurrency=8))
+
+
+def test_simulate_calibrated_adds_the_default_profiles_overheads(qwen_setup):
+    from servopt.calibrate.model import default_profile
+    from servopt.calibrate.predictors import simulate, simulate_calibrated
+
+    adj, scope = default_profile().adjustments(qwen_setup.backend, qwen_setup.system)
+    assert scope and adj.request_overhead_ms > 0
+    raw, cal = simulate(qwen_setup), simulate_calibrated(qwen_setup)
+    # Four clients on a small model: light load, the request overhead adds to TTFT almost exactly.
+    assert cal.ttft_ms == pytest.approx(raw.ttft_ms + adj.request_overhead_ms, rel=0.1)
+    assert cal.output_tok_s_per_gpu < raw.output_tok_s_per_gpu

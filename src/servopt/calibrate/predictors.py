@@ -123,33 +123,29 @@ def benchmark_requests(setup: Setup, clients: int, seed: int = 0):
 
 
 def simulate(setup: Setup) -> Prediction:
-    """``servopt cli simulate`` replaying the record's benchmark: one replica, the engine's default
-    scheduling, a closed loop of the replica's clients starting together (as the benchmark clients
-    do), the campaign's request count and length distribution, every request measured (the
-    benchmarks report over all of them)."""
-    from servopt.simulate.build import WorkerPlan
-    from servopt.simulate.policy import engine_policy
-    from servopt.simulate.scenario import Scenario
-    from servopt.simulate.scenario import simulate as run_simulation
-    from servopt.simulate.workload import Load
+    """``servopt cli simulate`` replaying the record's benchmark (:class:`replay.Replay`), raw model."""
+    from servopt.calibrate.replay import Replay
 
-    db = database(setup)
-    model = model_setup(setup, db)
-    clients = max(1, round(setup.replica_concurrency))
-    policy = engine_policy(setup.backend, model.system.gpu.mem_capacity_bytes)
-    requests = benchmark_requests(setup, clients)
-    scenario = Scenario(
-        load=Load(concurrency=clients), num_requests=len(requests.isl), trace=requests, warmup=0
-    )
-    result, _ = run_simulation(db, model, [WorkerPlan("agg", setup.layout, 1, policy)], scenario)
-    note = f"{result.preempted_requests} preempted" if result.preempted_requests else ""
-    # Per GPU of one replica = per GPU of the deployment (replicas are identical and independent).
-    return Prediction(
-        result.ttft_ms["mean"],
-        result.tpot_ms["mean"] if result.tpot_ms else 0.0,
-        result.output_tokens_per_s_per_gpu * setup.replica_concurrency / clients,
-        note,
-    )
+    out = Replay(setup).run()
+    note = f"{out.preempted} preempted" if out.preempted else ""
+    return Prediction(out.ttft_ms, out.tpot_ms, out.output_tok_s_per_gpu, note)
 
 
-PREDICTORS: dict[str, Predictor] = {"mean_field": mean_field, "simulate": simulate}
+def simulate_calibrated(setup: Setup) -> Prediction:
+    """``simulate`` with the shipped default calibration profile's adjustments for the setup's scope
+    (in-sample on the shipped data: the profile was fitted on it; ``servopt calibrate`` prints the
+    cross-validated figures)."""
+    from servopt.calibrate.model import default_profile
+    from servopt.calibrate.replay import Replay
+
+    adj, _ = default_profile().adjustments(setup.backend, setup.system)
+    out = Replay(setup).run(adj)
+    note = f"{out.preempted} preempted" if out.preempted else ""
+    return Prediction(out.ttft_ms, out.tpot_ms, out.output_tok_s_per_gpu, note)
+
+
+PREDICTORS: dict[str, Predictor] = {
+    "mean_field": mean_field,
+    "simulate": simulate,
+    "simulate_calibrated": simulate_calibrated,
+}

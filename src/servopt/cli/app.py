@@ -13,6 +13,7 @@ import sys
 import typer
 
 from servopt.cli import (
+    calibrate_cmd,
     emulate_cmd,
     estimate_cmd,
     models_cmd,
@@ -44,6 +45,7 @@ app.add_typer(perfdb_cmd.app, name="perfdb")
 app.add_typer(models_cmd.app, name="models")
 app.command("webapp")(webapp_cmd.webapp)
 app.command("emulate")(emulate_cmd.emulate)
+app.command("calibrate")(calibrate_cmd.calibrate)
 
 
 def main() -> None:

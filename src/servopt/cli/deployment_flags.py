@@ -42,10 +42,11 @@ ITERATION_OVERHEAD_MS = typer.Option(
     None, "--iteration_overhead_ms", "--iteration-overhead-ms", help="Fixed cost added to every forward pass."
 )
 REQUEST_OVERHEAD_MS = typer.Option(
-    0.0,
+    None,
     "--request_overhead_ms",
     "--request-overhead-ms",
-    help="Time from a client's send to the engine queue (tokenization, HTTP): part of TTFT.",
+    help="Time from a client's send to the engine queue (tokenization, HTTP): part of TTFT "
+    "(default: the calibration profile's, else 0).",
 )
 
 

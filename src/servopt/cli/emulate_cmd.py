@@ -42,7 +42,7 @@ def emulate(
     max_num_tokens: int | None = flags.MAX_NUM_TOKENS,
     chunked_prefill: bool | None = flags.CHUNKED_PREFILL,
     iteration_overhead_ms: float | None = flags.ITERATION_OVERHEAD_MS,
-    request_overhead_ms: float = flags.REQUEST_OVERHEAD_MS,
+    request_overhead_ms: float | None = flags.REQUEST_OVERHEAD_MS,
     gemm_quant_mode: str | None = options.quant_option("gemm"),
     moe_quant_mode: str | None = options.quant_option("moe"),
     kvcache_quant_mode: str | None = options.quant_option("kvcache"),
@@ -84,6 +84,7 @@ def emulate(
     from servopt.simulate.policy import engine_policy
     from servopt.simulate.workload import Requests
 
+    request_overhead_ms = request_overhead_ms or 0.0
     for name, value in (("speedup", speedup), ("request_overhead_ms", request_overhead_ms + 1.0)):
         if not (math.isfinite(value) and value > 0):
             raise ServoptError(

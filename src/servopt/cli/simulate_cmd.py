@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import typer
 
@@ -83,7 +84,13 @@ def simulate(
     max_num_tokens: int | None = flags.MAX_NUM_TOKENS,
     chunked_prefill: bool | None = flags.CHUNKED_PREFILL,
     iteration_overhead_ms: float | None = flags.ITERATION_OVERHEAD_MS,
-    request_overhead_ms: float = flags.REQUEST_OVERHEAD_MS,
+    request_overhead_ms: float | None = flags.REQUEST_OVERHEAD_MS,
+    calibration: str = typer.Option(
+        "default",
+        "--calibration",
+        help="Calibration profile: default (shipped, fitted on public measurements), none (raw model), "
+        "or a profile YAML path (servopt calibrate --out). Explicit overhead flags override it.",
+    ),
     gemm_quant_mode: str | None = options.quant_option("gemm"),
     moe_quant_mode: str | None = options.quant_option("moe"),
     kvcache_quant_mode: str | None = options.quant_option("kvcache"),
@@ -97,6 +104,7 @@ def simulate(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
     """Simulate one deployment under load: TTFT/TPOT/ITL/E2E percentiles, throughput, goodput."""
+    from servopt.calibrate.model import resolve_calibration
     from servopt.errors import ServoptError, UnknownNameError
     from servopt.evaluate.candidates import ModelSetup
     from servopt.evaluate.single import quant_modes
@@ -175,8 +183,27 @@ def simulate(
         ttft_target_ms=ttft,
         tpot_target_ms=tpot,
         size_token_budget=max_num_tokens is None,
-        request_overhead_ms=request_overhead_ms,
+        request_overhead_ms=request_overhead_ms or 0.0,
     )
+    profile = resolve_calibration(calibration)
+    calib: dict = {"profile": "none (raw model)"}
+    if profile is not None:
+        adj, scope = profile.adjustments(backend, spec.name)
+        adj = adj._replace(
+            request_overhead_ms=adj.request_overhead_ms
+            if request_overhead_ms is None
+            else request_overhead_ms,
+            iteration_overhead_ms=(
+                adj.iteration_overhead_ms if iteration_overhead_ms is None else iteration_overhead_ms
+            ),
+        )
+        scenario = replace(scenario, adjustments=adj, request_overhead_ms=0.0)
+        calib = {
+            "profile": profile.name,
+            "scope": scope,
+            "measurements": profile.measurements,
+            **adj._asdict(),
+        }
     result, deployment = run_simulation(db, setup, plans, scenario)
     config = {
         "model": arch.name,
@@ -194,8 +221,11 @@ def simulate(
         "policy": {k: v for k, v in vars(deployment.kinds[0].policy).items()},
         "kv_tokens_per_instance": {k.role: k.kv_tokens for k in deployment.kinds},
         "seed": seed,
+        "calibration": calib,
     }
     doc = {"config": config, **result.to_json()}
+    if profile is not None and profile.bands:
+        doc["bands_80"] = _bands(profile, backend, doc)
     if save_dir:
         from servopt.report.simulation import save_simulation
 
@@ -205,6 +235,22 @@ def simulate(
         typer.echo(json.dumps(doc, indent=2, allow_nan=False))
         return
     _render(doc)
+
+
+def _bands(profile, backend: str, doc: dict) -> dict:
+    """80% intervals of the mean TTFT, TPOT and output tok/s/GPU from the profile's held-out residuals."""
+    from servopt.calibrate.cv import band_for
+
+    out = {}
+    for metric, value in (
+        ("ttft_ms", (doc["ttft_ms"] or {}).get("mean")),
+        ("tpot_ms", (doc["tpot_ms"] or {}).get("mean")),
+        ("output_tok_s_per_gpu", doc["output_tokens_per_s_per_gpu"]),
+    ):
+        band = band_for(profile.bands, metric, backend)
+        if band is not None and value:
+            out[metric] = [value * math.exp(band[0]), value * math.exp(band[1])]
+    return out
 
 
 def _render(doc: dict) -> None:
@@ -224,6 +270,19 @@ def _render(doc: dict) -> None:
         f"[bold]{c['model']}[/] on {c['system']} / {c['backend']} {c['backend_version']}: {layout} "
         f"({doc['gpus']:g} GPUs), {offered}, isl {c['isl']} osl {c['osl']}"
     )
+    cal = c["calibration"]
+    console.print(
+        f"calibration: {cal['profile']}"
+        + (
+            f" ({cal['measurements']} measurements; scope {cal['scope']}: request overhead "
+            f"{cal['request_overhead_ms']:g} ms, iteration overhead {cal['iteration_overhead_ms']:g} ms, "
+            f"decode x{cal['decode_scale']:g}, prefill x{cal['prefill_scale']:g})"
+            if "scope" in cal
+            else ""
+        ),
+        markup=False,
+        highlight=False,
+    )
     table = Table(title_justify="left")
     for col in ("latency (ms)", "mean", "p50", "p90", "p99"):
         table.add_column(col, justify="right" if col != "latency (ms)" else "left")
@@ -241,6 +300,15 @@ def _render(doc: dict) -> None:
         )
         + f"; {doc['num_requests']} requests measured, {doc['preempted_requests']} preempted"
     )
+    bands = doc.get("bands_80")
+    if bands:
+        names = {"ttft_ms": "TTFT ms", "tpot_ms": "TPOT ms", "output_tok_s_per_gpu": "tok/s/GPU"}
+        console.print(
+            "80% band (held-out residuals): "
+            + ", ".join(f"{names[k]} {lo:.4g}-{hi:.4g}" for k, (lo, hi) in bands.items()),
+            markup=False,
+            highlight=False,
+        )
     if doc.get("saved_to"):
         console.print("results saved to:", soft_wrap=True)
         console.print(doc["saved_to"], soft_wrap=True, markup=False, highlight=False)

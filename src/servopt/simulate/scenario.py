@@ -8,6 +8,7 @@ import numpy as np
 
 from servopt.errors import ServoptError
 from servopt.evaluate.candidates import ModelSetup
+from servopt.simulate.adjust import Adjustments, adjust
 from servopt.simulate.build import WorkerPlan, build_deployment
 from servopt.simulate.engine import Deployment, run
 from servopt.simulate.metrics import SimResult, measured_mask, summarize
@@ -28,7 +29,8 @@ class Scenario:
     ttft_target_ms: float | None = None
     tpot_target_ms: float | None = None
     size_token_budget: bool = True  # False when the user fixed max_num_tokens
-    request_overhead_ms: float = 0.0  # client send -> engine queue (calibration fits it)
+    request_overhead_ms: float = 0.0  # client send -> engine queue (overrides the adjustments')
+    adjustments: Adjustments | None = None  # a calibration's (servopt.calibrate.model)
 
     def requests(self) -> Requests:
         if self.trace is not None:
@@ -61,6 +63,8 @@ def simulate(
         prompt_lengths=requests.isl,
         size_token_budget=scenario.size_token_budget,
     )
+    if scenario.adjustments is not None:
+        deployment = adjust(deployment, scenario.adjustments)
     if scenario.request_overhead_ms:
         deployment = replace(deployment, request_overhead_ms=scenario.request_overhead_ms)
     mask = scenario.window(len(requests.isl))

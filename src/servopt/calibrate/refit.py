@@ -1,0 +1,117 @@
+"""Measurements -> a calibration profile and its cross-validation report (``servopt calibrate``).
+
+The same function builds the shipped default profile (from the shipped public measurements) and a
+user's, so refitting the shipped data reproduces the shipped file (up to ``provenance.created``).
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from servopt.calibrate import cv
+from servopt.calibrate.fit import Sample, fit, fit_settings, grid_runs, make_samples
+from servopt.calibrate.model import Profile
+from servopt.calibrate.setups import Setup, to_setup
+
+
+@dataclass
+class Calibration:
+    profile: Profile
+    samples: list[Sample]
+    tables: dict[str, list[dict]]  # "in-sample" / "leave one source out" / ... -> error_table rows
+    coverage: list[dict]
+    excluded: dict
+    unfitted: list[str]
+    skipped: int
+
+
+def sha256_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def calibrate(
+    records, inputs: list[tuple[str, bytes]], folds: tuple[str, ...] = ("source", "layout"), threads=None
+) -> Calibration:
+    """Fit on every record that maps to a setup; cross-validate by each of ``folds``."""
+    import servopt
+
+    mapped = [to_setup(r) for r in records]
+    setups = [m for m in mapped if isinstance(m, Setup)]
+    samples = make_samples(setups)
+    runs = grid_runs(samples, threads=threads)
+    result = fit(samples, runs)
+    tables = {
+        "in-sample (the profile's own records)": cv.error_table(samples, _held(samples, runs, result.profile))
+    }
+    coverage, bands = [], {}
+    band_fold = next((by for by in cv.BAND_FOLDS if by in folds), None)
+    for by in folds:
+        held = cv.cross_validate(samples, runs, by)
+        tables[f"leave one {by} out (held out of the fit)"] = cv.error_table(samples, held)
+        if by == band_fold:
+            res = cv.residuals(samples, held.calibrated)
+            # Bands for engines like servopt's data: version-gap sources are not in them (listed).
+            keep = [i for i, s in enumerate(samples) if (s.source, s.backend) not in result.excluded]
+            bands = cv.band_quantiles(samples, res, keep)
+            coverage = cv.coverage(samples, res, frozenset(result.excluded))
+    unpriced = [s for s in samples if s.replay is None or s.failure]
+    provenance = {
+        "servopt_version": servopt.__version__,
+        "created": datetime.date.today().isoformat(),
+        "inputs": [{"file": name, "sha256": sha256_of(data)} for name, data in inputs],
+        "measurements_read": len(records),
+        "measurements_mapped": len(setups),
+        "measurements_priced": len(samples) - len(unpriced),
+        "measurements_fitted": len(result.fitted_on),
+        "not_fitted_on": [
+            {"source": src, "backend": be, "why": why} for (src, be), why in sorted(result.excluded.items())
+        ],
+        "scopes_not_fitted": result.unfitted,
+        "fit": fit_settings(),
+        "statistics": {title: _summary(rows) for title, rows in tables.items()},
+        "bands_from": f"leave one {band_fold} out residuals" if band_fold else None,
+        "band_coverage_held_out": {
+            row["source"]: {label: [int(v) for v in row[label]] for label in cv.LABELS} for row in coverage
+        },
+    }
+    profile = replace(result.profile, provenance=provenance, bands=bands)
+    return Calibration(
+        profile, samples, tables, coverage, result.excluded, result.unfitted, len(records) - len(setups)
+    )
+
+
+def _held(samples, runs, profile) -> cv.HeldOut:
+    from servopt.calibrate.fit import _neutral_index
+
+    return cv.HeldOut(runs[:, _neutral_index(), :3].copy(), cv.in_sample(samples, runs, profile), [])
+
+
+def _summary(rows: list[dict]) -> dict:
+    """The overall row of an error table, rounded (what the provenance keeps)."""
+    overall = rows[-1]
+    out = {"rows": overall["rows"]}
+    for label in cv.LABELS:
+        for kind in ("raw", "cal"):
+            for stat in ("med", "p90"):
+                v = overall[f"{label} {kind} {stat}"]
+                out[f"{label} {kind} {stat}"] = None if v is None else round(float(v), 4)
+    return out
+
+
+def read_inputs(paths: list[Path]):
+    """Records and (file name, bytes) of each measurements file; the shipped file when none."""
+    from importlib import resources
+
+    from servopt.calibrate.public_csv import SHIPPED, read_measurements, shipped_measurements
+
+    if not paths:
+        ref = resources.files("servopt.calibrate").joinpath("data", SHIPPED)
+        return shipped_measurements(), [(SHIPPED, ref.read_bytes())]
+    records, inputs = [], []
+    for p in paths:
+        records += read_measurements(p)
+        inputs.append((Path(p).name, Path(p).read_bytes()))
+    return records, inputs

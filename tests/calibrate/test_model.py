@@ -1,0 +1,94 @@
+"""Calibration profiles: most specific scope wins, YAML round trip, one-line validation errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from servopt.calibrate.model import (
+    Profile,
+    Scope,
+    ScopeFit,
+    default_profile,
+    load_profile,
+    profile_from_text,
+    resolve_calibration,
+)
+from servopt.errors import ServoptError
+from servopt.simulate.adjust import Adjustments
+
+
+def _profile() -> Profile:
+    return Profile(
+        (
+            ScopeFit(
+                Scope("sglang", "b200_sxm"), {"request_overhead_ms": 100.0, "decode_scale": 1.05}, 12, ("A",)
+            ),
+            ScopeFit(Scope("sglang"), {"request_overhead_ms": 50.0}, 20, ("A", "B")),
+            ScopeFit(Scope(), {"iteration_overhead_ms": 1.0}, 30, ("A", "B", "C")),
+        ),
+        {"measurements_fitted": 30},
+    )
+
+
+def test_most_specific_scope_wins_and_missing_values_are_neutral():
+    prof = _profile()
+    adj, scope = prof.adjustments("sglang", "b200_sxm")
+    assert (adj, scope) == (Adjustments(100.0, 0.0, 1.0, 1.05), "sglang on b200_sxm")
+    assert prof.adjustments("sglang", "h100_sxm") == (Adjustments(50.0), "sglang")
+    assert prof.adjustments("vllm", "h100_sxm") == (Adjustments(iteration_overhead_ms=1.0), "every backend")
+    assert Profile(()).adjustments("vllm", "h100_sxm")[0] == Adjustments()
+
+
+def test_yaml_round_trip():
+    prof = _profile()
+    again = profile_from_text(prof.to_yaml(), "x")
+    assert again.fits == prof.fits and again.measurements == 30
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (("schema: 1", "schema: 2"), "schema: 2: must be 1"),
+        (
+            ("decode_scale: 1.05", "decode_scale: 3.0"),
+            "scopes[0].decode_scale: 3.0: must be in [0.8, 1.25] x",
+        ),
+        (
+            ("decode_scale: 1.05", "decode_scale: .nan"),
+            "scopes[0].decode_scale: nan: must be a finite number",
+        ),
+        (("request_overhead_ms: 50.0", "request_overhead_ms: -1"), "scopes[1].request_overhead_ms: -1"),
+        (
+            ("backend: sglang\n    system", "backend: sglangx\n    system"),
+            "scopes[0].scope.backend: 'sglangx'",
+        ),
+        (("records: 20", "records: many"), "scopes[1].records: 'many': must be an integer"),
+        (("kind: servopt-calibration", "kind: other"), "kind: 'other'"),
+    ],
+)
+def test_bad_profile_is_one_line_naming_the_field(edit, message):
+    text = _profile().to_yaml()
+    assert edit[0] in text
+    with pytest.raises(ServoptError) as err:
+        profile_from_text(text.replace(edit[0], edit[1], 1), "p.yaml")
+    assert message in str(err.value) and "\n" not in str(err.value)
+    assert err.value.exit_code == 2
+
+
+def test_unknown_field_duplicate_scope_and_bad_yaml(tmp_path):
+    with pytest.raises(ServoptError, match=r"scopes\[0\]\.decode_scal: unknown field"):
+        profile_from_text("schema: 1\nkind: servopt-calibration\nscopes:\n- {decode_scal: 1}\n", "p")
+    with pytest.raises(ServoptError, match="appears twice"):
+        profile_from_text(
+            "schema: 1\nkind: servopt-calibration\nscopes:\n- {scope: {}}\n- {scope: {}}\n", "p"
+        )
+    with pytest.raises(ServoptError, match="p:3: not valid YAML"):
+        profile_from_text("schema: 1\nkind: [\n", "p")
+    with pytest.raises(ServoptError, match="no such file"):
+        load_profile(tmp_path / "missing.yaml")
+
+
+def test_calibration_flag_values():
+    assert resolve_calibration("none") is None
+    shipped = resolve_calibration("default")
+    assert shipped.fits == default_profile().fits and shipped.measurements > 0
