@@ -17,9 +17,9 @@ issue 14), write the function and add it to :data:`PREDICTORS`::
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import cache
 from typing import NamedTuple
 
+from servopt.calibrate.replay import benchmark_requests, database, model_setup  # noqa: F401  (predictors' API)
 from servopt.calibrate.setups import Setup
 
 
@@ -33,30 +33,6 @@ class Prediction(NamedTuple):
 
 
 Predictor = Callable[[Setup], Prediction]
-
-
-@cache
-def _open(system: str, backend: str, version: str):
-    from servopt.perf_db.database import open_database
-
-    return open_database(system, backend, version)
-
-
-def database(setup: Setup):
-    """The perf database of the setup's (system, backend, version), opened once per process."""
-    return _open(setup.system, setup.backend, setup.version)
-
-
-def model_setup(setup: Setup, db):
-    """The ``ModelSetup`` ``cli estimate`` would build: quant defaults resolved against ``db``."""
-    from servopt.evaluate.candidates import ModelSetup
-    from servopt.evaluate.single import quant_modes
-    from servopt.models.registry import resolve_model
-
-    arch = resolve_model(setup.model)
-    q = setup.quant
-    quant = quant_modes(arch, q.gemm, q.moe, q.kvcache, q.fmha, db=db, backend=setup.backend)
-    return ModelSetup(arch, setup.backend, quant, db.system, db.version, 0)
 
 
 def mean_field(setup: Setup) -> Prediction:
@@ -86,40 +62,6 @@ def mean_field(setup: Setup) -> Prediction:
         est = estimate_config(db, model, setup.layout, work, check_memory=False, **kwargs)
     in_flight = setup.replica_concurrency / est.concurrency
     return Prediction(est.ttft_ms, est.tpot_ms, est.tokens_per_s_per_gpu * in_flight, note)
-
-
-# How each benchmark campaign drew its requests, where the record itself does not say (facts from
-# the campaign's own client configuration):
-# - InferenceX (SemiAnalysis InferenceMAX README, "Benchmark Client Configuration"): bench_serving's
-#   benchmark_serving.py, random dataset, --random-range-ratio 0.8 (old bench_serving semantics:
-#   lengths uniform in [0.8 L, L], input and output), --num-prompts 10 x CONC, --max-concurrency
-#   CONC, --request-rate inf: every request counts, the first wave included.
-BENCH_RANGE_RATIO = {"InferenceX": 0.8}
-BENCH_REQUESTS_PER_CLIENT = {"InferenceX": 10}
-# A record that states neither: this many requests per client, every one measured.
-DEFAULT_REQUESTS_PER_CLIENT = 10
-
-
-def benchmark_requests(setup: Setup, clients: int, seed: int = 0):
-    """The requests of the record's benchmark run: its count and its length distribution (lengths
-    uniform in [ratio * L, L] per the campaign's client; fixed where nothing else is known)."""
-    import numpy as np
-
-    from servopt.simulate.workload import Requests
-
-    rec = setup.record
-    source = rec.source_name
-    n = rec.num_requests or BENCH_REQUESTS_PER_CLIENT.get(source, DEFAULT_REQUESTS_PER_CLIENT) * clients
-    ratio = rec.range_ratio if rec.lengths == "random" and rec.range_ratio is not None else None
-    ratio = BENCH_RANGE_RATIO.get(source, ratio)
-    rng = np.random.default_rng(seed)
-    if ratio is None or ratio >= 1.0:
-        isl = np.full(n, setup.isl, dtype=np.int64)
-        osl = np.full(n, setup.osl, dtype=np.int64)
-    else:
-        isl = rng.integers(max(1, int(setup.isl * ratio)), setup.isl + 1, n).astype(np.int64)
-        osl = rng.integers(max(1, int(setup.osl * ratio)), setup.osl + 1, n).astype(np.int64)
-    return Requests(np.zeros(n), isl, osl)
 
 
 def simulate(setup: Setup) -> Prediction:

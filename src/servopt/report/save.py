@@ -22,6 +22,7 @@ from pathlib import Path
 
 from servopt.errors import ServoptError
 from servopt.limits import MAX_NAME_CHARS, folder_name_problem
+from servopt.report.files import deployment_files, packed_deployment_files
 from servopt.report.html_plot import SERIES_COLORS, pareto_html, series_label
 
 # The run folder's name is built from the model (possibly a config.json path), system and backend:
@@ -133,7 +134,6 @@ def save_run(result, doc: dict, save_dir: Path, *, top_n: int, run_options: dict
 
 
 def _write_run(result, doc: dict, save_dir: Path, *, top_n: int, run_options: dict | None) -> Path:
-    from servopt.pipeline import deployment_files, packed_deployment_files
 
     root = _run_dir(doc, save_dir)
     (root / "result.json").write_text(json.dumps(doc, indent=2, default=str))
