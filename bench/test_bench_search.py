@@ -2,7 +2,7 @@
 
 Run:  pytest bench/test_bench_search.py --benchmark-enable
 Tables are synthetic but sized like real ones (agg ~7.7k, prefill 64, decode ~1.9k options before
-pruning; ``servopt.search.synthetic``). Deterministic counters go to ``extra_info``. Both
+pruning; ``tests.search.synthetic``). Deterministic counters go to ``extra_info``. Both
 composition engines ("menu", "cpsat": ``SolverSettings.composition``) run in one benchmark group
 per budget, so the report shows their ratio; the cpsat engine runs 3 rounds (seconds each).
 """
@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from tests.search import synthetic
 
-from servopt.search import synthetic
 from servopt.search.options import ReplicaSpec, Sla
 from servopt.search.settings import SolverSettings
 from servopt.search.solve import solve

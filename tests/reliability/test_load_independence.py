@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from hypothesis import Phase, settings
 from ortools.sat.python import cp_model
+from tests.search import synthetic
 
 from servopt.errors import ServoptError
-from servopt.search import synthetic
 from servopt.search.options import ReplicaSpec, Sla
 from servopt.search.settings import DEFAULT_MAX_DETERMINISTIC_TIME, SolverSettings
 from servopt.search.solve import solve

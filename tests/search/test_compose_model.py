@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
+from tests.search.enumerate import brute_force_agg, brute_force_disagg
 
 from servopt.errors import InfeasibleError, ServoptError
 from servopt.search import compose, compose_model, synthetic
 from servopt.search.compose_model import ComposeModel
 from servopt.search.compose_problem import ComposeProblem
-from servopt.search.enumerate import brute_force_agg, brute_force_disagg
 from servopt.search.options import ReplicaSpec, Sla, WorkerOptions
 from servopt.search.settings import SolverSettings
 from servopt.search.solve import solve, solve_disagg

@@ -12,10 +12,10 @@ from unittest import mock
 import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
+from tests.search.enumerate import brute_force_agg, brute_force_disagg
 
 from servopt.errors import InfeasibleError
 from servopt.search import xpyd_model
-from servopt.search.enumerate import brute_force_agg, brute_force_disagg
 from servopt.search.options import Sla
 
 from .brute_cases import (

@@ -6,9 +6,9 @@ import math
 
 import numpy as np
 import pytest
+from tests.search import synthetic
 
 from servopt.errors import InfeasibleError, ServoptError
-from servopt.search import synthetic
 from servopt.search.conventions import Conventions
 from servopt.search.options import ReplicaSpec, Sla, WorkerOptions
 from servopt.search.solve import solve, solve_agg, solve_disagg

@@ -1,4 +1,4 @@
-"""Exact deployment search: layouts, pruning, replica menus, CP-SAT packing, Pareto sweep, oracle.
+"""Exact deployment search: layouts, pruning, replica menus, CP-SAT packing, Pareto sweep.
 
 Public API (import from the modules; this package imports nothing so ``--help`` stays fast):
 
@@ -8,7 +8,8 @@ Public API (import from the modules; this package imports nothing so ``--help`` 
 - ``solve.solve`` (both modes), ``solve.solve_agg``, ``solve.solve_disagg`` -> ``result.SearchResult``
   / ``result.ModeResult`` (identical and packed ``Deployment``, frontier, ``Counters``); infeasible
   targets raise ``servopt.errors.InfeasibleError``.
-- ``enumerate.brute_force_agg`` / ``brute_force_disagg``: the brute-force oracle for small instances.
+- The brute-force oracle (``tests/search/enumerate.py``) and the synthetic bench tables
+  (``tests/search/synthetic.py``) live with the tests: the wheel ships what users run.
 
 Pipeline: ``prune`` (exact dominance) -> ``replicas`` (best replica per size, numba) -> ``sweep`` +
 ``xpyd_model`` (CP-SAT, one solve per frontier point) -> ``verify`` (float re-check).
