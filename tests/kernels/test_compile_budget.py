@@ -23,8 +23,10 @@ from servopt_kernels import grid as gk
 
 # Compiled specialisations, helpers included, after a cold compile of the entry points below:
 # grid_lookup, _interior, _hold, _lower_bound, _sol, sol_batch (grid) and unique_bits, _fold
-# (dedup). Raise only with a measured reason: each one costs cold-start seconds.
-SPECIALISATION_BUDGET = 8
+# (dedup), plus _sol_wideep_mla (grid: SGLang/vLLM wide-EP MLA rooflines, compiled only where a
+# run prices them; earlier tests in the same process do). Raise only with a measured reason: each
+# one costs cold-start seconds.
+SPECIALISATION_BUDGET = 9
 # The GEMM kernels' own: _gemm_batch, _select_donors, _curve_hold, gemm_roofline_batch_ms,
 # scale_grid_latency_ms, _grid_row, _grid_hold, _search_left, unique_rows (small batches reuse
 # dedup's unique_bits at the grid kernels' signature).

@@ -52,8 +52,9 @@ def servopt(
 
 
 def one_error_line(out: subprocess.CompletedProcess) -> str:
-    """The CLI refused its input the standard way: exit 2, one line on stderr, no traceback."""
-    lines = out.stderr.strip().splitlines()
+    """The CLI refused its input the standard way: exit 2, one error line on stderr, no traceback
+    (informational WARNING lines, e.g. data borrowed from another version, may precede it)."""
+    lines = [line for line in out.stderr.strip().splitlines() if not line.startswith("WARNING ")]
     assert out.returncode == 2, (out.returncode, out.stderr[-2000:])
     assert "Traceback" not in out.stderr and len(lines) == 1, out.stderr[-2000:]
     return lines[0]

@@ -107,7 +107,7 @@ try {
     firstResult, { timeout: SEARCH_TIMEOUT_MS });
   const legend = await page.$$eval("#pareto .legend .traces .legendtext", (t) => t.map((n) => n.textContent));
   check(legend.some((t) => t.startsWith("run 1: ")), `the first run was not kept: ${legend}`);
-  check(legend.some((t) => t === "exp_agg_full") && legend.some((t) => t === "exp_disagg_full"),
+  check(legend.some((t) => t.startsWith("exp_agg_full")) && legend.some((t) => t.startsWith("exp_disagg_full")),
     `the YAML's experiments are not on the chart: ${legend}`);
   await page.screenshot({ path: `${shots}/two-runs.png`, fullPage: true });
 
