@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
+from tests.search import synthetic
 from tests.search.enumerate import brute_force_agg, brute_force_disagg
 
 from servopt.errors import InfeasibleError, ServoptError
-from servopt.search import compose, compose_model, synthetic
+from servopt.search import compose, compose_model
 from servopt.search.compose_model import ComposeModel
 from servopt.search.compose_problem import ComposeProblem
 from servopt.search.options import ReplicaSpec, Sla, WorkerOptions
