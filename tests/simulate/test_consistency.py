@@ -55,3 +55,24 @@ def test_steady_decode_tpot_equals_static(setup_of, model, backend, layout, batc
     tpot = (raw.t_done - raw.t_first) / (osl - 1)
     assert np.all(raw.t_first == raw.t_first[0])  # one prefill pass for the whole batch
     assert tpot.mean() == pytest.approx(static.tpot_ms, rel=0.01)
+
+
+@pytest.mark.parametrize("backend", ["trtllm", "sglang"])
+def test_attention_dp_ranks_are_instances_with_the_static_per_rank_figures(setup_of, backend):
+    # tp1 dp8 ep8: eight ranks, each its own scheduler; 8 x b requests land b on every rank. (b = 1:
+    # a pass of several prompts is priced by the three-pass split, which on SGLang's wide-EP graph
+    # is up to 6% above the static batch; docs/architecture.md, simulator simplifications.)
+    db, setup = setup_of("DEEPSEEK_V3", backend)
+    layout, b, isl, osl = Layout(1, 1, 8, 1, 8), 1, 2000, 100
+    static = estimate_config(db, setup, layout, Workload(isl, osl), mode="static", batch_size=b)
+    # Each rank's pass holds its own b prompts (the token budget is per rank).
+    policy = engine_policy(backend).with_overrides(max_num_tokens=b * isl, chunked_prefill=False)
+    n = 8 * b
+    req = Requests(np.zeros(n), np.full(n, isl, np.int64), np.full(n, osl, np.int64))
+    dep = build_deployment(
+        db, setup, [WorkerPlan("agg", layout, 1, policy)], max_isl=isl, max_osl=osl, prompt_lengths=req.isl
+    )
+    assert dep.kinds[0].count == 8
+    raw = run(dep, req)
+    assert (raw.t_first - raw.t_arrive) == pytest.approx(np.full(8 * b, static.ttft_ms), rel=0.01)
+    assert ((raw.t_done - raw.t_first) / (osl - 1)).mean() == pytest.approx(static.tpot_ms, rel=0.01)
