@@ -3,6 +3,8 @@ worker plans they describe."""
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import typer
 
 MODE = typer.Option(
@@ -48,6 +50,57 @@ REQUEST_OVERHEAD_MS = typer.Option(
     help="Time from a client's send to the engine queue (tokenization, HTTP): part of TTFT "
     "(default: the calibration profile's, else 0).",
 )
+
+
+class Resolved(NamedTuple):
+    arch: object
+    spec: object
+    db: object
+    setup: object
+    policy: object
+    plans: list
+
+
+def resolve(p: dict) -> Resolved:
+    """Model, system, database, engine policy and worker plans from a command's parameters (by the
+    names the shared options above give them, plus model/system/backend/quant/perf_db)."""
+    from servopt.evaluate.candidates import ModelSetup
+    from servopt.evaluate.single import quant_modes
+    from servopt.models.registry import resolve_model
+    from servopt.perf_db.database import open_database
+    from servopt.perf_db.systems import load_system
+    from servopt.simulate.policy import engine_policy
+
+    arch = resolve_model(p["model"])
+    spec = load_system(p["system"])
+    db = open_database(p["system"], p["backend"], p["backend_version"], cache_dir=p["perf_db"])
+    quant = quant_modes(
+        arch,
+        p["gemm_quant_mode"],
+        p["moe_quant_mode"],
+        p["kvcache_quant_mode"],
+        p["fmha_quant_mode"],
+        db=db,
+        backend=p["backend"],
+    )
+    setup = ModelSetup(arch, p["backend"], quant, spec, db.version, 0)
+    policy = engine_policy(p["backend"], spec.gpu.mem_capacity_bytes).with_overrides(
+        max_batch_size=p["max_batch_size"],
+        max_num_tokens=p["max_num_tokens"],
+        chunked_prefill=p["chunked_prefill"],
+        iteration_overhead_ms=p["iteration_overhead_ms"],
+    )
+    fields = ("tp", "pp", "dp", "moe_tp", "moe_ep")
+    plans = worker_plans(
+        arch,
+        p["mode"],
+        policy,
+        {f: p[f] for f in fields},
+        {f: p[f"prefill_{f}"] for f in fields},
+        {f: p[f"decode_{f}"] for f in fields},
+        {"agg": p["workers"], "prefill": p["prefill_workers"], "decode": p["decode_workers"]},
+    )
+    return Resolved(arch, spec, db, setup, policy, plans)
 
 
 def worker_plans(arch, mode: str, policy, shared: dict, prefill: dict, decode: dict, workers: dict):

@@ -74,14 +74,8 @@ def emulate(
     from servopt.emulate.schedule import LiveSchedule
     from servopt.emulate.server import Limits, create_app
     from servopt.errors import ServoptError
-    from servopt.evaluate.candidates import ModelSetup
-    from servopt.evaluate.single import quant_modes
-    from servopt.models.registry import resolve_model
-    from servopt.perf_db.database import open_database
-    from servopt.perf_db.systems import load_system
     from servopt.simulate.build import build_deployment
     from servopt.simulate.engine import check_fits
-    from servopt.simulate.policy import engine_policy
     from servopt.simulate.workload import Requests
 
     request_overhead_ms = request_overhead_ms or 0.0
@@ -96,34 +90,7 @@ def emulate(
         raise ServoptError("max_in_flight", max_in_flight, "must be in [1, 100000]")
     if not 0 <= port <= 65535:
         raise ServoptError("port", port, "must be in [0, 65535]")
-    arch = resolve_model(model)
-    spec = load_system(system)
-    db = open_database(system, backend, backend_version, cache_dir=perf_db)
-    quant = quant_modes(
-        arch, gemm_quant_mode, moe_quant_mode, kvcache_quant_mode, fmha_quant_mode, db=db, backend=backend
-    )
-    setup = ModelSetup(arch, backend, quant, spec, db.version, 0)
-    policy = engine_policy(backend, spec.gpu.mem_capacity_bytes).with_overrides(
-        max_batch_size=max_batch_size,
-        max_num_tokens=max_num_tokens,
-        chunked_prefill=chunked_prefill,
-        iteration_overhead_ms=iteration_overhead_ms,
-    )
-    plans = flags.worker_plans(
-        arch,
-        mode,
-        policy,
-        {"tp": tp, "pp": pp, "dp": dp, "moe_tp": moe_tp, "moe_ep": moe_ep},
-        {
-            "tp": prefill_tp,
-            "pp": prefill_pp,
-            "dp": prefill_dp,
-            "moe_tp": prefill_moe_tp,
-            "moe_ep": prefill_moe_ep,
-        },
-        {"tp": decode_tp, "pp": decode_pp, "dp": decode_dp, "moe_tp": decode_moe_tp, "moe_ep": decode_moe_ep},
-        {"agg": workers, "prefill": prefill_workers, "decode": decode_workers},
-    )
+    arch, spec, db, setup, policy, plans = flags.resolve(locals())
     deployment = build_deployment(
         db,
         setup,

@@ -160,6 +160,11 @@ def create_app(schedule: LiveSchedule, model_name: str, limits: Limits = Limits(
                     await asyncio.sleep(min(wait, 0.05))
                 yield k, float(times[k])
 
+        def observe(k: int, t: float, last: float) -> float:
+            """Record token k's latency (TTFT for the first, ITL after) in simulated seconds."""
+            (m_ttft if k == 0 else m_itl).observe((t - last) / 1000.0)
+            return t
+
         def chunk(k: int, text: str, finish: str | None) -> dict:
             if kind == "chat":
                 delta = {"role": "assistant", "content": text} if k == 0 else {"content": text}
@@ -173,14 +178,10 @@ def create_app(schedule: LiveSchedule, model_name: str, limits: Limits = Limits(
             }  # fmt: skip
 
         async def stream():
-            last = None
+            last = arrival
             try:
                 async for k, t in tokens():
-                    if k == 0:
-                        m_ttft.observe((t - arrival) / 1000.0)
-                    else:
-                        m_itl.observe((t - last) / 1000.0)
-                    last = t
+                    last = observe(k, t, last)
                     yield f"data: {json.dumps(chunk(k, FILLER, 'length' if k == osl - 1 else None))}\n\n"
                 if (body.get("stream_options") or {}).get("include_usage"):
                     tail = chunk(osl, "", None) | {"choices": [], "usage": usage}
@@ -192,13 +193,9 @@ def create_app(schedule: LiveSchedule, model_name: str, limits: Limits = Limits(
         if body.get("stream"):
             return StreamingResponse(stream(), media_type="text/event-stream")
         try:
-            last = None
+            last = arrival
             async for k, t in tokens():
-                if k == 0:
-                    m_ttft.observe((t - arrival) / 1000.0)
-                else:
-                    m_itl.observe((t - last) / 1000.0)
-                last = t
+                last = observe(k, t, last)
         finally:
             state["in_flight"] -= 1
         text = FILLER * osl
