@@ -102,3 +102,21 @@ def test_poisson_rate_summary_is_open_loop():
     (r,) = read_aiperf(C8.parent / "rate" / "profile_export_aiperf.json")
     assert r.load == "open_loop" and r.request_rate == 6.0 and r.concurrency is None
     assert r.num_requests == 180 and r.osl == 100
+
+
+def test_calibrate_reads_aiperf_exports_with_their_sidecar():
+    from servopt.calibrate.refit import read_inputs
+
+    records, inputs = read_inputs([C8 / "profile_export_aiperf.json"])
+    assert len(records) == 1 and records[0].concurrency == 8
+    # Both hashed into the provenance: the export and the sidecar that names its deployment.
+    assert [name for name, _ in inputs] == ["c8/servopt_setup.yaml", "profile_export_aiperf.json"]
+
+
+def test_calibrate_says_when_no_record_maps(tmp_path):
+    from servopt.calibrate.refit import calibrate
+    from servopt.errors import ServoptError
+
+    (r,) = read_aiperf(C8 / "profile_export_aiperf.json", setup={**SETUP, "precision": None})
+    with pytest.raises(ServoptError, match=r"no record maps to a setup.*precision not stated"):
+        calibrate([r], [])
