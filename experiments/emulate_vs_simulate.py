@@ -6,6 +6,7 @@ compares per-request TTFT, E2E and TPOT as AIPerf measured them with the simulat
 difference is what real time, HTTP and the event loop add.
 
     python experiments/emulate_vs_simulate.py AIPERF_DIR --model QWEN3_32B --tp 2 [--speedup 1]
+        [--mode disagg --prefill_workers X --decode_workers Y]
 """
 
 from __future__ import annotations
@@ -24,17 +25,21 @@ def main(argv=None) -> int:
     ap.add_argument("--system", default="h200_sxm")
     ap.add_argument("--backend", default="trtllm")
     ap.add_argument("--tp", type=int, default=1)
+    ap.add_argument("--mode", choices=("agg", "disagg"), default="agg")
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--prefill_workers", type=int, default=1)
+    ap.add_argument("--decode_workers", type=int, default=1)
     ap.add_argument("--speedup", type=float, default=1.0)
     ap.add_argument("--max_model_len", type=int, default=16384)
     args = ap.parse_args(argv)
 
+    from servopt.cli.deployment_flags import worker_plans
     from servopt.evaluate.candidates import ModelSetup
     from servopt.evaluate.single import quant_modes
     from servopt.models.registry import resolve_model
     from servopt.perf_db.database import open_database
     from servopt.perf_db.systems import load_system
-    from servopt.search.layouts import Layout
-    from servopt.simulate.build import WorkerPlan, build_deployment
+    from servopt.simulate.build import build_deployment
     from servopt.simulate.engine import run
     from servopt.simulate.policy import engine_policy
     from servopt.simulate.workload import Requests
@@ -57,11 +62,13 @@ def main(argv=None) -> int:
     db = open_database(args.system, args.backend)
     quant = quant_modes(arch, None, None, None, None, db=db, backend=args.backend)
     setup = ModelSetup(arch, args.backend, quant, load_system(args.system), db.version, 0)
-    plan = WorkerPlan("agg", Layout(args.tp, 1, 1, 1, 1), 1, engine_policy(args.backend))
+    shared = {"tp": args.tp, "pp": 1, "dp": 1, "moe_tp": None, "moe_ep": None}
+    counts = {"agg": args.workers, "prefill": args.prefill_workers, "decode": args.decode_workers}
+    plans = worker_plans(arch, args.mode, engine_policy(args.backend), shared, {}, {}, counts)
     dep = build_deployment(
         db,
         setup,
-        [plan],
+        plans,
         max_isl=args.max_model_len - 1,
         max_osl=args.max_model_len - 1,
         prompt_lengths=np.zeros(0, dtype=np.int64),
@@ -72,7 +79,9 @@ def main(argv=None) -> int:
         "e2e_ms": raw.t_done - raw.t_arrive,
         "tpot_ms": (raw.t_done - raw.t_first) / np.maximum(osl - 1, 1),
     }
-    print(f"{profiled.sum()} profiled requests (AIPerf's warm-up excluded); ms, AIPerf vs replayed simulation")
+    print(
+        f"{profiled.sum()} profiled requests (AIPerf's warm-up excluded); ms, AIPerf vs replayed simulation"
+    )
     print(f"{'metric':8} {'stat':5} {'AIPerf':>10} {'simulated':>10} {'diff':>8}")
     for key in ("ttft_ms", "tpot_ms", "e2e_ms"):
         a, s = measured[key][profiled], simulated[key][profiled]

@@ -40,6 +40,13 @@ def calibrate(
 
     mapped = [to_setup(r) for r in records]
     setups = [m for m in mapped if isinstance(m, Setup)]
+    if not setups:
+        from servopt.errors import ServoptError
+
+        why = sorted({f"{m.reason}: {m.detail}" for m in mapped})
+        raise ServoptError(
+            "files", len(records), "no record maps to a setup servopt can simulate", tuple(why)
+        )
     samples = make_samples(setups)
     runs = grid_runs(samples, threads=threads)
     result = fit(samples, runs)
@@ -110,8 +117,16 @@ def read_inputs(paths: list[Path]):
     if not paths:
         ref = resources.files("servopt.calibrate").joinpath("data", SHIPPED)
         return shipped_measurements(), [(SHIPPED, ref.read_bytes())]
+    from servopt.calibrate.aiperf import SIDECAR, is_aiperf_file, read_aiperf
+
     records, inputs = [], []
     for p in paths:
-        records += read_measurements(p)
+        if is_aiperf_file(p):
+            # AIPerf exports; the deployment comes from the servopt_setup.yaml beside them.
+            records += read_aiperf(p)
+            sidecar = Path(p).parent / SIDECAR
+            inputs.append((f"{Path(p).parent.name}/{SIDECAR}", sidecar.read_bytes()))
+        else:
+            records += read_measurements(p)
         inputs.append((Path(p).name, Path(p).read_bytes()))
     return records, inputs
