@@ -160,6 +160,11 @@ def test_wide_ep_swaps_in_the_large_ep_ladders(fake_catalog):
         ("  osl: 1\n", {}, "e.osl: 1: must be >= 2"),
         ("  ttft: .nan\n", {}, "e.ttft: nan: must be a finite number"),
         ("  model_path: x\n", {}, "unknown key (did you mean model_name?)"),
+        (
+            "  config:\n    prefill_worker_config:\n      cp_list: [1, 2]\n",
+            {"serving": "disagg"},
+            "'cp_list': unknown key: context parallelism (cp) is not modelled yet; servopt searches cp = 1 only",
+        ),
         ("", {"gpus": 65_537}, "e.total_gpus: 65537: must be <= 65536"),
     ],
 )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from typing import NamedTuple
 
 import pytest
 
@@ -48,7 +49,31 @@ def _uncovered_cross_node_ep(backend, layout, peer, ours):
     return layout.moe_ep > GPUS_PER_NODE and peer == "fused" and ours is None
 
 
-KNOWN = (_vllm_attention_tp, _uncovered_cross_node_ep)
+def _context_parallel(backend, layout, peer, ours):
+    """Context parallelism (cp > 1, SGLang agg/prefill: the peer sweeps cp in {1, 2, 4, 8} for every
+    model family that declares CP support): servopt does not model cp yet (issue 13 item 3; the
+    peer's pricing rules are in docs/architecture.md, "Where it differs")."""
+    return backend == "sglang" and layout.cp > 1 and peer is not None and ours is None
+
+
+KNOWN = (_vllm_attention_tp, _uncovered_cross_node_ep, _context_parallel)
+
+
+class _PeerLayout(NamedTuple):
+    """A peer layout: servopt's five dimensions plus cp (context parallelism), which servopt's
+    ``Layout`` does not carry; ``label`` names it for the failure message."""
+
+    tp: int
+    pp: int
+    dp: int
+    moe_tp: int
+    moe_ep: int
+    cp: int = 1
+
+    @property
+    def label(self) -> str:
+        base = Layout(*self[:5]).label
+        return base if self.cp == 1 else f"{base} cp{self.cp}"
 
 
 def _quiet():
@@ -56,7 +81,7 @@ def _quiet():
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def _peer_layouts(model: str, backend: str, role: str) -> dict[Layout, str]:
+def _peer_layouts(model: str, backend: str, role: str) -> dict[_PeerLayout, str]:
     task_v2 = pytest.importorskip("aiconfigurator.sdk.task_v2")
     from aiconfigurator_core.sdk import common, config, utils
     from aiconfigurator_core.sdk.models import get_model
@@ -76,16 +101,18 @@ def _peer_layouts(model: str, backend: str, role: str) -> dict[Layout, str]:
                 decode_backend_name=backend,
             )  # fmt: skip
     lists = {
-        d: getattr(task, f"{role}_{d}_candidates") for d in ("num_gpu", "tp", "pp", "dp", "moe_tp", "moe_ep")
+        d: getattr(task, f"{role}_{d}_candidates")
+        for d in ("num_gpu", "tp", "pp", "dp", "moe_tp", "moe_ep", "cp")
     }
     tuples = utils.enumerate_parallel_config(
         num_gpu_list=lists["num_gpu"], tp_list=lists["tp"], pp_list=lists["pp"], dp_list=lists["dp"],
-        moe_tp_list=lists["moe_tp"], moe_ep_list=lists["moe_ep"], is_moe=resolve_model(model).is_moe,
+        moe_tp_list=lists["moe_tp"], moe_ep_list=lists["moe_ep"], cp_list=lists["cp"] or [1],
+        is_moe=resolve_model(model).is_moe,
         backend=common.BackendName[backend],
     )  # fmt: skip
-    out: dict[Layout, str] = {}
+    out: dict[_PeerLayout, str] = {}
     for t in tuples:
-        tp, pp, dp, moe_tp, moe_ep = (int(x) for x in t[:5])
+        tp, pp, dp, moe_tp, moe_ep, cp = (int(x) for x in t[:6])
         comm = task._resolve_moe_comm_backend(role, tuple(t))
         prefix = "" if role == "agg" else f"{role}_"
         mc = config.ModelConfig(
@@ -94,6 +121,7 @@ def _peer_layouts(model: str, backend: str, role: str) -> dict[Layout, str]:
             attention_dp_size=dp,
             moe_tp_size=moe_tp,
             moe_ep_size=moe_ep,
+            cp_size=cp,
             gemm_quant_mode=getattr(task, f"{prefix}gemm_quant_mode"),
             moe_quant_mode=getattr(task, f"{prefix}moe_quant_mode"),
             kvcache_quant_mode=getattr(task, f"{prefix}kvcache_quant_mode"),
@@ -110,11 +138,11 @@ def _peer_layouts(model: str, backend: str, role: str) -> dict[Layout, str]:
             # Its sweep then fails pricing these ("Cross-node EP requires pure expert parallelism
             # (moe_tp_size=1)" in its log) and skips them.
             continue
-        out[Layout(tp, pp, dp, moe_tp, moe_ep)] = "wide" if comm else "fused"
+        out[_PeerLayout(tp, pp, dp, moe_tp, moe_ep, cp)] = "wide" if comm else "fused"
     return out
 
 
-def _our_layouts(model: str, backend: str, role: str) -> dict[Layout, str]:
+def _our_layouts(model: str, backend: str, role: str) -> dict[_PeerLayout, str]:
     agg, disagg = default_experiments(model, TOTAL, SYSTEM, backend=backend)
     exp = agg if role == "agg" else disagg
     wc = exp.worker(role)
@@ -130,7 +158,9 @@ def _our_layouts(model: str, backend: str, role: str) -> dict[Layout, str]:
     setup = ModelSetup(arch, backend, quant, load_system(SYSTEM), db.version)
     lops = build_layout_ops(setup, layouts, skip_invalid=True, db=db, role=role)
     return {
-        layout: "wide" if any(op.family is Family.MOE_A2A for op in ops.context + ops.generation) else "fused"
+        _PeerLayout(*layout): "wide"
+        if any(op.family is Family.MOE_A2A for op in ops.context + ops.generation)
+        else "fused"
         for layout, ops in zip(lops.layouts, lops.ops, strict=True)
     }
 
@@ -152,8 +182,9 @@ def test_layouts_priced_equal_the_peers_up_to_listed_differences(backend, model)
             else:
                 unexplained.append((layout.label, p, o))
         wide = sum(v == "wide" for v in ours.values())
+        peer_cp = sum(layout.cp > 1 for layout in peer)
         print(
-            f"{SYSTEM} {backend:6} {model:16} {role:7} peer {len(peer):3} ours {len(ours):3} "
+            f"{SYSTEM} {backend:6} {model:16} {role:7} peer {len(peer):3} (cp>1 {peer_cp:3}) ours {len(ours):3} "
             f"(wide {wide:3}) listed differences {explained:3}"
         )
         assert not unexplained, (role, unexplained)

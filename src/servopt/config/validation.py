@@ -40,6 +40,10 @@ _KEY_HINTS = {
     "prefill_latency_correction": "prefill_latency_correction_scale",
     "decode_latency_correction": "decode_latency_correction_scale",
 }
+# Keys the peer's worker configs accept for a feature servopt does not model yet: the reason.
+_UNSUPPORTED_KEYS = {
+    "cp_list": "context parallelism (cp) is not modelled yet; servopt searches cp = 1 only",
+}
 _YAML_TYPE_NAMES = {
     bool: "a boolean",
     int: "an integer",
@@ -134,6 +138,10 @@ def problems_from_error(
             message = "unknown key" + (
                 f" (did you mean {hint}?)" if hint and allowed and hint in allowed else ""
             )
+            reason = _UNSUPPORTED_KEYS.get(key) if isinstance(key, str) else None
+            if reason:
+                message += f": {reason}"
+                hint = key  # no spelling suggestion for a key that is right but unsupported
             problems.append(
                 doc.problem(path, message, value=key, allowed=allowed, key=True, suggest=not hint)
             )
