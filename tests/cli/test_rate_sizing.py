@@ -28,6 +28,17 @@ def test_json_names_the_deployment_and_its_simulated_percentiles():
     assert doc["search"]["simulations"] > 0
 
 
+def test_concurrency_sizes_a_closed_loop():
+    out = servopt(*BASE, "--total_gpus", "64", "--concurrency", "32", "--json")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["load"]["kind"] == "closed_loop" and doc["load"]["concurrency"] == 32
+    assert doc["load"]["request_rate"] is None
+    best = doc["best"]
+    assert best["at_targets"]["ttft_p99_ms"] <= 1000 and best["at_targets"]["tpot_p99_ms"] <= 40
+    assert best["total_gpus_used"] == sum(w["workers"] * w["gpus_per_worker"] for w in best["workers"])
+
+
 @pytest.mark.parametrize(
     ("extra", "field"),
     [
@@ -37,6 +48,10 @@ def test_json_names_the_deployment_and_its_simulated_percentiles():
         (["--request_rate", "4", "--tpot_percentile", "0"], "tpot_percentile"),
         (["--request_rate", "4", "--objective", "max_goodput"], "objective"),
         (["--ttft_percentile", "99"], "ttft_percentile"),
+        (["--tpot_percentile", "99"], "tpot_percentile"),
+        (["--request_rate", "4", "--concurrency", "8"], "concurrency"),
+        (["--concurrency", "0"], "concurrency"),
+        (["--concurrency", "8", "--ttft_percentile", "100"], "ttft_percentile"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(extra, field):

@@ -1,4 +1,5 @@
-"""``cli default --request_rate R``: the fewest GPUs serving R requests/s within percentile targets.
+"""``cli default --request_rate R`` (or ``--concurrency C``): the fewest GPUs serving that load within
+percentile targets.
 
 Kept apart from the budget search (``search_cmd``): it answers a different question, with the
 simulator in the loop (``servopt.sizing``).
@@ -25,7 +26,8 @@ def size_and_report(
     osl: int,
     ttft: float,
     tpot: float,
-    request_rate: float,
+    request_rate: float | None,
+    concurrency: int | None,
     arrival: str,
     arrival_cv: float,
     ttft_percentile: float,
@@ -48,10 +50,15 @@ def size_and_report(
 
     if objective not in OBJECTIVES:
         raise UnknownNameError("objective", objective, "not available with --request_rate yet", OBJECTIVES)
-    if not (math.isfinite(request_rate) and request_rate > 0):
+    if concurrency is not None:
+        if concurrency < 1:
+            raise ServoptError("concurrency", concurrency, "must be an integer >= 1 (clients)")
+    elif not (math.isfinite(request_rate) and request_rate > 0):
         raise ServoptError("request_rate", request_rate, "must be a finite number of requests/s > 0")
     targets = Targets(ttft, tpot, ttft_percentile, tpot_percentile)
-    offered = Offered(request_rate, Lengths(isl, osl), arrival, arrival_cv, num_requests, seed)
+    offered = Offered(
+        request_rate, Lengths(isl, osl), arrival, arrival_cv, num_requests, seed, concurrency=concurrency
+    )
     arch = resolve_model(model)
     spec = load_system(system)
     db = open_database(system, backend, backend_version, cache_dir=perf_db)
@@ -85,8 +92,13 @@ def _render(doc: dict) -> None:
     load = doc["load"]
     best = doc["best"]
     pt, pp = f"p{t['ttft_percentile']:g}", f"p{t['tpot_percentile']:g}"
+    what = (
+        f"{load['concurrency']} closed-loop clients ("
+        if load["kind"] == "closed_loop"
+        else f"{load['request_rate']:g} req/s ({load['arrival']}, "
+    )
     console.print(
-        f"serve {load['request_rate']:g} req/s ({load['arrival']}, isl {load['isl']}, osl {load['osl']}) at "
+        f"serve {what}isl {load['isl']}, osl {load['osl']}) at "
         f"{pt} TTFT <= {t['ttft_ms']:g} ms, {pp} TPOT <= {t['tpot_ms']:g} ms:",
         soft_wrap=True,
     )

@@ -16,6 +16,15 @@ prefill option gets its fewest workers ``x`` for the TTFT target on its own; the
 pairs are visited best bound first (``x * gpus_p + ceil(rate / decode saturation) * gpus_d``), the
 fewest decode workers ``y`` found by simulating the whole replica, and the best verified pair kept.
 
+Closed loop (``offered.concurrency`` C clients): the load adapts to the deployment, so there is no
+stability condition and no saturation bound; the verdict is the percentiles at C clients, and more
+workers only help. Agg: per option the fewest workers from 1 (same exponential steps and
+bisection), options visited fewest GPUs per worker first and cut once one worker cannot beat the
+best. Disagg: the prefill pool's TTFT is no longer its own (clients re-issue when decode ends), so
+for each (prefill, decode) pair and each prefill count x upward the fewest decode workers y is
+searched below the previous x's (more prefill never needs more decode); x stops once x prefill
+workers plus one decode worker cannot beat the best, or y reached 1.
+
 Counters (simulations, verification failures, pruned options) are deterministic: tests pin them.
 """
 
@@ -135,14 +144,18 @@ class Sizer:
     def _check(self, deployment: Deployment, requests: Requests | None = None) -> Verdict:
         self.counters.simulations += 1
         lifetime = self.offered.lifetime_ms(self.targets)
-        return check(deployment, requests or self.requests, self.targets, lifetime)
+        return check(
+            deployment, requests or self.requests, self.targets, lifetime, clients=self.offered.clients
+        )
 
     # -- aggregated -------------------------------------------------------------------------
     def agg_bound(self, option: PoolOption) -> int:
+        if self.offered.closed:
+            return 1
         return max(1, math.ceil(self.offered.rate / self.saturation(option)))
 
     def agg_verdict(self, option: PoolOption, n: int) -> Verdict:
-        if n * self.saturation(option) < self.offered.rate:
+        if not self.offered.closed and n * self.saturation(option) < self.offered.rate:
             return Verdict(False, math.inf, math.inf, "capacity")
         return self._check(Deployment((option.workers(n),), request_overhead_ms=0.0))
 
@@ -228,6 +241,8 @@ class Sizer:
         return Deployment((p.workers(x), d.workers(y)), fixed, per_token)
 
     def size_disagg(self, prefill: list[PoolOption], decode: list[PoolOption]) -> Sized | None:
+        if self.offered.closed:
+            return self._size_disagg_closed(prefill, decode)
         best: Sized | None = None
         pools = []
         for p in prefill:
@@ -261,4 +276,39 @@ class Sizer:
             gpus = x * p.gpus + y * d.gpus
             if best is None or gpus < best.gpus:
                 best = Sized(gpus, ((p, x), (d, y)), v, self.disagg_deployment(p, x, d, y))
+        return best
+
+    def _size_disagg_closed(self, prefill: list[PoolOption], decode: list[PoolOption]) -> Sized | None:
+        best: Sized | None = None
+        pairs = sorted(
+            ((p, d) for p in prefill for d in decode),
+            key=lambda t: (t[0].gpus + t[1].gpus, t[0].label, t[1].label),
+        )
+        for p, d in pairs:
+            y_hi: int | None = None  # the fewest decode workers at the previous x
+            x = 0
+            while True:
+                x += 1
+                limit = self.budget if best is None else best.gpus - 1
+                if x * p.gpus + d.gpus > limit:
+                    if x == 1:
+                        self.counters.options_pruned += 1
+                    break
+                room = limit - x * p.gpus
+                if y_hi is not None:
+                    room = min(room, y_hi * d.gpus)
+
+                def verdict(y: int, p=p, x=x, d=d) -> Verdict:
+                    return self._check(self.disagg_deployment(p, x, d, y))
+
+                found = self.fewest(verdict, 1, room, d.gpus)
+                if found is None:
+                    continue
+                y, v = found
+                y_hi = y
+                gpus = x * p.gpus + y * d.gpus
+                if best is None or gpus < best.gpus:
+                    best = Sized(gpus, ((p, x), (d, y)), v, self.disagg_deployment(p, x, d, y))
+                if y == 1:
+                    break  # more prefill only costs more
         return best

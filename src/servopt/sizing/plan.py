@@ -33,8 +33,8 @@ class SizingResult:
             from servopt.sizing.check import measured
 
             req = self.offered.requests(self.targets)
-            raw = run(s.deployment, req)
-            m = measured(req, self.offered.lifetime_ms(self.targets))
+            raw = run(s.deployment, req, clients=self.offered.clients)
+            m = measured(req, self.offered.lifetime_ms(self.targets), raw, self.offered.clients)
             ttft = (raw.t_first - raw.t_arrive)[m]
             steps = (req.osl - 1)[m]
             tpot = ((raw.t_done - raw.t_first)[m] / (steps.clip(min=1)))[steps > 0]
@@ -54,8 +54,10 @@ class SizingResult:
 
         return {
             "load": {
+                "kind": "closed_loop" if self.offered.closed else "open_loop",
                 "request_rate": self.offered.rate,
-                "arrival": self.offered.arrival,
+                "concurrency": self.offered.concurrency,
+                "arrival": None if self.offered.closed else self.offered.arrival,
                 "isl": self.offered.lengths.isl,
                 "osl": self.offered.lengths.osl,
                 "num_requests_simulated": self.offered.count(self.targets),
@@ -104,6 +106,14 @@ def size_for_rate(
         if per_role["prefill"] and per_role["decode"]:
             disagg = sizer.size_disagg(per_role["prefill"], per_role["decode"])
     best = min((s for s in (agg, disagg) if s is not None), key=lambda s: s.gpus, default=None)
+    if best is None and offered.closed:
+        raise InfeasibleError(
+            "concurrency",
+            offered.concurrency,
+            f"no deployment within {total_gpus} GPUs serves that many clients at "
+            f"p{targets.ttft_percentile:g} TTFT <= {targets.ttft_ms:g} ms and "
+            f"p{targets.tpot_percentile:g} TPOT <= {targets.tpot_ms:g} ms",
+        )
     if best is None:
         # The most any agg deployment in the budget could complete (its throughput, at no latency
         # target): the rate to lower towards, an upper bound on what the targets allow.
