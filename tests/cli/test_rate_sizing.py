@@ -39,6 +39,20 @@ def test_concurrency_sizes_a_closed_loop():
     assert best["total_gpus_used"] == sum(w["workers"] * w["gpus_per_worker"] for w in best["workers"])
 
 
+def test_max_goodput_per_gpu_reports_goodput():
+    args = ["--total_gpus", "16", "--request_rate", "4", "--objective", "max_goodput_per_gpu", "--json"]
+    out = servopt(*BASE, *args)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["objective"] == "max_goodput_per_gpu"
+    best, g = doc["best"], doc["best"]["goodput"]
+    assert best["total_gpus_used"] <= 16 and 0 < g["attainment"] <= 1
+    assert g["requests_per_s"] == pytest.approx(4 * g["attainment"])
+    assert g["per_gpu"] == pytest.approx(g["requests_per_s"] / best["total_gpus_used"])
+    for other in (doc["agg"], doc["disagg"]):
+        assert other is None or other["goodput"]["per_gpu"] <= g["per_gpu"] + 1e-12
+
+
 @pytest.mark.parametrize(
     ("extra", "field"),
     [
@@ -51,6 +65,7 @@ def test_concurrency_sizes_a_closed_loop():
         (["--tpot_percentile", "99"], "tpot_percentile"),
         (["--request_rate", "4", "--concurrency", "8"], "concurrency"),
         (["--concurrency", "0"], "concurrency"),
+        (["--concurrency", "8", "--objective", "max_goodput_per_gpu"], "objective"),
         (["--concurrency", "8", "--ttft_percentile", "100"], "ttft_percentile"),
     ],
 )

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from tests.simulate.test_engine import smooth_tables
 
-from servopt.simulate.engine import InstanceKind
+from servopt.simulate.engine import Deployment, InstanceKind
 from servopt.simulate.policy import ENGINE_DEFAULTS
 from servopt.simulate.workload import Lengths
 from servopt.sizing.check import Offered, Targets
@@ -196,3 +196,52 @@ def test_tighter_percentile_never_needs_fewer_gpus_closed_loop():
 
 def test_one_client_is_served_by_the_smallest_deployment():
     assert gpus_for_clients(1, 2000.0, 60.0) == 1
+
+
+# -- most goodput per GPU -----------------------------------------------------------------------
+def brute_goodput(sizer: Sizer, agg, prefill, decode) -> tuple[float, int] | None:
+    """Every stable deployment within the budget simulated: (most goodput per GPU, its GPUs, fewest
+    on ties); unstable ones have goodput 0; None when every goodput is 0."""
+    rate, best = sizer.offered.rate, None
+
+    def consider(gpus: int, dep) -> None:
+        nonlocal best
+        att, _ = sizer.goodput_of(dep)
+        if att > 0:
+            cand = (rate * att / gpus, -gpus)
+            best = cand if best is None or cand > best else best
+
+    for o in agg:
+        for n in range(1, sizer.budget // o.gpus + 1):
+            if n * sizer.saturation(o) >= rate:
+                consider(n * o.gpus, Deployment((o.workers(n),), request_overhead_ms=0.0))
+    for p in prefill:
+        for d in decode:
+            for x in range(1, sizer.budget // p.gpus + 1):
+                for y in range(1, (sizer.budget - x * p.gpus) // d.gpus + 1):
+                    stable = x * sizer.saturation(p, prefill_only=True) >= rate
+                    if stable and y * sizer.decode_saturation(d, p) >= rate:
+                        consider(x * p.gpus + y * d.gpus, sizer.disagg_deployment(p, x, d, y))
+    return None if best is None else (best[0], -best[1])
+
+
+def goodput_instance(seed: int):
+    offered, targets, agg = instance(200 + seed)
+    rng = np.random.default_rng(seed)
+    offered = Offered(float(rng.uniform(2.0, 30.0)), offered.lengths, num_requests=200, seed=seed)
+    prefill = [option("prefill", 1, 1.0, 64), option("prefill", 2, 0.5, 64)]
+    decode = [option("decode", 1, 0.8, 16), option("decode", 2, 0.45, 64)]
+    return offered, targets, agg[:3], prefill, decode
+
+
+@pytest.mark.parametrize("seed", range(100))
+def test_max_goodput_per_gpu_equals_brute_force(seed):
+    offered, targets, agg, prefill, decode = goodput_instance(seed)
+    sizer = Sizer(offered, targets, budget=12)
+    got = sizer.max_goodput(agg, prefill, decode)
+    oracle = Sizer(offered, targets, budget=12)
+    want = brute_goodput(oracle, agg, prefill, decode)
+    assert (None if got is None else (got.goodput_per_gpu, got.gpus)) == want
+    if got is not None:
+        assert 0 < got.attainment <= 1 and got.goodput == offered.rate * got.attainment
+        assert sizer.counters.simulations <= oracle.counters.simulations

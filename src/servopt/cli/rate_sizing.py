@@ -12,8 +12,6 @@ import math
 
 import typer
 
-OBJECTIVES = ("min_gpus",)
-
 
 def size_and_report(
     *,
@@ -46,10 +44,12 @@ def size_and_report(
     from servopt.perf_db.systems import load_system
     from servopt.simulate.workload import Lengths
     from servopt.sizing.check import Offered, Targets
-    from servopt.sizing.plan import size_for_rate
+    from servopt.sizing.plan import OBJECTIVES, size_for_rate
 
     if objective not in OBJECTIVES:
-        raise UnknownNameError("objective", objective, "not available with --request_rate yet", OBJECTIVES)
+        raise UnknownNameError("objective", objective, "not available with a load", OBJECTIVES)
+    if objective == "max_goodput_per_gpu" and concurrency is not None:
+        raise ServoptError("objective", objective, "needs --request_rate (not yet with --concurrency)")
     if concurrency is not None:
         if concurrency < 1:
             raise ServoptError("concurrency", concurrency, "must be an integer >= 1 (clients)")
@@ -64,7 +64,7 @@ def size_and_report(
     db = open_database(system, backend, backend_version, cache_dir=perf_db)
     quant = quant_modes(arch, None, None, None, None, db=db, backend=backend)
     setup = ModelSetup(arch, backend, quant, spec, db.version, 0)
-    result = size_for_rate(db, setup, offered, targets, total_gpus=total_gpus)
+    result = size_for_rate(db, setup, offered, targets, total_gpus=total_gpus, objective=objective)
     doc = {
         "model": arch.name,
         "system": spec.name,
@@ -97,12 +97,26 @@ def _render(doc: dict) -> None:
         if load["kind"] == "closed_loop"
         else f"{load['request_rate']:g} req/s ({load['arrival']}, "
     )
+    goodput = doc["objective"] == "max_goodput_per_gpu"
+    if goodput:
+        console.print(
+            f"most goodput per GPU at {what}isl {load['isl']}, osl {load['osl']}), counting requests with "
+            f"TTFT <= {t['ttft_ms']:g} ms and TPOT <= {t['tpot_ms']:g} ms:",
+            soft_wrap=True,
+        )
+    else:
+        console.print(
+            f"serve {what}isl {load['isl']}, osl {load['osl']}) at "
+            f"{pt} TTFT <= {t['ttft_ms']:g} ms, {pp} TPOT <= {t['tpot_ms']:g} ms:",
+            soft_wrap=True,
+        )
+    console.print(f"  [bold]{_deployment_text(best, doc['system'])}[/] ({best['mode']})", soft_wrap=True)
+    g = best["goodput"]
     console.print(
-        f"serve {what}isl {load['isl']}, osl {load['osl']}) at "
-        f"{pt} TTFT <= {t['ttft_ms']:g} ms, {pp} TPOT <= {t['tpot_ms']:g} ms:",
+        f"  goodput {g['requests_per_s']:.2f} req/s ({100 * g['attainment']:.1f}% of requests meet both), "
+        f"{g['per_gpu']:.3f} req/s per GPU",
         soft_wrap=True,
     )
-    console.print(f"  [bold]{_deployment_text(best, doc['system'])}[/] ({best['mode']})", soft_wrap=True)
     sim = best["simulated"]
     console.print(
         f"  simulated {pt} TTFT {best['at_targets'][f'ttft_{pt}_ms']:.0f} ms, "
@@ -114,6 +128,12 @@ def _render(doc: dict) -> None:
     other_mode = "disagg" if best["mode"] == "agg" else "agg"
     if other is None:
         console.print(f"  {other_mode}: nothing within the GPU budget meets the targets", soft_wrap=True)
+    elif goodput:
+        console.print(
+            f"  {other_mode} best: {_deployment_text(other, doc['system'])}, "
+            f"{other['goodput']['per_gpu']:.3f} req/s per GPU",
+            soft_wrap=True,
+        )
     else:
         console.print(
             f"  {other_mode} needs {other['total_gpus_used']}: {_deployment_text(other, doc['system'])}"

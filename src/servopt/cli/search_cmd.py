@@ -170,7 +170,13 @@ def default(
         "--tpot-percentile",
         help="With --request_rate: TPOT target percentile (99).",
     ),
-    objective: str = typer.Option("min_gpus", "--objective", help="With --request_rate: min_gpus."),
+    objective: str = typer.Option(
+        "min_gpus",
+        "--objective",
+        help="With a load: min_gpus (fewest GPUs meeting the percentile targets) or "
+        "max_goodput_per_gpu (--request_rate only: most requests/s meeting both targets per GPU, within "
+        "--total_gpus; docs/sizing.md).",
+    ),
     num_requests: int = typer.Option(
         2000, "--num_requests", "--num-requests", help="With --request_rate: requests simulated (at least)."
     ),

@@ -172,3 +172,31 @@ def check(
     t, p = percentiles(raw, requests, targets, lifetime_ms, clients)
     binding = "ttft" if t > targets.ttft_ms else ("tpot" if p > targets.tpot_ms else "")
     return Verdict(binding == "", t, p, binding)
+
+
+def attainment(raw, requests: Requests, targets: Targets, lifetime_ms: float, clients: int = 0) -> float:
+    """The fraction of measured requests meeting *both* targets (TTFT <= ttft_ms and TPOT <=
+    tpot_ms, each request on its own; a request with one output token has no TPOT to miss; one
+    that never finished misses)."""
+    m = measured(requests, lifetime_ms, raw, clients)
+    if not m.any():
+        return 0.0
+    done = raw.t_done >= 0
+    ttft = raw.t_first - raw.t_arrive
+    steps = requests.osl - 1
+    tpot = np.where(steps > 0, (raw.t_done - raw.t_first) / np.maximum(steps, 1), 0.0)
+    good = done & (ttft <= targets.ttft_ms) & (tpot <= targets.tpot_ms)
+    return float(good[m].sum()) / float(m.sum())
+
+
+def served_rate(
+    raw, requests: Requests, lifetime_ms: float, offered_rate: float | None, clients: int = 0
+) -> float:
+    """Requests/s the measured requests flow at: the offered rate (open loop, stable deployments),
+    or, closed loop, measured completions over the span from their first issue to their last
+    completion."""
+    if not clients:
+        return float(offered_rate)
+    m = measured(requests, lifetime_ms, raw, clients)
+    span = float(raw.t_done[m].max() - raw.t_arrive[m].min()) if m.any() else 0.0
+    return float(m.sum()) / span * 1000.0 if span > 0 else 0.0
