@@ -80,3 +80,40 @@ def test_a_rate_no_deployment_in_the_budget_serves_exits_1():
     out = servopt(*BASE, "--total_gpus", "2", "--request_rate", "500")
     assert out.returncode == 1
     assert "request_rate" in out.stderr and "Traceback" not in out.stderr
+
+
+WORKLOAD_YAML = """
+sized:
+  mode: patch
+  serving_mode: agg
+  model_name: QWEN3_32B
+  total_gpus: 16
+  system_name: h200_sxm
+  isl: 2000
+  osl: 200
+  workload:
+    request_rate: 4
+    ttft_percentile: 90
+"""
+
+
+def test_exp_with_a_workload_sizes_it_and_saves_the_workload(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text(WORKLOAD_YAML)
+    out = servopt("cli", "exp", "--yaml_path", str(path), "--json", "--save_dir", str(tmp_path / "out"))
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)["experiments"]["sized"]
+    assert doc["modes"] == ["agg"] and doc["agg"] is not None and doc["disagg"] is None
+    assert doc["load"]["request_rate"] == 4 and doc["targets"]["ttft_percentile"] == 90
+    saved = (tmp_path / "out" / "config.yaml").read_text()
+    assert "workload:" in saved and "request_rate: 4.0" in saved
+    again = servopt("cli", "exp", "--yaml_path", str(tmp_path / "out" / "config.yaml"), "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["experiments"]["sized"]["best"] == doc["best"]
+
+
+def test_exp_workload_unknown_key_exits_2_naming_it(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text(WORKLOAD_YAML.replace("ttft_percentile: 90", "ttft_pct: 90"))
+    out = servopt("cli", "exp", "--yaml_path", str(path))
+    assert out.returncode == 2 and "workload.ttft_pct" in out.stderr and "Traceback" not in out.stderr

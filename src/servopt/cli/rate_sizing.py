@@ -13,7 +13,16 @@ import math
 import typer
 
 
-def size_and_report(
+def size_and_report(*, as_json: bool, **question) -> None:
+    """Size one load (``cli default --request_rate`` / ``--concurrency``) and print it."""
+    doc = sizing_doc(**question)
+    if as_json:
+        typer.echo(json.dumps(doc, allow_nan=False))
+        return
+    _render(doc)
+
+
+def sizing_doc(
     *,
     model: str,
     total_gpus: int,
@@ -34,8 +43,8 @@ def size_and_report(
     num_requests: int,
     seed: int,
     perf_db: str | None,
-    as_json: bool,
-) -> None:
+    modes: tuple[str, ...] = ("agg", "disagg"),
+) -> dict:
     from servopt.errors import ServoptError, UnknownNameError
     from servopt.evaluate.candidates import ModelSetup
     from servopt.evaluate.single import quant_modes
@@ -64,19 +73,61 @@ def size_and_report(
     db = open_database(system, backend, backend_version, cache_dir=perf_db)
     quant = quant_modes(arch, None, None, None, None, db=db, backend=backend)
     setup = ModelSetup(arch, backend, quant, spec, db.version, 0)
-    result = size_for_rate(db, setup, offered, targets, total_gpus=total_gpus, objective=objective)
-    doc = {
+    result = size_for_rate(
+        db, setup, offered, targets, total_gpus=total_gpus, objective=objective, modes=modes
+    )
+    return {
         "model": arch.name,
         "system": spec.name,
         "backend": backend,
         "backend_version": db.version,
         "objective": objective,
+        "modes": list(modes),
         **result.to_json(),
     }
+
+
+def size_experiments(experiments, *, save_dir: str | None, as_json: bool, perf_db: str | None) -> None:
+    """``cli exp`` on experiments with a ``workload:`` section: each sized for its load, in its
+    own serving mode, with its model, system, backend, lengths and targets. The ``config:``
+    block's search lists are not used (rate sizing searches its default layouts)."""
+    from pathlib import Path
+
+    from servopt.errors import ServoptError
+
+    if any(e.workload is None for e in experiments):
+        plain = next(e.name for e in experiments if e.workload is None)
+        raise ServoptError(
+            "workload", plain, "give every experiment of the file a workload: section, or none of them"
+        )
+    docs = {}
+    for e in experiments:
+        w = e.workload
+        if e.serving_mode == "disagg" and e.decode_system_name not in (None, e.system_name):
+            raise ServoptError("decode_system_name", e.decode_system_name, "not yet with a workload:")
+        docs[e.name] = sizing_doc(
+            model=e.model_name, total_gpus=e.total_gpus, system=e.system_name, backend=e.backend_name,
+            backend_version=e.backend_version, isl=e.isl, osl=e.osl, ttft=e.ttft, tpot=e.tpot,
+            request_rate=w.request_rate, concurrency=w.concurrency, arrival=w.arrival,
+            arrival_cv=w.arrival_cv, ttft_percentile=w.ttft_percentile, tpot_percentile=w.tpot_percentile,
+            objective=w.objective, num_requests=w.num_requests, seed=w.seed, perf_db=perf_db,
+            modes=(e.serving_mode,),
+        )  # fmt: skip
+    out = {"experiments": docs}
+    if save_dir is not None:
+        root = Path(save_dir)
+        root.mkdir(parents=True, exist_ok=True)
+        header = (
+            "# Resolved experiments with their workloads; rerun: servopt cli exp --yaml_path config.yaml\n"
+        )
+        (root / "config.yaml").write_text(header + "".join(e.to_yaml() for e in experiments))
+        (root / "result.json").write_text(json.dumps(out, allow_nan=False, indent=1))
     if as_json:
-        typer.echo(json.dumps(doc, allow_nan=False))
+        typer.echo(json.dumps(out, allow_nan=False))
         return
-    _render(doc)
+    for name, doc in docs.items():
+        typer.echo(f"== {name}")
+        _render(doc)
 
 
 def _deployment_text(d: dict, system: str) -> str:
@@ -126,7 +177,9 @@ def _render(doc: dict) -> None:
     )
     other = doc["disagg"] if best["mode"] == "agg" else doc["agg"]
     other_mode = "disagg" if best["mode"] == "agg" else "agg"
-    if other is None:
+    if other_mode not in doc["modes"]:
+        pass
+    elif other is None:
         console.print(f"  {other_mode}: nothing within the GPU budget meets the targets", soft_wrap=True)
     elif goodput:
         console.print(

@@ -253,6 +253,11 @@ def exp(
     from servopt.config import load_experiments
 
     experiments = load_experiments(yaml_path)
+    if any(e.workload is not None for e in experiments):
+        from servopt.cli.rate_sizing import size_experiments
+
+        size_experiments(experiments, save_dir=save_dir, as_json=as_json, perf_db=perf_db)
+        return
     _run_and_report(
         experiments,
         top_n=top_n,
