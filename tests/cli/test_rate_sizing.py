@@ -28,6 +28,31 @@ def test_json_names_the_deployment_and_its_simulated_percentiles():
     assert doc["search"]["simulations"] > 0
 
 
+def test_concurrency_sizes_a_closed_loop():
+    out = servopt(*BASE, "--total_gpus", "64", "--concurrency", "32", "--json")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["load"]["kind"] == "closed_loop" and doc["load"]["concurrency"] == 32
+    assert doc["load"]["request_rate"] is None
+    best = doc["best"]
+    assert best["at_targets"]["ttft_p99_ms"] <= 1000 and best["at_targets"]["tpot_p99_ms"] <= 40
+    assert best["total_gpus_used"] == sum(w["workers"] * w["gpus_per_worker"] for w in best["workers"])
+
+
+def test_max_goodput_per_gpu_reports_goodput():
+    args = ["--total_gpus", "16", "--request_rate", "4", "--objective", "max_goodput_per_gpu", "--json"]
+    out = servopt(*BASE, *args)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["objective"] == "max_goodput_per_gpu"
+    best, g = doc["best"], doc["best"]["goodput"]
+    assert best["total_gpus_used"] <= 16 and 0 < g["attainment"] <= 1
+    assert g["requests_per_s"] == pytest.approx(4 * g["attainment"])
+    assert g["per_gpu"] == pytest.approx(g["requests_per_s"] / best["total_gpus_used"])
+    for other in (doc["agg"], doc["disagg"]):
+        assert other is None or other["goodput"]["per_gpu"] <= g["per_gpu"] + 1e-12
+
+
 @pytest.mark.parametrize(
     ("extra", "field"),
     [
@@ -37,6 +62,11 @@ def test_json_names_the_deployment_and_its_simulated_percentiles():
         (["--request_rate", "4", "--tpot_percentile", "0"], "tpot_percentile"),
         (["--request_rate", "4", "--objective", "max_goodput"], "objective"),
         (["--ttft_percentile", "99"], "ttft_percentile"),
+        (["--tpot_percentile", "99"], "tpot_percentile"),
+        (["--request_rate", "4", "--concurrency", "8"], "concurrency"),
+        (["--concurrency", "0"], "concurrency"),
+        (["--concurrency", "8", "--objective", "max_goodput_per_gpu"], "objective"),
+        (["--concurrency", "8", "--ttft_percentile", "100"], "ttft_percentile"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(extra, field):
@@ -50,3 +80,40 @@ def test_a_rate_no_deployment_in_the_budget_serves_exits_1():
     out = servopt(*BASE, "--total_gpus", "2", "--request_rate", "500")
     assert out.returncode == 1
     assert "request_rate" in out.stderr and "Traceback" not in out.stderr
+
+
+WORKLOAD_YAML = """
+sized:
+  mode: patch
+  serving_mode: agg
+  model_name: QWEN3_32B
+  total_gpus: 16
+  system_name: h200_sxm
+  isl: 2000
+  osl: 200
+  workload:
+    request_rate: 4
+    ttft_percentile: 90
+"""
+
+
+def test_exp_with_a_workload_sizes_it_and_saves_the_workload(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text(WORKLOAD_YAML)
+    out = servopt("cli", "exp", "--yaml_path", str(path), "--json", "--save_dir", str(tmp_path / "out"))
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)["experiments"]["sized"]
+    assert doc["modes"] == ["agg"] and doc["agg"] is not None and doc["disagg"] is None
+    assert doc["load"]["request_rate"] == 4 and doc["targets"]["ttft_percentile"] == 90
+    saved = (tmp_path / "out" / "config.yaml").read_text()
+    assert "workload:" in saved and "request_rate: 4.0" in saved
+    again = servopt("cli", "exp", "--yaml_path", str(tmp_path / "out" / "config.yaml"), "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["experiments"]["sized"]["best"] == doc["best"]
+
+
+def test_exp_workload_unknown_key_exits_2_naming_it(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text(WORKLOAD_YAML.replace("ttft_percentile: 90", "ttft_pct: 90"))
+    out = servopt("cli", "exp", "--yaml_path", str(path))
+    assert out.returncode == 2 and "workload.ttft_pct" in out.stderr and "Traceback" not in out.stderr

@@ -1,4 +1,5 @@
-"""``cli default --request_rate R``: the fewest GPUs serving R requests/s within percentile targets.
+"""``cli default --request_rate R`` (or ``--concurrency C``): the fewest GPUs serving that load within
+percentile targets.
 
 Kept apart from the budget search (``search_cmd``): it answers a different question, with the
 simulator in the loop (``servopt.sizing``).
@@ -11,10 +12,17 @@ import math
 
 import typer
 
-OBJECTIVES = ("min_gpus",)
+
+def size_and_report(*, as_json: bool, **question) -> None:
+    """Size one load (``cli default --request_rate`` / ``--concurrency``) and print it."""
+    doc = sizing_doc(**question)
+    if as_json:
+        typer.echo(json.dumps(doc, allow_nan=False))
+        return
+    _render(doc)
 
 
-def size_and_report(
+def sizing_doc(
     *,
     model: str,
     total_gpus: int,
@@ -25,7 +33,8 @@ def size_and_report(
     osl: int,
     ttft: float,
     tpot: float,
-    request_rate: float,
+    request_rate: float | None,
+    concurrency: int | None,
     arrival: str,
     arrival_cv: float,
     ttft_percentile: float,
@@ -34,8 +43,8 @@ def size_and_report(
     num_requests: int,
     seed: int,
     perf_db: str | None,
-    as_json: bool,
-) -> None:
+    modes: tuple[str, ...] = ("agg", "disagg"),
+) -> dict:
     from servopt.errors import ServoptError, UnknownNameError
     from servopt.evaluate.candidates import ModelSetup
     from servopt.evaluate.single import quant_modes
@@ -44,32 +53,81 @@ def size_and_report(
     from servopt.perf_db.systems import load_system
     from servopt.simulate.workload import Lengths
     from servopt.sizing.check import Offered, Targets
-    from servopt.sizing.plan import size_for_rate
+    from servopt.sizing.plan import OBJECTIVES, size_for_rate
 
     if objective not in OBJECTIVES:
-        raise UnknownNameError("objective", objective, "not available with --request_rate yet", OBJECTIVES)
-    if not (math.isfinite(request_rate) and request_rate > 0):
+        raise UnknownNameError("objective", objective, "not available with a load", OBJECTIVES)
+    if objective == "max_goodput_per_gpu" and concurrency is not None:
+        raise ServoptError("objective", objective, "needs --request_rate (not yet with --concurrency)")
+    if concurrency is not None:
+        if concurrency < 1:
+            raise ServoptError("concurrency", concurrency, "must be an integer >= 1 (clients)")
+    elif not (math.isfinite(request_rate) and request_rate > 0):
         raise ServoptError("request_rate", request_rate, "must be a finite number of requests/s > 0")
     targets = Targets(ttft, tpot, ttft_percentile, tpot_percentile)
-    offered = Offered(request_rate, Lengths(isl, osl), arrival, arrival_cv, num_requests, seed)
+    offered = Offered(
+        request_rate, Lengths(isl, osl), arrival, arrival_cv, num_requests, seed, concurrency=concurrency
+    )
     arch = resolve_model(model)
     spec = load_system(system)
     db = open_database(system, backend, backend_version, cache_dir=perf_db)
     quant = quant_modes(arch, None, None, None, None, db=db, backend=backend)
     setup = ModelSetup(arch, backend, quant, spec, db.version, 0)
-    result = size_for_rate(db, setup, offered, targets, total_gpus=total_gpus)
-    doc = {
+    result = size_for_rate(
+        db, setup, offered, targets, total_gpus=total_gpus, objective=objective, modes=modes
+    )
+    return {
         "model": arch.name,
         "system": spec.name,
         "backend": backend,
         "backend_version": db.version,
         "objective": objective,
+        "modes": list(modes),
         **result.to_json(),
     }
+
+
+def size_experiments(experiments, *, save_dir: str | None, as_json: bool, perf_db: str | None) -> None:
+    """``cli exp`` on experiments with a ``workload:`` section: each sized for its load, in its
+    own serving mode, with its model, system, backend, lengths and targets. The ``config:``
+    block's search lists are not used (rate sizing searches its default layouts)."""
+    from pathlib import Path
+
+    from servopt.errors import ServoptError
+
+    if any(e.workload is None for e in experiments):
+        plain = next(e.name for e in experiments if e.workload is None)
+        raise ServoptError(
+            "workload", plain, "give every experiment of the file a workload: section, or none of them"
+        )
+    docs = {}
+    for e in experiments:
+        w = e.workload
+        if e.serving_mode == "disagg" and e.decode_system_name not in (None, e.system_name):
+            raise ServoptError("decode_system_name", e.decode_system_name, "not yet with a workload:")
+        docs[e.name] = sizing_doc(
+            model=e.model_name, total_gpus=e.total_gpus, system=e.system_name, backend=e.backend_name,
+            backend_version=e.backend_version, isl=e.isl, osl=e.osl, ttft=e.ttft, tpot=e.tpot,
+            request_rate=w.request_rate, concurrency=w.concurrency, arrival=w.arrival,
+            arrival_cv=w.arrival_cv, ttft_percentile=w.ttft_percentile, tpot_percentile=w.tpot_percentile,
+            objective=w.objective, num_requests=w.num_requests, seed=w.seed, perf_db=perf_db,
+            modes=(e.serving_mode,),
+        )  # fmt: skip
+    out = {"experiments": docs}
+    if save_dir is not None:
+        root = Path(save_dir)
+        root.mkdir(parents=True, exist_ok=True)
+        header = (
+            "# Resolved experiments with their workloads; rerun: servopt cli exp --yaml_path config.yaml\n"
+        )
+        (root / "config.yaml").write_text(header + "".join(e.to_yaml() for e in experiments))
+        (root / "result.json").write_text(json.dumps(out, allow_nan=False, indent=1))
     if as_json:
-        typer.echo(json.dumps(doc, allow_nan=False))
+        typer.echo(json.dumps(out, allow_nan=False))
         return
-    _render(doc)
+    for name, doc in docs.items():
+        typer.echo(f"== {name}")
+        _render(doc)
 
 
 def _deployment_text(d: dict, system: str) -> str:
@@ -85,12 +143,31 @@ def _render(doc: dict) -> None:
     load = doc["load"]
     best = doc["best"]
     pt, pp = f"p{t['ttft_percentile']:g}", f"p{t['tpot_percentile']:g}"
+    what = (
+        f"{load['concurrency']} closed-loop clients ("
+        if load["kind"] == "closed_loop"
+        else f"{load['request_rate']:g} req/s ({load['arrival']}, "
+    )
+    goodput = doc["objective"] == "max_goodput_per_gpu"
+    if goodput:
+        console.print(
+            f"most goodput per GPU at {what}isl {load['isl']}, osl {load['osl']}), counting requests with "
+            f"TTFT <= {t['ttft_ms']:g} ms and TPOT <= {t['tpot_ms']:g} ms:",
+            soft_wrap=True,
+        )
+    else:
+        console.print(
+            f"serve {what}isl {load['isl']}, osl {load['osl']}) at "
+            f"{pt} TTFT <= {t['ttft_ms']:g} ms, {pp} TPOT <= {t['tpot_ms']:g} ms:",
+            soft_wrap=True,
+        )
+    console.print(f"  [bold]{_deployment_text(best, doc['system'])}[/] ({best['mode']})", soft_wrap=True)
+    g = best["goodput"]
     console.print(
-        f"serve {load['request_rate']:g} req/s ({load['arrival']}, isl {load['isl']}, osl {load['osl']}) at "
-        f"{pt} TTFT <= {t['ttft_ms']:g} ms, {pp} TPOT <= {t['tpot_ms']:g} ms:",
+        f"  goodput {g['requests_per_s']:.2f} req/s ({100 * g['attainment']:.1f}% of requests meet both), "
+        f"{g['per_gpu']:.3f} req/s per GPU",
         soft_wrap=True,
     )
-    console.print(f"  [bold]{_deployment_text(best, doc['system'])}[/] ({best['mode']})", soft_wrap=True)
     sim = best["simulated"]
     console.print(
         f"  simulated {pt} TTFT {best['at_targets'][f'ttft_{pt}_ms']:.0f} ms, "
@@ -100,8 +177,16 @@ def _render(doc: dict) -> None:
     )
     other = doc["disagg"] if best["mode"] == "agg" else doc["agg"]
     other_mode = "disagg" if best["mode"] == "agg" else "agg"
-    if other is None:
+    if other_mode not in doc["modes"]:
+        pass
+    elif other is None:
         console.print(f"  {other_mode}: nothing within the GPU budget meets the targets", soft_wrap=True)
+    elif goodput:
+        console.print(
+            f"  {other_mode} best: {_deployment_text(other, doc['system'])}, "
+            f"{other['goodput']['per_gpu']:.3f} req/s per GPU",
+            soft_wrap=True,
+        )
     else:
         console.print(
             f"  {other_mode} needs {other['total_gpus_used']}: {_deployment_text(other, doc['system'])}"

@@ -146,6 +146,12 @@ def default(
         help="Size for this load (requests/s): the fewest GPUs (<= --total_gpus) meeting the targets "
         "at the percentiles below, verified by simulation.",
     ),
+    concurrency: int | None = typer.Option(
+        None,
+        "--concurrency",
+        help="Size for a closed loop of this many clients (instead of --request_rate): the fewest GPUs "
+        "(<= --total_gpus) meeting the percentile targets at that concurrency, verified by simulation.",
+    ),
     arrival: str = typer.Option(
         "poisson", "--arrival", help="With --request_rate: poisson, constant, gamma."
     ),
@@ -164,7 +170,13 @@ def default(
         "--tpot-percentile",
         help="With --request_rate: TPOT target percentile (99).",
     ),
-    objective: str = typer.Option("min_gpus", "--objective", help="With --request_rate: min_gpus."),
+    objective: str = typer.Option(
+        "min_gpus",
+        "--objective",
+        help="With a load: min_gpus (fewest GPUs meeting the percentile targets) or "
+        "max_goodput_per_gpu (--request_rate only: most requests/s meeting both targets per GPU, within "
+        "--total_gpus; docs/sizing.md).",
+    ),
     num_requests: int = typer.Option(
         2000, "--num_requests", "--num-requests", help="With --request_rate: requests simulated (at least)."
     ),
@@ -173,17 +185,22 @@ def default(
     """Agg vs disagg for one model on a GPU budget, with the seed's defaults; with --request_rate,
     the fewest GPUs that serve that load within percentile targets."""
     _logging(verbose)
-    if request_rate is None and (ttft_percentile is not None or tpot_percentile is not None):
-        from servopt.errors import ServoptError
+    from servopt.errors import ServoptError
 
-        raise ServoptError("ttft_percentile", ttft_percentile or tpot_percentile, "needs --request_rate")
-    if request_rate is not None:
+    if request_rate is not None and concurrency is not None:
+        raise ServoptError("concurrency", concurrency, "give --request_rate or --concurrency, not both")
+    loaded = request_rate is not None or concurrency is not None
+    if not loaded and (ttft_percentile is not None or tpot_percentile is not None):
+        field = "ttft_percentile" if ttft_percentile is not None else "tpot_percentile"
+        value = ttft_percentile if ttft_percentile is not None else tpot_percentile
+        raise ServoptError(field, value, "needs --request_rate or --concurrency")
+    if loaded:
         from servopt.cli.rate_sizing import size_and_report
 
         size_and_report(
             model=model, total_gpus=total_gpus, system=system, backend=backend,
             backend_version=backend_version, isl=isl, osl=osl, ttft=ttft, tpot=tpot,
-            request_rate=request_rate, arrival=arrival, arrival_cv=arrival_cv,
+            request_rate=request_rate, concurrency=concurrency, arrival=arrival, arrival_cv=arrival_cv,
             ttft_percentile=99.0 if ttft_percentile is None else ttft_percentile,
             tpot_percentile=99.0 if tpot_percentile is None else tpot_percentile,
             objective=objective, num_requests=num_requests, seed=seed, perf_db=perf_db, as_json=as_json,
@@ -236,6 +253,11 @@ def exp(
     from servopt.config import load_experiments
 
     experiments = load_experiments(yaml_path)
+    if any(e.workload is not None for e in experiments):
+        from servopt.cli.rate_sizing import size_experiments
+
+        size_experiments(experiments, save_dir=save_dir, as_json=as_json, perf_db=perf_db)
+        return
     _run_and_report(
         experiments,
         top_n=top_n,

@@ -289,6 +289,7 @@ class _Resolver:
             decode_system_name=decode_system,
             profiles=tuple(self.raw.get("profiles") or ()),
             config=block,
+            workload=inp.workload,
             **top,
         )
 

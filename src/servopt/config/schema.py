@@ -15,7 +15,16 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal, get_args
 
 import yaml
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, Strict, create_model
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    create_model,
+    model_validator,
+)
 
 from servopt.backends import Backend
 from servopt.limits import MAX_TOTAL_GPUS
@@ -169,6 +178,35 @@ ConfigInput = _partial(
 )
 
 
+Percentile = Annotated[float, Strict(), Field(gt=0, lt=100)]
+Arrival = Literal["poisson", "constant", "gamma"]
+SizingObjective = Literal["min_gpus", "max_goodput_per_gpu"]
+
+
+class Workload(_Strict):
+    """The optional ``workload:`` section: size the experiment for a load (docs/sizing.md) instead
+    of the budget search. Exactly one of ``request_rate`` (requests/s, open loop) and
+    ``concurrency`` (closed-loop clients); the rest has the ``cli default`` flags' defaults."""
+
+    request_rate: PosFloat | None = None
+    concurrency: PosInt | None = None
+    arrival: Arrival = "poisson"
+    arrival_cv: PosFloat = 1.0
+    ttft_percentile: Percentile = 99.0
+    tpot_percentile: Percentile = 99.0
+    num_requests: Annotated[int, Strict(), Field(ge=1, le=1_000_000)] = 2000
+    seed: NonNegInt = 0
+    objective: SizingObjective = "min_gpus"
+
+    @model_validator(mode="after")
+    def _one_load(self) -> Workload:
+        if (self.request_rate is None) == (self.concurrency is None):
+            raise ValueError("give request_rate or concurrency (exactly one)")
+        if self.objective == "max_goodput_per_gpu" and self.concurrency is not None:
+            raise ValueError("objective max_goodput_per_gpu needs request_rate (not yet with concurrency)")
+        return self
+
+
 class ExperimentInput(_Strict):
     """One experiment as written in the YAML (the seed's keys; required ones have no default)."""
 
@@ -188,6 +226,7 @@ class ExperimentInput(_Strict):
     enable_wide_ep: Flag = None  # type: ignore[assignment]
     profiles: tuple[Name, ...] | None = None
     config: ConfigInput | None = None  # type: ignore[valid-type]
+    workload: Workload | None = None
 
 
 class ProfileInput(_Strict):
@@ -217,6 +256,7 @@ class Experiment(_Strict):
     enable_wide_ep: Flag
     profiles: tuple[Name, ...]  # applied in order, before the experiment's own patch
     config: ConfigBlock
+    workload: Workload | None = None  # set: size for this load (cli exp routes it to rate sizing)
 
     @property
     def roles(self) -> tuple[Role, ...]:
@@ -254,6 +294,10 @@ class Experiment(_Strict):
         """The experiment as a complete ``mode: replace`` YAML mapping (loads back to an equal one)."""
         body = self.model_dump(mode="json", exclude={"name"}, exclude_none=False)
         body["config"] = {k: v for k, v in body["config"].items() if v is not None}
+        if body["workload"] is None:
+            body.pop("workload")
+        else:
+            body["workload"] = {k: v for k, v in body["workload"].items() if v is not None}
         if self.serving_mode == "agg":
             body.pop("decode_system_name")
         return {"mode": "replace", **body}

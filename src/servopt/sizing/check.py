@@ -1,7 +1,8 @@
 """Does a deployment serve an offered load within percentile targets? One simulation answers.
 
 The offered load is Poisson (or constant / gamma) at ``rate`` requests/s with the workload's
-lengths, drawn from a fixed seed: every candidate sees the *same* requests (common random
+lengths, or a closed loop of ``concurrency`` clients (each sends its next request when its last
+one ends), drawn from a fixed seed: every candidate sees the *same* requests (common random
 numbers), so comparisons between candidates are not noise, and a verdict never depends on the
 machine.
 
@@ -9,6 +10,11 @@ Steady state, not a transient: a request that meets the targets lives at most
 ``E = TTFT target + (osl - 1) * TPOT target``; requests arriving in the first ``E`` (the system
 filling up) and the last ``E`` (arrivals stop, load drains) are not measured, and enough requests
 are simulated that the measured window is at least ``MEASURED_SPANS * E`` long.
+
+Closed loop: the load adapts to the deployment (no stability condition). Measured are the requests
+issued after the first ``CLOSED_WARM_ROUNDS * C`` (the burst of C simultaneous first requests and
+its echo) that completed before the last request was issued (all C clients busy for their whole
+life); ``CLOSED_ROUNDS * C`` requests (at least ``num_requests``) are simulated.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ from servopt.simulate.workload import MAX_REQUESTS, Lengths, Load, Requests, mak
 # The measured window spans at least this many request lifetimes (plus one each side to fill and drain).
 MEASURED_SPANS = 2
 MIN_MEASURED = 500
+CLOSED_WARM_ROUNDS = 2
+CLOSED_ROUNDS = 8
 
 
 @dataclass(frozen=True)
@@ -49,17 +57,37 @@ class Targets:
 
 @dataclass(frozen=True)
 class Offered:
-    """The load to serve: ``rate`` requests/s of ``lengths``; ``num_requests`` simulated."""
+    """The load to serve: ``rate`` requests/s of ``lengths`` (open loop), or ``concurrency``
+    closed-loop clients (``rate`` None); ``num_requests`` simulated (at least)."""
 
-    rate: float
+    rate: float | None
     lengths: Lengths
     arrival: str = "poisson"
     arrival_cv: float = 1.0
     num_requests: int = 2000
     seed: int = 0
+    concurrency: int | None = None
 
     def __post_init__(self) -> None:
-        Load(request_rate=self.rate, arrival=self.arrival, arrival_cv=self.arrival_cv)  # validates
+        _ = self.load  # validates: exactly one of rate and concurrency
+
+    @property
+    def load(self) -> Load:
+        return Load(
+            concurrency=self.concurrency,
+            request_rate=self.rate,
+            arrival=self.arrival,
+            arrival_cv=self.arrival_cv,
+        )
+
+    @property
+    def closed(self) -> bool:
+        return self.concurrency is not None
+
+    @property
+    def clients(self) -> int:
+        """The simulator's ``clients`` argument (0: open loop)."""
+        return self.concurrency or 0
 
     def lifetime_ms(self, targets: Targets) -> float:
         """The longest a request meeting the targets lives."""
@@ -67,25 +95,25 @@ class Offered:
 
     def count(self, targets: Targets) -> int:
         """Requests to simulate: ``num_requests``, or more so the measured window spans enough
-        lifetimes at this rate."""
-        spans = MEASURED_SPANS + 2
-        n = max(self.num_requests, math.ceil(self.rate * spans * self.lifetime_ms(targets) / 1000.0))
+        lifetimes at this rate (closed loop: enough rounds of C requests)."""
+        if self.closed:
+            n, field, value = max(self.num_requests, CLOSED_ROUNDS * self.concurrency), "concurrency", None
+        else:
+            spans = MEASURED_SPANS + 2
+            n = max(self.num_requests, math.ceil(self.rate * spans * self.lifetime_ms(targets) / 1000.0))
+            field = "request_rate"
         if n > MAX_REQUESTS:
+            value = self.concurrency if self.closed else self.rate
             raise ServoptError(
-                "request_rate",
-                self.rate,
-                f"a steady-state run at this rate needs {n} simulated requests (more than {MAX_REQUESTS}); "
-                "size a share of the load (e.g. rate / 10) and multiply",
+                field,
+                value,
+                f"a steady-state run at this load needs {n} simulated requests (more than {MAX_REQUESTS}); "
+                "size a share of the load (e.g. a tenth) and multiply",
             )
         return n
 
     def requests(self, targets: Targets) -> Requests:
-        return make_requests(
-            Load(request_rate=self.rate, arrival=self.arrival, arrival_cv=self.arrival_cv),
-            self.lengths,
-            self.count(targets),
-            self.seed,
-        )
+        return make_requests(self.load, self.lengths, self.count(targets), self.seed)
 
 
 @dataclass(frozen=True)
@@ -96,8 +124,11 @@ class Verdict:
     binding: str  # "ttft", "tpot" or "" when both hold
 
 
-def measured(requests: Requests, lifetime_ms: float) -> np.ndarray:
-    """Requests that arrived after the system filled and before arrivals stopped mattering."""
+def measured(requests: Requests, lifetime_ms: float, raw=None, clients: int = 0) -> np.ndarray:
+    """Requests that arrived after the system filled and before arrivals stopped mattering
+    (closed loop, ``clients`` > 0: issued after the warm-up rounds, done before the last issue)."""
+    if clients:
+        return _measured_closed(raw, clients)
     t = requests.arrival_ms
     mask = (t >= t[0] + lifetime_ms) & (t <= t[-1] - lifetime_ms)
     if mask.sum() < min(MIN_MEASURED, len(t) // 2):
@@ -106,10 +137,24 @@ def measured(requests: Requests, lifetime_ms: float) -> np.ndarray:
     return mask
 
 
-def percentiles(raw, requests: Requests, targets: Targets, lifetime_ms: float) -> tuple[float, float]:
-    measured_ = measured(requests, lifetime_ms)
+def _measured_closed(raw, clients: int) -> np.ndarray:
+    n = len(raw.t_arrive)
+    order = np.argsort(raw.t_arrive, kind="stable")  # issue order
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n)
+    last_issue = float(raw.t_arrive.max())
+    mask = (rank >= CLOSED_WARM_ROUNDS * clients) & (raw.t_done <= last_issue)
+    if mask.sum() < min(MIN_MEASURED, n // 4):
+        mask = rank >= min(clients, n // 2)  # too short a run: all but the first round
+    return mask
+
+
+def percentiles(
+    raw, requests: Requests, targets: Targets, lifetime_ms: float, clients: int = 0
+) -> tuple[float, float]:
     if np.any(raw.t_done < 0):
         return math.inf, math.inf
+    measured_ = measured(requests, lifetime_ms, raw, clients)
     ttft = (raw.t_first - raw.t_arrive)[measured_]
     steps = (requests.osl - 1)[measured_]
     tpot = ((raw.t_done - raw.t_first)[measured_] / np.maximum(steps, 1))[steps > 0]
@@ -118,9 +163,40 @@ def percentiles(raw, requests: Requests, targets: Targets, lifetime_ms: float) -
     return t, p
 
 
-def check(deployment: Deployment, requests: Requests, targets: Targets, lifetime_ms: float) -> Verdict:
-    """Simulate ``requests`` on ``deployment``; do the percentiles meet the targets?"""
-    raw = run(deployment, requests)
-    t, p = percentiles(raw, requests, targets, lifetime_ms)
+def check(
+    deployment: Deployment, requests: Requests, targets: Targets, lifetime_ms: float, clients: int = 0
+) -> Verdict:
+    """Simulate ``requests`` on ``deployment`` (``clients`` > 0: closed loop); do the percentiles
+    meet the targets?"""
+    raw = run(deployment, requests, clients=clients)
+    t, p = percentiles(raw, requests, targets, lifetime_ms, clients)
     binding = "ttft" if t > targets.ttft_ms else ("tpot" if p > targets.tpot_ms else "")
     return Verdict(binding == "", t, p, binding)
+
+
+def attainment(raw, requests: Requests, targets: Targets, lifetime_ms: float, clients: int = 0) -> float:
+    """The fraction of measured requests meeting *both* targets (TTFT <= ttft_ms and TPOT <=
+    tpot_ms, each request on its own; a request with one output token has no TPOT to miss; one
+    that never finished misses)."""
+    m = measured(requests, lifetime_ms, raw, clients)
+    if not m.any():
+        return 0.0
+    done = raw.t_done >= 0
+    ttft = raw.t_first - raw.t_arrive
+    steps = requests.osl - 1
+    tpot = np.where(steps > 0, (raw.t_done - raw.t_first) / np.maximum(steps, 1), 0.0)
+    good = done & (ttft <= targets.ttft_ms) & (tpot <= targets.tpot_ms)
+    return float(good[m].sum()) / float(m.sum())
+
+
+def served_rate(
+    raw, requests: Requests, lifetime_ms: float, offered_rate: float | None, clients: int = 0
+) -> float:
+    """Requests/s the measured requests flow at: the offered rate (open loop, stable deployments),
+    or, closed loop, measured completions over the span from their first issue to their last
+    completion."""
+    if not clients:
+        return float(offered_rate)
+    m = measured(requests, lifetime_ms, raw, clients)
+    span = float(raw.t_done[m].max() - raw.t_arrive[m].min()) if m.any() else 0.0
+    return float(m.sum()) / span * 1000.0 if span > 0 else 0.0

@@ -16,11 +16,29 @@ prefill option gets its fewest workers ``x`` for the TTFT target on its own; the
 pairs are visited best bound first (``x * gpus_p + ceil(rate / decode saturation) * gpus_d``), the
 fewest decode workers ``y`` found by simulating the whole replica, and the best verified pair kept.
 
+Closed loop (``offered.concurrency`` C clients): the load adapts to the deployment, so there is no
+stability condition and no saturation bound; the verdict is the percentiles at C clients, and more
+workers only help. Agg: per option the fewest workers from 1 (same exponential steps and
+bisection), options visited fewest GPUs per worker first and cut once one worker cannot beat the
+best. Disagg: the prefill pool's TTFT is no longer its own (clients re-issue when decode ends), so
+for each (prefill, decode) pair and each prefill count x upward the fewest decode workers y is
+searched below the previous x's (more prefill never needs more decode); x stops once x prefill
+workers plus one decode worker cannot beat the best, or y reached 1.
+
+Most goodput per GPU (``max_goodput``, open loop): goodput is ``rate x attainment``, attainment the
+fraction of measured requests meeting both targets; an unstable deployment (saturation below the
+rate) has goodput 0 (its queue grows without bound, so in steady state no request meets a TTFT
+target). So a stable deployment of G GPUs has at most ``rate / G`` goodput per GPU: candidates
+(agg option x workers from the stability bound up; disagg pair x prefill x decode workers from
+their bounds up) are visited fewest GPUs first from a heap, and the search stops once
+``rate / G`` cannot beat the best (ties go to fewer GPUs), so nothing better is skipped.
+
 Counters (simulations, verification failures, pruned options) are deterministic: tests pin them.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import dataclass, field, replace
 
@@ -28,7 +46,7 @@ import numpy as np
 
 from servopt.simulate.engine import Deployment, InstanceKind, run
 from servopt.simulate.workload import Requests
-from servopt.sizing.check import Offered, Targets, Verdict, check
+from servopt.sizing.check import Offered, Targets, Verdict, attainment, check, percentiles
 
 # Saturation is measured with this many requests per client of a full batch (bounded below).
 SATURATION_REQUESTS_PER_CLIENT = 4
@@ -63,6 +81,12 @@ class Sized:
     pools: tuple[tuple[PoolOption, int], ...]  # (option, workers)
     verdict: Verdict
     deployment: Deployment
+    attainment: float | None = None  # fraction of measured requests meeting both targets
+    goodput: float | None = None  # requests/s meeting both targets
+
+    @property
+    def goodput_per_gpu(self) -> float | None:
+        return None if self.goodput is None else self.goodput / self.gpus
 
 
 @dataclass
@@ -135,14 +159,18 @@ class Sizer:
     def _check(self, deployment: Deployment, requests: Requests | None = None) -> Verdict:
         self.counters.simulations += 1
         lifetime = self.offered.lifetime_ms(self.targets)
-        return check(deployment, requests or self.requests, self.targets, lifetime)
+        return check(
+            deployment, requests or self.requests, self.targets, lifetime, clients=self.offered.clients
+        )
 
     # -- aggregated -------------------------------------------------------------------------
     def agg_bound(self, option: PoolOption) -> int:
+        if self.offered.closed:
+            return 1
         return max(1, math.ceil(self.offered.rate / self.saturation(option)))
 
     def agg_verdict(self, option: PoolOption, n: int) -> Verdict:
-        if n * self.saturation(option) < self.offered.rate:
+        if not self.offered.closed and n * self.saturation(option) < self.offered.rate:
             return Verdict(False, math.inf, math.inf, "capacity")
         return self._check(Deployment((option.workers(n),), request_overhead_ms=0.0))
 
@@ -228,6 +256,8 @@ class Sizer:
         return Deployment((p.workers(x), d.workers(y)), fixed, per_token)
 
     def size_disagg(self, prefill: list[PoolOption], decode: list[PoolOption]) -> Sized | None:
+        if self.offered.closed:
+            return self._size_disagg_closed(prefill, decode)
         best: Sized | None = None
         pools = []
         for p in prefill:
@@ -261,4 +291,104 @@ class Sizer:
             gpus = x * p.gpus + y * d.gpus
             if best is None or gpus < best.gpus:
                 best = Sized(gpus, ((p, x), (d, y)), v, self.disagg_deployment(p, x, d, y))
+        return best
+
+    def _size_disagg_closed(self, prefill: list[PoolOption], decode: list[PoolOption]) -> Sized | None:
+        best: Sized | None = None
+        pairs = sorted(
+            ((p, d) for p in prefill for d in decode),
+            key=lambda t: (t[0].gpus + t[1].gpus, t[0].label, t[1].label),
+        )
+        for p, d in pairs:
+            y_hi: int | None = None  # the fewest decode workers at the previous x
+            x = 0
+            while True:
+                x += 1
+                limit = self.budget if best is None else best.gpus - 1
+                if x * p.gpus + d.gpus > limit:
+                    if x == 1:
+                        self.counters.options_pruned += 1
+                    break
+                room = limit - x * p.gpus
+                if y_hi is not None:
+                    room = min(room, y_hi * d.gpus)
+
+                def verdict(y: int, p=p, x=x, d=d) -> Verdict:
+                    return self._check(self.disagg_deployment(p, x, d, y))
+
+                found = self.fewest(verdict, 1, room, d.gpus)
+                if found is None:
+                    continue
+                y, v = found
+                y_hi = y
+                gpus = x * p.gpus + y * d.gpus
+                if best is None or gpus < best.gpus:
+                    best = Sized(gpus, ((p, x), (d, y)), v, self.disagg_deployment(p, x, d, y))
+                if y == 1:
+                    break  # more prefill only costs more
+        return best
+
+    # -- most goodput per GPU ------------------------------------------------------------------
+    def goodput_of(self, deployment: Deployment) -> tuple[float, Verdict]:
+        """(attainment, percentile verdict) of one simulated deployment (open loop)."""
+        self.counters.simulations += 1
+        req = self.requests
+        lifetime = self.offered.lifetime_ms(self.targets)
+        raw = run(deployment, req)
+        t, p = percentiles(raw, req, self.targets, lifetime)
+        binding = "ttft" if t > self.targets.ttft_ms else ("tpot" if p > self.targets.tpot_ms else "")
+        return attainment(raw, req, self.targets, lifetime), Verdict(binding == "", t, p, binding)
+
+    def max_goodput(
+        self, agg: list[PoolOption], prefill: list[PoolOption], decode: list[PoolOption]
+    ) -> Sized | None:
+        """The stable deployment (agg, or one prefill/decode pair) within the budget with the most
+        goodput per GPU; None when every one has goodput 0. Ties: fewer GPUs, then visit order."""
+        rate = self.offered.rate
+        heap: list = []
+        seen: set = set()
+
+        def push(key: tuple) -> None:
+            if key in seen:
+                return
+            if key[0] == "agg":
+                _, i, n = key
+                gpus = n * agg[i].gpus
+            else:
+                _, i, j, x, y = key
+                gpus = x * prefill[i].gpus + y * decode[j].gpus
+            if gpus > self.budget:
+                return
+            seen.add(key)
+            heapq.heappush(heap, (gpus, key))
+
+        for i, o in enumerate(agg):
+            push(("agg", i, self.agg_bound(o)))
+        for i, p in enumerate(prefill):
+            x_lo = max(1, math.ceil(rate / self.saturation(p, prefill_only=True)))
+            for j, d in enumerate(decode):
+                push(("disagg", i, j, x_lo, max(1, math.ceil(rate / self.decode_saturation(d, p)))))
+        best: Sized | None = None
+        while heap:
+            gpus, key = heapq.heappop(heap)
+            if best is not None and rate / gpus <= best.goodput_per_gpu:
+                self.counters.options_pruned += len(heap) + 1
+                break
+            if key[0] == "agg":
+                _, i, n = key
+                pools = ((agg[i], n),)
+                dep = Deployment((agg[i].workers(n),), request_overhead_ms=0.0)
+                push(("agg", i, n + 1))
+            else:
+                _, i, j, x, y = key
+                pools = ((prefill[i], x), (decode[j], y))
+                dep = self.disagg_deployment(prefill[i], x, decode[j], y)
+                push(("disagg", i, j, x + 1, y))
+                push(("disagg", i, j, x, y + 1))
+            att, verdict = self.goodput_of(dep)
+            if att <= 0:
+                continue
+            cand = Sized(gpus, pools, verdict, dep, att, rate * att)
+            if best is None or cand.goodput_per_gpu > best.goodput_per_gpu:
+                best = cand
         return best

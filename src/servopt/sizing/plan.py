@@ -30,11 +30,14 @@ class SizingResult:
             if s is None:
                 return None
             from servopt.simulate.engine import run
-            from servopt.sizing.check import measured
+            from servopt.sizing.check import attainment, measured, served_rate
 
             req = self.offered.requests(self.targets)
-            raw = run(s.deployment, req)
-            m = measured(req, self.offered.lifetime_ms(self.targets))
+            clients, lifetime = self.offered.clients, self.offered.lifetime_ms(self.targets)
+            raw = run(s.deployment, req, clients=clients)
+            m = measured(req, lifetime, raw, clients)
+            att = attainment(raw, req, self.targets, lifetime, clients)
+            good = att * served_rate(raw, req, lifetime, self.offered.rate, clients)
             ttft = (raw.t_first - raw.t_arrive)[m]
             steps = (req.osl - 1)[m]
             tpot = ((raw.t_done - raw.t_first)[m] / (steps.clip(min=1)))[steps > 0]
@@ -46,6 +49,11 @@ class SizingResult:
                     for o, w in s.pools
                 ],
                 "simulated": {"ttft_ms": summary(ttft), "tpot_ms": summary(tpot)},
+                "goodput": {
+                    "attainment": att,
+                    "requests_per_s": good,
+                    "per_gpu": good / s.gpus,
+                },
                 "at_targets": {
                     f"ttft_p{self.targets.ttft_percentile:g}_ms": s.verdict.ttft_ms,
                     f"tpot_p{self.targets.tpot_percentile:g}_ms": s.verdict.tpot_ms,
@@ -54,8 +62,10 @@ class SizingResult:
 
         return {
             "load": {
+                "kind": "closed_loop" if self.offered.closed else "open_loop",
                 "request_rate": self.offered.rate,
-                "arrival": self.offered.arrival,
+                "concurrency": self.offered.concurrency,
+                "arrival": None if self.offered.closed else self.offered.arrival,
                 "isl": self.offered.lengths.isl,
                 "osl": self.offered.lengths.osl,
                 "num_requests_simulated": self.offered.count(self.targets),
@@ -73,10 +83,23 @@ class SizingResult:
         }
 
 
+OBJECTIVES = ("min_gpus", "max_goodput_per_gpu")
+
+
 def size_for_rate(
-    db, setup: ModelSetup, offered: Offered, targets: Targets, *, total_gpus: int, modes=("agg", "disagg")
+    db,
+    setup: ModelSetup,
+    offered: Offered,
+    targets: Targets,
+    *,
+    total_gpus: int,
+    modes=("agg", "disagg"),
+    objective: str = "min_gpus",
 ) -> SizingResult:
-    """The fewest GPUs (<= ``total_gpus``) serving ``offered`` within ``targets``, per mode and best."""
+    """``min_gpus``: the fewest GPUs (<= ``total_gpus``) serving ``offered`` within ``targets``;
+    ``max_goodput_per_gpu``: the stable deployment within ``total_gpus`` with the most requests/s
+    meeting both targets per GPU (open loop only). Per mode and best."""
+    goodput = objective == "max_goodput_per_gpu"
     arch, backend = setup.arch, setup.backend
     policy = engine_policy(backend, setup.system.gpu.mem_capacity_bytes)
     req = offered.requests(targets)
@@ -91,7 +114,7 @@ def size_for_rate(
             db, setup, "agg", _layouts(setup, lists, "agg", total_gpus), policy, **common
         )
         dropped += lost
-        agg = sizer.size_agg(agg_options)
+        agg = sizer.max_goodput(agg_options, [], []) if goodput else sizer.size_agg(agg_options)
     if "disagg" in modes:
         p_lists, d_lists = default_disagg_lists(
             is_moe=arch.is_moe, backend=backend, prefill_system=setup.system.name
@@ -102,8 +125,30 @@ def size_for_rate(
             per_role[role], lost = pool_options(db, setup, role, layouts, policy, **common)
             dropped += lost
         if per_role["prefill"] and per_role["decode"]:
-            disagg = sizer.size_disagg(per_role["prefill"], per_role["decode"])
-    best = min((s for s in (agg, disagg) if s is not None), key=lambda s: s.gpus, default=None)
+            if goodput:
+                disagg = sizer.max_goodput([], per_role["prefill"], per_role["decode"])
+            else:
+                disagg = sizer.size_disagg(per_role["prefill"], per_role["decode"])
+    found = [s for s in (agg, disagg) if s is not None]
+    if goodput:
+        best = max(found, key=lambda s: (s.goodput_per_gpu, -s.gpus), default=None)
+    else:
+        best = min(found, key=lambda s: s.gpus, default=None)
+    if best is None and goodput:
+        raise InfeasibleError(
+            "request_rate",
+            offered.rate,
+            f"no stable deployment within {total_gpus} GPUs serves any request within TTFT <= "
+            f"{targets.ttft_ms:g} ms and TPOT <= {targets.tpot_ms:g} ms",
+        )
+    if best is None and offered.closed:
+        raise InfeasibleError(
+            "concurrency",
+            offered.concurrency,
+            f"no deployment within {total_gpus} GPUs serves that many clients at "
+            f"p{targets.ttft_percentile:g} TTFT <= {targets.ttft_ms:g} ms and "
+            f"p{targets.tpot_percentile:g} TPOT <= {targets.tpot_ms:g} ms",
+        )
     if best is None:
         # The most any agg deployment in the budget could complete (its throughput, at no latency
         # target): the rate to lower towards, an upper bound on what the targets allow.
