@@ -110,3 +110,16 @@ def test_packed_deployment_never_worse_than_identical(qwen8_result):
         assert run.mode.packed.tokens_per_s >= run.mode.identical.tokens_per_s * (1 - 1e-12)
         assert run.mode.packed.gpus_used <= 8
         assert math.isfinite(run.mode.packed_gain)
+
+
+def test_only_tables_a_model_can_use_count_as_borrowed_for_it():
+    from servopt.models.registry import resolve_model
+    from servopt.pipeline import table_serves
+
+    dense, moe, mla = (resolve_model(m) for m in ("QWEN3_32B", "QWEN3_30B_A3B", "DEEPSEEK_V3"))
+    assert table_serves(dense, "gemm_perf") and not table_serves(dense, "moe_perf")
+    assert table_serves(moe, "moe_perf") and table_serves(moe, "sglang_deepep_ll_perf")
+    assert not table_serves(moe, "wideep_context_mla_perf") and not table_serves(
+        dense, "mla_context_module_perf"
+    )
+    assert table_serves(mla, "wideep_context_mla_perf") and table_serves(mla, "moe_a2a_perf")

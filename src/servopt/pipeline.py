@@ -154,17 +154,29 @@ class _Databases:
         if key not in self._open:
             from servopt.perf_db.database import open_database
 
-            db = open_database(system, backend, version, cache_dir=self.cache_dir)
-            self._open[key] = db
-            said = (db.system_name, db.backend, db.version)
-            summary = db.borrowed_summary()
-            if summary and said not in _BORROWED_SAID:
-                _BORROWED_SAID.add(said)  # one line per database and process
-                log.warning("%s", summary)
+            self._open[key] = open_database(system, backend, version, cache_dir=self.cache_dir)
         return self._open[key]
 
 
 _BORROWED_SAID: set[tuple] = set()
+
+
+def table_serves(arch, table: str) -> bool:
+    """Whether a measured table can price this model: MoE tables (experts, all-to-all, wide EP)
+    only MoE models, MLA tables only MLA models; the rest (GEMM, attention, collectives) any."""
+    if any(word in table for word in ("moe", "deepep", "wideep")) and not arch.is_moe:
+        return False
+    return "mla" not in table or arch.family == "mla_moe"
+
+
+def warn_borrowed(db, arch) -> None:
+    """One WARNING line per database, model family and process naming the borrowed tables this
+    model can use (a dense model is not told about borrowed MoE tables)."""
+    said = (db.system_name, db.backend, db.version, arch.is_moe, arch.family)
+    summary = db.borrowed_summary(lambda table: table_serves(arch, table))
+    if summary and said not in _BORROWED_SAID:
+        _BORROWED_SAID.add(said)
+        log.warning("%s", summary)
 
 
 def _quant(arch, wc, db, backend):
@@ -389,9 +401,9 @@ def run_experiment(
             if progress:
                 progress(f"{exp.name}: evaluating {role} candidates", i / (len(exp.roles) + 1))
             tables[role], versions[role] = _worker_table(exp, arch, role, dbs)
-            run.borrowed[role] = dbs.get(
-                exp.system(role), exp.backend_name, exp.backend_version
-            ).borrowed_tables
+            db = dbs.get(exp.system(role), exp.backend_name, exp.backend_version)
+            run.borrowed[role] = db.borrowed_tables
+            warn_borrowed(db, arch)
             options[role] = _with_pair_key(tables[role], exp.backend_name)
         if progress:
             progress(f"{exp.name}: searching", len(exp.roles) / (len(exp.roles) + 1))

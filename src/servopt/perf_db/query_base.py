@@ -111,9 +111,10 @@ class QueryBase:
         ``{"table", "backend", "version", "channel", "rows"}`` per contributing source."""
         return [{"table": t, **b} for t, info in self.table_info.items() for b in info.get("borrowed", ())]
 
-    def borrowed_summary(self) -> str | None:
-        """One line naming every borrowed table and where it came from (None: nothing borrowed)."""
-        items = self.borrowed_tables
+    def borrowed_summary(self, relevant=None) -> str | None:
+        """One line naming every borrowed table and where it came from (None: nothing borrowed).
+        ``relevant(table) -> bool`` keeps only the tables a run can use."""
+        items = [b for b in self.borrowed_tables if relevant is None or relevant(b["table"])]
         if not items:
             return None
         parts = []
