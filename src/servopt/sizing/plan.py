@@ -26,14 +26,15 @@ class SizingResult:
     dropped: list
 
     def to_json(self) -> dict:
+        from servopt.simulate.engine import run
+        from servopt.sizing.check import attainment, measured, served_rate
+
+        req = self.offered.requests(self.targets)
+        clients, lifetime = self.offered.clients, self.offered.lifetime_ms(self.targets)
+
         def one(s: Sized | None) -> dict | None:
             if s is None:
                 return None
-            from servopt.simulate.engine import run
-            from servopt.sizing.check import attainment, measured, served_rate
-
-            req = self.offered.requests(self.targets)
-            clients, lifetime = self.offered.clients, self.offered.lifetime_ms(self.targets)
             raw = run(s.deployment, req, clients=clients)
             m = measured(req, lifetime, raw, clients)
             att = attainment(raw, req, self.targets, lifetime, clients)
@@ -60,6 +61,9 @@ class SizingResult:
                 },
             }
 
+        # The best answer is the agg or the disagg one: simulate each deployment once.
+        per_mode = {id(s): one(s) for s in (self.agg, self.disagg) if s is not None}
+        best = per_mode[id(self.best)] if id(self.best) in per_mode else one(self.best)
         return {
             "load": {
                 "kind": "closed_loop" if self.offered.closed else "open_loop",
@@ -72,9 +76,9 @@ class SizingResult:
                 "seed": self.offered.seed,
             },
             "targets": vars(self.targets),
-            "best": one(self.best),
-            "agg": one(self.agg),
-            "disagg": one(self.disagg),
+            "best": best,
+            "agg": per_mode.get(id(self.agg)),
+            "disagg": per_mode.get(id(self.disagg)),
             "search": {
                 "simulations": self.counters.simulations,
                 "verification_failures": self.counters.verification_failures,
