@@ -30,19 +30,24 @@ from servopt.report.html_plot import SERIES_COLORS, pareto_html, series_label
 _UNSAFE_FOLDER_CHARS = re.compile(r"[^A-Za-z0-9._+=-]")
 
 
-def _run_dir(doc: dict, save_dir: Path) -> Path:
-    e = doc["experiments"][0]
-    stem = _UNSAFE_FOLDER_CHARS.sub(
-        "-",
-        f"{e['model']}_{e['system']}_{e['backend']}_isl{e['isl']}_osl{e['osl']}_"
-        f"ttft{e['ttft_ms']:g}_tpot{e['tpot_ms']:g}",
-    )[: 2 * MAX_NAME_CHARS]
+def new_run_dir(save_dir: Path, name: str) -> Path:
+    """A new folder ``<save_dir>/<safe name>_<n>`` (the first free n), created with its parents."""
+    stem = _UNSAFE_FOLDER_CHARS.sub("-", name)[: 2 * MAX_NAME_CHARS]
     n = 0
     while (save_dir / f"{stem}_{n}").exists():
         n += 1
     path = save_dir / f"{stem}_{n}"
     path.mkdir(parents=True)
     return path
+
+
+def _run_dir(doc: dict, save_dir: Path) -> Path:
+    e = doc["experiments"][0]
+    return new_run_dir(
+        save_dir,
+        f"{e['model']}_{e['system']}_{e['backend']}_isl{e['isl']}_osl{e['osl']}_"
+        f"ttft{e['ttft_ms']:g}_tpot{e['tpot_ms']:g}",
+    )
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:

@@ -11,27 +11,16 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 from pathlib import Path
 
 import numpy as np
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
 
 def _run_dir(doc: dict, save_dir: str | Path) -> Path:
+    from servopt.report.save import new_run_dir
+
     c = doc["config"]
-    stem = (
-        _UNSAFE.sub("-", f"simulation_{c['model']}_{c['system']}_{c['backend']}").strip("-.") or "simulation"
-    )
-    root = Path(save_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    n = 0
-    while (root / f"{stem}_{n}").exists():
-        n += 1
-    path = root / f"{stem}_{n}"
-    path.mkdir()
-    return path
+    return new_run_dir(Path(save_dir), f"simulation_{c['model']}_{c['system']}_{c['backend']}")
 
 
 def save_simulation(doc: dict, result, save_dir: str | Path) -> Path:
