@@ -65,7 +65,8 @@ INF = np.inf
 
 @kernel(inline="always")
 def _bracket(axis, n, x):
-    """Index i with axis[i] <= x < axis[i+1], clamped to [0, n-2] (n >= 2), and the weight of i+1."""
+    """Index i with axis[i] <= x < axis[i+1], clamped to [0, n-2] (n >= 2), and the weight of i+1:
+    0 below the first point (held), above 1 past the last (linear extrapolation)."""
     if n < 2:
         return 0, 0.0
     lo = 0
@@ -94,8 +95,6 @@ def interp1(axis, values, n, x):
     if n == 1:
         return values[0]
     i, w = _bracket(axis, n, x)
-    if x > axis[n - 1]:
-        w = (x - axis[i]) / (axis[i + 1] - axis[i])
     return values[i] * (1.0 - w) + values[i + 1] * w
 
 
@@ -104,10 +103,6 @@ def interp2(ax0, n0, ax1, n1, values, x0, x1):
     """Bilinear ``values(x0, x1)`` on ``ax0[:n0] x ax1[:n1]``; linear extrapolation in both axes."""
     i, wi = _bracket(ax0, n0, x0)
     j, wj = _bracket(ax1, n1, x1)
-    if n0 >= 2 and x0 > ax0[n0 - 1]:
-        wi = (x0 - ax0[i]) / (ax0[i + 1] - ax0[i])
-    if n1 >= 2 and x1 > ax1[n1 - 1]:
-        wj = (x1 - ax1[j]) / (ax1[j + 1] - ax1[j])
     i1 = i + 1 if n0 >= 2 else i
     j1 = j + 1 if n1 >= 2 else j
     a = values[i, j] * (1.0 - wj) + values[i, j1] * wj
