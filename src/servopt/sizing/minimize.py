@@ -115,18 +115,14 @@ class Sizer:
         if key in self._saturation:
             return self._saturation[key]
         kind = option.kind
-        clients = kind.policy.max_batch_size * kind.count
-        n = max(SATURATION_MIN_REQUESTS, SATURATION_REQUESTS_PER_CLIENT * clients)
-        req = self.requests
-        reps = -(-n // len(req.isl))
-        isl = np.tile(req.isl, reps)[:n]
-        osl = np.ones(n, np.int64) if prefill_only else np.tile(req.osl, reps)[:n]
+        clients, full = self._full_batch(kind)
+        osl = np.ones_like(full.osl) if prefill_only else full.osl
         role = "agg" if kind.role == "agg" or prefill_only else kind.role
         if role == "decode":
             # A decode worker alone: an instant prefill pool feeds it (no transfer time).
             raise ValueError("use decode_saturation for decode options")
         dep = Deployment((replace(kind, role="agg", pull=False),))
-        raw = run(dep, Requests(np.zeros(n), isl, osl), clients=clients)
+        raw = run(dep, Requests(full.arrival_ms, full.isl, osl), clients=clients)
         return self._completion_rate(key, raw.t_done)
 
     def decode_saturation(self, option: PoolOption, feeder: PoolOption) -> float:
@@ -135,16 +131,21 @@ class Sizer:
         key = (id(option), "decode")
         if key in self._saturation:
             return self._saturation[key]
-        clients = option.kind.policy.max_batch_size * option.kind.count
-        n = max(SATURATION_MIN_REQUESTS, SATURATION_REQUESTS_PER_CLIENT * clients)
-        req = self.requests
-        reps = -(-n // len(req.isl))
-        isl, osl = np.tile(req.isl, reps)[:n], np.tile(req.osl, reps)[:n]
+        clients, full = self._full_batch(option.kind)
         # Enough prefill instances never to starve it (bounded: the loop scans instances per event).
         prefill = replace(feeder.kind, count=feeder.kind.count * min(clients, 32))
         dep = Deployment((prefill, option.workers(1)), 0.0, 0.0)
-        raw = run(dep, Requests(np.zeros(n), isl, osl), clients=clients)
+        raw = run(dep, full, clients=clients)
         return self._completion_rate(key, raw.t_done)
+
+    def _full_batch(self, kind: InstanceKind) -> tuple[int, Requests]:
+        """Clients that fill every batch slot of one worker, and the offered lengths repeated for a
+        closed-loop run of SATURATION_REQUESTS_PER_CLIENT requests each (at least the minimum)."""
+        clients = kind.policy.max_batch_size * kind.count
+        n = max(SATURATION_MIN_REQUESTS, SATURATION_REQUESTS_PER_CLIENT * clients)
+        req = self.requests
+        reps = -(-n // len(req.isl))
+        return clients, Requests(np.zeros(n), np.tile(req.isl, reps)[:n], np.tile(req.osl, reps)[:n])
 
     def _completion_rate(self, key, t_done: np.ndarray) -> float:
         """Requests/s completed after the first quarter (the pool filling up), cached under key."""
