@@ -7,12 +7,14 @@ import yaml
 from servopt.errors import InfeasibleError
 from servopt.perf_db.systems import load_system
 from servopt.pipeline import deployment_files, run_experiments
+from servopt.report.document import result_document
+from servopt.report.rows import top_rows
 from servopt.report.schema import ResultDoc
 
 
 def test_result_document_validates_and_names_the_winner(qwen8_result):
     _, result = qwen8_result
-    doc = result.to_json()
+    doc = result_document(result)
     ResultDoc.model_validate(doc)
     best = doc["best"]
     assert best["experiment"] in ("agg", "disagg")
@@ -25,18 +27,19 @@ def test_result_document_validates_and_names_the_winner(qwen8_result):
 def test_top_rows_are_ranked_and_rank_one_is_the_optimum(qwen8_result):
     _, result = qwen8_result
     for run in result.feasible:
-        values = [r["tokens_per_s_per_gpu"] for r in run.top]
+        rows = top_rows(run)
+        values = [r["tokens_per_s_per_gpu"] for r in rows]
         assert values == sorted(values, reverse=True)
-        assert [r["rank"] for r in run.top] == list(range(1, len(run.top) + 1))
+        assert [r["rank"] for r in rows] == list(range(1, len(rows) + 1))
         assert values[0] == pytest.approx(run.mode.identical.tokens_per_s_per_gpu)
         key = "parallel" if run.experiment.serving_mode == "agg" else "decode_parallel"
-        assert len({r[key] for r in run.top}) == len(run.top)  # one row per layout group
+        assert len({r[key] for r in rows}) == len(rows)  # one row per layout group
 
 
 def test_every_recommended_configuration_fits_in_memory(qwen8_result):
     _, result = qwen8_result
     capacity_gib = load_system("h200_sxm").gpu.mem_capacity_bytes / 2**30
-    for row in result.to_json()["agg"] + result.to_json()["disagg"]:
+    for row in result_document(result)["agg"] + result_document(result)["disagg"]:
         for key in ("memory_gib", "prefill_memory_gib", "decode_memory_gib"):
             if key in row:
                 assert 0 < row[key] < capacity_gib
@@ -44,7 +47,7 @@ def test_every_recommended_configuration_fits_in_memory(qwen8_result):
 
 def test_frontier_is_non_dominated_and_marks_the_choice(qwen8_result):
     _, result = qwen8_result
-    doc = result.to_json()
+    doc = result_document(result)
     for exp in doc["experiments"]:
         pts = exp["pareto"]
         assert sum(p["chosen"] for p in pts) <= 1
@@ -62,13 +65,13 @@ def test_frontier_is_non_dominated_and_marks_the_choice(qwen8_result):
 def test_same_input_same_output(qwen8_result):
     experiments, result = qwen8_result
     again = run_experiments(experiments)
-    assert json.dumps(again.to_json(), default=str) == json.dumps(result.to_json(), default=str)
+    assert json.dumps(result_document(again), default=str) == json.dumps(result_document(result), default=str)
 
 
 def test_deployment_files_carry_the_chosen_layout(qwen8_result):
     _, result = qwen8_result
     for run in result.feasible:
-        row = run.top[0]
+        row = top_rows(run)[0]
         files = deployment_files(result, run.name, 1)
         *_, manifest = yaml.safe_load_all(files["k8s_deploy.yaml"])
         services = {c["name"]: c for c in manifest["spec"]["components"]}

@@ -12,13 +12,39 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 
-from servopt.errors import InfeasibleError, ServoptError
-from servopt.report.files import deployment_files, packed_deployment_files  # noqa: F401  (the web app's pipeline API)
-from servopt.report.rows import deployment_row, frontier_rows
+from servopt.config.schema import Experiment
+from servopt.errors import InfeasibleError
+from servopt.evaluate.candidates import ModelSetup, Workload
+from servopt.evaluate.single import quant_modes
+from servopt.evaluate.workers import WorkerTable, worker_table
+from servopt.models.arch import ModelArch
+from servopt.models.registry import resolve_model
+from servopt.perf_db.database import PerfDatabase, open_database
+
+# The web app's pipeline API (webapp/settings.py names this module): run_experiments here, and the
+# documents report builds from its result.
+from servopt.report.document import result_document
+from servopt.report.files import deployment_files, packed_deployment_files
+from servopt.run_result import ExperimentRun, RunResult
+from servopt.search.layouts import Layout, enumerate_layouts
+from servopt.search.options import ReplicaSpec, Sla, WorkerOptions
+from servopt.search.result import Deployment, ModeResult
+from servopt.search.settings import SolverSettings
+from servopt.search.solve import solve_agg, solve_disagg
+
+__all__ = [
+    "DEFAULT_TOP_N",
+    "ExperimentRun",
+    "RunResult",
+    "deployment_files",
+    "packed_deployment_files",
+    "result_document",
+    "run_experiment",
+    "run_experiments",
+]
 
 log = logging.getLogger(__name__)
 
@@ -28,132 +54,16 @@ Progress = Callable[[str, float], None]
 DEFAULT_TOP_N = 5
 
 
-@dataclass
-class ExperimentRun:
-    """Everything one experiment produced; ``mode`` is None when nothing met the targets."""
-
-    experiment: object  # servopt.config.Experiment
-    arch: object  # servopt.models.arch.ModelArch
-    versions: dict[str, str]  # role -> resolved backend version
-    tables: dict[str, object]  # role -> servopt.evaluate.workers.WorkerTable
-    mode: object | None  # servopt.search.result.ModeResult
-    infeasible: str | None
-    top: list[dict] = field(default_factory=list)
-    # role -> measured rows its database borrows from other data versions (perf_db.sources)
-    borrowed: dict[str, list[dict]] = field(default_factory=dict)
-
-    @property
-    def name(self) -> str:
-        return self.experiment.name
-
-    @property
-    def best_row(self) -> dict | None:
-        return self.top[0] if self.top else None
-
-    def row(self, deployment) -> dict:
-        return deployment_row(self, deployment)
-
-
-@dataclass
-class RunResult:
-    runs: list[ExperimentRun]
-
-    @property
-    def feasible(self) -> list[ExperimentRun]:
-        return [r for r in self.runs if r.mode is not None]
-
-    @property
-    def winner(self) -> ExperimentRun:
-        return max(self.feasible, key=lambda r: r.mode.identical.tokens_per_s_per_gpu)
-
-    def run(self, name: str) -> ExperimentRun:
-        for r in self.runs:
-            if r.name == name:
-                return r
-        raise ServoptError("experiment", name, "no such experiment in this run", [r.name for r in self.runs])
-
-    def to_json(self) -> dict:
-        """The machine-readable result (``--json``, ``result.json``, the web API)."""
-        win = self.winner
-        best = dict(win.row(win.mode.identical))
-        best["experiment"] = win.name
-        others = [r for r in self.feasible if r is not win]
-        if others:
-            runner_up = max(others, key=lambda r: r.mode.identical.tokens_per_s_per_gpu)
-            best["runner_up"] = runner_up.name
-            best["ratio_vs_runner_up"] = (
-                win.mode.identical.tokens_per_s_per_gpu / runner_up.mode.identical.tokens_per_s_per_gpu
-            )
-        packed = win.row(win.mode.packed)
-        packed["gain_vs_identical"] = win.mode.packed_gain
-        best["packed"] = packed
-        experiments = []
-        for r in self.runs:
-            doc = {
-                "name": r.name,
-                "serving_mode": r.experiment.serving_mode,
-                "model": r.experiment.model_name,
-                "system": r.experiment.system_name,
-                "decode_system": r.experiment.decode_system_name,
-                "backend": r.experiment.backend_name,
-                "versions": r.versions,
-                "total_gpus": r.experiment.total_gpus,
-                "isl": r.experiment.isl,
-                "osl": r.experiment.osl,
-                "ttft_ms": r.experiment.ttft,
-                "tpot_ms": r.experiment.tpot,
-                "infeasible": r.infeasible,
-                "borrowed_tables": r.borrowed,
-            }
-            if r.mode is not None:
-                packed = r.row(r.mode.packed)
-                packed["gain_vs_identical"] = r.mode.packed_gain
-                doc.update(
-                    best=r.row(r.mode.identical),
-                    packed=packed,
-                    top=r.top,
-                    pareto=frontier_rows(r),
-                    counters=_counters(r.mode.counters),
-                )
-            experiments.append(doc)
-        by_mode = {"agg": [], "disagg": []}
-        for r in self.feasible:
-            by_mode[r.experiment.serving_mode].extend(r.top)
-        for rows in by_mode.values():
-            rows.sort(key=lambda row: -row["tokens_per_s_per_gpu"])
-        pareto = [p for r in self.feasible for p in frontier_rows(r)]
-        from servopt.report.verdict import verdict
-
-        doc = {"best": best, **by_mode, "pareto": pareto, "experiments": experiments}
-        doc["verdict"] = verdict(doc)
-        return doc
-
-
-def _counters(c) -> dict:
-    return {
-        "options_in": dict(c.options_in),
-        "options_kept": dict(c.options_kept),
-        "tpot_levels": c.tpot_levels,
-        "replica_rows": c.replica_rows,
-        "solves": c.solves,
-        "deterministic_time": c.deterministic_time,
-        "frontier_points": c.frontier_points,
-        "all_optimal": c.all_optimal,
-    }
-
-
 class _Databases:
     """Perf databases opened once per run, keyed by (system, backend, version)."""
 
     def __init__(self, cache_dir: str | None):
         self.cache_dir = cache_dir
-        self._open: dict[tuple, object] = {}
+        self._open: dict[tuple, PerfDatabase] = {}
 
-    def get(self, system: str, backend: str, version: str | None):
+    def get(self, system: str, backend: str, version: str | None) -> PerfDatabase:
         key = (system, backend, version)
         if key not in self._open:
-            from servopt.perf_db.database import open_database
-
             self._open[key] = open_database(system, backend, version, cache_dir=self.cache_dir)
         return self._open[key]
 
@@ -161,7 +71,7 @@ class _Databases:
 _BORROWED_SAID: set[tuple] = set()
 
 
-def table_serves(arch, table: str) -> bool:
+def table_serves(arch: ModelArch, table: str) -> bool:
     """Whether a measured table can price this model: MoE tables (experts, all-to-all, wide EP)
     only MoE models, MLA tables only MLA models; the rest (GEMM, attention, collectives) any."""
     if any(word in table for word in ("moe", "deepep", "wideep")) and not arch.is_moe:
@@ -169,7 +79,7 @@ def table_serves(arch, table: str) -> bool:
     return "mla" not in table or arch.family == "mla_moe"
 
 
-def warn_borrowed(db, arch) -> None:
+def warn_borrowed(db: PerfDatabase, arch: ModelArch) -> None:
     """One WARNING line per database, model family and process naming the borrowed tables this
     model can use (a dense model is not told about borrowed MoE tables)."""
     said = (db.system_name, db.backend, db.version, arch.is_moe, arch.family)
@@ -179,10 +89,8 @@ def warn_borrowed(db, arch) -> None:
         log.warning("%s", summary)
 
 
-def _quant(arch, wc, db, backend):
+def _quant(arch: ModelArch, wc, db: PerfDatabase, backend: str):
     """The worker's quant modes; an fp8 FMHA the data cannot price falls back to bf16 (as the peer)."""
-    from servopt.evaluate.single import quant_modes
-
     default_fmha = wc.fmha_quant_mode == arch.quant.fmha
     q = quant_modes(
         arch,
@@ -203,7 +111,7 @@ def _quant(arch, wc, db, backend):
 _FMHA_FALLBACKS_SAID: set[tuple] = set()
 
 
-def _explain_empty(table, exp, role) -> InfeasibleError:
+def _explain_empty(table: WorkerTable, exp: Experiment, role: str) -> InfeasibleError:
     """Why a role has no usable worker: nothing fits in memory, or nothing could be priced."""
     mem = table.metrics.memory
     capacity_gib = table.layouts.setup.system.gpu.mem_capacity_bytes / 2**30
@@ -246,9 +154,7 @@ def _explain_empty(table, exp, role) -> InfeasibleError:
     )
 
 
-def _layouts(exp, arch, role):
-    from servopt.search.layouts import enumerate_layouts
-
+def _layouts(exp: Experiment, arch: ModelArch, role: str) -> list[Layout]:
     wc = exp.worker(role)
     return enumerate_layouts(
         is_moe=arch.is_moe,
@@ -264,10 +170,7 @@ def _layouts(exp, arch, role):
     )
 
 
-def _worker_table(exp, arch, role, dbs: _Databases):
-    from servopt.evaluate.candidates import ModelSetup, Workload
-    from servopt.evaluate.workers import worker_table
-
+def _worker_table(exp: Experiment, arch: ModelArch, role: str, dbs: _Databases) -> tuple[WorkerTable, str]:
     db = dbs.get(exp.system(role), exp.backend_name, exp.backend_version)
     quant = _quant(arch, exp.worker(role), db, exp.backend_name)
     setup = ModelSetup(arch, exp.backend_name, quant, db.system, db.version, exp.config.nextn)
@@ -298,14 +201,12 @@ def _worker_table(exp, arch, role, dbs: _Databases):
     return table, db.version
 
 
-def _with_pair_key(table, backend: str):
+def _with_pair_key(table: WorkerTable, backend: str) -> WorkerOptions:
     """SGLang needs equal prefill and decode TP (its KV transfer assumes matching shards)."""
     opts = table.options
     if backend != "sglang" or len(opts) == 0:
         return opts
     tp = table.layouts.column("tp")[table.candidates.layout[opts.row]]
-    from servopt.search.options import WorkerOptions
-
     return WorkerOptions.from_arrays(
         gpus=opts.gpus,
         rate_per_s=opts.rate_per_s,
@@ -318,9 +219,7 @@ def _with_pair_key(table, backend: str):
     )
 
 
-def _replica_spec(exp):
-    from servopt.search.options import ReplicaSpec
-
+def _replica_spec(exp: Experiment) -> ReplicaSpec:
     rc = exp.replica
     if rc is None:
         return ReplicaSpec()
@@ -332,10 +231,13 @@ def _replica_spec(exp):
     )
 
 
-def _solve(exp, tables, max_replica_types, settings, frontier=True):
-    from servopt.search.options import Sla
-    from servopt.search.solve import solve_agg, solve_disagg
-
+def _solve(
+    exp: Experiment,
+    tables: dict[str, WorkerOptions],
+    max_replica_types: int,
+    settings: SolverSettings | None,
+    frontier: bool = True,
+) -> ModeResult:
     sla = Sla(ttft_ms=exp.ttft, tpot_ms=exp.tpot)
     if exp.serving_mode == "agg":
         # The agg rate counts the osl - 1 generated tokens after the first (the peer's convention).
@@ -361,13 +263,16 @@ def _solve(exp, tables, max_replica_types, settings, frontier=True):
     )
 
 
-def _top_rows(run: ExperimentRun, options: dict, top_n: int, settings) -> list[dict]:
-    """The best deployment per parallel layout (agg) or per decode layout (disagg), best first."""
+def _top(
+    run: ExperimentRun, options: dict[str, WorkerOptions], top_n: int, settings: SolverSettings | None
+) -> list[Deployment]:
+    """The best identical deployment per parallel layout (agg) or per decode layout (disagg), best
+    first (tokens/s/GPU, then TPOT, then GPUs used), at most ``top_n``."""
     group_role = "agg" if run.experiment.serving_mode == "agg" else "decode"
     table = run.tables[group_role]
     opts = options[group_role]
     layout_of = table.candidates.layout[opts.row]
-    rows = []
+    best = []
     for lay in np.unique(layout_of):
         sub = dict(options)
         sub[group_role] = opts.take(np.flatnonzero(layout_of == lay))
@@ -375,24 +280,20 @@ def _top_rows(run: ExperimentRun, options: dict, top_n: int, settings) -> list[d
             mode = _solve(run.experiment, sub, max_replica_types=1, settings=settings, frontier=False)
         except InfeasibleError:
             continue
-        rows.append(run.row(mode.identical))
-    rows.sort(key=lambda r: (-r["tokens_per_s_per_gpu"], r["tpot_ms"], r["total_gpus_used"]))
-    for rank, row in enumerate(rows[:top_n], start=1):
-        row["rank"] = rank
-    return rows[:top_n]
+        best.append(mode.identical)
+    best.sort(key=lambda d: (-d.tokens_per_s_per_gpu, d.tpot_ms, d.gpus_used))
+    return best[:top_n]
 
 
 def run_experiment(
-    exp,
+    exp: Experiment,
     dbs: _Databases,
     *,
     top_n: int,
     max_replica_types: int,
-    settings=None,
+    settings: SolverSettings | None = None,
     progress: Progress | None = None,
 ) -> ExperimentRun:
-    from servopt.models.registry import resolve_model
-
     arch = resolve_model(exp.model_name)
     tables, versions, options = {}, {}, {}
     run = ExperimentRun(exp, arch, versions, tables, None, None)
@@ -411,18 +312,18 @@ def run_experiment(
     except InfeasibleError as err:
         run.infeasible = str(err)
         return run
-    run.top = _top_rows(run, options, top_n, settings)
+    run.top = _top(run, options, top_n, settings)
     return run
 
 
 def run_experiments(
-    experiments: Sequence,
+    experiments: Sequence[Experiment],
     *,
     progress: Progress | None = None,
     top_n: int = DEFAULT_TOP_N,
     max_replica_types: int = 2,
     perf_db: str | None = None,
-    settings=None,
+    settings: SolverSettings | None = None,
 ) -> RunResult:
     """Run every experiment; raise InfeasibleError (exit 1) when none of them can meet its targets."""
     dbs = _Databases(perf_db)

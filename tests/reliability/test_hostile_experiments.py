@@ -12,6 +12,7 @@ import pytest
 from servopt.config import ConfigError, load_experiments, load_experiments_text
 from servopt.errors import ServoptError
 from servopt.report import deploy
+from servopt.report.document import result_document
 from servopt.report.save import save_run
 
 from .conftest import one_error_line, servopt
@@ -130,7 +131,7 @@ def test_cli_save_dir_that_is_a_file_is_one_error_line(tmp_path):
 
 def test_save_dir_files_stay_inside(qwen8_result, tmp_path):
     _, result = qwen8_result
-    where = save_run(result, result.to_json(), tmp_path / "save", top_n=1)
+    where = save_run(result, result_document(result), tmp_path / "save", top_n=1)
     assert where.parent == tmp_path / "save"
     for f in (tmp_path / "save").rglob("*"):
         assert Path(f).resolve().is_relative_to((tmp_path / "save").resolve())

@@ -4,6 +4,7 @@ import re
 
 import pytest
 
+from servopt.report.document import result_document
 from servopt.report.html_plot import axis_max, pareto_html, series_label
 
 
@@ -15,7 +16,7 @@ def test_axis_ends_just_past_the_data(value, top):
 
 
 def test_chart_is_responsive_with_target_line_and_mode_names(qwen8_result):
-    doc = qwen8_result[1].to_json()
+    doc = result_document(qwen8_result[1])
     page = pareto_html(doc)
     assert re.search(r'<svg id="chart" viewBox="0 0 \d+ \d+"', page) and 'width="860"' not in page
     assert 'name="viewport"' in page

@@ -8,6 +8,7 @@ import yaml
 
 from servopt.report import k8s
 from servopt.report.deploy import DeploymentPlan, WorkerPlan
+from servopt.report.document import result_document
 from servopt.report.k8s_schema import (
     COMPONENT_TYPES,
     DYNAMO_API_VERSION,
@@ -162,7 +163,7 @@ def test_packed_deployment_is_one_valid_graph_with_a_component_per_shape(packed_
     from servopt.pipeline import packed_deployment_files
     from servopt.report.save import save_run
 
-    doc = packed_result.to_json()
+    doc = result_document(packed_result)
     verdict = doc["verdict"]
     assert verdict["deploy"] == "packed"
     files = packed_deployment_files(packed_result, verdict["experiment"])

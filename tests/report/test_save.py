@@ -6,6 +6,7 @@ import jsonschema
 import yaml
 
 from servopt.config import load_experiments
+from servopt.report.document import result_document
 from servopt.report.k8s_schema import schema_for
 from servopt.report.save import save_run
 from servopt.report.schema import ResultDoc
@@ -13,7 +14,7 @@ from servopt.report.schema import ResultDoc
 
 def test_save_dir_files_open(qwen8_result, tmp_path):
     experiments, result = qwen8_result
-    doc = result.to_json()
+    doc = result_document(result)
     root = save_run(result, doc, tmp_path, top_n=2)
     ResultDoc.model_validate(json.loads((root / "result.json").read_text()))
     assert (root / "pareto_frontier.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -40,7 +41,7 @@ def test_save_dir_files_open(qwen8_result, tmp_path):
 
 def test_second_save_gets_its_own_folder(qwen8_result, tmp_path):
     _, result = qwen8_result
-    doc = result.to_json()
+    doc = result_document(result)
     a = save_run(result, doc, tmp_path, top_n=1)
     b = save_run(result, doc, tmp_path, top_n=1)
     assert a != b and a.parent == b.parent
@@ -52,11 +53,11 @@ def test_saved_config_reruns_to_the_same_answer(qwen8_result, tmp_path):
     from servopt.pipeline import run_experiments
 
     _, result = qwen8_result
-    doc = result.to_json()
+    doc = result_document(result)
     root = save_run(result, doc, tmp_path, top_n=5)
     text = (root / "config.yaml").read_text()
     assert "backend_version: null" not in text and "--max_replica_types 2" in text
     reloaded = load_experiments(root / "config.yaml")
     assert [e.name for e in reloaded] == [r.name for r in result.runs]
-    again = run_experiments(reloaded).to_json()
+    again = result_document(run_experiments(reloaded))
     assert json.dumps(again, sort_keys=True, default=str) == json.dumps(doc, sort_keys=True, default=str)

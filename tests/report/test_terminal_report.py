@@ -6,6 +6,7 @@ import io
 import pytest
 from rich.console import Console
 
+from servopt.report.document import result_document
 from servopt.report.tables import count_notes, fmt_number, layout_text, print_report
 from servopt.report.verdict import PACKED_MIN_GAIN, shape, verdict
 
@@ -20,7 +21,7 @@ def _render(doc: dict, width: int, top_n: int = 5) -> str:
 
 @pytest.fixture(scope="module")
 def doc(qwen8_result):
-    return qwen8_result[1].to_json()
+    return result_document(qwen8_result[1])
 
 
 @pytest.mark.parametrize("width", [80, 100, 120])

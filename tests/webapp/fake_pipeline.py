@@ -1,7 +1,7 @@
 """A stand-in for ``servopt.pipeline`` in the web app's tests (imported by the worker process).
 
-It honours the pipeline contract (``run_experiments(experiments, *, progress, top_n) -> RunResult``
-with ``to_json()``, ``deployment_files(result, experiment_name, rank)`` and
+It honours the pipeline contract (``run_experiments(experiments, *, progress, top_n) -> RunResult``,
+``result_document(result)``, ``deployment_files(result, experiment_name, rank)`` and
 ``packed_deployment_files(result, experiment_name)``) with figures derived
 deterministically from each experiment, so the API, queue and page can be tested without the solver.
 ``FAKE_PIPELINE_MODE`` picks a misbehaviour: ``ok`` (default), ``slow`` (sleeps
@@ -115,6 +115,10 @@ def run_experiments(experiments, *, progress=None, top_n=5):
     if progress is not None:
         progress("done", 1.0)
     return FakeRunResult(list(experiments), top_n)
+
+
+def result_document(result):
+    return result.to_json()
 
 
 def deployment_files(result, experiment_name, rank):

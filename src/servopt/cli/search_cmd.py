@@ -51,7 +51,7 @@ def _run_and_report(
     cache_root = cache_dir(perf_db)
     aot_active = start_kernels(cache_root)
     import_cp_model_without_pandas()
-    from servopt.pipeline import run_experiments
+    from servopt.pipeline import result_document, run_experiments
     from servopt.search.settings import SolverSettings
 
     settings = SolverSettings(composition=composition)
@@ -80,7 +80,7 @@ def _run_and_report(
                 perf_db=perf_db,
                 settings=settings,
             )
-    doc = result.to_json()
+    doc = result_document(result)
     if save_dir is not None:
         from servopt.report.save import save_run
 

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from servopt.errors import ServoptError
 from servopt.report import deploy, k8s
-from servopt.report.rows import deployment_name, deployment_plan, packed_plans
+from servopt.report.rows import deployment_name, deployment_plan, deployment_row, packed_plans
+from servopt.run_result import RunResult
 
 
-def deployment_files(result, experiment_name: str, rank: int = 1, image: str | None = None) -> dict:
+def deployment_files(
+    result: RunResult, experiment_name: str, rank: int = 1, image: str | None = None
+) -> dict:
     """Engine configs, Kubernetes manifests (Dynamo; plain when it can run without Dynamo) and run.sh
     for one top configuration."""
     run = result.run(experiment_name)
@@ -19,7 +22,7 @@ def deployment_files(result, experiment_name: str, rank: int = 1, image: str | N
         raise ServoptError(
             "rank", rank, f"experiment {experiment_name} has {len(run.top)} top configurations"
         )
-    plan = deployment_plan(run, run.top[rank - 1])
+    plan = deployment_plan(run, deployment_row(run, run.top[rank - 1]))
     files = deploy.engine_files(plan)
     files["k8s_deploy.yaml"] = k8s.dynamo_yaml(plan, image=image)
     plain = k8s.plain_yaml(plan)
@@ -29,13 +32,13 @@ def deployment_files(result, experiment_name: str, rank: int = 1, image: str | N
     return files
 
 
-def packed_deployment_files(result, experiment_name: str, image: str | None = None) -> dict:
+def packed_deployment_files(result: RunResult, experiment_name: str, image: str | None = None) -> dict:
     """The packed deployment of an experiment (its replica shapes side by side): each shape's
     engine configs and run script under ``g<i>/``, and one Kubernetes graph for all of them."""
     run = result.run(experiment_name)
     if run.mode is None:
         raise ServoptError("experiment", experiment_name, "has no feasible deployment")
-    row = run.row(run.mode.packed)
+    row = deployment_row(run, run.mode.packed)
     plans = packed_plans(run, row)
     files = {}
     for i, plan in enumerate(plans, start=1):

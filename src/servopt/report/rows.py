@@ -10,6 +10,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from servopt.report.deploy import DeploymentPlan, WorkerPlan
+from servopt.run_result import ExperimentRun
+
+if TYPE_CHECKING:
+    from servopt.search.result import Deployment, ReplicaGroup
 
 
 def _worker_cols(prefix: str, table, row: int) -> dict:
@@ -28,7 +35,7 @@ def _worker_cols(prefix: str, table, row: int) -> dict:
     }
 
 
-def _group_cols(run, group) -> dict:
+def _group_cols(run: ExperimentRun, group: ReplicaGroup) -> dict:
     exp = run.experiment
     if exp.serving_mode == "agg":
         table = run.tables["agg"]
@@ -41,8 +48,8 @@ def _group_cols(run, group) -> dict:
     return cols
 
 
-def deployment_row(run, dep) -> dict:
-    """One deployment of ``run`` (an ExperimentRun) as a flat row."""
+def deployment_row(run: ExperimentRun, dep: Deployment) -> dict:
+    """One deployment of ``run`` as a flat row."""
     exp = run.experiment
     first = dep.groups[0]
     row = {
@@ -77,6 +84,16 @@ def deployment_row(run, dep) -> dict:
     return row
 
 
+def top_rows(run: ExperimentRun) -> list[dict]:
+    """The top table of ``run``: one row per deployment of ``run.top`` (best first), ranked from 1."""
+    rows = []
+    for rank, dep in enumerate(run.top, start=1):
+        row = deployment_row(run, dep)
+        row["rank"] = rank
+        rows.append(row)
+    return rows
+
+
 def layout_text(row: dict) -> str:
     """A one-line description of a row's layout, for hover texts and plots."""
     if row["mode"] == "agg":
@@ -87,7 +104,7 @@ def layout_text(row: dict) -> str:
     )
 
 
-def frontier_rows(run) -> list[dict]:
+def frontier_rows(run: ExperimentRun) -> list[dict]:
     """The Pareto frontier of ``run``: tokens/s/user vs tokens/s/gpu, the SLA's choice marked."""
     chosen = run.mode.identical
     out = []
@@ -118,7 +135,7 @@ def deployment_name(experiment: str, mode: str) -> str:
     return f"servopt-{words}"[:63].rstrip("-")
 
 
-def packed_plans(run, row: dict) -> list:
+def packed_plans(run: ExperimentRun, row: dict) -> list[DeploymentPlan]:
     """One deployment plan per replica shape of a packed row (a row without groups: one plan)."""
     groups = row.get("groups") or [row]
     base = deployment_name(run.experiment.name, row["mode"])
@@ -130,10 +147,8 @@ def packed_plans(run, row: dict) -> list:
     return plans
 
 
-def deployment_plan(run, row: dict):
+def deployment_plan(run: ExperimentRun, row: dict) -> DeploymentPlan:
     """The deployment plan (report.deploy) of one top row."""
-    from servopt.report.deploy import DeploymentPlan, WorkerPlan
-
     exp = run.experiment
 
     def worker(role: str, prefix: str, count: int, ctx_tokens: int) -> WorkerPlan:

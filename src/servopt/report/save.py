@@ -24,6 +24,7 @@ from servopt.errors import ServoptError
 from servopt.limits import MAX_NAME_CHARS, folder_name_problem
 from servopt.report.files import deployment_files, packed_deployment_files
 from servopt.report.html_plot import SERIES_COLORS, pareto_html, series_label
+from servopt.run_result import ExperimentRun, RunResult
 
 # The run folder's name is built from the model (possibly a config.json path), system and backend:
 # anything but these characters becomes "-", so it is always one plain folder name.
@@ -98,7 +99,7 @@ def pareto_png(doc: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def pinned_experiment(run):
+def pinned_experiment(run: ExperimentRun):
     """The experiment as it ran: the backend version the perf database resolved is written in, so
     that a later run (with a newer database installed) searches the same data."""
     versions = set(run.versions.values())
@@ -125,7 +126,9 @@ def _experiment_dir(root: Path, name: str) -> Path:
     return root / name
 
 
-def save_run(result, doc: dict, save_dir: Path, *, top_n: int, run_options: dict | None = None) -> Path:
+def save_run(
+    result: RunResult, doc: dict, save_dir: Path, *, top_n: int, run_options: dict | None = None
+) -> Path:
     """Write the run's files inside ``save_dir`` (never elsewhere); returns the run folder.
     ``run_options``: max_replica_types and composition, recorded beside the experiments."""
     for run in result.runs:
@@ -138,7 +141,7 @@ def save_run(result, doc: dict, save_dir: Path, *, top_n: int, run_options: dict
         ) from None
 
 
-def _write_run(result, doc: dict, save_dir: Path, *, top_n: int, run_options: dict | None) -> Path:
+def _write_run(result: RunResult, doc: dict, save_dir: Path, *, top_n: int, run_options: dict | None) -> Path:
 
     root = _run_dir(doc, save_dir)
     (root / "result.json").write_text(json.dumps(doc, indent=2, default=str))

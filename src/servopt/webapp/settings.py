@@ -23,7 +23,7 @@ DEFAULT_JOB_TIME_LIMIT_S = 600.0
 DEFAULT_RESULTS_KEPT = 32
 # The seed's whole example YAML is 5 KiB; 128 KiB leaves room for long comments, not for abuse.
 DEFAULT_MAX_BODY_BYTES = 128 * 1024
-# The module whose ``run_experiments`` / ``deployment_files`` the worker process calls.
+# The module whose ``run_experiments`` / ``result_document`` / ``deployment_files`` the worker calls.
 DEFAULT_PIPELINE_MODULE = "servopt.pipeline"
 
 

@@ -93,7 +93,7 @@ def _run_one(pipeline: Any, request_data: dict[str, Any], send_progress: Callabl
     request = TypeAdapter(SearchRequest).validate_python(request_data)
     experiments = build_experiments(request)
     result = pipeline.run_experiments(experiments, progress=send_progress, top_n=request.top_n)
-    data = _jsonable(result.to_json())
+    data = _jsonable(pipeline.result_document(result))
     return {"result": data, "deployments": _deployments(pipeline, result, data)}
 
 
