@@ -5,17 +5,17 @@ import shlex
 import jsonschema
 import pytest
 import yaml
-
-from servopt.report import k8s
-from servopt.report.deploy import DeploymentPlan, WorkerPlan
-from servopt.report.document import result_document
-from servopt.report.k8s_schema import (
+from k8s_schema import (
     COMPONENT_TYPES,
     DYNAMO_API_VERSION,
     DYNAMO_GRAPH_DEPLOYMENT,
     schema_for,
     unique_component_names,
 )
+
+from servopt.report import k8s
+from servopt.report.deploy import DeploymentPlan, WorkerPlan
+from servopt.report.document import result_document
 from servopt.report.rows import deployment_name
 
 

@@ -4,10 +4,10 @@ import subprocess
 
 import jsonschema
 import yaml
+from k8s_schema import schema_for
 
 from servopt.config import load_experiments
 from servopt.report.document import result_document
-from servopt.report.k8s_schema import schema_for
 from servopt.report.save import save_run
 from servopt.report.schema import ResultDoc
 

@@ -11,7 +11,8 @@
 The field names, the component types and the disaggregation flags follow ai-dynamo/dynamo's
 v1beta1 examples (``examples/backends/{vllm,sglang,trtllm}/deploy/v1beta1/disagg.yaml``
 @ 88396aa037539d4714490a866c654a8be6377cfc / 369732d4303affed83a61039bcdcb32d89aeb528), which run
-the ``1.2.0-post.1`` runtime images; the schema they are checked against is ``k8s_schema``.
+the ``1.2.0-post.1`` runtime images; the tests check them against the CRD's schema
+(``tests/report/k8s_schema.py``).
 """
 
 from __future__ import annotations
@@ -29,11 +30,11 @@ from servopt.report.deploy import (
     vllm_args,
     worker_command,
 )
-from servopt.report.k8s_schema import DYNAMO_API_VERSION
 from servopt.report.verdict import plural
 
 # The Dynamo release whose CRD and worker flags these manifests target (its runtime images).
 DYNAMO_RELEASE = "1.2.0-post.1"
+DYNAMO_API_VERSION = "nvidia.com/v1beta1"
 DYNAMO_RUNTIME_IMAGES = {
     "trtllm": "nvcr.io/nvidia/ai-dynamo/tensorrtllm-runtime",
     "vllm": "nvcr.io/nvidia/ai-dynamo/vllm-runtime",

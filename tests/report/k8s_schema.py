@@ -1,5 +1,8 @@
 """JSON schemas of the Kubernetes objects servopt writes, from the fields and types their APIs declare.
 
+The oracle of tests/report/test_k8s.py and test_save.py (not shipped: servopt only writes manifests).
+It states the API independently of ``servopt.report.k8s``, the apiVersion included.
+
 The ``DynamoGraphDeployment`` schema states the v1beta1 API of ai-dynamo/dynamo's operator:
 
 - ``deploy/operator/api/dynamo/v1beta1/dynamographdeployment_types.go``
