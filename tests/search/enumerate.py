@@ -2,7 +2,7 @@
 
 For small instances it enumerates every (prefill option, x, decode option, y) replica (or every
 agg worker) and every deployment of up to K distinct replicas with any counts, in numba kernels
-(``servopt_kernels.xpyd_enum``), and returns the exact optimum and Pareto frontier under the same
+(``tests/search/oracle_kernels.py``), and returns the exact optimum and Pareto frontier under the same
 integer encoding (``encode``) and the same order (value desc, TPOT asc, GPUs used asc) as the
 solver. It shares nothing else with the solver: its filters are restated here, not imported.
 """
@@ -12,11 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from tests.search.oracle_kernels import best_identical, best_packing, enumerate_replicas
 
 from servopt.search.conventions import DEFAULT_CONVENTIONS, Conventions
 from servopt.search.encode import encode_rates
 from servopt.search.options import ReplicaSpec, Sla, WorkerOptions
-from servopt_kernels.xpyd_enum import best_identical, best_packing, enumerate_replicas
 
 
 @dataclass(frozen=True)

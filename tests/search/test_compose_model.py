@@ -12,6 +12,7 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from tests.search import synthetic
 from tests.search.enumerate import brute_force_agg, brute_force_disagg
+from tests.search.oracle_kernels import best_identical, best_packing, enumerate_replicas
 
 from servopt.errors import InfeasibleError, ServoptError
 from servopt.search import compose, compose_model
@@ -20,7 +21,6 @@ from servopt.search.compose_problem import ComposeProblem
 from servopt.search.options import ReplicaSpec, Sla, WorkerOptions
 from servopt.search.settings import SolverSettings
 from servopt.search.solve import solve, solve_disagg
-from servopt_kernels.xpyd_enum import best_identical, best_packing, enumerate_replicas
 
 from .brute_cases import (
     DISAGG_TTFT,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from tests.search.oracle_kernels import enumerate_replicas
 
 from servopt.search.rate_bounds import agg_rate_bounds, disagg_rate_bounds
-from servopt_kernels.xpyd_enum import enumerate_replicas
 
 
 def _best_per_size(sizes, kw):

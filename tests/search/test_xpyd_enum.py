@@ -6,8 +6,9 @@ import itertools
 
 import numpy as np
 import pytest
+from tests.search.oracle_kernels import best_identical, best_packing, enumerate_replicas
 
-from servopt_kernels.xpyd_enum import best_identical, best_packing, enumerate_replicas, staircase
+from servopt_kernels.xpyd_enum import staircase
 
 
 def _naive_staircase(units, level):
