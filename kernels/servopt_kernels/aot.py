@@ -175,6 +175,40 @@ def _export_wrapper(k: jit.Kernel):
     return namespace[k.export_name]
 
 
+# The one use of numba.pycc, a numba API pending deprecation since 0.57: numba's maintainers say it
+# stays until a replacement exists (numba/numba#8509); it imports setuptools at run time. The
+# attributes used here are pinned by tests/kernels/test_aot.py::test_pycc_offers_what_the_build_uses.
+PYCC_API = ("export", "compile", "output_dir", "target_cpu")
+
+
+def _pycc():
+    """numba's ``pycc.CC`` class, its pending-deprecation warning silenced."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from numba.pycc import CC
+    return CC
+
+
+def pycc_problem() -> str | None:
+    """Why this numba cannot build the AOT module (None: pycc imports and has what ``build`` uses)."""
+    try:
+        cc = _pycc()
+    except ImportError as err:
+        return f"numba.pycc does not import: {err}"
+    missing = [a for a in PYCC_API if not hasattr(cc, a)]
+    return f"numba.pycc.CC lacks {', '.join(missing)}" if missing else None
+
+
+def _pycc_compile(name: str, out_dir: Path) -> None:
+    """Every entry kernel exported under its ``export_name`` into the extension ``name`` in ``out_dir``."""
+    cc = _pycc()(name)
+    cc.output_dir = str(out_dir)
+    cc.target_cpu = "host"
+    for k in jit.entry_kernels():
+        cc.export(k.export_name, k.signature)(_export_wrapper(k))
+    cc.compile()
+
+
 def build(cache_root: Path) -> Path | None:
     """Compile the entry kernels into the AOT module (seconds: numba compiles them, gcc links).
 
@@ -185,16 +219,7 @@ def build(cache_root: Path) -> Path | None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=BUILD_DIR_PREFIX, dir=path.parent))
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # pycc's pending-deprecation notice
-            from numba.pycc import CC
-
-            cc = CC(name)
-            cc.output_dir = str(tmp)
-            cc.target_cpu = "host"
-            for k in jit.entry_kernels():
-                cc.export(k.export_name, k.signature)(_export_wrapper(k))
-            cc.compile()
+        _pycc_compile(name, tmp)
         built = next(tmp.glob(name + "*"))
         # The record first: a builder killed between the two leaves a record without a module
         # (rebuilt), never a module without its record.
