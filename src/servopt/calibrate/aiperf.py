@@ -42,6 +42,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from servopt.calibrate.records import BACKENDS, Disagg, MeasuredRecord, WorkerGroup
 from servopt.errors import DataFileError
@@ -75,8 +76,6 @@ def read_aiperf(path: Path | str, setup: dict | None = None) -> list[MeasuredRec
 
 
 def read_sidecar(path: Path) -> dict:
-    import yaml
-
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError:

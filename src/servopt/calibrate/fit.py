@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -116,8 +117,6 @@ def _replay_row(sample: Sample, grid: list[Adjustments]) -> np.ndarray:
 def grid_runs(samples: list[Sample], threads: int | None = None) -> np.ndarray:
     """(records, grid points, 4): TTFT, TPOT, tok/s/GPU, E2E at zero request overhead. The kernel
     releases the GIL, so records run on threads; results do not depend on the thread count."""
-    from concurrent.futures import ThreadPoolExecutor
-
     grid = grid_adjustments()
     workers = threads or min(4, os.cpu_count() or 1)
     if workers <= 1:

@@ -16,8 +16,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from functools import cache
+from importlib import resources
 from pathlib import Path
 from typing import NamedTuple
+
+import yaml
 
 from servopt.calibrate.records import BACKENDS
 from servopt.errors import ServoptError
@@ -157,8 +160,6 @@ class Profile:
         }
 
     def to_yaml(self) -> str:
-        import yaml
-
         return yaml.safe_dump(self.to_dict(), sort_keys=False, width=110, allow_unicode=True)
 
 
@@ -247,8 +248,6 @@ def load_profile(path: str | Path) -> Profile:
 
 
 def profile_from_text(text: str, name: str) -> Profile:
-    import yaml
-
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as err:
@@ -263,8 +262,6 @@ def profile_from_text(text: str, name: str) -> Profile:
 @cache
 def default_profile() -> Profile:
     """The profile shipped in the package (fitted on the shipped public measurements)."""
-    from importlib import resources
-
     ref = resources.files("servopt.calibrate").joinpath("data", DEFAULT_PROFILE)
     return profile_from_text(ref.read_text(encoding="utf-8"), "default profile")
 

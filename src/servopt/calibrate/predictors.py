@@ -19,8 +19,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
-from servopt.calibrate.replay import benchmark_requests, database, model_setup  # noqa: F401  (predictors' API)
+from servopt.calibrate.model import default_profile
+from servopt.calibrate.replay import Replay, benchmark_requests, database, model_setup  # noqa: F401  (predictors' API)
 from servopt.calibrate.setups import Setup
+from servopt.errors import OutOfMemoryError
+from servopt.evaluate.candidates import Workload
+from servopt.evaluate.single import estimate_config
 
 
 class Prediction(NamedTuple):
@@ -43,10 +47,6 @@ def mean_field(setup: Setup) -> Prediction:
     number of requests in flight, the throughput is scaled back to the stated clients: the mean-field
     rate is proportional to the requests in flight at a fixed step time.
     """
-    from servopt.errors import OutOfMemoryError
-    from servopt.evaluate.candidates import Workload
-    from servopt.evaluate.single import estimate_config
-
     db = database(setup)
     model = model_setup(setup, db)
     ranks = setup.layout.pp * setup.layout.dp
@@ -66,8 +66,6 @@ def mean_field(setup: Setup) -> Prediction:
 
 def simulate(setup: Setup) -> Prediction:
     """``servopt cli simulate`` replaying the record's benchmark (:class:`replay.Replay`), raw model."""
-    from servopt.calibrate.replay import Replay
-
     out = Replay(setup).run()
     note = f"{out.preempted} preempted" if out.preempted else ""
     return Prediction(out.ttft_ms, out.tpot_ms, out.output_tok_s_per_gpu, note)
@@ -77,9 +75,6 @@ def simulate_calibrated(setup: Setup) -> Prediction:
     """``simulate`` with the shipped default calibration profile's adjustments for the setup's scope
     (in-sample on the shipped data: the profile was fitted on it; ``servopt calibrate`` prints the
     cross-validated figures)."""
-    from servopt.calibrate.model import default_profile
-    from servopt.calibrate.replay import Replay
-
     adj, _ = default_profile().adjustments(setup.backend, setup.system)
     out = Replay(setup).run(adj)
     note = f"{out.preempted} preempted" if out.preempted else ""

@@ -9,12 +9,17 @@ from __future__ import annotations
 import datetime
 import hashlib
 from dataclasses import dataclass, replace
+from importlib import resources
 from pathlib import Path
 
+import servopt
 from servopt.calibrate import cv
-from servopt.calibrate.fit import Sample, fit, fit_settings, grid_runs, make_samples
+from servopt.calibrate.aiperf import SIDECAR, is_aiperf_file, read_aiperf
+from servopt.calibrate.fit import Sample, _neutral_index, fit, fit_settings, grid_runs, make_samples
 from servopt.calibrate.model import Profile
+from servopt.calibrate.public_csv import SHIPPED, read_measurements, shipped_measurements
 from servopt.calibrate.setups import Setup, to_setup
+from servopt.errors import ServoptError
 
 
 @dataclass
@@ -36,13 +41,9 @@ def calibrate(
     records, inputs: list[tuple[str, bytes]], folds: tuple[str, ...] = ("source", "layout"), threads=None
 ) -> Calibration:
     """Fit on every record that maps to a setup; cross-validate by each of ``folds``."""
-    import servopt
-
     mapped = [to_setup(r) for r in records]
     setups = [m for m in mapped if isinstance(m, Setup)]
     if not setups:
-        from servopt.errors import ServoptError
-
         why = sorted({f"{m.reason}: {m.detail}" for m in mapped})
         raise ServoptError(
             "files", len(records), "no record maps to a setup servopt can simulate", tuple(why)
@@ -91,8 +92,6 @@ def calibrate(
 
 
 def _held(samples, runs, profile) -> cv.HeldOut:
-    from servopt.calibrate.fit import _neutral_index
-
     return cv.HeldOut(runs[:, _neutral_index(), :3].copy(), cv.in_sample(samples, runs, profile), [])
 
 
@@ -110,15 +109,9 @@ def _summary(rows: list[dict]) -> dict:
 
 def read_inputs(paths: list[Path]):
     """Records and (file name, bytes) of each measurements file; the shipped file when none."""
-    from importlib import resources
-
-    from servopt.calibrate.public_csv import SHIPPED, read_measurements, shipped_measurements
-
     if not paths:
         ref = resources.files("servopt.calibrate").joinpath("data", SHIPPED)
         return shipped_measurements(), [(SHIPPED, ref.read_bytes())]
-    from servopt.calibrate.aiperf import SIDECAR, is_aiperf_file, read_aiperf
-
     records, inputs = [], []
     for p in paths:
         if is_aiperf_file(p):

@@ -13,27 +13,31 @@ from typing import NamedTuple
 import numpy as np
 
 from servopt.calibrate.setups import Setup
+from servopt.errors import ServoptError
+from servopt.evaluate.candidates import ModelSetup
+from servopt.evaluate.single import quant_modes
+from servopt.models.registry import resolve_model
+from servopt.perf_db.database import PerfDatabase, open_database
 from servopt.simulate.adjust import Adjustments, adjust
+from servopt.simulate.build import WorkerPlan, build_deployment
+from servopt.simulate.engine import run
+from servopt.simulate.metrics import summarize
+from servopt.simulate.policy import engine_policy
+from servopt.simulate.workload import Requests
 
 
 @cache
-def _open(system: str, backend: str, version: str):
-    from servopt.perf_db.database import open_database
-
+def _open(system: str, backend: str, version: str) -> PerfDatabase:
     return open_database(system, backend, version)
 
 
-def database(setup: Setup):
+def database(setup: Setup) -> PerfDatabase:
     """The perf database of the setup's (system, backend, version), opened once per process."""
     return _open(setup.system, setup.backend, setup.version)
 
 
-def model_setup(setup: Setup, db):
+def model_setup(setup: Setup, db: PerfDatabase) -> ModelSetup:
     """The ``ModelSetup`` ``cli estimate`` would build: quant defaults resolved against ``db``."""
-    from servopt.evaluate.candidates import ModelSetup
-    from servopt.evaluate.single import quant_modes
-    from servopt.models.registry import resolve_model
-
     arch = resolve_model(setup.model)
     q = setup.quant
     quant = quant_modes(arch, q.gemm, q.moe, q.kvcache, q.fmha, db=db, backend=setup.backend)
@@ -52,13 +56,9 @@ BENCH_REQUESTS_PER_CLIENT = {"InferenceX": 10}
 DEFAULT_REQUESTS_PER_CLIENT = 10
 
 
-def benchmark_requests(setup: Setup, clients: int, seed: int = 0):
+def benchmark_requests(setup: Setup, clients: int, seed: int = 0) -> Requests:
     """The requests of the record's benchmark run: its count and its length distribution (lengths
     uniform in [ratio * L, L] per the campaign's client; fixed where nothing else is known)."""
-    import numpy as np
-
-    from servopt.simulate.workload import Requests
-
     rec = setup.record
     source = rec.source_name
     n = rec.num_requests or BENCH_REQUESTS_PER_CLIENT.get(source, DEFAULT_REQUESTS_PER_CLIENT) * clients
@@ -91,9 +91,6 @@ class Replay:
     and length distribution, every request measured (the benchmarks report over all of them)."""
 
     def __init__(self, setup: Setup):
-        from servopt.simulate.build import WorkerPlan, build_deployment
-        from servopt.simulate.policy import engine_policy
-
         self.setup = setup
         db = database(setup)
         model = model_setup(setup, db)
@@ -111,10 +108,6 @@ class Replay:
         self.mask = np.ones(len(self.requests.isl), dtype=bool)
 
     def run(self, adj: Adjustments = Adjustments()) -> Replayed:
-        from servopt.errors import ServoptError
-        from servopt.simulate.engine import run
-        from servopt.simulate.metrics import summarize
-
         deployment = adjust(self.deployment, adj)
         raw = run(deployment, self.requests, clients=self.clients, itl_weight=self.mask.astype(np.float64))
         kv_total = sum(k.kv_tokens * k.count for k in deployment.kinds)

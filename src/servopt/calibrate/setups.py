@@ -18,7 +18,9 @@ from functools import cache
 from servopt.calibrate.records import MeasuredRecord
 from servopt.errors import ServoptError
 from servopt.models.ops import QuantModes
+from servopt.models.registry import resolve_model
 from servopt.perf_db import locate
+from servopt.perf_db.systems import load_system
 from servopt.search.layouts import Layout, enumerate_layouts
 
 # The sources' model names (before any " (hf-id)" suffix) -> servopt registry names, with why an
@@ -189,15 +191,11 @@ def to_setup(record: MeasuredRecord) -> Setup | Skip:
 
 @cache
 def _arch(model: str):
-    from servopt.models.registry import resolve_model
-
     return resolve_model(model)
 
 
 @cache
 def _spec(system: str):
-    from servopt.perf_db.systems import load_system
-
     return load_system(system)
 
 

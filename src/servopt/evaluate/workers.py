@@ -18,9 +18,17 @@ from typing import NamedTuple
 
 import numpy as np
 
+from servopt.errors import UnknownNameError
 from servopt.evaluate.agg import AGG_POLICIES, AggResult, agg_memory, run_agg
-from servopt.evaluate.batch_sizes import agg_points, decode_batch_sizes, prefill_batch_sizes
-from servopt.evaluate.candidates import Candidates, LayoutOps, Workload, grid
+from servopt.evaluate.batch_sizes import (
+    DEFAULT_MAX_BATCH_SIZE,
+    DEFAULT_PREFILL_MAX_NUM_TOKENS,
+    agg_points,
+    decode_batch_sizes,
+    prefill_batch_sizes,
+)
+from servopt.evaluate.candidates import Candidates, LayoutOps, Workload, build_layout_ops, grid
+from servopt.evaluate.nextn import expected_accepted_tokens
 from servopt.evaluate.static import StaticResult, run_static, static_memory
 from servopt.search.options import WorkerOptions
 
@@ -174,17 +182,6 @@ def worker_table(
     and 1.08 (decode) and is not used for agg; ``max_batch_size`` caps the role's batch schedule
     (``decode_max_batch_size`` / ``prefill_max_batch_size`` of the seed's advanced tuning).
     """
-    from servopt.errors import UnknownNameError
-    from servopt.evaluate.batch_sizes import (
-        DEFAULT_MAX_BATCH_SIZE,
-        DEFAULT_PREFILL_MAX_NUM_TOKENS,
-        agg_points,
-        decode_batch_sizes,
-        prefill_batch_sizes,
-    )
-    from servopt.evaluate.candidates import build_layout_ops
-    from servopt.evaluate.nextn import expected_accepted_tokens
-
     lops = build_layout_ops(setup, layouts, db=db, role=role)
     accepted = expected_accepted_tokens(setup.nextn, accept_rates)
     if role == "prefill":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 
 # One colour per experiment, shared by the PNG (report.save) and this HTML chart.
 SERIES_COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"]
@@ -23,8 +24,6 @@ def series_label(name: str, serving_mode: str) -> str:
 def axis_max(v: float, ticks: int = _TICKS) -> tuple[float, float]:
     """(axis maximum, tick step): a round step (1, 2, 2.5 or 5 x 10^k) and the fewest steps that
     hold ``v``, so the axis ends just past the data."""
-    import math
-
     if v <= 0:
         return 1.0, 1.0 / ticks
     raw = v / ticks

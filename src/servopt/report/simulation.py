@@ -15,18 +15,17 @@ from pathlib import Path
 
 import numpy as np
 
+from servopt.errors import ServoptError
+from servopt.report.save import new_run_dir
+
 
 def _run_dir(doc: dict, save_dir: str | Path) -> Path:
-    from servopt.report.save import new_run_dir
-
     c = doc["config"]
     return new_run_dir(Path(save_dir), f"simulation_{c['model']}_{c['system']}_{c['backend']}")
 
 
 def save_simulation(doc: dict, result, save_dir: str | Path) -> Path:
     """Write the run's files in a new folder inside ``save_dir``; returns it."""
-    from servopt.errors import ServoptError
-
     try:
         return _write(doc, result, save_dir)
     except OSError as err:

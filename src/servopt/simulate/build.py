@@ -16,7 +16,7 @@ import numpy as np
 
 from servopt.errors import ServoptError
 from servopt.evaluate.candidates import ModelSetup, build_layout_ops
-from servopt.evaluate.memory import GIB, kv_budget_rule, kv_bytes_per_token, memory_usage
+from servopt.evaluate.memory import GIB, KV_CACHE_TOLERANCE, kv_budget_rule, kv_bytes_per_token, memory_usage
 from servopt.search.layouts import Layout
 from servopt.simulate.engine import Deployment, InstanceKind
 from servopt.simulate.policy import SchedulerPolicy, fit_token_budget
@@ -62,8 +62,6 @@ def kv_capacity_tokens(setup: ModelSetup, layout: Layout, role: str, policy: Sch
     non_kv = float(mem.total[0])
     if non_kv >= capacity:
         return 0
-    from servopt.evaluate.memory import KV_CACHE_TOLERANCE
-
     scale = (1.0 - rule.reserved) * (1.0 - KV_CACHE_TOLERANCE)
     fraction = float(np.asarray(rule.fraction).ravel()[0])
     budget_gib = (

@@ -10,14 +10,16 @@ same way. Instances of one *kind* share a policy and step tables.
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
-from servopt.errors import ServoptError
+from servopt.errors import InfeasibleError, ServoptError
 from servopt.simulate.policy import SchedulerPolicy
 from servopt.simulate.step_time import StepTables
 from servopt.simulate.workload import Requests
+from servopt_kernels import sim
 
 ROLES = {"agg": 0, "prefill": 1, "decode": 2}
 TIMELINE_ROWS = 4096
@@ -118,8 +120,6 @@ def _pad2(arrays: list[np.ndarray]) -> np.ndarray:
 
 def check_fits(deployment: Deployment, requests: Requests) -> None:
     """Every request must fit one instance of each role it visits, or the run would stall."""
-    from servopt.errors import InfeasibleError
-
     roles = {k.role for k in deployment.kinds}
     if roles not in ({"agg"}, {"prefill", "decode"}):
         raise ServoptError(
@@ -158,8 +158,6 @@ def check_fits(deployment: Deployment, requests: Requests) -> None:
 def run_many(jobs: list[tuple[Deployment, Requests, int]], threads: int | None = None) -> list[RawRun]:
     """Simulate many (deployment, requests, clients) jobs; the kernel releases the GIL, so threads
     run them on every core. Results are in job order and do not depend on the thread count."""
-    from concurrent.futures import ThreadPoolExecutor
-
     if not jobs:
         return []
     first = run(*jobs[0][:2], clients=jobs[0][2])  # compiles (or loads) the kernel once
@@ -180,8 +178,6 @@ def run(
     record_tokens: bool = False,
 ) -> RawRun:
     """Simulate ``requests`` on ``deployment`` (``clients > 0``: closed loop)."""
-    from servopt_kernels import sim
-
     check_fits(deployment, requests)
     kinds = deployment.kinds
     n = len(requests.isl)

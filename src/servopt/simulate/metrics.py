@@ -17,6 +17,7 @@ import numpy as np
 
 from servopt.simulate.engine import RawRun
 from servopt.simulate.workload import Requests
+from servopt_kernels.sim import ITL_LO_MS, ITL_RATIO
 
 PERCENTILES = (50, 90, 99)
 
@@ -105,8 +106,6 @@ def summarize(
     ttft_target_ms: float | None = None,
     tpot_target_ms: float | None = None,
 ) -> SimResult:
-    from servopt_kernels.sim import ITL_LO_MS, ITL_RATIO
-
     finished = raw.t_done >= 0
     m = mask & finished
     ttft = raw.t_first - raw.t_arrive
