@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from servopt.errors import ServoptError
-from servopt.evaluate.nextn import expected_accepted_tokens, tokens_per_step
+from servopt.evaluate.nextn import expected_accepted_tokens
 
 
 def test_chain_acceptance():
@@ -11,7 +11,7 @@ def test_chain_acceptance():
     assert expected_accepted_tokens(1, [0.85, 0.5]) == pytest.approx(0.85)
     assert expected_accepted_tokens(2, [0.85, 0.5]) == pytest.approx(0.85 + 0.85 * 0.5)
     assert expected_accepted_tokens(3, [0.85, 0.5]) == pytest.approx(0.85 + 0.425)  # position 3: rate 0
-    assert tokens_per_step(1, None) == pytest.approx(1.85)  # the seed's default rates
+    assert expected_accepted_tokens(1, None) == pytest.approx(0.85)  # the seed's default rates
 
 
 @pytest.mark.parametrize("rates", [[1.2], [-0.1], [float("nan")]])

@@ -33,8 +33,3 @@ def expected_accepted_tokens(nextn: int, accept_rates: Sequence[float] | None) -
         chain *= rates[i] if i < len(rates) else 0.0
         expected += chain
     return expected
-
-
-def tokens_per_step(nextn: int, accept_rates: Sequence[float] | None) -> float:
-    """Output tokens one decode step commits on average (1 without speculation)."""
-    return 1.0 + expected_accepted_tokens(nextn, accept_rates)
