@@ -247,7 +247,7 @@ def _explain_empty(table, exp, role) -> InfeasibleError:
 
 
 def _layouts(exp, arch, role):
-    from servopt.search.layouts import enumerate_layouts
+    from servopt.models.parallel import enumerate_layouts
 
     wc = exp.worker(role)
     return enumerate_layouts(

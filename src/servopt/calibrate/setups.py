@@ -18,8 +18,8 @@ from functools import cache
 from servopt.calibrate.records import MeasuredRecord
 from servopt.errors import ServoptError
 from servopt.models.ops import QuantModes
+from servopt.models.parallel import Layout, enumerate_layouts
 from servopt.perf_db import locate
-from servopt.search.layouts import Layout, enumerate_layouts
 
 # The sources' model names (before any " (hf-id)" suffix) -> servopt registry names, with why an
 # alias is the same architecture where the names differ.
@@ -196,7 +196,7 @@ def _arch(model: str):
 
 @cache
 def _spec(system: str):
-    from servopt.perf_db.systems import load_system
+    from servopt.hardware import load_system
 
     return load_system(system)
 
