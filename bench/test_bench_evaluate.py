@@ -22,11 +22,11 @@ from servopt.evaluate.batch_sizes import decode_batch_sizes
 from servopt.evaluate.candidates import ModelSetup, Workload, build_layout_ops, grid
 from servopt.evaluate.static import run_static
 from servopt.evaluate.workers import decode_workers
+from servopt.hardware import load_system
 from servopt.models.ops import QuantModes
+from servopt.models.parallel import default_disagg_lists, enumerate_layouts
 from servopt.models.registry import resolve_model
 from servopt.perf_db.database import open_database
-from servopt.perf_db.systems import load_system
-from servopt.search.layouts import default_disagg_lists, enumerate_layouts
 
 SYSTEM, BACKEND, VERSION = "h200_sxm", "trtllm", "1.3.0rc20"
 WORK = Workload(4000, 1000)

@@ -21,10 +21,10 @@ import pytest
 
 from servopt.evaluate.candidates import ModelSetup
 from servopt.evaluate.single import quant_modes
+from servopt.hardware import load_system
+from servopt.models.parallel import Layout
 from servopt.models.registry import resolve_model
 from servopt.perf_db.database import open_database
-from servopt.perf_db.systems import load_system
-from servopt.search.layouts import Layout
 from servopt.simulate.build import WorkerPlan, build_deployment
 from servopt.simulate.engine import run, run_many
 from servopt.simulate.policy import engine_policy

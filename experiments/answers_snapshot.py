@@ -21,6 +21,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 D = ["servopt", "cli", "default", "--json"]
 
+# fmt: off
 PROBLEMS: dict[str, list[str]] = {
     "dense_qwen32b_512_h200": [*D, "--model", "QWEN3_32B", "--total_gpus", "512", "--system", "h200_sxm"],
     "dense_llama8b_vllm_h100": [*D, "--model", "LLAMA3.1_8B", "--total_gpus", "16", "--system", "h100_sxm",
@@ -44,6 +45,7 @@ PROBLEMS: dict[str, list[str]] = {
     "rate_qwen32b_10rps": [*D, "--model", "QWEN3_32B", "--total_gpus", "64", "--system", "h200_sxm",
                            "--request_rate", "10"],
 }
+# fmt: on
 
 
 def run(name: str, argv: list[str]) -> bytes:

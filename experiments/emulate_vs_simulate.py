@@ -36,9 +36,9 @@ def main(argv=None) -> int:
     from servopt.cli.deployment_flags import worker_plans
     from servopt.evaluate.candidates import ModelSetup
     from servopt.evaluate.single import quant_modes
+    from servopt.hardware import load_system
     from servopt.models.registry import resolve_model
     from servopt.perf_db.database import open_database
-    from servopt.perf_db.systems import load_system
     from servopt.simulate.build import build_deployment
     from servopt.simulate.engine import run
     from servopt.simulate.policy import engine_policy

@@ -14,18 +14,19 @@ TOP = {"servopt": ROOT / "src" / "servopt", "servopt_kernels": ROOT / "kernels" 
 
 # What each servopt package may import (besides itself, the package root and the kernels). cli is
 # the composition root and may import anything.
-BASE = {"errors", "limits", "resources", "backends"}
+BASE = {"errors", "limits", "resources", "backends", "hardware"}
 ALLOWED = {
     "errors": set(),
     "limits": {"errors"},
     "resources": {"errors", "cache_store"},
     "backends": set(),
+    "hardware": {"errors", "resources"},
     "cache_store": {"errors"},
     "perf_db": BASE | {"cache_store"},
     "search": BASE,
-    "models": BASE | {"perf_db", "search"},  # search.layouts: issue 11 moves it below models
-    "evaluate": BASE | {"models", "perf_db", "search"},
-    "config": BASE | {"models", "perf_db", "search"},
+    "models": BASE,
+    "evaluate": BASE | {"models", "perf_db", "search"},  # search.options: the input type search takes
+    "config": BASE | {"models", "perf_db"},  # perf_db: config.catalog only (test below)
     # The typed result of a search run; its field types (config, evaluate, models, search) are
     # imported for type checkers only, so at run time it stands on the base alone.
     "run_result": BASE,
@@ -162,3 +163,17 @@ def test_the_checker_sees_a_cycle_and_a_forbidden_import(tmp_path, monkeypatch):
     graph = import_graph()
     assert graph["servopt.report.a"] == {"servopt.report.b", "servopt.pipeline"}
     assert graph["servopt.report.b"] == {"servopt.report.a"}
+
+
+def test_config_never_opens_a_perf_database():
+    """Config learns what it needs from outside only through its Catalog protocol: the one module
+    that asks the real owners (and may open a database for large-EP coverage) is config.catalog."""
+    graph = import_graph()
+    reach = {
+        f"{source} -> {target}"
+        for source, targets in graph.items()
+        if source.startswith("servopt.config.") and source != "servopt.config.catalog"
+        for target in targets
+        if target.startswith("servopt.perf_db")
+    }
+    assert reach == set()

@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from servopt.errors import InfeasibleError
-from servopt.perf_db.systems import load_system
+from servopt.hardware import load_system
 from servopt.pipeline import deployment_files, run_experiments
 from servopt.report.document import result_document
 from servopt.report.rows import top_rows

@@ -21,6 +21,7 @@ from servopt.evaluate.candidates import ModelSetup, Workload
 from servopt.evaluate.single import quant_modes
 from servopt.evaluate.workers import WorkerTable, worker_table
 from servopt.models.arch import ModelArch
+from servopt.models.parallel import Layout, enumerate_layouts
 from servopt.models.registry import resolve_model
 from servopt.perf_db.database import PerfDatabase, open_database
 
@@ -29,7 +30,6 @@ from servopt.perf_db.database import PerfDatabase, open_database
 from servopt.report.document import result_document
 from servopt.report.files import deployment_files, packed_deployment_files
 from servopt.run_result import ExperimentRun, RunResult
-from servopt.search.layouts import Layout, enumerate_layouts
 from servopt.search.options import ReplicaSpec, Sla, WorkerOptions
 from servopt.search.result import Deployment, ModeResult
 from servopt.search.settings import SolverSettings

@@ -13,7 +13,7 @@ from servopt.calibrate.public_csv import read_measurements
 from servopt.calibrate.setups import Setup, to_setup
 from servopt.evaluate.candidates import Workload
 from servopt.evaluate.single import estimate_config
-from servopt.search.layouts import Layout
+from servopt.models.parallel import Layout
 
 SAMPLE = Path(__file__).parent / "data" / "public_sample.csv"
 

@@ -9,10 +9,10 @@ import pytest
 
 from servopt.calibrate.public_csv import read_measurements
 from servopt.calibrate.setups import SKIP_REASONS, Setup, Skip, nearest_version, to_setup
+from servopt.hardware import load_system
 from servopt.models.ops import QuantModes
+from servopt.models.parallel import Layout
 from servopt.perf_db import locate
-from servopt.perf_db.systems import load_system
-from servopt.search.layouts import Layout
 
 SAMPLE = Path(__file__).parent / "data" / "public_sample.csv"
 

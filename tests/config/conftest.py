@@ -9,7 +9,7 @@ import pytest
 
 from servopt.errors import UnknownNameError
 from servopt.models.arch import ModelArch, QuantDefaults
-from servopt.search.layouts import enumerate_layouts
+from servopt.models.parallel import enumerate_layouts
 
 REPO = Path(__file__).resolve().parents[2]
 EXPERIMENTS = REPO / "experiments"
@@ -78,6 +78,9 @@ class FakeCatalog:
 
     def backend_versions(self, system: str, with_next: bool = True) -> Mapping[str, Sequence[str]] | None:
         return self.versions[system]
+
+    def large_ep_eps(self, arch, backend, system, decode_system, version) -> dict[str, list[int]]:
+        return {}  # no perf data: no multi-node EP coverage
 
     def enumerate_layouts(self, **kwargs):
         return enumerate_layouts(**kwargs)

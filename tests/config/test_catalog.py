@@ -38,7 +38,7 @@ def test_default_catalog_answers_from_the_real_owners():
 
 def test_roofline_only_systems_have_no_versions():
     catalog = DefaultCatalog()
-    from servopt.perf_db.systems import load_system
+    from servopt.hardware import load_system
 
     roofline = [s for s in catalog.system_names() if load_system(s).measured_data is None]
     if not roofline:

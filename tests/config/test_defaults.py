@@ -149,10 +149,10 @@ def test_default_search_space_equals_the_peers(model, hf_id, system, backend):
 def test_large_ep_eps_follow_the_data():
     from servopt.models.registry import resolve_model
 
-    eps = defaults.large_ep_eps(resolve_model("DEEPSEEK_V3"), "trtllm", "h200_sxm")
+    eps = _large_ep_eps(resolve_model("DEEPSEEK_V3"), "trtllm", "h200_sxm")
     assert eps == {role: [16, 32, 64, 128, 256] for role in ("agg", "prefill", "decode")}
-    assert defaults.large_ep_eps(resolve_model("QWEN3_235B_A22B"), "trtllm", "h200_sxm") == {}
-    assert defaults.large_ep_eps(DENSE, "trtllm", "h200_sxm") == {}
+    assert _large_ep_eps(resolve_model("QWEN3_235B_A22B"), "trtllm", "h200_sxm") == {}
+    assert _large_ep_eps(DENSE, "trtllm", "h200_sxm") == {}
 
 
 def test_large_ep_ladder_and_replica_budget():
@@ -227,6 +227,12 @@ def test_ladder_on_every_backend_with_a_large_ep_graph():
     from servopt.models.registry import resolve_model
 
     for backend in ("sglang", "vllm"):
-        eps = defaults.large_ep_eps(resolve_model("DEEPSEEK_V3"), backend, "h200_sxm")
+        eps = _large_ep_eps(resolve_model("DEEPSEEK_V3"), backend, "h200_sxm")
         assert eps == {role: [16, 32, 64, 128, 256] for role in ("agg", "prefill", "decode")}
-        assert defaults.large_ep_eps(resolve_model("QWEN3_235B_A22B"), backend, "h200_sxm") == {}
+        assert _large_ep_eps(resolve_model("QWEN3_235B_A22B"), backend, "h200_sxm") == {}
+
+
+def _large_ep_eps(arch, backend, system):
+    from servopt.config.catalog import DefaultCatalog
+
+    return DefaultCatalog().large_ep_eps(arch, backend, system, None, None)

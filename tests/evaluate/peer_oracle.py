@@ -16,7 +16,7 @@ from pathlib import Path
 
 from servopt.models.arch import ModelArch
 from servopt.models.ops import QuantModes
-from servopt.search.layouts import Layout
+from servopt.models.parallel import Layout
 
 # servopt quant names -> the peer's enum member names.
 _PEER_QUANT = {"float16": "bfloat16"}

@@ -11,10 +11,10 @@ from naive_model import agg_metrics
 
 from servopt.evaluate.agg import AGG_POLICIES, run_agg, schedule
 from servopt.evaluate.candidates import Candidates, ModelSetup, Workload, build_layout_ops
+from servopt.hardware import load_system
 from servopt.models.ops import QuantModes
+from servopt.models.parallel import Layout
 from servopt.models.registry import resolve_model
-from servopt.perf_db.systems import load_system
-from servopt.search.layouts import Layout
 
 SYSTEM = load_system("h200_sxm")
 QUANT = QuantModes("fp8_block", "fp8_block", "fp8", "float16")

@@ -11,11 +11,11 @@ import numpy as np
 from servopt.evaluate.agg import run_agg
 from servopt.evaluate.candidates import Candidates, ModelSetup, Workload, build_layout_ops
 from servopt.evaluate.static import run_static
+from servopt.hardware import load_system
 from servopt.models.ops import QuantModes
+from servopt.models.parallel import Layout
 from servopt.models.registry import resolve_model
 from servopt.perf_db.database import open_database
-from servopt.perf_db.systems import load_system
-from servopt.search.layouts import Layout
 
 CONTEXT_MS = {  # printed digits of the reference
     "context_embedding": (0.09, 2),

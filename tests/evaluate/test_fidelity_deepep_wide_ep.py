@@ -18,11 +18,11 @@ import pytest
 
 from servopt.evaluate.candidates import Candidates, ModelSetup, Workload, build_layout_ops
 from servopt.evaluate.static import run_static
+from servopt.hardware import load_system
 from servopt.models.ops import Family, QuantModes
+from servopt.models.parallel import Layout
 from servopt.models.registry import resolve_model
 from servopt.perf_db.database import open_database
-from servopt.perf_db.systems import load_system
-from servopt.search.layouts import Layout
 
 pytestmark = pytest.mark.peer
 

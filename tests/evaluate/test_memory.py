@@ -15,8 +15,8 @@ from servopt.evaluate.memory import (
     sglang_mem_fraction_static,
     vllm_memory_utilization,
 )
+from servopt.hardware import load_system
 from servopt.models.registry import resolve_model
-from servopt.perf_db.systems import load_system
 
 SYSTEM = load_system("h200_sxm")
 GIB = 1 << 30

@@ -12,10 +12,10 @@ from naive_model import decode_steps, phase_ms
 from servopt.evaluate.candidates import Candidates, ModelSetup, Workload, build_layout_ops
 from servopt.evaluate.phase import PhaseCoords, Select, evaluate_phase
 from servopt.evaluate.static import context_phase, generation_phase
+from servopt.hardware import load_system
 from servopt.models.ops import QuantModes
+from servopt.models.parallel import Layout
 from servopt.models.registry import resolve_model
-from servopt.perf_db.systems import load_system
-from servopt.search.layouts import Layout
 
 SYSTEM = load_system("h200_sxm")
 QUANT = QuantModes("fp8_block", "fp8_block", "fp8", "float16")

@@ -16,10 +16,10 @@ from servopt.cli.estimate_cmd import estimate
 from servopt.errors import InvalidLayoutError, OutOfMemoryError, ServoptError, UnknownNameError
 from servopt.evaluate.candidates import ModelSetup, Workload
 from servopt.evaluate.single import estimate_config, quant_modes, resolve_moe_split
+from servopt.hardware import load_system
 from servopt.models.ops import QuantModes
+from servopt.models.parallel import Layout
 from servopt.models.registry import resolve_model
-from servopt.perf_db.systems import load_system
-from servopt.search.layouts import Layout
 
 SYSTEM = load_system("h200_sxm")
 FP8B = QuantModes("fp8_block", "fp8_block", "fp8", "float16")

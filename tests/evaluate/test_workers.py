@@ -8,10 +8,10 @@ from fake_db import FakeDatabase
 
 from servopt.evaluate.candidates import ModelSetup, Workload, build_layout_ops
 from servopt.evaluate.workers import _first_failure_cut, agg_workers, decode_workers, prefill_workers
+from servopt.hardware import load_system
 from servopt.models.ops import QuantModes
+from servopt.models.parallel import Layout
 from servopt.models.registry import resolve_model
-from servopt.perf_db.systems import load_system
-from servopt.search.layouts import Layout
 
 SYSTEM = load_system("h200_sxm")
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 
 from servopt.errors import InvalidLayoutError, UnknownNameError
+from servopt.hardware import load_system
 from servopt.models.decompose import decompose
 from servopt.models.dense import mtp_factor
 from servopt.models.moe import dispatch_terms
 from servopt.models.ops import CommTerm, Family, OpSpec, Overlap, QuantModes, quant_bytes, weight_bytes
+from servopt.models.parallel import Layout
 from servopt.models.registry import resolve_model
-from servopt.perf_db.systems import load_system
-from servopt.search.layouts import Layout
 
 H200 = load_system("h200_sxm")
 B200 = load_system("b200_sxm")

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from servopt.hardware import load_system
 from servopt.models.decompose import decompose
 from servopt.models.ops import Family, OpSpec, Overlap, QuantModes
+from servopt.models.parallel import Layout
 from servopt.models.registry import resolve_model
-from servopt.perf_db.systems import load_system
-from servopt.search.layouts import Layout
 
 pytestmark = pytest.mark.peer
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from servopt.hardware import load_system
 from servopt.models.decompose import decompose
 from servopt.models.ops import Family, QuantModes
+from servopt.models.parallel import Layout
 from servopt.models.registry import resolve_model
 from servopt.models.sliding_window import split_sliding_attention
-from servopt.perf_db.systems import load_system
-from servopt.search.layouts import Layout
 
 MXFP4 = QuantModes("float16", "w4a16_mxfp4", "float16", "float16")
 ATTENTION = (Family.CONTEXT_ATTENTION, Family.GENERATION_ATTENTION)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 
 from servopt.errors import InvalidLayoutError
+from servopt.hardware import load_system
 from servopt.models import wide_ep
 from servopt.models.decompose import decompose
 from servopt.models.ops import Family, QuantModes
+from servopt.models.parallel import Layout
 from servopt.models.registry import resolve_model
-from servopt.perf_db.systems import load_system
-from servopt.search.layouts import Layout
 
 H200 = load_system("h200_sxm")
 FP8B = QuantModes("fp8_block", "fp8_block", "fp8", "float16")

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from servopt.errors import ServoptError, UnknownNameError
+from servopt.hardware import load_system
 from servopt.perf_db import gemm as gemm_module
 from servopt.perf_db.gemm import (
     GEMM_QUANTS,
@@ -22,7 +23,6 @@ from servopt.perf_db.gemm import (
     gemm_sol_ms,
     scale_matrix_ms,
 )
-from servopt.perf_db.systems import load_system
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import naive_gemm

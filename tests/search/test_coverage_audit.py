@@ -20,11 +20,11 @@ import pytest
 from servopt.config import default_experiments
 from servopt.evaluate.candidates import ModelSetup, build_layout_ops
 from servopt.evaluate.single import quant_modes
+from servopt.hardware import load_system
 from servopt.models.ops import Family
+from servopt.models.parallel import Layout, enumerate_layouts
 from servopt.models.registry import resolve_model
 from servopt.perf_db.database import open_database
-from servopt.perf_db.systems import load_system
-from servopt.search.layouts import Layout, enumerate_layouts
 
 pytestmark = pytest.mark.peer
 

@@ -9,9 +9,9 @@ import pytest
 def real_setup(model: str, backend: str, system: str = "h200_sxm"):
     from servopt.evaluate.candidates import ModelSetup
     from servopt.evaluate.single import quant_modes
+    from servopt.hardware import load_system
     from servopt.models.registry import resolve_model
     from servopt.perf_db.database import open_database
-    from servopt.perf_db.systems import load_system
 
     arch = resolve_model(model)
     db = open_database(system, backend)

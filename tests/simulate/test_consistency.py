@@ -10,7 +10,7 @@ import pytest
 
 from servopt.evaluate.candidates import Workload
 from servopt.evaluate.single import estimate_config
-from servopt.search.layouts import Layout
+from servopt.models.parallel import Layout
 from servopt.simulate.build import WorkerPlan, build_deployment
 from servopt.simulate.engine import run
 from servopt.simulate.policy import engine_policy

@@ -5,7 +5,7 @@ import pytest
 
 from servopt.evaluate.candidates import build_layout_ops
 from servopt.evaluate.phase import PhaseCoords, Select, evaluate_phase
-from servopt.search.layouts import Layout
+from servopt.models.parallel import Layout
 from servopt.simulate.step_time import batch_axis, build_step_tables, token_axis
 from servopt_kernels.sim import interp1, interp2
 

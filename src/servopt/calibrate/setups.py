@@ -17,11 +17,11 @@ from functools import cache
 
 from servopt.calibrate.records import MeasuredRecord
 from servopt.errors import ServoptError
+from servopt.hardware import load_system
 from servopt.models.ops import QuantModes
+from servopt.models.parallel import Layout, enumerate_layouts
 from servopt.models.registry import resolve_model
 from servopt.perf_db import locate
-from servopt.perf_db.systems import load_system
-from servopt.search.layouts import Layout, enumerate_layouts
 
 # The sources' model names (before any " (hf-id)" suffix) -> servopt registry names, with why an
 # alias is the same architecture where the names differ.

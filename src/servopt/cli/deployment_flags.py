@@ -66,9 +66,9 @@ def resolve(p: dict) -> Resolved:
     names the shared options above give them, plus model/system/backend/quant/perf_db)."""
     from servopt.evaluate.candidates import ModelSetup
     from servopt.evaluate.single import quant_modes
+    from servopt.hardware import load_system
     from servopt.models.registry import resolve_model
     from servopt.perf_db.database import open_database
-    from servopt.perf_db.systems import load_system
     from servopt.simulate.policy import engine_policy
 
     arch = resolve_model(p["model"])
@@ -108,7 +108,7 @@ def worker_plans(arch, mode: str, policy, shared: dict, prefill: dict, decode: d
     fields override ``shared``); ``workers`` holds agg / prefill / decode counts."""
     from servopt.errors import UnknownNameError
     from servopt.evaluate.single import resolve_moe_split
-    from servopt.search.layouts import Layout
+    from servopt.models.parallel import Layout
     from servopt.simulate.build import WorkerPlan
 
     if mode not in ("agg", "disagg"):

@@ -91,10 +91,10 @@ def estimate(
     from servopt.errors import ServoptError
     from servopt.evaluate.candidates import ModelSetup, Workload
     from servopt.evaluate.single import estimate_config, quant_modes, resolve_moe_split
+    from servopt.hardware import load_system
+    from servopt.models.parallel import Layout
     from servopt.models.registry import resolve_model
     from servopt.perf_db.database import open_database
-    from servopt.perf_db.systems import load_system
-    from servopt.search.layouts import Layout
 
     if not (math.isfinite(latency_correction_scale) and latency_correction_scale > 0):
         raise ServoptError(

@@ -36,8 +36,8 @@ _QUERY_FLAGS = {"provenance", "missing"}
 
 
 def _systems_overview(system: str | None) -> list[dict[str, Any]]:
+    from servopt.hardware import load_system, system_names
     from servopt.perf_db import locate
-    from servopt.perf_db.systems import load_system, system_names
 
     names = [system] if system else system_names()
     rows = []

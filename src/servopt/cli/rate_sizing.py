@@ -48,9 +48,9 @@ def sizing_doc(
     from servopt.errors import ServoptError, UnknownNameError
     from servopt.evaluate.candidates import ModelSetup
     from servopt.evaluate.single import quant_modes
+    from servopt.hardware import load_system
     from servopt.models.registry import resolve_model
     from servopt.perf_db.database import open_database
-    from servopt.perf_db.systems import load_system
     from servopt.simulate.workload import Lengths
     from servopt.sizing.check import Offered, Targets
     from servopt.sizing.plan import OBJECTIVES, size_for_rate

@@ -1,9 +1,11 @@
-"""Names that live outside the config package: models, systems, backends/versions, layouts.
+"""What the config package needs to know from outside it: models, systems, backends/versions,
+layouts, and which expert-parallel sizes the measured data covers.
 
-The loader validates names through the small ``Catalog`` protocol so that tests can substitute a
-fake one. ``DefaultCatalog`` asks the real owners: the model registry, the system specs, the perf
-database's version slots (aiconfigurator-core's data folders, read as files) and the search's
-layout enumeration.
+The loader asks only through the small ``Catalog`` protocol, so config itself never opens a perf
+database or reads a system file, and tests substitute a fake. ``DefaultCatalog`` is the one place
+that asks the real owners: the model registry, the hardware specs, the perf database's version
+slots (aiconfigurator-core's data folders, read as files), the layout enumeration, and the large-EP
+coverage of an opened database (``models.wide_ep``).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import Protocol
 
+from servopt.errors import ServoptError
 from servopt.models.arch import ModelArch
 
 
@@ -52,6 +55,13 @@ class Catalog(Protocol):
         moe_ep_list: Sequence[int],
     ) -> Sequence[LayoutLike]: ...
 
+    def large_ep_eps(
+        self, arch: ModelArch, backend: str, system: str, decode_system: str | None, version: str | None
+    ) -> dict[str, list[int]]:
+        """Per role (agg, prefill, decode), the EP sizes wider than one node that the measured data
+        covers for this model: where non-empty, the default lists union in the multi-node EP ladder."""
+        ...
+
 
 class DefaultCatalog:
     """The real catalog (imports its owners lazily so that loading the config package stays light)."""
@@ -60,12 +70,12 @@ class DefaultCatalog:
         return _resolve_model(name)
 
     def system_names(self) -> Sequence[str]:
-        from servopt.perf_db.systems import system_names
+        from servopt.hardware import system_names
 
         return system_names()
 
     def compute_dtypes(self, system: str) -> frozenset[str]:
-        from servopt.perf_db.systems import load_system
+        from servopt.hardware import load_system
 
         return frozenset(load_system(system).gpu.peak_flops_per_s)
 
@@ -73,9 +83,42 @@ class DefaultCatalog:
         return _backend_versions(system, with_next)
 
     def enumerate_layouts(self, *, role: str, **lists) -> Sequence[LayoutLike]:
-        from servopt.search.layouts import enumerate_layouts
+        from servopt.models.parallel import enumerate_layouts
 
         return enumerate_layouts(role=role, **lists)
+
+    def large_ep_eps(
+        self, arch: ModelArch, backend: str, system: str, decode_system: str | None, version: str | None
+    ) -> dict[str, list[int]]:
+        """Per role (agg, prefill, decode), the EP sizes wider than one node that the measured data
+        covers for this model (``models.wide_ep``): where non-empty, the default lists union in the
+        multi-node EP ladder and replicas may grow to ``WIDE_EP_MAX_GPU_PER_REPLICA``, as in the peer.
+
+        Coverage is read from the perf database (opened from its cache; the pipeline reuses it) at the
+        checkpoint's MoE quant mode. A system without measured data, data that cannot be opened
+        (reported elsewhere), or a model family/backend servopt has no large-EP graph for
+        (``models.wide_ep.MODELLED``) covers nothing.
+        """
+        from servopt.hardware import load_system
+        from servopt.models import wide_ep
+        from servopt.perf_db.database import open_database
+
+        if not arch.is_moe or (arch.family, backend) not in wide_ep.MODELLED:
+            return {}  # no large-EP graph: the ladder's cross-node tuples would all be rejected
+        out: dict[str, list[int]] = {}
+        for role, name in (("agg", system), ("prefill", system), ("decode", decode_system or system)):
+            try:
+                spec = load_system(name)
+                if spec.roofline_only:
+                    continue
+                db = open_database(name, backend, version)
+            except ServoptError:
+                continue
+            cov = wide_ep.coverage(db, arch, arch.quant.moe, backend, spec)
+            eps = wide_ep.multi_node_eps(cov, role, spec.node.gpus_per_node)
+            if eps:
+                out[role] = sorted(eps)
+        return out
 
 
 @cache
@@ -87,8 +130,8 @@ def _resolve_model(name: str) -> ModelArch:
 
 @cache
 def _backend_versions(system: str, with_next: bool = True) -> dict[str, tuple[str, ...]] | None:
+    from servopt.hardware import load_system
     from servopt.perf_db import locate
-    from servopt.perf_db.systems import load_system
 
     measured = load_system(system).measured_data
     if measured is None:

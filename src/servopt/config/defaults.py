@@ -6,10 +6,10 @@ Sources, so that answers compare like for like with the peer:
   wide EP off): the seed's YAML comments;
 - quantization: the checkpoint's own (``ModelArch.quant``), collectives in half precision;
 - parallel search lists: the peer's defaults per model kind and backend, owned by
-  ``servopt.search.layouts`` (dense: num_gpu = tp = [1,2,4,8], pp = dp = moe_tp = moe_ep = [1];
+  ``servopt.models.parallel`` (dense: num_gpu = tp = [1,2,4,8], pp = dp = moe_tp = moe_ep = [1];
   MoE: num_gpu = tp = dp = moe_tp = moe_ep = [1,2,4,8,16], pp = [1]). Where the measured data
   covers expert parallelism wider than one node for the model (all-to-all + EP expert compute,
-  :func:`large_ep_eps`), the role's lists union in the peer's multi-node EP ladder and replicas may
+  ``Catalog.large_ep_eps``), the role's lists union in the peer's multi-node EP ladder and replicas may
   grow to 512 GPUs, as the peer does with no flag; ``enable_wide_ep: true`` swaps in the explicit
   wide-EP lists instead (for agg they are listed here, as the peer's legacy task builder has them);
 - replica, worker caps and latency corrections: the peer's (identical to the seed's example values).
@@ -21,7 +21,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from servopt.models.arch import ModelArch
-from servopt.search.layouts import AGG_LARGE_EP_LADDER, ParallelLists, default_agg_lists, default_disagg_lists
+from servopt.models.parallel import (
+    AGG_LARGE_EP_LADDER,
+    ParallelLists,
+    default_agg_lists,
+    default_disagg_lists,
+)
 
 DEFAULT_BACKEND = "trtllm"
 DEFAULT_ISL = 4000
@@ -56,42 +61,6 @@ DEFAULT_DECODE_MAX_BATCH_SIZE = 512
 WIDE_EP_BACKENDS = ("trtllm", "sglang")
 # Agg wide-EP ladders: multi-node expert parallel with attention DP, no MoE TP.
 _AGG_WIDE_EP_LISTS = AGG_LARGE_EP_LADDER
-
-
-def large_ep_eps(
-    arch: ModelArch, backend: str, system: str, decode_system: str | None = None, version: str | None = None
-) -> dict[str, list[int]]:
-    """Per role (agg, prefill, decode), the EP sizes wider than one node that the measured data
-    covers for this model (``models.wide_ep``): where non-empty, the default lists union in the
-    multi-node EP ladder and replicas may grow to ``WIDE_EP_MAX_GPU_PER_REPLICA``, as in the peer.
-
-    Coverage is read from the perf database (opened from its cache; the pipeline reuses it) at the
-    checkpoint's MoE quant mode. A system without measured data, data that cannot be opened
-    (reported elsewhere), or a model family/backend servopt has no large-EP graph for
-    (``models.wide_ep.MODELLED``) covers nothing.
-    """
-    from servopt.errors import ServoptError
-    from servopt.models import wide_ep
-    from servopt.perf_db.systems import load_system
-
-    if not arch.is_moe or (arch.family, backend) not in wide_ep.MODELLED:
-        return {}  # no large-EP graph: the ladder's cross-node tuples would all be rejected
-    out: dict[str, list[int]] = {}
-    for role, name in (("agg", system), ("prefill", system), ("decode", decode_system or system)):
-        try:
-            spec = load_system(name)
-            if spec.roofline_only:
-                continue
-            from servopt.perf_db.database import open_database
-
-            db = open_database(name, backend, version)
-        except ServoptError:
-            continue
-        cov = wide_ep.coverage(db, arch, arch.quant.moe, backend, spec)
-        eps = wide_ep.multi_node_eps(cov, role, spec.node.gpus_per_node)
-        if eps:
-            out[role] = sorted(eps)
-    return out
 
 
 def top_level_defaults() -> dict[str, Any]:
@@ -130,7 +99,7 @@ def default_config(
 ) -> dict[str, Any]:
     """The complete default ``config:`` block for one experiment (plain data, ready to patch).
 
-    ``large_ep`` is :func:`large_ep_eps` (per role, covered multi-node EP sizes); ``enable_wide_ep``
+    ``large_ep`` is ``Catalog.large_ep_eps`` (per role, covered multi-node EP sizes); ``enable_wide_ep``
     swaps in the explicit wide-EP lists instead.
     """
     wide = enable_wide_ep and arch.is_moe and backend in WIDE_EP_BACKENDS

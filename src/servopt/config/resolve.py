@@ -19,7 +19,7 @@ from typing import Any
 
 from servopt.config import checks
 from servopt.config.catalog import Catalog
-from servopt.config.defaults import WIDE_EP_BACKENDS, default_config, large_ep_eps, top_level_defaults
+from servopt.config.defaults import WIDE_EP_BACKENDS, default_config, top_level_defaults
 from servopt.config.problems import NO_VALUE, Problem
 from servopt.config.profiles import Profile, load_profile, shipped_profile_names
 from servopt.config.schema import (
@@ -261,7 +261,7 @@ class _Resolver:
             enable_wide_ep=top["enable_wide_ep"],
             large_ep=None
             if top["enable_wide_ep"]
-            else large_ep_eps(
+            else self.catalog.large_ep_eps(
                 arch, top["backend_name"], inp.system_name, decode_system, top["backend_version"]
             ),
         )

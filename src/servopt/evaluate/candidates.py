@@ -15,13 +15,13 @@ from typing import NamedTuple
 import numpy as np
 
 from servopt.errors import ServoptError
+from servopt.hardware import SystemSpec
 from servopt.models import wide_ep
 from servopt.models.arch import ModelArch
 from servopt.models.decompose import decompose
 from servopt.models.ops import PhaseOps, QuantModes
+from servopt.models.parallel import Layout
 from servopt.models.wide_ep import Coverage
-from servopt.perf_db.systems import SystemSpec
-from servopt.search.layouts import Layout
 
 
 class ModelSetup(NamedTuple):

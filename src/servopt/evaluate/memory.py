@@ -21,10 +21,10 @@ from typing import NamedTuple
 
 import numpy as np
 
+from servopt.hardware import SystemSpec
 from servopt.models.arch import ModelArch
 from servopt.models.ops import quant_bytes
 from servopt.models.sliding_window import prices_sliding_window
-from servopt.perf_db.systems import SystemSpec
 
 GIB = 1 << 30
 MIB = 1 << 20

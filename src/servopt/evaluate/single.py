@@ -21,7 +21,7 @@ from servopt.evaluate.nextn import expected_accepted_tokens
 from servopt.evaluate.phase import PhaseLatency
 from servopt.evaluate.static import MODES, run_static
 from servopt.models.ops import QuantModes
-from servopt.search.layouts import Layout
+from servopt.models.parallel import Layout
 
 ESTIMATE_MODES = (*MODES, "agg")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from servopt.errors import InvalidLayoutError, UnknownNameError
+from servopt.hardware import SystemSpec
 from servopt.models import wide_ep
 from servopt.models.arch import ModelArch
 from servopt.models.dense import dense_ops
@@ -10,11 +11,10 @@ from servopt.models.mla import mla_ops
 from servopt.models.mla_wide_ep import mla_wide_ep_ops
 from servopt.models.moe import moe_ops
 from servopt.models.ops import QUANT_BYTES, PhaseOps, QuantModes
+from servopt.models.parallel import Layout
 from servopt.models.sglang_wide_ep import sglang_wide_ep_ops
 from servopt.models.vllm_wide_ep import vllm_wide_ep_ops
 from servopt.models.wide_ep import Coverage
-from servopt.perf_db.systems import SystemSpec
-from servopt.search.layouts import Layout
 
 BACKENDS = ("trtllm", "vllm", "sglang")
 

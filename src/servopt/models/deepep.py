@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from servopt.models.arch import ModelArch
 from servopt.models.ops import Family, OpSpec, QuantModes
-from servopt.search.layouts import Layout
+from servopt.models.parallel import Layout
 
 # DeepEP's normal (high-throughput) kernel is priced at 20 SMs; the low-latency one has no SM axis.
 NORMAL_SMS = 20

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from servopt.models.arch import ModelArch
 from servopt.models.ops import Family, OpSpec, PhaseOps, QuantModes
-from servopt.search.layouts import Layout
+from servopt.models.parallel import Layout
 
 # The LM head and the router always run in bf16, whatever the checkpoint quantization.
 LOGITS_QUANT = "float16"

@@ -13,12 +13,12 @@ from __future__ import annotations
 from dataclasses import replace
 
 from servopt.errors import ServoptError
+from servopt.hardware import SystemSpec
 from servopt.models.arch import MlaDims, ModelArch
 from servopt.models.dense import allreduce, both_phases, elementwise, embedding, logits, p2p
 from servopt.models.moe import routed_expert_ops
 from servopt.models.ops import Family, OpSpec, Overlap, PhaseOps, QuantModes
-from servopt.perf_db.systems import SystemSpec
-from servopt.search.layouts import Layout
+from servopt.models.parallel import Layout
 
 # DeepSeek's expert-load skew (flatter than classic MoE: many fine-grained experts).
 MLA_MOE_DISTRIBUTION = "power_law_1.01"

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 
+from servopt.hardware import SystemSpec
 from servopt.models.arch import ModelArch
 from servopt.models.dense import both_phases, elementwise, embedding, logits, p2p
 from servopt.models.mla import (
@@ -32,9 +33,8 @@ from servopt.models.mla import (
 )
 from servopt.models.moe import routed_expert_ops, router_gemm
 from servopt.models.ops import Family, OpSpec, Overlap, PhaseOps, QuantModes
+from servopt.models.parallel import Layout
 from servopt.models.wide_ep import A2A_BY_NAME, nodes_for, wire_dtype
-from servopt.perf_db.systems import SystemSpec
-from servopt.search.layouts import Layout
 
 # Decode-layer discount of TRT-LLM's wide-EP path (programmatic dependent launch), on every op.
 PDL_FACTOR = 0.9

@@ -10,12 +10,12 @@ data parallelism they gather/scatter every rank's tokens. Which collective each 
 from __future__ import annotations
 
 from servopt.errors import ServoptError
+from servopt.hardware import SystemSpec
 from servopt.models.arch import ModelArch
 from servopt.models.dense import allreduce, attention_ops, both_phases, embedding, logits, p2p
 from servopt.models.ops import CommTerm, Family, OpSpec, PhaseOps, QuantModes
+from servopt.models.parallel import Layout
 from servopt.models.sliding_window import split_sliding_attention
-from servopt.perf_db.systems import SystemSpec
-from servopt.search.layouts import Layout
 
 ROUTER_QUANT = "float16"
 

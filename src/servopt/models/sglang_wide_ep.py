@@ -29,8 +29,8 @@ from servopt.models.deepep import deepep_routed_ops
 from servopt.models.dense import both_phases, elementwise, embedding
 from servopt.models.mla import MLA_MOE_DISTRIBUTION, mla_dims, shared_expert_ops
 from servopt.models.ops import CommTerm, Family, OpSpec, PhaseOps, QuantModes
+from servopt.models.parallel import Layout
 from servopt.models.wide_ep import nodes_for
-from servopt.search.layouts import Layout
 
 # The attention kernel lane of the collected wide-EP MLA rows the peer reads on SGLang.
 MLA_KERNEL = "flashinfer"

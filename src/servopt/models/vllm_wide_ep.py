@@ -16,15 +16,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from servopt.hardware import SystemSpec
 from servopt.models.arch import ModelArch
 from servopt.models.deepep import deepep_routed_ops
 from servopt.models.dense import allreduce, both_phases, elementwise, embedding, logits, p2p
 from servopt.models.mla import MLA_MOE_DISTRIBUTION, attention_block, shared_expert_ops
 from servopt.models.moe import router_gemm
 from servopt.models.ops import OpSpec, PhaseOps, QuantModes
+from servopt.models.parallel import Layout
 from servopt.models.wide_ep import nodes_for
-from servopt.perf_db.systems import SystemSpec
-from servopt.search.layouts import Layout
 
 
 def _phase(

@@ -32,9 +32,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from servopt.errors import InvalidLayoutError
+from servopt.hardware import SystemSpec
 from servopt.models.arch import ModelArch
-from servopt.perf_db.systems import SystemSpec
-from servopt.search.layouts import Layout
+from servopt.models.parallel import Layout
 
 PHASES = ("context", "generation")
 # DeepEP comm backends whose single-node measurements stand in for multi-node EP.

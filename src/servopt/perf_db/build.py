@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from servopt import cache_store
+from servopt.hardware import SystemSpec
 from servopt.perf_db import cache, families, locate, sources
 from servopt.perf_db.grids import GridFamily
-from servopt.perf_db.systems import SystemSpec
 from servopt.perf_db.tables import TABLES, concat, first_wins
 
 GEMM_PREFIX = "gemm:"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from servopt.errors import UnknownNameError
+from servopt.hardware import SystemSpec, load_system, system_names
 from servopt.perf_db import locate, sol
 from servopt.perf_db.attention_queries import AttentionQueries
 from servopt.perf_db.build import Built, build_or_load
@@ -21,7 +22,6 @@ from servopt.perf_db.grids import GridFamily
 from servopt.perf_db.mla_queries import MLA_BMM_OPS, MlaQueries
 from servopt.perf_db.moe_queries import MoeQueries
 from servopt.perf_db.query_base import PROV_SOL, Missing
-from servopt.perf_db.systems import SystemSpec, load_system, system_names
 from servopt.perf_db.wide_ep_queries import WideEpQueries
 from servopt.resources import cache_dir as resolve_cache_dir
 

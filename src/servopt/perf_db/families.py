@@ -11,10 +11,10 @@ from typing import NamedTuple
 
 import numpy as np
 
+from servopt.hardware import SystemSpec
 from servopt.perf_db import lanes
 from servopt.perf_db.grids import GridFamily, build_family
 from servopt.perf_db.quant import KV_QUANTS
-from servopt.perf_db.systems import SystemSpec
 from servopt.perf_db.tables import TABLES, codes
 from servopt_kernels import dedup
 from servopt_kernels import grid as gk

@@ -19,7 +19,7 @@ from typing import Literal, NamedTuple
 import numpy as np
 
 from servopt.errors import ServoptError, UnknownNameError
-from servopt.perf_db.systems import ComputeDtype, SystemSpec
+from servopt.hardware import ComputeDtype, SystemSpec
 
 # Bump when GemmTables' arrays or build rules change: caches holding older builds must be rebuilt
 # (the perf_db cache folds it into its fingerprint).

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from servopt.errors import UnknownNameError
-from servopt.perf_db.systems import ComputeDtype
+from servopt.hardware import ComputeDtype
 
 
 class QuantMode(NamedTuple):

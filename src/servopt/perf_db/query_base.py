@@ -10,9 +10,9 @@ from typing import Literal
 import numpy as np
 
 from servopt.errors import ServoptError
+from servopt.hardware import SystemSpec
 from servopt.perf_db.families import FAMILIES, PARAM_WIDTH
 from servopt.perf_db.grids import GridFamily
-from servopt.perf_db.systems import SystemSpec
 from servopt_kernels import dedup
 from servopt_kernels import grid as gk
 

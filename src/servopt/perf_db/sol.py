@@ -13,8 +13,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from servopt.hardware import SystemSpec
 from servopt.perf_db.families import PARAM_WIDTH
-from servopt.perf_db.systems import SystemSpec
 from servopt_kernels import grid as gk
 
 MS_PER_S = 1000.0

@@ -191,7 +191,7 @@ def load_table(system: str, backend: str, version: str | None, table: str) -> di
     ``system`` is a servopt system name (``perf_db/systems/<system>.yaml``), ``version`` a queryable
     version or slot alias (None = current). Returns ``{}`` when no source holds the table.
     """
-    from servopt.perf_db.systems import load_system
+    from servopt.hardware import load_system
 
     spec = load_system(system)
     if spec.measured_data is None:

@@ -17,7 +17,7 @@ import numpy as np
 from servopt.errors import ServoptError
 from servopt.evaluate.candidates import ModelSetup, build_layout_ops
 from servopt.evaluate.memory import GIB, KV_CACHE_TOLERANCE, kv_budget_rule, kv_bytes_per_token, memory_usage
-from servopt.search.layouts import Layout
+from servopt.models.parallel import Layout
 from servopt.simulate.engine import Deployment, InstanceKind
 from servopt.simulate.policy import SchedulerPolicy, fit_token_budget
 from servopt.simulate.step_time import build_step_tables

@@ -13,7 +13,7 @@ import numpy as np
 
 from servopt.errors import ServoptError
 from servopt.evaluate.candidates import ModelSetup
-from servopt.search.layouts import Layout
+from servopt.models.parallel import Layout
 from servopt.simulate.build import WorkerPlan, build_kind, kv_transfer_model
 from servopt.simulate.policy import SchedulerPolicy
 from servopt.sizing.minimize import PoolOption

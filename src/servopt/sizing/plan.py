@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from servopt.errors import InfeasibleError
 from servopt.evaluate.candidates import ModelSetup
-from servopt.search.layouts import default_agg_lists, default_disagg_lists, enumerate_layouts
+from servopt.models.parallel import default_agg_lists, default_disagg_lists, enumerate_layouts
 from servopt.simulate.metrics import summary
 from servopt.simulate.policy import engine_policy
 from servopt.sizing.check import Offered, Targets

@@ -115,7 +115,7 @@ def models(
 @cache
 def _systems() -> list[dict[str, Any]]:
     from servopt.config import DefaultCatalog
-    from servopt.perf_db.systems import load_system, system_names
+    from servopt.hardware import load_system, system_names
 
     catalog = DefaultCatalog()
     out = []

@@ -1,5 +1,8 @@
 """Parallel layouts of one worker: which (tp, pp, dp, moe_tp, moe_ep) tuples the search explores.
 
+A concept of the model's split over GPUs, so it lives with the models: config, evaluate, simulate
+and search all import it from here without reaching up.
+
 The seed's rule: a layout is valid when its GPU count ``tp*pp*dp`` is in ``num_gpu_per_worker`` and,
 for MoE models, the attention side and the expert side span the same GPUs (``tp*dp ==
 moe_tp*moe_ep``). On top of it come the backends' own restrictions (the peer's, so answers compare

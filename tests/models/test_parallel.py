@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from servopt.errors import ServoptError, UnknownNameError
-from servopt.search.layouts import (
+from servopt.models.parallel import (
     Layout,
     default_agg_lists,
     default_disagg_lists,
@@ -103,7 +103,7 @@ def test_dense_ignores_moe_lists_and_num_experts_caps_ep():
 
 
 def test_log_line(caplog):
-    with caplog.at_level(logging.DEBUG, logger="servopt.search.layouts"):
+    with caplog.at_level(logging.DEBUG, logger="servopt.models.parallel"):
         enumerate_layouts(
             is_moe=False, backend="trtllm", num_gpu_per_worker=[1], tp_list=[1], pp_list=[1], role="decode"
         )
@@ -178,7 +178,7 @@ def test_default_disagg_lists_equal_peer(backend, is_moe):
 
 
 def test_large_ep_ladders_union_into_the_defaults():
-    from servopt.search.layouts import default_agg_lists, default_disagg_lists
+    from servopt.models.parallel import default_agg_lists, default_disagg_lists
 
     fused = default_agg_lists(is_moe=True, backend="trtllm")
     assert default_agg_lists(is_moe=True, backend="trtllm", large_ep_eps=()) == fused

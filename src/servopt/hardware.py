@@ -1,4 +1,5 @@
-"""GPU system specs (``perf_db/systems/*.yaml``), written by us from public spec sheets.
+"""The hardware: GPU system specs (``perf_db/systems/*.yaml`` in servopt's data folder), written by us
+from public spec sheets. Below every layer (models, evaluate, perf_db and simulate read it).
 
 Peak numbers come from vendor datasheets; the ``empirical`` block holds the few fitted constants the
 latency and memory models need (named, documented, easy to change).
@@ -14,7 +15,6 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
 
 from servopt.errors import ServoptError, UnknownNameError
-from servopt.perf_db.locate import load_yaml
 from servopt.resources import data_root
 
 ComputeDtype = Literal["bf16", "fp8", "int8", "fp4"]
@@ -110,7 +110,7 @@ def load_system(name: str) -> SystemSpec:
     if not path.is_file():
         raise UnknownNameError("system", name, "unknown system", system_names())
     try:
-        raw = load_yaml(path)
+        raw = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
         return SystemSpec.model_validate(raw)
     except (yaml.YAMLError, ValidationError) as err:
         first = str(err).splitlines()[:3]

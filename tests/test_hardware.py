@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from servopt import hardware as systems
 from servopt.errors import ServoptError, UnknownNameError
-from servopt.perf_db import systems
-from servopt.perf_db.systems import SystemSpec, load_system, system_names
+from servopt.hardware import SystemSpec, load_system, system_names
 
 REQUIRED = {"h100_sxm", "h200_sxm", "b200_sxm", "gb200", "a100_sxm", "l40s"}
 # The peer's flops keys -> our compute dtypes.
