@@ -126,3 +126,22 @@ def test_only_tables_a_model_can_use_count_as_borrowed_for_it():
         dense, "mla_context_module_perf"
     )
     assert table_serves(mla, "wideep_context_mla_perf") and table_serves(mla, "moe_a2a_perf")
+
+
+def test_the_pipeline_module_serves_the_web_workers_search_api(qwen8_result):
+    # The web worker takes one module for the whole search (webapp/settings.py): the real one must
+    # offer what it calls, and its documents must be what the worker reads.
+    import servopt.pipeline as pipeline
+    from servopt.webapp.worker import _deployments, _jsonable
+
+    _, result = qwen8_result
+    data = _jsonable(pipeline.result_document(result))
+    assert data == json.loads(json.dumps(result_document(result), default=str))
+    files = _deployments(pipeline, result, data)
+    assert set(files) == {r.name for r in result.runs}
+    for run in result.feasible:
+        ranks = {str(rank) for rank in range(1, len(run.top) + 1)}
+        assert ranks <= set(files[run.name])
+        assert all("run.sh" in files[run.name][rank]["files"] for rank in ranks)
+    if data["verdict"]["deploy"] == "packed":
+        assert "k8s_deploy.yaml" in files[data["verdict"]["experiment"]]["packed"]["files"]

@@ -160,7 +160,7 @@ def packed_result():
 
 
 def test_packed_deployment_is_one_valid_graph_with_a_component_per_shape(packed_result, tmp_path):
-    from servopt.pipeline import packed_deployment_files
+    from servopt.report.files import packed_deployment_files
     from servopt.report.save import save_run
 
     doc = result_document(packed_result)
