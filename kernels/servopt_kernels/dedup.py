@@ -9,33 +9,24 @@ signature serves every caller (a tuple of columns would compile once per tuple l
 import numpy as np
 
 from servopt_kernels.jit import kernel
+from servopt_kernels.primitives import free_slot, mix3
 
-# The open-addressing table starts at this many slots and doubles past half full.
-INITIAL_SLOTS = 1024
-
-
-@kernel
-def _fold(h, x):
-    # splitmix64 finaliser of one value (float bit patterns have all-zero low bits), folded into h.
-    z = np.uint64(x) + np.uint64(0x9E3779B97F4A7C15)
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    z ^= z >> np.uint64(31)
-    h = (h ^ z) * np.uint64(0x100000001B3)
-    return h ^ (h >> np.uint64(32))
+# The open-addressing table starts at this many slots and grows x4 past half full.
+INITIAL_SLOTS = 4096
 
 
 @kernel(
     returns="UniTuple(int64[::1], 2)",
     args=("int64[:, ::1]",),
+    fastmath=False,
 )
 def unique_bits(bits):
     """Hash-deduplicate the n rows ``bits[:, i]`` of a C-contiguous (k, n) int64 matrix (float64
     data: pass its ``.view(np.int64)``; rows compare by bit pattern).
 
     Returns (first, inverse): ``first`` lists the first index of each distinct row in order of
-    appearance, ``inverse[i]`` is the position of row i's representative in ``first``. The table
-    starts small and doubles, so batches with few distinct rows stay in cache.
+    appearance, ``inverse[i]`` is the position of row i's representative in ``first``. O(n)
+    expected; the table starts small and grows, so batches with few distinct rows stay in cache.
     """
     k, n = bits.shape
     first = np.empty(n, dtype=np.int64)
@@ -45,20 +36,21 @@ def unique_bits(bits):
         first[:1] = 0
         inverse[:] = 0
         return first[: min(n, 1)], inverse
-    # Row hashes field by field: streaming passes, no per-row loop over a runtime k.
-    hashes = np.empty(n, dtype=np.uint64)
+    # Row hashes: the first three fields in one pass (the common case, GEMM's (m, n, k), costs one
+    # pass), then two more fields per streaming pass; no per-row loop over a runtime k.
+    hashes = np.empty(n, dtype=np.int64)
+    zero = np.int64(0)
     for i in range(n):
-        hashes[i] = _fold(np.uint64(0x9E3779B97F4A7C15), bits[0, i])
-    for j in range(1, k):
+        hashes[i] = mix3(bits[0, i], bits[1, i] if k > 1 else zero, bits[2, i] if k > 2 else zero)
+    for j in range(3, k, 2):
         for i in range(n):
-            hashes[i] = _fold(hashes[i], bits[j, i])
-    size = INITIAL_SLOTS
-    mask = np.uint64(size - 1)
-    table = np.full(size, -1, dtype=np.int64)
+            hashes[i] = mix3(hashes[i], bits[j, i], bits[j + 1, i] if j + 1 < k else zero)
+    table = np.full(INITIAL_SLOTS, -1, dtype=np.int64)
+    mask = INITIAL_SLOTS - 1
     m = 0
     for i in range(n):
         h = hashes[i]
-        slot = np.int64(h & mask)
+        slot = h & mask
         while True:
             u = table[slot]
             if u < 0:
@@ -76,16 +68,12 @@ def unique_bits(bits):
             if same:
                 inverse[i] = u
                 break
-            slot = (slot + 1) & (size - 1)
-        if 2 * m > size:
-            size *= 2
-            mask = np.uint64(size - 1)
-            table = np.full(size, -1, dtype=np.int64)
+            slot = (slot + 1) & mask
+        if 2 * m > table.shape[0]:
+            table = np.full(4 * table.shape[0], -1, dtype=np.int64)
+            mask = table.shape[0] - 1
             for u in range(m):
-                slot = np.int64(hashes[first[u]] & mask)
-                while table[slot] >= 0:
-                    slot = (slot + 1) & (size - 1)
-                table[slot] = u
+                table[free_slot(table, hashes[first[u]])] = u
     return first[:m], inverse
 
 
