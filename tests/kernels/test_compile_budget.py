@@ -23,11 +23,12 @@ from servopt_kernels import grid as gk
 from servopt_kernels import primitives as pk
 
 # Compiled specialisations, helpers included, after a cold compile of the entry points below:
-# grid_lookup, _interior, _hold, _sol, sol_batch (grid), unique_bits (dedup), and the shared
-# primitives search_left, keep_nearest, idw_blend, free_slot, plus _sol_wideep_mla (grid:
-# SGLang/vLLM wide-EP MLA rooflines, compiled only where a run prices them; earlier tests in the
-# same process do). Raise only with a measured reason: each one costs cold-start seconds.
-SPECIALISATION_BUDGET = 11
+# grid_lookup, _interior, _hold, _sol, sol_batch (grid), unique_bits, unique_bits3, _unique
+# (dedup), the shared primitives search_left, keep_nearest, idw_blend, free_slot, plus
+# _sol_wideep_mla (grid: SGLang/vLLM wide-EP MLA rooflines, compiled only where a run prices
+# them; earlier tests in the same process do). Raise only with a measured reason: each one costs
+# cold-start seconds.
+SPECIALISATION_BUDGET = 13
 # The GEMM kernels' own: _gemm_batch, _select_donors, _curve_hold, gemm_roofline_batch_ms,
 # scale_grid_latency_ms, _grid_row, _grid_hold (binary search, hold and hash are primitives).
 GEMM_SPECIALISATION_BUDGET = 7
@@ -35,6 +36,7 @@ PUBLIC_KERNELS = (
     gk.grid_lookup,
     gk.sol_batch,
     dedup.unique_bits,
+    dedup.unique_bits3,
     gemm_k._gemm_batch,
     gemm_k.gemm_roofline_batch_ms,
     gemm_k.scale_grid_latency_ms,

@@ -34,7 +34,16 @@ DEDUP_MIN_QUERIES = 64
 def _distinct(shape: tuple, arrays: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Distinct rows of numeric arrays broadcast to ``shape`` (compared as float64 bit patterns):
     (first, inverse, distinct), ``distinct[j]`` the contiguous float64 column of ``arrays[j]``."""
-    bits, floats = dedup.bit_matrix(len(arrays), int(np.prod(shape)))
+    n = int(np.prod(shape))
+    if len(arrays) <= 3 and all(np.shape(a) == shape for a in arrays):
+        # Up to three full-size columns (a GEMM batch's m, n, k): hashed in place, no matrix copy.
+        cols = [np.ascontiguousarray(a, dtype=np.float64).reshape(n) for a in arrays]
+        # The kernel's one signature (and the AOT export's) takes writeable arrays only.
+        cols = [c if c.flags.writeable else c.copy() for c in cols]
+        bits = [c.view(np.int64) for c in cols]
+        first, inverse = dedup.unique_bits3(bits[0], bits[min(1, len(bits) - 1)], bits[-1])
+        return first, inverse, np.stack([c[first] for c in cols])
+    bits, floats = dedup.bit_matrix(len(arrays), n)
     # Broadcast straight into the matrix: one contiguous copy per argument.
     fields = floats.reshape(len(arrays), *shape)
     for j, a in enumerate(arrays):
