@@ -44,8 +44,10 @@ from pathlib import Path
 
 from servopt_kernels import jit
 
-# Kernel modules built into the AOT module (all of them hold entry kernels).
+# Kernel modules built into the AOT module (all but primitives hold entry kernels; the helpers
+# there are compiled into the entry kernels that call them, and their source is fingerprinted).
 KERNEL_MODULES = (
+    "servopt_kernels.primitives",
     "servopt_kernels.dedup",
     "servopt_kernels.grid",
     "servopt_kernels.gemm",

@@ -16,7 +16,7 @@ Semantics (the reference peer's, re-derived from its description and checked aga
   then resolved on the grid (exact, bilinear, ragged survivor scaled by the roofline ratio, else the
   4-nearest tapered utilization hold).
 
-All latencies are milliseconds. Provenance codes (int8): ``PROV_*`` below.
+All latencies are milliseconds. Provenance codes (int8): ``servopt_kernels.primitives.PROV_*``.
 """
 
 from __future__ import annotations
@@ -26,17 +26,20 @@ from typing import NamedTuple
 import numpy as np
 
 from servopt_kernels.jit import kernel
-
-PROV_EXACT = 0
-PROV_INTERPOLATED = 1
-# A measured neighbour carried to the query by the roofline ratio: the survivor of a ragged bracket,
-# or the utilization of nearby collected (n, k) sites transferred to an uncollected one.
-PROV_EDGE_CORRECTED = 2
-PROV_EXTRAPOLATED = 3
-PROV_SOL = 4
-# Internal codes, never returned to users as provenance of a finite latency.
-PROV_MISS = -1  # the data cannot answer (nothing to anchor on)
-PROV_INVALID = -2  # a coordinate that is not a finite positive number
+from servopt_kernels.primitives import (
+    HOLD_NEIGHBOURS,
+    IDW_EPS,
+    PROV_EDGE_CORRECTED,
+    PROV_EXACT,
+    PROV_EXTRAPOLATED,
+    PROV_INTERPOLATED,
+    PROV_INVALID,
+    PROV_MISSING,
+    idw_blend,
+    keep_nearest,
+    mix3,
+    search_left,
+)
 
 # Donor sites blended for an uncollected (n, k) (the peer's nn_sites).
 SITE_NEIGHBOURS = 4
@@ -44,10 +47,6 @@ SITE_NEIGHBOURS = 4
 SITE_GATE_OCTAVES = 2.0
 # Boundary points of a curve whose median utilization is held beyond its measured m range.
 CURVE_TAIL_POINTS = 3
-# Measured leaves blended by the out-of-range hold of a 2-D scale grid.
-HOLD_NEIGHBOURS = 4
-# Keeps inverse-distance weights finite at zero distance (the peer's regularizer).
-IDW_EPS = 1e-12
 # Smallest coordinate fed to log2 for distances (a zero coordinate would be -inf).
 LOG_FLOOR = 1e-12
 # Slots of the per-call memo of (n, k) resolutions (open addressing; a power of two). It is
@@ -107,19 +106,6 @@ def gemm_roofline_batch_ms(m, n, k, flops_per_s, mem_bw_bytes_per_s, bytes_per_e
     """``gemm_roofline_ms`` over flat (N,) float64 arrays into ``out_ms``."""
     for i in range(m.shape[0]):
         out_ms[i] = gemm_roofline_ms(m[i], n[i], k[i], flops_per_s, mem_bw_bytes_per_s, bytes_per_elem)
-
-
-@kernel
-def _search_left(axis, lo, hi, x):
-    """lo + np.searchsorted(axis[lo:hi], x) for a finite x: a hand-written search compiles far faster
-    (and one routine serves every sorted range, so it compiles once)."""
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if axis[mid] < x:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
 
 
 # The batch path compiles as three functions (the batch loop, the donor selection, the curve hold):
@@ -220,7 +206,7 @@ def _select_donors(
                 continue
             if dn > reach:
                 break
-            j = _search_left(site_log2_k, j, b, ql_k - reach)
+            j = search_left(site_log2_k, j, b, ql_k - reach)
         while j < b:
             dk = site_log2_k[j] - ql_k
             if windowed and dk > reach:
@@ -344,11 +330,7 @@ def _gemm_batch(
         while c < num_breaks and cover_breaks[c] < q:
             c += 1
         cls = 2 * c + 1 if c < num_breaks and cover_breaks[c] == q else 2 * c
-        h = np.int64(min(qn, 1e15)) * np.int64(-7046029254386353131)
-        h = (h ^ (h >> 29)) + np.int64(min(qk, 1e15)) * np.int64(-4417276706812531889)
-        h = (h ^ (h >> 32)) + np.int64(cls) * np.int64(1609587929392839161)
-        h = h * np.int64(-4658895280553007687)
-        h = h ^ (h >> 29)
+        h = mix3(np.int64(min(qn, 1e15)), np.int64(min(qk, 1e15)), np.int64(cls))
         slot = h & (MEMO_SLOTS - 1)
         while memo_i[slot * MEMO_INTS + _MI_CLS] >= 0 and not (
             memo_f[slot * MEMO_FLOATS + _MF_N] == qn
@@ -431,7 +413,7 @@ def _gemm_batch(
         kind = memo_i[row_i + _MI_KIND]
         if kind == KIND_NONE:
             out_ms[i] = np.nan
-            out_prov[i] = PROV_MISS
+            out_prov[i] = PROV_MISSING
             continue
         # Each curve (the site's own, or each donor's) at m = q. Donor curves measured at the same m
         # values share one bracket search: where 0 exactly at lo + j, 1 strictly between lo + j - 1
@@ -441,7 +423,7 @@ def _gemm_batch(
         j = 0
         t = 0.0
         lat = np.nan
-        prov = PROV_MISS
+        prov = PROV_MISSING
         wsum = 0.0
         util = 0.0
         prov_i = PROV_EDGE_CORRECTED if kind == KIND_GATED else PROV_EXTRAPOLATED
@@ -453,7 +435,7 @@ def _gemm_batch(
                 if q < cm[lo] or q > cm[hi - 1]:
                     where = 2
                 else:
-                    a = _search_left(cm, lo, hi, q)
+                    a = search_left(cm, lo, hi, q)
                     j = a - lo
                     if cm[a] == q:
                         where = 0
@@ -472,7 +454,7 @@ def _gemm_batch(
                 prov = PROV_INTERPOLATED
             else:
                 lat = _curve_hold(cm, cms, lo, hi, sn, sk, q, flops, bw, mu)
-                prov = PROV_EXTRAPOLATED if np.isfinite(lat) else PROV_MISS
+                prov = PROV_EXTRAPOLATED if np.isfinite(lat) else PROV_MISSING
             if kind == KIND_SITE:
                 break
             sol = gemm_roofline_ms(q, sn, sk, flops, bw, mu)
@@ -490,7 +472,7 @@ def _gemm_batch(
         sol_q = gemm_roofline_ms(q, qn, qk, flops, bw, mu)
         if wsum <= 0.0 or not sol_q > 0.0:
             out_ms[i] = np.nan
-            out_prov[i] = PROV_MISS
+            out_prov[i] = PROV_MISSING
             continue
         out_ms[i] = sol_q / (util / wsum)
         out_prov[i] = prov_i
@@ -545,7 +527,7 @@ def gemm_latency_ms(m, n, k, sites, flops_per_s, mem_bw_bytes_per_s, bytes_per_e
     """GEMM latency (ms) of each query (m[i], n[i], k[i]) against one dtype's sites (``GemmSites``).
 
     m, n, k: (N,) float64. out_ms: (N,) float64; out_prov: (N,) int8 (``PROV_*``; a miss writes
-    NaN and ``PROV_MISS``, a non-finite or non-positive coordinate NaN and ``PROV_INVALID``).
+    NaN and ``PROV_MISSING``, a non-finite or non-positive coordinate NaN and ``PROV_INVALID``).
     Plain Python around ``_gemm_batch``: inputs are cast to the one signature it compiles for.
     """
     class_filter, class_env = _class_envelopes(sites)
@@ -586,7 +568,7 @@ def _grid_row(values, r, k_axis, k):
     status 0 = resolved, 1 = out of the row's measured range.
     """
     num_k = k_axis.shape[0]
-    j = _search_left(k_axis, np.int64(0), num_k, k)
+    j = search_left(k_axis, np.int64(0), num_k, k)
     if j < num_k and k_axis[j] == k and not np.isnan(values[r, j]):
         return values[r, j], 0, PROV_EXACT
     lo = -1
@@ -601,7 +583,7 @@ def _grid_row(values, r, k_axis, k):
             hi = c
             break
     if lo < 0 or hi < 0:
-        return np.nan, 1, PROV_MISS
+        return np.nan, 1, PROV_MISSING
     w = (k - k_axis[lo]) / (k_axis[hi] - k_axis[lo])
     y0 = values[r, lo]
     return y0 + (values[r, hi] - y0) * w, 0, PROV_INTERPOLATED
@@ -632,42 +614,13 @@ def _grid_hold(values, m_axis, k_axis, m, k, sol_bytes_per_mk, mem_bw):
             d = np.sqrt(dm * dm + dk * dk)
             if found == HOLD_NEIGHBOURS + 1 and d >= best_d[HOLD_NEIGHBOURS]:
                 continue
-            pos = found if found <= HOLD_NEIGHBOURS else HOLD_NEIGHBOURS
-            while pos > 0 and best_d[pos - 1] > d:
-                if pos <= HOLD_NEIGHBOURS:
-                    best_d[pos] = best_d[pos - 1]
-                    best_u[pos] = best_u[pos - 1]
-                pos -= 1
-            best_d[pos] = d
-            best_u[pos] = sol / lat
-            if found <= HOLD_NEIGHBOURS:
-                found += 1
+            found = keep_nearest(best_d, best_u, found, d, sol / lat)
     if found == 0:
         return np.nan
-    picked = min(found, HOLD_NEIGHBOURS)
-    radius = best_d[HOLD_NEIGHBOURS] if found > HOLD_NEIGHBOURS else np.inf
-    wsum = 0.0
-    usum = 0.0
-    for j in range(picked):
-        d = best_d[j]
-        if np.isinf(radius):
-            w = 1.0 / (d * d + IDW_EPS)
-        else:
-            t = max(radius - d, 0.0) / (radius * d + IDW_EPS)
-            w = t * t
-        wsum += w
-        usum += w * best_u[j]
-    if wsum <= 0.0:
-        # Every pick sits exactly on the support radius: equal weights.
-        wsum = 0.0
-        usum = 0.0
-        for j in range(picked):
-            wsum += 1.0
-            usum += best_u[j]
     sol_q = sol_bytes_per_mk * m * k / mem_bw * 1000.0
     if not sol_q > 0.0:
         return np.nan
-    return sol_q / (usum / wsum)
+    return sol_q / idw_blend(best_d, best_u, found)
 
 
 @kernel(
@@ -700,7 +653,7 @@ def scale_grid_latency_ms(
     if num_m == 0:
         for i in range(m.shape[0]):
             out_ms[i] = np.nan
-            out_prov[i] = PROV_MISS
+            out_prov[i] = PROV_MISSING
         return
     k_min = np.inf
     k_max = -np.inf
@@ -722,9 +675,9 @@ def scale_grid_latency_ms(
             continue
         cm = min(max(qm, m_axis[0]), m_axis[num_m - 1])
         ck = min(max(qk, k_min), k_max)
-        r = _search_left(m_axis, np.int64(0), num_m, cm)
+        r = search_left(m_axis, np.int64(0), num_m, cm)
         lat = np.nan
-        prov = PROV_MISS
+        prov = PROV_MISSING
         out_of_range = False
         if m_axis[r] == cm:
             lat, status, prov = _grid_row(values_ms, r, k_axis, ck)
@@ -747,85 +700,10 @@ def scale_grid_latency_ms(
                 out_of_range = True
         if out_of_range:
             lat = _grid_hold(values_ms, m_axis, k_axis, cm, ck, sol_bytes_per_mk, mem_bw_bytes_per_s)
-            prov = PROV_EXTRAPOLATED if np.isfinite(lat) else PROV_MISS
+            prov = PROV_EXTRAPOLATED if np.isfinite(lat) else PROV_MISSING
         if np.isfinite(lat) and (cm != qm or ck != qk):
             if sol_ratio_beyond and cm * ck > 0.0:
                 lat = lat * ((qm * qk) / (cm * ck))
             prov = PROV_EXTRAPOLATED
         out_ms[i] = lat
         out_prov[i] = prov
-
-
-# ---------------------------------------------------------------------------------------------
-# Query deduplication: search batches repeat the same (m, n, k) many times
-# ---------------------------------------------------------------------------------------------
-
-# ``servopt_kernels.dedup.unique_bits`` serves any batch and is compiled on every path anyway; this
-# fused three-column pass is about twice as fast on large batches, so only those compile it
-# (``servopt.perf_db.gemm.DEDUP_FUSED_MIN_ROWS``).
-
-# Initial slots of the dedup hash table (grows x4 whenever it is half full).
-DEDUP_INITIAL_SLOTS = 4096
-
-
-@kernel(inline="always", fastmath=False)
-def _mix_bits(a, b, c):
-    """Hash of three 64-bit patterns (multiply-xorshift; int64 arithmetic wraps)."""
-    h = a * np.int64(-7046029254386353131) + b * np.int64(-4417276706812531889)
-    h = (h ^ (h >> 29)) + c * np.int64(1609587929392839161)
-    h = h ^ (h >> 32)
-    h = h * np.int64(-4658895280553007687)
-    return h ^ (h >> 29)
-
-
-@kernel(
-    returns="UniTuple(int64[::1], 2)",
-    args=(
-        "int64[::1]",
-        "int64[::1]",
-        "int64[::1]",
-    ),
-    fastmath=False,
-)
-def unique_rows(a_bits, b_bits, c_bits):
-    """Distinct rows of (a, b, c), compared by bit pattern (pass float64 arrays viewed as int64).
-
-    Returns (first, inverse): first (U,) int64 the index of each distinct row's first occurrence, in
-    order of appearance; inverse (N,) int64 with row i == row first[inverse[i]]. O(N) expected.
-    """
-    size = a_bits.shape[0]
-    cap = DEDUP_INITIAL_SLOTS
-    table = np.full(cap, -1, dtype=np.int64)
-    first = np.empty(size, dtype=np.int64)
-    inverse = np.empty(size, dtype=np.int64)
-    count = 0
-    for i in range(size):
-        a = a_bits[i]
-        b = b_bits[i]
-        c = c_bits[i]
-        mask = cap - 1
-        slot = _mix_bits(a, b, c) & mask
-        while True:
-            u = table[slot]
-            if u < 0:
-                table[slot] = count
-                first[count] = i
-                inverse[i] = count
-                count += 1
-                break
-            j = first[u]
-            if a_bits[j] == a and b_bits[j] == b and c_bits[j] == c:
-                inverse[i] = u
-                break
-            slot = (slot + 1) & mask
-        if 2 * count > cap:
-            cap *= 4
-            mask = cap - 1
-            table = np.full(cap, -1, dtype=np.int64)
-            for u in range(count):
-                j = first[u]
-                slot = _mix_bits(a_bits[j], b_bits[j], c_bits[j]) & mask
-                while table[slot] >= 0:
-                    slot = (slot + 1) & mask
-                table[slot] = u
-    return first[:count].copy(), inverse

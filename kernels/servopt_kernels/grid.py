@@ -27,6 +27,17 @@ pinned by tests/kernels/test_compile_budget.py.
 import numpy as np
 
 from servopt_kernels.jit import kernel
+from servopt_kernels.primitives import (
+    HOLD_NEIGHBOURS,
+    PROV_EDGE_CORRECTED,
+    PROV_EXACT,
+    PROV_EXTRAPOLATED,
+    PROV_INTERPOLATED,
+    PROV_MISSING,
+    idw_blend,
+    keep_nearest,
+    search_left,
+)
 
 # Roofline kinds (``sol_kind``) and their parameter rows.
 SOL_CTX_ATTN = (
@@ -48,12 +59,6 @@ SOL_LINEAR = 7  # coords (x,); SOL = x (collectives: latency ~ message size with
 SOL_WIDEEP_CTX_MLA = 8  # coords (heads, full_seq, batch); p = kv_bytes, flops, mem_bw, prefix, gemm_bytes
 SOL_WIDEEP_GEN_MLA = 9  # coords (heads, batch, kv_len); p = kv_bytes, flops, mem_bw, gemm_bytes
 
-PROV_MISSING = -1
-PROV_EXACT = 0
-PROV_INTERP = 1
-PROV_EDGE = 2
-PROV_EXTRAP = 3
-
 _OK = 0
 _OUT = 1
 
@@ -69,7 +74,6 @@ MLA_BMM_TOKEN_ELEMS = 640.0  # 128 + 512 elements per token and head
 MLA_PROJ_PER_HEAD = 1536.0 * 192.0 + 512.0 * 256.0 + 128.0 * 7168.0
 WIDEEP_GEN_BYTES_PER_HEAD = 4608.0
 WIDEEP_GEN_BYTES_PER_SEQ = 17040.0
-HOLD_NEIGHBOURS = 4
 MS_PER_S = 1000.0
 
 
@@ -163,21 +167,6 @@ def _sol(kind, p, c0, c1, c2):
     return np.nan
 
 
-@kernel
-def _lower_bound(axes, off, n, c):
-    """First position among ``axes[off : off + n]`` whose key is >= c; NaN sorts last, as in
-    np.searchsorted (a hand-written search compiles far faster than numba's generic one)."""
-    lo = 0
-    hi = n
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if axes[off + mid] < c or c != c:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
-
-
 # Bracket tree of one query: level a holds up to 2**a nodes, heap-ordered (node j of level a sits
 # at (2**a - 1) + j, its lo/hi branches at slots 2j and 2j + 1 of level a + 1). Nodes live in two
 # flat scratch arrays, NODE_INTS int64 and NODE_FLOATS float64 fields per node.
@@ -219,7 +208,7 @@ def _interior(s, ndim, q, axes, ax_off, ax_len, vals, val_off, pres, pres_off, k
                 continue
             base = ni[ki + _PREFIX] * n
             poff = pres_off[s, a] + base
-            pos = _lower_bound(axes, off, n, c)
+            pos = search_left(axes, off, off + n, c) - off
             exact = -1
             hi = pos
             if pos < n and axes[off + pos] == c:
@@ -245,7 +234,7 @@ def _interior(s, ndim, q, axes, ax_off, ax_len, vals, val_off, pres, pres_off, k
             elif lo < 0 or hi >= n:
                 ni[ki + _MODE] = _DONE
                 ni[ki + _STATUS] = _OUT
-                ni[ki + _PROV] = PROV_EXTRAP
+                ni[ki + _PROV] = PROV_EXTRAPOLATED
                 nf[kf + _VALUE] = np.nan
             else:
                 ni[ki + _MODE] = _SPLIT
@@ -287,7 +276,7 @@ def _interior(s, ndim, q, axes, ax_off, ax_len, vals, val_off, pres, pres_off, k
             k_hi = nf[kf + _KHI]
             if st_lo == _OK and st_hi == _OK:
                 w = (c - k_lo) / (k_hi - k_lo)
-                pr = max(PROV_INTERP, max(pr_lo, pr_hi))
+                pr = max(PROV_INTERPOLATED, max(pr_lo, pr_hi))
                 if a == taxis:
                     ra = np.sqrt(v_lo) if v_lo > 0.0 else 0.0
                     rb = np.sqrt(v_hi) if v_hi > 0.0 else 0.0
@@ -306,9 +295,9 @@ def _interior(s, ndim, q, axes, ax_off, ax_len, vals, val_off, pres, pres_off, k
                 if np.isfinite(sol_q) and np.isfinite(sol_s) and sol_q > 0.0 and sol_s > 0.0:
                     v = v * (sol_q / sol_s)
                 st = _OK
-                pr = max(PROV_EDGE, pr_s)
+                pr = max(PROV_EDGE_CORRECTED, pr_s)
             else:
-                st, v, pr = _OUT, np.nan, PROV_EXTRAP
+                st, v, pr = _OUT, np.nan, PROV_EXTRAPOLATED
             ni[ki + _STATUS] = st
             ni[ki + _PROV] = pr
             nf[kf + _VALUE] = v
@@ -317,7 +306,7 @@ def _interior(s, ndim, q, axes, ax_off, ax_len, vals, val_off, pres, pres_off, k
 
 @kernel
 def _hold(s, ndim, q, axes, ax_off, ax_len, vals, val_off, pres, pres_off, leaf_off, leaf_coord, leaf_lat,
-          kind, p, dist, order, best):  # fmt: skip
+          kind, p, dist, order, best_d, best_u):  # fmt: skip
     """Utilisation hold past the data -> latency at the query (NaN when nothing anchors it).
 
     1-D curves hold the boundary point's utilisation. Otherwise the HOLD_NEIGHBOURS nearest valid
@@ -325,7 +314,8 @@ def _hold(s, ndim, q, axes, ax_off, ax_len, vals, val_off, pres, pres_off, leaf_
     is the next leaf's distance. The search is pruned axis by axis: keys are visited nearest-first
     per axis and a branch stops once its partial distance reaches the current 5th-best (a leaf on
     that radius weighs zero, so pruning it changes nothing). Scratch: ``dist`` (3 * longest),
-    ``order`` (2 * longest), ``best`` (2 * (HOLD_NEIGHBOURS + 1): squared distances, utilisations).
+    ``order`` (2 * longest), ``best_d`` / ``best_u`` (HOLD_NEIGHBOURS + 1 each: squared distances,
+    then distances, and utilisations for ``keep_nearest`` / ``idw_blend``).
     """
     lo, hi = leaf_off[s], leaf_off[s + 1]
     if hi <= lo:
@@ -342,8 +332,8 @@ def _hold(s, ndim, q, axes, ax_off, ax_len, vals, val_off, pres, pres_off, leaf_
         return np.nan
     k = HOLD_NEIGHBOURS + 1
     for j in range(k):
-        best[j] = np.inf
-        best[k + j] = 0.0
+        best_d[j] = np.inf
+        best_u[j] = 0.0
     # A 2-axis slice is a 3-axis one with a single innermost key at distance 0.
     n0, n1 = ax_len[s, 0], ax_len[s, 1]
     n2 = ax_len[s, 2] if ndim == 3 else 1
@@ -366,18 +356,18 @@ def _hold(s, ndim, q, axes, ax_off, ax_len, vals, val_off, pres, pres_off, leaf_
                 order[d_off + j] = order[d_off + j - 1]
                 j -= 1
             order[d_off + j] = i
-    split = _lower_bound(axes, o2, n2, q[2]) if ndim == 3 else 0
+    split = search_left(axes, o2, o2 + n2, q[2]) - o2 if ndim == 3 else 0
     count = 0
     for a in range(n0):
         i0 = order[a]
-        if count == k and dist[i0] >= best[k - 1]:
+        if count == k and dist[i0] >= best_d[k - 1]:
             break
         if not pres[pres_off[s, 0] + i0]:
             continue
         for b in range(n1):
             i1 = order[longest + b]
             d01 = dist[i0] + dist[longest + i1]
-            if count == k and d01 >= best[k - 1]:
+            if count == k and d01 >= best_d[k - 1]:
                 break
             row = i0 * n1 + i1
             if not pres[pres_off[s, 1] + row]:
@@ -389,45 +379,18 @@ def _hold(s, ndim, q, axes, ax_off, ax_len, vals, val_off, pres, pres_off, leaf_
                 step = -1 if side == 0 else 1
                 while 0 <= j < n2:
                     d = d01 + dist[2 * longest + j]
-                    if count == k and d >= best[k - 1]:
+                    if count == k and d >= best_d[k - 1]:
                         break
                     lat = vals[base + j]
                     c2 = axes[o2 + j] if ndim == 3 else 0.0
                     sol_i = _sol(kind, p, axes[o0 + i0], axes[o1 + i1], c2) if not np.isnan(lat) else np.nan
                     if np.isfinite(lat) and lat > 0.0 and np.isfinite(sol_i) and sol_i > 0.0:
-                        # Insert (d, utilisation) into the ascending best list.
-                        m = min(count, k - 1)
-                        while m > 0 and best[m - 1] > d:
-                            best[m] = best[m - 1]
-                            best[k + m] = best[k + m - 1]
-                            m -= 1
-                        best[m] = d
-                        best[k + m] = sol_i / lat
-                        count = min(count + 1, k)
+                        count = keep_nearest(best_d, best_u, count, d, sol_i / lat)
                     j += step
-    if count == 0:
-        return np.nan
-    n_pick = min(count, HOLD_NEIGHBOURS)
-    radius = np.sqrt(best[HOLD_NEIGHBOURS]) if count > HOLD_NEIGHBOURS else np.inf
-    wsum = 0.0
-    usum = 0.0
-    for j in range(n_pick):
-        d = np.sqrt(best[j])
-        if np.isinf(radius):
-            w = 1.0 / (d * d + 1e-12)
-        else:
-            t = max(radius - d, 0.0) / (radius * d + 1e-12)
-            w = t * t
-        wsum += w
-        usum += w * best[k + j]
-    if wsum <= 0.0:
-        # Every anchor sits on the support radius: equal weights.
-        wsum = 0.0
-        usum = 0.0
-        for j in range(n_pick):
-            wsum += 1.0
-            usum += best[k + j]
-    return sol_q / (usum / wsum)
+    # The search ran on squared distances (same order, no square roots); the blend takes distances.
+    for j in range(count):
+        best_d[j] = np.sqrt(best_d[j])
+    return sol_q / idw_blend(best_d, best_u, count)
 
 
 # Decode-length smoothing: average this many lookups spread over [0.9 s, 1.1 s].
@@ -482,7 +445,8 @@ def grid_lookup(
     nf = np.empty(TREE_NODES * NODE_FLOATS)
     dist = np.empty(3 * longest)
     order = np.empty(2 * longest, dtype=np.int64)
-    best = np.empty(2 * (HOLD_NEIGHBOURS + 1))
+    best_d = np.empty(HOLD_NEIGHBOURS + 1)
+    best_u = np.empty(HOLD_NEIGHBOURS + 1)
     reps = 1 if avg_axis < 0 else AVG_POINTS
     for i in range(slice_ids.shape[0]):
         s = slice_ids[i]
@@ -513,9 +477,9 @@ def grid_lookup(
                 if st != _OK:
                     v = _hold(
                         s, ndim, q, axes, ax_off, ax_len, vals, val_off, pres, pres_off, leaf_off,
-                        leaf_coord, leaf_lat, kind, p, dist, order, best,
+                        leaf_coord, leaf_lat, kind, p, dist, order, best_d, best_u,
                     )  # fmt: skip
-                    pr = PROV_EXTRAP if np.isfinite(v) else PROV_MISSING
+                    pr = PROV_EXTRAPOLATED if np.isfinite(v) else PROV_MISSING
             total += v
             prov = max(prov, pr) if pr >= 0 else PROV_MISSING
             if pr < 0:

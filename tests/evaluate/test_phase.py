@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import random
 
 import numpy as np
@@ -9,13 +10,15 @@ import pytest
 from fake_db import FakeDatabase
 from naive_model import decode_steps, phase_ms
 
+from servopt.evaluate import phase as phase_module
 from servopt.evaluate.candidates import Candidates, ModelSetup, Workload, build_layout_ops
-from servopt.evaluate.phase import PhaseCoords, Select, evaluate_phase
+from servopt.evaluate.phase import OP_FAMILIES, PhaseCoords, Select, evaluate_phase
 from servopt.evaluate.static import context_phase, generation_phase
 from servopt.hardware import load_system
-from servopt.models.ops import QuantModes
+from servopt.models.ops import Family, OpSpec, QuantModes
 from servopt.models.parallel import Layout
 from servopt.models.registry import resolve_model
+from servopt.perf_db.database import PerfDatabase
 
 SYSTEM = load_system("h200_sxm")
 QUANT = QuantModes("fp8_block", "fp8_block", "fp8", "float16")
@@ -162,3 +165,37 @@ def test_overlap_blocks_belong_to_each_layout():
     assert both.total_ms[0] == pytest.approx(both.per_op_ms[0].max())
     assert both.total_ms[1] == pytest.approx(both.per_op_ms[1].sum())
     assert per_op.shape == (2, 2)
+
+
+class _Named:
+    """Stands for a database: any attribute is its own name (which method a query reads)."""
+
+    def __getattr__(self, name: str) -> str:
+        return name
+
+
+@pytest.mark.parametrize("family", list(Family), ids=lambda f: f.name)
+def test_every_op_family_has_one_pricing_row_that_names_real_arguments(family):
+    """One table prices every family: its query is a PerfDatabase method (and the fake's), that
+    takes the row's categorical parts, constants and columns positionally and its flags by name;
+    every argument the row names is an OpSpec field or a phase coordinate."""
+    spec = OP_FAMILIES[family]
+    if spec.points is not None:
+        assert spec.query is None and not spec.columns  # priced through other families' rows
+        return
+    method = spec.query(_Named())
+    assert hasattr(PerfDatabase, method), method
+    # The fake stands in for the families its tests price (not the large-EP ones).
+    for db_class in (PerfDatabase, FakeDatabase) if hasattr(FakeDatabase, method) else (PerfDatabase,):
+        params = [
+            p for p in inspect.signature(getattr(db_class, method)).parameters.values() if p.name != "self"
+        ]
+        positional = [p for p in params if p.kind is p.POSITIONAL_OR_KEYWORD]
+        assert len(spec.categorical) + len(spec.constants) + len(spec.columns) <= len(positional), method
+        names = {p.name for p in params}
+        assert set(spec.flags) <= names, (method, db_class)
+        assert ("missing" in names) == spec.nan, (method, db_class)
+    fields = set(OpSpec.__dataclass_fields__)
+    derived = set(phase_module._DERIVED) | {phase_module.SEQ}
+    for name in (*spec.categorical, *spec.flags, *spec.columns):
+        assert name in fields or name in derived, name

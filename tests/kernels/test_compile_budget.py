@@ -20,25 +20,26 @@ from servopt.perf_db.database import open_database
 from servopt_kernels import dedup
 from servopt_kernels import gemm as gemm_k
 from servopt_kernels import grid as gk
+from servopt_kernels import primitives as pk
 
 # Compiled specialisations, helpers included, after a cold compile of the entry points below:
-# grid_lookup, _interior, _hold, _lower_bound, _sol, sol_batch (grid) and unique_bits, _fold
-# (dedup), plus _sol_wideep_mla (grid: SGLang/vLLM wide-EP MLA rooflines, compiled only where a
-# run prices them; earlier tests in the same process do). Raise only with a measured reason: each
-# one costs cold-start seconds.
-SPECIALISATION_BUDGET = 9
+# grid_lookup, _interior, _hold, _sol, sol_batch (grid), unique_bits, unique_bits3, _unique
+# (dedup), the shared primitives search_left, keep_nearest, idw_blend, free_slot, plus
+# _sol_wideep_mla (grid: SGLang/vLLM wide-EP MLA rooflines, compiled only where a run prices
+# them; earlier tests in the same process do). Raise only with a measured reason: each one costs
+# cold-start seconds.
+SPECIALISATION_BUDGET = 13
 # The GEMM kernels' own: _gemm_batch, _select_donors, _curve_hold, gemm_roofline_batch_ms,
-# scale_grid_latency_ms, _grid_row, _grid_hold, _search_left, unique_rows (small batches reuse
-# dedup's unique_bits at the grid kernels' signature).
-GEMM_SPECIALISATION_BUDGET = 9
+# scale_grid_latency_ms, _grid_row, _grid_hold (binary search, hold and hash are primitives).
+GEMM_SPECIALISATION_BUDGET = 7
 PUBLIC_KERNELS = (
     gk.grid_lookup,
     gk.sol_batch,
     dedup.unique_bits,
+    dedup.unique_bits3,
     gemm_k._gemm_batch,
     gemm_k.gemm_roofline_batch_ms,
     gemm_k.scale_grid_latency_ms,
-    gemm_k.unique_rows,
 )
 
 
@@ -66,7 +67,7 @@ def _run_queries(db) -> None:
         db.gemm_ms(quant, b, 4096, 5120, **nan)
         db.gemm_ms(quant, 7, 3000.0, 70000, **nan)
     db.gemm_ms("fp8_static", b, [[1024], [151936]], 5120, low_precision_input=True, **nan)
-    # Past DEDUP_FUSED_MIN_ROWS: the fused three-column dedup.
+    # A large batch: the dedup table grows.
     big = np.resize(b, 1 << 17)
     db.gemm_ms("fp8", big, 4096, 5120, **nan)
     db.compute_scale_ms(big, 5120, **nan)
@@ -110,7 +111,7 @@ def test_a_fresh_compile_types_every_helper_once(exercised):
             fresh.compile(sig)
     counts = {
         f"{d.py_func.__module__}.{d.py_func.__name__}": len(d.overloads)
-        for module in (gk, dedup, gemm_k)
+        for module in (gk, dedup, gemm_k, pk)
         for d in _dispatchers(module)
         if d.overloads
     }

@@ -19,7 +19,7 @@ def _naive(rows: list[tuple]) -> tuple[list[int], list[int]]:
     return first, inverse
 
 
-@pytest.mark.parametrize("k", [1, 2, 3, 7])
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 7])
 @pytest.mark.parametrize("n", [0, 1, 5000])
 def test_unique_bits_matches_naive(k, n):
     rng = np.random.default_rng(k * 100 + n)
@@ -30,8 +30,20 @@ def test_unique_bits_matches_naive(k, n):
     assert inverse.tolist() == ref_inverse
 
 
+@pytest.mark.parametrize("distinct", [1, 7, dedup.INITIAL_SLOTS, 5 * dedup.INITIAL_SLOTS])
+def test_float_rows_in_first_occurrence_order(distinct):
+    rng = np.random.default_rng(distinct)
+    pool = rng.integers(1, 10_000, size=(distinct, 3)).astype(np.float64)
+    rows = pool[rng.integers(0, distinct, size=3 * distinct + 5)]
+    first, inverse = dedup.unique_rows(rows)
+    ref_first, ref_inverse = _naive([tuple(r) for r in rows.view(np.int64)])
+    assert first.tolist() == ref_first
+    assert inverse.tolist() == ref_inverse
+    np.testing.assert_array_equal(rows[first][inverse], rows)
+
+
 def test_table_growth_keeps_every_row():
-    # More distinct rows than the initial table holds: the table doubles several times.
+    # More distinct rows than the initial table holds: the table grows several times.
     n = 20 * dedup.INITIAL_SLOTS
     bits = np.stack([np.arange(n) % 7919, np.arange(n) // 3]).astype(np.int64)
     first, inverse = dedup.unique_bits(bits)
@@ -64,3 +76,15 @@ def test_columns_rows_and_matrix_agree():
     for a, b in ((by_rows, by_cols), (by_rows, by_matrix)):
         np.testing.assert_array_equal(a[0], b[0])
         np.testing.assert_array_equal(a[1], b[1])
+
+
+@pytest.mark.parametrize("distinct", [1, 7, dedup.INITIAL_SLOTS, 5 * dedup.INITIAL_SLOTS])
+def test_three_columns_without_a_matrix_match_naive(distinct):
+    rng = np.random.default_rng(distinct + 1)
+    pool = rng.integers(1, 10_000, size=(distinct, 3)).astype(np.float64)
+    rows = pool[rng.integers(0, distinct, size=3 * distinct + 5)]
+    a, b, c = (np.ascontiguousarray(rows[:, j]).view(np.int64) for j in range(3))
+    first, inverse = dedup.unique_bits3(a, b, c)
+    ref_first, ref_inverse = _naive([tuple(r) for r in rows.view(np.int64)])
+    assert first.tolist() == ref_first
+    assert inverse.tolist() == ref_inverse

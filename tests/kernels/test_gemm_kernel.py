@@ -1,46 +1,18 @@
-"""servopt_kernels.gemm internals: fused query dedup, memo reuse across many shapes, utilization
-transfer, roofline."""
+"""servopt_kernels.gemm internals: memo reuse across many shapes, utilization transfer, roofline."""
 
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from servopt_kernels.gemm import (
-    DEDUP_INITIAL_SLOTS,
     MEMO_SLOTS,
-    PROV_INVALID,
     GemmSites,
     gemm_latency_ms,
     gemm_roofline_batch_ms,
-    unique_rows,
 )
+from servopt_kernels.primitives import PROV_INVALID
 
 FLOPS, BW, MU = 1.978e15, 4.8e12, 1.0
-
-
-def _naive_unique(a, b, c):
-    seen: dict[tuple, int] = {}
-    first, inverse = [], []
-    for i, row in enumerate(zip(a.view(np.int64), b.view(np.int64), c.view(np.int64), strict=True)):
-        if row not in seen:
-            seen[row] = len(first)
-            first.append(i)
-        inverse.append(seen[row])
-    return np.array(first), np.array(inverse)
-
-
-@pytest.mark.parametrize("distinct", [1, 7, DEDUP_INITIAL_SLOTS, 5 * DEDUP_INITIAL_SLOTS])
-def test_unique_rows_matches_naive_first_occurrence_order(distinct):
-    rng = np.random.default_rng(distinct)
-    pool = rng.integers(1, 10_000, size=(distinct, 3)).astype(np.float64)
-    rows = pool[rng.integers(0, distinct, size=3 * distinct + 5)]
-    a, b, c = (np.ascontiguousarray(rows[:, j]) for j in range(3))
-    first, inverse = unique_rows(a.view(np.int64), b.view(np.int64), c.view(np.int64))
-    want_first, want_inverse = _naive_unique(a, b, c)
-    np.testing.assert_array_equal(first, want_first)
-    np.testing.assert_array_equal(inverse, want_inverse)
-    np.testing.assert_array_equal(rows[first][inverse], rows)
 
 
 def _lattice_sites() -> GemmSites:

@@ -14,7 +14,7 @@ each family of ops is answered by one database call per categorical key (quant m
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from enum import Enum
 from typing import NamedTuple
 
@@ -67,28 +67,30 @@ def context_coords(layout, batch, isl, prefix) -> PhaseCoords:
 
 
 class _Requests:
-    """Query points of one family: rows, output slots, multipliers and coordinate columns."""
+    """Query points of one group: rows, output slots, multipliers and the query's columns."""
 
     def __init__(self) -> None:
         self.rows: list[np.ndarray] = []
         self.slots: list[np.ndarray] = []
         self.mult: list[np.ndarray] = []
-        self.cols: dict[str, list[np.ndarray]] = defaultdict(list)
+        self.cols: list[list[np.ndarray]] = []
 
-    def add(self, rows, slot, mult, **cols) -> None:
+    def add(self, rows, slot, mult, cols: Sequence) -> None:
         n = len(rows)
         self.rows.append(rows)
         self.slots.append(np.full(n, slot, dtype=np.int64))
         self.mult.append(np.broadcast_to(np.asarray(mult, dtype=np.float64), (n,)))
-        for key, value in cols.items():
-            self.cols[key].append(np.broadcast_to(np.asarray(value), (n,)))
+        if not self.cols:
+            self.cols = [[] for _ in cols]
+        for j, value in enumerate(cols):
+            self.cols[j].append(np.broadcast_to(np.asarray(value), (n,)))
 
-    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]:
         return (
             np.concatenate(self.rows),
             np.concatenate(self.slots),
             np.concatenate(self.mult),
-            {k: np.concatenate(v) for k, v in self.cols.items()},
+            [np.concatenate(v) for v in self.cols],
         )
 
 
@@ -103,109 +105,20 @@ class _Gather:
         # (rows, slot, ms already scaled and weighted).
         self.fixed: list[tuple[np.ndarray, int, np.ndarray]] = []
 
-    def token_op(self, key: tuple, rows, slot, scale, **cols) -> None:
+    def token_op(self, key: tuple, rows, slot, scale, cols: Sequence) -> None:
         """A point per row, weighted by the row's total step weight."""
-        self.groups[key].add(rows, slot, scale * self.weight_sum[rows], **cols)
+        self.groups[key].add(rows, slot, scale * self.weight_sum[rows], cols)
 
-    def step_op(self, key: tuple, rows, slot, scale, **cols) -> None:
-        """A point per (row, step) of nonzero weight. ``cols`` hold per-row arrays or scalars;
-        the per-step sequence length is added as ``seq``."""
+    def step_op(self, key: tuple, rows, slot, scale, cols: Sequence) -> None:
+        """A point per (row, step) of nonzero weight. ``cols`` hold per-row arrays or scalars, and
+        ``_STEP_SEQ`` where the per-step sequence length goes."""
         w = self.c.weight[rows]
         r_idx, s_idx = np.nonzero(w)
-        per_point = {k: (v[r_idx] if np.ndim(v) else v) for k, v in cols.items()}
-        per_point["seq"] = self.c.seq[rows[r_idx], s_idx]
-        self.groups[key].add(rows[r_idx], slot, scale * w[r_idx, s_idx], **per_point)
-
-
-class _TableQuery(NamedTuple):
-    """A family answered by one database method of the shape ``method(*categorical, *columns, **flags)``.
-
-    ``categorical`` and ``flags`` are OpSpec fields (they split the groups); each of ``columns`` is
-    an OpSpec field or a row coordinate (``tokens``: global tokens, the row's tokens times attention
-    dp; ``rank_tokens``; ``batch``; ``prefix``; ``seq``, the per-step sequence length of a step op).
-    """
-
-    kind: str
-    method: str
-    categorical: tuple[str, ...]
-    flags: tuple[str, ...]
-    columns: tuple[str, ...]
-    per_step: bool
-
-
-_TABLE_QUERIES = {
-    Family.MOE: _TableQuery(
-        "moe",
-        "moe_ms",
-        ("quant", "distribution"),
-        ("gated",),
-        ("topk", "experts", "hidden", "inter", "moe_tp", "moe_ep", "tokens"),
-        per_step=False,
-    ),
-    # All-to-all phases see per-rank tokens (TRT-LLM shards nothing by attention tp here).
-    Family.MOE_A2A: _TableQuery(
-        "moe_a2a",
-        "moe_a2a_ms",
-        ("a2a_backend", "a2a_phase", "a2a_dtype"),
-        ("sms",),
-        ("moe_ep", "nodes", "hidden", "topk", "experts", "rank_tokens"),
-        per_step=False,
-    ),
-    Family.MOE_EP: _TableQuery(
-        "moe_ep",
-        "moe_expert_compute_ms",
-        ("quant", "distribution"),
-        ("gated", "kernel"),
-        ("topk", "experts", "slots", "hidden", "inter", "moe_ep", "tokens"),
-        per_step=False,
-    ),
-    # The database adds the fused rope / KV-write / qk-norm extras of the peer's op.
-    Family.CONTEXT_ATTENTION: _TableQuery(
-        "ctx_attn",
-        "context_attention_ms",
-        ("fmha_quant", "kv_quant"),
-        ("qk_norm",),
-        ("batch", "seq", "prefix", "heads", "kv_heads", "head_dim", "window"),
-        per_step=True,
-    ),
-    Family.GENERATION_ATTENTION: _TableQuery(
-        "gen_attn",
-        "generation_attention_ms",
-        ("kv_quant",),
-        (),
-        ("batch", "seq", "heads", "kv_heads", "head_dim", "window"),
-        per_step=True,
-    ),
-    Family.CONTEXT_MLA: _TableQuery(
-        "ctx_mla",
-        "context_mla_ms",
-        ("fmha_quant", "kv_quant"),
-        (),
-        ("batch", "seq", "prefix", "heads"),
-        per_step=True,
-    ),
-    Family.GENERATION_MLA: _TableQuery(
-        "gen_mla", "generation_mla_ms", ("kv_quant",), (), ("batch", "seq", "heads"), per_step=True
-    ),
-    # SGLang wide-EP MLA: ``kernel`` is the attention lane, ``fmha_quant`` the table's MLA dtype.
-    Family.WIDEEP_CONTEXT_MLA: _TableQuery(
-        "wideep_ctx_mla",
-        "wideep_context_mla_ms",
-        ("kernel", "fmha_quant", "kv_quant"),
-        (),
-        ("batch", "seq", "prefix", "heads"),
-        per_step=True,
-    ),
-    Family.WIDEEP_GENERATION_MLA: _TableQuery(
-        "wideep_gen_mla",
-        "wideep_generation_mla_ms",
-        ("kernel", "fmha_quant", "kv_quant"),
-        (),
-        ("batch", "seq", "heads"),
-        per_step=True,
-    ),
-}
-_TABLE_BY_KIND = {q.kind: q for q in _TABLE_QUERIES.values()}
+        per_point = [
+            self.c.seq[rows[r_idx], s_idx] if v is _STEP_SEQ else (v[r_idx] if np.ndim(v) else v)
+            for v in cols
+        ]
+        self.groups[key].add(rows[r_idx], slot, scale * w[r_idx, s_idx], per_point)
 
 
 def _split(tokens: np.ndarray, op: OpSpec) -> np.ndarray:
@@ -213,107 +126,200 @@ def _split(tokens: np.ndarray, op: OpSpec) -> np.ndarray:
     return tokens // op.token_split if op.token_split > 1 else tokens
 
 
-def _row_column(c: PhaseCoords, op: OpSpec, name: str, rows: np.ndarray):
-    if name == "tokens":
-        return c.x[rows] * op.dp
-    if name == "rank_tokens":
-        return _split(c.x[rows], op)
-    if name == "batch":
-        return c.batch[rows]
-    if name == "prefix":
-        return c.prefix[rows]
-    return getattr(op, name)
+# The per-step sequence length of a step op (context: new tokens; decode: KV length): its name in
+# a family's columns, and the marker ``_value`` leaves for ``step_op`` to fill per point.
+SEQ = "seq"
+_STEP_SEQ = object()
+
+# Values a family's query reads that are not OpSpec fields, by name: per-row coordinates (given the
+# phase coordinates, the op and its rows) and values derived from the op. Any other name is the
+# OpSpec field of that name.
+_DERIVED: dict[str, Callable[[PhaseCoords, OpSpec, np.ndarray], object]] = {
+    # global tokens: the row's tokens times attention dp (MoE expert compute)
+    "tokens": lambda c, op, rows: c.x[rows] * op.dp,
+    # tokens per attention-TP rank (all-to-all phases)
+    "rank_tokens": lambda c, op, rows: _split(c.x[rows], op),
+    "batch": lambda c, op, rows: c.batch[rows],
+    "prefix": lambda c, op, rows: c.prefix[rows],
+    # GEMM m: the LM head sees the context phase's last tokens only
+    "gemm_m": lambda c, op, rows: c.x_logits[rows] if op.logits else _split(c.x[rows], op),
+    "elementwise_bytes": lambda c, op, rows: op.bytes_per_token * _split(c.x[rows], op).astype(np.float64),
+    "activation_bytes": lambda c, op, rows: float(ACTIVATION_BYTES * op.hidden) * c.x[rows],
+    "hidden_elems": lambda c, op, rows: c.x[rows] * op.hidden,
+    # Only fp8_static reads the flag (it skips the scale-matrix overhead for quantized inputs).
+    "low_precision_input": lambda c, op, rows: op.low_precision_input and op.quant == "fp8_static",
+    "bmm_phase": lambda c, op, rows: "pre" if op.pre else "post",
+    "module_phase": lambda c, op, rows: "context" if op.name.startswith("context") else "generation",
+}
 
 
-def _add_table_op(g: _Gather, query: _TableQuery, op: OpSpec, rows: np.ndarray, slot: int) -> None:
-    key = (query.kind, *(getattr(op, f) for f in query.categorical), *(getattr(op, f) for f in query.flags))
-    cols = {name: _row_column(g.c, op, name, rows) for name in query.columns if name != "seq"}
-    if query.per_step:
-        g.step_op(key, rows, slot, op.scale, **cols)
-    else:
-        g.token_op(key, rows, slot, op.scale, **cols)
+def _value(c: PhaseCoords, op: OpSpec, rows: np.ndarray, name: str):
+    if name == SEQ:
+        return _STEP_SEQ
+    derived = _DERIVED.get(name)
+    return derived(c, op, rows) if derived is not None else getattr(op, name)
 
 
-def _add_op(g: _Gather, db, op: OpSpec, rows: np.ndarray, slot: int) -> None:
-    """Append one op's query points for ``rows`` (all of one layout)."""
-    c = g.c
-    f = op.family
-    scale = op.scale
-    if scale == 0:
+def _always(op: OpSpec) -> bool:
+    return True
+
+
+def _multi_gpu(op: OpSpec) -> bool:
+    return op.num_gpus > 1
+
+
+class OpFamily(NamedTuple):
+    """How the ops of one family are priced: the database query that answers them and its arguments.
+
+    The query is called as ``query(db)(*categorical, *constants, *columns, **flags)`` (plus
+    ``missing="nan"`` where it takes it) once per phase and group: ``categorical`` and ``flags``
+    values split the groups, ``columns`` are per point. Names resolve through ``_DERIVED``, else
+    as OpSpec fields; ``SEQ`` is the per-step sequence length (``per_step``: a point per
+    quadrature step, else per row).
+    """
+
+    query: Callable[[object], Callable] | None
+    categorical: tuple[str, ...]
+    columns: tuple[str, ...]
+    flags: tuple[str, ...] = ()
+    constants: tuple = ()
+    per_step: bool = False
+    nan: bool = True  # the query takes missing="nan" (the analytic ones answer everything)
+    priced: Callable[[OpSpec], bool] = _always  # ops it skips cost nothing
+    group: Family | None = None  # price with another family's query, in its groups
+    module: bool = False  # a whole-module table: priced first, its misses by the op's fallback
+    # Ops whose points belong to other families' queries: ``points(gather, op, rows, slot)``.
+    points: Callable | None = None
+
+
+def _dispatch_points(g: _Gather, op: OpSpec, rows: np.ndarray, slot: int) -> None:
+    """MoE dispatch/combine: each collective term is a point of the all-reduce or NCCL family."""
+    for term in op.terms:
+        elems = g.c.x[rows].astype(np.float64) * term.token_multiplier * op.hidden * term.element_factor
+        if term.collective == "all_reduce":
+            g.token_op((Family.ALLREDUCE,), rows, slot, op.scale, [term.num_gpus, elems])
+        else:
+            g.token_op((Family.NCCL, term.collective), rows, slot, op.scale, [term.num_gpus, elems])
+
+
+OP_FAMILIES: dict[Family, OpFamily] = {
+    Family.GEMM: OpFamily(
+        lambda db: db.gemm_ms, ("quant",), ("gemm_m", "n", "k"), flags=("low_precision_input",)
+    ),
+    Family.ELEMENTWISE: OpFamily(lambda db: db.mem_op_ms, (), ("elementwise_bytes",), nan=False),
+    # Memory-bound like the element-wise ops: one call prices both.
+    Family.EMBEDDING: OpFamily(
+        lambda db: db.mem_op_ms, (), ("activation_bytes",), nan=False, group=Family.ELEMENTWISE
+    ),
+    Family.P2P: OpFamily(lambda db: db.p2p_ms, (), ("activation_bytes",), nan=False, priced=_multi_gpu),
+    Family.ALLREDUCE: OpFamily(
+        lambda db: db.custom_allreduce_ms, (), ("num_gpus", "hidden_elems"), priced=_multi_gpu
+    ),
+    Family.NCCL: OpFamily(
+        lambda db: db.nccl_ms, ("collective",), ("num_gpus", "hidden_elems"), constants=("half",)
+    ),
+    # A sum of collective terms, each priced as an all-reduce or NCCL op (``_dispatch_points``).
+    Family.MOE_DISPATCH: OpFamily(None, (), (), points=_dispatch_points),
+    Family.MLA_BMM: OpFamily(lambda db: db.mla_bmm_ms, ("bmm_phase", "quant"), ("batch", "heads")),
+    Family.MLA_MODULE: OpFamily(
+        lambda db: db.mla_module_ms,
+        ("module_phase", "quant", "kv_quant"),
+        ("batch", SEQ, "prefix", "heads"),
+        flags=("fmha_quant",),
+        per_step=True,
+        module=True,
+    ),
+    Family.MOE: OpFamily(
+        lambda db: db.moe_ms,
+        ("quant", "distribution"),
+        ("topk", "experts", "hidden", "inter", "moe_tp", "moe_ep", "tokens"),
+        flags=("gated",),
+    ),
+    # All-to-all phases see per-rank tokens (TRT-LLM shards nothing by attention tp here).
+    Family.MOE_A2A: OpFamily(
+        lambda db: db.moe_a2a_ms,
+        ("a2a_backend", "a2a_phase", "a2a_dtype"),
+        ("moe_ep", "nodes", "hidden", "topk", "experts", "rank_tokens"),
+        flags=("sms",),
+    ),
+    Family.MOE_EP: OpFamily(
+        lambda db: db.moe_expert_compute_ms,
+        ("quant", "distribution"),
+        ("topk", "experts", "slots", "hidden", "inter", "moe_ep", "tokens"),
+        flags=("gated", "kernel"),
+    ),
+    # The database adds the fused rope / KV-write / qk-norm extras of the peer's op.
+    Family.CONTEXT_ATTENTION: OpFamily(
+        lambda db: db.context_attention_ms,
+        ("fmha_quant", "kv_quant"),
+        ("batch", SEQ, "prefix", "heads", "kv_heads", "head_dim", "window"),
+        flags=("qk_norm",),
+        per_step=True,
+    ),
+    Family.GENERATION_ATTENTION: OpFamily(
+        lambda db: db.generation_attention_ms,
+        ("kv_quant",),
+        ("batch", SEQ, "heads", "kv_heads", "head_dim", "window"),
+        per_step=True,
+    ),
+    Family.CONTEXT_MLA: OpFamily(
+        lambda db: db.context_mla_ms,
+        ("fmha_quant", "kv_quant"),
+        ("batch", SEQ, "prefix", "heads"),
+        per_step=True,
+    ),
+    Family.GENERATION_MLA: OpFamily(
+        lambda db: db.generation_mla_ms, ("kv_quant",), ("batch", SEQ, "heads"), per_step=True
+    ),
+    # SGLang wide-EP MLA: ``kernel`` is the attention lane, ``fmha_quant`` the table's MLA dtype.
+    Family.WIDEEP_CONTEXT_MLA: OpFamily(
+        lambda db: db.wideep_context_mla_ms,
+        ("kernel", "fmha_quant", "kv_quant"),
+        ("batch", SEQ, "prefix", "heads"),
+        per_step=True,
+    ),
+    Family.WIDEEP_GENERATION_MLA: OpFamily(
+        lambda db: db.wideep_generation_mla_ms,
+        ("kernel", "fmha_quant", "kv_quant"),
+        ("batch", SEQ, "heads"),
+        per_step=True,
+    ),
+}
+
+
+def _add_points(g: _Gather, op: OpSpec, rows: np.ndarray, slot: int) -> None:
+    """Append the query points of one op for ``rows``, keyed by its family's query and groups."""
+    spec = OP_FAMILIES[op.family]
+    if not spec.priced(op):
         return
-    if f is Family.GEMM:
-        m = c.x_logits[rows] if op.logits else _split(c.x[rows], op)
-        g.token_op(("gemm", op.quant, op.low_precision_input), rows, slot, scale, m=m, n=op.n, k=op.k)
-    elif f is Family.ELEMENTWISE:
-        tokens = _split(c.x[rows], op).astype(np.float64)
-        g.token_op(("mem",), rows, slot, scale, bytes=op.bytes_per_token * tokens)
-    elif f is Family.EMBEDDING:
-        g.token_op(("mem",), rows, slot, scale, bytes=float(ACTIVATION_BYTES * op.hidden) * c.x[rows])
-    elif f is Family.P2P:
-        if op.num_gpus > 1:
-            g.token_op(("p2p",), rows, slot, scale, bytes=float(ACTIVATION_BYTES * op.hidden) * c.x[rows])
-    elif f is Family.ALLREDUCE:
-        if op.num_gpus > 1:
-            g.token_op(("allreduce",), rows, slot, scale, num_gpus=op.num_gpus, elems=c.x[rows] * op.hidden)
-    elif f is Family.MOE_DISPATCH:
-        for term in op.terms:
-            elems = c.x[rows].astype(np.float64) * term.token_multiplier * op.hidden * term.element_factor
-            if term.collective == "all_reduce":
-                g.token_op(("allreduce",), rows, slot, scale, num_gpus=term.num_gpus, elems=elems)
-            else:
-                g.token_op(("nccl", term.collective), rows, slot, scale, num_gpus=term.num_gpus, elems=elems)
-    elif f is Family.MLA_BMM:
-        g.token_op(
-            ("mla_bmm", "pre" if op.pre else "post", op.quant),
-            rows,
-            slot,
-            scale,
-            tokens=c.batch[rows],
-            heads=op.heads,
-        )
-    elif f in _TABLE_QUERIES:
-        _add_table_op(g, _TABLE_QUERIES[f], op, rows, slot)
-    else:  # pragma: no cover - MLA_MODULE is handled by the caller
-        raise AssertionError(f)
+    c = g.c
+    key = (
+        spec.group or op.family,
+        *(_value(c, op, rows, name) for name in spec.categorical),
+        *(_value(c, op, rows, name) for name in spec.flags),
+    )
+    cols = [_value(c, op, rows, name) for name in spec.columns]
+    if spec.per_step:
+        g.step_op(key, rows, slot, op.scale, cols)
+    else:
+        g.token_op(key, rows, slot, op.scale, cols)
 
 
-def _run_group(db, key: tuple, cols: dict[str, np.ndarray]) -> np.ndarray:
+def _add_op(g: _Gather, op: OpSpec, rows: np.ndarray, slot: int) -> None:
+    """Append one op's query points for ``rows`` (all of one layout)."""
+    if op.scale == 0:
+        return
+    (OP_FAMILIES[op.family].points or _add_points)(g, op, rows, slot)
+
+
+def _run_group(db, key: tuple, cols: list[np.ndarray]) -> np.ndarray:
     """One database call for all points of one family and categorical key (misses -> NaN)."""
-    kind = key[0]
-    nan = {"missing": "nan"}
-    if kind == "gemm":
-        _, quant, low_precision = key
-        # Only fp8_static reads the flag (it skips the scale-matrix overhead for quantized inputs).
-        extra = {"low_precision_input": True} if low_precision and quant == "fp8_static" else {}
-        return db.gemm_ms(quant, cols["m"], cols["n"], cols["k"], **extra, **nan)
-    if kind == "mem":
-        return db.mem_op_ms(cols["bytes"])
-    if kind == "p2p":
-        return db.p2p_ms(cols["bytes"])
-    if kind == "allreduce":
-        return db.custom_allreduce_ms(cols["num_gpus"], cols["elems"], **nan)
-    if kind == "nccl":
-        return db.nccl_ms(key[1], "half", cols["num_gpus"], cols["elems"], **nan)
-    if kind == "mla_bmm":
-        return db.mla_bmm_ms(key[1], key[2], cols["tokens"], cols["heads"], **nan)
-    if kind == "mla_module":
-        _, phase, gemm_quant, kv_quant, fmha_quant = key
-        return db.mla_module_ms(
-            phase,
-            gemm_quant,
-            kv_quant,
-            cols["batch"],
-            cols["seq"],
-            cols["prefix"],
-            cols["heads"],
-            fmha_quant=fmha_quant,
-            **nan,
-        )
-    query = _TABLE_BY_KIND[kind]
-    n_cat = len(query.categorical)
-    flags = dict(zip(query.flags, key[1 + n_cat :], strict=True))
-    method = getattr(db, query.method)
-    return method(*key[1 : 1 + n_cat], *(cols[name] for name in query.columns), **flags, **nan)
+    spec = OP_FAMILIES[key[0]]
+    n_cat = len(spec.categorical)
+    flags = dict(zip(spec.flags, key[1 + n_cat :], strict=True))
+    if spec.nan:
+        flags["missing"] = "nan"
+    return spec.query(db)(*key[1 : 1 + n_cat], *spec.constants, *cols, **flags)
 
 
 def _selected(op: OpSpec, select: Select) -> bool:
@@ -361,17 +367,17 @@ def evaluate_phase(
         if len(rows) == 0:
             continue
         for op, slot in ops:
-            if op.family is Family.MLA_MODULE:
+            if OP_FAMILIES[op.family].module:
                 modules.append((op, rows, slot))
             else:
-                _add_op(g, db, op, rows, slot)
+                _add_op(g, op, rows, slot)
     # Whole-module tables answer where they cover the query; other rows take the granular ops.
     missed = _price_modules(g, db, modules, n_rows)
     for op, rows, slot in modules:
         uncovered = rows[missed[rows]]
         if len(uncovered):
             for inner in op.fallback:
-                _add_op(g, db, inner, uncovered, slot)
+                _add_op(g, inner, uncovered, slot)
 
     flat = np.zeros(n_rows * n_slots, dtype=np.float64)
     for key, req in g.groups.items():
@@ -390,16 +396,7 @@ def _price_modules(g: _Gather, db, modules: list[tuple[OpSpec, np.ndarray, int]]
     """Price whole-module ops (one call per key over all layouts); returns rows the table missed."""
     gm = _Gather(g.c)
     for op, rows, slot in modules:
-        phase = "context" if op.name.startswith("context") else "generation"
-        gm.step_op(
-            ("mla_module", phase, op.quant, op.kv_quant, op.fmha_quant),
-            rows,
-            slot,
-            op.scale,
-            batch=g.c.batch[rows],
-            prefix=g.c.prefix[rows],
-            heads=op.heads,
-        )
+        _add_points(gm, op, rows, slot)
     missed = np.zeros(n_rows, dtype=bool)
     priced = []
     for key, req in gm.groups.items():

@@ -12,6 +12,36 @@ from servopt.models.parallel import Layout
 NORMAL_SMS = 20
 
 
+def ep_expert_op(
+    phase: str,
+    arch: ModelArch,
+    layout: Layout,
+    quant: QuantModes,
+    scale: float,
+    *,
+    distribution: str,
+    kernel: str = "",
+) -> OpSpec:
+    """Large-EP expert compute of one MoE layer over the global tokens (per-rank x attention dp),
+    one slot per expert (no EPLB redundancy); shared by the TRT-LLM, SGLang and vLLM graphs."""
+    return OpSpec(
+        f"{phase}_moe",
+        Family.MOE_EP,
+        scale,
+        hidden=arch.hidden_size,
+        inter=arch.moe_inter_size,
+        topk=arch.topk,
+        experts=arch.num_experts,
+        slots=arch.num_experts,
+        moe_ep=layout.moe_ep,
+        dp=layout.dp,
+        quant=quant.moe,
+        distribution=distribution,
+        gated=arch.gated_mlp,
+        kernel=kernel,
+    )
+
+
 def deepep_routed_ops(
     phase: str,
     arch: ModelArch,
@@ -38,21 +68,6 @@ def deepep_routed_ops(
     )
     return [
         OpSpec(f"{phase}_moe_dispatch", Family.MOE_A2A, scale, a2a_phase="dispatch", **a2a),
-        OpSpec(
-            f"{phase}_moe",
-            Family.MOE_EP,
-            scale,
-            hidden=arch.hidden_size,
-            inter=arch.moe_inter_size,
-            topk=arch.topk,
-            experts=arch.num_experts,
-            slots=arch.num_experts,
-            moe_ep=layout.moe_ep,
-            dp=layout.dp,
-            quant=quant.moe,
-            distribution=distribution,
-            gated=arch.gated_mlp,
-            kernel=kernel,
-        ),
+        ep_expert_op(phase, arch, layout, quant, scale, distribution=distribution, kernel=kernel),
         OpSpec(f"{phase}_moe_combine", Family.MOE_A2A, scale, a2a_phase="combine", **a2a),
     ]

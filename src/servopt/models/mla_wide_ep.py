@@ -22,6 +22,7 @@ from dataclasses import replace
 
 from servopt.hardware import SystemSpec
 from servopt.models.arch import ModelArch
+from servopt.models.deepep import ep_expert_op
 from servopt.models.dense import both_phases, elementwise, embedding, logits, p2p
 from servopt.models.mla import (
     MLA_MOE_DISTRIBUTION,
@@ -92,23 +93,7 @@ def _routed(
                 **a2a,
             )
         )
-    ops.append(
-        OpSpec(
-            f"{phase}_moe",
-            Family.MOE_EP,
-            scale,
-            hidden=h,
-            inter=arch.moe_inter_size,
-            topk=arch.topk,
-            experts=arch.num_experts,
-            slots=arch.num_experts,
-            moe_ep=layout.moe_ep,
-            dp=layout.dp,
-            quant=quant.moe,
-            distribution=MLA_MOE_DISTRIBUTION,
-            gated=arch.gated_mlp,
-        )
-    )
+    ops.append(ep_expert_op(phase, arch, layout, quant, scale, distribution=MLA_MOE_DISTRIBUTION))
     ops.append(
         OpSpec(
             f"{phase}_moe_combine",

@@ -10,18 +10,17 @@ runs ONE kernel call over the deduplicated queries. ``provenance=True`` also ret
 
 from __future__ import annotations
 
-import numpy as np
-
 from servopt.errors import UnknownNameError
 from servopt.hardware import SystemSpec, load_system, system_names
 from servopt.perf_db import locate, sol
 from servopt.perf_db.attention_queries import AttentionQueries
 from servopt.perf_db.build import Built, build_or_load
 from servopt.perf_db.comm_queries import NCCL_OPS, CommQueries
+from servopt.perf_db.gemm_queries import GemmQueries
 from servopt.perf_db.grids import GridFamily
 from servopt.perf_db.mla_queries import MLA_BMM_OPS, MlaQueries
 from servopt.perf_db.moe_queries import MoeQueries
-from servopt.perf_db.query_base import PROV_SOL, Missing
+from servopt.perf_db.query_base import PROV_SOL
 from servopt.perf_db.wide_ep_queries import WideEpQueries
 from servopt.resources import cache_dir as resolve_cache_dir
 
@@ -51,7 +50,7 @@ def open_database(
     return PerfDatabase(system, spec, backend, resolved, built, sol=False)
 
 
-class PerfDatabase(AttentionQueries, MlaQueries, MoeQueries, CommQueries, WideEpQueries):
+class PerfDatabase(GemmQueries, AttentionQueries, MlaQueries, MoeQueries, CommQueries, WideEpQueries):
     """Batched latency queries over one database (see the module docstring for conventions)."""
 
     def __init__(
@@ -66,59 +65,6 @@ class PerfDatabase(AttentionQueries, MlaQueries, MoeQueries, CommQueries, WideEp
         self._built = built
         self.families: dict[str, GridFamily] = built.families if built else {}
         self._gemm_tables = None
-
-    # ------------------------------------------------------------------ GEMM family (perf_db.gemm)
-    def _gemm(self):
-        from servopt.perf_db import gemm as gemm_mod
-
-        if self._gemm_tables is None:
-            self._gemm_tables = gemm_mod.GemmTables.from_arrays(self._built.gemm_arrays)
-        return gemm_mod, self._gemm_tables
-
-    def gemm_ms(
-        self,
-        quant_mode,
-        m,
-        n,
-        k,
-        *,
-        low_precision_input: bool = False,
-        provenance=False,
-        missing: Missing = "raise",
-    ):
-        if self.sol:
-            from servopt.perf_db.gemm import gemm_sol_ms
-
-            lat = gemm_sol_ms(self.system, quant_mode, m, n, k)
-            return self._sol_result(lat, np.shape(lat), provenance)
-        mod, tables = self._gemm()
-        return mod.gemm_ms(
-            tables,
-            self.system,
-            quant_mode,
-            m,
-            n,
-            k,
-            provenance,
-            low_precision_input=low_precision_input,
-            missing=missing,
-        )
-
-    def compute_scale_ms(self, m, k, *, provenance=False, missing: Missing = "raise"):
-        if self.sol:
-            return self._sol_result(
-                sol.scale_ms(self.system, m, k, "compute_scale"), np.broadcast(m, k).shape, provenance
-            )
-        mod, tables = self._gemm()
-        return mod.compute_scale_ms(tables, self.system, m, k, provenance, missing=missing)
-
-    def scale_matrix_ms(self, m, k, *, provenance=False, missing: Missing = "raise"):
-        if self.sol:
-            return self._sol_result(
-                sol.scale_ms(self.system, m, k, "scale_matrix"), np.broadcast(m, k).shape, provenance
-            )
-        mod, tables = self._gemm()
-        return mod.scale_matrix_ms(tables, self.system, m, k, provenance, missing=missing)
 
     # ------------------------------------------------------------------ analytic
     def mem_op_ms(self, nbytes):

@@ -1,9 +1,9 @@
-"""GEMM and fp8 quantization-overhead tables: build from resolved parquet columns, query in batches.
+"""GEMM and fp8 quantization-overhead tables: build from resolved parquet columns, run the kernels.
 
 ``build_gemm_tables`` turns the resolved ``gemm_perf`` / ``computescale_perf`` /
 ``scale_matrix_perf`` rows into plain arrays (``GemmTables``, cacheable with ``to_arrays``);
-``gemm_ms`` / ``compute_scale_ms`` / ``scale_matrix_ms`` answer whole batches of queries with one
-kernel call each (``servopt_kernels.gemm``); ``gemm_sol_ms`` is the roofline alone.
+``gemm_raw`` / ``scale_raw`` answer flat batches with one kernel call each (``servopt_kernels.gemm``);
+``gemm_sol_ms`` is the roofline alone. The database's queries are ``perf_db.gemm_queries``.
 
 Provenance (int8): 0 exact (a measured point), 1 interpolated (between measured m of a collected
 (n, k); inside a scale grid), 2 edge-corrected (utilization of nearby collected (n, k) transferred
@@ -14,7 +14,7 @@ roofline). With ``missing="nan"`` an unanswerable query is NaN with provenance -
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
@@ -32,10 +32,6 @@ SCALE_TABLE_DTYPE = "fp8"
 # (2 B/elem); scale-matrix reads, scales and writes them (3 B/elem).
 COMPUTE_SCALE_BYTES_PER_ELEM = 2.0
 SCALE_MATRIX_BYTES_PER_ELEM = 3.0
-# Query batches at least this long are deduplicated by the GEMM kernels' fused three-column pass
-# (about twice as fast as the generic one, which every path compiles anyway); the cold start's small
-# batches never pay for compiling it. Both give the same rows in the same order.
-DEDUP_FUSED_MIN_ROWS = 1 << 16
 
 
 class GemmQuant(NamedTuple):
@@ -64,8 +60,6 @@ GEMM_QUANTS: dict[str, GemmQuant] = {
     "nvfp4_wo": GemmQuant("nvfp4_wo", 9 / 16, "bf16"),
     "w4a16_nvfp4": GemmQuant("w4a16_nvfp4", 9 / 16, "bf16"),
 }
-
-Missing = Literal["raise", "nan"]
 
 
 class GemmTables(NamedTuple):
@@ -185,19 +179,10 @@ def _axis_ids(m: np.ndarray, curve_ptr: np.ndarray) -> np.ndarray:
 
 def _first_row_of(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
     """For each row of (a, b, c), the index of the first row with the same values."""
-    first, inverse = _unique(a, b, c)
+    from servopt_kernels.dedup import unique_cols
+
+    first, inverse = unique_cols([col.astype(np.float64).view(np.int64) for col in (a, b, c)])
     return first[inverse]
-
-
-def _unique(*cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct rows of equal-length columns compared as float64 bit patterns: (first, inverse) of
-    ``servopt_kernels.dedup.unique_bits`` (the kernel the grid queries compile anyway)."""
-    from servopt_kernels.dedup import bit_matrix, unique_bits
-
-    bits, floats = bit_matrix(len(cols), cols[0].shape[0])
-    for j, col in enumerate(cols):
-        floats[j] = col
-    return unique_bits(bits)
 
 
 def _dtype_rows(dtype_ids: np.ndarray) -> list[np.ndarray]:
@@ -340,14 +325,16 @@ def build_gemm_tables(
 # ---------------------------------------------------------------------------------------------
 
 
-def _resolve_quant(quant: str) -> GemmQuant:
+def resolve_quant(quant: str) -> GemmQuant:
     spec = GEMM_QUANTS.get(str(quant))
     if spec is None:
         raise UnknownNameError("quant", quant, "unknown GEMM quant mode", GEMM_QUANTS)
     return spec
 
 
-def _flat_coords(**coords) -> tuple[tuple[int, ...], list[np.ndarray]]:
+def flat_coords(**coords) -> tuple[tuple[int, ...], list[np.ndarray]]:
+    """Coordinates broadcast together: (their shape, each flattened to a contiguous float64 array);
+    anything else is a named error."""
     try:
         arrays = [np.asarray(v, dtype=np.float64) for v in coords.values()]
         shaped = np.broadcast_arrays(*arrays)
@@ -358,55 +345,8 @@ def _flat_coords(**coords) -> tuple[tuple[int, ...], list[np.ndarray]]:
     return shape, [np.ascontiguousarray(a).reshape(-1) for a in shaped]
 
 
-def _dedup(*flat: np.ndarray) -> tuple[list[np.ndarray], np.ndarray | None]:
-    """Distinct query rows and the inverse map; search batches repeat the same points a lot."""
-    if flat[0].size < 2:
-        return list(flat), None
-    if flat[0].size >= DEDUP_FUSED_MIN_ROWS:
-        from servopt_kernels.gemm import unique_rows
-
-        bits = [f.view(np.int64) for f in flat]
-        first, inverse = unique_rows(bits[0], bits[1], bits[-1])
-    else:
-        first, inverse = _unique(*flat)
-    if first.size == flat[0].size:
-        return list(flat), None
-    return [f[first] for f in flat], inverse
-
-
-def _check(out_ms, prov, names, coords, what, missing: Missing) -> None:
-    from servopt_kernels.gemm import PROV_INVALID, PROV_MISS
-
-    bad = np.flatnonzero(prov == PROV_INVALID)
-    if bad.size:
-        i = bad[0]
-        point = ", ".join(f"{nm}={c[i]!r}" for nm, c in zip(names, coords, strict=True))
-        raise ServoptError(
-            "/".join(names), point, f"{what}: coordinates must be finite and positive ({bad.size} bad)"
-        )
-    if missing == "raise":
-        miss = np.flatnonzero(prov == PROV_MISS)
-        if miss.size:
-            i = miss[0]
-            point = ", ".join(f"{nm}={c[i]:g}" for nm, c in zip(names, coords, strict=True))
-            raise ServoptError(
-                what,
-                point,
-                f"no measured point within reach to anchor this query ({miss.size} such queries)",
-            )
-
-
-def _finish(out_ms, prov, inverse, shape, provenance):
-    if inverse is not None:
-        out_ms = out_ms[inverse]
-        prov = prov[inverse]
-    out_ms = out_ms.reshape(shape)
-    if provenance:
-        return out_ms, prov.reshape(shape)
-    return out_ms
-
-
-def _gemm_raw(tables: GemmTables, system: SystemSpec, spec: GemmQuant, m, n, k):
+def gemm_raw(tables: GemmTables, system: SystemSpec, spec: GemmQuant, m, n, k):
+    """One kernel call over flat (N,) float64 m, n, k: (latency ms, int8 provenance)."""
     from servopt_kernels.gemm import gemm_latency_ms
 
     d = tables.dtype_index(spec.table_dtype)
@@ -426,7 +366,8 @@ def _gemm_raw(tables: GemmTables, system: SystemSpec, spec: GemmQuant, m, n, k):
     return out, prov
 
 
-def _scale_raw(tables: GemmTables, system: SystemSpec, which: str, m, k):
+def scale_raw(tables: GemmTables, system: SystemSpec, which: str, m, k):
+    """``compute_scale`` or ``scale_matrix`` over flat (N,) float64 m, k: (latency ms, provenance)."""
     from servopt_kernels.gemm import scale_grid_latency_ms
 
     if which == "compute_scale":
@@ -456,86 +397,13 @@ def _scale_raw(tables: GemmTables, system: SystemSpec, which: str, m, k):
     return out, prov
 
 
-def gemm_ms(
-    tables: GemmTables,
-    system: SystemSpec,
-    quant: str,
-    m,
-    n,
-    k,
-    provenance: bool = False,
-    *,
-    low_precision_input: bool = False,
-    missing: Missing = "raise",
-):
-    """Latency (ms) of one (m x k) @ (k x n) GEMM per query; m, n, k broadcast together.
-
-    ``fp8_static`` is the fp8 GEMM minus the compute-scale overhead (and minus the scale-matrix one
-    when ``low_precision_input``: the activation already arrives in fp8), floored at its roofline.
-    A query the data cannot anchor raises ``ServoptError`` (``missing="raise"``) or yields NaN with
-    provenance -1 (``missing="nan"``). Returns float64 ms, plus int8 provenance when asked.
-    """
-    spec = _resolve_quant(quant)
-    if tables.dtype_index(spec.table_dtype) < 0 or (spec.static_scales and tables.compute_scale_m.size == 0):
-        raise UnknownNameError(
-            "quant", quant, "no GEMM data for this quant mode here", tables.available_quants(system)
-        )
-    system.flops_per_s(spec.compute)  # a system without these tensor cores is a named error
-    shape, (fm, fn, fk) = _flat_coords(m=m, n=n, k=k)
-    (um, un, uk), inverse = _dedup(fm, fn, fk)
-    out, prov = _gemm_raw(tables, system, spec, um, un, uk)
-    if spec.static_scales:
-        _check(out, prov, ("m", "n", "k"), (um, un, uk), f"gemm {quant}", missing)
-        cs, cs_prov = _scale_raw(tables, system, "compute_scale", um, uk)
-        out = out - cs
-        prov = np.maximum(prov, cs_prov)
-        if low_precision_input:
-            sm, sm_prov = _scale_raw(tables, system, "scale_matrix", um, uk)
-            out = out - sm
-            prov = np.maximum(prov, sm_prov)
-        from servopt_kernels.gemm import PROV_MISS, PROV_SOL
-
-        floor = gemm_sol_ms(system, quant, um, un, uk)
-        # Independently interpolated tables can cross; the path still contains the GEMM.
-        floored = out < floor
-        out = np.maximum(np.where(floored, floor, out), 0.0)
-        prov = np.where(floored, PROV_SOL, prov).astype(np.int8)
-        prov[np.isnan(out)] = PROV_MISS
-    _check(out, prov, ("m", "n", "k"), (um, un, uk), f"gemm {quant}", missing)
-    return _finish(out, prov, inverse, shape, provenance)
-
-
-def _scale_query(tables, system, which, m, k, provenance, missing):
-    shape, (fm, fk) = _flat_coords(m=m, k=k)
-    (um, uk), inverse = _dedup(fm, fk)
-    out, prov = _scale_raw(tables, system, which, um, uk)
-    _check(out, prov, ("m", "k"), (um, uk), which, missing)
-    return _finish(out, prov, inverse, shape, provenance)
-
-
-def compute_scale_ms(
-    tables: GemmTables, system: SystemSpec, m, k, provenance: bool = False, *, missing: Missing = "raise"
-):
-    """Latency (ms) the dynamic fp8 GEMM spends computing activation scales, which static fp8 skips.
-    Beyond the measured (m, k) envelope the boundary value is held flat (it is a measured delta)."""
-    return _scale_query(tables, system, "compute_scale", m, k, provenance, missing)
-
-
-def scale_matrix_ms(
-    tables: GemmTables, system: SystemSpec, m, k, provenance: bool = False, *, missing: Missing = "raise"
-):
-    """Latency (ms) of scaling an (m x k) activation to fp8. Beyond the measured envelope the
-    boundary utilization is held and the roofline (3 bytes per element) carries the growth."""
-    return _scale_query(tables, system, "scale_matrix", m, k, provenance, missing)
-
-
 def gemm_sol_ms(system: SystemSpec, quant: str, m, n, k) -> np.ndarray:
     """Roofline GEMM latency (ms) from the system spec alone: max(2mnk / peak, bytes / HBM bw)."""
     from servopt_kernels.gemm import gemm_roofline_batch_ms
 
-    spec = _resolve_quant(quant)
+    spec = resolve_quant(quant)
     flops = system.flops_per_s(spec.compute)
-    shape, (fm, fn, fk) = _flat_coords(m=m, n=n, k=k)
+    shape, (fm, fn, fk) = flat_coords(m=m, n=n, k=k)
     out = np.empty(fm.size)
     gemm_roofline_batch_ms(fm, fn, fk, flops, system.gpu.mem_bw_bytes_per_s, spec.bytes_per_elem, out)
     return out.reshape(shape)

@@ -7,6 +7,7 @@ import numpy as np
 from servopt.perf_db import quant, sol
 from servopt.perf_db.query_base import Missing, QueryBase, _arr, batched
 from servopt_kernels import grid as gk
+from servopt_kernels.primitives import PROV_MISSING
 
 MOE_UNIFORM = "uniform"
 # TRT-LLM's min-latency nvfp4 MoE kernel serves gated layers at up to this many tokens.
@@ -30,7 +31,7 @@ def drop_below_single_point(fam, sid: np.ndarray, tok: np.ndarray, lat: np.ndarr
     single[ok] = (fam.leaf_off[sid_flat[ok] + 1] - fam.leaf_off[sid_flat[ok]]) == 1
     below = np.zeros(sid_flat.shape, dtype=bool)
     below[single] = tok.ravel()[single] < fam.leaf_coord[fam.leaf_off[sid_flat[single]], 0]
-    return np.where(below, np.nan, lat), np.where(below, -1, prov)
+    return np.where(below, np.nan, lat), np.where(below, PROV_MISSING, prov)
 
 
 class MoeQueries(QueryBase):

@@ -1,5 +1,6 @@
-"""Plumbing shared by every family's batched queries: up-front deduplication, key -> slice ids,
-one kernel call per family, provenance, and errors that name the missing slice."""
+"""Plumbing shared by every family's batched queries (grid families and GEMM): up-front
+deduplication, key -> slice ids, one kernel call per family, provenance, and errors that name the
+missing slice."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from servopt.perf_db.families import FAMILIES, PARAM_WIDTH
 from servopt.perf_db.grids import GridFamily
 from servopt_kernels import dedup
 from servopt_kernels import grid as gk
+from servopt_kernels.primitives import PROV_SOL
 
-PROV_SOL = 4
 Missing = Literal["raise", "nan"]
 
 
@@ -33,7 +34,16 @@ DEDUP_MIN_QUERIES = 64
 def _distinct(shape: tuple, arrays: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Distinct rows of numeric arrays broadcast to ``shape`` (compared as float64 bit patterns):
     (first, inverse, distinct), ``distinct[j]`` the contiguous float64 column of ``arrays[j]``."""
-    bits, floats = dedup.bit_matrix(len(arrays), int(np.prod(shape)))
+    n = int(np.prod(shape))
+    if len(arrays) <= 3 and all(np.shape(a) == shape for a in arrays):
+        # Up to three full-size columns (a GEMM batch's m, n, k): hashed in place, no matrix copy.
+        cols = [np.ascontiguousarray(a, dtype=np.float64).reshape(n) for a in arrays]
+        # The kernel's one signature (and the AOT export's) takes writeable arrays only.
+        cols = [c if c.flags.writeable else c.copy() for c in cols]
+        bits = [c.view(np.int64) for c in cols]
+        first, inverse = dedup.unique_bits3(bits[0], bits[min(1, len(bits) - 1)], bits[-1])
+        return first, inverse, np.stack([c[first] for c in cols])
+    bits, floats = dedup.bit_matrix(len(arrays), n)
     # Broadcast straight into the matrix: one contiguous copy per argument.
     fields = floats.reshape(len(arrays), *shape)
     for j, a in enumerate(arrays):
@@ -46,9 +56,12 @@ def _is_numeric(v) -> bool:
     return not isinstance(v, (str, bool, np.str_)) and np.asarray(v).dtype.kind in "iuf"
 
 
-def batched(fn):
+def batched(fn=None, *, min_queries: int = DEDUP_MIN_QUERIES):
     """Deduplicate identical queries before any work: numeric arguments are broadcast, the distinct
-    rows found in one hash pass, ``fn`` runs on those only and the results are scattered back."""
+    rows found in one hash pass, ``fn`` runs on those only and the results are scattered back.
+    ``@batched`` or ``@batched(min_queries=N)`` (batches of fewer queries run as they are)."""
+    if fn is None:
+        return lambda f: batched(f, min_queries=min_queries)
     sig = inspect.signature(fn)
 
     @functools.wraps(fn)
@@ -59,8 +72,11 @@ def batched(fn):
         numeric = {n: _arr(v) for n, v in bound.arguments.items() if n not in _FLAGS and _is_numeric(v)}
         # Only arguments that vary across the batch take part; scalars stay scalars.
         names = [n for n, a in numeric.items() if a.size > 1]
-        shape = np.broadcast_shapes(*[a.shape for a in numeric.values()]) if numeric else ()
-        if not names or int(np.prod(shape)) < DEDUP_MIN_QUERIES:
+        try:
+            shape = np.broadcast_shapes(*[a.shape for a in numeric.values()]) if numeric else ()
+        except ValueError:
+            names = []  # not broadcastable: ``fn`` names the problem
+        if not names or int(np.prod(shape)) < min_queries:
             return fn(*bound.args, **bound.kwargs)
         _, inverse, distinct = _distinct(shape, [numeric[n] for n in names])
         for n, col in zip(names, distinct, strict=True):

@@ -28,6 +28,7 @@ from servopt.errors import ServoptError
 from servopt.perf_db import quant, sol
 from servopt.perf_db.moe_queries import drop_below_single_point, expert_roofline_tail
 from servopt.perf_db.query_base import Missing, QueryBase, _arr, batched
+from servopt_kernels.primitives import PROV_MISSING
 
 # DeepEP comm backends whose node-1 measurements stand in for multi-node EP.
 DEEPEP_NODE1_BACKENDS = frozenset({"deepep_ht", "deepep_ll", "trtllm_deepep_ht", "trtllm_deepep_ll"})
@@ -265,7 +266,7 @@ class WideEpQueries(QueryBase):
 
         head = None if self.sol else self._compute_slice_head(q.name, str(distribution), str(kernel))
         if head is None:
-            lat, prov = np.full(shape, np.nan), np.full(shape, -1, dtype=np.int8)
+            lat, prov = np.full(shape, np.nan), np.full(shape, PROV_MISSING, dtype=np.int8)
             lat, prov = self._regular_kernel_fill(
                 q.name, distribution, k, e, h, i_, ep, tok, gated, lat, prov
             )
