@@ -261,6 +261,7 @@ def _layouts(exp, arch, role):
         moe_ep_list=wc.moe_ep_list,
         num_experts=arch.num_experts or None,
         role=role,
+        cp_list=wc.cp_list,
     )
 
 

@@ -98,6 +98,9 @@ class WorkerConfig(_Strict):
     dp_list: SizeList  # attention data parallel (MoE models)
     moe_tp_list: SizeList  # MoE tensor parallel
     moe_ep_list: SizeList  # MoE expert parallel
+    # Context parallel (SGLang prefill: cp ranks split each prompt; cp > 1 needs tp = dp = 1 and
+    # is for agg/prefill workers only). Absent = [1], so configs written before it still load.
+    cp_list: SizeList = (1,)
 
 
 class ReplicaConfig(_Strict):

@@ -116,6 +116,26 @@ class _Gather:
         per_point["seq"] = self.c.seq[rows[r_idx], s_idx]
         self.groups[key].add(rows[r_idx], slot, scale * w[r_idx, s_idx], **per_point)
 
+    def zigzag_op(self, key: tuple, tail_key: tuple, rows, slot, scale, cp: int, **cols) -> None:
+        """Context attention over ``cp`` context-parallel ranks, priced as rank 0 of SGLang's zigzag
+        split: each prompt of n new tokens is cut into 2 cp chunks of c = ceil(n / 2cp) and rank 0
+        holds the first and the last, so it attends c tokens after the cached prefix p and c
+        tokens after p + n - c. The two kernel calls are one op: the fused side-ops (rope, KV
+        write, qk-norm) count once (``tail_key`` prices the second call without them), as the
+        peer prices its ``cp_size`` attention (checked against it in
+        tests/evaluate/test_fidelity_context_parallel.py)."""
+        w = self.c.weight[rows]
+        r_idx, s_idx = np.nonzero(w)
+        per_point = {k: (v[r_idx] if np.ndim(v) else v) for k, v in cols.items()}
+        new = self.c.seq[rows[r_idx], s_idx]
+        chunk = -(-new // (2 * cp))
+        prefix = per_point.pop("prefix")
+        mult = scale * w[r_idx, s_idx]
+        self.groups[key].add(rows[r_idx], slot, mult, seq=chunk, prefix=prefix, **per_point)
+        self.groups[tail_key].add(
+            rows[r_idx], slot, mult, seq=chunk, prefix=prefix + new - chunk, **per_point
+        )
+
 
 class _TableQuery(NamedTuple):
     """A family answered by one database method of the shape ``method(*categorical, *columns, **flags)``.
@@ -131,6 +151,7 @@ class _TableQuery(NamedTuple):
     flags: tuple[str, ...]
     columns: tuple[str, ...]
     per_step: bool
+    fixed: tuple[tuple[str, object], ...] = ()  # keyword arguments every call of this kind passes
 
 
 _TABLE_QUERIES = {
@@ -205,11 +226,22 @@ _TABLE_QUERIES = {
         per_step=True,
     ),
 }
-_TABLE_BY_KIND = {q.kind: q for q in _TABLE_QUERIES.values()}
+# The second chunk of a context-parallel zigzag pair: the attention kernel without its fused side-ops.
+_ZIGZAG_TAIL = _TABLE_QUERIES[Family.CONTEXT_ATTENTION]._replace(
+    kind="ctx_attn_tail", fixed=(("fused_extras", False),)
+)
+_TABLE_BY_KIND = {q.kind: q for q in (*_TABLE_QUERIES.values(), _ZIGZAG_TAIL)}
+
+
+def _cp_split(tokens: np.ndarray, op: OpSpec) -> np.ndarray:
+    """The tokens one context-parallel rank handles (ceil, the peer's ``seq_split``)."""
+    return -(-tokens // op.seq_split) if op.seq_split > 1 else tokens
 
 
 def _split(tokens: np.ndarray, op: OpSpec) -> np.ndarray:
-    """The tokens one attention-TP rank handles when the op splits them (floor, as the peer)."""
+    """The tokens one rank handles when the op splits them: over context-parallel ranks, then over
+    SGLang wide-EP attention-TP ranks (floor, as the peer)."""
+    tokens = _cp_split(tokens, op)
     return tokens // op.token_split if op.token_split > 1 else tokens
 
 
@@ -228,7 +260,11 @@ def _row_column(c: PhaseCoords, op: OpSpec, name: str, rows: np.ndarray):
 def _add_table_op(g: _Gather, query: _TableQuery, op: OpSpec, rows: np.ndarray, slot: int) -> None:
     key = (query.kind, *(getattr(op, f) for f in query.categorical), *(getattr(op, f) for f in query.flags))
     cols = {name: _row_column(g.c, op, name, rows) for name in query.columns if name != "seq"}
-    if query.per_step:
+    if query.per_step and op.cp > 1:
+        if op.family is not Family.CONTEXT_ATTENTION:  # pragma: no cover - the graphs never build it
+            raise AssertionError(f"{op.name}: context parallelism prices GQA context attention only")
+        g.zigzag_op(key, (_ZIGZAG_TAIL.kind, *key[1:]), rows, slot, op.scale, op.cp, **cols)
+    elif query.per_step:
         g.step_op(key, rows, slot, op.scale, **cols)
     else:
         g.token_op(key, rows, slot, op.scale, **cols)
@@ -242,19 +278,29 @@ def _add_op(g: _Gather, db, op: OpSpec, rows: np.ndarray, slot: int) -> None:
     if scale == 0:
         return
     if f is Family.GEMM:
-        m = c.x_logits[rows] if op.logits else _split(c.x[rows], op)
+        # The LM head reads the last token of each request (over cp ranks too: ceil(batch / cp)).
+        m = _cp_split(c.x_logits[rows], op) if op.logits else _split(c.x[rows], op)
         g.token_op(("gemm", op.quant, op.low_precision_input), rows, slot, scale, m=m, n=op.n, k=op.k)
     elif f is Family.ELEMENTWISE:
         tokens = _split(c.x[rows], op).astype(np.float64)
         g.token_op(("mem",), rows, slot, scale, bytes=op.bytes_per_token * tokens)
     elif f is Family.EMBEDDING:
-        g.token_op(("mem",), rows, slot, scale, bytes=float(ACTIVATION_BYTES * op.hidden) * c.x[rows])
+        tokens = _split(c.x[rows], op).astype(np.float64)
+        g.token_op(("mem",), rows, slot, scale, bytes=float(ACTIVATION_BYTES * op.hidden) * tokens)
     elif f is Family.P2P:
         if op.num_gpus > 1:
-            g.token_op(("p2p",), rows, slot, scale, bytes=float(ACTIVATION_BYTES * op.hidden) * c.x[rows])
+            tokens = _split(c.x[rows], op).astype(np.float64)
+            g.token_op(("p2p",), rows, slot, scale, bytes=float(ACTIVATION_BYTES * op.hidden) * tokens)
     elif f is Family.ALLREDUCE:
         if op.num_gpus > 1:
-            g.token_op(("allreduce",), rows, slot, scale, num_gpus=op.num_gpus, elems=c.x[rows] * op.hidden)
+            elems = _split(c.x[rows], op) * op.hidden
+            g.token_op(("allreduce",), rows, slot, scale, num_gpus=op.num_gpus, elems=elems)
+    elif f is Family.NCCL:
+        # A collective over all of the row's tokens (``hidden`` elements each): the context-parallel
+        # KV all-gather moves every rank's KV to every rank.
+        if op.num_gpus > 1:
+            elems = c.x[rows].astype(np.float64) * op.hidden
+            g.token_op(("nccl", op.collective), rows, slot, scale, num_gpus=op.num_gpus, elems=elems)
     elif f is Family.MOE_DISPATCH:
         for term in op.terms:
             elems = c.x[rows].astype(np.float64) * term.token_multiplier * op.hidden * term.element_factor
@@ -313,7 +359,9 @@ def _run_group(db, key: tuple, cols: dict[str, np.ndarray]) -> np.ndarray:
     n_cat = len(query.categorical)
     flags = dict(zip(query.flags, key[1 + n_cat :], strict=True))
     method = getattr(db, query.method)
-    return method(*key[1 : 1 + n_cat], *(cols[name] for name in query.columns), **flags, **nan)
+    return method(
+        *key[1 : 1 + n_cat], *(cols[name] for name in query.columns), **flags, **dict(query.fixed), **nan
+    )
 
 
 def _selected(op: OpSpec, select: Select) -> bool:
