@@ -34,7 +34,9 @@ REL_TOL = 1e-6
 ROW_TOL = 1e-4
 DENSE = "QWEN3_32B"
 MOE = "QWEN3_235B_A22B"
+MIXTRAL = "MIXTRAL_8X7B"
 QUANT = {
+    MIXTRAL: QuantModes("float16", "float16", "float16", "float16"),
     DENSE: QuantModes("fp8_block", "float16", "float16", "float16"),
     MOE: QuantModes("fp8_block", "float16", "float16", "float16"),  # bf16 experts: moe_tp 8 splits them
 }
@@ -43,13 +45,13 @@ MOE_LAYOUTS = [Layout(1, 1, 1, mtp, cp // mtp, cp) for cp in (2, 4, 8) for mtp i
 
 
 @cache
-def _db():
-    return open_database(SYSTEM, BACKEND, VERSION)
+def _db(system: str = SYSTEM):
+    return open_database(system, BACKEND, VERSION)
 
 
-def _lops(model: str, layout: Layout, role: str):
-    setup = ModelSetup(resolve_model(model), BACKEND, QUANT[model], load_system(SYSTEM), VERSION)
-    return build_layout_ops(setup, [layout], skip_invalid=False, db=_db(), role=role)
+def _lops(model: str, layout: Layout, role: str, system: str = SYSTEM):
+    setup = ModelSetup(resolve_model(model), BACKEND, QUANT[model], load_system(system), VERSION)
+    return build_layout_ops(setup, [layout], skip_invalid=False, db=_db(system), role=role)
 
 
 def _peer_model(model: str, layout: Layout):
@@ -150,4 +152,25 @@ def test_agg_matches_peer(model, layout):
         worst.check("ttft", float(r.ttft_ms[0]), row["ttft"], ROW_TOL)
         worst.check("tpot", float(r.tpot_ms[0]), row["tpot"], ROW_TOL)
         worst.check("tokens/s/gpu", float(r.tokens_per_s_per_gpu[0]), row["tokens/s/gpu"], ROW_TOL)
+    worst.report()
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [Layout(1, 1, 1, 8, 1, 8), Layout(1, 1, 1, 2, 2, 4), Layout(1, 1, 1, 1, 2, 2)],
+    ids=lambda lay: lay.label,
+)
+def test_mixtral_h100_matches_peer(layout):
+    """Mixtral-8x7B on h100_sxm (the answer snapshot's SGLang MoE problem): static TTFT, TPOT, memory."""
+    pytest.importorskip("aiconfigurator_core", reason="the peer (aiconfigurator-core) is the oracle")
+    system = "h100_sxm"
+    lops = _lops(MIXTRAL, layout, "agg", system)
+    peer_model = _peer_model(MIXTRAL, layout)
+    worst = _Worst(f"{MIXTRAL} {layout.label} static {system}")
+    for isl, osl, batch in ((4000, 100, 1), (2001, 50, 8)):
+        r = run_static(_db(system), lops, _one(batch), Workload(isl, osl))
+        s = peer_oracle.peer_static(peer_model, BACKEND, batch, isl, osl, system=system)
+        worst.check("ttft", float(r.ttft_ms[0]), sum(s.get_context_latency_dict().values()))
+        worst.check("tpot", float(r.tpot_ms[0]), sum(s.get_generation_latency_dict().values()) / (osl - 1))
+        worst.check("memory", float(r.memory.total[0]), s.get_memory()["total"])
     worst.report()
