@@ -18,6 +18,7 @@ from servopt.search import compose, compose_model
 from servopt.search.compose_model import ComposeModel
 from servopt.search.compose_problem import ComposeProblem
 from servopt.search.options import ReplicaSpec, Sla, WorkerOptions
+from servopt.search.result import Counters
 from servopt.search.settings import SolverSettings
 from servopt.search.solve import solve, solve_disagg
 from servopt_kernels.xpyd_enum import best_identical, best_packing, enumerate_replicas
@@ -196,7 +197,7 @@ def _naive(p: ComposeProblem, cap: int, max_types: int, identical: bool):
 
 def _solve(p: ComposeProblem, *, cap=None, max_types=2, identical=False, product=None):
     model = ComposeModel(p, max_types=max_types, identical=identical, product=product)
-    choice = model.solve(p.n_levels - 1 if cap is None else cap, CPSAT)
+    choice = model.solve(p.n_levels - 1 if cap is None else cap, CPSAT, Counters())
     return model, choice
 
 
@@ -275,10 +276,10 @@ def test_tpot_cap_edits_one_model():
     p = _problem(**(BASE | dict(d_gpus=[1, 1], d_units=[4, 1])), d_level=[1, 0], G=18)
     model = ComposeModel(p, max_types=2, identical=False)
     for cap in (1, 0, 1):
-        choice = model.solve(cap, CPSAT)
+        choice = model.solve(cap, CPSAT, Counters())
         assert _answer(choice) == _naive(p, cap, 2, False)
         assert choice.packing.tpot_level <= cap
-    assert model.solve(-1, CPSAT) is None
+    assert model.solve(-1, CPSAT, Counters()) is None
 
 
 def test_packing_two_types_uses_the_budget():
@@ -320,9 +321,9 @@ def test_nothing_fits():
 def test_hint_from_above_the_cap_is_repaired():
     p = _problem(**(BASE | dict(d_gpus=[1, 1], d_units=[4, 1])), d_level=[1, 0], G=18)
     model = ComposeModel(p, max_types=2, identical=False)
-    high = model.solve(1, CPSAT)
+    high = model.solve(1, CPSAT, Counters())
     assert high.packing.tpot_level == 1
-    low = model.solve(0, CPSAT, hint=high)
+    low = model.solve(0, CPSAT, Counters(), hint=high)
     assert _answer(low) == _naive(p, 0, 2, False)
 
 
@@ -382,10 +383,10 @@ def test_both_modes_and_infeasibility_like_menu():
 def test_unproven_answers_are_flagged():
     # Stop at the first solution: the identical hint (40 units) comes back unproven (optimum 44).
     p = _problem(**BASE, G=21)
-    ident = ComposeModel(p, max_types=1, identical=True).solve(0, CPSAT)
+    ident = ComposeModel(p, max_types=1, identical=True).solve(0, CPSAT, Counters())
     model = ComposeModel(p, max_types=2, identical=False)
     first = model.solve(
-        0, SolverSettings(composition="cpsat", params="stop_after_first_solution: true"), ident
+        0, SolverSettings(composition="cpsat", params="stop_after_first_solution: true"), Counters(), ident
     )
     assert first.packing.value == 40 and not model.proven
     assert [r.status for r in model.reports] == ["FEASIBLE"]

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from servopt.search import xpyd_model
+from servopt.search.result import Counters
 from servopt.search.settings import SolverSettings
 from servopt.search.xpyd_model import XpydModel
 
@@ -19,8 +20,8 @@ SETTINGS = SolverSettings()
 
 def _solve(rows, G, K, identical):
     model = XpydModel(rows, total_gpus=G, max_types=K, identical=identical)
-    best = model.solve(SETTINGS)
-    return model, (model.tie_break(best, SETTINGS) if best is not None else None)
+    best = model.solve(SETTINGS, Counters())
+    return model, (model.tie_break(best, SETTINGS, Counters()) if best is not None else None)
 
 
 def _naive(rows, G, K):
@@ -108,7 +109,7 @@ def test_hint_does_not_change_answer_and_reports_are_recorded():
     rows = make_rows([2, 3, 5], [10, 16, 27], [0, 1, 2])
     model = XpydModel(rows, total_gpus=12, max_types=2, identical=False)
     model.hint(np.array([6, 0, 0]))
-    p = model.tie_break(model.solve(SETTINGS), SETTINGS)
+    p = model.tie_break(model.solve(SETTINGS, Counters()), SETTINGS, Counters())
     plain = _solve(rows, 12, 2, identical=False)[1]
     assert _key(p) == _key(plain)
     assert model.status == "OPTIMAL"
@@ -121,5 +122,5 @@ def test_two_stage_tie_break_moves_off_a_worse_hint():
     with mock.patch.object(xpyd_model, "MAX_OBJECTIVE_UNITS", 0):
         model = XpydModel(rows, total_gpus=4, max_types=2, identical=False)
     worse = xpyd_model.Packing(counts=np.array([0, 1]), value=4, tpot_level=0, gpus_used=4)
-    p = model.tie_break(worse, SETTINGS)
+    p = model.tie_break(worse, SETTINGS, Counters())
     assert p.counts.tolist() == [1, 0] and p.gpus_used == 3

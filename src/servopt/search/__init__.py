@@ -14,5 +14,6 @@ Public API (import from the modules; this package imports nothing so ``--help`` 
 Pipeline: ``prune`` (exact dominance) -> ``replicas`` (best replica per size, numba) -> ``sweep`` +
 ``xpyd_model`` (CP-SAT, one solve per frontier point) -> ``verify`` (float re-check).
 ``SolverSettings(composition="cpsat")`` swaps the replica menu for ``compose_model``: one CP-SAT
-model that also chooses each replica's prefill/decode options and worker counts.
+model that also chooses each replica's prefill/decode options and worker counts. Both CP-SAT
+builders solve through ``cpsat`` (settings applied, one report per solve, work counters).
 """

@@ -45,7 +45,9 @@ class ComposeEngine:
         self.problem = problem
         self.settings = settings
         self.counters = counters
-        self.hints = hints  # an engine over the same pools (with ``counters``) for warm starts
+        # An engine over the same pools for warm starts; it shares ``counters`` (its solves are
+        # this engine's work too).
+        self.hints = hints
         self._models: dict[tuple[bool, int], ComposeModel] = {}
 
     def model(self, *, max_types: int, identical: bool) -> ComposeModel:
@@ -59,13 +61,7 @@ class ComposeEngine:
             return None
 
         def hint_at(cap: int) -> Choice | None:
-            theirs = self.hints.counters
-            before = theirs.solves, theirs.deterministic_time
-            point = self.hints.solve_at(cap, max_types=max_types, identical=identical)
-            # The hint's own CP-SAT work is part of this engine's work.
-            self.counters.solves += theirs.solves - before[0]
-            self.counters.deterministic_time += theirs.deterministic_time - before[1]
-            return _choice(point)
+            return _choice(self.hints.solve_at(cap, max_types=max_types, identical=identical))
 
         return hint_at
 
@@ -76,17 +72,14 @@ class ComposeEngine:
         if cap < 0:
             return None
         model = self.model(max_types=max_types, identical=identical)
-        seen = len(model.reports)
         choice = model.solve(
-            cap, self.settings, hint=_choice(previous), hint_at=self._hint_at(max_types, identical)
+            cap,
+            self.settings,
+            self.counters,
+            hint=_choice(previous),
+            hint_at=self._hint_at(max_types, identical),
         )
-        c = self.counters
-        for report in model.reports[seen:]:
-            c.solves += 1
-            c.deterministic_time += report.deterministic_time
-            c.branches += report.branches
         optimal = model.proven
-        c.all_optimal &= optimal
         if choice is None and not optimal:
             # Not a proof that nothing fits: the solver stopped first. Say so rather than let the
             # caller diagnose an infeasible target or end a frontier early.

@@ -35,12 +35,13 @@ from collections.abc import Callable
 import numpy as np
 from ortools.sat.python import cp_model
 
+from servopt.search import cpsat
 from servopt.search.compose_problem import Choice, ComposeProblem
-from servopt.search.compose_slots import hint_values, read_choice, slot_of
+from servopt.search.compose_slots import Slot, Slots, hint_values, read_choice
 from servopt.search.encode import MAX_OBJECTIVE_UNITS
 from servopt.search.rate_bounds import size_rate_bounds
+from servopt.search.result import Counters
 from servopt.search.settings import SolverSettings
-from servopt.search.xpyd_model import SolveReport, _SnakeCaseCpModel
 
 # How c_k * r_k becomes linear: "binary" writes c_k in binary digits and bounds each digit's
 # share of the value by r_k and by R * digit; "multiplication" hands CP-SAT the product
@@ -81,8 +82,8 @@ class ComposeModel:
         self.product = product or PRODUCT
         if self.product not in ("binary", "multiplication"):
             raise ValueError(f"product linearisation {self.product!r} (allowed: binary, multiplication)")
-        self.model = _SnakeCaseCpModel()
-        self.reports: list[SolveReport] = []
+        self.model = cpsat.Model()
+        self.reports: list[cpsat.SolveReport] = []
         self.sizes = problem.reachable_sizes()
         self.empty = problem.empty or self.sizes.size == 0
         if self.empty:
@@ -107,7 +108,15 @@ class ComposeModel:
         self._add_throughput()
         self._add_size_rate_bounds()
         self._floor = self.model.add(self.value >= 0)  # raised to the optimum by the tie-break
-        self.slots = [slot_of(self, k) for k in self.K]
+        self.slots = Slots(
+            problem=problem,
+            identical=identical,
+            sizes=self.sizes,
+            copies=self._copies,
+            types=tuple(self._slot(k) for k in self.K),
+            tpot_level=self.tpot_level.index,
+            variables=len(self.model.proto.variables),
+        )
 
     def _setup_caps(self) -> None:
         """Variable bounds: worker caps per option, copies per size, replica rate, total value."""
@@ -300,16 +309,11 @@ class ComposeModel:
         self._bound_rows = []
         for k in self.K:
             ct = m.add(self.r[k] - sum(self.z[k]) <= 0)
-            self._bound_rows.append((ct, self._positions(ct, self.z[k]), np.ones(S, dtype=np.int64)))
+            self._bound_rows.append((ct, m.positions(ct, self.z[k]), np.ones(S, dtype=np.int64)))
         counts = self.z[0] if self.identical else [c for cs in self.cs for c in cs]
         scale = self._copies if self.identical else np.ones(len(counts), dtype=np.int64)
         ct = m.add(self.value - sum(counts) <= 0)
-        self._bound_rows.append((ct, self._positions(ct, counts), scale))
-
-    @staticmethod
-    def _positions(ct, variables) -> np.ndarray:
-        where = {v: q for q, v in enumerate(ct.proto.linear.vars)}
-        return np.array([where[v.index] for v in variables], dtype=np.int64)
+        self._bound_rows.append((ct, m.positions(ct, counts), scale))
 
     def size_bounds(self, cap: int) -> np.ndarray:
         """B_s: no replica of size s with TPOT level <= cap is faster (cached per cap)."""
@@ -320,9 +324,7 @@ class ComposeModel:
     def _write_bounds(self, cap: int) -> None:
         b = np.minimum(self.size_bounds(cap), self._rate_cap)
         for ct, pos, scale in self._bound_rows:
-            coeffs = ct.proto.linear.coeffs
-            for q, c in zip(pos.tolist(), (np.resize(b, pos.size) * scale).tolist(), strict=True):
-                coeffs[q] = -c
+            self.model.set_coefficients(ct, pos, -(np.resize(b, pos.size) * scale))
 
     # maximise (G+1) V - gpus used (ties: fewest GPUs), folded when int64 allows.
     def _set_objective(self) -> bool:
@@ -337,6 +339,7 @@ class ComposeModel:
         self,
         cap: int,
         settings: SolverSettings,
+        counters: Counters,
         hint: Choice | None = None,
         hint_at: Callable[[int], Choice | None] | None = None,
     ) -> Choice | None:
@@ -355,62 +358,82 @@ class ComposeModel:
         self.proven = True
         if self.empty or cap < 0:
             return None
-        best = self._at_cap(min(cap, self.p.n_levels - 1), settings, hint, hint_at)
+        best = self._at_cap(min(cap, self.p.n_levels - 1), settings, counters, hint, hint_at)
         while best is not None and best.packing.tpot_level > 0:
-            lower = self._at_cap(best.packing.tpot_level - 1, settings, best, hint_at)
+            lower = self._at_cap(best.packing.tpot_level - 1, settings, counters, best, hint_at)
             if lower is None or lower.packing.value < best.packing.value:
                 break
             best = lower
         return best
 
-    def _at_cap(self, cap: int, settings: SolverSettings, hint, hint_at) -> Choice | None:
+    def _at_cap(self, cap: int, settings: SolverSettings, counters: Counters, hint, hint_at) -> Choice | None:
         """Best value at TPOT level <= cap with the fewest GPUs (its level not minimised)."""
         if cap not in self._at:
             if hint_at is not None and (hint is None or hint.packing.tpot_level > cap):
                 hint = hint_at(cap) or hint
             seen = len(self.reports)
-            best = self._solve_cap(cap, settings, hint)
+            best = self._solve_cap(cap, settings, counters, hint)
             # INFEASIBLE is a proof; UNKNOWN (time limit, nothing found) and FEASIBLE are not.
-            proven = all(r.status in ("OPTIMAL", "INFEASIBLE") for r in self.reports[seen:])
+            proven = all(r.proven for r in self.reports[seen:])
             self._at[cap] = (best, proven)
         best, proven = self._at[cap]
         self.proven &= proven
         return best
 
-    def _solve_cap(self, cap: int, settings: SolverSettings, hint: Choice | None) -> Choice | None:
-        self.tpot_level.proto.domain[1] = cap
+    def _solve_cap(
+        self, cap: int, settings: SolverSettings, counters: Counters, hint: Choice | None
+    ) -> Choice | None:
+        self.model.set_upper_bound(self.tpot_level, cap)
         self._write_bounds(cap)
-        self._floor.proto.linear.domain[0] = 0
+        self.model.set_lower_bound(self._floor, 0)
         folded = self._set_objective()
         if hint is not None:
             self.hint(hint)
         else:
             self.model.clear_hints()  # no stale hint from an earlier cap
-        best = self._run(settings)
+        best = self._run(settings, counters)
         if best is not None and not folded:
             # Second stage: keep the optimal value, minimise the GPUs.
-            self._floor.proto.linear.domain[0] = best.packing.value
+            self.model.set_lower_bound(self._floor, best.packing.value)
             self.model.minimize(self.gpus_used)
             self.hint(best)
-            best = self._run(settings) or best
+            best = self._run(settings, counters) or best
         return best
 
     def hint(self, known: Choice) -> None:
         """Warm start from a known deployment, as a complete assignment (see ``compose_slots``)."""
-        values = hint_values(self, known)
-        hint = self.model.proto.solution_hint
-        hint.vars.clear()
-        hint.values.clear()
-        hint.vars.extend(range(values.size))
-        hint.values.extend(values.tolist())
+        self.model.set_hint(hint_values(self.slots, known))
 
-    def _run(self, settings: SolverSettings) -> Choice | None:
-        solver = cp_model.CpSolver()
-        solver.parameters.merge_text_format(ENGINE_PARAMS["identical" if self.identical else "packed"])
-        settings.apply(solver.parameters)  # the caller's settings and params override
-        status = solver.solve(self.model)
-        report = SolveReport.of(solver, status)
+    def _run(self, settings: SolverSettings, counters: Counters) -> Choice | None:
+        # The engine's parameters first: the caller's settings and params override them.
+        engine = ENGINE_PARAMS["identical" if self.identical else "packed"]
+        report = cpsat.solve(self.model, settings, counters, params=engine)
         self.reports.append(report)
         if not report.has_solution:
             return None
-        return read_choice(self, np.asarray(solver.response_proto.solution, dtype=np.int64))
+        return read_choice(self.slots, report.solution)
+
+    def _slot(self, k: int) -> Slot:
+        """Slot k's variable indices (-1 or empty: not in this model)."""
+
+        def idx(variables) -> np.ndarray:
+            return np.array([v.index for v in variables], dtype=np.int64)
+
+        agg, ident = self.p.agg, self.identical
+        return Slot(
+            use=self.use[k].index,
+            a=idx(() if agg else self.a[k]),
+            n=idx(() if agg else self.n[k]),
+            x=-1 if agg else self.x[k].index,
+            b=idx(self.b[k]),
+            m=idx(self.m[k]),
+            y=self.y[k].index,
+            z=idx(self.z[k]),
+            g=self.g[k].index,
+            r=self.r[k].index,
+            cs=idx(() if ident else self.cs[k]),
+            c=-1 if ident else self.c[k].index,
+            bits=idx(self.bits[k] if self.bits else ()),
+            w=idx(self.w[k] if self.w else ()),
+            v=self.v[k].index,
+        )

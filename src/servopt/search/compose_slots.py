@@ -1,24 +1,21 @@
 """Deployments to and from the "cpsat" composition model's variables (by variable index).
 
-A model (``compose_model.ComposeModel``) has one slot of variables per replica type. Reading a
-solution takes each used slot's choices (prefill option and x, decode option and y, size, count)
-and recomputes the replica's rate from them; hinting writes a known deployment back as a
-complete assignment, every variable of an unused slot zero.
+A model (``compose_model.ComposeModel``) has one slot of variables per replica type; it describes
+them in a ``Slots`` (indices and the numbers reading needs), so this module needs nothing of the
+model itself. Reading a solution takes each used slot's choices (prefill option and x, decode
+option and y, size, count) and recomputes the replica's rate from them; hinting writes a known
+deployment back as a complete assignment, every variable of an unused slot zero.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from servopt.search.compose_problem import Choice
+from servopt.search.compose_problem import Choice, ComposeProblem
 from servopt.search.replicas import ReplicaRows
 from servopt.search.xpyd_model import Packing
-
-if TYPE_CHECKING:
-    from servopt.search.compose_model import ComposeModel
 
 
 @dataclass(frozen=True)
@@ -42,36 +39,23 @@ class Slot:
     v: int  # this type's value c * r
 
 
-def slot_of(model: ComposeModel, k: int) -> Slot:
-    """Slot k's variable indices in a built model."""
+@dataclass(frozen=True)
+class Slots:
+    """A built model's slots and what reading or hinting a solution needs besides them."""
 
-    def idx(variables) -> np.ndarray:
-        return np.array([v.index for v in variables], dtype=np.int64)
-
-    agg, ident = model.p.agg, model.identical
-    return Slot(
-        use=model.use[k].index,
-        a=idx(() if agg else model.a[k]),
-        n=idx(() if agg else model.n[k]),
-        x=-1 if agg else model.x[k].index,
-        b=idx(model.b[k]),
-        m=idx(model.m[k]),
-        y=model.y[k].index,
-        z=idx(model.z[k]),
-        g=model.g[k].index,
-        r=model.r[k].index,
-        cs=idx(() if ident else model.cs[k]),
-        c=-1 if ident else model.c[k].index,
-        bits=idx(model.bits[k] if model.bits else ()),
-        w=idx(model.w[k] if model.w else ()),
-        v=model.v[k].index,
-    )
+    problem: ComposeProblem
+    identical: bool
+    sizes: np.ndarray  # the allowed replica sizes, ascending
+    copies: np.ndarray  # floor(G / size): an identical deployment's count per size
+    types: tuple[Slot, ...]
+    tpot_level: int  # the TPOT-level variable
+    variables: int  # how many variables the model has
 
 
-def read_choice(model: ComposeModel, sol: np.ndarray) -> Choice:
+def read_choice(slots: Slots, sol: np.ndarray) -> Choice:
     """The deployment in a solution (values by variable index), rates recomputed from choices."""
-    p, types = model.p, []
-    for slot in model.slots:
+    p, types = slots.problem, []
+    for slot in slots.types:
         if not sol[slot.use]:
             continue
         j, y = int(np.argmax(sol[slot.b])), int(sol[slot.y])
@@ -84,8 +68,8 @@ def read_choice(model: ComposeModel, sol: np.ndarray) -> Choice:
             units, min(x * int(p.p_units[i]), y * int(p.d_units[j])) if not p.agg else int(p.d_units[j])
         )
         pos = int(np.argmax(sol[slot.z]))
-        count = int(model._copies[pos]) if model.identical else int(sol[slot.cs[pos]])
-        types.append((int(model.sizes[pos]), units, int(p.d_level[j]), i, x, j, y, count))
+        count = int(slots.copies[pos]) if slots.identical else int(sol[slot.cs[pos]])
+        types.append((int(slots.sizes[pos]), units, int(p.d_level[j]), i, x, j, y, count))
     cols = np.array(types, dtype=np.int64).T
     rows, counts = ReplicaRows(*cols[:7]), cols[7]
     packing = Packing(
@@ -112,32 +96,32 @@ def _lowest_level(p, j: int, y: int, units: int) -> int:
     return int(candidates[np.argmin(p.d_level[candidates])])
 
 
-def hint_values(model: ComposeModel, known: Choice) -> np.ndarray:
-    """A value for every variable of ``model`` that encodes ``known``.
+def hint_values(slots: Slots, known: Choice) -> np.ndarray:
+    """A value for every variable of the model that encodes ``known``.
 
     Its types fill the slots by size; types beyond K or of a size outside the model are dropped.
     A deployment above the current TPOT cap still makes a hint, for CP-SAT to repair.
     """
-    values = np.zeros(len(model.model.proto.variables), dtype=np.int64)
+    values = np.zeros(slots.variables, dtype=np.int64)
     rows, counts = known.rows, known.packing.counts
-    where = {int(s): q for q, s in enumerate(model.sizes.tolist())}
+    where = {int(s): q for q, s in enumerate(slots.sizes.tolist())}
     kept = [r for r in np.argsort(rows.size, kind="stable").tolist() if int(rows.size[r]) in where]
     level = 0
-    for slot, r in zip(model.slots, kept, strict=False):
+    for slot, r in zip(slots.types, kept, strict=False):
         pos = where[int(rows.size[r])]
-        count = int(model._copies[pos]) if model.identical else int(counts[r])
+        count = int(slots.copies[pos]) if slots.identical else int(counts[r])
         i, x, j, y = int(rows.prefill[r]), int(rows.x[r]), int(rows.decode[r]), int(rows.y[r])
         units = int(rows.units[r])
-        level = max(level, int(model.p.d_level[j]))
+        level = max(level, int(slots.problem.d_level[j]))
         values[[slot.use, slot.b[j], slot.z[pos]]] = 1
         values[[slot.y, slot.m[j]]] = y
         values[slot.g] = rows.size[r]
         values[slot.r] = units
         values[slot.v] = count * units
-        if not model.p.agg:
+        if not slots.problem.agg:
             values[slot.a[i]] = 1
             values[[slot.x, slot.n[i]]] = x
-        if model.identical:
+        if slots.identical:
             values[slot.w[pos]] = units
             continue
         values[[slot.c, slot.cs[pos]]] = count
@@ -145,5 +129,5 @@ def hint_values(model: ComposeModel, known: Choice) -> np.ndarray:
             on = (count >> np.arange(slot.bits.size)) & 1
             values[slot.bits] = on
             values[slot.w] = on * units
-    values[model.tpot_level.index] = level
+    values[slots.tpot_level] = level
     return values

@@ -86,9 +86,9 @@ class _ModeSolver:
         if self.settings.composition == "cpsat":
             from servopt.search.compose import ComposeEngine  # the default menu engine never needs it
 
-            # The menu engine's answers are its hints (its own counters: the hint work is added).
+            # The menu engine's answers are its hints (the same counters: its solves are work too).
             menu = MenuEngine(
-                self.menu, total_gpus=self.total_gpus, settings=self.settings, counters=Counters()
+                self.menu, total_gpus=self.total_gpus, settings=self.settings, counters=self.counters
             )
             return ComposeEngine(problem(), settings=self.settings, counters=self.counters, hints=menu)
         return MenuEngine(
@@ -135,6 +135,9 @@ class _ModeSolver:
             tuple(FrontierPoint(self._deployment(p, "identical")) for p in points) if self.frontier else ()
         )
         self.counters.frontier_points = len(frontier)
+        # Every answer solved for (frontier points, the SLA's and the packed one) is proven optimal.
+        solved = [*points, *(packed_points if packed_points is not None else [packed])]
+        self.counters.all_optimal = all(p.status == "OPTIMAL" for p in solved)
         return ModeResult(
             mode=self.mode,
             identical=self._deployment(answer, "identical"),

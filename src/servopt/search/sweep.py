@@ -70,14 +70,9 @@ def solve_at(
     hint = _hint_from(previous, rows)
     if hint is not None:
         model.hint(hint)
-    best = model.solve(settings)
+    best = model.solve(settings, counters)
     if best is not None:
-        best = model.tie_break(best, settings)
-    for report in model.reports:
-        counters.solves += 1
-        counters.deterministic_time += report.deterministic_time
-        counters.branches += report.branches
-    counters.all_optimal &= model.status == "OPTIMAL"
+        best = model.tie_break(best, settings, counters)
     if best is None:
         return None
     return SweepPoint(cap=cap, rows=rows, packing=best, status=model.status)

@@ -23,47 +23,11 @@ from dataclasses import dataclass
 import numpy as np
 from ortools.sat.python import cp_model
 
+from servopt.search import cpsat
 from servopt.search.encode import MAX_OBJECTIVE_UNITS
 from servopt.search.replicas import ReplicaRows
+from servopt.search.result import Counters
 from servopt.search.settings import SolverSettings
-
-_STATUS = {
-    cp_model.OPTIMAL: "OPTIMAL",
-    cp_model.FEASIBLE: "FEASIBLE",
-    cp_model.INFEASIBLE: "INFEASIBLE",
-    cp_model.MODEL_INVALID: "MODEL_INVALID",
-    cp_model.UNKNOWN: "UNKNOWN",
-}
-
-
-@dataclass(frozen=True)
-class SolveReport:
-    """One CP-SAT solve: status, objective and bound, and machine-independent work counters."""
-
-    status: str
-    objective: float
-    bound: float
-    deterministic_time: float
-    wall_time_s: float
-    branches: int
-
-    @property
-    def has_solution(self) -> bool:
-        return self.status in ("OPTIMAL", "FEASIBLE")
-
-    @classmethod
-    def of(cls, solver: cp_model.CpSolver, status: int) -> SolveReport:
-        """The report of ``solver``'s last solve (which returned ``status``)."""
-        name = _STATUS.get(status, str(status))
-        has = name in ("OPTIMAL", "FEASIBLE")
-        return cls(
-            status=name,
-            objective=solver.objective_value if has else float("nan"),
-            bound=solver.best_objective_bound if has else float("nan"),
-            deterministic_time=solver.deterministic_time,
-            wall_time_s=solver.wall_time,
-            branches=solver.num_branches,
-        )
 
 
 @dataclass(frozen=True)
@@ -76,17 +40,6 @@ class Packing:
     gpus_used: int
 
 
-class _SnakeCaseCpModel(cp_model.CpModel):
-    """CpModel without the ~60 deprecated camelCase aliases ortools 9.15 binds per instance.
-
-    servopt uses only the snake_case API; binding the aliases costs about 1 ms per model, which
-    is most of the model-building time of a frontier sweep (one model per point).
-    """
-
-    def _add_pre_pep8_methods(self) -> None:
-        pass
-
-
 class XpydModel:
     """Builder for max sum_r v_r*n_r over replica rows, one ``_add_*`` method per constraint group."""
 
@@ -95,8 +48,8 @@ class XpydModel:
         self.total_gpus = total_gpus
         self.max_types = 1 if identical else max_types
         self.identical = identical
-        self.model = _SnakeCaseCpModel()
-        self.reports: list[SolveReport] = []
+        self.model = cpsat.Model()
+        self.reports: list[cpsat.SolveReport] = []
         # Most replicas of row r the budget admits: floor(G / s_r).
         self._cap = (total_gpus // rows.size).astype(np.int64)
         self._add_type_choice()
@@ -188,16 +141,11 @@ class XpydModel:
                 self.model.add_hint(self.count[r], int(n))
             self.model.add_hint(self.use[r], int(n > 0))
 
-    def solve(self, settings: SolverSettings) -> Packing | None:
+    def solve(self, settings: SolverSettings, counters: Counters) -> Packing | None:
         """Maximise throughput; None if no deployment exists (or none was found in time)."""
-        solver = self._solver(settings)
-        status = solver.solve(self.model)
-        report = self._report(solver, status)
-        if not report.has_solution:
-            return None
-        return self._read(solver)
+        return self._run(settings, counters)
 
-    def tie_break(self, best: Packing, settings: SolverSettings) -> Packing:
+    def tie_break(self, best: Packing, settings: SolverSettings, counters: Counters) -> Packing:
         """Among deployments of value >= best.value: lowest TPOT level, then fewest GPUs."""
         if self.folded:
             return best
@@ -205,29 +153,17 @@ class XpydModel:
         m.add(self.value >= best.value)
         m.minimize(self._tie_term())
         self.hint(best.counts)
-        solver = self._solver(settings)
-        status = solver.solve(m)
-        report = self._report(solver, status)
-        if not report.has_solution:
-            return best
-        return self._read(solver)
+        return self._run(settings, counters) or best
 
-    def _solver(self, settings: SolverSettings) -> cp_model.CpSolver:
-        solver = cp_model.CpSolver()
-        settings.apply(solver.parameters)
-        return solver
-
-    def _report(self, solver: cp_model.CpSolver, status: int) -> SolveReport:
-        report = SolveReport.of(solver, status)
+    def _run(self, settings: SolverSettings, counters: Counters) -> Packing | None:
+        report = cpsat.solve(self.model, settings, counters)
         self.reports.append(report)
-        return report
-
-    def _read(self, solver: cp_model.CpSolver) -> Packing:
-        used = np.array([solver.boolean_value(u) for u in self.use], dtype=np.bool_)
+        if not report.has_solution:
+            return None
         if self.identical:
-            counts = np.where(used, self._cap, 0)
+            counts = np.where(report.values(self.use) != 0, self._cap, 0)
         else:
-            counts = np.array([solver.value(n) for n in self.count], dtype=np.int64)
+            counts = report.values(self.count)
         used = counts > 0
         return Packing(
             counts=counts,
