@@ -92,7 +92,7 @@ class WorkerConfig(_Strict):
     kvcache_quant_mode: KvQuantField
     fmha_quant_mode: FmhaQuantField
     comm_quant_mode: CommQuant
-    num_gpu_per_worker: SizeList  # a layout's tp*pp*dp must be one of these
+    num_gpu_per_worker: SizeList  # a layout's tp*pp*dp*cp must be one of these
     tp_list: SizeList  # attention tensor parallel
     pp_list: SizeList  # pipeline parallel (transformer layers)
     dp_list: SizeList  # attention data parallel (MoE models)
