@@ -250,3 +250,16 @@ def test_context_parallel_lists(fake_catalog):
     assert mine.worker("agg").cp_list == (1, 4)
     again = one(mine.to_yaml().replace("    cp_list: [1, 4]\n", ""), fake_catalog)
     assert again.worker("agg").cp_list == (1,)
+
+
+def test_context_parallel_refused_for_mla_models():
+    """The real catalog's DeepSeek-V3 (MLA): its cp variant is not modelled, one line says so."""
+    text = exp(
+        "  backend_name: sglang\n  config:\n    worker_config:\n      cp_list: [1, 2]\n", model="DEEPSEEK_V3"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_experiments_text(text)
+    assert (
+        "e.config.worker_config.cp_list: [1, 2]: context parallelism is not modelled for DEEPSEEK_V3 "
+        "(GQA attention models only) (allowed: [1])" in str(info.value)
+    )

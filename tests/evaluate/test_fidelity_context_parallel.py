@@ -1,7 +1,7 @@
 """Context parallelism (SGLang, cp > 1) against aiconfigurator 0.12.0 run as a black box.
 
-Qwen3-32B (dense GQA) and Qwen3-235B-A22B (MoE GQA, every cp x expert split of the peer's sweep)
-on h200_sxm, SGLang 0.5.14: the peer's model built with ``cp_size`` through its static, static
+Qwen3-32B (dense GQA), Qwen3-235B-A22B (MoE GQA, every cp x expert split of the peer's sweep) and
+GPT-OSS-120B (sliding-window layers) on h200_sxm, Mixtral-8x7B on h100_sxm, SGLang 0.5.14: the peer's model built with ``cp_size`` through its static, static
 prefill and agg sessions vs servopt's graphs (``models.context_parallel``). Each test prints the
 points it compared and the worst relative error; the target is 1% per layout family, and the
 pricing is exact up to float rounding (REL_TOL 1e-6, the figures the issue asked for:
@@ -35,7 +35,9 @@ ROW_TOL = 1e-4
 DENSE = "QWEN3_32B"
 MOE = "QWEN3_235B_A22B"
 MIXTRAL = "MIXTRAL_8X7B"
+GPT_OSS = "GPT_OSS_120B"
 QUANT = {
+    GPT_OSS: QuantModes("float16", "w4a16_mxfp4", "float16", "float16"),
     MIXTRAL: QuantModes("float16", "float16", "float16", "float16"),
     DENSE: QuantModes("fp8_block", "float16", "float16", "float16"),
     MOE: QuantModes("fp8_block", "float16", "float16", "float16"),  # bf16 experts: moe_tp 8 splits them
@@ -170,6 +172,27 @@ def test_mixtral_h100_matches_peer(layout):
     for isl, osl, batch in ((4000, 100, 1), (2001, 50, 8)):
         r = run_static(_db(system), lops, _one(batch), Workload(isl, osl))
         s = peer_oracle.peer_static(peer_model, BACKEND, batch, isl, osl, system=system)
+        worst.check("ttft", float(r.ttft_ms[0]), sum(s.get_context_latency_dict().values()))
+        worst.check("tpot", float(r.tpot_ms[0]), sum(s.get_generation_latency_dict().values()) / (osl - 1))
+        worst.check("memory", float(r.memory.total[0]), s.get_memory()["total"])
+    worst.report()
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [Layout(1, 1, 1, 1, 2, 2), Layout(1, 1, 1, 2, 2, 4), Layout(1, 1, 1, 1, 8, 8)],
+    ids=lambda lay: lay.label,
+)
+def test_gpt_oss_sliding_window_matches_peer(layout):
+    """GPT-OSS-120B: the sliding (128-token window) and full attention layers each zigzagged, one KV
+    all-gather per layer of either kind."""
+    pytest.importorskip("aiconfigurator_core", reason="the peer (aiconfigurator-core) is the oracle")
+    lops = _lops(GPT_OSS, layout, "agg")
+    peer_model = _peer_model(GPT_OSS, layout)
+    worst = _Worst(f"{GPT_OSS} {layout.label} static")
+    for isl, osl, batch in ((4000, 100, 1), (8001, 20, 2)):
+        r = run_static(_db(), lops, _one(batch), Workload(isl, osl))
+        s = peer_oracle.peer_static(peer_model, BACKEND, batch, isl, osl)
         worst.check("ttft", float(r.ttft_ms[0]), sum(s.get_context_latency_dict().values()))
         worst.check("tpot", float(r.tpot_ms[0]), sum(s.get_generation_latency_dict().values()) / (osl - 1))
         worst.check("memory", float(r.memory.total[0]), s.get_memory()["total"])

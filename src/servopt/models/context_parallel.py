@@ -28,13 +28,13 @@ from servopt.models.arch import ModelArch
 from servopt.models.dense import kv_heads_per_gpu
 from servopt.models.ops import Family, OpSpec, QuantModes, quant_bytes
 from servopt.models.parallel import Layout
-from servopt.models.sliding_window import prices_sliding_window
 
 # The one backend whose context parallelism is modelled (the peer's enumeration refuses cp > 1
 # elsewhere: TRT-LLM's ring attention is not wired in it).
 CP_BACKENDS = ("sglang",)
-# Graph families whose prefill servopt prices over cp ranks (GQA attention; MLA's cp variant,
-# which scales its attention module and DeepEP path differently, is not modelled).
+# Graph families whose prefill servopt prices over cp ranks: GQA attention, sliding-window layers
+# (GPT-OSS) included, each attention op zigzagged with its window. MLA's cp variant, which scales
+# its attention module and DeepEP path differently, is not modelled.
 CP_FAMILIES = ("dense", "moe")
 
 # Ops whose work is per token and split over the cp ranks.
@@ -47,8 +47,8 @@ def unsupported_reason(arch: ModelArch, backend: str, role: str) -> str | None:
         return f"context parallelism (cp > 1) is modelled on {', '.join(CP_BACKENDS)} only (backend is {backend})"
     if role == "decode":
         return "decode workers are not context-parallel (SGLang's cp splits the prefill)"
-    if arch.family not in CP_FAMILIES or prices_sliding_window(arch):
-        return f"context parallelism is not modelled for {arch.name} (GQA attention without sliding windows only)"
+    if arch.family not in CP_FAMILIES:
+        return f"context parallelism is not modelled for {arch.name} (GQA attention models only)"
     return None
 
 
