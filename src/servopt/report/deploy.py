@@ -159,11 +159,11 @@ def sglang_args(plan: DeploymentPlan, w: WorkerPlan) -> list[str]:
     if w.dp > 1:
         args += ["--dp-size", str(w.dp), "--enable-dp-attention"]
     if w.cp > 1:
-        # SGLang's prefill context parallelism (server_args.py: ``attn_cp_size``, "The attention
-        # context parallelism size", and ``enable_prefill_context_parallel`` with its default
-        # ``prefill_cp_mode`` "in-seq-split", the zigzag split servopt prices; newer releases
-        # spell the switch ``--enable-prefill-cp --cp-strategy zigzag`` and keep this one as a
-        # deprecated alias).
+        # SGLang's prefill context parallelism (sgl-project/sglang python/sglang/srt/server_args.py:
+        # ``attn_cp_size``, "The attention context parallelism size", and
+        # ``enable_prefill_context_parallel`` with its default ``prefill_cp_mode`` "in-seq-split",
+        # the zigzag split servopt prices; newer releases spell the switch ``--enable-prefill-cp
+        # --cp-strategy zigzag`` and keep this one as a deprecated alias).
         args += ["--attn-cp-size", str(w.cp), "--enable-prefill-context-parallel"]
     if plan.is_moe and w.moe_ep > 1:
         args += ["--ep-size", str(w.moe_ep)]
