@@ -145,3 +145,29 @@ def test_the_pipeline_module_serves_the_web_workers_search_api(qwen8_result):
         assert all("run.sh" in files[run.name][rank]["files"] for rank in ranks)
     if data["verdict"]["deploy"] == "packed":
         assert "k8s_deploy.yaml" in files[data["verdict"]["experiment"]]["packed"]["files"]
+
+
+def test_context_parallel_prefill_wins_where_only_it_meets_ttft():
+    """Qwen3-32B, SGLang, 32000-token prompts on 16 H200s with TTFT <= 1300 ms: no tp/pp layout
+    meets it (closest 1503 ms agg, 1567 ms disagg), a cp8 prefill worker does (its static prefill
+    is 633 ms x 1.1 correction x 1.8). The search picks it, accounts its 8 GPUs, and the
+    deployment files run it with SGLang's context-parallel flags."""
+    from servopt.config import default_experiments
+
+    experiments = default_experiments(
+        "QWEN3_32B", 16, "h200_sxm", backend="sglang", isl=32000, osl=500, ttft=1300.0, tpot=40.0
+    )
+    result = run_experiments(experiments)
+    best = result_document(result)["best"]
+    assert best["mode"] == "disagg" and best["prefill_cp"] == 8 and best["prefill_gpus_per_worker"] == 8
+    assert best["prefill_parallel"] == "tp1pp1dp1etp1ep1cp8" and "decode_cp" not in best
+    assert best["ttft_ms"] <= 1300.0
+    used = best["prefill_workers"] * 8 + best["decode_workers"] * best["decode_gpus_per_worker"]
+    assert used * best["replicas"] == best["total_gpus_used"]
+    run = next(r for r in result.feasible if r.experiment.serving_mode == "disagg")
+    files = deployment_files(result, run.name, 1)
+    prefill, decode = files["prefill_args.txt"].split(), files["decode_args.txt"].split()
+    assert (
+        prefill[prefill.index("--attn-cp-size") + 1] == "8" and prefill[prefill.index("--tp-size") + 1] == "8"
+    )
+    assert "--attn-cp-size" not in decode

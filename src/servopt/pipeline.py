@@ -167,6 +167,7 @@ def _layouts(exp: Experiment, arch: ModelArch, role: str) -> list[Layout]:
         moe_ep_list=wc.moe_ep_list,
         num_experts=arch.num_experts or None,
         role=role,
+        cp_list=wc.cp_list,
     )
 
 

@@ -163,7 +163,19 @@ def test_wide_ep_swaps_in_the_large_ep_ladders(fake_catalog):
         (
             "  config:\n    prefill_worker_config:\n      cp_list: [1, 2]\n",
             {"serving": "disagg"},
-            "'cp_list': unknown key: context parallelism (cp) is not modelled yet; servopt searches cp = 1 only",
+            "e.config.prefill_worker_config.cp_list: [1, 2]: context parallelism (cp > 1) is modelled on "
+            "sglang only (backend is trtllm) (allowed: [1])",
+        ),
+        (
+            "  backend_name: sglang\n  config:\n    decode_worker_config:\n      cp_list: [2]\n",
+            {"serving": "disagg"},
+            "e.config.decode_worker_config.cp_list: [2]: decode workers are not context-parallel "
+            "(SGLang's cp splits the prefill) (allowed: [1])",
+        ),
+        (
+            "  backend_name: sglang\n  config:\n    worker_config:\n      cp_list: [0]\n",
+            {},
+            "e.config.worker_config.cp_list[0]: 0: must be >= 1",
         ),
         ("", {"gpus": 65_537}, "e.total_gpus: 65537: must be <= 65536"),
     ],
@@ -224,3 +236,30 @@ def test_relative_model_path_resolves_from_the_experiment_file(write_yaml, fake_
     fake_catalog.models = {**fake_catalog.models, key: fake_catalog.models["QWEN3_32B"]}
     (e,) = load_experiments(write_yaml(exp(model="./m/config.json")), catalog=fake_catalog)
     assert e.model_name == key
+
+
+def test_context_parallel_lists(fake_catalog):
+    """SGLang agg/prefill workers sweep cp in {1, 2, 4, 8} by default (decode and other backends: 1);
+    a user's cp_list is kept, and a replace-mode section written without cp_list still loads."""
+    agg = one(exp("  backend_name: sglang\n"), fake_catalog)
+    assert agg.worker("agg").cp_list == (1, 2, 4, 8)
+    disagg = one(exp("  backend_name: sglang\n", serving="disagg"), fake_catalog)
+    assert disagg.worker("prefill").cp_list == (1, 2, 4, 8) and disagg.worker("decode").cp_list == (1,)
+    assert one(exp(), fake_catalog).worker("agg").cp_list == (1,)
+    mine = one(exp("  backend_name: sglang\n  config:\n    worker_config: {cp_list: [4, 1]}\n"), fake_catalog)
+    assert mine.worker("agg").cp_list == (1, 4)
+    again = one(mine.to_yaml().replace("    cp_list: [1, 4]\n", ""), fake_catalog)
+    assert again.worker("agg").cp_list == (1,)
+
+
+def test_context_parallel_refused_for_mla_models():
+    """The real catalog's DeepSeek-V3 (MLA): its cp variant is not modelled, one line says so."""
+    text = exp(
+        "  backend_name: sglang\n  config:\n    worker_config:\n      cp_list: [1, 2]\n", model="DEEPSEEK_V3"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_experiments_text(text)
+    assert (
+        "e.config.worker_config.cp_list: [1, 2]: context parallelism is not modelled for DEEPSEEK_V3 "
+        "(GQA attention models only) (allowed: [1])" in str(info.value)
+    )

@@ -27,7 +27,7 @@ def test_errors_map_to_positions_and_words():
         "(allowed: float16, fp8, fp8_block, fp8_static, int8_wo, int4_wo, nvfp4, w4afp8)",
         "c.yaml:4:3: worker_config.tpl: 'tpl': unknown key (did you mean tp_list?) (allowed: "
         "gemm_quant_mode, moe_quant_mode, kvcache_quant_mode, fmha_quant_mode, comm_quant_mode, "
-        "num_gpu_per_worker, tp_list, pp_list, dp_list, moe_tp_list, moe_ep_list)",
+        "num_gpu_per_worker, tp_list, pp_list, dp_list, moe_tp_list, moe_ep_list, cp_list)",
         "c.yaml:5:8: nextn: 9: must be <= 5",
     ]
 

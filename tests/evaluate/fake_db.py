@@ -63,11 +63,12 @@ class FakeDatabase:
         )
 
     def context_attention_ms(self, fmha, kv, batch, seq, prefix, heads, kv_heads, head_dim, window=0, *,
-                             qk_norm=False, missing="raise"):  # fmt: skip
+                             qk_norm=False, fused_extras=True, missing="raise"):  # fmt: skip
         self._count("ctx_attn")
         b, s, p, n, nkv, d, _w = _a(batch, seq, prefix, heads, kv_heads, head_dim, window)
         full = s + p
-        return 0.005 + 1e-10 * b * n * d * (full * full - p * p) + 1e-7 * nkv + (0.002 if qk_norm else 0.0)
+        extras = (0.001 + (0.002 if qk_norm else 0.0)) if fused_extras else 0.0
+        return 0.004 + 1e-10 * b * n * d * (full * full - p * p) + 1e-7 * nkv + extras
 
     def generation_attention_ms(
         self, kv, batch, seq, heads, kv_heads, head_dim, window=0, *, missing="raise"

@@ -48,7 +48,18 @@ def op_ms(
         for s, w in steps:
             if w == 0:
                 continue
-            if f is Family.CONTEXT_ATTENTION:
+            if f is Family.CONTEXT_ATTENTION and op.cp > 1:
+                # Context parallel: rank 0's zigzag chunks (the first and the last of 2 cp), the
+                # fused side-ops once.
+                c = math.ceil(s / (2 * op.cp))
+                args = (op.fmha_quant, op.kv_quant, batch, c)
+                heads = (op.heads, op.kv_heads, op.head_dim, op.window)
+                v = _f(db.context_attention_ms(*args, prefix, *heads, qk_norm=op.qk_norm)) + _f(
+                    db.context_attention_ms(
+                        *args, prefix + s - c, *heads, qk_norm=op.qk_norm, fused_extras=False
+                    )
+                )
+            elif f is Family.CONTEXT_ATTENTION:
                 v = db.context_attention_ms(
                     op.fmha_quant, op.kv_quant, batch, s, prefix, op.heads, op.kv_heads, op.head_dim, op.window,
                     qk_norm=op.qk_norm,
@@ -63,6 +74,9 @@ def op_ms(
                 v = db.generation_mla_ms(op.kv_quant, batch, s, op.heads)
             total += max(_f(v), 0.0) * w
         return op.scale * total
+    # Token-major ops of a context-parallel prefill see ceil(tokens / cp) on each rank.
+    full_x = x
+    x, x_logits = math.ceil(x / op.seq_split), math.ceil(x_logits / op.seq_split)
     if f is Family.GEMM:
         v = db.gemm_ms(op.quant, x_logits if op.logits else x, op.n, op.k)
     elif f is Family.ELEMENTWISE:
@@ -73,17 +87,19 @@ def op_ms(
         v = db.p2p_ms(2 * op.hidden * x) if op.num_gpus > 1 else 0.0
     elif f is Family.ALLREDUCE:
         v = db.custom_allreduce_ms(op.num_gpus, x * op.hidden) if op.num_gpus > 1 else 0.0
+    elif f is Family.NCCL:
+        v = db.nccl_ms(op.collective, "half", op.num_gpus, full_x * op.hidden) if op.num_gpus > 1 else 0.0
     elif f is Family.MOE_DISPATCH:
         v = 0.0
         for t in op.terms:
-            elems = x * t.token_multiplier * op.hidden * t.element_factor
+            elems = full_x * t.token_multiplier * op.hidden * t.element_factor
             if t.collective == "all_reduce":
                 v += max(_f(db.custom_allreduce_ms(t.num_gpus, elems)), 0.0)
             else:
                 v += max(_f(db.nccl_ms(t.collective, "half", t.num_gpus, elems)), 0.0)
     elif f is Family.MOE:
         v = db.moe_ms(
-            op.quant, op.distribution, op.topk, op.experts, op.hidden, op.inter, op.moe_tp, op.moe_ep, x * op.dp,
+            op.quant, op.distribution, op.topk, op.experts, op.hidden, op.inter, op.moe_tp, op.moe_ep, full_x * op.dp,
             gated=op.gated,
         )  # fmt: skip
     elif f is Family.MLA_BMM:

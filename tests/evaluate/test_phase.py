@@ -79,6 +79,50 @@ def test_context_and_generation_phases_match_naive(model, seed):
             assert gen.per_op_ms[r, gen.names.index(name)] == pytest.approx(value, rel=1e-12, abs=1e-15), name
 
 
+CP_LAYOUTS = {
+    "QWEN3_32B": [
+        Layout(1, 1, 1, 1, 1, 2),
+        Layout(1, 1, 1, 1, 1, 8),
+        Layout(2, 1, 1, 1, 1),
+        Layout(1, 2, 1, 1, 1, 4),
+    ],
+    "QWEN3_30B_A3B": [Layout(1, 1, 1, 1, 2, 2), Layout(1, 1, 1, 2, 2, 4), Layout(1, 1, 4, 1, 4)],
+}
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("model", list(CP_LAYOUTS))
+def test_context_parallel_phases_match_naive(model, seed):
+    """SGLang cp layouts next to plain ones: token-major context ops at ceil(x / cp), zigzag
+    attention, the KV all-gather and the cp dispatch agree with the naive reference; decode is
+    untouched by cp."""
+    rng = random.Random(seed)
+    db = FakeDatabase()
+    setup = ModelSetup(resolve_model(model), "sglang", QUANT, SYSTEM, None, 0)
+    lops = build_layout_ops(setup, CP_LAYOUTS[model], skip_invalid=False, role="prefill")
+    n = 8
+    cand = Candidates(
+        np.array([i % len(lops.layouts) for i in range(n)]),
+        np.array([rng.choice([1, 2, 3, 8]) for _ in range(n)]),
+        np.zeros(n, dtype=np.int64),
+    )
+    isl, osl = rng.choice([(4001, 40), (511, 9), (32000, 3)])
+    prefix = rng.choice([0, 17])
+    work = Workload(isl, osl, prefix)
+    ctx = context_phase(db, lops, cand, work)
+    gen = generation_phase(db, lops, cand, work, 8)
+    for r in range(n):
+        ops = lops.ops[cand.layout[r]]
+        b = int(cand.batch[r])
+        per_op, total = phase_ms(db, ops.context, b, b * (isl - prefix), b, prefix, [(isl - prefix, 1.0)])
+        assert ctx.total_ms[r] == pytest.approx(total, rel=1e-12)
+        for name, value in per_op.items():
+            assert ctx.per_op_ms[r, ctx.names.index(name)] == pytest.approx(value, rel=1e-12, abs=1e-15), name
+        _, total = phase_ms(db, ops.generation, b, b, b, 0, decode_steps(isl, osl, 8))
+        assert gen.total_ms[r] == pytest.approx(total, rel=1e-12)
+    assert "context_cp_all_gather" in ctx.names
+
+
 def test_one_database_call_per_family_per_phase():
     """All layouts and batch sizes of a phase share one query per (family, categorical key)."""
     db = FakeDatabase()

@@ -91,6 +91,9 @@ def test_moe_split_defaults_to_expert_parallel():
     assert resolve_moe_split(True, 8, 1, 2, None) == (2, 4)
     assert resolve_moe_split(True, 8, 1, None, 4) == (2, 4)
     assert resolve_moe_split(False, 8, 1, None, None) == (1, 1)
+    assert resolve_moe_split(True, 1, 1, None, None, cp=4) == (1, 4)  # experts over tp*dp*cp GPUs
+    with pytest.raises(ServoptError, match="must divide tp\\*dp\\*cp = 4"):
+        resolve_moe_split(True, 1, 1, None, 3, cp=4)
     with pytest.raises(ServoptError):
         resolve_moe_split(True, 4, 1, None, 3)
 
@@ -126,6 +129,9 @@ def _cli(args: list[str]) -> tuple[int, str, str]:
         ["--model", "QWEN3_32B", "--batch-size", "512", "--isl", "8000"],
         ["--model", "QWEN3_32B", "--nextn_accept_rates", "a,b"],
         ["--model", "QWEN3_32B", "--backend", "tensorrt"],
+        ["--model", "QWEN3_32B", "--backend", "vllm", "--cp", "2"],
+        ["--model", "QWEN3_32B", "--backend", "sglang", "--cp", "2", "--tp", "2"],
+        ["--model", "QWEN3_30B_A3B", "--backend", "sglang", "--cp", "4", "--moe_ep", "3"],
     ],
 )
 def test_cli_bad_input_exits_nonzero_with_one_line(args):
@@ -144,6 +150,10 @@ def test_cli_json_and_table(tmp_path, monkeypatch):
         ["--model", "QWEN3_32B", "--tp", "2", "--mode", "agg", "--ctx-tokens", "4000", "--batch-size", "8"]
     )
     assert code == 0 and "mix_step ops" in out and "tokens/s/gpu" in out
+    code, out, _ = _cli(["--model", "QWEN3_30B_A3B", "--backend", "sglang", "--cp", "4", "--json"])
+    config = json.loads(out)["config"]
+    assert code == 0 and config["parallel"] == "tp1pp1dp1etp1ep4cp4" and config["cp"] == 4
+    assert json.loads(out)["gpus"] == 4
 
 
 class _FakeOpened(FakeDatabase):

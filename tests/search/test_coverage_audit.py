@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import NamedTuple
 
 import pytest
 
@@ -21,6 +20,7 @@ from servopt.config import default_experiments
 from servopt.evaluate.candidates import ModelSetup, build_layout_ops
 from servopt.evaluate.single import quant_modes
 from servopt.hardware import load_system
+from servopt.models.context_parallel import CP_FAMILIES
 from servopt.models.ops import Family
 from servopt.models.parallel import Layout, enumerate_layouts
 from servopt.models.registry import resolve_model
@@ -35,45 +35,29 @@ BACKENDS = ("trtllm", "sglang", "vllm")
 GPUS_PER_NODE = 8
 
 
-def _vllm_attention_tp(backend, layout, peer, ours):
+def _vllm_attention_tp(model, backend, layout, peer, ours):
     """vLLM large EP with attention tp > 1: the peer prices it on its all-to-all graph (with TP
     collectives servopt does not model on vLLM); servopt keeps it fused inside a node and rejects
     it across nodes."""
     return backend == "vllm" and layout.tp > 1 and peer == "wide" and ours in ("fused", None)
 
 
-def _uncovered_cross_node_ep(backend, layout, peer, ours):
+def _uncovered_cross_node_ep(model, backend, layout, peer, ours):
     """EP wider than one node without large-EP coverage (or, on TRT-LLM, without attention DP): the
     peer prices it on the fused path, whose dispatch is an intra-node collective; servopt rejects it
     rather than omit the all-to-all (models/wide_ep.py)."""
     return layout.moe_ep > GPUS_PER_NODE and peer == "fused" and ours is None
 
 
-def _context_parallel(backend, layout, peer, ours):
-    """Context parallelism (cp > 1, SGLang agg/prefill: the peer sweeps cp in {1, 2, 4, 8} for every
-    model family that declares CP support): servopt does not model cp yet (issue 13 item 3; the
-    peer's pricing rules are in docs/architecture.md, "Where it differs")."""
-    return backend == "sglang" and layout.cp > 1 and peer is not None and ours is None
+def _mla_context_parallel(model, backend, layout, peer, ours):
+    """Context parallelism of MLA models (DeepSeek-V3) on SGLang: the peer's cp variant of that
+    graph (its MLA attention module scaled by 1/cp, DeepEP attention tp widened to tp*cp) is not
+    modelled, so servopt refuses cp > 1 there (GQA models' cp is priced: models/context_parallel.py)."""
+    mla = resolve_model(model).family not in CP_FAMILIES
+    return mla and backend == "sglang" and layout.cp > 1 and peer is not None and ours is None
 
 
-KNOWN = (_vllm_attention_tp, _uncovered_cross_node_ep, _context_parallel)
-
-
-class _PeerLayout(NamedTuple):
-    """A peer layout: servopt's five dimensions plus cp (context parallelism), which servopt's
-    ``Layout`` does not carry; ``label`` names it for the failure message."""
-
-    tp: int
-    pp: int
-    dp: int
-    moe_tp: int
-    moe_ep: int
-    cp: int = 1
-
-    @property
-    def label(self) -> str:
-        base = Layout(*self[:5]).label
-        return base if self.cp == 1 else f"{base} cp{self.cp}"
+KNOWN = (_vllm_attention_tp, _uncovered_cross_node_ep, _mla_context_parallel)
 
 
 def _quiet():
@@ -81,7 +65,7 @@ def _quiet():
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def _peer_layouts(model: str, backend: str, role: str) -> dict[_PeerLayout, str]:
+def _peer_layouts(model: str, backend: str, role: str) -> dict[Layout, str]:
     task_v2 = pytest.importorskip("aiconfigurator.sdk.task_v2")
     from aiconfigurator_core.sdk import common, config, utils
     from aiconfigurator_core.sdk.models import get_model
@@ -110,7 +94,7 @@ def _peer_layouts(model: str, backend: str, role: str) -> dict[_PeerLayout, str]
         is_moe=resolve_model(model).is_moe,
         backend=common.BackendName[backend],
     )  # fmt: skip
-    out: dict[_PeerLayout, str] = {}
+    out: dict[Layout, str] = {}
     for t in tuples:
         tp, pp, dp, moe_tp, moe_ep, cp = (int(x) for x in t[:6])
         comm = task._resolve_moe_comm_backend(role, tuple(t))
@@ -138,11 +122,11 @@ def _peer_layouts(model: str, backend: str, role: str) -> dict[_PeerLayout, str]
             # Its sweep then fails pricing these ("Cross-node EP requires pure expert parallelism
             # (moe_tp_size=1)" in its log) and skips them.
             continue
-        out[_PeerLayout(tp, pp, dp, moe_tp, moe_ep, cp)] = "wide" if comm else "fused"
+        out[Layout(tp, pp, dp, moe_tp, moe_ep, cp)] = "wide" if comm else "fused"
     return out
 
 
-def _our_layouts(model: str, backend: str, role: str) -> dict[_PeerLayout, str]:
+def _our_layouts(model: str, backend: str, role: str) -> dict[Layout, str]:
     agg, disagg = default_experiments(model, TOTAL, SYSTEM, backend=backend)
     exp = agg if role == "agg" else disagg
     wc = exp.worker(role)
@@ -150,7 +134,7 @@ def _our_layouts(model: str, backend: str, role: str) -> dict[_PeerLayout, str]:
     layouts = enumerate_layouts(
         is_moe=arch.is_moe, backend=backend, num_gpu_per_worker=wc.num_gpu_per_worker, tp_list=wc.tp_list,
         pp_list=wc.pp_list, dp_list=wc.dp_list, moe_tp_list=wc.moe_tp_list, moe_ep_list=wc.moe_ep_list,
-        num_experts=arch.num_experts or None, role=role,
+        num_experts=arch.num_experts or None, role=role, cp_list=wc.cp_list,
     )  # fmt: skip
     db = open_database(SYSTEM, backend)
     quant = quant_modes(arch, wc.gemm_quant_mode, wc.moe_quant_mode, wc.kvcache_quant_mode, None, db=db,
@@ -158,7 +142,7 @@ def _our_layouts(model: str, backend: str, role: str) -> dict[_PeerLayout, str]:
     setup = ModelSetup(arch, backend, quant, load_system(SYSTEM), db.version)
     lops = build_layout_ops(setup, layouts, skip_invalid=True, db=db, role=role)
     return {
-        _PeerLayout(*layout): "wide"
+        Layout(*layout): "wide"
         if any(op.family is Family.MOE_A2A for op in ops.context + ops.generation)
         else "fused"
         for layout, ops in zip(lops.layouts, lops.ops, strict=True)
@@ -177,14 +161,16 @@ def test_layouts_priced_equal_the_peers_up_to_listed_differences(backend, model)
             p, o = peer.get(layout), ours.get(layout)
             if p == o:
                 continue
-            if any(rule(backend, layout, p, o) for rule in KNOWN):
+            if any(rule(model, backend, layout, p, o) for rule in KNOWN):
                 explained += 1
             else:
                 unexplained.append((layout.label, p, o))
         wide = sum(v == "wide" for v in ours.values())
         peer_cp = sum(layout.cp > 1 for layout in peer)
+        ours_cp = sum(layout.cp > 1 for layout in ours)
         print(
             f"{SYSTEM} {backend:6} {model:16} {role:7} peer {len(peer):3} (cp>1 {peer_cp:3}) ours {len(ours):3} "
+            f"(cp>1 {ours_cp:3}) "
             f"(wide {wide:3}) listed differences {explained:3}"
         )
         assert not unexplained, (role, unexplained)

@@ -51,6 +51,9 @@ def estimate(
     tp: int = typer.Option(1, "--tp", help="Attention tensor parallelism."),
     pp: int = typer.Option(1, "--pp", help="Pipeline parallelism (transformer layers)."),
     dp: int = typer.Option(1, "--dp", help="Attention data parallelism (MoE models)."),
+    cp: int = typer.Option(
+        1, "--cp", help="Context parallelism (SGLang prefill: ranks split each prompt; needs tp = dp = 1)."
+    ),
     moe_tp: int | None = typer.Option(
         None,
         "--moe_tp",
@@ -102,8 +105,8 @@ def estimate(
         )
     arch = resolve_model(model)
     spec = load_system(system)
-    mtp, mep = resolve_moe_split(arch.is_moe, tp, dp, moe_tp, moe_ep)
-    layout = Layout(tp, pp, dp, mtp, mep)
+    mtp, mep = resolve_moe_split(arch.is_moe, tp, dp, moe_tp, moe_ep, cp)
+    layout = Layout(tp, pp, dp, mtp, mep, cp)
     db = open_database(system, backend, backend_version, cache_dir=perf_db, sol=sol)
     quant = quant_modes(
         arch, gemm_quant_mode, moe_quant_mode, kvcache_quant_mode, fmha_quant_mode, db=db, backend=backend

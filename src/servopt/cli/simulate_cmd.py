@@ -178,7 +178,7 @@ def simulate(
         "backend_version": db.version,
         "mode": mode,
         "workers": [
-            {"role": p.role, "parallel": p.layout.label, **p.layout._asdict(), "workers": p.workers}
+            {"role": p.role, "parallel": p.layout.label, **p.layout.columns(), "workers": p.workers}
             for p in plans
         ],
         "load": load.describe() if requests is None else {"kind": "trace", "path": trace},

@@ -53,6 +53,7 @@ class Catalog(Protocol):
         dp_list: Sequence[int],
         moe_tp_list: Sequence[int],
         moe_ep_list: Sequence[int],
+        cp_list: Sequence[int],
     ) -> Sequence[LayoutLike]: ...
 
     def large_ep_eps(

@@ -21,6 +21,7 @@ from servopt.config.problems import NO_VALUE
 from servopt.config.schema import ROLE_SECTION, ConfigBlock, WorkerConfig
 from servopt.errors import ServoptError
 from servopt.models.arch import ModelArch
+from servopt.models.context_parallel import unsupported_reason
 
 # Tensor-core dtype each quant mode computes in (the peer's QuantMapping compute dtype).
 GEMM_COMPUTE_DTYPE = {
@@ -110,8 +111,12 @@ def check_quant(
 
 
 def _lists(worker: WorkerConfig) -> dict[str, tuple[int, ...]]:
-    keys = ("num_gpu_per_worker", "tp_list", "pp_list", "dp_list", "moe_tp_list", "moe_ep_list")
+    keys = ("num_gpu_per_worker", "tp_list", "pp_list", "dp_list", "moe_tp_list", "moe_ep_list", "cp_list")
     return {k: getattr(worker, k) for k in keys}
+
+
+def _context_parallel(worker: WorkerConfig) -> bool:
+    return max(worker.cp_list) > 1
 
 
 _BACKEND_RULE = {
@@ -126,6 +131,11 @@ def layouts_of(
 ) -> RoleLayouts | None:
     """The role's valid layouts, or None after reporting that the lists admit none."""
     section = ROLE_SECTION[role]
+    if _context_parallel(worker):
+        reason = unsupported_reason(arch, backend, role)
+        if reason:
+            report((section, "cp_list"), reason, list(worker.cp_list), ["[1]"])
+            return None
     try:
         layouts = tuple(
             catalog.enumerate_layouts(
@@ -136,12 +146,15 @@ def layouts_of(
         report((section,), f"{err.field}: {err.message}", err.value, err.allowed)
         return None
     if not layouts:
+        cp = "*cp" if _context_parallel(worker) else ""
         if arch.is_moe:
-            rule = "tp*pp*dp in num_gpu_per_worker and tp*dp == moe_tp*moe_ep"
+            rule = f"tp*pp*dp{cp} in num_gpu_per_worker and tp*dp{cp} == moe_tp*moe_ep"
             if arch.num_experts:
                 rule += f" and moe_ep <= {arch.num_experts} experts"
         else:
-            rule = "tp*pp in num_gpu_per_worker (dense model: dp = moe_tp = moe_ep = 1)"
+            rule = f"tp*pp{cp} in num_gpu_per_worker (dense model: dp = moe_tp = moe_ep = 1)"
+        if cp:
+            rule += " and tp = dp = 1 where cp > 1"
         extra = _BACKEND_RULE.get(backend, "") if arch.is_moe else ""
         report(
             (section,),
@@ -157,7 +170,9 @@ def layouts_of(
 
 def _compact(worker: WorkerConfig, is_moe: bool) -> str:
     lists = _lists(worker)
-    keys = list(lists) if is_moe else ["num_gpu_per_worker", "tp_list", "pp_list"]
+    keys = list(lists)[:-1] if is_moe else ["num_gpu_per_worker", "tp_list", "pp_list"]
+    if _context_parallel(worker):
+        keys.append("cp_list")
     return ", ".join(f"{k}={list(lists[k])}" for k in keys)
 
 

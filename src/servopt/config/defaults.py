@@ -12,6 +12,8 @@ Sources, so that answers compare like for like with the peer:
   ``Catalog.large_ep_eps``), the role's lists union in the peer's multi-node EP ladder and replicas may
   grow to 512 GPUs, as the peer does with no flag; ``enable_wide_ep: true`` swaps in the explicit
   wide-EP lists instead (for agg they are listed here, as the peer's legacy task builder has them);
+  on SGLang, agg and prefill workers of models whose graph has a context-parallel variant
+  (``models.context_parallel``) sweep cp in {1, 2, 4, 8} as the peer does (decode: cp = 1);
 - replica, worker caps and latency corrections: the peer's (identical to the seed's example values).
 """
 
@@ -21,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from servopt.models.arch import ModelArch
+from servopt.models.context_parallel import supports_context_parallel
 from servopt.models.parallel import (
     AGG_LARGE_EP_LADDER,
     ParallelLists,
@@ -104,6 +107,9 @@ def default_config(
     """
     wide = enable_wide_ep and arch.is_moe and backend in WIDE_EP_BACKENDS
     large_ep = {} if wide or not arch.is_moe else dict(large_ep or {})
+    cp_agg, cp_prefill = (
+        not wide and supports_context_parallel(arch, backend, role) for role in ("agg", "prefill")
+    )
     config: dict[str, Any] = {
         "nextn": DEFAULT_NEXTN,
         "nextn_accept_rates": list(DEFAULT_NEXTN_ACCEPT_RATES),
@@ -113,7 +119,11 @@ def default_config(
             _AGG_WIDE_EP_LISTS[backend]
             if wide
             else default_agg_lists(
-                is_moe=arch.is_moe, backend=backend, system=system, large_ep_eps=large_ep.get("agg", ())
+                is_moe=arch.is_moe,
+                backend=backend,
+                system=system,
+                large_ep_eps=large_ep.get("agg", ()),
+                context_parallel=cp_agg,
             )
         )
         config["worker_config"] = _worker(arch, lists)
@@ -127,6 +137,7 @@ def default_config(
         decode_wide_ep=wide,
         prefill_large_ep_eps=large_ep.get("prefill", ()),
         decode_large_ep_eps=large_ep.get("decode", ()),
+        context_parallel=cp_prefill,
     )
     # The peer's replica budget opens (any size up to 512 GPUs) once a role has large-EP tuples.
     multi_node = wide or bool(large_ep.get("prefill") or large_ep.get("decode"))

@@ -220,7 +220,9 @@ class _Resolver:
                 continue
             section_model = model_at(ConfigBlock, (key,))
             if isinstance(user[key], dict) and section_model is not None:
-                missing = [k for k in section_model.model_fields if k not in user[key]]
+                # Keys with a default (cp_list) may be left out: configs written before them load.
+                fields = section_model.model_fields
+                missing = [k for k in fields if k not in user[key] and fields[k].is_required()]
                 if missing:
                     self.add(
                         (*cfg, key),

@@ -92,12 +92,15 @@ class WorkerConfig(_Strict):
     kvcache_quant_mode: KvQuantField
     fmha_quant_mode: FmhaQuantField
     comm_quant_mode: CommQuant
-    num_gpu_per_worker: SizeList  # a layout's tp*pp*dp must be one of these
+    num_gpu_per_worker: SizeList  # a layout's tp*pp*dp*cp must be one of these
     tp_list: SizeList  # attention tensor parallel
     pp_list: SizeList  # pipeline parallel (transformer layers)
     dp_list: SizeList  # attention data parallel (MoE models)
     moe_tp_list: SizeList  # MoE tensor parallel
     moe_ep_list: SizeList  # MoE expert parallel
+    # Context parallel (SGLang prefill: cp ranks split each prompt; cp > 1 needs tp = dp = 1 and
+    # is for agg/prefill workers only). Absent = [1], so configs written before it still load.
+    cp_list: SizeList = (1,)
 
 
 class ReplicaConfig(_Strict):

@@ -120,9 +120,39 @@ class _Gather:
         ]
         self.groups[key].add(rows[r_idx], slot, scale * w[r_idx, s_idx], per_point)
 
+    def zigzag_op(
+        self, key: tuple, tail_key: tuple, rows, slot, scale, cp: int, names, cols: Sequence
+    ) -> None:
+        """Context attention over ``cp`` context-parallel ranks, priced as rank 0 of SGLang's zigzag
+        split: each prompt of n new tokens is cut into 2 cp chunks of c = ceil(n / 2cp) and rank 0
+        holds the first and the last, so it attends c tokens after the cached prefix p and c
+        tokens after p + n - c. The two kernel calls are one op: the fused side-ops (rope, KV
+        write, qk-norm) count once (``tail_key`` prices the second call without them), as the
+        peer prices its ``cp_size`` attention (checked against it in
+        tests/evaluate/test_fidelity_context_parallel.py)."""
+        w = self.c.weight[rows]
+        r_idx, s_idx = np.nonzero(w)
+        new = self.c.seq[rows[r_idx], s_idx]
+        chunk = -(-new // (2 * cp))
+        head = [None if v is _STEP_SEQ else (v[r_idx] if np.ndim(v) else v) for v in cols]
+        at_seq, at_prefix = names.index(SEQ), names.index("prefix")
+        head[at_seq] = chunk
+        tail = list(head)
+        tail[at_prefix] = head[at_prefix] + new - chunk
+        mult = scale * w[r_idx, s_idx]
+        self.groups[key].add(rows[r_idx], slot, mult, head)
+        self.groups[tail_key].add(rows[r_idx], slot, mult, tail)
+
+
+def _cp_split(tokens: np.ndarray, op: OpSpec) -> np.ndarray:
+    """The tokens one context-parallel rank handles (ceil, the peer's ``seq_split``)."""
+    return -(-tokens // op.seq_split) if op.seq_split > 1 else tokens
+
 
 def _split(tokens: np.ndarray, op: OpSpec) -> np.ndarray:
-    """The tokens one attention-TP rank handles when the op splits them (floor, as the peer)."""
+    """The tokens one rank handles when the op splits them: over context-parallel ranks, then over
+    SGLang wide-EP attention-TP ranks (floor, as the peer)."""
+    tokens = _cp_split(tokens, op)
     return tokens // op.token_split if op.token_split > 1 else tokens
 
 
@@ -141,10 +171,15 @@ _DERIVED: dict[str, Callable[[PhaseCoords, OpSpec, np.ndarray], object]] = {
     "rank_tokens": lambda c, op, rows: _split(c.x[rows], op),
     "batch": lambda c, op, rows: c.batch[rows],
     "prefix": lambda c, op, rows: c.prefix[rows],
-    # GEMM m: the LM head sees the context phase's last tokens only
-    "gemm_m": lambda c, op, rows: c.x_logits[rows] if op.logits else _split(c.x[rows], op),
+    # GEMM m: the LM head sees the context phase's last tokens only (over cp ranks: ceil(batch / cp))
+    "gemm_m": lambda c, op, rows: _cp_split(c.x_logits[rows], op) if op.logits else _split(c.x[rows], op),
     "elementwise_bytes": lambda c, op, rows: op.bytes_per_token * _split(c.x[rows], op).astype(np.float64),
-    "activation_bytes": lambda c, op, rows: float(ACTIVATION_BYTES * op.hidden) * c.x[rows],
+    # embedding and pipeline hand-off: the activations of a context-parallel rank's tokens
+    "activation_bytes": lambda c, op, rows: float(ACTIVATION_BYTES * op.hidden) * _cp_split(c.x[rows], op),
+    # the all-reduce of a context-parallel rank's tokens
+    "rank_hidden_elems": lambda c, op, rows: _cp_split(c.x[rows], op) * op.hidden,
+    # a collective over all of the row's tokens: the context-parallel KV all-gather moves every
+    # rank's KV to every rank
     "hidden_elems": lambda c, op, rows: c.x[rows] * op.hidden,
     # Only fp8_static reads the flag (it skips the scale-matrix overhead for quantized inputs).
     "low_precision_input": lambda c, op, rows: op.low_precision_input and op.quant == "fp8_static",
@@ -190,6 +225,7 @@ class OpFamily(NamedTuple):
     module: bool = False  # a whole-module table: priced first, its misses by the op's fallback
     # Ops whose points belong to other families' queries: ``points(gather, op, rows, slot)``.
     points: Callable | None = None
+    fixed: tuple[tuple[str, object], ...] = ()  # keyword arguments every call passes
 
 
 def _dispatch_points(g: _Gather, op: OpSpec, rows: np.ndarray, slot: int) -> None:
@@ -213,7 +249,7 @@ OP_FAMILIES: dict[Family, OpFamily] = {
     ),
     Family.P2P: OpFamily(lambda db: db.p2p_ms, (), ("activation_bytes",), nan=False, priced=_multi_gpu),
     Family.ALLREDUCE: OpFamily(
-        lambda db: db.custom_allreduce_ms, (), ("num_gpus", "hidden_elems"), priced=_multi_gpu
+        lambda db: db.custom_allreduce_ms, (), ("num_gpus", "rank_hidden_elems"), priced=_multi_gpu
     ),
     Family.NCCL: OpFamily(
         lambda db: db.nccl_ms, ("collective",), ("num_gpus", "hidden_elems"), constants=("half",)
@@ -287,6 +323,15 @@ OP_FAMILIES: dict[Family, OpFamily] = {
 }
 
 
+# The second chunk of a context-parallel zigzag pair (``_Gather.zigzag_op``): the context-attention
+# query without its fused side-ops, in groups of its own.
+_ZIGZAG_TAIL = "context_attention_zigzag_tail"
+_PRICING: dict[object, OpFamily] = {
+    **OP_FAMILIES,
+    _ZIGZAG_TAIL: OP_FAMILIES[Family.CONTEXT_ATTENTION]._replace(fixed=(("fused_extras", False),)),
+}
+
+
 def _add_points(g: _Gather, op: OpSpec, rows: np.ndarray, slot: int) -> None:
     """Append the query points of one op for ``rows``, keyed by its family's query and groups."""
     spec = OP_FAMILIES[op.family]
@@ -299,7 +344,11 @@ def _add_points(g: _Gather, op: OpSpec, rows: np.ndarray, slot: int) -> None:
         *(_value(c, op, rows, name) for name in spec.flags),
     )
     cols = [_value(c, op, rows, name) for name in spec.columns]
-    if spec.per_step:
+    if spec.per_step and op.cp > 1:
+        if op.family is not Family.CONTEXT_ATTENTION:  # pragma: no cover - the graphs never build it
+            raise AssertionError(f"{op.name}: context parallelism prices GQA context attention only")
+        g.zigzag_op(key, (_ZIGZAG_TAIL, *key[1:]), rows, slot, op.scale, op.cp, spec.columns, cols)
+    elif spec.per_step:
         g.step_op(key, rows, slot, op.scale, cols)
     else:
         g.token_op(key, rows, slot, op.scale, cols)
@@ -314,12 +363,12 @@ def _add_op(g: _Gather, op: OpSpec, rows: np.ndarray, slot: int) -> None:
 
 def _run_group(db, key: tuple, cols: list[np.ndarray]) -> np.ndarray:
     """One database call for all points of one family and categorical key (misses -> NaN)."""
-    spec = OP_FAMILIES[key[0]]
+    spec = _PRICING[key[0]]
     n_cat = len(spec.categorical)
     flags = dict(zip(spec.flags, key[1 + n_cat :], strict=True))
     if spec.nan:
         flags["missing"] = "nan"
-    return spec.query(db)(*key[1 : 1 + n_cat], *spec.constants, *cols, **flags)
+    return spec.query(db)(*key[1 : 1 + n_cat], *spec.constants, *cols, **flags, **dict(spec.fixed))
 
 
 def _selected(op: OpSpec, select: Select) -> bool:

@@ -72,21 +72,22 @@ class Estimate:
 
 
 def resolve_moe_split(
-    is_moe: bool, tp: int, dp: int, moe_tp: int | None, moe_ep: int | None
+    is_moe: bool, tp: int, dp: int, moe_tp: int | None, moe_ep: int | None, cp: int = 1
 ) -> tuple[int, int]:
-    """Fill a missing expert split: both missing -> pure expert parallelism over tp*dp GPUs."""
+    """Fill a missing expert split: both missing -> pure expert parallelism over tp*dp*cp GPUs."""
     if not is_moe:
         return moe_tp or 1, moe_ep or 1
-    width = tp * dp
+    width = tp * dp * cp
+    what = "tp*dp" if cp == 1 else "tp*dp*cp"
     if moe_tp is None and moe_ep is None:
         return 1, width
     if moe_tp is None:
         if moe_ep <= 0 or width % moe_ep:
-            raise ServoptError("moe_ep", moe_ep, f"must divide tp*dp = {width}")
+            raise ServoptError("moe_ep", moe_ep, f"must divide {what} = {width}")
         return width // moe_ep, moe_ep
     if moe_ep is None:
         if moe_tp <= 0 or width % moe_tp:
-            raise ServoptError("moe_tp", moe_tp, f"must divide tp*dp = {width}")
+            raise ServoptError("moe_tp", moe_tp, f"must divide {what} = {width}")
         return moe_tp, width // moe_tp
     return moe_tp, moe_ep
 
@@ -185,7 +186,7 @@ def estimate_config(
             "prefix": work.prefix,
             "batch_size": batch_size,
             "parallel": layout.label,
-            **layout._asdict(),
+            **layout.columns(),
             "gemm_quant_mode": setup.quant.gemm,
             "moe_quant_mode": setup.quant.moe,
             "kvcache_quant_mode": setup.quant.kvcache,

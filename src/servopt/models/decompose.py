@@ -6,6 +6,7 @@ from servopt.errors import InvalidLayoutError, UnknownNameError
 from servopt.hardware import SystemSpec
 from servopt.models import wide_ep
 from servopt.models.arch import ModelArch
+from servopt.models.context_parallel import check_context_parallel, context_parallel_ops
 from servopt.models.dense import dense_ops
 from servopt.models.mla import mla_ops
 from servopt.models.mla_wide_ep import mla_wide_ep_ops
@@ -42,7 +43,7 @@ def check_quant(quant: QuantModes) -> None:
 
 def check_layout(arch: ModelArch, layout: Layout, backend: str) -> None:
     """One clear error for a layout the model cannot take (the peer skips such configs silently)."""
-    for field, value in zip(("tp", "pp", "dp", "moe_tp", "moe_ep"), layout, strict=True):
+    for field, value in zip(("tp", "pp", "dp", "moe_tp", "moe_ep", "cp"), layout, strict=True):
         if value < 1:
             raise InvalidLayoutError(field, value, "must be a positive integer")
     if arch.num_heads % layout.tp:
@@ -57,11 +58,13 @@ def check_layout(arch: ModelArch, layout: Layout, backend: str) -> None:
                 f"{arch.name} is dense: attention dp and expert splits must be 1",
             )
         return
-    if layout.tp * layout.dp != layout.moe_tp * layout.moe_ep:
+    attention_width = layout.tp * layout.dp * layout.cp
+    if attention_width != layout.moe_tp * layout.moe_ep:
+        what = "tp*dp" if layout.cp == 1 else "tp*dp*cp"
         raise InvalidLayoutError(
             "moe_tp*moe_ep",
             layout.moe_tp * layout.moe_ep,
-            f"must equal tp*dp = {layout.tp * layout.dp} (attention and experts span the same GPUs)",
+            f"must equal {what} = {attention_width} (attention and experts span the same GPUs)",
         )
     if layout.moe_ep > arch.num_experts:
         raise InvalidLayoutError(
@@ -102,16 +105,20 @@ def decompose(
         raise UnknownNameError("backend_name", backend, "unknown backend", BACKENDS)
     check_quant(quant)
     check_layout(arch, layout, backend)
+    check_context_parallel(arch, layout, backend, role)
     check_moe_blocks(arch, layout, quant)
     if nextn < 0:
         raise InvalidLayoutError("nextn", nextn, "must be >= 0")
     comm = None
     if large_ep is not None:
         comm = wide_ep.plan(arch, layout, large_ep, backend, role, system)
-    if arch.family == "dense":
-        return dense_ops(arch, layout, quant, nextn)
-    if arch.family == "moe":
-        return moe_ops(arch, layout, quant, backend, system, nextn)
+    if arch.family in ("dense", "moe"):
+        ops = (
+            dense_ops(arch, layout, quant, nextn)
+            if arch.family == "dense"
+            else moe_ops(arch, layout, quant, backend, system, nextn)
+        )
+        return ops._replace(context=context_parallel_ops(ops.context, arch, layout, quant))
     if comm is not None and backend == "sglang":
         return sglang_wide_ep_ops(arch, layout, quant, comm, nextn)
     if comm is not None and backend == "vllm":

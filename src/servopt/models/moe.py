@@ -32,14 +32,19 @@ NVL72_GPUS_PER_NODE = 72
 
 
 def dispatch_terms(
-    backend: str, layout: Layout, pre: bool, moe_quant: str, system: SystemSpec
+    backend: str, layout: Layout, pre: bool, moe_quant: str, system: SystemSpec, cp: int = 1
 ) -> tuple[CommTerm, ...]:
     """The collectives of one MoE dispatch (``pre``) or combine, per the backend's kernel choice.
 
     ``N = moe_tp * moe_ep`` GPUs hold the experts; attention runs as ``tp`` (= N / dp) ranks
-    ``dp`` times. Token multipliers count how many ranks' tokens travel.
+    ``dp`` times. Token multipliers count how many ranks' tokens travel. ``cp`` > 1 is the prefill
+    of a context-parallel layout (SGLang, N = cp ranks each holding a share of the prompt): every
+    rank all-gathers the hidden states of the whole prompt before the experts and reduce-scatters
+    them after (the peer's ``attn_cp_size`` dispatch); decode keeps the tp-style all-reduce.
     """
     n = layout.moe_tp * layout.moe_ep
+    if cp > 1 and backend == "sglang":
+        return (CommTerm("all_gather" if pre else "reduce_scatter", n),)
     attn_tp = max(n // layout.dp, 1)
     dp = layout.dp
     gather = "all_gather" if pre else "reduce_scatter"
@@ -98,6 +103,8 @@ def routed_expert_ops(
 ) -> list[OpSpec]:
     """Router GEMM, dispatch, expert GEMMs, combine."""
     h = arch.hidden_size
+    # Only the prefill is context-parallel; decode dispatches as the layout's tp-style group.
+    cp = layout.cp if phase == "context" else 1
     moe_keys = dict(
         hidden=h,
         topk=arch.topk,
@@ -113,7 +120,7 @@ def routed_expert_ops(
             Family.MOE_DISPATCH,
             scale,
             hidden=h,
-            terms=dispatch_terms(backend, layout, True, quant.moe, system),
+            terms=dispatch_terms(backend, layout, True, quant.moe, system, cp),
         ),
         OpSpec(
             f"{phase}_moe",
@@ -130,7 +137,7 @@ def routed_expert_ops(
             Family.MOE_DISPATCH,
             scale,
             hidden=h,
-            terms=dispatch_terms(backend, layout, False, quant.moe, system),
+            terms=dispatch_terms(backend, layout, False, quant.moe, system, cp),
         ),
     ]
 

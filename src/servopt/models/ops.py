@@ -150,6 +150,11 @@ class OpSpec:
     # Token-major ops that split their tokens over attention TP ranks (SGLang's wide-EP prefill):
     # GEMM m, element-wise bytes and all-to-all tokens per rank are x // token_split.
     token_split: int = 1
+    # Context parallelism (SGLang prefill, cp ranks split each prompt): token-major ops see
+    # ceil(x / seq_split) tokens per rank; context attention with ``cp`` > 1 is rank 0's zigzag
+    # pair of chunks (``evaluate.phase``). Both stay 1 outside the context phase of a cp layout.
+    seq_split: int = 1
+    cp: int = 1
     # composition
     overlap: Overlap = Overlap.NONE
     fallback: tuple[OpSpec, ...] = field(default=())  # granular ops replacing an uncovered module

@@ -14,8 +14,12 @@ class AttentionQueries(QueryBase):
     @batched
     def context_attention_ms(
         self, fmha_quant, kv_quant, batch, seq, prefix, num_heads, num_kv_heads, head_dim, window=0,
-        *, qk_norm: bool = False, provenance: bool = False, missing: Missing = "raise",
+        *, qk_norm: bool = False, fused_extras: bool = True, provenance: bool = False,
+        missing: Missing = "raise",
     ):  # fmt: skip
+        """``fused_extras=False``: the attention kernel alone, without the fused rope / KV-write /
+        qk-norm side-ops (the second chunk of a context-parallel zigzag pair: the peer adds them
+        once per pair)."""
         fm = quant.resolve("fmha_quant", fmha_quant, quant.FMHA_QUANTS)
         kv = quant.resolve("kv_quant", kv_quant, quant.KV_QUANTS)
         b, s, p, n, nkv, hd, w = (
@@ -27,6 +31,8 @@ class AttentionQueries(QueryBase):
         shape = b.shape
         full = s + p
         extras = sol.attention_extras_ms(self.system, n, nkv, hd, fm.bytes_per_elem, qk_norm, self.sol)
+        if not fused_extras:
+            extras = np.zeros_like(extras)
         flops = self._flops(fm.compute)
         if self.sol:
             par = sol.params(b.size)

@@ -26,7 +26,7 @@ def _arr(x) -> np.ndarray:
 
 
 # Keyword flags of the query methods (never query coordinates).
-_FLAGS = frozenset({"self", "provenance", "missing", "qk_norm", "gated"})
+_FLAGS = frozenset({"self", "provenance", "missing", "qk_norm", "fused_extras", "gated"})
 # Below this many queries deduplication costs more than it saves.
 DEDUP_MIN_QUERIES = 64
 

@@ -14,6 +14,8 @@ from typing import Literal
 
 import yaml
 
+from servopt.errors import ServoptError
+
 Role = Literal["agg", "prefill", "decode"]
 
 # Headroom for chat templates / system prompts on top of the modelled input length; the engines
@@ -43,10 +45,11 @@ class WorkerPlan:
     moe_ep: int
     batch_size: int  # per attention-DP rank, as the engines count it
     ctx_tokens: int  # context-token budget per step (agg), or isl * batch (prefill); 0 for decode
+    cp: int = 1  # context-parallel ranks (SGLang agg/prefill workers only)
 
     @property
     def gpus_per_worker(self) -> int:
-        return self.tp * self.pp * self.dp
+        return self.tp * self.pp * self.dp * self.cp
 
 
 @dataclass(frozen=True)
@@ -84,8 +87,17 @@ def _cuda_graph_batch_sizes(max_batch: int) -> list[int]:
     return [*sizes, max_batch]
 
 
+def _no_context_parallel(plan: DeploymentPlan, w: WorkerPlan) -> None:
+    # The search prices cp > 1 on SGLang only; a plan saying otherwise was not made by it.
+    if w.cp > 1:
+        raise ServoptError(
+            "cp", w.cp, f"context parallelism is modelled on sglang only, not {plan.backend}", ["1"]
+        )
+
+
 def trtllm_engine_config(plan: DeploymentPlan, w: WorkerPlan) -> dict:
     """TensorRT-LLM ``--extra-engine-args`` YAML content for one worker kind."""
+    _no_context_parallel(plan, w)
     cfg: dict = {
         "backend": "pytorch",
         "tensor_parallel_size": w.tp * w.dp,
@@ -113,6 +125,7 @@ def trtllm_engine_config(plan: DeploymentPlan, w: WorkerPlan) -> dict:
 
 
 def vllm_args(plan: DeploymentPlan, w: WorkerPlan) -> list[str]:
+    _no_context_parallel(plan, w)
     args = [
         "--tensor-parallel-size", str(w.tp),
         "--pipeline-parallel-size", str(w.pp),
@@ -133,7 +146,9 @@ def vllm_args(plan: DeploymentPlan, w: WorkerPlan) -> list[str]:
 
 def sglang_args(plan: DeploymentPlan, w: WorkerPlan) -> list[str]:
     args = [
-        "--tp-size", str(w.tp * w.dp),
+        # SGLang's tp size is the whole worker's GPU group; attention TP, attention DP and context
+        # parallelism each take a factor of it (attention tp = tp_size / (dp_size * attn_cp_size)).
+        "--tp-size", str(w.tp * w.dp * w.cp),
         "--pp-size", str(w.pp),
         "--max-running-requests", str(w.batch_size * w.dp),
         "--chunked-prefill-size", str(max_num_tokens(plan, w)),
@@ -143,6 +158,13 @@ def sglang_args(plan: DeploymentPlan, w: WorkerPlan) -> list[str]:
     ]  # fmt: skip
     if w.dp > 1:
         args += ["--dp-size", str(w.dp), "--enable-dp-attention"]
+    if w.cp > 1:
+        # SGLang's prefill context parallelism (sgl-project/sglang python/sglang/srt/server_args.py:
+        # ``attn_cp_size``, "The attention context parallelism size", and
+        # ``enable_prefill_context_parallel`` with its default ``prefill_cp_mode`` "in-seq-split",
+        # the zigzag split servopt prices; newer releases spell the switch ``--enable-prefill-cp
+        # --cp-strategy zigzag`` and keep this one as a deprecated alias).
+        args += ["--attn-cp-size", str(w.cp), "--enable-prefill-context-parallel"]
     if plan.is_moe and w.moe_ep > 1:
         args += ["--ep-size", str(w.moe_ep)]
     if plan.nextn > 0:

@@ -2,8 +2,9 @@
 
 A row names every figure a deployer needs: throughput per GPU and per user, TTFT/TPOT, request
 latency, concurrency, GPUs used of the budget, replicas, and the full layout of each worker kind
-(tp, pp, dp, moe_tp, moe_ep, batch size, worker counts). A packed deployment (several replica
-shapes) lists its first shape in the layout columns and every shape in ``groups``.
+(tp, pp, dp, moe_tp, moe_ep, batch size, worker counts; cp only where a worker is context-parallel,
+so rows of cp = 1 layouts keep their columns). A packed deployment (several replica shapes) lists
+its first shape in the layout columns and every shape in ``groups``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ def _worker_cols(prefix: str, table, row: int) -> dict:
         f"{prefix}dp": layout.dp,
         f"{prefix}moe_tp": layout.moe_tp,
         f"{prefix}moe_ep": layout.moe_ep,
+        **({f"{prefix}cp": layout.cp} if layout.cp > 1 else {}),
         f"{prefix}gpus_per_worker": layout.gpus,
         f"{prefix}batch_size": int(cand.batch[row]),
         f"{prefix}memory_gib": round(float(table.memory_gib[row]), 3),
@@ -162,6 +164,7 @@ def deployment_plan(run: ExperimentRun, row: dict) -> DeploymentPlan:
             moe_ep=row[f"{prefix}moe_ep"],
             batch_size=row[f"{prefix}batch_size"],
             ctx_tokens=ctx_tokens,
+            cp=row.get(f"{prefix}cp", 1),
         )
 
     if row["mode"] == "agg":

@@ -20,7 +20,8 @@ class _Open(BaseModel):
 
 class Row(_Open):
     """One deployment: figures plus the layout columns of its mode (agg: tp, pp, dp, moe_tp,
-    moe_ep, batch_size, ctx_tokens; disagg: prefill_* and decode_* columns, *_workers)."""
+    moe_ep, cp (only where > 1: SGLang context parallelism), batch_size, ctx_tokens; disagg:
+    prefill_* and decode_* columns, *_workers)."""
 
     experiment: str
     mode: Literal["agg", "disagg"]

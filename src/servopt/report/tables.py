@@ -38,7 +38,14 @@ def parallel_text(row: dict, prefix: str = "") -> str:
     """A compact parallel layout: the sizes that are not 1 (``tp2``, ``tp4pp2``, ``dp8ep8``)."""
     parts = [
         f"{name}{row[prefix + key]}"
-        for name, key in (("tp", "tp"), ("pp", "pp"), ("dp", "dp"), ("etp", "moe_tp"), ("ep", "moe_ep"))
+        for name, key in (
+            ("tp", "tp"),
+            ("pp", "pp"),
+            ("dp", "dp"),
+            ("etp", "moe_tp"),
+            ("ep", "moe_ep"),
+            ("cp", "cp"),
+        )
         if row.get(prefix + key, 1) != 1
     ]
     return "".join(parts) or "tp1"

@@ -24,7 +24,7 @@ from servopt.models.arch import ModelArch
 MAX_EXPERIMENTS = 16
 # Items in one YAML list (num_gpu_per_replica for 4096 GPUs in steps of 8 has 512).
 MAX_LIST_ITEMS = 512
-# tp x pp x dp x moe_tp x moe_ep distinct combinations in one worker config; the seed's example has 64,
+# tp x pp x dp x moe_tp x moe_ep (x cp) distinct combinations in one worker config; the seed's example has 64,
 # the peer's widest default about 600.
 MAX_LAYOUT_COMBINATIONS = 4096
 PARALLEL_LISTS = ("tp_list", "pp_list", "dp_list", "moe_tp_list", "moe_ep_list")
@@ -68,6 +68,8 @@ def _walk_lists(doc: Document, node: object, path: tuple, problems: list[Problem
         lists = [node.get(k) for k in PARALLEL_LISTS]
         if all(isinstance(v, list) for v in lists):
             combos = math.prod(len({repr(x) for x in v}) for v in lists)
+            cps = node.get("cp_list")  # optional: absent means [1]
+            combos *= len({repr(x) for x in cps}) if isinstance(cps, list) else 1
             if combos > MAX_LAYOUT_COMBINATIONS:
                 problems.append(
                     doc.problem(
