@@ -112,21 +112,20 @@ def read_inputs(paths: list[Path]):
     """Records and (file name, bytes) of each measurements file; the shipped file when none."""
     from importlib import resources
 
-    from servopt.calibrate.public_csv import SHIPPED, read_measurements, shipped_measurements
+    from servopt.calibrate.public_csv import SHIPPED, shipped_measurements
 
     if not paths:
         ref = resources.files("servopt.calibrate").joinpath("data", SHIPPED)
         return shipped_measurements(), [(SHIPPED, ref.read_bytes())]
-    from servopt.calibrate.aiperf import SIDECAR, is_aiperf_file, read_aiperf
+    from servopt.calibrate.ingest import file_format, read_results
+    from servopt.calibrate.sidecar import SIDECAR
 
     records, inputs = [], []
     for p in paths:
-        if is_aiperf_file(p):
-            # AIPerf exports; the deployment comes from the servopt_setup.yaml beside them.
-            records += read_aiperf(p)
+        records += read_results(p)
+        if file_format(Path(p)) != "csv":
+            # A benchmark tool's file; its deployment comes from the servopt_setup.yaml beside it.
             sidecar = Path(p).parent / SIDECAR
             inputs.append((f"{Path(p).parent.name}/{SIDECAR}", sidecar.read_bytes()))
-        else:
-            records += read_measurements(p)
         inputs.append((Path(p).name, Path(p).read_bytes()))
     return records, inputs
