@@ -12,6 +12,7 @@ import math
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from servopt.calibrate.ingest import file_format, read_results
@@ -20,7 +21,8 @@ from servopt.calibrate.vllm_bench import read_sglang_bench, read_vllm_bench
 from servopt.errors import DataFileError
 
 DATA = Path(__file__).parent / "data"
-VLLM = DATA / "vllm" / "c8" / "vllm_c8.json"
+VLLM = DATA / "vllm" / "c8_r4" / "vllm_c8.json"
+VLLM_R4 = VLLM.parent / "vllm_r4_detailed.json"
 SGLANG = DATA / "sglang" / "c8_r4" / "sglang_runs.jsonl"
 
 
@@ -44,6 +46,37 @@ def test_vllm_closed_loop_run():
         "trtllm",
         "vllm bench serve vs trtllm",
     )
+
+
+def test_vllm_open_loop_run_fills_unstated_percentiles_from_its_per_request_lists():
+    (r,) = read_vllm_bench(VLLM_R4)
+    # Console: rate 4.0, 24 requests, 19782 / 2489 tokens, Mean/P99 TTFT 64.37 / 82.97,
+    # Mean/Median/P99 TPOT 12.43 / 12.59 / 13.75, output 341.30 tok/s.
+    assert (r.load, r.request_rate, r.concurrency, r.num_requests) == ("open_loop", 4.0, None, 24)
+    assert (r.input_tokens, r.output_tokens, r.lengths) == (19782, 2489, "dataset")
+    got = (r.ttft_ms, r.ttft_p99_ms, r.tpot_ms, r.tpot_p50_ms, r.tpot_p99_ms, r.output_tok_s)
+    assert got == pytest.approx((64.37, 82.97, 12.43, 12.59, 13.75, 341.30), abs=0.006)
+    # p90 was not among --metric-percentiles (default 99): computed from ttfts / latencies /
+    # output_lens as the client computes its own. Oracle: the same computation reproduces every
+    # figure the client did state, to the last bit but one.
+    doc = json.loads(VLLM_R4.read_text())
+    ttft = [t * 1000 for t in doc["ttfts"]]
+    tpot = [
+        (lat - t) * 1000 / (n - 1)
+        for lat, t, n in zip(doc["latencies"], doc["ttfts"], doc["output_lens"], strict=True)
+    ]
+    assert np.mean(ttft) == pytest.approx(doc["mean_ttft_ms"], rel=1e-12)
+    assert np.percentile(tpot, 99) == pytest.approx(doc["p99_tpot_ms"], rel=1e-12)
+    assert r.ttft_p90_ms == pytest.approx(np.percentile(ttft, 90), rel=1e-12)
+    assert r.tpot_p90_ms == pytest.approx(np.percentile(tpot, 90), rel=1e-12)
+    assert r.ttft_p50_ms <= r.ttft_p90_ms <= r.ttft_p99_ms
+
+
+def test_vllm_lengths_are_fixed_only_when_the_detailed_lists_show_it(tmp_path):
+    doc = json.loads(VLLM_R4.read_text())
+    doc["input_lens"], doc["output_lens"] = [800] * 24, [100] * 24
+    (r,) = read_vllm_bench(_copy(tmp_path, VLLM_R4, json.dumps(doc)))
+    assert (r.lengths, r.isl, r.osl, r.input_tokens) == ("fixed", 800, 100, None)
 
 
 def test_sglang_closed_and_open_loop_runs_one_record_a_line():

@@ -20,7 +20,7 @@ DATA = Path(__file__).parent / "data"
 FILES = {
     "csv": DATA / "public_sample.csv",
     "aiperf": DATA / "aiperf" / "c8" / "profile_export_aiperf.json",
-    "vllm": DATA / "vllm" / "c8" / "vllm_c8.json",
+    "vllm": DATA / "vllm" / "c8_r4" / "vllm_c8.json",
     "sglang": DATA / "sglang" / "c8_r4" / "sglang_runs.jsonl",
     "guidellm": DATA / "guidellm" / "ingest_c2_c8" / "ingest_guidellm_c2_c8.json",
 }
@@ -43,7 +43,7 @@ def test_tool_files_hash_their_sidecar_into_the_provenance():
     records, inputs = read_inputs([FILES["vllm"], FILES["guidellm"]])
     assert len(records) == 3
     assert [name for name, _ in inputs] == [
-        "c8/servopt_setup.yaml", "vllm_c8.json", "ingest_c2_c8/servopt_setup.yaml", "ingest_guidellm_c2_c8.json"
+        "c8_r4/servopt_setup.yaml", "vllm_c8.json", "ingest_c2_c8/servopt_setup.yaml", "ingest_guidellm_c2_c8.json"
     ]  # fmt: skip
 
 

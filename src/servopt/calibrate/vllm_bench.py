@@ -22,6 +22,10 @@ in ``[ratio * len, len]``, fixed at ratio 1); vLLM's JSON does not (its ``--rand
 symmetric range not written to the file), so its lengths are ``fixed`` only when the detailed lists
 (``--save-detailed``) show it, else ``dataset`` with the measured means.
 
+Percentiles: those the file states (vLLM: ``--metric-percentiles``, default 99 only; SGLang: 90,
+95, 99); a p90 or p99 vLLM did not state is computed from the per-request lists where
+``--save-detailed`` kept them, as the client computes its own (numpy's linear percentiles).
+
 The deployment comes from the ``servopt_setup.yaml`` sidecar (:mod:`servopt.calibrate.sidecar`).
 A malformed file is ``file:line: field: message``, exit 2 (the line of the run's object).
 """
@@ -33,7 +37,7 @@ import math
 from pathlib import Path
 
 from servopt.calibrate.records import MeasuredRecord
-from servopt.calibrate.sidecar import RunFacts, find_setup, finite, make_record
+from servopt.calibrate.sidecar import RunFacts, find_setup, finite, make_record, stats
 from servopt.errors import DataFileError
 
 
@@ -124,10 +128,15 @@ def _facts(doc: dict, path: Path, line: int, tool: str) -> RunFacts:
     if rate is not None and rate <= 0:
         raise DataFileError(path, line, "request_rate", "must be > 0 or inf", doc["request_rate"])
 
+    per_request = _per_request(doc, path, line)
+
     def latency(metric: str) -> dict:
         out = {"mean": number(f"mean_{metric}_ms"), "p50": number(f"median_{metric}_ms")}
         for p in ("p90", "p99"):
             out[p] = number(f"{p}_{metric}_ms", required=False)
+            if out[p] is None and per_request is not None:
+                # Not among the stated percentiles, but the run's per-request values are kept.
+                out[p] = per_request[metric][p]
         return out
 
     lengths, ratio, isl, osl = _lengths(doc, path, line, tool, n, tokens_in, tokens_out)
@@ -148,6 +157,29 @@ def _facts(doc: dict, path: Path, line: int, tool: str) -> RunFacts:
         output_tok_s=number("output_throughput"),
         row=line,
     )
+
+
+def _per_request(doc: dict, path: Path, line: int) -> dict | None:
+    """TTFT and TPOT stats of the successful requests where the file keeps them (vLLM's
+    ``--save-detailed``: ``ttfts``, ``latencies`` in s, ``output_lens``; failed requests have an
+    error and a zero length), computed as the client does (TPOT over ``output_len - 1``)."""
+    lists = [doc.get(k) for k in ("ttfts", "latencies", "output_lens", "errors")]
+    if not all(isinstance(v, list) for v in lists) or len({len(v) for v in lists}) != 1:
+        return None
+    ttft, tpot = [], []
+    for i, (t, lat, out, err) in enumerate(zip(*lists, strict=True)):
+        if err or not out:
+            continue
+        if not (finite(t) and finite(lat) and isinstance(out, int)):
+            raise DataFileError(
+                path, line, f"ttfts/latencies/output_lens[{i}]", "must be numbers", (t, lat, out)
+            )
+        ttft.append(t * 1000.0)
+        if out > 1:
+            tpot.append((lat - t) * 1000.0 / (out - 1))
+    if not ttft or not tpot:
+        return None
+    return {"ttft": stats(ttft), "tpot": stats(tpot)}
 
 
 def _lengths(doc, path, line, tool, n, tokens_in, tokens_out):
