@@ -84,3 +84,11 @@ def test_calibrate_counts_records_of_unknown_models_as_skipped(tmp_path):
     # 3 read: the vLLM run (unknown model) and the SGLang open-loop run are skipped, one maps.
     assert out.returncode == 0, out.stderr
     assert "(1 mapped of 3 read; 2 skipped by setups.SKIP_REASONS)" in out.stdout
+
+
+@pytest.mark.parametrize("kind", ["sglang", "guidellm"])
+def test_the_runs_of_one_file_are_one_source_told_apart_by_row(kind):
+    # One campaign = one source: leave-one-source-out must hold all of a file's runs out together.
+    records = read_results(FILES[kind])
+    assert len(records) == 2 and records[0].source == records[1].source
+    assert [r.row for r in records] == [1, 2]

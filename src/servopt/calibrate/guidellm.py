@@ -83,7 +83,7 @@ def _facts(bench, path: Path, i: int, source: str) -> RunFacts:
     latency = ("mean", "p50", "p90", "p99")
     ttft, itl = dist("time_to_first_token_ms"), dist("inter_token_latency_ms")
     return RunFacts(
-        source=f"{source} {where}",
+        source=source,  # one report is one campaign; ``row`` tells its benchmarks apart
         tool=TOOL,
         isl=prompt["mean"],
         osl=output["mean"],

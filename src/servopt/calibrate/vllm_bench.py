@@ -141,7 +141,9 @@ def _facts(doc: dict, path: Path, line: int, tool: str) -> RunFacts:
 
     lengths, ratio, isl, osl = _lengths(doc, path, line, tool, n, tokens_in, tokens_out)
     return RunFacts(
-        source=f"{tool} {path.name}" + (f":{line}" if line > 1 else ""),
+        # One file is one campaign (one source for the leave-one-source-out folds); ``row`` tells
+        # its runs apart.
+        source=f"{tool} {path.name}",
         tool=tool,
         isl=isl,
         osl=osl,
