@@ -84,6 +84,7 @@ def test_calibrate_counts_records_of_unknown_models_as_skipped(tmp_path):
     # 3 read: the vLLM run (unknown model) and the SGLang open-loop run are skipped, one maps.
     assert out.returncode == 0, out.stderr
     assert "(1 mapped of 3 read; 2 skipped by setups.SKIP_REASONS)" in out.stdout
+    assert "  skipped: unknown model 1, open loop at a request rate 1\n" in out.stdout
 
 
 @pytest.mark.parametrize("kind", ["sglang", "guidellm"])

@@ -14,7 +14,7 @@ from pathlib import Path
 from servopt.calibrate import cv
 from servopt.calibrate.fit import Sample, fit, fit_settings, grid_runs, make_samples
 from servopt.calibrate.model import Profile
-from servopt.calibrate.setups import Setup, to_setup
+from servopt.calibrate.setups import SKIP_REASONS, Setup, to_setup
 
 
 @dataclass
@@ -26,6 +26,7 @@ class Calibration:
     excluded: dict
     unfitted: list[str]
     skipped: int
+    skip_reasons: dict[str, int]  # setups.SKIP_REASONS -> records, in that order
 
 
 def sha256_of(data: bytes) -> str:
@@ -85,8 +86,17 @@ def calibrate(
         },
     }
     profile = replace(result.profile, provenance=provenance, bands=bands)
+    reasons = [m.reason for m in mapped if not isinstance(m, Setup)]
+    skip_reasons = {r: reasons.count(r) for r in SKIP_REASONS if r in reasons}
     return Calibration(
-        profile, samples, tables, coverage, result.excluded, result.unfitted, len(records) - len(setups)
+        profile,
+        samples,
+        tables,
+        coverage,
+        result.excluded,
+        result.unfitted,
+        len(records) - len(setups),
+        skip_reasons,
     )
 
 

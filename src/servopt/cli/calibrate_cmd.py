@@ -46,6 +46,8 @@ def calibrate(
         f"{prof.measurements} measurements to fit on ({prof.provenance['measurements_mapped']} mapped of "
         f"{len(records)} read; {result.skipped} skipped by setups.SKIP_REASONS); fitted scopes:"
     )
+    if result.skip_reasons:
+        typer.echo("  skipped: " + ", ".join(f"{why} {n}" for why, n in result.skip_reasons.items()))
     for fitted in prof.fits:
         vals = ", ".join(f"{k} {v:g} {units[k]}" for k, v in fitted.values.items())
         typer.echo(
