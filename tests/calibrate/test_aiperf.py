@@ -28,6 +28,9 @@ def test_summary_json_is_one_closed_loop_record():
     assert r.num_requests == 120 and r.osl == 100  # the server's count, not the client tokenizer's 200
     assert r.ttft_ms == pytest.approx(158.04984632499998)
     assert r.ttft_p50_ms == pytest.approx(170.25107549999998) and r.ttft_p99_ms == pytest.approx(294.26820437)
+    doc = json.loads((C8 / "profile_export_aiperf.json").read_text())
+    assert r.ttft_p90_ms == doc["time_to_first_token"]["p90"]
+    assert r.tpot_p90_ms == pytest.approx(doc["inter_token_latency"]["p90"] * 199 / 99)
     # AIPerf's ITL (5.91 ms) is per client token: rescaled by (200 - 1) / (100 - 1).
     assert r.tpot_ms == pytest.approx(5.911296408668341 * 199 / 99)
     # AIPerf's 1173.5 tok/s counts 200 client tokens a request; the server produced 100.

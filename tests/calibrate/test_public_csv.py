@@ -190,3 +190,21 @@ def test_no_nan_floats_are_written(sample, tmp_path):
     assert all(
         not (isinstance(v, float) and math.isnan(v)) for r in sample.values() for v in vars(r).values()
     )
+
+
+def test_structured_files_written_before_the_p90_columns_still_read(sample, tmp_path):
+    import csv
+    import dataclasses
+
+    path = tmp_path / "structured.csv"
+    write_measurements(sample.values(), path)
+    rows = list(csv.reader(path.read_text().splitlines()))
+    keep = [i for i, c in enumerate(rows[0]) if c not in ("ttft_p90_ms", "tpot_p90_ms")]
+    assert len(keep) == len(COLUMNS) - 2
+    older = tmp_path / "older.csv"
+    with open(older, "w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh, lineterminator="\n").writerows([r[i] for i in keep] for r in rows)
+    again = {r.row: r for r in read_measurements(older)}
+    # The same records, with the two columns the older layout lacks left empty.
+    want = {k: dataclasses.replace(r, ttft_p90_ms=None, tpot_p90_ms=None) for k, r in sample.items()}
+    assert again == want

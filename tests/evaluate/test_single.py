@@ -159,3 +159,96 @@ def test_cli_json_and_table(tmp_path, monkeypatch):
 class _FakeOpened(FakeDatabase):
     version = "fake"
     sol = False
+
+
+# ---------------------------------------------------------------- --calibration on static estimates
+
+
+def _calibrated(est, ro=0.0, io=0.0, ps=1.0, ds=1.0):
+    from servopt.evaluate.single import calibrated
+
+    return calibrated(
+        est, request_overhead_ms=ro, iteration_overhead_ms=io, prefill_scale=ps, decode_scale=ds
+    )
+
+
+@pytest.mark.parametrize("mode", ["static", "static_ctx", "static_gen"])
+def test_equal_scales_match_the_latency_correction_that_scales_every_op(mode):
+    # Oracle: run_static's own latency_correction multiplies every op, so prefill_scale =
+    # decode_scale = s with no overheads must reproduce it, rates included.
+    raw, scaled = _estimate(mode=mode), _estimate(mode=mode, latency_correction=1.1)
+    cal = _calibrated(raw, ps=1.1, ds=1.1)
+    for key in ("ttft_ms", "tpot_ms", "request_latency_ms", "tokens_per_s", "tokens_per_s_per_gpu",
+                "tokens_per_s_per_user", "seq_per_s"):  # fmt: skip
+        assert getattr(cal, key) == pytest.approx(getattr(scaled, key), rel=1e-12), key
+    neutral = _calibrated(raw)
+    assert (neutral.ttft_ms, neutral.tpot_ms, neutral.seq_per_s) == pytest.approx(
+        (raw.ttft_ms, raw.tpot_ms, raw.seq_per_s), rel=1e-15
+    )
+
+
+def test_overheads_add_to_ttft_and_each_step_and_rates_follow_the_latency():
+    raw = _estimate(mode="static", work=Workload(1000, 100))
+    cal = _calibrated(raw, ro=40.0, io=2.0)
+    assert cal.ttft_ms == pytest.approx(raw.ttft_ms + 40.0 + 2.0)
+    assert cal.tpot_ms == pytest.approx(raw.tpot_ms + 2.0)
+    latency = cal.ttft_ms + 99 * cal.tpot_ms
+    assert cal.request_latency_ms == pytest.approx(latency)
+    # Throughput: the same requests in flight over a longer request.
+    assert cal.tokens_per_s == pytest.approx(raw.tokens_per_s * raw.request_latency_ms / latency)
+    assert cal.tokens_per_s_per_user == pytest.approx(1000.0 / cal.tpot_ms)
+
+
+def test_calibration_is_refused_for_in_flight_batching():
+    with pytest.raises(ServoptError, match="calibration: 'agg': applies to the static modes"):
+        _calibrated(_estimate(mode="agg"), ro=1.0)
+
+
+def test_cli_calibration_none_is_the_default_and_a_profile_is_applied_and_named(tmp_path, monkeypatch):
+    monkeypatch.setattr("servopt.perf_db.database.open_database", lambda *a, **k: _FakeOpened())
+    args = [
+        "--model",
+        "QWEN3_32B",
+        "--tp",
+        "2",
+        "--batch_size",
+        "4",
+        "--isl",
+        "1000",
+        "--osl",
+        "100",
+        "--json",
+    ]
+    _, out, _ = _cli(args)
+    _, out_none, _ = _cli([*args, "--calibration", "none"])
+    assert out_none == out and "calibration" not in json.loads(out)["config"]
+    raw = json.loads(out)
+    prof = tmp_path / "p.yaml"
+    prof.write_text(
+        "schema: 1\nkind: servopt-calibration\nscopes:\n"
+        "- {scope: {backend: trtllm}, request_overhead_ms: 50, iteration_overhead_ms: 1.5, decode_scale: 0.9}\n"
+    )
+    code, out, err = _cli([*args, "--calibration", str(prof)])
+    assert code == 0, err
+    cal = json.loads(out)
+    c = cal["config"]["calibration"]
+    assert (c["scope"], c["request_overhead_ms"], c["decode_scale"]) == ("trtllm", 50.0, 0.9)
+    assert cal["ttft_ms"] == pytest.approx(raw["ttft_ms"] + 1.5 + 50.0)
+    assert cal["tpot_ms"] == pytest.approx(raw["tpot_ms"] * 0.9 + 1.5)
+    code, out, _ = _cli([*args[:-1], "--calibration", str(prof)])
+    assert code == 0 and "calibration: " in out and "scope trtllm" in out
+    code, out, _ = _cli([*args, "--calibration", "default"])
+    assert code == 0 and json.loads(out)["config"]["calibration"]["measurements"] > 0
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--calibration", "/nonexistent/p.yaml"], "no such file"),
+        (["--calibration", "default", "--mode", "agg"], "calibration: 'agg': applies to the static modes"),
+    ],
+)
+def test_cli_calibration_bad_input_is_one_line(monkeypatch, extra, message):
+    monkeypatch.setattr("servopt.perf_db.database.open_database", lambda *a, **k: _FakeOpened())
+    code, _, err = _cli(["--model", "QWEN3_32B", "--tp", "2", "--batch_size", "4", *extra])
+    assert code == 2 and message in err and "\n" not in err.strip()

@@ -48,9 +48,12 @@ COLUMNS: tuple[str, ...] = (
 )
 _INTS = ("num_gpus", "tp", "pp", "ep", "dp", "isl", "osl", "num_requests", "input_tokens",
          "output_tokens", "concurrency", "spec_nextn")  # fmt: skip
-_FLOATS = ("ttft_ms", "tpot_ms", "ttft_p50_ms", "ttft_p99_ms", "tpot_p50_ms",
-           "tpot_p99_ms", "total_tok_s", "tok_s_per_gpu", "tok_s_per_user", "output_tok_s",
+_FLOATS = ("ttft_ms", "tpot_ms", "ttft_p50_ms", "ttft_p90_ms", "ttft_p99_ms", "tpot_p50_ms",
+           "tpot_p90_ms", "tpot_p99_ms", "total_tok_s", "tok_s_per_gpu", "tok_s_per_user", "output_tok_s",
            "output_tok_s_per_gpu", "output_tok_s_per_decode_gpu", "input_tok_s_per_prefill_gpu")  # fmt: skip
+# Columns added after files were written without them (the shipped file): read as empty when absent.
+_LATER_COLUMNS = ("ttft_p90_ms", "tpot_p90_ms")
+_EARLIER_COLUMNS = tuple(c for c in COLUMNS if c not in _LATER_COLUMNS)
 _CHOICES = {"backend": BACKENDS, "lengths": LENGTHS, "load": LOADS, "spec": SPECS, "basis": BASES}
 _REQUIRED_TEXT = ("source", "model", "gpu", "framework", "precision")
 
@@ -77,7 +80,7 @@ def _parse(lines: list[str], path: Path) -> list[MeasuredRecord]:
     if not header or not any(h.strip() for h in header):
         raise DataFileError(path, 1, "header", "the file is empty")
     header = [h.strip() for h in header]
-    if tuple(header) == COLUMNS:
+    if tuple(header) in (COLUMNS, _EARLIER_COLUMNS):
         convert = _record_from_structured
     elif tuple(header) == PUBLIC_COLUMNS:
         convert = record_from_public_row
@@ -96,7 +99,9 @@ def _parse(lines: list[str], path: Path) -> list[MeasuredRecord]:
             continue
         if len(cells) != len(header):
             raise DataFileError(path, line, "row", f"has {len(cells)} cells, the header has {len(header)}")
-        records.append(convert(Cells(path, line, dict(zip(header, cells, strict=True)))))
+        row = dict.fromkeys(_LATER_COLUMNS, "") if convert is _record_from_structured else {}
+        row.update(zip(header, cells, strict=True))
+        records.append(convert(Cells(path, line, row)))
     return records
 
 

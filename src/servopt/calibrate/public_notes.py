@@ -33,8 +33,10 @@ _ATTENTION_DP = re.compile(
 )
 _PERCENTILES = {
     "ttft_p50_ms": re.compile(rf"median TTFT {_NUM} ms"),
+    "ttft_p90_ms": re.compile(rf"p90 TTFT {_NUM} ms"),
     "ttft_p99_ms": re.compile(rf"p99 TTFT {_NUM} ms"),
     "tpot_p50_ms": re.compile(rf"median TPOT {_NUM} ms"),
+    "tpot_p90_ms": re.compile(rf"p90 TPOT {_NUM} ms"),
     "tpot_p99_ms": re.compile(rf"p99 TPOT {_NUM} ms"),
 }
 _NUM_REQUESTS = re.compile(

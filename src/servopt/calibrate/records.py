@@ -102,8 +102,10 @@ class MeasuredRecord:
     tpot_ms: float | None
     latency_stat: str | None  # LATENCY_STATS, None when neither is given
     ttft_p50_ms: float | None
+    ttft_p90_ms: float | None
     ttft_p99_ms: float | None
     tpot_p50_ms: float | None
+    tpot_p90_ms: float | None
     tpot_p99_ms: float | None
     basis: str  # BASES, of total_tok_s / tok_s_per_gpu
     total_tok_s: float | None  # whole system, as reported, on ``basis``

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import servopt
 from servopt.calibrate import cv
-from servopt.calibrate.aiperf import SIDECAR, is_aiperf_file, read_aiperf
 from servopt.calibrate.fit import Sample, _neutral_index, fit, fit_settings, grid_runs, make_samples
+from servopt.calibrate.ingest import file_format, read_results
 from servopt.calibrate.model import Profile
-from servopt.calibrate.public_csv import SHIPPED, read_measurements, shipped_measurements
-from servopt.calibrate.setups import Setup, to_setup
+from servopt.calibrate.public_csv import SHIPPED, shipped_measurements
+from servopt.calibrate.setups import SKIP_REASONS, Setup, to_setup
+from servopt.calibrate.sidecar import SIDECAR
 from servopt.errors import ServoptError
 
 
@@ -31,6 +32,7 @@ class Calibration:
     excluded: dict
     unfitted: list[str]
     skipped: int
+    skip_reasons: dict[str, int]  # setups.SKIP_REASONS -> records, in that order
 
 
 def sha256_of(data: bytes) -> str:
@@ -86,8 +88,17 @@ def calibrate(
         },
     }
     profile = replace(result.profile, provenance=provenance, bands=bands)
+    reasons = [m.reason for m in mapped if not isinstance(m, Setup)]
+    skip_reasons = {r: reasons.count(r) for r in SKIP_REASONS if r in reasons}
     return Calibration(
-        profile, samples, tables, coverage, result.excluded, result.unfitted, len(records) - len(setups)
+        profile,
+        samples,
+        tables,
+        coverage,
+        result.excluded,
+        result.unfitted,
+        len(records) - len(setups),
+        skip_reasons,
     )
 
 
@@ -114,12 +125,10 @@ def read_inputs(paths: list[Path]):
         return shipped_measurements(), [(SHIPPED, ref.read_bytes())]
     records, inputs = [], []
     for p in paths:
-        if is_aiperf_file(p):
-            # AIPerf exports; the deployment comes from the servopt_setup.yaml beside them.
-            records += read_aiperf(p)
+        records += read_results(p)
+        if file_format(Path(p)) != "csv":
+            # A benchmark tool's file; its deployment comes from the servopt_setup.yaml beside it.
             sidecar = Path(p).parent / SIDECAR
             inputs.append((f"{Path(p).parent.name}/{SIDECAR}", sidecar.read_bytes()))
-        else:
-            records += read_measurements(p)
         inputs.append((Path(p).name, Path(p).read_bytes()))
     return records, inputs

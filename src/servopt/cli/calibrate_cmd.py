@@ -1,11 +1,12 @@
 """``servopt calibrate [FILES...] --out profile.yaml``: fit a calibration profile and cross-validate it.
 
 FILES are measurement CSVs (servopt's structured layout or the public collection's
-``source,...,notes`` layout) or AIPerf exports (``profile_export_aiperf.json`` or
-``profile_export.jsonl``, with a ``servopt_setup.yaml`` beside them naming model, system, backend and
-layout, which AIPerf does not record); none = the public measurements shipped in the package (which is how the
-shipped default profile is made). Prints the fitted parameters, what was not fitted on and why, and
-the error tables: in-sample, leave one source out, leave one layout out (uncalibrated -> calibrated).
+``source,...,notes`` layout) or benchmark clients' files -- AIPerf exports, ``vllm bench serve
+--save-result`` JSON, SGLang ``bench_serving --output-file`` JSONL, GuideLLM JSON reports -- each with
+a ``servopt_setup.yaml`` beside it naming model, system, backend and layout, which no client
+records (``servopt.calibrate.ingest`` tells the format from the file); none = the public
+measurements shipped in the package (which is how the shipped default profile is made). Prints the
+fitted parameters, what was not fitted on and why, and the error tables: in-sample, leave one source out, leave one layout out (uncalibrated -> calibrated).
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ import typer
 
 def calibrate(
     files: list[Path] = typer.Argument(
-        None, help="Measurement CSVs or AIPerf exports (default: the shipped public ones)."
+        None,
+        help="Measurement CSVs or AIPerf / vllm bench serve / SGLang bench_serving / GuideLLM result "
+        "files (default: the shipped public ones).",
     ),
     out: Path | None = typer.Option(None, "--out", help="Write the profile (YAML) here."),
     folds: str = typer.Option("source,layout", "--folds", help="Cross-validation folds: source, layout."),
@@ -43,6 +46,8 @@ def calibrate(
         f"{prof.measurements} measurements to fit on ({prof.provenance['measurements_mapped']} mapped of "
         f"{len(records)} read; {result.skipped} skipped by setups.SKIP_REASONS); fitted scopes:"
     )
+    if result.skip_reasons:
+        typer.echo("  skipped: " + ", ".join(f"{why} {n}" for why, n in result.skip_reasons.items()))
     for fitted in prof.fits:
         vals = ", ".join(f"{k} {v:g} {units[k]}" for k, v in fitted.values.items())
         typer.echo(

@@ -88,6 +88,12 @@ def estimate(
     sol: bool = typer.Option(
         False, "--sol", help="Roofline (speed-of-light) latencies instead of measured data."
     ),
+    calibration: str = typer.Option(
+        "none",
+        "--calibration",
+        help="Calibration profile (static modes): none (the raw op-by-op model, the default), default "
+        "(shipped, fitted on public measurements) or a profile YAML path (servopt calibrate --out).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
     """Estimate TTFT, TPOT, throughput and memory of one configuration, with the per-op breakdown."""
@@ -123,10 +129,30 @@ def estimate(
         accept_rates=_parse_rates(nextn_accept_rates),
         latency_correction=latency_correction_scale,
     )
+    result = _calibrate(result, calibration, backend, spec.name)
     if as_json:
         typer.echo(json.dumps(result.to_json(), indent=2))
         return
     _render(result, db)
+
+
+def _calibrate(result, calibration: str, backend: str, system: str):
+    """The estimate with the profile's adjustments (``--calibration``); unchanged for none."""
+    from servopt.calibrate.model import resolve_calibration
+    from servopt.evaluate.single import calibrated
+
+    profile = resolve_calibration(calibration)
+    if profile is None:
+        return result
+    adj, scope = profile.adjustments(backend, system)
+    out = calibrated(result, **adj._asdict())
+    out.config["calibration"] = {
+        "profile": profile.name,
+        "scope": scope,
+        "measurements": profile.measurements,
+        **adj._asdict(),
+    }
+    return out
 
 
 def _render(result, db) -> None:
@@ -142,6 +168,16 @@ def _render(result, db) -> None:
         f"gemm={c['gemm_quant_mode']} moe={c['moe_quant_mode']} kv={c['kvcache_quant_mode']} "
         f"fmha={c['fmha_quant_mode']} nextn={c['nextn']}"
     )
+    cal = c.get("calibration")
+    if cal is not None:
+        console.print(
+            f"calibration: {cal['profile']} ({cal['measurements']} measurements; scope {cal['scope']}: "
+            f"request overhead {cal['request_overhead_ms']:g} ms, iteration overhead "
+            f"{cal['iteration_overhead_ms']:g} ms, decode x{cal['decode_scale']:g}, prefill "
+            f"x{cal['prefill_scale']:g}); the op tables below are the raw model's",
+            markup=False,
+            highlight=False,
+        )
     phases: dict[str, list] = {}
     for op in result.ops:
         phases.setdefault(op.phase, []).append(op)

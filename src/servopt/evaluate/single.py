@@ -9,7 +9,7 @@ A configuration that does not fit in GPU memory, or that the measured data canno
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -207,6 +207,47 @@ def estimate_config(
         memory=_memory_dict(mem),
         ops=ops,
         extra=extra,
+    )
+
+
+def calibrated(
+    est: Estimate,
+    *,
+    request_overhead_ms: float,
+    iteration_overhead_ms: float,
+    prefill_scale: float,
+    decode_scale: float,
+) -> Estimate:
+    """A static-mode estimate with a calibration profile's four adjustments applied.
+
+    The same quantities ``cli simulate --calibration`` applies (``simulate/adjust.py``), on the
+    static schedule: the context pass is scaled by ``prefill_scale`` and pays one iteration
+    overhead, each decode step is scaled by ``decode_scale`` and pays one (spread over the tokens a
+    speculative step commits), and the request overhead is part of TTFT and of the request's
+    latency. Rates follow the latency: ``seq_per_s`` is the requests in flight over it.
+    """
+    mode = est.config["mode"]
+    if mode not in MODES:
+        raise ServoptError("calibration", mode, "applies to the static modes; for in-flight batching "
+                           "use cli simulate --calibration", MODES)  # fmt: skip
+    steps = max(est.config["osl"] - 1, 0) if mode != "static_ctx" else 0
+    nextn = est.config["nextn"]
+    progress = 1.0 + est.config["accepted_tokens_per_step"] if nextn > 0 and mode != "static_ctx" else 1.0
+    ttft = 0.0 if mode == "static_gen" else (
+        est.ttft_ms * prefill_scale + iteration_overhead_ms + request_overhead_ms
+    )  # fmt: skip
+    tpot = est.tpot_ms * decode_scale + iteration_overhead_ms / progress if steps else est.tpot_ms
+    latency = ttft + tpot * steps
+    ratio = est.request_latency_ms / latency if latency > 0 and est.request_latency_ms > 0 else 1.0
+    return replace(
+        est,
+        ttft_ms=ttft,
+        tpot_ms=tpot,
+        request_latency_ms=latency,
+        tokens_per_s=est.tokens_per_s * ratio,
+        tokens_per_s_per_gpu=est.tokens_per_s_per_gpu * ratio,
+        tokens_per_s_per_user=1000.0 / tpot if tpot > 0 else 0.0,
+        seq_per_s=est.seq_per_s * ratio,
     )
 
 
