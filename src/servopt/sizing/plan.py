@@ -24,10 +24,14 @@ class SizingResult:
     offered: Offered
     targets: Targets
     dropped: list
+    system: str = ""
+    prices: dict[str, float] | None = None  # USD per GPU-hour by system (--gpu_hour_price)
 
     def to_json(self) -> dict:
         from servopt.simulate.engine import run
+        from servopt.sizing import analytic
         from servopt.sizing.check import attainment, measured, served_rate
+        from servopt.sizing.cost import cost
 
         req = self.offered.requests(self.targets)
         clients, lifetime = self.offered.clients, self.offered.lifetime_ms(self.targets)
@@ -38,7 +42,8 @@ class SizingResult:
             raw = run(s.deployment, req, clients=clients)
             m = measured(req, lifetime, raw, clients)
             att = attainment(raw, req, self.targets, lifetime, clients)
-            good = att * served_rate(raw, req, lifetime, self.offered.rate, clients)
+            flow = served_rate(raw, req, lifetime, self.offered.rate, clients)
+            good = att * flow
             ttft = (raw.t_first - raw.t_arrive)[m]
             steps = (req.osl - 1)[m]
             tpot = ((raw.t_done - raw.t_first)[m] / (steps.clip(min=1)))[steps > 0]
@@ -50,11 +55,19 @@ class SizingResult:
                     for o, w in s.pools
                 ],
                 "simulated": {"ttft_ms": summary(ttft), "tpot_ms": summary(tpot)},
+                "analytic": analytic.percentiles(s, flow, req.isl, req.osl, self._arrival_ca2()),
+                # The target with the least slack (simulated, at its percentile).
+                "binding": "ttft"
+                if s.verdict.ttft_ms / self.targets.ttft_ms >= s.verdict.tpot_ms / self.targets.tpot_ms
+                else "tpot",
                 "goodput": {
                     "attainment": att,
                     "requests_per_s": good,
                     "per_gpu": good / s.gpus,
                 },
+                "cost": None
+                if self.prices is None
+                else cost({self.system: s.gpus}, self.prices, flow * float(req.osl.mean())),
                 "at_targets": {
                     f"ttft_p{self.targets.ttft_percentile:g}_ms": s.verdict.ttft_ms,
                     f"tpot_p{self.targets.tpot_percentile:g}_ms": s.verdict.tpot_ms,
@@ -86,6 +99,13 @@ class SizingResult:
             },
         }
 
+    def _arrival_ca2(self) -> float:
+        """Squared CV of the arrival gaps (a closed loop of many clients is near Poisson)."""
+        o = self.offered
+        if o.closed or o.arrival == "poisson":
+            return 1.0
+        return 0.0 if o.arrival == "constant" else o.arrival_cv**2
+
 
 OBJECTIVES = ("min_gpus", "max_goodput_per_gpu")
 
@@ -99,6 +119,7 @@ def size_for_rate(
     total_gpus: int,
     modes=("agg", "disagg"),
     objective: str = "min_gpus",
+    prices: dict[str, float] | None = None,
 ) -> SizingResult:
     """``min_gpus``: the fewest GPUs (<= ``total_gpus``) serving ``offered`` within ``targets``;
     ``max_goodput_per_gpu``: the stable deployment within ``total_gpus`` with the most requests/s
@@ -168,7 +189,9 @@ def size_for_rate(
             f"no deployment within {total_gpus} GPUs serves it at p{targets.ttft_percentile:g} TTFT <= "
             f"{targets.ttft_ms:g} ms and p{targets.tpot_percentile:g} TPOT <= {targets.tpot_ms:g} ms{hint}",
         )
-    return SizingResult(best, agg, disagg, sizer.counters, offered, targets, dropped)
+    return SizingResult(
+        best, agg, disagg, sizer.counters, offered, targets, dropped, setup.system.name, prices
+    )
 
 
 def _layouts(setup: ModelSetup, lists, role: str, total_gpus: int):
