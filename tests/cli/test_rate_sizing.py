@@ -115,6 +115,7 @@ sized:
   workload:
     request_rate: 4
     ttft_percentile: 90
+    gpu_hour_price: {h200_sxm: 3.25}
 """
 
 
@@ -126,8 +127,9 @@ def test_exp_with_a_workload_sizes_it_and_saves_the_workload(tmp_path):
     doc = json.loads(out.stdout)["experiments"]["sized"]
     assert doc["modes"] == ["agg"] and doc["agg"] is not None and doc["disagg"] is None
     assert doc["load"]["request_rate"] == 4 and doc["targets"]["ttft_percentile"] == 90
+    assert doc["best"]["cost"]["usd_per_hour"] == pytest.approx(3.25 * doc["best"]["total_gpus_used"])
     saved = (tmp_path / "out" / "config.yaml").read_text()
-    assert "workload:" in saved and "request_rate: 4.0" in saved
+    assert "workload:" in saved and "request_rate: 4.0" in saved and "h200_sxm: 3.25" in saved
     again = servopt("cli", "exp", "--yaml_path", str(tmp_path / "out" / "config.yaml"), "--json")
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["experiments"]["sized"]["best"] == doc["best"]

@@ -121,7 +121,7 @@ def size_experiments(experiments, *, save_dir: str | None, as_json: bool, perf_d
             request_rate=w.request_rate, concurrency=w.concurrency, arrival=w.arrival,
             arrival_cv=w.arrival_cv, ttft_percentile=w.ttft_percentile, tpot_percentile=w.tpot_percentile,
             objective=w.objective, num_requests=w.num_requests, seed=w.seed, perf_db=perf_db,
-            modes=(e.serving_mode,),
+            modes=(e.serving_mode,), gpu_hour_price=_price_text(w.gpu_hour_price),
         )  # fmt: skip
     out = {"experiments": docs}
     if save_dir is not None:
@@ -138,6 +138,11 @@ def size_experiments(experiments, *, save_dir: str | None, as_json: bool, perf_d
     for name, doc in docs.items():
         typer.echo(f"== {name}")
         _render(doc)
+
+
+def _price_text(prices: dict[str, float] | None) -> str | None:
+    """A workload's ``gpu_hour_price`` mapping as the flag's text (one parser checks both)."""
+    return None if prices is None else ",".join(f"{name}={usd!r}" for name, usd in prices.items())
 
 
 def _deployment_text(d: dict, system: str) -> str:
