@@ -27,7 +27,7 @@ ALLOWED = {
     "evaluate": BASE | {"models", "perf_db", "search"},
     "config": BASE | {"models", "perf_db", "search"},
     "report": BASE,
-    "pipeline": BASE | {"config", "evaluate", "models", "perf_db", "report", "search"},
+    "pipeline": BASE | {"config", "evaluate", "models", "perf_db", "report", "search", "sizing"},
     "simulate": BASE | {"evaluate", "models", "perf_db", "search"},
     "sizing": BASE | {"evaluate", "models", "perf_db", "search", "simulate"},
     "calibrate": BASE | {"evaluate", "models", "perf_db", "search", "simulate"},
