@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from servopt.cli.rate_sizing import sizing_doc
+from servopt.sizing.question import sizing_doc
 
 # (model, request rate, rounds)
 PROBLEMS = [("QWEN3_32B", 10.0, 3), ("QWEN3_32B", 40.0, 3), ("QWEN3_32B", 160.0, 1), ("DEEPSEEK_V3", 20.0, 1)]
