@@ -352,3 +352,11 @@ def run_experiments(
         reasons = "".join(f"\n  {r.name}: {r.infeasible}" for r in runs)
         raise InfeasibleError("experiments", None, f"no deployment meets the targets:{reasons}")
     return result
+
+
+def size_load(question: dict) -> dict:
+    """The web app's rate sizing: ``question`` holds ``sizing.question.sizing_doc``'s keywords (a
+    load, percentile targets and the rest of the form); the answer is its JSON document."""
+    from servopt.sizing.question import sizing_doc
+
+    return sizing_doc(**question)

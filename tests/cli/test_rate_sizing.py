@@ -16,10 +16,23 @@ def servopt(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_json_names_the_deployment_and_its_simulated_percentiles():
-    out = servopt(*BASE, "--total_gpus", "64", "--request_rate", "4", "--ttft_percentile", "90", "--json")
+    price = ["--gpu_hour_price", "h200_sxm=2.5,b200_sxm=4"]
+    out = servopt(
+        *BASE, "--total_gpus", "64", "--request_rate", "4", "--ttft_percentile", "90", *price, "--json"
+    )
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
     best = doc["best"]
+    for key in ("ttft_ms", "tpot_ms"):
+        assert set(best["analytic"][key]) == {"mean", "p50", "p90", "p99"}
+    assert best["binding"] in ("ttft", "tpot")
+    # Cost at the given price: GPUs x USD/h; per million output tokens at 4 req/s x 200 tokens.
+    cost = best["cost"]
+    assert cost["usd_per_gpu_hour"] == {"h200_sxm": 2.5}
+    assert cost["usd_per_hour"] == pytest.approx(2.5 * best["total_gpus_used"])
+    assert cost["usd_per_million_output_tokens"] == pytest.approx(
+        cost["usd_per_hour"] / (4 * 200 * 3600) * 1e6
+    )
     assert best["total_gpus_used"] == sum(w["workers"] * w["gpus_per_worker"] for w in best["workers"])
     for key in ("ttft_ms", "tpot_ms"):
         assert set(best["simulated"][key]) == {"mean", "p50", "p90", "p99"}
@@ -67,6 +80,14 @@ def test_max_goodput_per_gpu_reports_goodput():
         (["--concurrency", "0"], "concurrency"),
         (["--concurrency", "8", "--objective", "max_goodput_per_gpu"], "objective"),
         (["--concurrency", "8", "--ttft_percentile", "100"], "ttft_percentile"),
+        (["--request_rate", "4", "--gpu_hour_price", "h200_sxm"], "gpu_hour_price"),
+        (["--request_rate", "4", "--gpu_hour_price", "h200_sxm=-1"], "gpu_hour_price"),
+        (["--request_rate", "4", "--gpu_hour_price", "h200_sxm=nan"], "gpu_hour_price"),
+        (["--request_rate", "4", "--gpu_hour_price", "h300=2"], "gpu_hour_price"),
+        (["--request_rate", "4", "--gpu_hour_price", "b200_sxm=2"], "gpu_hour_price"),
+        (["--request_rate", "4", "--gpu_hour_price", "h200_sxm=2,h200_sxm=3"], "gpu_hour_price"),
+        (["--gpu_hour_price", "h200_sxm=2"], "gpu_hour_price"),
+        (["--request_rate", "4", "--decode_system", "b200_sxm"], "decode_system"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(extra, field):
@@ -94,6 +115,7 @@ sized:
   workload:
     request_rate: 4
     ttft_percentile: 90
+    gpu_hour_price: {h200_sxm: 3.25}
 """
 
 
@@ -105,8 +127,9 @@ def test_exp_with_a_workload_sizes_it_and_saves_the_workload(tmp_path):
     doc = json.loads(out.stdout)["experiments"]["sized"]
     assert doc["modes"] == ["agg"] and doc["agg"] is not None and doc["disagg"] is None
     assert doc["load"]["request_rate"] == 4 and doc["targets"]["ttft_percentile"] == 90
+    assert doc["best"]["cost"]["usd_per_hour"] == pytest.approx(3.25 * doc["best"]["total_gpus_used"])
     saved = (tmp_path / "out" / "config.yaml").read_text()
-    assert "workload:" in saved and "request_rate: 4.0" in saved
+    assert "workload:" in saved and "request_rate: 4.0" in saved and "h200_sxm: 3.25" in saved
     again = servopt("cli", "exp", "--yaml_path", str(tmp_path / "out" / "config.yaml"), "--json")
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["experiments"]["sized"]["best"] == doc["best"]

@@ -52,7 +52,11 @@ def test_no_workload_section_leaves_the_experiment_unchanged(fake_catalog):
 @pytest.mark.parametrize("mode", ["agg", "disagg"])
 @pytest.mark.parametrize(
     "workload",
-    ["request_rate: 4.5\narrival: gamma\narrival_cv: 2.0\nseed: 3", "concurrency: 16\ntpot_percentile: 50"],
+    [
+        "request_rate: 4.5\narrival: gamma\narrival_cv: 2.0\nseed: 3",
+        "concurrency: 16\ntpot_percentile: 50",
+        "request_rate: 2\ngpu_hour_price: {h200_sxm: 3.5, b200_sxm: 6}",
+    ],
 )
 def test_to_yaml_writes_the_workload_back(workload, mode, fake_catalog):
     (e,) = load_experiments_text(text(workload, mode), catalog=fake_catalog)
@@ -72,6 +76,7 @@ def test_to_yaml_writes_the_workload_back(workload, mode, fake_catalog):
         ("request_rate: 4\nconcurrency: 8", ":9:5:", "request_rate or concurrency"),
         ("arrival: poisson", ":9:5:", "request_rate or concurrency"),
         ("concurrency: 8\nobjective: max_goodput_per_gpu", ":9:5:", "max_goodput_per_gpu"),
+        ("request_rate: 4\ngpu_hour_price: {h200_sxm: 0}", ":10:", "workload.gpu_hour_price"),
     ],
 )
 def test_bad_workloads_are_located_and_named(workload, where, field, tmp_path):

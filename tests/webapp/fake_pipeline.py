@@ -138,3 +138,47 @@ def packed_deployment_files(result, experiment_name):
         "g1/run.sh": "#!/bin/sh\n",
         "g2/run.sh": "#!/bin/sh\n",
     }
+
+
+def size_load(question: dict) -> dict:
+    """Rate sizing's contract (``sizing.question.sizing_doc`` keywords -> its document), with
+    figures derived from the question."""
+    if os.environ.get(MODE_ENV) == "infeasible":
+        raise InfeasibleError(
+            "request_rate", question["request_rate"], "no deployment within the budget serves it"
+        )
+    gpus = max(1, min(question["total_gpus"], math.ceil((question["request_rate"] or 1.0) / 2)))
+    figures = {"mean": 100.0, "p50": 90.0, "p90": 150.0, "p99": 200.0}
+
+    def answer(mode: str) -> dict:
+        return {
+            "mode": mode,
+            "total_gpus_used": gpus,
+            "workers": [
+                {"option": f"{mode} tp1 batch<=64", "role": mode, "workers": gpus, "gpus_per_worker": 1}
+            ],
+            "simulated": {"ttft_ms": figures, "tpot_ms": {k: v / 10 for k, v in figures.items()}},
+            "analytic": {"ttft_ms": figures, "tpot_ms": None},
+            "binding": "ttft",
+            "goodput": {"attainment": 1.0, "requests_per_s": question["request_rate"], "per_gpu": 1.0},
+            "cost": None,
+            "at_targets": {"ttft_p99_ms": 200.0, "tpot_p99_ms": 20.0},
+        }
+
+    return {
+        "model": question["model"],
+        "system": question["system"],
+        "backend": question["backend"],
+        "backend_version": "1.0",
+        "objective": question["objective"],
+        "modes": ["agg", "disagg"],
+        "load": {"kind": "open_loop", "request_rate": question["request_rate"], "concurrency": question["concurrency"],
+                 "arrival": "poisson", "isl": question["isl"], "osl": question["osl"],
+                 "num_requests_simulated": 2000, "seed": 0},
+        "targets": {"ttft_ms": question["ttft"], "tpot_ms": question["tpot"],
+                    "ttft_percentile": question["ttft_percentile"], "tpot_percentile": question["tpot_percentile"]},
+        "best": answer("agg"),
+        "agg": answer("agg"),
+        "disagg": None,
+        "search": {"simulations": 3, "verification_failures": 1, "options_pruned": 2},
+    }  # fmt: skip

@@ -623,3 +623,43 @@ def test_stopping_the_app_stops_its_worker_process(monkeypatch):
         assert worker.alive
     assert not worker.alive
     assert process.exitcode is not None  # reaped, not left running
+
+
+# ------------------------------------------------------------------ a load on the form (rate sizing)
+LOADED = {**DEFAULT_FORM, "request_rate": 12.5, "ttft_percentile": 90, "objective": "min_gpus"}
+
+
+def test_a_load_on_the_form_runs_rate_sizing(client):
+    response = client.post("/api/searches", json=LOADED)
+    assert response.status_code == 202, response.text
+    job = wait_for(client, response.json()["id"])
+    assert job["status"] == "done", job
+    doc = job["result"]["sizing"]
+    # The form's fields reach the sizing question: load, targets and percentiles, objective.
+    assert doc["load"]["request_rate"] == 12.5 and doc["targets"]["ttft_percentile"] == 90
+    assert doc["targets"]["tpot_percentile"] == 99 and doc["objective"] == "min_gpus"
+    assert doc["best"]["analytic"]["tpot_ms"] is None  # null survives as null
+    csv_text = client.get(f"/api/searches/{job['id']}/result.csv").text
+    assert csv_text.splitlines()[0].startswith("experiment,serving_mode,rank,") and "agg,agg,1," in csv_text
+
+
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        ({"request_rate": 0}, "request_rate"),
+        ({"request_rate": -3}, "request_rate"),
+        ({"concurrency": 0}, "concurrency"),
+        ({"request_rate": 4, "concurrency": 8}, "concurrency"),
+        ({"request_rate": 4, "ttft_percentile": 100}, "ttft_percentile"),
+        ({"request_rate": 4, "tpot_percentile": 0}, "tpot_percentile"),
+        ({"request_rate": 4, "objective": "min_cost"}, "objective"),
+        ({"concurrency": 8, "objective": "max_goodput_per_gpu"}, "objective"),
+        ({"request_rate": 4, "decode_system": "b200_sxm"}, "decode_system"),
+    ],
+)
+def test_bad_loads_are_422_naming_the_field(client, extra, field):
+    for path in ("/api/validate", "/api/searches"):
+        response = client.post(path, json={**DEFAULT_FORM, **extra})
+        assert response.status_code == 422, response.text
+        assert field in _fields(response)
+        _no_trace(response)

@@ -8,9 +8,10 @@ simulator in the loop (``servopt.sizing``).
 from __future__ import annotations
 
 import json
-import math
 
 import typer
+
+from servopt.sizing.question import sizing_doc
 
 
 def size_and_report(*, as_json: bool, **question) -> None:
@@ -20,71 +21,6 @@ def size_and_report(*, as_json: bool, **question) -> None:
         typer.echo(json.dumps(doc, allow_nan=False))
         return
     _render(doc)
-
-
-def sizing_doc(
-    *,
-    model: str,
-    total_gpus: int,
-    system: str,
-    backend: str,
-    backend_version: str | None,
-    isl: int,
-    osl: int,
-    ttft: float,
-    tpot: float,
-    request_rate: float | None,
-    concurrency: int | None,
-    arrival: str,
-    arrival_cv: float,
-    ttft_percentile: float,
-    tpot_percentile: float,
-    objective: str,
-    num_requests: int,
-    seed: int,
-    perf_db: str | None,
-    modes: tuple[str, ...] = ("agg", "disagg"),
-) -> dict:
-    from servopt.errors import ServoptError, UnknownNameError
-    from servopt.evaluate.candidates import ModelSetup
-    from servopt.evaluate.single import quant_modes
-    from servopt.hardware import load_system
-    from servopt.models.registry import resolve_model
-    from servopt.perf_db.database import open_database
-    from servopt.simulate.workload import Lengths
-    from servopt.sizing.check import Offered, Targets
-    from servopt.sizing.plan import OBJECTIVES, size_for_rate
-
-    if objective not in OBJECTIVES:
-        raise UnknownNameError("objective", objective, "not available with a load", OBJECTIVES)
-    if objective == "max_goodput_per_gpu" and concurrency is not None:
-        raise ServoptError("objective", objective, "needs --request_rate (not yet with --concurrency)")
-    if concurrency is not None:
-        if concurrency < 1:
-            raise ServoptError("concurrency", concurrency, "must be an integer >= 1 (clients)")
-    elif not (math.isfinite(request_rate) and request_rate > 0):
-        raise ServoptError("request_rate", request_rate, "must be a finite number of requests/s > 0")
-    targets = Targets(ttft, tpot, ttft_percentile, tpot_percentile)
-    offered = Offered(
-        request_rate, Lengths(isl, osl), arrival, arrival_cv, num_requests, seed, concurrency=concurrency
-    )
-    arch = resolve_model(model)
-    spec = load_system(system)
-    db = open_database(system, backend, backend_version, cache_dir=perf_db)
-    quant = quant_modes(arch, None, None, None, None, db=db, backend=backend)
-    setup = ModelSetup(arch, backend, quant, spec, db.version, 0)
-    result = size_for_rate(
-        db, setup, offered, targets, total_gpus=total_gpus, objective=objective, modes=modes
-    )
-    return {
-        "model": arch.name,
-        "system": spec.name,
-        "backend": backend,
-        "backend_version": db.version,
-        "objective": objective,
-        "modes": list(modes),
-        **result.to_json(),
-    }
 
 
 def size_experiments(experiments, *, save_dir: str | None, as_json: bool, perf_db: str | None) -> None:
@@ -111,7 +47,7 @@ def size_experiments(experiments, *, save_dir: str | None, as_json: bool, perf_d
             request_rate=w.request_rate, concurrency=w.concurrency, arrival=w.arrival,
             arrival_cv=w.arrival_cv, ttft_percentile=w.ttft_percentile, tpot_percentile=w.tpot_percentile,
             objective=w.objective, num_requests=w.num_requests, seed=w.seed, perf_db=perf_db,
-            modes=(e.serving_mode,),
+            modes=(e.serving_mode,), gpu_hour_price=_price_text(w.gpu_hour_price),
         )  # fmt: skip
     out = {"experiments": docs}
     if save_dir is not None:
@@ -130,9 +66,48 @@ def size_experiments(experiments, *, save_dir: str | None, as_json: bool, perf_d
         _render(doc)
 
 
+def _price_text(prices: dict[str, float] | None) -> str | None:
+    """A workload's ``gpu_hour_price`` mapping as the flag's text (one parser checks both)."""
+    return None if prices is None else ",".join(f"{name}={usd!r}" for name, usd in prices.items())
+
+
 def _deployment_text(d: dict, system: str) -> str:
     parts = [f"{w['workers']} x {w['option']}" for w in d["workers"]]
     return f"{' + '.join(parts)} = {d['total_gpus_used']} {system}"
+
+
+def _cost_text(c: dict) -> str:
+    prices = ", ".join(f"{s} {usd:g}" for s, usd in c["usd_per_gpu_hour"].items())
+    per_m = c["usd_per_million_output_tokens"]
+    tokens = f", {per_m:.3f} USD per million output tokens" if per_m is not None else ""
+    return f"{c['usd_per_hour']:.2f} USD/hour{tokens} (at your USD per GPU-hour: {prices})"
+
+
+def _percentile_table(doc: dict):
+    """Each mode's answer (the best first, starred): simulated and analytic percentiles side by
+    side."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
+    heads = ("", "GPUs", "", "TTFT", "p50", "p90", "p99", "TPOT", "p50", "p90", "p99")
+    for col in heads:
+        table.add_column(col, justify="left" if not col else "right", no_wrap=True)
+    best = doc["best"]
+    rows = [best] + [doc[m] for m in ("agg", "disagg") if doc.get(m) and doc[m]["mode"] != best["mode"]]
+    for i, row in enumerate(rows):
+        for kind in ("simulated", "analytic"):
+            cells = []
+            none = "-" if kind == "simulated" else "sat"  # analytic null: the model saturates
+            for metric in ("ttft_ms", "tpot_ms"):
+                figures = row[kind][metric]
+                digits = 0 if metric == "ttft_ms" else 1
+                keys = ("mean", "p50", "p90", "p99")
+                cells += [f"{figures[k]:.{digits}f}" if figures else none for k in keys]
+            label = (row["mode"] + (" *" if i == 0 else "")) if kind == "simulated" else ""
+            gpus = str(row["total_gpus_used"]) if kind == "simulated" else ""
+            table.add_row(label, gpus, "sim" if kind == "simulated" else "model", *cells)
+    return table
 
 
 def _render(doc: dict) -> None:
@@ -168,6 +143,8 @@ def _render(doc: dict) -> None:
         f"{g['per_gpu']:.3f} req/s per GPU",
         soft_wrap=True,
     )
+    if best.get("cost"):
+        console.print(f"  cost: {_cost_text(best['cost'])}", soft_wrap=True)
     sim = best["simulated"]
     console.print(
         f"  simulated {pt} TTFT {best['at_targets'][f'ttft_{pt}_ms']:.0f} ms, "
@@ -175,6 +152,18 @@ def _render(doc: dict) -> None:
         f"(mean TTFT {sim['ttft_ms']['mean']:.0f} ms, mean TPOT {sim['tpot_ms']['mean']:.1f} ms)",
         soft_wrap=True,
     )
+    bind = best["binding"]
+    at = pt if bind == "ttft" else pp
+    console.print(
+        f"  binding target: {at} {bind.upper()} ({best['at_targets'][f'{bind}_{at}_ms']:.1f} of "
+        f"{t[f'{bind}_ms']:g} ms)",
+        soft_wrap=True,
+    )
+    console.print(
+        "  latency ms, mean then percentiles; sim: simulated, model: queueing formulas (docs/sizing.md)",
+        soft_wrap=True,
+    )
+    console.print(_percentile_table(doc))
     other = doc["disagg"] if best["mode"] == "agg" else doc["agg"]
     other_mode = "disagg" if best["mode"] == "agg" else "agg"
     if other_mode not in doc["modes"]:
@@ -189,8 +178,11 @@ def _render(doc: dict) -> None:
         )
     else:
         console.print(
-            f"  {other_mode} needs {other['total_gpus_used']}: {_deployment_text(other, doc['system'])}"
+            f"  {other_mode} needs {other['total_gpus_used']}: {_deployment_text(other, doc['system'])}",
+            soft_wrap=True,
         )
+    if other is not None and other_mode in doc["modes"] and other.get("cost"):
+        console.print(f"  {other_mode} cost: {_cost_text(other['cost'])}", soft_wrap=True)
     s = doc["search"]
     console.print(
         f"  search: {s['simulations']} simulations, {s['verification_failures']} candidates rejected by "

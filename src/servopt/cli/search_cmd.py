@@ -181,6 +181,13 @@ def default(
         2000, "--num_requests", "--num-requests", help="With --request_rate: requests simulated (at least)."
     ),
     seed: int = typer.Option(0, "--seed", help="With --request_rate: seed of the simulated requests."),
+    gpu_hour_price: str | None = typer.Option(
+        None,
+        "--gpu_hour_price",
+        "--gpu-hour-price",
+        help="With a load: your USD per GPU-hour, SYSTEM=USD[,SYSTEM=USD] (none ship with servopt); adds "
+        "cost per hour and per million output tokens to every answer.",
+    ),
 ) -> None:
     """Agg vs disagg for one model on a GPU budget, with the seed's defaults; with --request_rate,
     the fewest GPUs that serve that load within percentile targets."""
@@ -194,6 +201,8 @@ def default(
         field = "ttft_percentile" if ttft_percentile is not None else "tpot_percentile"
         value = ttft_percentile if ttft_percentile is not None else tpot_percentile
         raise ServoptError(field, value, "needs --request_rate or --concurrency")
+    if not loaded and gpu_hour_price is not None:
+        raise ServoptError("gpu_hour_price", gpu_hour_price, "needs --request_rate or --concurrency")
     if loaded:
         from servopt.cli.rate_sizing import size_and_report
 
@@ -204,6 +213,7 @@ def default(
             ttft_percentile=99.0 if ttft_percentile is None else ttft_percentile,
             tpot_percentile=99.0 if tpot_percentile is None else tpot_percentile,
             objective=objective, num_requests=num_requests, seed=seed, perf_db=perf_db, as_json=as_json,
+            gpu_hour_price=gpu_hour_price, decode_system=decode_system,
         )  # fmt: skip
         return
     from servopt.config import default_experiments

@@ -200,6 +200,9 @@ class Workload(_Strict):
     num_requests: Annotated[int, Strict(), Field(ge=1, le=1_000_000)] = 2000
     seed: NonNegInt = 0
     objective: SizingObjective = "min_gpus"
+    # Your USD per GPU-hour by system (none ship with servopt): cost per hour and per million
+    # output tokens on every answer, as ``cli default --gpu_hour_price``.
+    gpu_hour_price: dict[Name, PosFloat] | None = None
 
     @model_validator(mode="after")
     def _one_load(self) -> Workload:

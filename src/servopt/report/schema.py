@@ -115,8 +115,117 @@ class ResultDoc(BaseModel):
     experiments: list[ExperimentDoc]
 
 
+# -- rate sizing (``cli default --request_rate`` / ``--concurrency``; docs/sizing.md) ------------
+class _Closed(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Percentiles(_Closed):
+    """Over the measured requests, ms (the same four figures as ``cli simulate``)."""
+
+    mean: float = Field(ge=0)
+    p50: float = Field(ge=0)
+    p90: float = Field(ge=0)
+    p99: float = Field(ge=0)
+
+
+class Latencies(_Closed):
+    """``null`` where there is nothing to summarise (simulated: no request with 2+ output tokens;
+    analytic: the queueing model saturates)."""
+
+    ttft_ms: Percentiles | None
+    tpot_ms: Percentiles | None
+
+
+class SizingWorkers(_Closed):
+    option: str
+    role: Literal["agg", "prefill", "decode"]
+    workers: int = Field(ge=1)
+    gpus_per_worker: int = Field(ge=1)
+
+
+class SizingGoodput(_Closed):
+    attainment: float = Field(ge=0, le=1)
+    requests_per_s: float = Field(ge=0)
+    per_gpu: float = Field(ge=0)
+
+
+class SizingCost(_Closed):
+    """At the user's ``--gpu_hour_price`` (none ship with servopt)."""
+
+    usd_per_gpu_hour: dict[str, float]
+    usd_per_hour: float = Field(ge=0)
+    usd_per_million_output_tokens: float | None = Field(ge=0)
+
+
+class SizedDeployment(_Closed):
+    """One mode's answer. ``simulated``: the verdict's own figures; ``analytic``: queueing formulas
+    (docs/sizing.md), for comparison; ``binding``: the target with the least slack."""
+
+    mode: Literal["agg", "disagg"]
+    total_gpus_used: int = Field(ge=1)
+    workers: list[SizingWorkers]
+    simulated: Latencies
+    analytic: Latencies
+    binding: Literal["ttft", "tpot"]
+    goodput: SizingGoodput
+    cost: SizingCost | None = Field(description="null without --gpu_hour_price")
+    at_targets: dict[str, float] = Field(
+        description="ttft_pP_ms and tpot_pP_ms: simulated, at the target percentiles"
+    )
+
+
+class SizingLoad(_Closed):
+    """The offered load, echoed."""
+
+    kind: Literal["open_loop", "closed_loop"]
+    request_rate: float | None
+    concurrency: int | None
+    arrival: Literal["poisson", "constant", "gamma"] | None
+    isl: int
+    osl: int
+    num_requests_simulated: int
+    seed: int
+
+
+class SizingTargets(_Closed):
+    ttft_ms: float
+    tpot_ms: float
+    ttft_percentile: float
+    tpot_percentile: float
+
+
+class SizingSearch(_Closed):
+    simulations: int = Field(ge=0)
+    verification_failures: int = Field(ge=0)
+    options_pruned: int = Field(ge=0)
+
+
+class SizingDoc(_Closed):
+    """``cli default --request_rate R`` (or ``--concurrency C``) ``--json``."""
+
+    model: str
+    system: str
+    backend: str
+    backend_version: str
+    objective: Literal["min_gpus", "max_goodput_per_gpu"]
+    modes: list[Literal["agg", "disagg"]]
+    load: SizingLoad
+    targets: SizingTargets
+    best: SizedDeployment
+    agg: SizedDeployment | None
+    disagg: SizedDeployment | None
+    search: SizingSearch
+
+
 def json_schema() -> dict:
-    return ResultDoc.model_json_schema()
+    """The budget search's document at the top level; the rate sizing document (another command's
+    output) under ``$defs.SizingDoc``."""
+    doc = ResultDoc.model_json_schema()
+    sizing = SizingDoc.model_json_schema(ref_template="#/$defs/{model}")
+    doc["$defs"].update(sizing.pop("$defs"))
+    doc["$defs"]["SizingDoc"] = sizing
+    return doc
 
 
 if __name__ == "__main__":

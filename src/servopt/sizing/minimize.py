@@ -44,7 +44,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from servopt.simulate.engine import Deployment, InstanceKind, run
+from servopt.simulate.engine import Deployment, InstanceKind, run, run_many
 from servopt.simulate.workload import Requests
 from servopt.sizing.check import Offered, Targets, Verdict, attainment, check, percentiles
 
@@ -111,32 +111,48 @@ class Sizer:
     # -- the two verdict parts ------------------------------------------------------------
     def saturation(self, option: PoolOption, *, prefill_only: bool = False) -> float:
         """Requests/s one worker completes with every batch slot busy (closed loop)."""
-        key = (id(option), prefill_only)
-        if key in self._saturation:
-            return self._saturation[key]
-        kind = option.kind
-        clients, full = self._full_batch(kind)
-        osl = np.ones_like(full.osl) if prefill_only else full.osl
-        role = "agg" if kind.role == "agg" or prefill_only else kind.role
-        if role == "decode":
-            # A decode worker alone: an instant prefill pool feeds it (no transfer time).
-            raise ValueError("use decode_saturation for decode options")
-        dep = Deployment((replace(kind, role="agg", pull=False),))
-        raw = run(dep, Requests(full.arrival_ms, full.isl, osl), clients=clients)
-        return self._completion_rate(key, raw.t_done)
+        key, job = self._saturation_job(option, prefill_only=prefill_only)
+        if key not in self._saturation:
+            self._completion_rate(key, run(job[0], job[1], clients=job[2]).t_done)
+        return self._saturation[key]
 
     def decode_saturation(self, option: PoolOption, feeder: PoolOption) -> float:
         """Requests/s one decode worker completes with every batch slot busy, fed by prefill
-        workers fast enough never to starve it."""
-        key = (id(option), "decode")
-        if key in self._saturation:
-            return self._saturation[key]
-        clients, full = self._full_batch(option.kind)
-        # Enough prefill instances never to starve it (bounded: the loop scans instances per event).
-        prefill = replace(feeder.kind, count=feeder.kind.count * min(clients, 32))
-        dep = Deployment((prefill, option.workers(1)), 0.0, 0.0)
-        raw = run(dep, full, clients=clients)
-        return self._completion_rate(key, raw.t_done)
+        workers fast enough never to starve it (the first feeder asked is the one used)."""
+        key, job = self._saturation_job(option, feeder=feeder)
+        if key not in self._saturation:
+            self._completion_rate(key, run(job[0], job[1], clients=job[2]).t_done)
+        return self._saturation[key]
+
+    def prime(self, wanted: list[tuple[PoolOption, bool, PoolOption | None]]) -> None:
+        """Simulate the saturation runs of ``wanted`` (option, prefill_only, decode feeder) not yet
+        cached, on every core at once (``run_many``): the search asks for all of them before its
+        first verdict anyway, and each run is the same run ``saturation`` would make."""
+        keys, jobs = [], []
+        for option, prefill_only, feeder in wanted:
+            key, job = self._saturation_job(option, prefill_only=prefill_only, feeder=feeder)
+            if key not in self._saturation and key not in keys:
+                keys.append(key)
+                jobs.append(job)
+        for key, raw in zip(keys, run_many(jobs), strict=True):
+            self._completion_rate(key, raw.t_done)
+
+    def _saturation_job(
+        self, option: PoolOption, *, prefill_only: bool = False, feeder: PoolOption | None = None
+    ) -> tuple[tuple, tuple[Deployment, Requests, int]]:
+        """The cache key and the closed-loop run that measures one worker's saturation."""
+        kind = option.kind
+        clients, full = self._full_batch(kind)
+        if kind.role == "decode":
+            if feeder is None:
+                raise ValueError("use decode_saturation for decode options")
+            key = (id(option), "decode")
+            # Enough prefill instances never to starve it (bounded: the loop scans instances per event).
+            prefill = replace(feeder.kind, count=feeder.kind.count * min(clients, 32))
+            return key, (Deployment((prefill, option.workers(1)), 0.0, 0.0), full, clients)
+        osl = np.ones_like(full.osl) if prefill_only else full.osl
+        dep = Deployment((replace(kind, role="agg", pull=False),))
+        return (id(option), prefill_only), (dep, Requests(full.arrival_ms, full.isl, osl), clients)
 
     def _full_batch(self, kind: InstanceKind) -> tuple[int, Requests]:
         """Clients that fill every batch slot of one worker, and the offered lengths repeated for a
@@ -212,6 +228,8 @@ class Sizer:
         return good, good_v
 
     def size_agg(self, options: list[PoolOption]) -> Sized | None:
+        if not self.offered.closed:
+            self.prime([(o, False, None) for o in options])
         bounds = sorted(((self.agg_bound(o) * o.gpus, i) for i, o in enumerate(options)))
         best: Sized | None = None
         for bound_gpus, i in bounds:
@@ -261,12 +279,14 @@ class Sizer:
             return self._size_disagg_closed(prefill, decode)
         best: Sized | None = None
         pools = []
+        self.prime([(p, True, None) for p in prefill])
         for p in prefill:
             found = self.prefill_fewest(p, self.budget)
             if found is not None:
                 pools.append((p, found[0]))
         if not pools:
             return None
+        self.prime([(d, False, pools[0][0]) for d in decode])
         pairs = []
         for p, x in pools:
             for d in decode:
@@ -363,6 +383,11 @@ class Sizer:
             seen.add(key)
             heapq.heappush(heap, (gpus, key))
 
+        self.prime(
+            [(o, False, None) for o in agg]
+            + [(p, True, None) for p in prefill]
+            + [(d, False, prefill[0]) for d in decode if prefill]
+        )
         for i, o in enumerate(agg):
             push(("agg", i, self.agg_bound(o)))
         for i, p in enumerate(prefill):

@@ -1,7 +1,8 @@
 """Worker options for sizing: every layout of the search lists x a few batch caps, as pool options.
 
 Step tables and KV capacities are built once per (role, layout); batch-cap variants share them
-(the cap only changes the policy row). Layouts the data cannot price, or whose KV cache cannot hold
+(the cap only changes the policy row). KV capacity is computed first, so a layout that cannot hold
+one request never has its tables priced. Layouts the data cannot price, or whose KV cache cannot hold
 one request, are dropped with their reason.
 """
 
@@ -14,8 +15,8 @@ import numpy as np
 from servopt.errors import ServoptError
 from servopt.evaluate.candidates import ModelSetup
 from servopt.models.parallel import Layout
-from servopt.simulate.build import WorkerPlan, build_kind, kv_transfer_model
-from servopt.simulate.policy import SchedulerPolicy
+from servopt.simulate.build import WorkerPlan, build_kind, kv_capacity_tokens, kv_transfer_model
+from servopt.simulate.policy import SchedulerPolicy, fit_token_budget
 from servopt.sizing.minimize import PoolOption
 
 # Batch caps tried per layout (the engine's own default is always tried too): smaller caps trade
@@ -36,8 +37,17 @@ def pool_options(
     caps: tuple[int, ...] = BATCH_CAPS,
 ) -> tuple[list[PoolOption], list[tuple[Layout, str]]]:
     options, dropped = [], []
+    need = max_isl + (max_osl if role != "prefill" else 0)
+    # The policy build_kind prices with (a prompt budget that holds the longest prompt).
+    fitted = policy if role == "decode" else fit_token_budget(policy, max_isl)
     for layout in layouts:
         try:
+            # KV capacity first: it needs no step tables, and a layout whose KV cache cannot hold
+            # one request (a large model on few GPUs) is dropped before its tables are priced.
+            kv = kv_capacity_tokens(setup, layout, role, fitted) // layout.pp
+            if kv < need:
+                dropped.append((layout, f"KV cache holds {kv} tokens, a request needs {need}"))
+                continue
             kind = build_kind(
                 db,
                 setup,
@@ -49,7 +59,6 @@ def pool_options(
         except ServoptError as err:
             dropped.append((layout, str(err)))
             continue
-        need = max_isl + (max_osl if role != "prefill" else 0)
         if kind.kv_tokens < need:
             dropped.append((layout, f"KV cache holds {kind.kv_tokens} tokens, a request needs {need}"))
             continue

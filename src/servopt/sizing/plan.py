@@ -3,6 +3,7 @@ offered rate within percentile targets (the engine behind ``cli default --reques
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from servopt.errors import InfeasibleError
@@ -24,10 +25,14 @@ class SizingResult:
     offered: Offered
     targets: Targets
     dropped: list
+    system: str = ""
+    prices: dict[str, float] | None = None  # USD per GPU-hour by system (--gpu_hour_price)
 
     def to_json(self) -> dict:
         from servopt.simulate.engine import run
+        from servopt.sizing import analytic
         from servopt.sizing.check import attainment, measured, served_rate
+        from servopt.sizing.cost import cost
 
         req = self.offered.requests(self.targets)
         clients, lifetime = self.offered.clients, self.offered.lifetime_ms(self.targets)
@@ -38,7 +43,8 @@ class SizingResult:
             raw = run(s.deployment, req, clients=clients)
             m = measured(req, lifetime, raw, clients)
             att = attainment(raw, req, self.targets, lifetime, clients)
-            good = att * served_rate(raw, req, lifetime, self.offered.rate, clients)
+            flow = served_rate(raw, req, lifetime, self.offered.rate, clients)
+            good = att * flow
             ttft = (raw.t_first - raw.t_arrive)[m]
             steps = (req.osl - 1)[m]
             tpot = ((raw.t_done - raw.t_first)[m] / (steps.clip(min=1)))[steps > 0]
@@ -50,11 +56,19 @@ class SizingResult:
                     for o, w in s.pools
                 ],
                 "simulated": {"ttft_ms": summary(ttft), "tpot_ms": summary(tpot)},
+                "analytic": analytic.percentiles(s, flow, req.isl, req.osl, self._arrival_ca2()),
+                # The target with the least slack (simulated, at its percentile).
+                "binding": "ttft"
+                if s.verdict.ttft_ms / self.targets.ttft_ms >= s.verdict.tpot_ms / self.targets.tpot_ms
+                else "tpot",
                 "goodput": {
                     "attainment": att,
                     "requests_per_s": good,
                     "per_gpu": good / s.gpus,
                 },
+                "cost": None
+                if self.prices is None
+                else cost({self.system: s.gpus}, self.prices, flow * float(req.osl.mean())),
                 "at_targets": {
                     f"ttft_p{self.targets.ttft_percentile:g}_ms": s.verdict.ttft_ms,
                     f"tpot_p{self.targets.tpot_percentile:g}_ms": s.verdict.tpot_ms,
@@ -86,6 +100,13 @@ class SizingResult:
             },
         }
 
+    def _arrival_ca2(self) -> float:
+        """Squared CV of the arrival gaps (a closed loop of many clients is near Poisson)."""
+        o = self.offered
+        if o.closed or o.arrival == "poisson":
+            return 1.0
+        return 0.0 if o.arrival == "constant" else o.arrival_cv**2
+
 
 OBJECTIVES = ("min_gpus", "max_goodput_per_gpu")
 
@@ -99,6 +120,7 @@ def size_for_rate(
     total_gpus: int,
     modes=("agg", "disagg"),
     objective: str = "min_gpus",
+    prices: dict[str, float] | None = None,
 ) -> SizingResult:
     """``min_gpus``: the fewest GPUs (<= ``total_gpus``) serving ``offered`` within ``targets``;
     ``max_goodput_per_gpu``: the stable deployment within ``total_gpus`` with the most requests/s
@@ -108,31 +130,46 @@ def size_for_rate(
     policy = engine_policy(backend, setup.system.gpu.mem_capacity_bytes)
     req = offered.requests(targets)
     common = dict(max_isl=int(req.isl.max()), max_osl=int(req.osl.max()), prompt_lengths=req.isl)
-    sizer = Sizer(offered, targets, budget=total_gpus, transfer=transfer_model(setup))
     dropped: list = []
-    agg = disagg = None
     agg_options: list = []
+    per_role: dict = {"prefill": [], "decode": []}
     if "agg" in modes:
         lists = default_agg_lists(is_moe=arch.is_moe, backend=backend, system=setup.system.name)
         agg_options, lost = pool_options(
             db, setup, "agg", _layouts(setup, lists, "agg", total_gpus), policy, **common
         )
         dropped += lost
-        agg = sizer.max_goodput(agg_options, [], []) if goodput else sizer.size_agg(agg_options)
     if "disagg" in modes:
         p_lists, d_lists = default_disagg_lists(
             is_moe=arch.is_moe, backend=backend, prefill_system=setup.system.name
         )
-        per_role = {}
         for role, lists in (("prefill", p_lists), ("decode", d_lists)):
             layouts = _layouts(setup, lists, role, total_gpus)
             per_role[role], lost = pool_options(db, setup, role, layouts, policy, **common)
             dropped += lost
-        if per_role["prefill"] and per_role["decode"]:
-            if goodput:
-                disagg = sizer.max_goodput([], per_role["prefill"], per_role["decode"])
-            else:
-                disagg = sizer.size_disagg(per_role["prefill"], per_role["decode"])
+    # The two modes' searches share nothing (each its own options, saturation runs and counters),
+    # and the simulator releases the GIL: they run side by side, one Sizer each.
+    agg_sizer = Sizer(offered, targets, budget=total_gpus, transfer=transfer_model(setup))
+    disagg_sizer = Sizer(offered, targets, budget=total_gpus, transfer=transfer_model(setup))
+
+    def search_agg() -> Sized | None:
+        if "agg" not in modes:
+            return None
+        return agg_sizer.max_goodput(agg_options, [], []) if goodput else agg_sizer.size_agg(agg_options)
+
+    def search_disagg() -> Sized | None:
+        if not (per_role["prefill"] and per_role["decode"]):
+            return None
+        if goodput:
+            return disagg_sizer.max_goodput([], per_role["prefill"], per_role["decode"])
+        return disagg_sizer.size_disagg(per_role["prefill"], per_role["decode"])
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        agg_job, disagg_job = pool.submit(search_agg), pool.submit(search_disagg)
+        agg, disagg = agg_job.result(), disagg_job.result()
+    counters = Counters(
+        *(getattr(agg_sizer.counters, f) + getattr(disagg_sizer.counters, f) for f in vars(Counters()))
+    )
     found = [s for s in (agg, disagg) if s is not None]
     if goodput:
         best = max(found, key=lambda s: (s.goodput_per_gpu, -s.gpus), default=None)
@@ -156,7 +193,7 @@ def size_for_rate(
     if best is None:
         # The most any agg deployment in the budget could complete (its throughput, at no latency
         # target): the rate to lower towards, an upper bound on what the targets allow.
-        ceiling = max(((total_gpus // o.gpus) * sizer.saturation(o) for o in agg_options), default=0.0)
+        ceiling = max(((total_gpus // o.gpus) * agg_sizer.saturation(o) for o in agg_options), default=0.0)
         hint = (
             f"; at most {ceiling:.1f} req/s fit {total_gpus} GPUs even without latency targets"
             if ceiling
@@ -168,7 +205,7 @@ def size_for_rate(
             f"no deployment within {total_gpus} GPUs serves it at p{targets.ttft_percentile:g} TTFT <= "
             f"{targets.ttft_ms:g} ms and p{targets.tpot_percentile:g} TPOT <= {targets.tpot_ms:g} ms{hint}",
         )
-    return SizingResult(best, agg, disagg, sizer.counters, offered, targets, dropped)
+    return SizingResult(best, agg, disagg, counters, offered, targets, dropped, setup.system.name, prices)
 
 
 def _layouts(setup: ModelSetup, lists, role: str, total_gpus: int):

@@ -232,8 +232,16 @@ def _cell(value: Any) -> Any:
 
 
 def result_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every experiment's top rows, flat, with the experiment, its serving mode and the row's rank."""
+    """Every experiment's top rows, flat, with the experiment, its serving mode and the row's rank
+    (a rate sizing: each mode's answer)."""
     rows = []
+    sizing = result.get("sizing") or {}
+    for mode in ("agg", "disagg"):  # a rate sizing: each mode's answer, the best ranked first
+        answer = sizing.get(mode)
+        if answer:
+            rank = 1 if answer["mode"] == (sizing.get("best") or {}).get("mode") else 2
+            lead = {"experiment": mode, "serving_mode": mode, "rank": rank}
+            rows.append({**lead, **{k: _cell(v) for k, v in answer.items() if k not in lead}})
     for experiment in result.get("experiments") or []:
         for position, row in enumerate(experiment.get("top") or []):
             rank = row.get("rank", position + 1)

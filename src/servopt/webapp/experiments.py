@@ -30,6 +30,7 @@ def build_experiments(request: DefaultSearch | YamlSearch) -> list[Experiment]:
         if problems:
             raise ConfigError(problems)
         return load_experiments_text(request.yaml, name=YAML_NAME, catalog=catalog)
+    _check_load(request)
     try:
         return default_experiments(
             request.model,
@@ -46,6 +47,41 @@ def build_experiments(request: DefaultSearch | YamlSearch) -> list[Experiment]:
         )
     except ConfigError as err:
         raise ConfigError(_form_problem(p) for p in err.problems) from None
+
+
+def _check_load(request: DefaultSearch) -> None:
+    """The load fields' rules that span fields (each field's own range is the schema's)."""
+    if request.request_rate is not None and request.concurrency is not None:
+        raise ServoptError("concurrency", request.concurrency, "give request_rate or concurrency, not both")
+    if request.objective == "max_goodput_per_gpu" and request.concurrency is not None:
+        raise ServoptError("objective", request.objective, "needs request_rate (not yet with concurrency)")
+    if request.decode_system and request.decode_system != request.system and request.loaded:
+        raise ServoptError("decode_system", request.decode_system, "not yet with a load")
+
+
+def sizing_question(request: DefaultSearch) -> dict[str, Any]:
+    """The form's load question as ``pipeline.size_load`` takes it (the CLI's defaults for the rest)."""
+    return {
+        "model": request.model,
+        "total_gpus": request.total_gpus,
+        "system": request.system,
+        "backend": request.backend,
+        "backend_version": request.backend_version or None,
+        "isl": request.isl,
+        "osl": request.osl,
+        "ttft": request.ttft,
+        "tpot": request.tpot,
+        "request_rate": request.request_rate,
+        "concurrency": request.concurrency,
+        "arrival": "poisson",
+        "arrival_cv": 1.0,
+        "ttft_percentile": request.ttft_percentile,
+        "tpot_percentile": request.tpot_percentile,
+        "objective": request.objective,
+        "num_requests": 2000,
+        "seed": 0,
+        "perf_db": None,
+    }
 
 
 def _form_problem(problem: Problem) -> Problem:

@@ -18,6 +18,8 @@ from servopt.limits import MAX_NAME_CHARS, MAX_TOTAL_GPUS
 MAX_WEB_GPUS = MAX_TOTAL_GPUS
 MAX_WEB_TOKENS = 10_000_000
 MAX_WEB_LATENCY_MS = 10_000_000.0
+MAX_WEB_RATE = 1_000_000.0
+MAX_WEB_CLIENTS = 1_000_000
 MAX_TOP_N = 20
 DEFAULT_TOP_N = 5
 
@@ -58,6 +60,23 @@ class DefaultSearch(_Request):
     tpot: float = Field(
         40.0, le=MAX_WEB_LATENCY_MS, allow_inf_nan=False, description="target time per output token (ms)"
     )
+    # A load (docs/sizing.md): with one of these the form asks for the fewest GPUs serving it within
+    # percentile targets (``cli default --request_rate`` / ``--concurrency``), not the budget search.
+    request_rate: float | None = Field(
+        None, gt=0, le=MAX_WEB_RATE, allow_inf_nan=False, description="requests/s to size for (open loop)"
+    )
+    concurrency: int | None = Field(
+        None, ge=1, le=MAX_WEB_CLIENTS, description="closed-loop clients to size for (instead of a rate)"
+    )
+    ttft_percentile: float = Field(99.0, gt=0, lt=100, description="with a load: TTFT target percentile")
+    tpot_percentile: float = Field(99.0, gt=0, lt=100, description="with a load: TPOT target percentile")
+    objective: Literal["min_gpus", "max_goodput_per_gpu"] = Field(
+        "min_gpus", description="with a load: fewest GPUs, or most goodput per GPU (request_rate only)"
+    )
+
+    @property
+    def loaded(self) -> bool:
+        return self.request_rate is not None or self.concurrency is not None
 
 
 class YamlSearch(_Request):

@@ -87,11 +87,16 @@ def _deployments(pipeline: Any, result: Any, data: dict[str, Any]) -> dict[str, 
 def _run_one(pipeline: Any, request_data: dict[str, Any], send_progress: Callable) -> dict[str, Any]:
     from pydantic import TypeAdapter
 
-    from servopt.webapp.experiments import build_experiments
+    from servopt.webapp.experiments import build_experiments, sizing_question
     from servopt.webapp.schemas import SearchRequest
 
     request = TypeAdapter(SearchRequest).validate_python(request_data)
     experiments = build_experiments(request)
+    if getattr(request, "loaded", False):
+        # A load on the form: rate sizing, one document (``cli default --request_rate --json``).
+        send_progress("sizing", 0.0)
+        doc = _jsonable(pipeline.size_load(sizing_question(request)))
+        return {"result": {"sizing": doc}, "deployments": {}}
     result = pipeline.run_experiments(experiments, progress=send_progress, top_n=request.top_n)
     data = _jsonable(pipeline.result_document(result))
     return {"result": data, "deployments": _deployments(pipeline, result, data)}

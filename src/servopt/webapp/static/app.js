@@ -86,6 +86,12 @@ function formRequest() {
     ttft: number("ttft"),
     tpot: number("tpot"),
     top_n: number("top_n"),
+    // A load (rate or clients) turns the search into rate sizing (docs/sizing.md).
+    request_rate: number("request_rate"),
+    concurrency: number("concurrency"),
+    ttft_percentile: number("ttft_percentile"),
+    tpot_percentile: number("tpot_percentile"),
+    objective: form.objective.value,
   };
   if (form.decode_system.value) body.decode_system = form.decode_system.value;
   if (form.backend_version.value) body.backend_version = form.backend_version.value;

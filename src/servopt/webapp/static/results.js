@@ -246,7 +246,53 @@ function renderChart(result) {
   else $("#pareto").textContent = "Plotly.js did not load; the tables below hold the same data.";
 }
 
+function percentileCells(figures, digits) {
+  return ["mean", "p50", "p90", "p99"].map((k) => el("td", { text: figures ? figures[k].toFixed(digits) : "—" }));
+}
+
+// A rate sizing (a load on the form): each mode's answer, simulated and analytic percentiles side by side.
+function showSizing(id, doc) {
+  $("#results").hidden = false;
+  const t = doc.targets;
+  const load = doc.load.kind === "closed_loop" ? `${doc.load.concurrency} clients` : `${doc.load.request_rate} req/s`;
+  $("#verdict").replaceChildren(el("p", {
+    text: `${load} at p${t.ttft_percentile} TTFT ≤ ${t.ttft_ms} ms, p${t.tpot_percentile} TPOT ≤ ${t.tpot_ms} ms ` +
+      `(${doc.objective}): ${doc.best.total_gpus_used} GPUs, ${doc.best.mode}; binding target ${doc.best.binding}`,
+  }));
+  const table = el("table", { class: "sizing" });
+  const head = el("tr");
+  for (const h of ["mode", "GPUs", "deployment", "", "TTFT mean", "p50", "p90", "p99", "TPOT mean", "p50", "p90", "p99"]) {
+    head.append(el("th", { text: h }));
+  }
+  table.append(el("thead", {}, head));
+  const body = el("tbody");
+  for (const mode of ["agg", "disagg"]) {
+    const answer = doc[mode];
+    if (!answer) continue;
+    const workers = answer.workers.map((w) => `${w.workers} × ${w.option}`).join(" + ");
+    for (const kind of ["simulated", "analytic"]) {
+      const first = kind === "simulated";
+      const row = el("tr", {},
+        el("td", { text: first ? mode + (doc.best.mode === mode ? " ★" : "") : "" }),
+        el("td", { text: first ? String(answer.total_gpus_used) : "" }),
+        el("td", { text: first ? workers : "" }),
+        el("td", { text: first ? "simulated" : "analytic" }),
+        ...percentileCells(answer[kind].ttft_ms, 0),
+        ...percentileCells(answer[kind].tpot_ms, 1));
+      body.append(row);
+    }
+  }
+  table.append(body);
+  $("#best").replaceChildren(table);
+  $("#download-csv").href = `/api/searches/${id}/result.csv`;
+  $("#download-json").href = `/api/searches/${id}/result.json`;
+  $("#pareto").replaceChildren(el("p", { text: "A rate sizing has no Pareto frontier: it answers one load." }));
+  $("#tables").replaceChildren();
+  document.body.dataset.result = id;  // end-to-end tests wait on this
+}
+
 export function showResult(id, result) {
+  if (result.sizing) { showSizing(id, result.sizing); return; }
   chart.runCount += 1;
   if (chart.last && $("#keep-runs").checked) chart.pinned.push(chart.last);
   chart.last = { label: `run ${chart.runCount}`, pareto: result.pareto, experiments: result.experiments };
