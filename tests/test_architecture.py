@@ -31,7 +31,8 @@ ALLOWED = {
     # imported for type checkers only, so at run time it stands on the base alone.
     "run_result": BASE,
     "report": BASE | {"run_result"},
-    "pipeline": BASE | {"config", "evaluate", "models", "perf_db", "report", "run_result", "search", "sizing"},
+    "pipeline": BASE
+    | {"config", "evaluate", "models", "perf_db", "report", "run_result", "search", "sizing"},
     "simulate": BASE | {"evaluate", "models", "perf_db", "search"},
     "sizing": BASE | {"evaluate", "models", "perf_db", "search", "simulate"},
     "calibrate": BASE | {"evaluate", "models", "perf_db", "search", "simulate"},
