@@ -54,6 +54,18 @@ def test_an_idle_gap_starts_a_new_epoch():
     assert live.arrival(b) == 0.0
 
 
+def test_a_request_arrives_when_received_and_arrivals_stay_in_order():
+    clock = FakeClock()
+    live = LiveSchedule(deployment("trtllm", False, 10**6), clock=clock, speedup=2.0)
+    received = clock.t + 0.010
+    clock.t += 0.015  # body read, tokens counted: 5 ms later
+    a = live.add(100, 5, at=received)
+    assert live.arrival(a) == pytest.approx(20.0)  # 10 ms of clock at speedup 2
+    b = live.add(100, 5, at=received - 0.004)  # overtaken by a: arrives with it
+    assert live.arrival(b) == live.arrival(a)
+    assert live.add(100, 5) > b and live.arrival(b + 1) == pytest.approx(30.0)
+
+
 def test_a_closed_epoch_keeps_its_final_times_for_late_readers():
     """A handler that slept through the end of its epoch reads the times the later arrivals set."""
     clock = FakeClock()

@@ -99,17 +99,29 @@ class LiveSchedule:
         """The clock reading at which simulated time ``sim_ms`` of this epoch is reached."""
         return self.epoch.origin + sim_ms / 1000.0 / self.speedup
 
-    def add(self, isl: int, osl: int) -> int:
-        """A request arriving now; returns its id (ids keep growing across epochs)."""
-        if self.epoch.arrival_ms and self._idle_now():
+    def add(self, isl: int, osl: int, at: float | None = None) -> int:
+        """A request that arrived at clock reading ``at`` (default: now); returns its id (ids keep
+        growing across epochs).
+
+        ``at`` is when the server received it, before reading its body, counting its tokens and
+        re-simulating (a real server's clock starts there too). Those few ms are in the past when the
+        request joins: tokens of others sent in that window followed a schedule without it. Arrivals
+        stay in order: one whose handler was overtaken arrives with the last.
+        """
+        at = self.clock() if at is None else min(at, self.clock())
+        if self.epoch.arrival_ms and self._idle_at(at):
             self._simulations_before += self.epoch.simulations
             next_id = self.epoch.first_id + len(self.epoch.arrival_ms)
-            self.epoch = Epoch(self.deployment, self.clock(), next_id)
-        return self.epoch.add(self.now_ms(), isl, osl)
+            self.epoch = Epoch(self.deployment, at, next_id)
+        arrival = (at - self.epoch.origin) * 1000.0 * self.speedup
+        if self.epoch.arrival_ms:
+            arrival = max(arrival, self.epoch.arrival_ms[-1])
+        return self.epoch.add(arrival, isl, osl)
 
-    def _idle_now(self) -> bool:
+    def _idle_at(self, at: float) -> bool:
         raw = self.epoch.raw()
-        return bool(np.all(raw.t_done >= 0)) and float(raw.t_done.max()) <= self.now_ms()
+        at_ms = (at - self.epoch.origin) * 1000.0 * self.speedup
+        return bool(np.all(raw.t_done >= 0)) and float(raw.t_done.max()) <= at_ms
 
     def raw(self) -> RawRun:
         return self.epoch.raw()

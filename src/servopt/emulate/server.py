@@ -139,7 +139,7 @@ def create_app(
             return error(429, "too many requests in flight", {"Retry-After": str(limits.retry_after_s)})
         state["in_flight"] += 1
         m_requests.inc()
-        rid = schedule.add(isl, osl)
+        rid = schedule.add(isl, osl, at=received)
         epoch = schedule.epoch  # this request's, even after the schedule moves on to the next
         arrival, origin = epoch.arrival(rid), epoch.origin
         created = int(time.time())
