@@ -4,7 +4,7 @@ One command runs every client x setup x load, each against a fresh emulator on l
 the tables of docs/reality.md ("Emulator fidelity"):
 
     python experiments/emulate_vs_simulate.py run OUT [--clients aiperf,guidellm]
-        [--setups agg,disagg] [--loads c8,c64,rate] [--speedup 1] [--nice -15 --client_nice -5]
+        [--setups agg,disagg] [--loads c8,c64,rate] [--speedup 1] [--rt 10 --client_nice -10]
     python experiments/emulate_vs_simulate.py table OUT     # the tables again from OUT
 
 For each run the client's per-request export (send time, TTFT, E2E) and the emulator's request log
@@ -98,6 +98,11 @@ class Emulator:
         self.stop()
         raise RuntimeError("emulator did not start in 180 s")
 
+    def cpu_s(self) -> float:
+        """CPU seconds the emulator has used (user + system)."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> int:
         self.proc.send_signal(signal.SIGINT)
         try:
@@ -143,11 +148,14 @@ def run_all(args) -> None:
                 d.mkdir(parents=True, exist_ok=True)
                 (d / "server_log.jsonl").unlink(missing_ok=True)
                 nice = ["nice", "-n", str(args.nice)] if args.nice else []
+                if args.rt:  # real-time FIFO: the emulator wakes on time (it needs ~0.2 of a core)
+                    nice = ["chrt", "-f", str(args.rt)]
                 emu = Emulator(setup, d / "server_log.jsonl", args.speedup, nice)
                 url = f"http://127.0.0.1:{emu.port}"
                 cmd = (aiperf_cmd if client == "aiperf" else guidellm_cmd)(url, d, load)
                 meta = {"setup": setup, "client": client, "load": load, "speedup": args.speedup}
                 meta["nice"] = [args.nice, args.client_nice]
+                meta["emulator_rt_priority"] = args.rt
                 meta |= {"emulator": emu.cmd[1:], "client_cmd": cmd[0:1] + cmd[1:], "load1_before": _load1()}
                 t0 = time.monotonic()
                 with (d / "client.log").open("w") as f:
@@ -155,6 +163,7 @@ def run_all(args) -> None:
                         [*nice, *cmd], env=_env(), stdout=f, stderr=subprocess.STDOUT, cwd=d
                     ).returncode
                 meta |= {"client_rc": rc, "wall_s": round(time.monotonic() - t0, 1), "load1_after": _load1()}
+                meta["emulator_cpu_s"] = round(emu.cpu_s(), 1)
                 meta["emulator_rc"] = emu.stop()
                 print(
                     f"{setup}/{client}/{load}: client rc {rc}, {meta['wall_s']} s, load {meta['load1_before']}"
@@ -313,6 +322,7 @@ def main(argv=None) -> int:
     r.add_argument("--speedup", type=float, default=1.0)
     r.add_argument("--nice", type=int, default=0, help="The emulator's niceness (a shared machine).")
     r.add_argument("--client_nice", type=int, default=0, help="The client's niceness.")
+    r.add_argument("--rt", type=int, default=0, help="Run the emulator SCHED_FIFO at this priority.")
     t = sub.add_parser("table")
     t.add_argument("out", type=Path)
     args = ap.parse_args(argv)

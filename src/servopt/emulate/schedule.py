@@ -42,6 +42,11 @@ class Epoch:
         self._raw: RawRun | None = None
         self.simulations = 0
 
+    @property
+    def arrivals(self) -> int:
+        """How many requests have joined: the simulation changes only when this does."""
+        return len(self.arrival_ms)
+
     def __contains__(self, rid: int) -> bool:
         return self.first_id <= rid < self.first_id + len(self.arrival_ms)
 

@@ -149,20 +149,27 @@ def create_app(
         sent = {}  # token index (first, last) -> (clock due, clock sent), for the request log
 
         async def tokens():
-            """Yield (index, simulated ms) as each token's time comes, following the schedule."""
-            for k in range(osl):
+            """Yield lists of (index, simulated ms): the tokens due, as their time comes, following the
+            schedule. Tokens already due together (an event loop behind) go out in one write."""
+            seen, times, k = -1, None, 0
+            while k < osl:
                 while True:
-                    times = epoch.token_times_ms(rid)  # re-simulated after each later arrival
+                    if epoch.arrivals != seen:  # re-simulated after each later arrival
+                        seen, times = epoch.arrivals, epoch.token_times_ms(rid)
                     due = origin + times[k] / 1000.0 / schedule.speedup
                     wait = due - schedule.clock()
                     if wait <= 0:
                         break
                     await asyncio.sleep(min(wait, 0.05))
                 now = schedule.clock()
-                m_lag.observe(max(now - due, 0.0))
-                if k in (0, osl - 1):
-                    sent[k] = (due, now)
-                yield k, float(times[k])
+                batch = []
+                while k < osl and (due := origin + times[k] / 1000.0 / schedule.speedup) <= now:
+                    m_lag.observe(now - due)
+                    if k in (0, osl - 1):
+                        sent[k] = (due, now)
+                    batch.append((k, float(times[k])))
+                    k += 1
+                yield batch
 
         def log() -> None:
             if request_log is None:
@@ -195,12 +202,19 @@ def create_app(
                 "choices": [{"index": 0, "text": text, "finish_reason": finish, "logprobs": None}],
             }  # fmt: skip
 
+        # Serialised once: the first (role), a middle and the last (finish_reason) event.
+        events = {
+            k: f"data: {json.dumps(chunk(k, FILLER, 'length' if k == osl - 1 else None))}\n\n"
+            for k in {0, min(1, osl - 1), osl - 1}
+        }
+
         async def stream():
             last = arrival
             try:
-                async for k, t in tokens():
-                    last = observe(k, t, last)
-                    yield f"data: {json.dumps(chunk(k, FILLER, 'length' if k == osl - 1 else None))}\n\n"
+                async for batch in tokens():
+                    for k, t in batch:
+                        last = observe(k, t, last)
+                    yield "".join(events.get(k, events[min(1, osl - 1)]) for k, _ in batch)
                 if (body.get("stream_options") or {}).get("include_usage"):
                     tail = chunk(osl, "", None) | {"choices": [], "usage": usage}
                     yield f"data: {json.dumps(tail)}\n\n"
@@ -213,8 +227,9 @@ def create_app(
             return StreamingResponse(stream(), media_type="text/event-stream")
         try:
             last = arrival
-            async for k, t in tokens():
-                last = observe(k, t, last)
+            async for batch in tokens():
+                for k, t in batch:
+                    last = observe(k, t, last)
         finally:
             state["in_flight"] -= 1
             log()
