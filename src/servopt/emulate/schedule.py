@@ -108,7 +108,7 @@ class LiveSchedule:
         """A request that arrived at clock reading ``at`` (default: now); returns its id (ids keep
         growing across epochs).
 
-        ``at`` is when the server received it, before reading its body, counting its tokens and
+        ``at`` is when the server had it (its body read), before parsing it, counting its tokens and
         re-simulating (a real server's clock starts there too). Those few ms are in the past when the
         request joins: tokens of others sent in that window followed a schedule without it. Arrivals
         stay in order: one whose handler was overtaken arrives with the last.

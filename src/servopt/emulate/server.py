@@ -15,8 +15,8 @@ Bounded: request bodies over ``max_body_bytes`` get 413; more than ``max_in_flig
 flight get 429 with ``Retry-After``; prompts and outputs are capped at the model length the step
 tables were built for.
 
-Request log (optional, one JSON line per finished request, wall-clock Unix ns): when the request
-reached the handler and joined the schedule, when its first and last tokens were due and when they
+Request log (optional, one JSON line per finished request, wall-clock Unix ns): when the server
+had the request's body (its arrival) and when it joined the schedule, when its first and last tokens were due and when they
 were sent (null if the client left first), and the client's ``X-Request-ID``. It separates what the client
 and HTTP add before a request reaches the emulator from the emulator's own lag (sent - due).
 """
@@ -119,8 +119,10 @@ def create_app(
         return PlainTextResponse(generate_latest(registry).decode(), media_type="text/plain; version=0.0.4")
 
     async def handle(request: Request, kind: str):
-        received = schedule.clock()
+        # The request's clock starts once its body is in (as a real server's handler gets it parsed):
+        # a client slow to send its body is the client's time, not the server's.
         raw = await request.body()
+        received = schedule.clock()
         if len(raw) > limits.max_body_bytes:
             return error(413, f"request body over {limits.max_body_bytes} bytes")
         try:
