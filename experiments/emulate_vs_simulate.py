@@ -14,12 +14,12 @@ For each run the client's per-request export (send time, TTFT, E2E) and the emul
   counts) become a trace for `servopt cli simulate --trace T --warmup W --calibration none --json`
   on the same setup; its TTFT/ITL mean, p50, p90, p99 stand beside the client's (the client's
   warm-up requests are the trace's first W and are left out of both).
-- **where a TTFT difference comes from**, from the request log, in wall ms: *before* = the request
-  reaching the emulator after the client's clock started (TCP connect, sending, the client's and the
-  server's event loops); *lag* = the first token sent after the time the schedule set; *after* = the
-  client reading it. The emulator's own part is the lag; before and after are the client and HTTP,
-  which a real server behind the same client also has. "TTFT - before" is the client's TTFT counted
-  from when the emulator had the request: what the emulator itself served.
+- **where a TTFT difference comes from**, per profiled request from the request log (wall ms):
+  *before* = the emulator having the request's body after the client's clock started (connect,
+  send, both event loops); *lag* = the first token sent after the time the schedule set; *after* =
+  the client reading it; *server TTFT* (sent - arrival) against *scheduled* (due - arrival: the
+  simulation of the arrivals as the emulator saw them). The emulator's own part is the lag; before
+  and after are the client's and HTTP's, which a real server behind the same client also has.
 
 ITL is `(E2E - TTFT) / (output tokens - 1)` per request, the output tokens as the server reports
 them (AIPerf with `--use-server-token-count`; GuideLLM counts the filler words, one token each; the
