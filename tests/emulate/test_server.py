@@ -1,6 +1,7 @@
 """servopt emulate: the simulator's schedule served over HTTP (in-process ASGI; a loopback load test)."""
 
 import asyncio
+import io
 import json
 import socket
 import threading
@@ -53,9 +54,43 @@ def test_an_idle_gap_starts_a_new_epoch():
     assert live.arrival(b) == 0.0
 
 
-def client(speedup=200.0, limits=Limits()):
+def test_a_request_arrives_when_received_and_arrivals_stay_in_order():
+    clock = FakeClock()
+    live = LiveSchedule(deployment("trtllm", False, 10**6), clock=clock, speedup=2.0)
+    received = clock.t + 0.010
+    clock.t += 0.015  # body read, tokens counted: 5 ms later
+    a = live.add(100, 5, at=received)
+    assert live.arrival(a) == pytest.approx(20.0)  # 10 ms of clock at speedup 2
+    b = live.add(100, 5, at=received - 0.004)  # overtaken by a: arrives with it
+    assert live.arrival(b) == live.arrival(a)
+    assert live.add(100, 5) > b and live.arrival(b + 1) == pytest.approx(30.0)
+
+
+def test_a_closed_epoch_keeps_its_final_times_for_late_readers():
+    """A handler that slept through the end of its epoch reads the times the later arrivals set."""
+    clock = FakeClock()
+    dep = deployment("vllm", False, 10**6)
+    live = LiveSchedule(dep, clock=clock)
+    a = live.add(2000, 20)
+    epoch = live.epoch
+    alone = live.token_times_ms(a).copy()
+    clock.t += 0.05
+    b = live.add(3000, 20)  # on the other instance, or with a: a's later tokens move
+    live.add(3000, 20)
+    joint = live.token_times_ms(a).copy()
+    assert joint[-1] > alone[-1]
+    clock.t += 100.0
+    live.add(10, 2)  # long after both ended: a new epoch
+    assert not live.in_epoch(a) and a in epoch and b in epoch
+    np.testing.assert_array_equal(epoch.token_times_ms(a), joint)
+    req = Requests(np.array([0.0, 50.0, 50.0]), np.array([2000, 3000, 3000]), np.array([20, 20, 20]))
+    raw = run(dep, req, record_tokens=True)
+    np.testing.assert_allclose(joint, raw.token_times_ms(0, 20), rtol=1e-9)
+
+
+def client(speedup=200.0, limits=Limits(), request_log=None):
     live = LiveSchedule(deployment("vllm", False, 10**6), speedup=speedup)
-    app = create_app(live, "test-model", limits)
+    app = create_app(live, "test-model", limits, request_log=request_log)
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://emu")
 
 
@@ -91,6 +126,46 @@ def test_completions_chat_models_health_metrics():
             assert "servopt_emulate_inter_token_latency_seconds_count 10.0" in metrics
 
     asyncio.run(go())
+
+
+def test_request_log_times_are_the_simulators_and_tokens_are_not_early():
+    """The log's due times are the simulator's (replayed from the logged arrivals); sent >= due."""
+    log, speedup = io.StringIO(), 20.0
+    rng = np.random.default_rng(3)
+    isl, osl = rng.integers(50, 3000, 12), rng.integers(2, 30, 12)
+
+    async def one(c, k):
+        await asyncio.sleep(float(rng.exponential(0.004)) * k)
+        body = {"messages": [{"role": "user", "content": "x" * (4 * int(isl[k]))}], "max_tokens": int(osl[k])}
+        r = await c.post(
+            "/v1/chat/completions", json=body | {"stream": k % 2 == 0}, headers={"X-Request-ID": f"r{k}"}
+        )
+        if k % 2:
+            assert r.json()["usage"]["completion_tokens"] == osl[k]
+        else:
+            assert r.text.count("data: ") == osl[k] + 1
+
+    async def go():
+        async with client(speedup=speedup, request_log=log) as c:
+            await asyncio.gather(*(one(c, k) for k in range(12)))
+            return (await c.get("/metrics")).text
+
+    metrics = asyncio.run(go())
+    rows = sorted((json.loads(line) for line in log.getvalue().splitlines()), key=lambda r: r["arrival_ns"])
+    assert sorted(r["id"] for r in rows) == sorted(f"r{k}" for k in range(12))
+    k_of = [int(r["id"][1:]) for r in rows]
+    assert [r["isl"] for r in rows] == [int(isl[k]) for k in k_of] and all(r["finished"] for r in rows)
+    t0 = rows[0]["arrival_ns"]
+    arrival = np.array([(r["arrival_ns"] - t0) / 1e6 * speedup for r in rows])
+    raw = run(deployment("vllm", False, 10**6), Requests(arrival, isl[k_of], osl[k_of]))
+    first_due = np.array([(r["first_due_ns"] - t0) / 1e6 * speedup for r in rows])
+    last_due = np.array([(r["last_due_ns"] - t0) / 1e6 * speedup for r in rows])
+    np.testing.assert_allclose(first_due, raw.t_first, atol=1e-3)
+    np.testing.assert_allclose(last_due, raw.t_done, atol=1e-3)
+    for r in rows:
+        assert r["received_ns"] <= r["arrival_ns"] <= r["first_due_ns"] <= r["first_sent_ns"]
+        assert r["last_due_ns"] <= r["last_sent_ns"]
+    assert f"servopt_emulate_token_lag_seconds_count {float(osl.sum())}" in metrics
 
 
 @pytest.mark.parametrize(

@@ -62,20 +62,35 @@ def emulate(
     served_model_name: str | None = typer.Option(
         None, "--served_model_name", "--served-model-name", help="Model id in /v1/models (default: --model)."
     ),
+    tokenizer: str | None = typer.Option(
+        None,
+        "--tokenizer",
+        help="Count prompt tokens with this tokenizer (tokenizer.json, its folder, or a cached HF repo id) "
+        "instead of characters / 4.",
+    ),
+    request_log: str | None = typer.Option(
+        None,
+        "--request_log",
+        "--request-log",
+        help="Append one JSON line per request: when it arrived, when its tokens were due and sent.",
+    ),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback by default)."),
     port: int = typer.Option(8000, "--port", help="TCP port."),
     perf_db: str | None = options.perf_db_option(),
 ) -> None:
     """Serve /v1/completions and /v1/chat/completions with the simulated deployment's timings."""
+    import contextlib
+    import gc
     from dataclasses import replace
 
     import numpy as np
 
+    from servopt.emulate.prompt import chars_over_four, load_tokenizer_counter
     from servopt.emulate.schedule import LiveSchedule
     from servopt.emulate.server import Limits, create_app
     from servopt.errors import ServoptError
     from servopt.simulate.build import build_deployment
-    from servopt.simulate.engine import check_fits
+    from servopt.simulate.engine import check_fits, run
     from servopt.simulate.workload import Requests
 
     request_overhead_ms = request_overhead_ms or 0.0
@@ -90,6 +105,7 @@ def emulate(
         raise ServoptError("max_in_flight", max_in_flight, "must be in [1, 100000]")
     if not 0 <= port <= 65535:
         raise ServoptError("port", port, "must be in [0, 65535]")
+    count = chars_over_four if tokenizer is None else load_tokenizer_counter(tokenizer)
     arch, spec, db, setup, policy, plans = flags.resolve(locals())
     deployment = build_deployment(
         db,
@@ -105,15 +121,37 @@ def emulate(
     longest = Requests(np.zeros(1), np.array([max_model_len - 1]), np.array([1]))
     check_fits(deployment, longest)
     check_fits(deployment, Requests(np.zeros(1), np.array([1]), np.array([max_model_len - 1])))
+    # Compile/load the simulator's kernels now: the first request would otherwise wait for them
+    # (~0.3-2 s with the event loop blocked), and so would every request arriving meanwhile.
+    run(deployment, Requests(np.zeros(2), np.array([64, 64]), np.array([4, 4])), record_tokens=True)
+    # ~150k objects live from here on (perf tables, libraries): a full garbage collection walks them
+    # in 150-200 ms with the event loop stopped, and every token due meanwhile goes out late.
+    # Frozen, collections see only the objects made while serving.
+    gc.collect()
+    gc.freeze()
+    if request_log is not None:
+        try:
+            # 1 MiB buffered: a write on the event loop that the kernel throttles (other programs
+            # writing a lot) would hold every token back; full lines appear by the MiB and at exit.
+            log_file = open(request_log, "a", buffering=1 << 20)  # noqa: SIM115 (closed below)
+        except OSError as err:
+            raise ServoptError(
+                "request_log", request_log, f"must be a writable file ({err.strerror})"
+            ) from None
+    else:
+        log_file = contextlib.nullcontext()
     schedule = LiveSchedule(deployment, speedup=speedup)
     name = served_model_name or model
-    app = create_app(schedule, name, Limits(max_in_flight=max_in_flight, max_model_len=max_model_len))
+    limits = Limits(max_in_flight=max_in_flight, max_model_len=max_model_len)
+    app = create_app(schedule, name, limits, count=count, request_log=log_file if request_log else None)
     import uvicorn
 
     typer.echo(
         f"servopt emulate: {arch.name} on {spec.name}/{backend} {db.version}, "
-        f"{' + '.join(f'{p.workers} x {p.role} {p.layout.label}' for p in plans)}, speedup {speedup:g}: "
+        f"{' + '.join(f'{p.workers} x {p.role} {p.layout.label}' for p in plans)}, speedup {speedup:g}, "
+        f"prompt tokens by {tokenizer or 'characters / 4'}: "
         f"http://{host}:{port}/v1",
         err=True,
     )
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    with log_file:
+        uvicorn.run(app, host=host, port=port, log_level="warning")
