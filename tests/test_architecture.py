@@ -178,3 +178,36 @@ def test_config_never_opens_a_perf_database():
         if target.startswith("servopt.perf_db")
     }
     assert reach == set()
+
+
+# The rows of the one-screen diagram in docs/architecture.md, top to bottom: a package imports only
+# packages of lower rows (the base's modules may import each other, as ALLOWED says).
+LAYERS = [
+    {"webapp"},
+    {"pipeline"},
+    {"sizing", "calibrate", "emulate"},
+    {"simulate"},
+    {"report"},
+    {"run_result"},
+    {"evaluate"},
+    {"search"},
+    {"config"},
+    {"models", "perf_db"},
+    BASE | {"cache_store"},
+]
+
+
+def test_packages_import_only_lower_layers():
+    row = {pkg: i for i, layer in enumerate(LAYERS) for pkg in layer}
+    assert set(ALLOWED) == set(row), "every package has a row in LAYERS (and the diagram)"
+    base = row["errors"]
+    wrong = set()
+    for source, targets in import_graph().items():
+        pkg = _package(source)
+        if pkg not in row or row[pkg] == base:
+            continue
+        for target in targets:
+            tpkg = _package(target)
+            if tpkg in row and tpkg != pkg and row[tpkg] <= row[pkg]:
+                wrong.add(f"{source} -> {target}")
+    assert wrong == set()
