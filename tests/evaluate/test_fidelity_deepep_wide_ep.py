@@ -1,5 +1,5 @@
 """DeepEP large-EP fidelity against aiconfigurator 0.12.0: DeepSeek-V3 on h200_sxm with SGLang and
-vLLM, tp1 dp=ep in {8, 16, 32, 64} (SGLang also with attention tp 2-8), the peer's own DeepEP graphs (SGLang: its legacy wide-EP
+vLLM, tp1 dp=ep in {8, 16, 32, 64} (both also with attention tp 2-8), the peer's own DeepEP graphs (SGLang: its legacy wide-EP
 tables, filled in from older data versions; vLLM: DeepEP all-to-all + the regular MoE table)
 through its static and agg sessions vs servopt's graphs. TTFT, TPOT and memory within 0.1%,
 inside the tables' grids and beyond them (large prefill batches, decode KV lengths past the SGLang
@@ -238,3 +238,54 @@ def test_sglang_attention_tp_matches_peer(layout, batch, isl, osl):
     ours = (float(r.ttft_ms[0]), float(r.tpot_ms[0]), float(r.memory.total[0]))
     for name, a, b in zip(("ttft", "tpot", "memory"), ours, peer, strict=True):
         assert a == pytest.approx(b, rel=REL_TOL), name
+
+
+# vLLM large EP with attention TP: the whole shared expert, token-split prefill all-to-all, tp
+# all-reduces (tp x dp = ep, inside one node and across up to eight).
+VLLM_TP_CASES = [
+    (Layout(2, 1, 4, 1, 8), 8, 4000, 1000),
+    (Layout(4, 1, 2, 1, 8), 1, 4001, 500),
+    (Layout(8, 1, 1, 1, 8), 16, 2000, 1000),
+    (Layout(2, 1, 8, 1, 16), 32, 4000, 1000),
+    (Layout(4, 1, 8, 1, 32), 3, 3000, 200),
+    (Layout(8, 1, 8, 1, 64), 64, 4000, 1000),
+]
+VLLM_TP_AGG_CASES = [
+    (Layout(2, 1, 4, 1, 8), 16, 4000),
+    (Layout(4, 1, 4, 1, 16), 8, 8000),
+    (Layout(8, 1, 4, 1, 32), 15, 4000),
+]
+
+
+@pytest.mark.parametrize(("layout", "batch", "isl", "osl"), VLLM_TP_CASES)
+def test_vllm_attention_tp_matches_peer(layout, batch, isl, osl):
+    pytest.importorskip("aiconfigurator_core", reason="the peer (aiconfigurator-core) is the oracle")
+    r = run_static(
+        _db("vllm"), _ops(layout, "decode", "vllm"),
+        Candidates(np.array([0]), np.array([batch]), np.array([0])), Workload(isl, osl),
+    )  # fmt: skip
+    s = peer_oracle.peer_static(_peer_model(layout, "vllm"), "vllm", batch, isl, osl)
+    peer = (
+        sum(s.get_context_latency_dict().values()),
+        sum(s.get_generation_latency_dict().values()) / (osl - 1),
+        s.get_memory()["total"],
+    )
+    ours = (float(r.ttft_ms[0]), float(r.tpot_ms[0]), float(r.memory.total[0]))
+    for name, a, b in zip(("ttft", "tpot", "memory"), ours, peer, strict=True):
+        assert a == pytest.approx(b, rel=REL_TOL), name
+
+
+@pytest.mark.parametrize(("layout", "batch", "ctx"), VLLM_TP_AGG_CASES)
+def test_vllm_attention_tp_agg_matches_peer(layout, batch, ctx):
+    pytest.importorskip("aiconfigurator_core", reason="the peer (aiconfigurator-core) is the oracle")
+    from servopt.evaluate.agg import run_agg
+
+    peer = peer_oracle.peer_agg(_peer_model(layout, "vllm"), "vllm", batch, ctx, 4000, 1000)
+    row = peer_oracle.summary_row(peer)
+    r = run_agg(
+        _db("vllm"), _ops(layout, "agg", "vllm"),
+        Candidates(np.array([0]), np.array([batch]), np.array([ctx])), Workload(4000, 1000),
+    )  # fmt: skip
+    assert float(r.ttft_ms[0]) == pytest.approx(row["ttft"], rel=REL_TOL)
+    assert float(r.tpot_ms[0]) == pytest.approx(row["tpot"], rel=REL_TOL)
+    assert float(r.tokens_per_s_per_gpu[0]) == pytest.approx(row["tokens/s/gpu"], rel=REL_TOL)

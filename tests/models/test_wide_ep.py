@@ -134,3 +134,25 @@ def test_sglang_wide_ep_needs_its_tables_at_the_runs_own_quant_modes():
     assert wide_ep.coverage(db, DSV3, "fp8_block", "sglang", H200)  # the checkpoint's modes: covered
     other_kv = "float16" if DSV3.quant.kvcache != "float16" else "fp8"
     assert wide_ep.coverage(db, DSV3, "fp8_block", "sglang", H200, kv_quant=other_kv) == {}
+
+
+def test_vllm_wide_ep_with_attention_tp():
+    """vLLM large EP with tp > 1: the all-to-all graph, inside a node and across nodes; the whole
+    shared expert on every rank, prefill's shared expert and all-to-all over x // tp tokens."""
+    cov = {"context": {"deepep_ht": WIDE}, "generation": {"deepep_ll": WIDE}}
+    assert wide_ep.resolve(Layout(2, 1, 4, 1, 8), cov, "vllm", "agg") == {
+        "context": "deepep_ht",
+        "generation": "deepep_ll",
+    }
+    ops = decompose(DSV3, Layout(4, 1, 4, 1, 16), FP8B, "vllm", H200, large_ep=cov, role="decode")
+    ctx = {op.name: op for op in ops.context}
+    gen = {op.name: op for op in ops.generation}
+    assert ctx["context_moe_dispatch"].family is Family.MOE_A2A and ctx["context_moe_dispatch"].nodes == 2
+    assert ctx["context_moe_dispatch"].token_split == ctx["context_moe_combine"].token_split == 4
+    assert gen["generation_moe_dispatch"].token_split == 1
+    assert ctx["context_moe"].token_split == 1 and ctx["context_moe"].dp == 4  # global tokens
+    inter = DSV3.shared_expert_inter_size or DSV3.moe_inter_size
+    assert ctx["context_shared_gate_up_gemm"].n == 2 * inter  # not split over tp
+    assert ctx["context_shared_gate_up_gemm"].token_split == 4
+    assert gen["generation_shared_gate_up_gemm"].token_split == 1
+    assert "context_tp_allreduce" in ctx and "generation_tp_allreduce" in gen

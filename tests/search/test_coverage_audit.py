@@ -35,13 +35,6 @@ BACKENDS = ("trtllm", "sglang", "vllm")
 GPUS_PER_NODE = 8
 
 
-def _vllm_attention_tp(model, backend, layout, peer, ours):
-    """vLLM large EP with attention tp > 1: the peer prices it on its all-to-all graph (with TP
-    collectives servopt does not model on vLLM); servopt keeps it fused inside a node and rejects
-    it across nodes."""
-    return backend == "vllm" and layout.tp > 1 and peer == "wide" and ours in ("fused", None)
-
-
 def _uncovered_cross_node_ep(model, backend, layout, peer, ours):
     """EP wider than one node without large-EP coverage (or, on TRT-LLM, without attention DP): the
     peer prices it on the fused path, whose dispatch is an intra-node collective; servopt rejects it
@@ -57,7 +50,7 @@ def _mla_context_parallel(model, backend, layout, peer, ours):
     return mla and backend == "sglang" and layout.cp > 1 and peer is not None and ours is None
 
 
-KNOWN = (_vllm_attention_tp, _uncovered_cross_node_ep, _mla_context_parallel)
+KNOWN = (_uncovered_cross_node_ep, _mla_context_parallel)
 
 
 def _quiet():

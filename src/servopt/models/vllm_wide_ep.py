@@ -8,13 +8,19 @@ DeepEP combine; LM head, the explicit tp all-reduces (none at tp 1) and pipeline
 fused decode, the shared expert does not overlap the routed path.
 
 DeepEP on vLLM was measured on one 8-GPU node; wider EP reads that slice (the peer's documented,
-optimistic stand-in, ``perf_db.wide_ep_queries``). Attention tp 1 only (with tp > 1 the peer adds
-TP collectives servopt does not model on vLLM yet).
+optimistic stand-in, ``perf_db.wide_ep_queries``).
+
+With attention TP (tp > 1, dp = ep / tp) attention, LM head and the per-layer tp all-reduces shard
+as on the fused graph, but the MoE block does not: the shared expert stays whole on every rank, and
+in prefill it and the DeepEP dispatch/combine run x // tp tokens per rank (the TP ranks split the
+token stream); decode runs every token on every rank. The router GEMM reads all tokens and expert
+compute the global tokens (per-rank x attention dp), as at tp 1.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 
 from servopt.hardware import SystemSpec
 from servopt.models.arch import ModelArch
@@ -22,7 +28,7 @@ from servopt.models.deepep import deepep_routed_ops
 from servopt.models.dense import allreduce, both_phases, elementwise, embedding, logits, p2p
 from servopt.models.mla import MLA_MOE_DISTRIBUTION, attention_block, shared_expert_ops
 from servopt.models.moe import router_gemm
-from servopt.models.ops import OpSpec, PhaseOps, QuantModes
+from servopt.models.ops import Family, OpSpec, PhaseOps, QuantModes
 from servopt.models.parallel import Layout
 from servopt.models.wide_ep import nodes_for
 
@@ -39,17 +45,24 @@ def _phase(
     h = arch.hidden_size
     layers = arch.num_layers * mtp
     shared_inter = arch.shared_expert_inter_size or arch.moe_inter_size * max(arch.num_shared_experts, 1)
+    # Attention TP splits the prefill's token stream over the TP ranks ahead of the MoE block.
+    split = layout.tp if phase == "context" else 1
     routed = deepep_routed_ops(
         phase, arch, layout, quant, comm[phase], layers,
         nodes=nodes_for(layout.moe_ep, system.node.gpus_per_node), distribution=MLA_MOE_DISTRIBUTION,
     )  # fmt: skip
+    routed = [replace(op, token_split=split) if op.family is Family.MOE_A2A else op for op in routed]
+    shared = [
+        replace(op, token_split=split)
+        for op in shared_expert_ops(phase, arch, quant, layers, shared_inter, tp=1)
+    ]
     return (
         embedding(phase, arch, arch.vocab_size, mtp),
         elementwise(f"{phase}_add_norm_1", layers, 2 * h, 2 * h),
         attention_block(phase, arch, layout, quant, "vllm", layers),
         elementwise(f"{phase}_add_norm_2", layers, 2 * h, 2 * h),
         router_gemm(phase, arch, layers),
-        *shared_expert_ops(phase, arch, quant, layers, shared_inter, layout.tp),
+        *shared,
         *routed,
         logits(phase, arch, layout.tp, mtp),
         allreduce(f"{phase}_tp_allreduce", arch, layout.tp, 2 * layers),

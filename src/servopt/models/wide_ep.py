@@ -20,7 +20,7 @@ The peer decides per parallel layout, from data coverage, never from a flag:
 The MLA + MoE family (DeepSeek-V3/R1, Kimi-K2) has a large-EP op graph on TRT-LLM
 (:mod:`servopt.models.mla_wide_ep`), on SGLang (:mod:`servopt.models.sglang_wide_ep`, from
 SGLang's legacy DeepEP, DeepEP-MoE and wide-EP MLA tables, attention TP included) and on vLLM
-(:mod:`servopt.models.vllm_wide_ep`, attention tp 1 only); a covered
+(:mod:`servopt.models.vllm_wide_ep`, attention TP included); a covered
 cross-node layout of any other family/backend is rejected with a clear reason, a covered
 intra-node one stays on the fused path.
 """
@@ -227,8 +227,6 @@ def resolve(layout: Layout, cov: Coverage, backend: str, role: str) -> dict[str,
         return None
     if backend == "trtllm" and layout.dp <= 1:
         return None  # TRT-LLM wide EP runs with attention data parallelism only
-    if backend == "vllm" and layout.tp != 1:
-        return None  # servopt's vLLM wide-EP graph has no attention-TP collectives
     chosen: dict[str, str] = {}
     for phase, per_backend in cov.items():
         for name, eps in per_backend.items():
@@ -263,8 +261,6 @@ def plan(
     if comm is None and cross_node:
         if layout.moe_tp != 1:
             reason = "cross-node expert parallelism needs pure EP (moe_tp 1)"
-        elif backend == "vllm" and layout.tp != 1 and cov:
-            reason = "servopt prices vllm cross-node expert parallelism with attention tp 1 only"
         elif backend == "trtllm" and layout.dp <= 1:
             reason = (
                 "TRT-LLM runs cross-node expert parallelism only with attention data parallelism (dp > 1)"
