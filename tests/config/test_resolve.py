@@ -252,14 +252,19 @@ def test_context_parallel_lists(fake_catalog):
     assert again.worker("agg").cp_list == (1,)
 
 
-def test_context_parallel_refused_for_mla_models():
-    """The real catalog's DeepSeek-V3 (MLA): its cp variant is not modelled, one line says so."""
+def test_context_parallel_of_mla_models():
+    """The real catalog's DeepSeek-V3 (MLA): SGLang agg/prefill sweep cp as the peer does (its
+    DeepSeek class supports cp on SGLang); a cp list on TRT-LLM is refused with one line."""
+    agg = load_experiments_text(exp("  backend_name: sglang\n", model="DEEPSEEK_V3"))[0]
+    assert agg.worker("agg").cp_list == (1, 2, 4, 8)
+    disagg = load_experiments_text(exp("  backend_name: sglang\n", serving="disagg", model="DEEPSEEK_V3"))[0]
+    assert disagg.worker("prefill").cp_list == (1, 2, 4, 8) and disagg.worker("decode").cp_list == (1,)
     text = exp(
-        "  backend_name: sglang\n  config:\n    worker_config:\n      cp_list: [1, 2]\n", model="DEEPSEEK_V3"
+        "  backend_name: trtllm\n  config:\n    worker_config:\n      cp_list: [1, 2]\n", model="DEEPSEEK_V3"
     )
     with pytest.raises(ConfigError) as info:
         load_experiments_text(text)
     assert (
-        "e.config.worker_config.cp_list: [1, 2]: context parallelism is not modelled for DEEPSEEK_V3 "
-        "(GQA attention models only) (allowed: [1])" in str(info.value)
+        "e.config.worker_config.cp_list: [1, 2]: context parallelism (cp > 1) is modelled on sglang only "
+        "(backend is trtllm) (allowed: [1])" in str(info.value)
     )

@@ -20,7 +20,6 @@ from servopt.config import default_experiments
 from servopt.evaluate.candidates import ModelSetup, build_layout_ops
 from servopt.evaluate.single import quant_modes
 from servopt.hardware import load_system
-from servopt.models.context_parallel import CP_FAMILIES
 from servopt.models.ops import Family
 from servopt.models.parallel import Layout, enumerate_layouts
 from servopt.models.registry import resolve_model
@@ -42,15 +41,7 @@ def _uncovered_cross_node_ep(model, backend, layout, peer, ours):
     return layout.moe_ep > GPUS_PER_NODE and peer == "fused" and ours is None
 
 
-def _mla_context_parallel(model, backend, layout, peer, ours):
-    """Context parallelism of MLA models (DeepSeek-V3) on SGLang: the peer's cp variant of that
-    graph (its MLA attention module scaled by 1/cp, DeepEP attention tp widened to tp*cp) is not
-    modelled, so servopt refuses cp > 1 there (GQA models' cp is priced: models/context_parallel.py)."""
-    mla = resolve_model(model).family not in CP_FAMILIES
-    return mla and backend == "sglang" and layout.cp > 1 and peer is not None and ours is None
-
-
-KNOWN = (_uncovered_cross_node_ep, _mla_context_parallel)
+KNOWN = (_uncovered_cross_node_ep,)
 
 
 def _quiet():

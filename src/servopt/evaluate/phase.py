@@ -326,6 +326,8 @@ OP_FAMILIES: dict[Family, OpFamily] = {
 # The second chunk of a context-parallel zigzag pair (``_Gather.zigzag_op``): the context-attention
 # query without its fused side-ops, in groups of its own.
 _ZIGZAG_TAIL = "context_attention_zigzag_tail"
+# The attention kernels priced as a zigzag pair under cp (``OpSpec.cp``).
+_ZIGZAG_FAMILIES = frozenset({Family.CONTEXT_ATTENTION, Family.CONTEXT_MLA, Family.WIDEEP_CONTEXT_MLA})
 _PRICING: dict[object, OpFamily] = {
     **OP_FAMILIES,
     _ZIGZAG_TAIL: OP_FAMILIES[Family.CONTEXT_ATTENTION]._replace(fixed=(("fused_extras", False),)),
@@ -345,9 +347,11 @@ def _add_points(g: _Gather, op: OpSpec, rows: np.ndarray, slot: int) -> None:
     )
     cols = [_value(c, op, rows, name) for name in spec.columns]
     if spec.per_step and op.cp > 1:
-        if op.family is not Family.CONTEXT_ATTENTION:  # pragma: no cover - the graphs never build it
-            raise AssertionError(f"{op.name}: context parallelism prices GQA context attention only")
-        g.zigzag_op(key, (_ZIGZAG_TAIL, *key[1:]), rows, slot, op.scale, op.cp, spec.columns, cols)
+        if op.family not in _ZIGZAG_FAMILIES:  # pragma: no cover - the graphs never build it
+            raise AssertionError(f"{op.name}: context parallelism prices context attention kernels only")
+        # GQA's second call drops the fused side-ops; the MLA kernels have none: the same query.
+        tail = (_ZIGZAG_TAIL, *key[1:]) if op.family is Family.CONTEXT_ATTENTION else key
+        g.zigzag_op(key, tail, rows, slot, op.scale, op.cp, spec.columns, cols)
     elif spec.per_step:
         g.step_op(key, rows, slot, op.scale, cols)
     else:

@@ -112,13 +112,16 @@ def decompose(
     comm = None
     if large_ep is not None:
         comm = wide_ep.plan(arch, layout, large_ep, backend, role, system)
-    if arch.family in ("dense", "moe"):
-        ops = (
-            dense_ops(arch, layout, quant, nextn)
-            if arch.family == "dense"
-            else moe_ops(arch, layout, quant, backend, system, nextn)
-        )
-        return ops._replace(context=context_parallel_ops(ops.context, arch, layout, quant))
+    ops = _graph(arch, layout, quant, backend, system, comm, nextn)
+    return ops._replace(context=context_parallel_ops(ops.context, arch, layout, quant))
+
+
+def _graph(arch, layout, quant, backend, system, comm, nextn) -> PhaseOps:
+    """The family's op lists at cp = 1 (``context_parallel_ops`` then splits the prefill)."""
+    if arch.family == "dense":
+        return dense_ops(arch, layout, quant, nextn)
+    if arch.family == "moe":
+        return moe_ops(arch, layout, quant, backend, system, nextn)
     if comm is not None and backend == "sglang":
         return sglang_wide_ep_ops(arch, layout, quant, comm, nextn)
     if comm is not None and backend == "vllm":

@@ -32,7 +32,13 @@ NVL72_GPUS_PER_NODE = 72
 
 
 def dispatch_terms(
-    backend: str, layout: Layout, pre: bool, moe_quant: str, system: SystemSpec, cp: int = 1
+    backend: str,
+    layout: Layout,
+    pre: bool,
+    moe_quant: str,
+    system: SystemSpec,
+    cp: int = 1,
+    phase: str = "context",
 ) -> tuple[CommTerm, ...]:
     """The collectives of one MoE dispatch (``pre``) or combine, per the backend's kernel choice.
 
@@ -40,10 +46,17 @@ def dispatch_terms(
     ``dp`` times. Token multipliers count how many ranks' tokens travel. ``cp`` > 1 is the prefill
     of a context-parallel layout (SGLang, N = cp ranks each holding a share of the prompt): every
     rank all-gathers the hidden states of the whole prompt before the experts and reduce-scatters
-    them after (the peer's ``attn_cp_size`` dispatch); decode keeps the tp-style all-reduce.
+    them after (the peer's ``attn_cp_size`` dispatch). In decode (``phase`` "generation", passed
+    with cp > 1 for MLA graphs only: the peer's DeepSeek graph gives its decode dispatch
+    ``attn_cp_size``, its GQA MoE graph does not, which then keeps the tp-style all-reduces) every
+    cp rank runs every token at attention tp 1: one all-reduce of the experts' partial outputs
+    (the peer's total for the pair is one all-reduce; which of the two carries it changes no
+    figure, both sit on the same overlap stream).
     """
     n = layout.moe_tp * layout.moe_ep
     if cp > 1 and backend == "sglang":
+        if phase != "context":
+            return () if pre else (CommTerm("all_reduce", n),)
         return (CommTerm("all_gather" if pre else "reduce_scatter", n),)
     attn_tp = max(n // layout.dp, 1)
     dp = layout.dp
@@ -104,7 +117,8 @@ def routed_expert_ops(
     """Router GEMM, dispatch, expert GEMMs, combine."""
     h = arch.hidden_size
     # Only the prefill is context-parallel; decode dispatches as the layout's tp-style group.
-    cp = layout.cp if phase == "context" else 1
+    # The peer's MLA (DeepSeek) graph passes cp to its decode dispatch too (``dispatch_terms``).
+    cp = layout.cp if phase == "context" or arch.mla is not None else 1
     moe_keys = dict(
         hidden=h,
         topk=arch.topk,
@@ -120,7 +134,7 @@ def routed_expert_ops(
             Family.MOE_DISPATCH,
             scale,
             hidden=h,
-            terms=dispatch_terms(backend, layout, True, quant.moe, system, cp),
+            terms=dispatch_terms(backend, layout, True, quant.moe, system, cp, phase),
         ),
         OpSpec(
             f"{phase}_moe",
@@ -137,7 +151,7 @@ def routed_expert_ops(
             Family.MOE_DISPATCH,
             scale,
             hidden=h,
-            terms=dispatch_terms(backend, layout, False, quant.moe, system, cp),
+            terms=dispatch_terms(backend, layout, False, quant.moe, system, cp, phase),
         ),
     ]
 
