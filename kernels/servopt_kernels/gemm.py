@@ -600,7 +600,7 @@ def _grid_hold(values, m_axis, k_axis, m, k, sol_bytes_per_mk, mem_bw):
     best_d = np.empty(HOLD_NEIGHBOURS + 1)
     best_u = np.empty(HOLD_NEIGHBOURS + 1)
     best_d[:] = np.inf
-    found = 0
+    found = np.int64(0)  # not a literal 0: keep_nearest / idw_blend compile once, for int64
     for r in range(num_m):
         for c in range(num_k):
             lat = values[r, c]

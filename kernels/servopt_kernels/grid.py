@@ -357,7 +357,7 @@ def _hold(s, ndim, q, axes, ax_off, ax_len, vals, val_off, pres, pres_off, leaf_
                 j -= 1
             order[d_off + j] = i
     split = search_left(axes, o2, o2 + n2, q[2]) - o2 if ndim == 3 else 0
-    count = 0
+    count = np.int64(0)  # not a literal 0: keep_nearest / idw_blend compile once, for int64
     for a in range(n0):
         i0 = order[a]
         if count == k and dist[i0] >= best_d[k - 1]:
