@@ -8,10 +8,10 @@ numba's ``pycc``; later processes import that (~1 ms) and never import numba.
 - Name and place: ``<cache_root>/aot/servopt_aot_<fingerprint>.so``. The fingerprint covers the
   kernel sources, the declared signatures, the numba / llvmlite / numpy / Python versions and the
   CPU (the module is compiled for the host CPU), so any change builds a new module.
-- Same answers as the JIT: each export is a one-line wrapper calling the kernel's numba dispatcher,
-  so the kernel body is the JIT's own IR (same fastmath flags); the module is optimised and
-  code-generated separately, so a float may differ from the JIT's in its last bit (tests compare the
-  CLI's whole answer at 1e-12 relative and require the same decisions).
+- Same answers as the JIT, bit for bit: each export is a one-line wrapper calling the kernel's numba
+  dispatcher, so the kernel body is the JIT's own IR, and the kernels use strict IEEE arithmetic
+  (``config.FASTMATH`` is empty), so the separately optimised module computes the same floats
+  (tests compare the CLI's whole JSON answer for equality).
 - Failure is never fatal: without a C compiler or Python headers the build fails and servopt
   keeps using numba's JIT (``build`` returns None). A failed build is retried by a run an hour
   later (``RETRY_FAILED_S``), so installing a compiler is enough to get the module.
