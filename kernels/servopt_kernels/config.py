@@ -8,6 +8,10 @@ and ...712 under AOT: a run's last digit depended on whether the background AOT 
 Without them both compile to the same IEEE operations and answer bit for bit alike
 (tests/kernels/test_aot.py). Measured cost on the kernel benches: within noise to ~8% on some worker
 tables; answers moved by at most 4e-16 relative (2e-14 in a simulated percentile).
+
+numba keys its on-disk cache on each kernel file's stamp and bytecode, not on these flags: after
+editing them alone, clear the numba cache (``$NUMBA_CACHE_DIR``) or the JIT keeps the old code
+(the AOT module's fingerprint covers this file, so it is rebuilt).
 """
 
 FASTMATH = frozenset()
