@@ -11,6 +11,7 @@ from tests.search import synthetic
 from servopt.errors import InfeasibleError, ServoptError
 from servopt.search.conventions import Conventions
 from servopt.search.options import ReplicaSpec, Sla, WorkerOptions
+from servopt.search.settings import SolverSettings
 from servopt.search.solve import solve, solve_agg, solve_disagg
 
 PEER_REPLICA_SIZES = (1, 2, 4, *range(8, 129, 8))
@@ -265,3 +266,23 @@ def test_frontier_off_still_answers():
         prefill, decode, sla=Sla(1000, 30), total_gpus=32, tokens_per_request=1, frontier=False
     )
     assert off.frontier == () and off.identical == on.identical and off.packed == on.packed
+
+
+@pytest.mark.parametrize("mode", ["agg", "disagg"])
+def test_stopped_before_any_deployment_is_not_called_infeasible(mode):
+    # Too little work allowed for CP-SAT to find a first deployment: the menu engine says so, as
+    # the cpsat engine does, instead of diagnosing an infeasible target with a wrong reason.
+    rng = np.random.default_rng(5)
+    tables = (
+        {"agg": synthetic.agg_options(rng, layouts_per_size=2)}
+        if mode == "agg"
+        else {
+            "prefill": synthetic.prefill_options(rng, layouts_per_size=2, max_batch=2),
+            "decode": synthetic.decode_options(rng, layouts_per_size=1),
+        }
+    )
+    tiny = SolverSettings(params="max_deterministic_time: 0.000000001")
+    with pytest.raises(ServoptError) as err:
+        solve(**tables, sla=Sla(2000, 30), total_gpus=256, tokens_per_request=1000, settings=tiny)
+    assert err.value.field == "max_deterministic_time" and not isinstance(err.value, InfeasibleError)
+    assert "composition 'menu'" in str(err.value)

@@ -11,7 +11,7 @@ their cap then have to search for their first good deployment, which on real tab
 
 from __future__ import annotations
 
-from servopt.errors import ServoptError
+from servopt.search import cpsat
 from servopt.search.compose_model import ComposeModel
 from servopt.search.compose_problem import Choice, ComposeProblem
 from servopt.search.result import Counters
@@ -81,14 +81,7 @@ class ComposeEngine:
         )
         optimal = model.proven
         if choice is None and not optimal:
-            # Not a proof that nothing fits: the solver stopped first. Say so rather than let the
-            # caller diagnose an infeasible target or end a frontier early.
-            raise ServoptError(
-                "max_deterministic_time",
-                self.settings.max_deterministic_time,
-                f"CP-SAT stopped before finding any deployment at TPOT level {cap} (composition "
-                "'cpsat'); raise the deterministic-time limit or use the 'menu' composition",
-            )
+            raise cpsat.stopped_early(self.settings, cap)
         if choice is None:
             return None
         return SweepPoint(

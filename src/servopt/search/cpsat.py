@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from ortools.sat.python import cp_model
 
+from servopt.errors import ServoptError
 from servopt.search.result import Counters
 from servopt.search.settings import SolverSettings
 
@@ -126,3 +127,18 @@ def solve(model: Model, settings: SolverSettings, counters: Counters, *, params:
     counters.deterministic_time += report.deterministic_time
     counters.branches += report.branches
     return report
+
+
+def stopped_early(settings: SolverSettings, cap: int) -> ServoptError:
+    """The error for a solve that hit its limit before finding any deployment at ``cap``.
+
+    Not a proof that nothing fits: raised rather than let the caller diagnose an infeasible
+    target (with a wrong reason) or end a frontier early.
+    """
+    other = " or use the 'menu' composition" if settings.composition == "cpsat" else ""
+    return ServoptError(
+        "max_deterministic_time",
+        settings.max_deterministic_time,
+        f"CP-SAT stopped before finding any deployment at TPOT level {cap} (composition "
+        f"'{settings.composition}'); raise the deterministic-time limit{other}",
+    )

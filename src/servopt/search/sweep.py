@@ -15,6 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
+from servopt.search import cpsat
 from servopt.search.replicas import ReplicaRows, identical_candidates
 from servopt.search.result import Counters
 from servopt.search.settings import SolverSettings
@@ -71,6 +72,8 @@ def solve_at(
     if hint is not None:
         model.hint(hint)
     best = model.solve(settings, counters)
+    if best is None and model.status != "OPTIMAL":
+        raise cpsat.stopped_early(settings, cap)
     if best is not None:
         best = model.tie_break(best, settings, counters)
     if best is None:

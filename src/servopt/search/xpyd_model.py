@@ -174,6 +174,5 @@ class XpydModel:
 
     @property
     def status(self) -> str:
-        """OPTIMAL when every solve so far proved optimality, else the weakest status seen."""
-        names = [r.status for r in self.reports if r.has_solution]
-        return "FEASIBLE" if "FEASIBLE" in names else "OPTIMAL"
+        """OPTIMAL when every solve so far is proven (an optimum, or that nothing fits), else FEASIBLE."""
+        return "OPTIMAL" if all(r.proven for r in self.reports) else "FEASIBLE"
