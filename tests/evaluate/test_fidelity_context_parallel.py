@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from functools import cache
 
-import numpy as np
 import peer_oracle
 import pytest
+from fidelity_points import Worst, one
 
 from servopt.evaluate.agg import run_agg
-from servopt.evaluate.candidates import Candidates, ModelSetup, Workload, build_layout_ops
+from servopt.evaluate.candidates import ModelSetup, Workload, build_layout_ops
 from servopt.evaluate.static import run_static
 from servopt.hardware import load_system
 from servopt.models.ops import QuantModes
@@ -60,26 +60,6 @@ def _peer_model(model: str, layout: Layout):
     return peer_oracle.peer_model(resolve_model(model), layout, QUANT[model], BACKEND)
 
 
-def _one(batch: int, ctx: int = 0) -> Candidates:
-    return Candidates(np.array([0]), np.array([batch]), np.array([ctx]))
-
-
-class _Worst:
-    """Points compared and the worst relative error, printed per test (``pytest -s``)."""
-
-    def __init__(self, what: str) -> None:
-        self.what, self.points, self.worst = what, 0, 0.0
-
-    def check(self, name: str, ours: float, peer: float, rel: float = REL_TOL) -> None:
-        self.points += 1
-        err = abs(ours / peer - 1.0)
-        self.worst = max(self.worst, err)
-        assert ours == pytest.approx(peer, rel=rel), name
-
-    def report(self) -> None:
-        print(f"\n{self.what}: {self.points} points, worst |error| {self.worst:.2e}")
-
-
 def test_issue_figures():
     """The peer's static prefill of Qwen3-32B, isl 4000, batch 1, as the issue quotes them."""
     pytest.importorskip("aiconfigurator_core", reason="the peer (aiconfigurator-core) is the oracle")
@@ -87,7 +67,7 @@ def test_issue_figures():
         r = run_static(
             _db(),
             _lops(DENSE, Layout(1, 1, 1, 1, 1, cp), "prefill"),
-            _one(1),
+            one(1),
             Workload(4000, 2),
             "static_ctx",
         )
@@ -103,7 +83,7 @@ def test_dense_static_prefill_matches_peer(cp):
     layout = Layout(1, 1, 1, 1, 1, cp)
     lops = _lops(DENSE, layout, "prefill")
     peer_model = _peer_model(DENSE, layout)
-    worst = _Worst(f"{DENSE} cp{cp} static_ctx")
+    worst = Worst(f"{DENSE} cp{cp} static_ctx", REL_TOL)
     for isl, batch, prefix in (
         (4000, 1, 0),
         (4001, 1, 0),
@@ -112,7 +92,7 @@ def test_dense_static_prefill_matches_peer(cp):
         (4000, 3, 1000),
         (1021, 4, 0),
     ):
-        r = run_static(_db(), lops, _one(batch), Workload(isl, 2, prefix), "static_ctx")
+        r = run_static(_db(), lops, one(batch), Workload(isl, 2, prefix), "static_ctx")
         s = peer_oracle.peer_static(peer_model, BACKEND, batch, isl, 2, mode="static_ctx", prefix=prefix)
         worst.check("ttft", float(r.ttft_ms[0]), sum(s.get_context_latency_dict().values()))
         worst.check("memory", float(r.memory.total[0]), s.get_memory()["total"])
@@ -126,9 +106,9 @@ def test_moe_static_matches_peer(layout):
     pytest.importorskip("aiconfigurator_core", reason="the peer (aiconfigurator-core) is the oracle")
     lops = _lops(MOE, layout, "agg")
     peer_model = _peer_model(MOE, layout)
-    worst = _Worst(f"{MOE} {layout.label} static")
+    worst = Worst(f"{MOE} {layout.label} static", REL_TOL)
     for isl, osl, batch in ((4000, 200, 1), (3001, 100, 4)):
-        r = run_static(_db(), lops, _one(batch), Workload(isl, osl))
+        r = run_static(_db(), lops, one(batch), Workload(isl, osl))
         s = peer_oracle.peer_static(peer_model, BACKEND, batch, isl, osl)
         worst.check("ttft", float(r.ttft_ms[0]), sum(s.get_context_latency_dict().values()))
         worst.check("tpot", float(r.tpot_ms[0]), sum(s.get_generation_latency_dict().values()) / (osl - 1))
@@ -146,10 +126,10 @@ def test_agg_matches_peer(model, layout):
     pytest.importorskip("aiconfigurator_core", reason="the peer (aiconfigurator-core) is the oracle")
     lops = _lops(model, layout, "agg")
     peer_model = _peer_model(model, layout)
-    worst = _Worst(f"{model} {layout.label} agg")
+    worst = Worst(f"{model} {layout.label} agg", REL_TOL)
     for batch, ctx in ((8, 4000), (32, 2000), (16, 8000)):
         row = peer_oracle.summary_row(peer_oracle.peer_agg(peer_model, BACKEND, batch, ctx, 4000, 1000))
-        r = run_agg(_db(), lops, _one(batch, ctx), Workload(4000, 1000))
+        r = run_agg(_db(), lops, one(batch, ctx), Workload(4000, 1000))
         # The peer's agg row holds its figures rounded to 3 decimals.
         worst.check("ttft", float(r.ttft_ms[0]), row["ttft"], ROW_TOL)
         worst.check("tpot", float(r.tpot_ms[0]), row["tpot"], ROW_TOL)
@@ -168,9 +148,9 @@ def test_mixtral_h100_matches_peer(layout):
     system = "h100_sxm"
     lops = _lops(MIXTRAL, layout, "agg", system)
     peer_model = _peer_model(MIXTRAL, layout)
-    worst = _Worst(f"{MIXTRAL} {layout.label} static {system}")
+    worst = Worst(f"{MIXTRAL} {layout.label} static {system}", REL_TOL)
     for isl, osl, batch in ((4000, 100, 1), (2001, 50, 8)):
-        r = run_static(_db(system), lops, _one(batch), Workload(isl, osl))
+        r = run_static(_db(system), lops, one(batch), Workload(isl, osl))
         s = peer_oracle.peer_static(peer_model, BACKEND, batch, isl, osl, system=system)
         worst.check("ttft", float(r.ttft_ms[0]), sum(s.get_context_latency_dict().values()))
         worst.check("tpot", float(r.tpot_ms[0]), sum(s.get_generation_latency_dict().values()) / (osl - 1))
@@ -189,9 +169,9 @@ def test_gpt_oss_sliding_window_matches_peer(layout):
     pytest.importorskip("aiconfigurator_core", reason="the peer (aiconfigurator-core) is the oracle")
     lops = _lops(GPT_OSS, layout, "agg")
     peer_model = _peer_model(GPT_OSS, layout)
-    worst = _Worst(f"{GPT_OSS} {layout.label} static")
+    worst = Worst(f"{GPT_OSS} {layout.label} static", REL_TOL)
     for isl, osl, batch in ((4000, 100, 1), (8001, 20, 2)):
-        r = run_static(_db(), lops, _one(batch), Workload(isl, osl))
+        r = run_static(_db(), lops, one(batch), Workload(isl, osl))
         s = peer_oracle.peer_static(peer_model, BACKEND, batch, isl, osl)
         worst.check("ttft", float(r.ttft_ms[0]), sum(s.get_context_latency_dict().values()))
         worst.check("tpot", float(r.tpot_ms[0]), sum(s.get_generation_latency_dict().values()) / (osl - 1))

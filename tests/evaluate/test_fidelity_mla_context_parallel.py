@@ -14,12 +14,12 @@ from __future__ import annotations
 
 from functools import cache
 
-import numpy as np
 import peer_oracle
 import pytest
+from fidelity_points import Worst, one
 
 from servopt.evaluate.agg import run_agg
-from servopt.evaluate.candidates import Candidates, ModelSetup, Workload, build_layout_ops
+from servopt.evaluate.candidates import ModelSetup, Workload, build_layout_ops
 from servopt.evaluate.static import run_static
 from servopt.hardware import load_system
 from servopt.models.ops import Family, QuantModes
@@ -82,25 +82,6 @@ def _peer_model(layout: Layout):
     return get_model(resolve_model(MODEL).hf_id, mc, BACKEND)
 
 
-def _one(batch: int, ctx: int = 0) -> Candidates:
-    return Candidates(np.array([0]), np.array([batch]), np.array([ctx]))
-
-
-class _Worst:
-    """Points compared and the worst relative error, printed per test (``pytest -s``)."""
-
-    def __init__(self, what: str) -> None:
-        self.what, self.points, self.worst = what, 0, 0.0
-
-    def check(self, name: str, ours: float, peer: float, rel: float = REL_TOL) -> None:
-        self.points += 1
-        self.worst = max(self.worst, abs(ours / peer - 1.0))
-        assert ours == pytest.approx(peer, rel=rel), name
-
-    def report(self) -> None:
-        print(f"\n{self.what}: {self.points} points, worst |error| {self.worst:.2e}")
-
-
 @pytest.mark.parametrize("layout", LAYOUTS, ids=lambda lay: lay.label)
 def test_static_prefill_matches_peer(layout):
     """Prefill worker TTFT and memory over isl (odd: the zigzag chunk rounds up), batch and a
@@ -108,9 +89,9 @@ def test_static_prefill_matches_peer(layout):
     pytest.importorskip("aiconfigurator_core", reason="the peer (aiconfigurator-core) is the oracle")
     lops = _lops(layout, "prefill")
     peer_model = _peer_model(layout)
-    worst = _Worst(f"{MODEL} {layout.label} static_ctx")
+    worst = Worst(f"{MODEL} {layout.label} static_ctx", REL_TOL)
     for isl, batch, prefix in ((4000, 1, 0), (4001, 2, 0), (16000, 1, 0), (1000, 8, 0), (4000, 2, 1000)):
-        r = run_static(_db(), lops, _one(batch), Workload(isl, 2, prefix), "static_ctx")
+        r = run_static(_db(), lops, one(batch), Workload(isl, 2, prefix), "static_ctx")
         s = peer_oracle.peer_static(peer_model, BACKEND, batch, isl, 2, mode="static_ctx", prefix=prefix)
         worst.check("ttft", float(r.ttft_ms[0]), sum(s.get_context_latency_dict().values()))
         worst.check("memory", float(r.memory.total[0]), s.get_memory()["total"])
@@ -124,15 +105,15 @@ def test_agg_matches_peer(layout):
     pytest.importorskip("aiconfigurator_core", reason="the peer (aiconfigurator-core) is the oracle")
     lops = _lops(layout, "agg")
     peer_model = _peer_model(layout)
-    worst = _Worst(f"{MODEL} {layout.label} agg")
+    worst = Worst(f"{MODEL} {layout.label} agg", REL_TOL)
     for isl, osl, batch in ((4000, 200, 1), (3001, 100, 4)):
-        r = run_static(_db(), lops, _one(batch), Workload(isl, osl))
+        r = run_static(_db(), lops, one(batch), Workload(isl, osl))
         s = peer_oracle.peer_static(peer_model, BACKEND, batch, isl, osl)
         worst.check("ttft", float(r.ttft_ms[0]), sum(s.get_context_latency_dict().values()))
         worst.check("tpot", float(r.tpot_ms[0]), sum(s.get_generation_latency_dict().values()) / (osl - 1))
     for batch, ctx in ((8, 4000), (32, 2000)):
         row = peer_oracle.summary_row(peer_oracle.peer_agg(peer_model, BACKEND, batch, ctx, 4000, 1000))
-        r = run_agg(_db(), lops, _one(batch, ctx), Workload(4000, 1000))
+        r = run_agg(_db(), lops, one(batch, ctx), Workload(4000, 1000))
         worst.check("agg ttft", float(r.ttft_ms[0]), row["ttft"], ROW_TOL)
         worst.check("agg tpot", float(r.tpot_ms[0]), row["tpot"], ROW_TOL)
         worst.check("agg tokens/s/gpu", float(r.tokens_per_s_per_gpu[0]), row["tokens/s/gpu"], ROW_TOL)
