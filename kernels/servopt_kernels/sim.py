@@ -9,8 +9,8 @@ requests leave) and the instance immediately forms its next batch from its runni
 Scheduling behaviour is data (one row of ``policy`` per instance kind, columns ``P_*``), not
 branches per engine: token budget, batch cap, chunked prefill, mixed prefill+decode passes or
 prefill-first passes, KV reservation (whole request up front, or grown block by block with
-preemption by recompute), and routing (push to the least-loaded instance at arrival, or a shared
-queue the instances pull from).
+preemption by recompute), routing (push to the least-loaded instance at arrival, or a shared
+queue the instances pull from), and how often an instance polls for new requests.
 
 Step times come from tables (``step_*`` arrays, one slab per instance kind, built by
 ``servopt.simulate.step_time`` from servopt's own per-op latency model):
@@ -45,7 +45,8 @@ P_KV_TOKENS = 5  # KV-cache capacity in tokens
 P_BLOCK = 6  # KV allocation granularity (tokens)
 P_OVERHEAD_MS = 7  # fixed cost of every forward pass
 P_PULL = 8  # routing: 1 = shared queue the instances pull from, 0 = push to least-loaded
-N_POLICY = 9
+P_RECV_INTERVAL = 9  # poll the queue every N decode-only passes (1 = before every pass)
+N_POLICY = 10
 
 # Instance roles.
 ROLE_AGG = 0
@@ -354,6 +355,12 @@ def simulate(
     pass_req = np.full((m, max_batch_cap), -1, np.int64)  # requests with a prefill chunk in the pass
     pass_n = np.zeros(m, np.int64)
     pass_dec = np.zeros(m, np.int64)  # decoding requests in the pass
+    # Request polling (P_RECV_INTERVAL, SGLang's --scheduler-recv-interval): an instance sees the
+    # requests queued up to its last poll only; queued_at is when each reached its queue.
+    queued_at = np.zeros(n, np.float64)
+    poll_t = np.zeros(m, np.float64)
+    since_poll = np.zeros(m, np.int64)  # decode-only passes since the last poll
+    last_pf = np.zeros(m, np.bool_)  # the instance's last pass carried prefill chunks
 
     target = np.zeros(n, np.int64)  # tokens to prefill (isl, or isl + generated after a recompute)
     done_pf = np.zeros(n, np.int64)
@@ -429,6 +436,7 @@ def simulate(
             r = route_from
             route_from += 1
             target[r] = isl[r]
+            queued_at[r] = t
             role = ROLE_PREFILL if disagg else ROLE_AGG
             n_woken = _route(
                 r,
@@ -451,6 +459,7 @@ def simulate(
         # --- KV transfers that have landed: route to the least-loaded decode instance ---
         while heap_n > 0 and heap_t[0] <= t:
             r, heap_n = _heap_pop(heap_t, heap_r, heap_n)
+            queued_at[r] = t
             n_woken = _route(
                 r,
                 ROLE_DECODE,
@@ -487,6 +496,16 @@ def simulate(
             block = policy[k, P_BLOCK]
             pull = policy[k, P_PULL] > 0
             q = m + role if pull else i
+            # The engine polls before forming a pass: always at interval 1; else after a pass with
+            # prefill, when nothing decodes (its idle loop spins at once) or after N decode passes.
+            if policy[k, P_RECV_INTERVAL] <= 1.0 or last_pf[i] or n_dec[i] == 0:
+                poll_t[i] = t
+                since_poll[i] = 0
+            else:
+                since_poll[i] += 1
+                if since_poll[i] >= policy[k, P_RECV_INTERVAL]:
+                    poll_t[i] = t
+                    since_poll[i] = 0
 
             # Engines that do not mix run a prefill-only pass whenever a running request is
             # mid-prefill or the queue head could be admitted now.
@@ -494,7 +513,7 @@ def simulate(
             if role != ROLE_DECODE and not mixed:
                 if n_pf[i] > 0:
                     prefill_pass = True
-                elif qlen[q] > 0 and nrun[i] < max_batch:
+                elif qlen[q] > 0 and nrun[i] < max_batch and queued_at[head[q]] <= poll_t[i]:
                     r = head[q]
                     need = _blocks(target[r] + (osl[r] if full and role == ROLE_AGG else 0), block)
                     if kv_used[i] + need <= kv_cap:
@@ -573,6 +592,8 @@ def simulate(
                 # Admit from the queue in FIFO order while the batch, token budget and KV allow.
                 while qlen[q] > 0 and nrun[i] < max_batch:
                     r = head[q]
+                    if queued_at[r] > poll_t[i]:
+                        break  # not polled yet
                     if role == ROLE_DECODE:
                         if budget < 1:
                             break
@@ -632,6 +653,7 @@ def simulate(
                 continue  # idle until something arrives
             pass_n[i] = n_chunks
             pass_dec[i] = d
+            last_pf[i] = n_chunks > 0
             # --- step time of the pass ---
             kv_mean = kv_sum / d if d > 0 else 0.0
             if n_chunks == 0:

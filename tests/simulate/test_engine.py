@@ -2,9 +2,10 @@
 
 import numpy as np
 import pytest
-from tests.simulate import eager_sim
+from tests.simulate import eager_sim, synthetic
 
 import servopt_kernels.sim as lazy
+from servopt.errors import ServoptError
 from servopt.simulate.engine import Deployment, InstanceKind, run
 from servopt.simulate.policy import ENGINE_DEFAULTS
 from servopt.simulate.step_time import StepTables
@@ -161,3 +162,44 @@ def test_recorded_token_times_reproduce_every_inter_token_gap(backend, disagg):
         for g in gaps:
             hist[lazy._itl_bin(g)] += 1
     np.testing.assert_array_equal(hist, raw.itl_hist)
+
+
+def _polling(interval: int, pass_ms: float) -> Deployment:
+    """One SGLang-like instance (prefill passes alone) whose every pass costs ``pass_ms``."""
+    policy = ENGINE_DEFAULTS["sglang"].with_overrides(
+        kv_block_tokens=1, max_batch_size=8, recv_interval=interval
+    )
+    return Deployment((InstanceKind("agg", 1, policy, 10**7, synthetic.tables(per_pass_ms=pass_ms), 2.0),))
+
+
+@pytest.mark.parametrize("interval", [1, 3, 10])
+@pytest.mark.parametrize("arrive_ms", [0.5, 7.3, 33.0, 71.9, 250.1])
+def test_an_arrival_waits_for_the_next_poll(interval, arrive_ms):
+    # Request 0 arrives at 0 and decodes for long: its prefill pass is [0, D), its decode passes
+    # start at D, 2D, ...; the engine polls after the prefill pass (at D) and then every
+    # `interval` decode passes (D + j * interval * D). Request 1 arriving at a is admitted at the
+    # first poll after a and prefilled in one pass: its TTFT is (next poll - a) + D.
+    step = 4.0
+    req = Requests(np.array([0.0, arrive_ms]), np.array([10, 10], np.int64), np.array([400, 2], np.int64))
+    raw = run(_polling(interval, step), req)
+    period = interval * step
+    next_poll = step + np.ceil((arrive_ms - step) / period) * period if arrive_ms > step else step
+    assert raw.t_first[1] - raw.t_arrive[1] == pytest.approx(next_poll - arrive_ms + step, abs=1e-9)
+
+
+def test_polling_never_delays_a_request_that_finds_the_engine_idle():
+    # One client: every request arrives when nothing decodes, and the idle loop polls at once.
+    rng = np.random.default_rng(5)
+    one = Requests(
+        np.zeros(30), rng.integers(5, 900, 30).astype(np.int64), rng.integers(2, 60, 30).astype(np.int64)
+    )
+    base = run(_polling(1, 3.0), one, clients=1)
+    late = run(_polling(30, 3.0), one, clients=1)
+    for name in ("t_arrive", "t_first", "t_done"):
+        np.testing.assert_array_equal(getattr(late, name), getattr(base, name))
+
+
+def test_interval_one_is_the_engine_default_and_is_checked():
+    assert all(p.recv_interval == 1 for p in ENGINE_DEFAULTS.values())
+    with pytest.raises(ServoptError, match="recv_interval"):
+        ENGINE_DEFAULTS["sglang"].with_overrides(recv_interval=0)

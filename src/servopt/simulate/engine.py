@@ -193,6 +193,7 @@ def run(
         policy[k, sim.P_BLOCK] = p.kv_block_tokens
         policy[k, sim.P_OVERHEAD_MS] = p.iteration_overhead_ms
         policy[k, sim.P_PULL] = 1.0 if kind.pulls else 0.0
+        policy[k, sim.P_RECV_INTERVAL] = p.recv_interval
     role = np.concatenate([np.full(k.count, ROLES[k.role], dtype=np.int64) for k in kinds])
     kind_of = np.concatenate([np.full(k.count, i, dtype=np.int64) for i, k in enumerate(kinds)])
     tabs = [k.tables for k in kinds]

@@ -21,6 +21,14 @@ behind an OpenAI-compatible server; every field can be overridden from the CLI.
   ``GUARANTEED_NO_EVICT`` admits a request only if its whole KV (prompt + max new tokens) fits, so
   nothing is ever preempted; 32-token KV blocks.
 
+Request polling (``recv_interval``): every engine takes new requests from its input queue before
+each forward pass by default. SGLang's ``--scheduler-recv-interval N`` (default 1;
+``python/sglang/srt/managers/scheduler_recv_skipper.py``, ``SchedulerRecvSkipper.handle``) adds the
+last pass's weight to a counter before each pass and polls only when it reaches N: a decode pass
+weighs 1, any other (prefill/extend) 1000, no pass (the idle loop) 1. So with N > 1 a request
+arriving while the engine decodes waits for the N-th decode pass since the last poll; after a
+prefill pass, and when nothing runs (the idle loop spins within microseconds), it polls at once.
+
 Routing follows Dynamo's disaggregated serving: prefill workers pull from one shared prefill
 queue; requests are pushed to the least-loaded aggregated or decode instance.
 """
@@ -45,11 +53,14 @@ class SchedulerPolicy:
     reserve_full_kv: bool  # admission reserves prompt + output KV (no growth, no preemption)
     kv_block_tokens: int
     iteration_overhead_ms: float = 0.0  # fixed CPU/launch cost per pass (calibration sets it)
+    # Poll for new requests every N decode-only passes (SGLang ``--scheduler-recv-interval``;
+    # 1 = before every pass, every engine's default; see the module docstring).
+    recv_interval: int = 1
 
     def with_overrides(self, **values) -> SchedulerPolicy:
         """A copy with the given fields replaced (None leaves a field as it is), checked."""
         policy = replace(self, **{k: v for k, v in values.items() if v is not None})
-        for name in ("max_batch_size", "max_num_tokens", "kv_block_tokens"):
+        for name in ("max_batch_size", "max_num_tokens", "kv_block_tokens", "recv_interval"):
             value = getattr(policy, name)
             if not isinstance(value, int | np.integer) or value < 1:
                 raise ServoptError(name, value, "must be an integer >= 1")
