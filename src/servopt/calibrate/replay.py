@@ -86,7 +86,8 @@ class Replayed(NamedTuple):
 
 
 class Replay:
-    """The record's benchmark: one replica, the engine's default scheduling, a closed loop of the
+    """The record's benchmark: one replica, the engine's default scheduling (with the flags its
+    campaign's script states: ``Setup.stated``), a closed loop of the
     replica's clients starting together (as the benchmark clients do), the campaign's request count
     and length distribution, every request measured (the benchmarks report over all of them)."""
 
@@ -96,6 +97,8 @@ class Replay:
         model = model_setup(setup, db)
         self.clients = max(1, round(setup.replica_concurrency))
         policy = engine_policy(setup.backend, model.system.gpu.mem_capacity_bytes)
+        stated = setup.stated.policy_overrides() if setup.stated else {}
+        policy = policy.with_overrides(**stated)
         self.requests = benchmark_requests(setup, self.clients)
         self.deployment = build_deployment(
             db,
@@ -104,6 +107,8 @@ class Replay:
             max_isl=int(self.requests.isl.max()),
             max_osl=int(self.requests.osl.max()),
             prompt_lengths=self.requests.isl,
+            # A stated token budget is the engine's; only a default one is sized to the prompts.
+            size_token_budget=stated.get("max_num_tokens") is None,
         )
         self.mask = np.ones(len(self.requests.isl), dtype=bool)
 

@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 from functools import cache
 
+from servopt.calibrate.campaigns import StatedEngine, stated_engine
 from servopt.calibrate.records import MeasuredRecord
 from servopt.errors import ServoptError
 from servopt.hardware import load_system
@@ -102,6 +103,8 @@ class Setup:
     osl: int
     mode: str  # cli estimate's mode: "agg" (in-flight batching) for aggregated serving
     assumptions: tuple[str, ...]
+    # Engine flags the campaign's launch script states (servopt.calibrate.campaigns); None: defaults.
+    stated: StatedEngine | None = None
 
     @property
     def replica_concurrency(self) -> float:
@@ -144,15 +147,18 @@ def to_setup(record: MeasuredRecord) -> Setup | Skip:
             f"load {record.load}, rate {record.request_rate}",
         )
     arch = _arch(model)
-    quant = _quant(record, model)
+    stated = stated_engine(record, name)
+    quant = _quant(record, model, stated.kv_cache if stated else None)
     if quant is None:
         return Skip("precision not stated", record.precision)
     if "nvfp4" in (quant.gemm, quant.moe) and not _has_fp4(record.system):
         return Skip("precision not supported on this GPU", f"{record.precision} on {record.system}")
     assumptions.append(
         f"quant gemm={quant.gemm} moe={quant.moe} kv={quant.kvcache}"
-        + ("" if record.kv_cache else " (KV: engine default for the checkpoint)")
+        + ("" if record.kv_cache or stated else " (KV: engine default for the checkpoint)")
     )
+    if stated is not None:
+        assumptions.append(stated.note)
     layout = _layout(record, arch.is_moe, arch.num_experts)
     if isinstance(layout, str):
         return Skip("layout not stated or not modelled", layout)
@@ -186,6 +192,7 @@ def to_setup(record: MeasuredRecord) -> Setup | Skip:
         osl=max(2, round(osl)),
         mode="agg",
         assumptions=tuple(assumptions),
+        stated=stated,
     )
 
 
@@ -211,13 +218,14 @@ def _has_fp4(system: str) -> bool:
     return "fp4" in _spec(system).gpu.peak_flops_per_s
 
 
-def _quant(record: MeasuredRecord, model: str) -> QuantModes | None:
-    """Quant modes of the stated precision; KV cache as stated, else the engine default.
+def _quant(record: MeasuredRecord, model: str, script_kv: str | None = None) -> QuantModes | None:
+    """Quant modes of the stated precision; KV cache as the record or its campaign script states
+    (``script_kv``), else the engine default.
 
     Engines default the KV cache to the checkpoint's KV dtype ("auto"): FP8 in NVIDIA's NVFP4
     checkpoints (their quant config carries KV scales), the model dtype (bf16) otherwise.
     """
-    kv = {"fp8": "fp8", "fp16": "float16"}.get(record.kv_cache or "")
+    kv = {"fp8": "fp8", "fp16": "float16"}.get(record.kv_cache or "") or script_kv
     if record.weights == "bf16":
         return QuantModes("float16", "float16", kv or "float16", None)
     if record.weights == "fp8":

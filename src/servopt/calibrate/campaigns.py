@@ -1,0 +1,123 @@
+"""Engine settings a benchmark campaign's own launch scripts state: :class:`StatedEngine`.
+
+A record says what was run; the campaign's scripts say how the engine was launched. Where they set
+flags away from the engine defaults (``servopt.simulate.policy``), the replay must use them: they
+are the stated settings of the run, not assumptions. One table entry per campaign script, cited by
+repository, path and commit; anything a script does not set stays the engine default.
+
+InferenceX (SemiAnalysis; rows ``DeepSeek-R1-0528`` on 8 B200, SGLang and TensorRT-LLM) launches
+every run through ``benchmarks/<model>_<precision>_<gpu>[_trt].sh`` of SemiAnalysisAI/InferenceX.
+The versions read (the stored copies; their dates are not recorded, so one version per script
+stands for the whole Nov 2025 - May 2026 history, and the values below are those every version read
+agrees on unless said otherwise):
+
+- ``benchmarks/dsr1_fp8_b200.sh`` @1fc5d73 (SGLang, FP8): tp8: ``--scheduler-recv-interval`` 30 at
+  >= 16 clients else 10, ``--max-running-requests 128``, ``--chunked-prefill-size 32768``
+  (``--max-prefill-tokens 32768``), ``--mem-fraction-static 0.82``; tp4 (8k/1k only): interval 10,
+  max running 32, chunk 8192, mem fraction 0.95; both ``--kv-cache-dtype fp8_e4m3``,
+  ``--disable-radix-cache``, ``--stream-interval 30``, ``--cuda-graph-max-bs`` = max running.
+- ``benchmarks/dsr1_fp4_b200.sh`` @1fc5d73 and ``dsr1_fp4_b200_docker.sh`` @2e46dba (SGLang, FP4):
+  interval 30 at >= 16 clients else 10, ``--max-running-requests 256``, ``--chunked-prefill-size
+  16384``, ``--mem-fraction-static 0.85``, ``--kv-cache-dtype fp8_e4m3``, ``--disable-radix-cache``,
+  ``--stream-interval 10``.
+- ``benchmarks/dsr1_fp8_b200_trt.sh`` @6320e9b and @0a919c5, ``dsr1_fp4_b200_trt.sh`` @6320e9b and
+  @111f031 (TensorRT-LLM, PyTorch backend): ``kv_cache_config.dtype: fp8``,
+  ``free_gpu_memory_fraction`` 0.8 (0.7-0.75 in some FP8 cases of @0a919c5),
+  ``enable_block_reuse: false``, ``stream_interval: 10``, ``--max_num_tokens`` =
+  ``(CONC + ISL + 64 + 63) // 64 * 64`` (@0a919c5 and @111f031 raise it to at least 8192, @6320e9b
+  does not), no ``max_batch_size`` (default 2048), no chunked context (default off);
+  ``enable_attention_dp`` as the row states, with ``attention_dp_config`` (balance on, 60
+  timeout iterations) and, FP8 1k/1k at >= 64 clients in @0a919c5 only, ``batch_wait_timeout_iters
+  40`` (neither is modelled).
+- bench (``benchmark_lib.sh`` ``run_benchmark_serving``): bench_serving, random dataset,
+  ``--random-range-ratio``, ``--num-prompts`` 10 x CONC, ``--max-concurrency`` CONC (already in
+  ``servopt.calibrate.replay``).
+
+Not used by the replay: memory fractions (servopt's memory model sets the KV budget by its own
+rules), the CUDA-graph batch caps (decode above the cap runs without graphs: not modelled) and the
+stream intervals: both engines send the first token at once (SGLang streams when
+``len(req.output_ids) == 1``; TRT-LLM's ``PyExecutor`` when ``py_decoding_iter == 1``), so TTFT as
+bench_serving measures it does not change, and its TPOT ((latency - TTFT) / (tokens - 1)) neither.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from servopt.calibrate.records import MeasuredRecord
+
+INFERENCEX_REPO = "SemiAnalysisAI/InferenceX"
+
+
+@dataclass(frozen=True)
+class StatedEngine:
+    """Engine settings a campaign script states for one run; None = not stated (engine default)."""
+
+    script: str  # "repo path @commit" of the script(s) the values come from
+    kv_cache: str | None = None  # KV-cache dtype (servopt quant name)
+    recv_interval: int | None = None  # SGLang --scheduler-recv-interval
+    max_batch_size: int | None = None  # SGLang --max-running-requests, TRT max_batch_size
+    max_num_tokens: int | None = None  # SGLang --chunked-prefill-size, TRT --max_num_tokens
+
+    def policy_overrides(self) -> dict[str, int | None]:
+        """The ``SchedulerPolicy.with_overrides`` arguments (None leaves the default)."""
+        return {
+            "recv_interval": self.recv_interval,
+            "max_batch_size": self.max_batch_size,
+            "max_num_tokens": self.max_num_tokens,
+        }
+
+    @property
+    def note(self) -> str:
+        values = {"kv": self.kv_cache, **self.policy_overrides()}
+        stated = " ".join(f"{k}={v}" for k, v in values.items() if v is not None)
+        return f"engine flags stated by {self.script}: {stated}"
+
+
+def _sglang_recv_interval(conc: int) -> int:
+    # "recv every ~10 requests; if CONC >= 16, relax to ~30" (both SGLang DeepSeek-R1 B200 scripts).
+    return 30 if conc >= 16 else 10
+
+
+def _sglang_fp8_b200(tp: int, conc: int, isl: int) -> StatedEngine | None:
+    script = f"{INFERENCEX_REPO} benchmarks/dsr1_fp8_b200.sh @1fc5d73"
+    if tp == 8:
+        return StatedEngine(script, "fp8", _sglang_recv_interval(conc), 128, 32768)
+    if tp == 4:
+        return StatedEngine(script, "fp8", 10, 32, 8192)
+    return None
+
+
+def _sglang_fp4_b200(tp: int, conc: int, isl: int) -> StatedEngine | None:
+    script = f"{INFERENCEX_REPO} benchmarks/dsr1_fp4_b200.sh @1fc5d73 (= _docker.sh @2e46dba)"
+    return StatedEngine(script, "fp8", _sglang_recv_interval(conc), 256, 16384)
+
+
+def _trtllm_b200(script: str):
+    def stated(tp: int, conc: int, isl: int) -> StatedEngine:
+        # MAX_NUM_TOKENS=$(( (CONC+ISL+64+63)/64*64 )), at least 8192 in the later versions.
+        tokens = max((conc + isl + 64 + 63) // 64 * 64, 8192)
+        return StatedEngine(f"{INFERENCEX_REPO} {script}", "fp8", None, None, tokens)
+
+    return stated
+
+
+# (source, backend, weights, system) -> the script's settings as a function of (tp, clients, isl).
+SCRIPTS = {
+    ("InferenceX", "sglang", "fp8", "b200_sxm"): _sglang_fp8_b200,
+    ("InferenceX", "sglang", "fp4", "b200_sxm"): _sglang_fp4_b200,
+    ("InferenceX", "trtllm", "fp8", "b200_sxm"): _trtllm_b200("benchmarks/dsr1_fp8_b200_trt.sh @0a919c5"),
+    ("InferenceX", "trtllm", "fp4", "b200_sxm"): _trtllm_b200("benchmarks/dsr1_fp4_b200_trt.sh @111f031"),
+}
+# The models those scripts serve (their MODEL), by the records' base model name.
+SCRIPT_MODELS = ("DeepSeek-R1", "DeepSeek-R1-0528")
+
+
+def stated_engine(record: MeasuredRecord, model_name: str) -> StatedEngine | None:
+    """The engine settings the record's campaign script states, or None (engine defaults)."""
+    key = (record.source_name, record.backend, record.weights, record.system)
+    rule = SCRIPTS.get(key)
+    if rule is None or model_name not in SCRIPT_MODELS or record.tp is None or record.concurrency is None:
+        return None
+    isl = record.isl or 0
+    return rule(record.tp, record.concurrency, isl)

@@ -1,0 +1,66 @@
+"""The engine flags InferenceX's launch scripts state, mapped onto setups and into the replay."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from servopt.calibrate.campaigns import stated_engine
+from servopt.calibrate.public_csv import read_measurements
+from servopt.calibrate.setups import Setup, to_setup
+
+SAMPLE = Path(__file__).parent / "data" / "public_sample.csv"
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return {r.row: r for r in read_measurements(SAMPLE)}
+
+
+@pytest.mark.parametrize(("conc", "interval"), [(1, 10), (15, 10), (16, 30), (64, 30)])
+def test_sglang_recv_interval_follows_the_clients(sample, conc, interval):
+    rec = dataclasses.replace(sample[5], concurrency=conc)  # InferenceX SGLang FP4 tp8 on B200
+    stated = stated_engine(rec, "DeepSeek-R1-0528")
+    assert stated.recv_interval == interval
+    assert (stated.kv_cache, stated.max_batch_size, stated.max_num_tokens) == ("fp8", 256, 16384)
+    assert "dsr1_fp4_b200.sh" in stated.script
+
+
+def test_sglang_fp8_tp8_and_tp4_differ(sample):
+    fp8 = dataclasses.replace(sample[5], weights="fp8")
+    tp8 = stated_engine(fp8, "DeepSeek-R1-0528")
+    tp4 = stated_engine(dataclasses.replace(fp8, tp=4, isl=8192), "DeepSeek-R1-0528")
+    assert (tp8.recv_interval, tp8.max_batch_size, tp8.max_num_tokens) == (30, 128, 32768)
+    assert (tp4.recv_interval, tp4.max_batch_size, tp4.max_num_tokens) == (10, 32, 8192)
+
+
+def test_trtllm_token_budget_is_the_scripts_formula(sample):
+    rec = sample[6]  # TRT-LLM FP4, 128 clients, 1k/1k
+    assert stated_engine(rec, "DeepSeek-R1-0528").max_num_tokens == 8192
+    long = dataclasses.replace(rec, isl=8192, concurrency=64)
+    # (64 + 8192 + 64 + 63) // 64 * 64
+    assert stated_engine(long, "DeepSeek-R1-0528").max_num_tokens == 8320
+    assert stated_engine(long, "DeepSeek-R1-0528").recv_interval is None
+
+
+def test_stated_kv_dtype_enters_the_setup(sample):
+    rec = dataclasses.replace(sample[5], weights="fp8", spec="none")
+    s = to_setup(rec)
+    assert isinstance(s, Setup) and s.quant.kvcache == "fp8" and s.stated is not None
+    assert any("dsr1_fp8_b200.sh" in a for a in s.assumptions)
+
+
+def test_other_sources_keep_engine_defaults(sample):
+    s = to_setup(sample[9])  # dstack vLLM
+    assert isinstance(s, Setup) and s.stated is None
+    assert stated_engine(dataclasses.replace(sample[5], model="Qwen3-8B"), "Qwen3-8B") is None
+
+
+def test_the_replay_runs_the_stated_policy(sample):
+    from servopt.calibrate.replay import Replay
+
+    replay = Replay(to_setup(dataclasses.replace(sample[5], concurrency=16, spec="none")))
+    policy = replay.deployment.kinds[0].policy
+    assert (policy.recv_interval, policy.max_batch_size, policy.max_num_tokens) == (30, 256, 16384)
