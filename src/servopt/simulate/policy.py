@@ -25,7 +25,8 @@ Request polling (``recv_interval``): every engine takes new requests from its in
 each forward pass by default. SGLang's ``--scheduler-recv-interval N`` (default 1;
 ``python/sglang/srt/managers/scheduler_recv_skipper.py``, ``SchedulerRecvSkipper.handle``) adds the
 last pass's weight to a counter before each pass and polls only when it reaches N: a decode pass
-weighs 1, any other (prefill/extend) 1000, no pass (the idle loop) 1. So with N > 1 a request
+weighs 1, any other (prefill/extend) 1000, no pass (the idle loop) 1 (``sglang/srt/environ.py``
+``SGLANG_SCHEDULER_RECV_SKIPPER_WEIGHT_*``). So with N > 1 a request
 arriving while the engine decodes waits for the N-th decode pass since the last poll; after a
 prefill pass, and when nothing runs (the idle loop spins within microseconds), it polls at once.
 
