@@ -256,14 +256,14 @@ function showSizing(id, doc) {
   const t = doc.targets;
   const load = doc.load.kind === "closed_loop" ? `${doc.load.concurrency} clients` :
     `${doc.load.request_rate} req/s (${doc.load.arrival})`;
-  const usd = (answer) => (answer.cost ? `${answer.cost.usd_per_hour.toFixed(2)} USD/hour` : "—");
+  const usd = (answer) => (answer.cost ? answer.cost.usd_per_hour.toFixed(2) : "—");
   // GPUs per system when decode runs on another one.
   const gpus = (answer) => {
     const split = Object.entries(answer.gpus_by_system || {});
     return split.length > 1 ? `${answer.total_gpus_used} (${split.map(([s, n]) => `${n} ${s}`).join(" + ")})` :
       String(answer.total_gpus_used);
   };
-  const cost = doc.best.cost ? `, ${usd(doc.best)}` : "";
+  const cost = doc.best.cost ? `, ${usd(doc.best)} USD/hour` : "";
   $("#verdict").replaceChildren(el("p", {
     text: `${load} at p${t.ttft_percentile} TTFT ≤ ${t.ttft_ms} ms, p${t.tpot_percentile} TPOT ≤ ${t.tpot_ms} ms ` +
       `(${doc.objective}): ${gpus(doc.best)} GPUs, ${doc.best.mode}${cost}; binding target ${doc.best.binding}`,
