@@ -337,3 +337,34 @@ def test_a_cheap_decode_system_makes_more_gpus_the_cheaper_answer():
         assert c.gpus >= g.gpus and cheap.objective(c) <= cheap.objective(g)
         parted += cheap.objective(c) < cheap.objective(g)
     assert parted >= 3
+
+
+@pytest.mark.parametrize("seed", range(15))
+def test_closed_loop_min_cost_equals_brute_force(seed):
+    offered, targets, units, agg, prefill, decode = cost_instance(seed)
+    rng = np.random.default_rng(2000 + seed)
+    closed = Offered(None, offered.lengths, num_requests=200, seed=seed, concurrency=int(rng.integers(1, 48)))
+    sizer = cost_sizer(closed, targets, units, 16)
+    got = (sizer.size_agg(agg), sizer.size_disagg(prefill, decode))
+    oracle = cost_sizer(closed, targets, units, 16)
+    want_agg = min(
+        (
+            n * o.gpus * units[o.system]
+            for o in agg
+            for n in range(1, 16 // o.gpus + 1)
+            if oracle.agg_verdict(o, n).ok
+        ),
+        default=None,
+    )
+    want_disagg = min(
+        (
+            x * p.gpus * units[p.system] + y * d.gpus * units[d.system]
+            for p in prefill
+            for d in decode
+            for x in range(1, 16 // p.gpus + 1)
+            for y in range(1, (16 - x * p.gpus) // d.gpus + 1)
+            if oracle._check(oracle.disagg_deployment(p, x, d, y)).ok
+        ),
+        default=None,
+    )
+    assert tuple(sizer.objective(s) for s in got) == (want_agg, want_disagg)
