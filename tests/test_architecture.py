@@ -37,7 +37,8 @@ ALLOWED = {
     "sizing": BASE | {"evaluate", "models", "perf_db", "search", "simulate"},
     "calibrate": BASE | {"evaluate", "models", "perf_db", "search", "simulate"},
     "emulate": BASE | {"simulate"},
-    "webapp": BASE | {"config", "models", "perf_db", "pipeline", "report", "search"},
+    # sizing: the form's load fields are checked by the CLI's own rules (sizing.cost's prices).
+    "webapp": BASE | {"config", "models", "perf_db", "pipeline", "report", "search", "sizing"},
 }
 
 

@@ -87,7 +87,12 @@ def test_max_goodput_per_gpu_reports_goodput():
         (["--request_rate", "4", "--gpu_hour_price", "b200_sxm=2"], "gpu_hour_price"),
         (["--request_rate", "4", "--gpu_hour_price", "h200_sxm=2,h200_sxm=3"], "gpu_hour_price"),
         (["--gpu_hour_price", "h200_sxm=2"], "gpu_hour_price"),
-        (["--request_rate", "4", "--decode_system", "b200_sxm"], "decode_system"),
+        (["--request_rate", "4", "--decode_system", "h300"], "decode_system"),
+        (["--request_rate", "4", "--objective", "min_cost"], "gpu_hour_price"),
+        (
+            ["--request_rate", "4", "--objective", "min_cost", "--gpu_hour_price", "b200_sxm=5"],
+            "gpu_hour_price",
+        ),
     ],
 )
 def test_bad_input_is_one_line_exit_2(extra, field):
@@ -95,6 +100,52 @@ def test_bad_input_is_one_line_exit_2(extra, field):
     assert out.returncode == 2, out.stderr
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and field in lines[0] and "Traceback" not in out.stderr
+
+
+def test_min_cost_names_the_system_without_a_price():
+    price = ["--gpu_hour_price", "h200_sxm=3.5"]
+    out = servopt(*BASE, "--total_gpus", "64", "--request_rate", "4", "--decode_system", "h100_sxm",
+                  "--objective", "min_cost", *price)  # fmt: skip
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "gpu_hour_price" in lines[0] and "no price for h100_sxm" in lines[0]
+
+
+def test_min_cost_on_one_system_is_min_gpus_times_the_price():
+    args = [*BASE, "--total_gpus", "64", "--request_rate", "4", "--json"]
+    by_gpus = json.loads(servopt(*args).stdout)
+    out = servopt(*args, "--objective", "min_cost", "--gpu_hour_price", "h200_sxm=3.5")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["objective"] == "min_cost" and doc["decode_system"] is None
+    assert doc["best"]["workers"] == by_gpus["best"]["workers"]
+    assert doc["best"]["cost"]["usd_per_hour"] == pytest.approx(3.5 * by_gpus["best"]["total_gpus_used"])
+
+
+# Qwen3-32B at 10 req/s (isl 4000, osl 1000; docs/sizing.md's min_cost example), decode on h100_sxm.
+HETERO = ["cli", "default", "--model", "QWEN3_32B", "--system", "h200_sxm", "--decode_system", "h100_sxm",
+          "--total_gpus", "64", "--request_rate", "10", "--json"]  # fmt: skip
+PRICES = "h200_sxm=3.5,h100_sxm=2"
+
+
+def test_a_cheaper_decode_system_changes_the_least_cost_answer():
+    fewest = servopt(*HETERO, "--gpu_hour_price", PRICES)
+    cheapest = servopt(*HETERO, "--gpu_hour_price", PRICES, "--objective", "min_cost")
+    assert fewest.returncode == 0 and cheapest.returncode == 0, fewest.stderr + cheapest.stderr
+    g, c = json.loads(fewest.stdout), json.loads(cheapest.stdout)
+    assert c["decode_system"] == "h100_sxm" and c["objective"] == "min_cost"
+    # The fewest GPUs stay on h200_sxm; the least cost moves decode to the cheaper h100_sxm and
+    # pays for more GPUs with fewer dollars.
+    assert set(g["best"]["gpus_by_system"]) == {"h200_sxm"}
+    assert c["best"]["mode"] == "disagg" and c["best"]["gpus_by_system"]["h100_sxm"] > 0
+    assert c["best"]["total_gpus_used"] > g["best"]["total_gpus_used"]
+    assert c["best"]["cost"]["usd_per_hour"] < g["best"]["cost"]["usd_per_hour"]
+    assert c["best"]["cost"]["usd_per_hour"] == pytest.approx(
+        sum(n * {"h200_sxm": 3.5, "h100_sxm": 2.0}[s] for s, n in c["best"]["gpus_by_system"].items())
+    )
+    decode = next(w for w in c["best"]["workers"] if w["role"] == "decode")
+    assert decode["system"] == "h100_sxm"
+    assert c["best"]["at_targets"]["ttft_p99_ms"] <= 1000 and c["best"]["at_targets"]["tpot_p99_ms"] <= 40
 
 
 def test_a_rate_no_deployment_in_the_budget_serves_exits_1():
@@ -140,3 +191,20 @@ def test_exp_workload_unknown_key_exits_2_naming_it(tmp_path):
     path.write_text(WORKLOAD_YAML.replace("ttft_percentile: 90", "ttft_pct: 90"))
     out = servopt("cli", "exp", "--yaml_path", str(path))
     assert out.returncode == 2 and "workload.ttft_pct" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_exp_workload_sizes_decode_on_its_decode_system_at_least_cost(tmp_path):
+    path = tmp_path / "exp.yaml"
+    text = WORKLOAD_YAML.replace("serving_mode: agg", "serving_mode: disagg\n  decode_system_name: h100_sxm")
+    text = text.replace("gpu_hour_price: {h200_sxm: 3.25}", "gpu_hour_price: {h200_sxm: 3.25, h100_sxm: 2}")
+    path.write_text(text + "    objective: min_cost\n")
+    out = servopt("cli", "exp", "--yaml_path", str(path), "--json")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)["experiments"]["sized"]
+    assert doc["objective"] == "min_cost" and doc["decode_system"] == "h100_sxm" and doc["agg"] is None
+    by_role = {w["role"]: w["system"] for w in doc["best"]["workers"]}
+    assert by_role == {"prefill": "h200_sxm", "decode": "h100_sxm"}
+    split = doc["best"]["gpus_by_system"]
+    assert doc["best"]["cost"]["usd_per_hour"] == pytest.approx(
+        3.25 * split["h200_sxm"] + 2 * split["h100_sxm"]
+    )

@@ -128,12 +128,14 @@ def test_sizing_json_follows_its_schema_and_holds_no_nan():
     decode = [option("decode", 1, 0.8, 16)]
     disagg = sizer.size_disagg(prefill, decode)
     best = min((s for s in (agg, disagg) if s), key=lambda s: s.gpus)
-    doc = SizingResult(best, agg, disagg, sizer.counters, offered, targets, []).to_json()
+    doc = SizingResult(best, agg, disagg, sizer.counters, offered, targets, [], "none").to_json()
     doc = {
         "model": "synthetic",
         "system": "none",
+        "decode_system": None,
         "backend": "vllm",
         "backend_version": "0",
+        "decode_backend_version": None,
         "objective": "min_gpus",
         "modes": ["agg", "disagg"],
         **doc,

@@ -2,6 +2,7 @@
 requests; the search must find the same fewest GPUs. Plus the sanity properties users rely on."""
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -245,3 +246,125 @@ def test_max_goodput_per_gpu_equals_brute_force(seed):
     if got is not None:
         assert 0 < got.attainment <= 1 and got.goodput == offered.rate * got.attainment
         assert sizer.counters.simulations <= oracle.counters.simulations
+
+
+# -- least cost: workers weigh their system's price, not their GPUs -------------------------------
+def on(o: PoolOption, system: str) -> PoolOption:
+    return replace(o, label=f"{o.label} {system}", system=system)
+
+
+def cost_instance(seed: int):
+    """Two systems at random integer prices per GPU-hour (sizing.cost units); agg options on both,
+    prefill on "a", decode on "b" (``--decode_system``)."""
+    offered, targets, agg = instance(300 + seed)
+    rng = np.random.default_rng(seed)
+    units = {"a": int(rng.integers(10_000, 60_000)), "b": int(rng.integers(10_000, 60_000))}
+    agg = [on(agg[0], "a"), on(agg[1], "b"), on(agg[2], "b"), on(agg[3], "a")]
+    prefill = [on(option("prefill", 1, 1.0, 64), "a"), on(option("prefill", 2, 0.5, 64), "a")]
+    decode = [on(option("decode", 1, 0.8, 16), "b"), on(option("decode", 2, 0.45, 64), "b")]
+    return offered, targets, units, agg, prefill, decode
+
+
+def brute_cost(sizer: Sizer, units, agg, prefill, decode) -> tuple[int | None, int | None]:
+    """The least cost of agg (every option x workers) and of disagg (every (x, y)) within the budget."""
+    best_agg = best = None
+    for o in agg:
+        for n in range(1, sizer.budget // o.gpus + 1):
+            if sizer.agg_verdict(o, n).ok:
+                c = n * o.gpus * units[o.system]
+                best_agg = c if best_agg is None else min(best_agg, c)
+                break  # more workers of this option only cost more
+    for p in prefill:
+        sat_p = sizer.saturation(p, prefill_only=True)
+        for x in range(1, sizer.budget // p.gpus + 1):
+            for d in decode:
+                sat_d = sizer.decode_saturation(d, p)
+                for y in range(1, (sizer.budget - x * p.gpus) // d.gpus + 1):
+                    c = x * p.gpus * units[p.system] + y * d.gpus * units[d.system]
+                    if (best is not None and c >= best) or x * sat_p < sizer.offered.rate:
+                        continue
+                    if (
+                        y * sat_d >= sizer.offered.rate
+                        and sizer._check(sizer.disagg_deployment(p, x, d, y)).ok
+                    ):
+                        best = c
+    return best_agg, best
+
+
+def cost_sizer(offered, targets, units, budget: int) -> Sizer:
+    return Sizer(offered, targets, budget=budget, unit_cost=lambda o: o.gpus * units[o.system])
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_min_cost_equals_brute_force(seed):
+    offered, targets, units, agg, prefill, decode = cost_instance(seed)
+    sizer = cost_sizer(offered, targets, units, 32)
+    got = (sizer.size_agg(agg), sizer.size_disagg(prefill, decode))
+    want = brute_cost(cost_sizer(offered, targets, units, 32), units, agg, prefill, decode)
+    assert tuple(sizer.objective(s) for s in got) == want
+    for s in got:
+        assert s is None or (s.verdict.ok and s.gpus <= 32)
+
+
+def test_min_cost_on_one_system_is_min_gpus_times_the_price():
+    for seed in range(10):
+        offered, targets, agg = instance(seed)
+        agg = [on(o, "a") for o in agg]
+        by_gpus = Sizer(offered, targets, budget=64).size_agg(agg)
+        by_cost = cost_sizer(offered, targets, {"a": 35_000}, 64)
+        got = by_cost.size_agg(agg)
+        assert (got is None) == (by_gpus is None)
+        if got is not None:
+            assert got.pools == by_gpus.pools and by_cost.objective(got) == 35_000 * by_gpus.gpus
+
+
+def test_a_cheap_decode_system_makes_more_gpus_the_cheaper_answer():
+    # Same options and load; decode GPUs ("b") at a tenth of the price of "a" GPUs. The fewest GPUs
+    # and the least cost then part ways: the cheap answer spends more GPUs, mostly cheap ones.
+    parted = 0
+    for seed in range(20):
+        offered, targets, _, agg, prefill, decode = cost_instance(seed)
+        agg = [o for o in agg if o.system == "a"]
+        units = {"a": 40_000, "b": 4_000}
+        fewest = Sizer(offered, targets, budget=32)
+        cheap = cost_sizer(offered, targets, units, 32)
+        by_gpus = [s for s in (fewest.size_agg(agg), fewest.size_disagg(prefill, decode)) if s]
+        by_cost = [s for s in (cheap.size_agg(agg), cheap.size_disagg(prefill, decode)) if s]
+        if not by_gpus:
+            continue
+        g = min(by_gpus, key=fewest.objective)
+        c = min(by_cost, key=cheap.objective)
+        assert c.gpus >= g.gpus and cheap.objective(c) <= cheap.objective(g)
+        parted += cheap.objective(c) < cheap.objective(g)
+    assert parted >= 3
+
+
+@pytest.mark.parametrize("seed", range(15))
+def test_closed_loop_min_cost_equals_brute_force(seed):
+    offered, targets, units, agg, prefill, decode = cost_instance(seed)
+    rng = np.random.default_rng(2000 + seed)
+    closed = Offered(None, offered.lengths, num_requests=200, seed=seed, concurrency=int(rng.integers(1, 48)))
+    sizer = cost_sizer(closed, targets, units, 16)
+    got = (sizer.size_agg(agg), sizer.size_disagg(prefill, decode))
+    oracle = cost_sizer(closed, targets, units, 16)
+    want_agg = min(
+        (
+            n * o.gpus * units[o.system]
+            for o in agg
+            for n in range(1, 16 // o.gpus + 1)
+            if oracle.agg_verdict(o, n).ok
+        ),
+        default=None,
+    )
+    want_disagg = min(
+        (
+            x * p.gpus * units[p.system] + y * d.gpus * units[d.system]
+            for p in prefill
+            for d in decode
+            for x in range(1, 16 // p.gpus + 1)
+            for y in range(1, (16 - x * p.gpus) // d.gpus + 1)
+            if oracle._check(oracle.disagg_deployment(p, x, d, y)).ok
+        ),
+        default=None,
+    )
+    assert tuple(sizer.objective(s) for s in got) == (want_agg, want_disagg)

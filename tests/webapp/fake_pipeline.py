@@ -149,31 +149,51 @@ def size_load(question: dict) -> dict:
         )
     gpus = max(1, min(question["total_gpus"], math.ceil((question["request_rate"] or 1.0) / 2)))
     figures = {"mean": 100.0, "p50": 90.0, "p90": 150.0, "p99": 200.0}
+    system = question["system"]
+    prices = dict(
+        (name.strip(), float(usd))
+        for name, usd in (e.split("=") for e in (question["gpu_hour_price"] or "").split(",") if e)
+    )
 
     def answer(mode: str) -> dict:
         return {
             "mode": mode,
             "total_gpus_used": gpus,
+            "gpus_by_system": {system: gpus},
             "workers": [
-                {"option": f"{mode} tp1 batch<=64", "role": mode, "workers": gpus, "gpus_per_worker": 1}
+                {
+                    "option": f"{mode} tp1 batch<=64",
+                    "role": mode,
+                    "workers": gpus,
+                    "gpus_per_worker": 1,
+                    "system": system,
+                }
             ],
             "simulated": {"ttft_ms": figures, "tpot_ms": {k: v / 10 for k, v in figures.items()}},
             "analytic": {"ttft_ms": figures, "tpot_ms": None},
             "binding": "ttft",
             "goodput": {"attainment": 1.0, "requests_per_s": question["request_rate"], "per_gpu": 1.0},
-            "cost": None,
+            "cost": None
+            if not prices
+            else {
+                "usd_per_gpu_hour": {system: prices[system]},
+                "usd_per_hour": gpus * prices[system],
+                "usd_per_million_output_tokens": None,
+            },
             "at_targets": {"ttft_p99_ms": 200.0, "tpot_p99_ms": 20.0},
         }
 
     return {
         "model": question["model"],
         "system": question["system"],
+        "decode_system": question["decode_system"],
         "backend": question["backend"],
         "backend_version": "1.0",
+        "decode_backend_version": None,
         "objective": question["objective"],
         "modes": ["agg", "disagg"],
         "load": {"kind": "open_loop", "request_rate": question["request_rate"], "concurrency": question["concurrency"],
-                 "arrival": "poisson", "isl": question["isl"], "osl": question["osl"],
+                 "arrival": question["arrival"], "isl": question["isl"], "osl": question["osl"],
                  "num_requests_simulated": 2000, "seed": 0},
         "targets": {"ttft_ms": question["ttft"], "tpot_ms": question["tpot"],
                     "ttft_percentile": question["ttft_percentile"], "tpot_percentile": question["tpot_percentile"]},

@@ -626,7 +626,15 @@ def test_stopping_the_app_stops_its_worker_process(monkeypatch):
 
 
 # ------------------------------------------------------------------ a load on the form (rate sizing)
-LOADED = {**DEFAULT_FORM, "request_rate": 12.5, "ttft_percentile": 90, "objective": "min_gpus"}
+LOADED = {
+    **DEFAULT_FORM,
+    "request_rate": 12.5,
+    "ttft_percentile": 90,
+    "objective": "min_cost",
+    "arrival": "gamma",
+    "arrival_cv": 2.5,
+    "gpu_hour_price": "h200_sxm=3.5, h100_sxm=2",
+}
 
 
 def test_a_load_on_the_form_runs_rate_sizing(client):
@@ -635,9 +643,12 @@ def test_a_load_on_the_form_runs_rate_sizing(client):
     job = wait_for(client, response.json()["id"])
     assert job["status"] == "done", job
     doc = job["result"]["sizing"]
-    # The form's fields reach the sizing question: load, targets and percentiles, objective.
+    # The form's fields reach the sizing question: load and arrivals, targets and percentiles,
+    # objective, prices.
     assert doc["load"]["request_rate"] == 12.5 and doc["targets"]["ttft_percentile"] == 90
-    assert doc["targets"]["tpot_percentile"] == 99 and doc["objective"] == "min_gpus"
+    assert doc["load"]["arrival"] == "gamma"
+    assert doc["targets"]["tpot_percentile"] == 99 and doc["objective"] == "min_cost"
+    assert doc["best"]["cost"]["usd_per_hour"] == 3.5 * doc["best"]["total_gpus_used"]
     assert doc["best"]["analytic"]["tpot_ms"] is None  # null survives as null
     csv_text = client.get(f"/api/searches/{job['id']}/result.csv").text
     assert csv_text.splitlines()[0].startswith("experiment,serving_mode,rank,") and "agg,agg,1," in csv_text
@@ -652,9 +663,18 @@ def test_a_load_on_the_form_runs_rate_sizing(client):
         ({"request_rate": 4, "concurrency": 8}, "concurrency"),
         ({"request_rate": 4, "ttft_percentile": 100}, "ttft_percentile"),
         ({"request_rate": 4, "tpot_percentile": 0}, "tpot_percentile"),
-        ({"request_rate": 4, "objective": "min_cost"}, "objective"),
+        ({"request_rate": 4, "objective": "min_gpu"}, "objective"),
         ({"concurrency": 8, "objective": "max_goodput_per_gpu"}, "objective"),
-        ({"request_rate": 4, "decode_system": "b200_sxm"}, "decode_system"),
+        ({"request_rate": 4, "decode_system": "h300"}, "decode_system"),
+        ({"request_rate": 4, "arrival": "bursty"}, "arrival"),
+        ({"request_rate": 4, "arrival": "gamma", "arrival_cv": 0}, "arrival_cv"),
+        ({"request_rate": 4, "arrival_cv": -1}, "arrival_cv"),
+        ({"request_rate": 4, "objective": "min_cost"}, "gpu_hour_price"),
+        ({"request_rate": 4, "gpu_hour_price": "h200_sxm"}, "gpu_hour_price"),
+        ({"request_rate": 4, "gpu_hour_price": "h200_sxm=-2"}, "gpu_hour_price"),
+        ({"request_rate": 4, "gpu_hour_price": "h300=2"}, "gpu_hour_price"),
+        ({"request_rate": 4, "gpu_hour_price": "b200_sxm=2"}, "gpu_hour_price"),
+        ({"request_rate": 4, "decode_system": "h100_sxm", "gpu_hour_price": "h200_sxm=2"}, "gpu_hour_price"),
     ],
 )
 def test_bad_loads_are_422_naming_the_field(client, extra, field):

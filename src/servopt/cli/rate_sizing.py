@@ -1,5 +1,5 @@
-"""``cli default --request_rate R`` (or ``--concurrency C``): the fewest GPUs serving that load within
-percentile targets.
+"""``cli default --request_rate R`` (or ``--concurrency C``): the fewest GPUs (or, ``--objective
+min_cost``, the least USD/hour) serving that load within percentile targets.
 
 Kept apart from the budget search (``search_cmd``): it answers a different question, with the
 simulator in the loop (``servopt.sizing``).
@@ -39,8 +39,6 @@ def size_experiments(experiments, *, save_dir: str | None, as_json: bool, perf_d
     docs = {}
     for e in experiments:
         w = e.workload
-        if e.serving_mode == "disagg" and e.decode_system_name not in (None, e.system_name):
-            raise ServoptError("decode_system_name", e.decode_system_name, "not yet with a workload:")
         docs[e.name] = sizing_doc(
             model=e.model_name, total_gpus=e.total_gpus, system=e.system_name, backend=e.backend_name,
             backend_version=e.backend_version, isl=e.isl, osl=e.osl, ttft=e.ttft, tpot=e.tpot,
@@ -48,6 +46,7 @@ def size_experiments(experiments, *, save_dir: str | None, as_json: bool, perf_d
             arrival_cv=w.arrival_cv, ttft_percentile=w.ttft_percentile, tpot_percentile=w.tpot_percentile,
             objective=w.objective, num_requests=w.num_requests, seed=w.seed, perf_db=perf_db,
             modes=(e.serving_mode,), gpu_hour_price=_price_text(w.gpu_hour_price),
+            decode_system=e.decode_system_name if e.serving_mode == "disagg" else None,
         )  # fmt: skip
     out = {"experiments": docs}
     if save_dir is not None:
@@ -72,8 +71,14 @@ def _price_text(prices: dict[str, float] | None) -> str | None:
 
 
 def _deployment_text(d: dict, system: str) -> str:
-    parts = [f"{w['workers']} x {w['option']}" for w in d["workers"]]
-    return f"{' + '.join(parts)} = {d['total_gpus_used']} {system}"
+    by_system = d.get("gpus_by_system") or {system: d["total_gpus_used"]}
+    if len(by_system) == 1:
+        parts = [f"{w['workers']} x {w['option']}" for w in d["workers"]]
+        return f"{' + '.join(parts)} = {d['total_gpus_used']} {next(iter(by_system))}"
+    # Two systems (decode on --decode_system): say where each pool runs.
+    parts = [f"{w['workers']} x {w['option']} on {w['system']}" for w in d["workers"]]
+    split = " + ".join(f"{n} {s}" for s, n in by_system.items())
+    return f"{' + '.join(parts)} = {d['total_gpus_used']} GPUs ({split})"
 
 
 def _cost_text(c: dict) -> str:
@@ -124,6 +129,7 @@ def _render(doc: dict) -> None:
         else f"{load['request_rate']:g} req/s ({load['arrival']}, "
     )
     goodput = doc["objective"] == "max_goodput_per_gpu"
+    cheapest = doc["objective"] == "min_cost"
     if goodput:
         console.print(
             f"most goodput per GPU at {what}isl {load['isl']}, osl {load['osl']}), counting requests with "
@@ -133,10 +139,14 @@ def _render(doc: dict) -> None:
     else:
         console.print(
             f"serve {what}isl {load['isl']}, osl {load['osl']}) at "
-            f"{pt} TTFT <= {t['ttft_ms']:g} ms, {pp} TPOT <= {t['tpot_ms']:g} ms:",
+            f"{pt} TTFT <= {t['ttft_ms']:g} ms, {pp} TPOT <= {t['tpot_ms']:g} ms"
+            + (" at the least cost:" if cheapest else ":"),
             soft_wrap=True,
         )
-    console.print(f"  [bold]{_deployment_text(best, doc['system'])}[/] ({best['mode']})", soft_wrap=True)
+    per_hour = f", {best['cost']['usd_per_hour']:.2f} USD/hour" if cheapest else ""
+    console.print(
+        f"  [bold]{_deployment_text(best, doc['system'])}{per_hour}[/] ({best['mode']})", soft_wrap=True
+    )
     g = best["goodput"]
     console.print(
         f"  goodput {g['requests_per_s']:.2f} req/s ({100 * g['attainment']:.1f}% of requests meet both), "
@@ -176,12 +186,18 @@ def _render(doc: dict) -> None:
             f"{other['goodput']['per_gpu']:.3f} req/s per GPU",
             soft_wrap=True,
         )
+    elif cheapest:
+        console.print(
+            f"  {other_mode} costs {other['cost']['usd_per_hour']:.2f} USD/hour: "
+            f"{_deployment_text(other, doc['system'])}",
+            soft_wrap=True,
+        )
     else:
         console.print(
             f"  {other_mode} needs {other['total_gpus_used']}: {_deployment_text(other, doc['system'])}",
             soft_wrap=True,
         )
-    if other is not None and other_mode in doc["modes"] and other.get("cost"):
+    if other is not None and other_mode in doc["modes"] and other.get("cost") and not cheapest:
         console.print(f"  {other_mode} cost: {_cost_text(other['cost'])}", soft_wrap=True)
     s = doc["search"]
     console.print(

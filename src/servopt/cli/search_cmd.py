@@ -173,9 +173,10 @@ def default(
     objective: str = typer.Option(
         "min_gpus",
         "--objective",
-        help="With a load: min_gpus (fewest GPUs meeting the percentile targets) or "
-        "max_goodput_per_gpu (--request_rate only: most requests/s meeting both targets per GPU, within "
-        "--total_gpus; docs/sizing.md).",
+        help="With a load: min_gpus (fewest GPUs meeting the percentile targets), min_cost (least USD/hour "
+        "at --gpu_hour_price, which must price --system and --decode_system) or max_goodput_per_gpu "
+        "(--request_rate only: most requests/s meeting both targets per GPU, within --total_gpus; "
+        "docs/sizing.md).",
     ),
     num_requests: int = typer.Option(
         2000, "--num_requests", "--num-requests", help="With --request_rate: requests simulated (at least)."

@@ -183,7 +183,7 @@ ConfigInput = _partial(
 
 Percentile = Annotated[float, Strict(), Field(gt=0, lt=100)]
 Arrival = Literal["poisson", "constant", "gamma"]
-SizingObjective = Literal["min_gpus", "max_goodput_per_gpu"]
+SizingObjective = Literal["min_gpus", "max_goodput_per_gpu", "min_cost"]
 
 
 class Workload(_Strict):
@@ -210,6 +210,8 @@ class Workload(_Strict):
             raise ValueError("give request_rate or concurrency (exactly one)")
         if self.objective == "max_goodput_per_gpu" and self.concurrency is not None:
             raise ValueError("objective max_goodput_per_gpu needs request_rate (not yet with concurrency)")
+        if self.objective == "min_cost" and self.gpu_hour_price is None:
+            raise ValueError("objective min_cost needs gpu_hour_price (your USD per GPU-hour of each system)")
         return self
 
 

@@ -142,6 +142,7 @@ class SizingWorkers(_Closed):
     role: Literal["agg", "prefill", "decode"]
     workers: int = Field(ge=1)
     gpus_per_worker: int = Field(ge=1)
+    system: str = Field(description="the GPU system the workers run on (decode: --decode_system)")
 
 
 class SizingGoodput(_Closed):
@@ -164,6 +165,7 @@ class SizedDeployment(_Closed):
 
     mode: Literal["agg", "disagg"]
     total_gpus_used: int = Field(ge=1)
+    gpus_by_system: dict[str, int] = Field(description="total_gpus_used split by GPU system")
     workers: list[SizingWorkers]
     simulated: Latencies
     analytic: Latencies
@@ -206,9 +208,11 @@ class SizingDoc(_Closed):
 
     model: str
     system: str
+    decode_system: str | None = Field(description="the disagg decode pools' system; null: --system")
     backend: str
     backend_version: str
-    objective: Literal["min_gpus", "max_goodput_per_gpu"]
+    decode_backend_version: str | None = Field(description="the decode system's data version; null: none")
+    objective: Literal["min_gpus", "max_goodput_per_gpu", "min_cost"]
     modes: list[Literal["agg", "disagg"]]
     load: SizingLoad
     targets: SizingTargets

@@ -154,15 +154,26 @@ def build_deployment(
     return Deployment(kinds, fixed_ms, per_token_ms)
 
 
-def kv_transfer_model(setup: ModelSetup, plans: list[WorkerPlan]) -> tuple[float, float]:
-    """(fixed ms, ms per prompt token) of moving a prompt's KV from prefill to decode."""
+def kv_transfer_model(
+    setup: ModelSetup, plans: list[WorkerPlan], decode_setup: ModelSetup | None = None
+) -> tuple[float, float]:
+    """(fixed ms, ms per prompt token) of moving a prompt's KV from prefill to decode.
+
+    ``decode_setup``: decode on another system (``--decode_system``). Two systems share no NVLink
+    domain, so the KV crosses the scale-out network at the slower side's bandwidth, with the
+    slower side's point-to-point latency."""
     node = setup.system.node
     prefill = next(p for p in plans if p.role == "prefill")
     replica_gpus = sum(p.layout.gpus * p.workers for p in plans)
     # Whole-model KV of one token: every KV head (tp = 1 view) of every layer.
     bytes_per_token = float(kv_bytes_per_token(setup.arch, np.array([1]), setup.quant.kvcache)[0])
-    within_domain = replica_gpus <= node.gpus_per_nvlink_domain
-    bw = node.nvlink_bw_bytes_per_s if within_domain else node.network_bw_bytes_per_s
     senders = prefill.layout.tp * prefill.layout.pp
     fixed_ms = setup.system.empirical.p2p_latency_s * 1000.0
+    if decode_setup is not None and decode_setup.system.name != setup.system.name:
+        other = decode_setup.system
+        bw = min(node.network_bw_bytes_per_s, other.node.network_bw_bytes_per_s)
+        fixed_ms = max(fixed_ms, other.empirical.p2p_latency_s * 1000.0)
+        return fixed_ms, bytes_per_token / (bw * senders) * 1000.0
+    within_domain = replica_gpus <= node.gpus_per_nvlink_domain
+    bw = node.nvlink_bw_bytes_per_s if within_domain else node.network_bw_bytes_per_s
     return fixed_ms, bytes_per_token / (bw * senders) * 1000.0

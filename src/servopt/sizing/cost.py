@@ -14,6 +14,12 @@ from servopt.errors import ServoptError, UnknownNameError
 
 FIELD = "gpu_hour_price"
 
+# ``--objective min_cost`` compares deployments in integers (exact sums and ties, whatever the
+# prices' binary fractions): the ONE place prices become integers. Units: hundredths of a cent per
+# GPU-hour, so any price written with up to 4 decimals is exact (cents alone would round 2.125).
+COST_UNITS_PER_USD = 10_000
+MIN_PRICE_USD = 1 / COST_UNITS_PER_USD
+
 
 def parse_prices(text: str, known_systems: tuple[str, ...]) -> dict[str, float]:
     """``SYSTEM=USD[,SYSTEM=USD...]`` -> {system: USD per GPU-hour}; one clear error per bad entry."""
@@ -33,8 +39,10 @@ def parse_prices(text: str, known_systems: tuple[str, ...]) -> dict[str, float]:
             usd = float(value)
         except ValueError:
             usd = math.nan
-        if not (math.isfinite(usd) and usd > 0):
-            raise ServoptError(FIELD, entry, "the price must be a finite number of USD per GPU-hour > 0")
+        if not (math.isfinite(usd) and usd >= MIN_PRICE_USD):
+            raise ServoptError(
+                FIELD, entry, f"the price must be a finite number of USD per GPU-hour >= {MIN_PRICE_USD:g}"
+            )
         prices[name] = usd
     return prices
 
@@ -43,6 +51,11 @@ def price_of(prices: dict[str, float], system: str) -> float:
     if system not in prices:
         raise ServoptError(FIELD, ",".join(f"{k}={v:g}" for k, v in prices.items()), f"no price for {system}")
     return prices[system]
+
+
+def price_units(prices: dict[str, float], system: str) -> int:
+    """One GPU-hour of ``system`` in integer cost units (rounded to the nearest unit)."""
+    return round(price_of(prices, system) * COST_UNITS_PER_USD)
 
 
 def cost(gpus_by_system: dict[str, int], prices: dict[str, float], output_tokens_per_s: float) -> dict:

@@ -33,6 +33,11 @@ target). So a stable deployment of G GPUs has at most ``rate / G`` goodput per G
 their bounds up) are visited fewest GPUs first from a heap, and the search stops once
 ``rate / G`` cannot beat the best (ties go to fewer GPUs), so nothing better is skipped.
 
+Least cost (``unit_cost``: each worker weighs its integer USD-per-hour units, ``sizing.cost``,
+instead of its GPUs): the same searches with every bound, cut and comparison in those units and the
+GPU budget kept as a separate cap. A worker's units are positive, so more workers never cost less
+and every bound above stays optimistic; with one system it is the GPU count times one price.
+
 Counters (simulations, verification failures, pruned options) are deterministic: tests pin them.
 """
 
@@ -61,6 +66,7 @@ class PoolOption:
     kind: InstanceKind
     gpus: int  # per worker
     layout: object = None  # the worker's Layout, where it came from a model (for deployment files)
+    system: str = ""  # the GPU system it runs on (disagg decode may run on another one)
 
     def workers(self, n: int) -> InstanceKind:
         return replace(self.kind, count=self.kind.count * n)
@@ -98,6 +104,9 @@ class Sizer:
     budget: int
     # KV transfer (fixed ms, ms per prompt token) of a replica (prefill option, x, decode option, y).
     transfer: object = None
+    # What the search minimises, in integer units per worker of an option (min_cost: USD per hour
+    # in sizing.cost's units); None: its GPUs. The GPU budget holds either way.
+    unit_cost: object = None
     counters: Counters = field(default_factory=Counters)
     _requests: Requests | None = None
     _saturation: dict = field(default_factory=dict)
@@ -107,6 +116,21 @@ class Sizer:
         if self._requests is None:
             self._requests = self.offered.requests(self.targets)
         return self._requests
+
+    def units(self, option: PoolOption) -> int:
+        return option.gpus if self.unit_cost is None else self.unit_cost(option)
+
+    def objective(self, sized: Sized | None) -> int | None:
+        """The minimised integer of an answer (None for none)."""
+        return None if sized is None else sum(n * self.units(o) for o, n in sized.pools)
+
+    def most_workers(self, option: PoolOption, used_gpus: int, used_units: int, best: Sized | None) -> int:
+        """Workers of ``option`` that fit the GPU budget next to ``used_gpus`` and still beat
+        ``best`` next to ``used_units`` (negative: none)."""
+        n = (self.budget - used_gpus) // option.gpus
+        if best is not None:
+            n = min(n, (self.objective(best) - 1 - used_units) // self.units(option))
+        return n
 
     # -- the two verdict parts ------------------------------------------------------------
     def saturation(self, option: PoolOption, *, prefill_only: bool = False) -> float:
@@ -230,23 +254,20 @@ class Sizer:
     def size_agg(self, options: list[PoolOption]) -> Sized | None:
         if not self.offered.closed:
             self.prime([(o, False, None) for o in options])
-        bounds = sorted(((self.agg_bound(o) * o.gpus, i) for i, o in enumerate(options)))
+        bounds = sorted(((self.agg_bound(o) * self.units(o), i) for i, o in enumerate(options)))
         best: Sized | None = None
-        for bound_gpus, i in bounds:
+        for _, i in bounds:
             option = options[i]
-            limit = self.budget if best is None else best.gpus - 1
-            if bound_gpus > limit:
+            most = self.most_workers(option, 0, 0, best)
+            if self.agg_bound(option) > most:
                 self.counters.options_pruned += 1
                 continue
-            found = self.fewest(
-                lambda n, o=option: self.agg_verdict(o, n), self.agg_bound(option), limit, option.gpus
-            )
+            found = self.fewest(lambda n, o=option: self.agg_verdict(o, n), self.agg_bound(option), most, 1)
             if found is None:
                 continue
             n, verdict = found
-            gpus = n * option.gpus
-            if best is None or gpus < best.gpus:
-                best = Sized(gpus, ((option, n),), verdict, Deployment((option.workers(n),)))
+            if best is None or n * self.units(option) < self.objective(best):
+                best = Sized(n * option.gpus, ((option, n),), verdict, Deployment((option.workers(n),)))
         return best
 
     # -- disaggregated ----------------------------------------------------------------------
@@ -291,11 +312,11 @@ class Sizer:
         for p, x in pools:
             for d in decode:
                 y_lo = max(1, math.ceil(self.offered.rate / self.decode_saturation(d, p)))
-                pairs.append((x * p.gpus + y_lo * d.gpus, p, x, d, y_lo))
+                pairs.append((x * self.units(p) + y_lo * self.units(d), p, x, d, y_lo))
         pairs.sort(key=lambda t: (t[0], t[1].label, t[3].label))
-        for bound, p, x, d, y_lo in pairs:
-            limit = self.budget if best is None else best.gpus - 1
-            if bound > limit:
+        for _, p, x, d, y_lo in pairs:
+            most = self.most_workers(d, x * p.gpus, x * self.units(p), best)
+            if y_lo > most:
                 self.counters.options_pruned += 1
                 continue
             sat_d = self.decode_saturation(d, p)
@@ -305,46 +326,45 @@ class Sizer:
                     return Verdict(False, math.inf, math.inf, "capacity")
                 return self._check(self.disagg_deployment(p, x, d, y))
 
-            found = self.fewest(verdict, y_lo, limit - x * p.gpus, d.gpus)
+            found = self.fewest(verdict, y_lo, most, 1)
             if found is None:
                 continue
             y, v = found
-            gpus = x * p.gpus + y * d.gpus
-            if best is None or gpus < best.gpus:
-                best = Sized(gpus, ((p, x), (d, y)), v, self.disagg_deployment(p, x, d, y))
+            if best is None or x * self.units(p) + y * self.units(d) < self.objective(best):
+                best = Sized(x * p.gpus + y * d.gpus, ((p, x), (d, y)), v, self.disagg_deployment(p, x, d, y))
         return best
 
     def _size_disagg_closed(self, prefill: list[PoolOption], decode: list[PoolOption]) -> Sized | None:
         best: Sized | None = None
         pairs = sorted(
             ((p, d) for p in prefill for d in decode),
-            key=lambda t: (t[0].gpus + t[1].gpus, t[0].label, t[1].label),
+            key=lambda t: (self.units(t[0]) + self.units(t[1]), t[0].label, t[1].label),
         )
         for p, d in pairs:
             y_hi: int | None = None  # the fewest decode workers at the previous x
             x = 0
             while True:
                 x += 1
-                limit = self.budget if best is None else best.gpus - 1
-                if x * p.gpus + d.gpus > limit:
+                most = self.most_workers(d, x * p.gpus, x * self.units(p), best)
+                if most < 1:
                     if x == 1:
                         self.counters.options_pruned += 1
                     break
-                room = limit - x * p.gpus
                 if y_hi is not None:
-                    room = min(room, y_hi * d.gpus)
+                    most = min(most, y_hi)
 
                 def verdict(y: int, p=p, x=x, d=d) -> Verdict:
                     return self._check(self.disagg_deployment(p, x, d, y))
 
-                found = self.fewest(verdict, 1, room, d.gpus)
+                found = self.fewest(verdict, 1, most, 1)
                 if found is None:
                     continue
                 y, v = found
                 y_hi = y
-                gpus = x * p.gpus + y * d.gpus
-                if best is None or gpus < best.gpus:
-                    best = Sized(gpus, ((p, x), (d, y)), v, self.disagg_deployment(p, x, d, y))
+                if best is None or x * self.units(p) + y * self.units(d) < self.objective(best):
+                    best = Sized(
+                        x * p.gpus + y * d.gpus, ((p, x), (d, y)), v, self.disagg_deployment(p, x, d, y)
+                    )
                 if y == 1:
                     break  # more prefill only costs more
         return best

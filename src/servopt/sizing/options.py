@@ -67,18 +67,20 @@ def pool_options(
             cap_list = [policy.max_batch_size]  # a prefill worker's batch is its token budget
         for cap in cap_list:
             k = replace(kind, policy=replace(kind.policy, max_batch_size=cap))
-            options.append(PoolOption(f"{role} {layout.label} batch<={cap}", k, layout.gpus, layout))
+            label = f"{role} {layout.label} batch<={cap}"
+            options.append(PoolOption(label, k, layout.gpus, layout, setup.system.name))
     return options, dropped
 
 
-def transfer_model(setup: ModelSetup):
-    """KV-transfer parameters of a replica, from the system spec (``simulate.build``)."""
+def transfer_model(setup: ModelSetup, decode_setup: ModelSetup | None = None):
+    """KV-transfer parameters of a replica, from the system specs (``simulate.build``; decode on
+    ``decode_setup``'s system when given)."""
 
     def transfer(p: PoolOption, x: int, d: PoolOption, y: int) -> tuple[float, float]:
         plans = [
             WorkerPlan("prefill", p.layout, x, p.kind.policy),
             WorkerPlan("decode", d.layout, y, d.kind.policy),
         ]
-        return kv_transfer_model(setup, plans)
+        return kv_transfer_model(setup, plans, decode_setup)
 
     return transfer

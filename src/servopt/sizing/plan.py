@@ -1,5 +1,6 @@
-"""Rate sizing of a model on a system: the fewest GPUs, aggregated or disaggregated, that serve an
-offered rate within percentile targets (the engine behind ``cli default --request_rate``)."""
+"""Rate sizing of a model on a system: the fewest GPUs (or the least cost), aggregated or
+disaggregated, that serve an offered rate within percentile targets (the engine behind
+``cli default --request_rate``). Disagg decode pools may run on another system (``decode``)."""
 
 from __future__ import annotations
 
@@ -51,8 +52,15 @@ class SizingResult:
             return {
                 "mode": "disagg" if len(s.pools) == 2 else "agg",
                 "total_gpus_used": s.gpus,
+                "gpus_by_system": gpus_by_system(s),
                 "workers": [
-                    {"option": o.label, "role": o.kind.role, "workers": w, "gpus_per_worker": o.gpus}
+                    {
+                        "option": o.label,
+                        "role": o.kind.role,
+                        "workers": w,
+                        "gpus_per_worker": o.gpus,
+                        "system": o.system or self.system,
+                    }
                     for o, w in s.pools
                 ],
                 "simulated": {"ttft_ms": summary(ttft), "tpot_ms": summary(tpot)},
@@ -68,12 +76,18 @@ class SizingResult:
                 },
                 "cost": None
                 if self.prices is None
-                else cost({self.system: s.gpus}, self.prices, flow * float(req.osl.mean())),
+                else cost(gpus_by_system(s), self.prices, flow * float(req.osl.mean())),
                 "at_targets": {
                     f"ttft_p{self.targets.ttft_percentile:g}_ms": s.verdict.ttft_ms,
                     f"tpot_p{self.targets.tpot_percentile:g}_ms": s.verdict.tpot_ms,
                 },
             }
+
+        def gpus_by_system(s: Sized) -> dict[str, int]:
+            out: dict[str, int] = {}
+            for o, w in s.pools:
+                out[o.system or self.system] = out.get(o.system or self.system, 0) + w * o.gpus
+            return out
 
         # The best answer is the agg or the disagg one: simulate each deployment once.
         per_mode = {id(s): one(s) for s in (self.agg, self.disagg) if s is not None}
@@ -108,7 +122,7 @@ class SizingResult:
         return 0.0 if o.arrival == "constant" else o.arrival_cv**2
 
 
-OBJECTIVES = ("min_gpus", "max_goodput_per_gpu")
+OBJECTIVES = ("min_gpus", "max_goodput_per_gpu", "min_cost")
 
 
 def size_for_rate(
@@ -121,13 +135,25 @@ def size_for_rate(
     modes=("agg", "disagg"),
     objective: str = "min_gpus",
     prices: dict[str, float] | None = None,
+    decode: tuple | None = None,
 ) -> SizingResult:
     """``min_gpus``: the fewest GPUs (<= ``total_gpus``) serving ``offered`` within ``targets``;
+    ``min_cost``: the same with the least USD/hour at ``prices`` (every system used needs one);
     ``max_goodput_per_gpu``: the stable deployment within ``total_gpus`` with the most requests/s
-    meeting both targets per GPU (open loop only). Per mode and best."""
+    meeting both targets per GPU (open loop only). Per mode and best. ``decode``: (db, setup) of
+    the system disagg decode pools run on (prefill and agg stay on ``setup``'s)."""
+    from servopt.sizing.cost import price_units
+
     goodput = objective == "max_goodput_per_gpu"
     arch, backend = setup.arch, setup.backend
+    decode_db, decode_setup = decode if decode is not None else (db, setup)
     policy = engine_policy(backend, setup.system.gpu.mem_capacity_bytes)
+    unit_cost = None
+    if objective == "min_cost":
+        units = {
+            name: price_units(prices or {}, name) for name in {setup.system.name, decode_setup.system.name}
+        }
+        unit_cost = lambda o: o.gpus * units[o.system]  # noqa: E731
     req = offered.requests(targets)
     common = dict(max_isl=int(req.isl.max()), max_osl=int(req.osl.max()), prompt_lengths=req.isl)
     dropped: list = []
@@ -141,16 +167,24 @@ def size_for_rate(
         dropped += lost
     if "disagg" in modes:
         p_lists, d_lists = default_disagg_lists(
-            is_moe=arch.is_moe, backend=backend, prefill_system=setup.system.name
+            is_moe=arch.is_moe,
+            backend=backend,
+            prefill_system=setup.system.name,
+            decode_system=decode_setup.system.name,
         )
-        for role, lists in (("prefill", p_lists), ("decode", d_lists)):
-            layouts = _layouts(setup, lists, role, total_gpus)
-            per_role[role], lost = pool_options(db, setup, role, layouts, policy, **common)
+        decode_policy = engine_policy(backend, decode_setup.system.gpu.mem_capacity_bytes)
+        for role, lists, role_db, role_setup, role_policy in (
+            ("prefill", p_lists, db, setup, policy),
+            ("decode", d_lists, decode_db, decode_setup, decode_policy),
+        ):
+            layouts = _layouts(role_setup, lists, role, total_gpus)
+            per_role[role], lost = pool_options(role_db, role_setup, role, layouts, role_policy, **common)
             dropped += lost
     # The two modes' searches share nothing (each its own options, saturation runs and counters),
     # and the simulator releases the GIL: they run side by side, one Sizer each.
-    agg_sizer = Sizer(offered, targets, budget=total_gpus, transfer=transfer_model(setup))
-    disagg_sizer = Sizer(offered, targets, budget=total_gpus, transfer=transfer_model(setup))
+    transfer = transfer_model(setup, decode_setup)
+    agg_sizer = Sizer(offered, targets, budget=total_gpus, transfer=transfer, unit_cost=unit_cost)
+    disagg_sizer = Sizer(offered, targets, budget=total_gpus, transfer=transfer, unit_cost=unit_cost)
 
     def search_agg() -> Sized | None:
         if "agg" not in modes:
@@ -174,7 +208,7 @@ def size_for_rate(
     if goodput:
         best = max(found, key=lambda s: (s.goodput_per_gpu, -s.gpus), default=None)
     else:
-        best = min(found, key=lambda s: s.gpus, default=None)
+        best = min(found, key=agg_sizer.objective, default=None)  # GPUs, or cost units
     if best is None and goodput:
         raise InfeasibleError(
             "request_rate",

@@ -52,11 +52,20 @@ def sizing_doc(
             raise ServoptError("concurrency", concurrency, "must be an integer >= 1 (clients)")
     elif not (math.isfinite(request_rate) and request_rate > 0):
         raise ServoptError("request_rate", request_rate, "must be a finite number of requests/s > 0")
-    if decode_system not in (None, system):
+    known = tuple(system_names())
+    if decode_system is not None and decode_system not in known:
+        raise UnknownNameError("decode_system", decode_system, "unknown system", known)
+    if decode_system == system or "disagg" not in modes:
+        decode_system = None  # nothing runs on it: agg and prefill stay on --system
+    prices = None if gpu_hour_price is None else parse_prices(gpu_hour_price, known)
+    if objective == "min_cost" and prices is None:
         raise ServoptError(
-            "decode_system", decode_system, "not yet with a load (prefill and decode are sized on --system)"
+            "gpu_hour_price",
+            None,
+            f"--objective min_cost needs your USD per GPU-hour of {system}"
+            + (f" and {decode_system}" if decode_system else "")
+            + " (e.g. --gpu_hour_price h200_sxm=3.5)",
         )
-    prices = None if gpu_hour_price is None else parse_prices(gpu_hour_price, tuple(system_names()))
     targets = Targets(ttft, tpot, ttft_percentile, tpot_percentile)
     offered = Offered(
         request_rate, Lengths(isl, osl), arrival, arrival_cv, num_requests, seed, concurrency=concurrency
@@ -64,18 +73,36 @@ def sizing_doc(
     arch = resolve_model(model)
     spec = load_system(system)
     if prices is not None:
-        price_of(prices, spec.name)  # the system sized has a price: fail before the search
-    db = open_database(system, backend, backend_version, cache_dir=perf_db)
-    quant = quant_modes(arch, None, None, None, None, db=db, backend=backend)
-    setup = ModelSetup(arch, backend, quant, spec, db.version, 0)
+        # Every system sized has a price: fail before the search.
+        for name in (spec.name, decode_system):
+            if name is not None:
+                price_of(prices, name)
+
+    def role_setup(name: str):
+        db = open_database(name, backend, backend_version, cache_dir=perf_db)
+        quant = quant_modes(arch, None, None, None, None, db=db, backend=backend)
+        return db, ModelSetup(arch, backend, quant, load_system(name), db.version, 0)
+
+    db, setup = role_setup(system)
+    decode = None if decode_system is None else role_setup(decode_system)
     result = size_for_rate(
-        db, setup, offered, targets, total_gpus=total_gpus, objective=objective, modes=modes, prices=prices
+        db,
+        setup,
+        offered,
+        targets,
+        total_gpus=total_gpus,
+        objective=objective,
+        modes=modes,
+        prices=prices,
+        decode=decode,
     )
     return {
         "model": arch.name,
         "system": spec.name,
+        "decode_system": decode_system,
         "backend": backend,
         "backend_version": db.version,
+        "decode_backend_version": None if decode is None else decode[0].version,
         "objective": objective,
         "modes": list(modes),
         **result.to_json(),

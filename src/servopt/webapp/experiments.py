@@ -55,8 +55,25 @@ def _check_load(request: DefaultSearch) -> None:
         raise ServoptError("concurrency", request.concurrency, "give request_rate or concurrency, not both")
     if request.objective == "max_goodput_per_gpu" and request.concurrency is not None:
         raise ServoptError("objective", request.objective, "needs request_rate (not yet with concurrency)")
-    if request.decode_system and request.decode_system != request.system and request.loaded:
-        raise ServoptError("decode_system", request.decode_system, "not yet with a load")
+    if not request.loaded:
+        return
+    # The CLI's own price checks (arrival and arrival_cv are the schema's): a price for every
+    # system sized, and min_cost needs them.
+    from servopt.hardware import system_names
+    from servopt.sizing.cost import parse_prices, price_of
+
+    systems = [request.system] + ([request.decode_system] if request.decode_system else [])
+    if request.gpu_hour_price is not None and request.gpu_hour_price.strip():
+        prices = parse_prices(request.gpu_hour_price, tuple(system_names()))
+        for name in systems:
+            if name in system_names():  # an unknown system is the loader's problem, by its field
+                price_of(prices, name)
+    elif request.objective == "min_cost":
+        raise ServoptError(
+            "gpu_hour_price",
+            None,
+            f"objective min_cost needs your USD per GPU-hour of {' and '.join(systems)}",
+        )
 
 
 def sizing_question(request: DefaultSearch) -> dict[str, Any]:
@@ -73,14 +90,16 @@ def sizing_question(request: DefaultSearch) -> dict[str, Any]:
         "tpot": request.tpot,
         "request_rate": request.request_rate,
         "concurrency": request.concurrency,
-        "arrival": "poisson",
-        "arrival_cv": 1.0,
+        "arrival": request.arrival,
+        "arrival_cv": request.arrival_cv,
         "ttft_percentile": request.ttft_percentile,
         "tpot_percentile": request.tpot_percentile,
         "objective": request.objective,
         "num_requests": 2000,
         "seed": 0,
         "perf_db": None,
+        "gpu_hour_price": (request.gpu_hour_price or "").strip() or None,
+        "decode_system": request.decode_system or None,
     }
 
 

@@ -20,6 +20,8 @@ MAX_WEB_TOKENS = 10_000_000
 MAX_WEB_LATENCY_MS = 10_000_000.0
 MAX_WEB_RATE = 1_000_000.0
 MAX_WEB_CLIENTS = 1_000_000
+MAX_WEB_ARRIVAL_CV = 1000.0
+MAX_WEB_PRICE_CHARS = 2000
 MAX_TOP_N = 20
 DEFAULT_TOP_N = 5
 
@@ -70,8 +72,21 @@ class DefaultSearch(_Request):
     )
     ttft_percentile: float = Field(99.0, gt=0, lt=100, description="with a load: TTFT target percentile")
     tpot_percentile: float = Field(99.0, gt=0, lt=100, description="with a load: TPOT target percentile")
-    objective: Literal["min_gpus", "max_goodput_per_gpu"] = Field(
-        "min_gpus", description="with a load: fewest GPUs, or most goodput per GPU (request_rate only)"
+    objective: Literal["min_gpus", "max_goodput_per_gpu", "min_cost"] = Field(
+        "min_gpus",
+        description="with a load: fewest GPUs, most goodput per GPU (request_rate only), or least USD/hour "
+        "at gpu_hour_price",
+    )
+    arrival: Literal["poisson", "constant", "gamma"] = Field(
+        "poisson", description="with request_rate: the arrival process"
+    )
+    arrival_cv: float = Field(
+        1.0, gt=0, le=MAX_WEB_ARRIVAL_CV, allow_inf_nan=False, description="gamma arrivals: CV of the gaps"
+    )
+    gpu_hour_price: Text | None = Field(
+        None,
+        max_length=MAX_WEB_PRICE_CHARS,
+        description="with a load: your USD per GPU-hour, SYSTEM=USD[,SYSTEM=USD] (cli --gpu_hour_price)",
     )
 
     @property

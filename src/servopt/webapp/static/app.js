@@ -92,6 +92,9 @@ function formRequest() {
     ttft_percentile: number("ttft_percentile"),
     tpot_percentile: number("tpot_percentile"),
     objective: form.objective.value,
+    arrival: form.arrival.value,
+    arrival_cv: number("arrival_cv"),
+    gpu_hour_price: form.gpu_hour_price.value.trim() || null,
   };
   if (form.decode_system.value) body.decode_system = form.decode_system.value;
   if (form.backend_version.value) body.backend_version = form.backend_version.value;

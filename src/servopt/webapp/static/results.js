@@ -254,14 +254,23 @@ function percentileCells(figures, digits) {
 function showSizing(id, doc) {
   $("#results").hidden = false;
   const t = doc.targets;
-  const load = doc.load.kind === "closed_loop" ? `${doc.load.concurrency} clients` : `${doc.load.request_rate} req/s`;
+  const load = doc.load.kind === "closed_loop" ? `${doc.load.concurrency} clients` :
+    `${doc.load.request_rate} req/s (${doc.load.arrival})`;
+  const usd = (answer) => (answer.cost ? answer.cost.usd_per_hour.toFixed(2) : "—");
+  // GPUs per system when decode runs on another one.
+  const gpus = (answer) => {
+    const split = Object.entries(answer.gpus_by_system || {});
+    return split.length > 1 ? `${answer.total_gpus_used} (${split.map(([s, n]) => `${n} ${s}`).join(" + ")})` :
+      String(answer.total_gpus_used);
+  };
+  const cost = doc.best.cost ? `, ${usd(doc.best)} USD/hour` : "";
   $("#verdict").replaceChildren(el("p", {
     text: `${load} at p${t.ttft_percentile} TTFT ≤ ${t.ttft_ms} ms, p${t.tpot_percentile} TPOT ≤ ${t.tpot_ms} ms ` +
-      `(${doc.objective}): ${doc.best.total_gpus_used} GPUs, ${doc.best.mode}; binding target ${doc.best.binding}`,
+      `(${doc.objective}): ${gpus(doc.best)} GPUs, ${doc.best.mode}${cost}; binding target ${doc.best.binding}`,
   }));
   const table = el("table", { class: "sizing" });
   const head = el("tr");
-  for (const h of ["mode", "GPUs", "deployment", "", "TTFT mean", "p50", "p90", "p99", "TPOT mean", "p50", "p90", "p99"]) {
+  for (const h of ["mode", "GPUs", "USD/hour", "deployment", "", "TTFT mean", "p50", "p90", "p99", "TPOT mean", "p50", "p90", "p99"]) {
     head.append(el("th", { text: h }));
   }
   table.append(el("thead", {}, head));
@@ -269,12 +278,14 @@ function showSizing(id, doc) {
   for (const mode of ["agg", "disagg"]) {
     const answer = doc[mode];
     if (!answer) continue;
-    const workers = answer.workers.map((w) => `${w.workers} × ${w.option}`).join(" + ");
+    const where = (w) => (w.system && w.system !== doc.system ? ` on ${w.system}` : "");
+    const workers = answer.workers.map((w) => `${w.workers} × ${w.option}${where(w)}`).join(" + ");
     for (const kind of ["simulated", "analytic"]) {
       const first = kind === "simulated";
       const row = el("tr", {},
         el("td", { text: first ? mode + (doc.best.mode === mode ? " ★" : "") : "" }),
-        el("td", { text: first ? String(answer.total_gpus_used) : "" }),
+        el("td", { text: first ? gpus(answer) : "" }),
+        el("td", { text: first ? usd(answer) : "" }),
         el("td", { text: first ? workers : "" }),
         el("td", { text: first ? "simulated" : "analytic" }),
         ...percentileCells(answer[kind].ttft_ms, 0),
