@@ -14,9 +14,11 @@ import typer
 from servopt.sizing.question import sizing_doc
 
 
-def size_and_report(*, as_json: bool, **question) -> None:
+def size_and_report(*, as_json: bool, calibration: str = "default", **question) -> None:
     """Size one load (``cli default --request_rate`` / ``--concurrency``) and print it."""
-    doc = sizing_doc(**question)
+    from servopt.calibrate.model import calibrated_question
+
+    doc = sizing_doc(**calibrated_question(question, calibration))
     if as_json:
         typer.echo(json.dumps(doc, allow_nan=False))
         return
@@ -29,6 +31,7 @@ def size_experiments(experiments, *, save_dir: str | None, as_json: bool, perf_d
     block's search lists are not used (rate sizing searches its default layouts)."""
     from pathlib import Path
 
+    from servopt.calibrate import model
     from servopt.errors import ServoptError
 
     if any(e.workload is None for e in experiments):
@@ -41,7 +44,7 @@ def size_experiments(experiments, *, save_dir: str | None, as_json: bool, perf_d
         w = e.workload
         if e.serving_mode == "disagg" and e.decode_system_name not in (None, e.system_name):
             raise ServoptError("decode_system_name", e.decode_system_name, "not yet with a workload:")
-        docs[e.name] = sizing_doc(
+        question = dict(
             model=e.model_name, total_gpus=e.total_gpus, system=e.system_name, backend=e.backend_name,
             backend_version=e.backend_version, isl=e.isl, osl=e.osl, ttft=e.ttft, tpot=e.tpot,
             request_rate=w.request_rate, concurrency=w.concurrency, arrival=w.arrival,
@@ -49,6 +52,7 @@ def size_experiments(experiments, *, save_dir: str | None, as_json: bool, perf_d
             objective=w.objective, num_requests=w.num_requests, seed=w.seed, perf_db=perf_db,
             modes=(e.serving_mode,), gpu_hour_price=_price_text(w.gpu_hour_price),
         )  # fmt: skip
+        docs[e.name] = sizing_doc(**model.calibrated_question(question, e.calibration))
     out = {"experiments": docs}
     if save_dir is not None:
         root = Path(save_dir)
@@ -113,6 +117,8 @@ def _percentile_table(doc: dict):
 def _render(doc: dict) -> None:
     from rich.console import Console
 
+    from servopt.calibrate.model import headline
+
     console = Console()
     t = doc["targets"]
     load = doc["load"]
@@ -136,6 +142,18 @@ def _render(doc: dict) -> None:
             f"{pt} TTFT <= {t['ttft_ms']:g} ms, {pp} TPOT <= {t['tpot_ms']:g} ms:",
             soft_wrap=True,
         )
+    cal = doc.get("calibration")
+    console.print(
+        "  "
+        + (
+            headline(None)
+            if cal is None
+            else f"calibrated: {cal['profile']}, {cal['measurements']} measurements (scope {cal['scope']})"
+        ),
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
     console.print(f"  [bold]{_deployment_text(best, doc['system'])}[/] ({best['mode']})", soft_wrap=True)
     g = best["goodput"]
     console.print(

@@ -4,7 +4,7 @@ offered rate within percentile targets (the engine behind ``cli default --reques
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from servopt.errors import InfeasibleError
 from servopt.evaluate.candidates import ModelSetup
@@ -13,7 +13,7 @@ from servopt.simulate.metrics import summary
 from servopt.simulate.policy import engine_policy
 from servopt.sizing.check import Offered, Targets
 from servopt.sizing.minimize import Counters, Sized, Sizer
-from servopt.sizing.options import pool_options, transfer_model
+from servopt.sizing.options import adjust_options, pool_options, transfer_model
 
 
 @dataclass
@@ -27,6 +27,7 @@ class SizingResult:
     dropped: list
     system: str = ""
     prices: dict[str, float] | None = None  # USD per GPU-hour by system (--gpu_hour_price)
+    request_overhead_ms: float = 0.0  # the calibration's, in every simulation of an answer
 
     def to_json(self) -> dict:
         from servopt.simulate.engine import run
@@ -40,7 +41,9 @@ class SizingResult:
         def one(s: Sized | None) -> dict | None:
             if s is None:
                 return None
-            raw = run(s.deployment, req, clients=clients)
+            raw = run(
+                replace(s.deployment, request_overhead_ms=self.request_overhead_ms), req, clients=clients
+            )
             m = measured(req, lifetime, raw, clients)
             att = attainment(raw, req, self.targets, lifetime, clients)
             flow = served_rate(raw, req, lifetime, self.offered.rate, clients)
@@ -56,7 +59,9 @@ class SizingResult:
                     for o, w in s.pools
                 ],
                 "simulated": {"ttft_ms": summary(ttft), "tpot_ms": summary(tpot)},
-                "analytic": analytic.percentiles(s, flow, req.isl, req.osl, self._arrival_ca2()),
+                "analytic": analytic.percentiles(
+                    s, flow, req.isl, req.osl, self._arrival_ca2(), self.request_overhead_ms
+                ),
                 # The target with the least slack (simulated, at its percentile).
                 "binding": "ttft"
                 if s.verdict.ttft_ms / self.targets.ttft_ms >= s.verdict.tpot_ms / self.targets.tpot_ms
@@ -121,10 +126,16 @@ def size_for_rate(
     modes=("agg", "disagg"),
     objective: str = "min_gpus",
     prices: dict[str, float] | None = None,
+    adjustments=None,
 ) -> SizingResult:
     """``min_gpus``: the fewest GPUs (<= ``total_gpus``) serving ``offered`` within ``targets``;
     ``max_goodput_per_gpu``: the stable deployment within ``total_gpus`` with the most requests/s
-    meeting both targets per GPU (open loop only). Per mode and best."""
+    meeting both targets per GPU (open loop only). Per mode and best.
+
+    ``adjustments`` (a calibration profile's, ``simulate.adjust``; None = the raw model) apply as
+    ``cli simulate`` applies them: every worker's step tables and iteration overhead, and the
+    request overhead of every verification run. Saturation runs leave the request overhead out: it
+    delays clients, not engines, so the stability bound stays optimistic."""
     goodput = objective == "max_goodput_per_gpu"
     arch, backend = setup.arch, setup.backend
     policy = engine_policy(backend, setup.system.gpu.mem_capacity_bytes)
@@ -147,10 +158,15 @@ def size_for_rate(
             layouts = _layouts(setup, lists, role, total_gpus)
             per_role[role], lost = pool_options(db, setup, role, layouts, policy, **common)
             dropped += lost
+    if adjustments is not None:
+        agg_options = adjust_options(agg_options, adjustments)
+        per_role = {role: adjust_options(opts, adjustments) for role, opts in per_role.items()}
+    overhead_ms = 0.0 if adjustments is None else adjustments.request_overhead_ms
     # The two modes' searches share nothing (each its own options, saturation runs and counters),
     # and the simulator releases the GIL: they run side by side, one Sizer each.
     agg_sizer = Sizer(offered, targets, budget=total_gpus, transfer=transfer_model(setup))
     disagg_sizer = Sizer(offered, targets, budget=total_gpus, transfer=transfer_model(setup))
+    agg_sizer.request_overhead_ms = disagg_sizer.request_overhead_ms = overhead_ms
 
     def search_agg() -> Sized | None:
         if "agg" not in modes:
@@ -205,7 +221,9 @@ def size_for_rate(
             f"no deployment within {total_gpus} GPUs serves it at p{targets.ttft_percentile:g} TTFT <= "
             f"{targets.ttft_ms:g} ms and p{targets.tpot_percentile:g} TPOT <= {targets.tpot_ms:g} ms{hint}",
         )
-    return SizingResult(best, agg, disagg, counters, offered, targets, dropped, setup.system.name, prices)
+    return SizingResult(
+        best, agg, disagg, counters, offered, targets, dropped, setup.system.name, prices, overhead_ms
+    )
 
 
 def _layouts(setup: ModelSetup, lists, role: str, total_gpus: int):

@@ -31,7 +31,11 @@ def sizing_doc(
     modes: tuple[str, ...] = ("agg", "disagg"),
     gpu_hour_price: str | None = None,
     decode_system: str | None = None,
+    adjustments=None,
+    calibration: dict | None = None,
 ) -> dict:
+    """``adjustments``: a calibration profile's for (backend, system) (None: the raw model), and
+    ``calibration`` the document that says so (``servopt.calibrate.model.scope_adjustments``)."""
     from servopt.errors import ServoptError, UnknownNameError
     from servopt.evaluate.candidates import ModelSetup
     from servopt.evaluate.single import quant_modes
@@ -69,7 +73,15 @@ def sizing_doc(
     quant = quant_modes(arch, None, None, None, None, db=db, backend=backend)
     setup = ModelSetup(arch, backend, quant, spec, db.version, 0)
     result = size_for_rate(
-        db, setup, offered, targets, total_gpus=total_gpus, objective=objective, modes=modes, prices=prices
+        db,
+        setup,
+        offered,
+        targets,
+        total_gpus=total_gpus,
+        objective=objective,
+        modes=modes,
+        prices=prices,
+        adjustments=adjustments,
     )
     return {
         "model": arch.name,
@@ -79,4 +91,5 @@ def sizing_doc(
         "objective": objective,
         "modes": list(modes),
         **result.to_json(),
+        **({"calibration": calibration} if calibration is not None else {}),
     }

@@ -44,6 +44,7 @@ def build_experiments(request: DefaultSearch | YamlSearch) -> list[Experiment]:
             ttft=request.ttft,
             tpot=request.tpot,
             catalog=catalog,
+            calibration=request.calibration,
         )
     except ConfigError as err:
         raise ConfigError(_form_problem(p) for p in err.problems) from None
@@ -81,6 +82,7 @@ def sizing_question(request: DefaultSearch) -> dict[str, Any]:
         "num_requests": 2000,
         "seed": 0,
         "perf_db": None,
+        "calibration": request.calibration,
     }
 
 
@@ -146,4 +148,5 @@ def experiment_summary(experiment: Experiment) -> dict[str, Any]:
         "osl": experiment.osl,
         "ttft": experiment.ttft,
         "tpot": experiment.tpot,
+        "calibration": experiment.calibration,
     }

@@ -73,6 +73,10 @@ class DefaultSearch(_Request):
     objective: Literal["min_gpus", "max_goodput_per_gpu"] = Field(
         "min_gpus", description="with a load: fewest GPUs, or most goodput per GPU (request_rate only)"
     )
+    calibration: Literal["default", "none"] = Field(
+        "default",
+        description="default: the shipped calibration profile; none: the raw model (aiconfigurator's)",
+    )
 
     @property
     def loaded(self) -> bool:
@@ -117,6 +121,7 @@ class ExperimentOut(BaseModel):
     osl: int
     ttft: float
     tpot: float
+    calibration: str = "default"
 
 
 class ValidateOut(BaseModel):
