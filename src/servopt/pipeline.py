@@ -11,6 +11,7 @@ packed deployment (up to K replica shapes) is reported beside it.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 
@@ -32,6 +33,7 @@ from servopt.perf_db.database import PerfDatabase, open_database
 from servopt.report.document import result_document
 from servopt.report.files import deployment_files, packed_deployment_files
 from servopt.run_result import ExperimentRun, RunResult
+from servopt.search.conventions import DEFAULT_CONVENTIONS
 from servopt.search.options import ReplicaSpec, Sla, WorkerOptions
 from servopt.search.result import Deployment, ModeResult
 from servopt.search.settings import SolverSettings
@@ -225,6 +227,19 @@ def _with_pair_key(table: WorkerTable, backend: str) -> WorkerOptions:
     )
 
 
+def _request_overhead_outside_ttft_factor(opts: WorkerOptions, adj) -> WorkerOptions:
+    """Prefill options whose disaggregated TTFT is ``factor * engine + request_overhead``.
+
+    The peer's disaggregated TTFT factor (``search.conventions``, 1.8) corrects the prefill
+    engine's latency for queueing; a calibration's request overhead is the client's trip to that
+    queue, not engine time, so it is not multiplied: the options enter the search at
+    ``engine + overhead / factor`` (the worker table keeps ``engine + overhead``, as cli estimate)."""
+    if adj is None or adj.request_overhead_ms == 0.0 or len(opts) == 0:
+        return opts
+    shift = adj.request_overhead_ms * (1.0 - 1.0 / DEFAULT_CONVENTIONS.disagg_ttft_factor)
+    return dataclasses.replace(opts, ttft_ms=opts.ttft_ms - shift)
+
+
 def _replica_spec(exp: Experiment) -> ReplicaSpec:
     rc = exp.replica
     if rc is None:
@@ -318,6 +333,8 @@ def run_experiment(
             run.borrowed[role] = db.borrowed_tables
             warn_borrowed(db, arch)
             options[role] = _with_pair_key(tables[role], exp.backend_name)
+            if role == "prefill":
+                options[role] = _request_overhead_outside_ttft_factor(options[role], adjustments[role])
         if progress:
             progress(f"{exp.name}: searching", len(exp.roles) / (len(exp.roles) + 1))
         run.mode = _solve(exp, options, max_replica_types, settings)
