@@ -264,10 +264,10 @@ class Experiment(_Strict):
     tpot: PosFloat  # ms
     enable_wide_ep: Flag
     profiles: tuple[Name, ...]  # applied in order, before the experiment's own patch
-    config: ConfigBlock
-    workload: Workload | None = None  # set: size for this load (cli exp routes it to rate sizing)
     # default | none | an absolute profile path (servopt.calibrate.model.resolve_calibration)
     calibration: Name = "default"
+    config: ConfigBlock
+    workload: Workload | None = None  # set: size for this load (cli exp routes it to rate sizing)
 
     @property
     def roles(self) -> tuple[Role, ...]:
