@@ -153,3 +153,20 @@ def test_each_disagg_pool_takes_its_own_scope_and_a_relative_path_is_the_yamls(t
     assert (dec["system"], dec["scope"], dec["decode_scale"]) == ("h200_sxm", "trtllm", 1.1)
     (config,) = (tmp_path / "run").glob("*/config.yaml")
     assert yaml.safe_load(config.read_text())["hetero"]["calibration"] == cal["profile"]
+
+
+def test_rate_sizing_applies_and_names_the_profile():
+    from servopt.report.schema import SizingDoc
+
+    load = ["--total_gpus", "16", "--request_rate", "4", "--num_requests", "300"]
+    args = ["cli", "default", "--model", "QWEN3_32B", "--system", "h200_sxm", *load]
+    cal, raw = _json(*args), _json(*args, "--calibration", "none")
+    SizingDoc.model_validate(cal)
+    adj, scope = default_profile().adjustments("trtllm", "h200_sxm")
+    assert cal["calibration"] == {"profile": "default profile", "scope": scope,
+                                  "measurements": default_profile().measurements, **adj._asdict()}  # fmt: skip
+    assert "calibration" not in raw
+    # The request overhead is part of every simulated TTFT: no calibrated TTFT is below it.
+    assert cal["best"]["simulated"]["ttft_ms"]["p50"] >= adj.request_overhead_ms
+    text = servopt(*args).stdout
+    assert f"calibrated: default profile, {default_profile().measurements} measurements" in text
