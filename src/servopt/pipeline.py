@@ -4,9 +4,10 @@ This is the single implementation behind ``cli default``, ``cli exp`` and the we
 experiment it opens the perf database of each role's system, enumerates the parallel layouts of
 the worker config, evaluates every (layout, batch [, ctx tokens]) candidate in batched calls,
 applies the experiment's calibration profile to those figures (``calibration:`` key or
-``--calibration``; none = the raw model), and hands the option tables to the CP-SAT search. The winner across experiments is the one whose
-identical-replica deployment gives the most tokens/s per GPU of the budget (the peer's rule); the
-packed deployment (up to K replica shapes) is reported beside it.
+``--calibration``; none = the raw model), and hands the option tables to the CP-SAT search. The
+winner across experiments is the one whose identical-replica deployment gives the most tokens/s
+per GPU of the budget (the peer's rule); the packed deployment (up to K replica shapes) is
+reported beside it.
 """
 
 from __future__ import annotations
