@@ -54,6 +54,8 @@ def _servopt(model: str, gpus: int, system: str) -> dict:
             system,
             *SLA,
             "--json",
+            "--calibration",  # the raw model, like for like with the peer
+            "none",
         ],
         capture_output=True,
         text=True,
@@ -72,7 +74,9 @@ def _counters(model: str, gpus: int, system: str) -> dict:
     from servopt.config import default_experiments
     from servopt.pipeline import run_experiments
 
-    result = run_experiments(default_experiments(model, gpus, system, ttft=1000.0, tpot=40.0))
+    result = run_experiments(
+        default_experiments(model, gpus, system, ttft=1000.0, tpot=40.0, calibration="none")
+    )
     info = {}
     for run in result.feasible:
         c = run.mode.counters

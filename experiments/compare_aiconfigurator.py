@@ -76,9 +76,11 @@ def _hf_id(model: str) -> str:
 
 
 def run_servopt(servopt: str, model: str, gpus: int, system: str, sla: dict) -> Run:
+    # --calibration none: the raw model, like for like with the peer.
     cmd = [servopt, "cli", "default", "--model", model, "--total_gpus", str(gpus), "--system", system,
            "--isl", str(sla["isl"]), "--osl", str(sla["osl"]), "--ttft", str(sla["ttft"]),
-           "--tpot", str(sla["tpot"]), "--backend", sla["backend"], "--json"]  # fmt: skip
+           "--tpot", str(sla["tpot"]), "--backend", sla["backend"], "--json",
+           "--calibration", "none"]  # fmt: skip
     wall, rss, rc, text = _run(cmd)
     best = mode = layout = None
     if rc == 0:

@@ -31,8 +31,9 @@ ALLOWED = {
     # imported for type checkers only, so at run time it stands on the base alone.
     "run_result": BASE,
     "report": BASE | {"run_result"},
+    # calibrate: the profile whose adjustments the search's worker tables carry.
     "pipeline": BASE
-    | {"config", "evaluate", "models", "perf_db", "report", "run_result", "search", "sizing"},
+    | {"calibrate", "config", "evaluate", "models", "perf_db", "report", "run_result", "search", "sizing"},
     "simulate": BASE | {"evaluate", "models", "perf_db", "search"},
     "sizing": BASE | {"evaluate", "models", "perf_db", "search", "simulate"},
     "calibrate": BASE | {"evaluate", "models", "perf_db", "search", "simulate"},

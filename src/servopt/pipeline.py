@@ -3,18 +3,22 @@
 This is the single implementation behind ``cli default``, ``cli exp`` and the web app. Per
 experiment it opens the perf database of each role's system, enumerates the parallel layouts of
 the worker config, evaluates every (layout, batch [, ctx tokens]) candidate in batched calls,
-and hands the option tables to the CP-SAT search. The winner across experiments is the one whose
-identical-replica deployment gives the most tokens/s per GPU of the budget (the peer's rule); the
-packed deployment (up to K replica shapes) is reported beside it.
+applies the experiment's calibration profile to those figures (``calibration:`` key or
+``--calibration``; none = the raw model), and hands the option tables to the CP-SAT search. The
+winner across experiments is the one whose identical-replica deployment gives the most tokens/s
+per GPU of the budget (the peer's rule); the packed deployment (up to K replica shapes) is
+reported beside it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from servopt.calibrate.model import resolve_calibration, worker_adjustments
 from servopt.config.schema import Experiment
 from servopt.errors import InfeasibleError
 from servopt.evaluate.candidates import ModelSetup, Workload
@@ -30,6 +34,7 @@ from servopt.perf_db.database import PerfDatabase, open_database
 from servopt.report.document import result_document
 from servopt.report.files import deployment_files, packed_deployment_files
 from servopt.run_result import ExperimentRun, RunResult
+from servopt.search.conventions import DEFAULT_CONVENTIONS
 from servopt.search.options import ReplicaSpec, Sla, WorkerOptions
 from servopt.search.result import Deployment, ModeResult
 from servopt.search.settings import SolverSettings
@@ -171,7 +176,9 @@ def _layouts(exp: Experiment, arch: ModelArch, role: str) -> list[Layout]:
     )
 
 
-def _worker_table(exp: Experiment, arch: ModelArch, role: str, dbs: _Databases) -> tuple[WorkerTable, str]:
+def _worker_table(
+    exp: Experiment, arch: ModelArch, role: str, dbs: _Databases, adjustments=None
+) -> tuple[WorkerTable, str]:
     db = dbs.get(exp.system(role), exp.backend_name, exp.backend_version)
     quant = _quant(arch, exp.worker(role), db, exp.backend_name)
     setup = ModelSetup(arch, exp.backend_name, quant, db.system, db.version, exp.config.nextn)
@@ -196,6 +203,7 @@ def _worker_table(exp: Experiment, arch: ModelArch, role: str, dbs: _Databases) 
         accept_rates=exp.config.nextn_accept_rates,
         latency_correction=corr,
         max_batch_size=max_batch,
+        adjustments=adjustments,
     )
     if len(table.options) == 0:
         raise _explain_empty(table, exp, role)
@@ -218,6 +226,19 @@ def _with_pair_key(table: WorkerTable, backend: str) -> WorkerOptions:
         pair_key=tp,
         name=table.role,
     )
+
+
+def _request_overhead_outside_ttft_factor(opts: WorkerOptions, adj) -> WorkerOptions:
+    """Prefill options whose disaggregated TTFT is ``factor * engine + request_overhead``.
+
+    The peer's disaggregated TTFT factor (``search.conventions``, 1.8) corrects the prefill
+    engine's latency for queueing; a calibration's request overhead is the client's trip to that
+    queue, not engine time, so it is not multiplied: the options enter the search at
+    ``engine + overhead / factor`` (the worker table keeps ``engine + overhead``, as cli estimate)."""
+    if adj is None or adj.request_overhead_ms == 0.0 or len(opts) == 0:
+        return opts
+    shift = adj.request_overhead_ms * (1.0 - 1.0 / DEFAULT_CONVENTIONS.disagg_ttft_factor)
+    return dataclasses.replace(opts, ttft_ms=opts.ttft_ms - shift)
 
 
 def _replica_spec(exp: Experiment) -> ReplicaSpec:
@@ -298,15 +319,23 @@ def run_experiment(
     arch = resolve_model(exp.model_name)
     tables, versions, options = {}, {}, {}
     run = ExperimentRun(exp, arch, versions, tables, None, None)
+    # The calibration profile's adjustments, per worker from its own (backend, system) scope; the
+    # search then meets its targets on calibrated figures (servopt.evaluate.calibration).
+    profile = resolve_calibration(exp.calibration)
+    adjustments, run.calibration = worker_adjustments(
+        profile, exp.backend_name, {role: exp.system(role) for role in exp.roles}
+    )
     try:
         for i, role in enumerate(exp.roles):
             if progress:
                 progress(f"{exp.name}: evaluating {role} candidates", i / (len(exp.roles) + 1))
-            tables[role], versions[role] = _worker_table(exp, arch, role, dbs)
+            tables[role], versions[role] = _worker_table(exp, arch, role, dbs, adjustments[role])
             db = dbs.get(exp.system(role), exp.backend_name, exp.backend_version)
             run.borrowed[role] = db.borrowed_tables
             warn_borrowed(db, arch)
             options[role] = _with_pair_key(tables[role], exp.backend_name)
+            if role == "prefill":
+                options[role] = _request_overhead_outside_ttft_factor(options[role], adjustments[role])
         if progress:
             progress(f"{exp.name}: searching", len(exp.roles) / (len(exp.roles) + 1))
         run.mode = _solve(exp, options, max_replica_types, settings)
@@ -357,6 +386,9 @@ def run_experiments(
 def size_load(question: dict) -> dict:
     """The web app's rate sizing: ``question`` holds ``sizing.question.sizing_doc``'s keywords (a
     load, percentile targets and the rest of the form); the answer is its JSON document."""
+    from servopt.calibrate.model import calibrated_question
     from servopt.sizing.question import sizing_doc
 
-    return sizing_doc(**question)
+    question = dict(question)
+    calibration = question.pop("calibration", "default")
+    return sizing_doc(**calibrated_question(question, calibration))

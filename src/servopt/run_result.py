@@ -37,6 +37,9 @@ class ExperimentRun:
     top: list[Deployment] = field(default_factory=list)
     # role -> measured rows its database borrows from other data versions (perf_db.sources)
     borrowed: dict[str, list[dict]] = field(default_factory=dict)
+    # The calibration profile applied, per worker role its scope and parameters
+    # (servopt.calibrate.model.worker_adjustments); None = the raw model (calibration: none).
+    calibration: dict | None = None
 
     @property
     def name(self) -> str:

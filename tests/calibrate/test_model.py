@@ -92,3 +92,56 @@ def test_calibration_flag_values():
     assert resolve_calibration("none") is None
     shipped = resolve_calibration("default")
     assert shipped.fits == default_profile().fits and shipped.measurements > 0
+
+
+def test_each_worker_takes_its_own_scope_and_every_output_says_which():
+    from servopt.calibrate.model import (
+        Profile,
+        Scope,
+        ScopeFit,
+        headline,
+        scope_adjustments,
+        worker_adjustments,
+    )
+    from servopt.report.tables import RAW_MODEL_LINE, calibration_line
+
+    profile = Profile(
+        (
+            ScopeFit(Scope("trtllm", "b200_sxm"), {"request_overhead_ms": 30.0}, 12, ("a", "b")),
+            ScopeFit(Scope("trtllm"), {"decode_scale": 1.1}, 20, ("a", "b")),
+        ),
+        {"measurements_fitted": 32},
+        name="p.yaml",
+    )
+    adjs, doc = worker_adjustments(profile, "trtllm", {"prefill": "b200_sxm", "decode": "h200_sxm"})
+    assert adjs["prefill"].request_overhead_ms == 30.0 and adjs["decode"].decode_scale == 1.1
+    assert doc["workers"]["prefill"]["scope"] == "trtllm on b200_sxm"
+    assert doc["workers"]["decode"]["scope"] == "trtllm"
+    assert (
+        calibration_line(doc)
+        == "calibrated: p.yaml, 32 measurements (prefill trtllm on b200_sxm, decode trtllm)"
+    )
+    assert worker_adjustments(None, "trtllm", {"agg": "h200_sxm"}) == ({"agg": None}, None)
+    assert scope_adjustments(None, "trtllm", "h200_sxm") == (None, None)
+    adj, one = scope_adjustments(profile, "vllm", "h200_sxm")  # no fitted scope: neutral
+    assert adj.neutral and one["scope"] == "no fitted scope (neutral)"
+    assert headline(profile) == "calibrated: p.yaml, 32 measurements"
+    assert headline(None) == RAW_MODEL_LINE == calibration_line(None)
+
+
+def test_a_rate_sizing_question_takes_each_systems_scope(tmp_path):
+    from servopt.calibrate.model import calibrated_question
+
+    path = tmp_path / "p.yaml"
+    path.write_text(_profile().to_yaml())
+    q = {"backend": "sglang", "system": "b200_sxm", "decode_system": "h100_sxm"}
+    out = calibrated_question(q, str(path))
+    assert out["adjustments"] == Adjustments(100.0, 0.0, 1.0, 1.05)
+    assert out["decode_adjustments"] == Adjustments(50.0)
+    assert out["calibration"]["scope"] == "sglang on b200_sxm"
+    assert out["calibration"]["decode"]["scope"] == "sglang"
+    assert "profile" not in out["calibration"]["decode"]
+    # One system: no decode scope of its own; the raw model: nothing at all.
+    same = calibrated_question({**q, "decode_system": None}, str(path))
+    assert "decode_adjustments" not in same and "decode" not in same["calibration"]
+    assert calibrated_question(q, "none")["calibration"] is None

@@ -63,4 +63,6 @@ def test_simulate_says_which_profile_and_none_is_the_raw_model():
     flag = json.loads(servopt(*SIM, "--request_overhead_ms", "0", "--json").stdout)
     assert flag["config"]["calibration"]["request_overhead_ms"] == 0.0
     text = servopt(*SIM).stdout
-    assert "calibration: default profile (" in text and "measurements; scope" in text
+    assert "calibrated: default profile, " in text and "measurements (scope" in text
+    text = servopt(*SIM, "--calibration", "none").stdout
+    assert "calibration: none (the raw model, comparable with aiconfigurator 0.12.0)" in text

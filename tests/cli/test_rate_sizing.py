@@ -122,9 +122,10 @@ def test_min_cost_on_one_system_is_min_gpus_times_the_price():
     assert doc["best"]["cost"]["usd_per_hour"] == pytest.approx(3.5 * by_gpus["best"]["total_gpus_used"])
 
 
-# Qwen3-32B at 10 req/s (isl 4000, osl 1000; docs/sizing.md's min_cost example), decode on h100_sxm.
+# Qwen3-32B at 10 req/s (isl 4000, osl 1000; docs/sizing.md's min_cost example, the raw model's),
+# decode on h100_sxm.
 HETERO = ["cli", "default", "--model", "QWEN3_32B", "--system", "h200_sxm", "--decode_system", "h100_sxm",
-          "--total_gpus", "64", "--request_rate", "10", "--json"]  # fmt: skip
+          "--total_gpus", "64", "--request_rate", "10", "--calibration", "none", "--json"]  # fmt: skip
 PRICES = "h200_sxm=3.5,h100_sxm=2"
 
 

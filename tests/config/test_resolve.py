@@ -268,3 +268,29 @@ def test_context_parallel_of_mla_models():
         "e.config.worker_config.cp_list: [1, 2]: context parallelism (cp > 1) is modelled on sglang only "
         "(backend is trtllm) (allowed: [1])" in str(info.value)
     )
+
+
+def test_calibration_key_defaults_names_and_profile_files(fake_catalog, write_yaml, tmp_path):
+    """``calibration``: absent = default (the shipped profile), none = the raw model, else a profile
+    file relative to the YAML's folder, kept absolute so a saved config.yaml reruns anywhere."""
+    assert one(exp(), fake_catalog).calibration == "default"
+    assert one(exp("  calibration: none\n"), fake_catalog).calibration == "none"
+    (tmp_path / "mine.yaml").write_text("schema: 1\n")  # content is checked when the run loads it
+    (e,) = load_experiments(write_yaml(exp("  calibration: mine.yaml\n")), catalog=fake_catalog)
+    assert e.calibration == str((tmp_path / "mine.yaml").resolve())
+    assert "calibration: " + e.calibration in e.to_yaml()
+    again = load_experiments_text(e.to_yaml(), catalog=fake_catalog)[0]
+    assert again == e
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("nowhere.yaml", "e.calibration: 'nowhere.yaml': not default, none or a calibration profile file"),
+        ("", "e.calibration"),
+        ("3", "e.calibration: '3': not default, none"),
+    ],
+)
+def test_calibration_key_errors_name_line_and_column(fake_catalog, value, message):
+    text = problems(exp(f"  calibration: '{value}'\n"), fake_catalog)
+    assert message in text and "<string>:7:" in text

@@ -161,15 +161,14 @@ class _FakeOpened(FakeDatabase):
     sol = False
 
 
-# ---------------------------------------------------------------- --calibration on static estimates
+# ---------------------------------------------------------------- --calibration on estimates
 
 
 def _calibrated(est, ro=0.0, io=0.0, ps=1.0, ds=1.0):
     from servopt.evaluate.single import calibrated
+    from servopt.simulate.adjust import Adjustments
 
-    return calibrated(
-        est, request_overhead_ms=ro, iteration_overhead_ms=io, prefill_scale=ps, decode_scale=ds
-    )
+    return calibrated(est, Adjustments(ro, io, ps, ds))
 
 
 @pytest.mark.parametrize("mode", ["static", "static_ctx", "static_gen"])
@@ -199,12 +198,21 @@ def test_overheads_add_to_ttft_and_each_step_and_rates_follow_the_latency():
     assert cal.tokens_per_s_per_user == pytest.approx(1000.0 / cal.tpot_ms)
 
 
-def test_calibration_is_refused_for_in_flight_batching():
-    with pytest.raises(ServoptError, match="calibration: 'agg': applies to the static modes"):
-        _calibrated(_estimate(mode="agg"), ro=1.0)
+def test_agg_ttft_pays_both_overheads_and_tpot_each_step():
+    # The agg equivalent of the static formula (servopt.evaluate.calibration).
+    raw = _estimate(mode="agg", work=Workload(1000, 100))
+    cal = _calibrated(raw, ro=40.0, io=2.0, ps=1.2, ds=0.9)
+    assert cal.ttft_ms == pytest.approx(raw.ttft_ms * 1.2 + 2.0 + 40.0)
+    assert cal.tpot_ms == pytest.approx(raw.tpot_ms * 0.9 + 2.0)
+    latency = cal.ttft_ms + 99 * cal.tpot_ms
+    assert cal.request_latency_ms == pytest.approx(latency)
+    ratio = raw.request_latency_ms / latency
+    assert cal.tokens_per_s_per_gpu == pytest.approx(raw.tokens_per_s_per_gpu * ratio)
+    assert cal.seq_per_s == pytest.approx(raw.seq_per_s * ratio)
+    assert _calibrated(raw) is raw  # neutral: the raw model itself
 
 
-def test_cli_calibration_none_is_the_default_and_a_profile_is_applied_and_named(tmp_path, monkeypatch):
+def test_cli_calibration_default_is_the_profile_and_none_the_raw_model(tmp_path, monkeypatch):
     monkeypatch.setattr("servopt.perf_db.database.open_database", lambda *a, **k: _FakeOpened())
     args = [
         "--model",
@@ -220,9 +228,11 @@ def test_cli_calibration_none_is_the_default_and_a_profile_is_applied_and_named(
         "--json",
     ]
     _, out, _ = _cli(args)
+    _, out_default, _ = _cli([*args, "--calibration", "default"])
+    assert out_default == out and json.loads(out)["config"]["calibration"]["profile"] == "default profile"
     _, out_none, _ = _cli([*args, "--calibration", "none"])
-    assert out_none == out and "calibration" not in json.loads(out)["config"]
-    raw = json.loads(out)
+    assert "calibration" not in json.loads(out_none)["config"]
+    raw = json.loads(out_none)
     prof = tmp_path / "p.yaml"
     prof.write_text(
         "schema: 1\nkind: servopt-calibration\nscopes:\n"
@@ -236,7 +246,9 @@ def test_cli_calibration_none_is_the_default_and_a_profile_is_applied_and_named(
     assert cal["ttft_ms"] == pytest.approx(raw["ttft_ms"] + 1.5 + 50.0)
     assert cal["tpot_ms"] == pytest.approx(raw["tpot_ms"] * 0.9 + 1.5)
     code, out, _ = _cli([*args[:-1], "--calibration", str(prof)])
-    assert code == 0 and "calibration: " in out and "scope trtllm" in out
+    assert code == 0 and "calibrated: " in out and "scope trtllm" in out
+    code, out, _ = _cli([*args[:-1], "--calibration", "none"])
+    assert code == 0 and "calibration: none (the raw model, comparable with aiconfigurator 0.12.0)" in out
     code, out, _ = _cli([*args, "--calibration", "default"])
     assert code == 0 and json.loads(out)["config"]["calibration"]["measurements"] > 0
 
@@ -245,7 +257,7 @@ def test_cli_calibration_none_is_the_default_and_a_profile_is_applied_and_named(
     ("extra", "message"),
     [
         (["--calibration", "/nonexistent/p.yaml"], "no such file"),
-        (["--calibration", "default", "--mode", "agg"], "calibration: 'agg': applies to the static modes"),
+        (["--calibration", "pyproject.toml"], "pyproject.toml:"),
     ],
 )
 def test_cli_calibration_bad_input_is_one_line(monkeypatch, extra, message):

@@ -200,6 +200,23 @@ def test_profile_paths_are_refused_at_their_line(client):
     assert "fp8" in problem["allowed"]
 
 
+def test_calibration_is_default_or_none_and_never_a_file(client):
+    experiments = client.post("/api/validate", json=DEFAULT_FORM).json()["experiments"]
+    assert {e["calibration"] for e in experiments} == {"default"}
+    body = {**DEFAULT_FORM, "calibration": "none"}
+    experiments = client.post("/api/validate", json=body).json()["experiments"]
+    assert {e["calibration"] for e in experiments} == {"none"}
+    text = (
+        "e:\n  mode: patch\n  serving_mode: agg\n  model_name: QWEN3_32B\n  total_gpus: 8\n"
+        "  system_name: h200_sxm\n  calibration: /etc/passwd\n"
+    )
+    response = client.post("/api/validate", json={"kind": "yaml", "yaml": text})
+    assert response.status_code == 422
+    (problem,) = response.json()["problems"]
+    assert problem["field"] == "e.calibration" and problem["line"] == 7
+    assert problem["allowed"] == ["default", "none"]
+
+
 def test_yaml_alias_bomb_is_refused_quickly(client):
     lines = ['a0: &a0 ["x", "x", "x", "x", "x", "x", "x", "x", "x", "x"]']
     for i in range(1, 12):
@@ -241,6 +258,8 @@ def test_too_many_experiments_are_refused(client):
         ({**DEFAULT_FORM, "total_gpus": 10**9}, "total_gpus"),
         ({**DEFAULT_FORM, "top_n": 0}, "top_n"),
         ({**DEFAULT_FORM, "colour": "blue"}, "colour"),
+        ({**DEFAULT_FORM, "calibration": "/etc/passwd"}, "calibration"),
+        ({**DEFAULT_FORM, "calibration": 1}, "calibration"),
         ({**DEFAULT_FORM, "model": None}, "model"),
         ({"kind": "default", "system": "h200_sxm", "total_gpus": 8}, "model"),
         ({"kind": "yaml"}, "yaml"),

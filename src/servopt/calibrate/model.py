@@ -273,3 +273,60 @@ def resolve_calibration(value: str | None) -> Profile | None:
     if value == "none":
         return None
     return load_profile(value)
+
+
+RAW_MODEL = "none (the raw model, comparable with aiconfigurator 0.12.0)"
+
+
+def headline(profile: Profile | None) -> str:
+    """The line every output carries: which calibration its figures include."""
+    if profile is None:
+        return f"calibration: {RAW_MODEL}"
+    return f"calibrated: {profile.name}, {profile.measurements} measurements"
+
+
+def worker_adjustments(
+    profile: Profile | None, backend: str, systems: dict[str, str]
+) -> tuple[dict[str, Adjustments | None], dict | None]:
+    """Per worker role (``systems``: role -> its system), the profile's adjustments for that role's
+    (backend, system) scope, and the document that says so (None for the raw model)."""
+    if profile is None:
+        return dict.fromkeys(systems), None
+    adjs, workers = {}, {}
+    for role, system in systems.items():
+        adj, scope = profile.adjustments(backend, system)
+        adjs[role] = adj
+        workers[role] = {"system": system, "scope": scope, **adj._asdict()}
+    doc = {"profile": profile.name, "measurements": profile.measurements, "workers": workers}
+    return adjs, doc
+
+
+def scope_adjustments(
+    profile: Profile | None, backend: str, system: str
+) -> tuple[Adjustments | None, dict | None]:
+    """One deployment's adjustments (a single (backend, system) scope) and the document that says
+    so: ``cli estimate`` and rate sizing. (None, None) for the raw model."""
+    if profile is None:
+        return None, None
+    adj, scope = profile.adjustments(backend, system)
+    return adj, {
+        "profile": profile.name,
+        "scope": scope,
+        "measurements": profile.measurements,
+        **adj._asdict(),
+    }
+
+
+def calibrated_question(question: dict, calibration: str | None) -> dict:
+    """A rate-sizing question (``sizing.question.sizing_doc``'s keywords) with the profile's
+    adjustments for its (backend, system) and the document that says so."""
+    profile = resolve_calibration(calibration)
+    adj, doc = scope_adjustments(profile, question["backend"], question["system"])
+    decode_system = question.get("decode_system")
+    if profile is None or decode_system in (None, question["system"]):
+        return {**question, "adjustments": adj, "calibration": doc}
+    # Disagg decode pools on another system take that system's scope (prefill, agg and the
+    # front end's request overhead stay on --system's).
+    decode_adj, decode_doc = scope_adjustments(profile, question["backend"], decode_system)
+    doc = {**doc, "decode": {k: v for k, v in decode_doc.items() if k not in ("profile", "measurements")}}
+    return {**question, "adjustments": adj, "calibration": doc, "decode_adjustments": decode_adj}

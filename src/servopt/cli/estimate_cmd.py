@@ -82,18 +82,13 @@ def estimate(
         1.0,
         "--latency_correction_scale",
         "--latency-correction-scale",
-        help="Multiplies every op (static modes).",
+        help="Multiplies every op (static modes), before the calibration profile applies.",
     ),
     perf_db: str | None = options.perf_db_option(),
     sol: bool = typer.Option(
         False, "--sol", help="Roofline (speed-of-light) latencies instead of measured data."
     ),
-    calibration: str = typer.Option(
-        "none",
-        "--calibration",
-        help="Calibration profile (static modes): none (the raw op-by-op model, the default), default "
-        "(shipped, fitted on public measurements) or a profile YAML path (servopt calibrate --out).",
-    ),
+    calibration: str = options.calibration_option(),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
     """Estimate TTFT, TPOT, throughput and memory of one configuration, with the per-op breakdown."""
@@ -137,21 +132,16 @@ def estimate(
 
 
 def _calibrate(result, calibration: str, backend: str, system: str):
-    """The estimate with the profile's adjustments (``--calibration``); unchanged for none."""
-    from servopt.calibrate.model import resolve_calibration
+    """The estimate with the profile's adjustments (``--calibration``, every mode; the formula of the
+    search, ``servopt.evaluate.calibration``); unchanged for none, and then no ``calibration`` key."""
+    from servopt.calibrate.model import resolve_calibration, scope_adjustments
     from servopt.evaluate.single import calibrated
 
-    profile = resolve_calibration(calibration)
-    if profile is None:
+    adj, doc = scope_adjustments(resolve_calibration(calibration), backend, system)
+    if doc is None:
         return result
-    adj, scope = profile.adjustments(backend, system)
-    out = calibrated(result, **adj._asdict())
-    out.config["calibration"] = {
-        "profile": profile.name,
-        "scope": scope,
-        "measurements": profile.measurements,
-        **adj._asdict(),
-    }
+    out = calibrated(result, adj)
+    out.config["calibration"] = doc
     return out
 
 
@@ -169,9 +159,13 @@ def _render(result, db) -> None:
         f"fmha={c['fmha_quant_mode']} nextn={c['nextn']}"
     )
     cal = c.get("calibration")
-    if cal is not None:
+    if cal is None:
+        from servopt.calibrate.model import headline
+
+        console.print(headline(None), markup=False, highlight=False)
+    else:
         console.print(
-            f"calibration: {cal['profile']} ({cal['measurements']} measurements; scope {cal['scope']}: "
+            f"calibrated: {cal['profile']}, {cal['measurements']} measurements (scope {cal['scope']}: "
             f"request overhead {cal['request_overhead_ms']:g} ms, iteration overhead "
             f"{cal['iteration_overhead_ms']:g} ms, decode x{cal['decode_scale']:g}, prefill "
             f"x{cal['prefill_scale']:g}); the op tables below are the raw model's",

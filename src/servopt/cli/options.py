@@ -74,3 +74,15 @@ def quant_option(component: str):
         f"--{component}-quant-mode",
         help=f"{component} quantization: {_one_of(choices)} (default: the checkpoint's).",
     )
+
+
+CALIBRATION_HELP = (
+    "Calibration profile: default (shipped, fitted on public measurements; the default), none (the raw "
+    "model, comparable with aiconfigurator 0.12.0) or a profile YAML path (servopt calibrate --out). "
+    "The advanced-tuning latency correction scales multiply the raw latencies first; the profile applies "
+    "after them."
+)
+
+
+def calibration_option(default: str | None = "default", help_extra: str = ""):
+    return typer.Option(default, "--calibration", help=CALIBRATION_HELP + help_extra)

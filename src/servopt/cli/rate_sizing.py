@@ -14,9 +14,11 @@ import typer
 from servopt.sizing.question import sizing_doc
 
 
-def size_and_report(*, as_json: bool, **question) -> None:
+def size_and_report(*, as_json: bool, calibration: str = "default", **question) -> None:
     """Size one load (``cli default --request_rate`` / ``--concurrency``) and print it."""
-    doc = sizing_doc(**question)
+    from servopt.calibrate.model import calibrated_question
+
+    doc = sizing_doc(**calibrated_question(question, calibration))
     if as_json:
         typer.echo(json.dumps(doc, allow_nan=False))
         return
@@ -29,6 +31,7 @@ def size_experiments(experiments, *, save_dir: str | None, as_json: bool, perf_d
     block's search lists are not used (rate sizing searches its default layouts)."""
     from pathlib import Path
 
+    from servopt.calibrate import model
     from servopt.errors import ServoptError
 
     if any(e.workload is None for e in experiments):
@@ -39,7 +42,7 @@ def size_experiments(experiments, *, save_dir: str | None, as_json: bool, perf_d
     docs = {}
     for e in experiments:
         w = e.workload
-        docs[e.name] = sizing_doc(
+        question = dict(
             model=e.model_name, total_gpus=e.total_gpus, system=e.system_name, backend=e.backend_name,
             backend_version=e.backend_version, isl=e.isl, osl=e.osl, ttft=e.ttft, tpot=e.tpot,
             request_rate=w.request_rate, concurrency=w.concurrency, arrival=w.arrival,
@@ -48,6 +51,7 @@ def size_experiments(experiments, *, save_dir: str | None, as_json: bool, perf_d
             modes=(e.serving_mode,), gpu_hour_price=_price_text(w.gpu_hour_price),
             decode_system=e.decode_system_name if e.serving_mode == "disagg" else None,
         )  # fmt: skip
+        docs[e.name] = sizing_doc(**model.calibrated_question(question, e.calibration))
     out = {"experiments": docs}
     if save_dir is not None:
         root = Path(save_dir)
@@ -118,6 +122,8 @@ def _percentile_table(doc: dict):
 def _render(doc: dict) -> None:
     from rich.console import Console
 
+    from servopt.calibrate.model import headline
+
     console = Console()
     t = doc["targets"]
     load = doc["load"]
@@ -143,6 +149,20 @@ def _render(doc: dict) -> None:
             + (" at the least cost:" if cheapest else ":"),
             soft_wrap=True,
         )
+    cal = doc.get("calibration")
+    console.print(
+        "  "
+        + (
+            headline(None)
+            if cal is None
+            else f"calibrated: {cal['profile']}, {cal['measurements']} measurements (scope {cal['scope']}"
+            + (f"; decode pools {cal['decode']['scope']}" if cal.get("decode") else "")
+            + ")"
+        ),
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
     per_hour = f", {best['cost']['usd_per_hour']:.2f} USD/hour" if cheapest else ""
     console.print(
         f"  [bold]{_deployment_text(best, doc['system'])}{per_hour}[/] ({best['mode']})", soft_wrap=True

@@ -40,6 +40,10 @@ PERF_DB = options.perf_db_option()
 COMPOSITION = typer.Option("menu", "--composition", help=COMPOSITION_HELP)
 AS_JSON = typer.Option(False, "--json", help=JSON_HELP)
 VERBOSE = typer.Option(False, "--verbose", "-v", help="Debug logging (enumerated layouts).")
+CALIBRATION = options.calibration_option()
+EXP_CALIBRATION = options.calibration_option(
+    None, help_extra=" Overrides every experiment's calibration key (absent: default)."
+)
 
 
 def _run_and_report(
@@ -139,6 +143,7 @@ def default(
     composition: str = COMPOSITION,
     as_json: bool = AS_JSON,
     verbose: bool = VERBOSE,
+    calibration: str = CALIBRATION,
     request_rate: float | None = typer.Option(
         None,
         "--request_rate",
@@ -214,7 +219,7 @@ def default(
             ttft_percentile=99.0 if ttft_percentile is None else ttft_percentile,
             tpot_percentile=99.0 if tpot_percentile is None else tpot_percentile,
             objective=objective, num_requests=num_requests, seed=seed, perf_db=perf_db, as_json=as_json,
-            gpu_hour_price=gpu_hour_price, decode_system=decode_system,
+            gpu_hour_price=gpu_hour_price, decode_system=decode_system, calibration=calibration,
         )  # fmt: skip
         return
     from servopt.config import default_experiments
@@ -230,6 +235,7 @@ def default(
         osl=osl,
         ttft=ttft,
         tpot=tpot,
+        calibration=calibration,
     )
     _run_and_report(
         experiments,
@@ -258,12 +264,15 @@ def exp(
     composition: str = COMPOSITION,
     as_json: bool = AS_JSON,
     verbose: bool = VERBOSE,
+    calibration: str | None = EXP_CALIBRATION,
 ) -> None:
     """Run every experiment of a YAML file and compare them in one report."""
     _logging(verbose)
-    from servopt.config import load_experiments
+    from servopt.config import load_experiments, with_calibration
 
     experiments = load_experiments(yaml_path)
+    if calibration is not None:
+        experiments = with_calibration(experiments, calibration)
     if any(e.workload is not None for e in experiments):
         from servopt.cli.rate_sizing import size_experiments
 

@@ -85,11 +85,8 @@ def simulate(
     chunked_prefill: bool | None = flags.CHUNKED_PREFILL,
     iteration_overhead_ms: float | None = flags.ITERATION_OVERHEAD_MS,
     request_overhead_ms: float | None = flags.REQUEST_OVERHEAD_MS,
-    calibration: str = typer.Option(
-        "default",
-        "--calibration",
-        help="Calibration profile: default (shipped, fitted on public measurements), none (raw model), "
-        "or a profile YAML path (servopt calibrate --out). Explicit overhead flags override it.",
+    calibration: str = options.calibration_option(
+        help_extra=" Explicit overhead flags override its overheads."
     ),
     gemm_quant_mode: str | None = options.quant_option("gemm"),
     moe_quant_mode: str | None = options.quant_option("moe"),
@@ -223,6 +220,8 @@ def _render(doc: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from servopt.calibrate.model import headline
+
     console = Console()
     c = doc["config"]
     layout = " + ".join(f"{w['workers']} x {w['role']} {w['parallel']}" for w in c["workers"])
@@ -238,13 +237,13 @@ def _render(doc: dict) -> None:
     )
     cal = c["calibration"]
     console.print(
-        f"calibration: {cal['profile']}"
+        (f"calibrated: {cal['profile']}, {cal['measurements']} measurements" if "scope" in cal else "")
         + (
-            f" ({cal['measurements']} measurements; scope {cal['scope']}: request overhead "
+            f" (scope {cal['scope']}: request overhead "
             f"{cal['request_overhead_ms']:g} ms, iteration overhead {cal['iteration_overhead_ms']:g} ms, "
             f"decode x{cal['decode_scale']:g}, prefill x{cal['prefill_scale']:g})"
             if "scope" in cal
-            else ""
+            else headline(None)
         ),
         markup=False,
         highlight=False,

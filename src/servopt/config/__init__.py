@@ -6,7 +6,12 @@
 """
 
 from servopt.config.catalog import Catalog, DefaultCatalog
-from servopt.config.loader import default_experiments, load_experiments, load_experiments_text
+from servopt.config.loader import (
+    default_experiments,
+    load_experiments,
+    load_experiments_text,
+    with_calibration,
+)
 from servopt.config.problems import ConfigError, Problem
 from servopt.config.schema import (
     AdvancedTuningConfig,
@@ -29,4 +34,5 @@ __all__ = [
     "default_experiments",
     "load_experiments",
     "load_experiments_text",
+    "with_calibration",
 ]

@@ -66,6 +66,12 @@ WIDE_EP_BACKENDS = ("trtllm", "sglang")
 _AGG_WIDE_EP_LISTS = AGG_LARGE_EP_LADDER
 
 
+# The experiment's ``calibration`` key: the shipped profile unless it says none (the raw model) or
+# names a profile file (servopt.calibrate.model.resolve_calibration reads it).
+DEFAULT_CALIBRATION = "default"
+CALIBRATION_NAMES = ("default", "none")
+
+
 def top_level_defaults() -> dict[str, Any]:
     """Defaults of the experiment's top-level optional keys (decode_system_name: the prefill system)."""
     return {

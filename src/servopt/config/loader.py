@@ -16,7 +16,9 @@ from typing import Any
 from servopt import limits
 from servopt.config.catalog import Catalog, DefaultCatalog
 from servopt.config.defaults import (
+    CALIBRATION_NAMES,
     DEFAULT_BACKEND,
+    DEFAULT_CALIBRATION,
     DEFAULT_ISL,
     DEFAULT_OSL,
     DEFAULT_TPOT_MS,
@@ -26,6 +28,7 @@ from servopt.config.problems import ConfigError, Problem
 from servopt.config.resolve import resolve_experiment
 from servopt.config.schema import Experiment
 from servopt.config.source import Document, flags_document, parse_yaml, read_yaml_file
+from servopt.errors import ServoptError
 
 # The optional top-level key listing which experiments run, in order.
 EXPS_KEY = "exps"
@@ -44,6 +47,7 @@ DEFAULT_FLAGS = {
     "tpot": "--tpot",
     "enable_wide_ep": "--enable_wide_ep",
     "profiles": "--profile",
+    "calibration": "--calibration",
 }
 
 
@@ -146,6 +150,7 @@ def default_experiments(
     enable_wide_ep: bool = False,
     profiles: Sequence[str] = (),
     catalog: Catalog | None = None,
+    calibration: str = DEFAULT_CALIBRATION,
 ) -> list[Experiment]:
     """``cli default``: an agg and a disagg experiment from flags, the same objects a YAML would give.
 
@@ -165,6 +170,7 @@ def default_experiments(
         "tpot": tpot,
         "enable_wide_ep": enable_wide_ep,
         "profiles": list(profiles),
+        "calibration": calibration,
     }
     data: dict[str, Any] = {"agg": {"serving_mode": "agg", **common}}
     if not (isinstance(total_gpus, int) and total_gpus == 1):
@@ -174,3 +180,19 @@ def default_experiments(
     doc = flags_document(data, DEFAULT_FLAGS)
     doc.folder = Path.cwd()
     return _resolve_all(doc, list(data), catalog or DefaultCatalog(), [])
+
+
+def with_calibration(experiments: Sequence[Experiment], value: str) -> list[Experiment]:
+    """The experiments with ``--calibration`` in place of their ``calibration`` key (a path is
+    made absolute, so that a saved config.yaml reruns from anywhere)."""
+    if value not in CALIBRATION_NAMES:
+        path = Path(value).expanduser()
+        if not path.is_file():
+            raise ServoptError(
+                "--calibration",
+                value,
+                "not default, none or a calibration profile file (servopt calibrate --out)",
+                CALIBRATION_NAMES,
+            )
+        value = str(path.resolve())
+    return [e.model_copy(update={"calibration": value}) for e in experiments]

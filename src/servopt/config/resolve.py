@@ -15,11 +15,18 @@ Top-level keys (isl, osl, ...) are never part of the block; absent ones take the
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 from servopt.config import checks
 from servopt.config.catalog import Catalog
-from servopt.config.defaults import WIDE_EP_BACKENDS, default_config, top_level_defaults
+from servopt.config.defaults import (
+    CALIBRATION_NAMES,
+    DEFAULT_CALIBRATION,
+    WIDE_EP_BACKENDS,
+    default_config,
+    top_level_defaults,
+)
 from servopt.config.problems import NO_VALUE, Problem
 from servopt.config.profiles import Profile, load_profile, shipped_profile_names
 from servopt.config.schema import (
@@ -173,6 +180,25 @@ class _Resolver:
             elif profile is not None:
                 self.profiles.append((i, profile))
 
+    def calibration(self) -> str:
+        """``calibration``: default, none, or a profile file (made absolute, so that a saved
+        config.yaml reruns from anywhere). The file's content is validated when the run loads it."""
+        value = self.raw.get("calibration")
+        if not isinstance(value, str) or value in CALIBRATION_NAMES:
+            return value if isinstance(value, str) else DEFAULT_CALIBRATION
+        path = Path(value).expanduser()
+        if not path.is_absolute() and self.doc.folder is not None:
+            path = self.doc.folder / path
+        if not path.is_file():
+            self.add(
+                self.at("calibration"),
+                "not default, none or a calibration profile file (servopt calibrate --out)",
+                value,
+                CALIBRATION_NAMES,
+            )
+            return DEFAULT_CALIBRATION
+        return str(path.resolve())
+
     def sections_fit_mode(self, serving_mode: str) -> None:
         other = "disagg" if serving_mode == "agg" else "agg"
         if serving_mode == "agg" and "decode_system_name" in self.raw:
@@ -238,6 +264,7 @@ class _Resolver:
         systems = self.systems()
         self.backend(systems)
         self.load_profiles()
+        calibration = self.calibration()
         # Checks that need only what was written run even when other keys are wrong, so that a
         # file's problems come out together.
         serving_mode = self.raw.get("serving_mode")
@@ -292,6 +319,7 @@ class _Resolver:
             profiles=tuple(self.raw.get("profiles") or ()),
             config=block,
             workload=inp.workload,
+            calibration=calibration,
             **top,
         )
 

@@ -235,6 +235,9 @@ class ExperimentInput(_Strict):
     profiles: tuple[Name, ...] | None = None
     config: ConfigInput | None = None  # type: ignore[valid-type]
     workload: Workload | None = None
+    # default (the shipped calibration profile), none (the raw model) or a profile YAML path,
+    # relative to this file's folder (``--calibration`` of the CLI overrides it).
+    calibration: Name = None  # type: ignore[assignment]
 
 
 class ProfileInput(_Strict):
@@ -263,6 +266,8 @@ class Experiment(_Strict):
     tpot: PosFloat  # ms
     enable_wide_ep: Flag
     profiles: tuple[Name, ...]  # applied in order, before the experiment's own patch
+    # default | none | an absolute profile path (servopt.calibrate.model.resolve_calibration)
+    calibration: Name = "default"
     config: ConfigBlock
     workload: Workload | None = None  # set: size for this load (cli exp routes it to rate sizing)
 

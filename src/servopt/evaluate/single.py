@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from servopt.errors import OutOfMemoryError, ServoptError, UnknownNameError
 from servopt.evaluate.agg import run_agg
+from servopt.evaluate.calibration import adjusted_latencies, is_neutral
 from servopt.evaluate.candidates import Candidates, ModelSetup, Workload, build_layout_ops
 from servopt.evaluate.memory import Memory
 from servopt.evaluate.nextn import expected_accepted_tokens
@@ -22,6 +24,9 @@ from servopt.evaluate.phase import PhaseLatency
 from servopt.evaluate.static import MODES, run_static
 from servopt.models.ops import QuantModes
 from servopt.models.parallel import Layout
+
+if TYPE_CHECKING:
+    from servopt.simulate.adjust import Adjustments
 
 ESTIMATE_MODES = (*MODES, "agg")
 
@@ -210,43 +215,37 @@ def estimate_config(
     )
 
 
-def calibrated(
-    est: Estimate,
-    *,
-    request_overhead_ms: float,
-    iteration_overhead_ms: float,
-    prefill_scale: float,
-    decode_scale: float,
-) -> Estimate:
-    """A static-mode estimate with a calibration profile's four adjustments applied.
+def calibrated(est: Estimate, adj: Adjustments | None) -> Estimate:
+    """The estimate with a calibration profile's four adjustments applied (None or neutral: as is).
 
-    The same quantities ``cli simulate --calibration`` applies (``simulate/adjust.py``), on the
-    static schedule: the context pass is scaled by ``prefill_scale`` and pays one iteration
-    overhead, each decode step is scaled by ``decode_scale`` and pays one (spread over the tokens a
-    speculative step commits), and the request overhead is part of TTFT and of the request's
-    latency. Rates follow the latency: ``seq_per_s`` is the requests in flight over it.
+    The formula of the search (``servopt.evaluate.calibration``), on one row: TTFT scaled by
+    ``prefill_scale`` plus one iteration and the request overhead, TPOT scaled by ``decode_scale``
+    plus one iteration per decode pass, rates following the latency. Every mode, agg included.
     """
+    if is_neutral(adj):
+        return est
     mode = est.config["mode"]
-    if mode not in MODES:
-        raise ServoptError("calibration", mode, "applies to the static modes; for in-flight batching "
-                           "use cli simulate --calibration", MODES)  # fmt: skip
     steps = max(est.config["osl"] - 1, 0) if mode != "static_ctx" else 0
     nextn = est.config["nextn"]
-    progress = 1.0 + est.config["accepted_tokens_per_step"] if nextn > 0 and mode != "static_ctx" else 1.0
-    ttft = 0.0 if mode == "static_gen" else (
-        est.ttft_ms * prefill_scale + iteration_overhead_ms + request_overhead_ms
-    )  # fmt: skip
-    tpot = est.tpot_ms * decode_scale + iteration_overhead_ms / progress if steps else est.tpot_ms
-    latency = ttft + tpot * steps
-    ratio = est.request_latency_ms / latency if latency > 0 and est.request_latency_ms > 0 else 1.0
+    per_step = 1.0 + est.config["accepted_tokens_per_step"] if nextn > 0 and mode != "static_ctx" else 1.0
+    a = adjusted_latencies(
+        [est.ttft_ms],
+        [est.tpot_ms],
+        [est.request_latency_ms],
+        adj,
+        steps=steps,
+        tokens_per_step=per_step,
+        has_prefill=mode != "static_gen",
+    )
+    ratio = float(a.rate_ratio[0])
     return replace(
         est,
-        ttft_ms=ttft,
-        tpot_ms=tpot,
-        request_latency_ms=latency,
+        ttft_ms=float(a.ttft_ms[0]),
+        tpot_ms=float(a.tpot_ms[0]),
+        request_latency_ms=float(a.request_latency_ms[0]),
         tokens_per_s=est.tokens_per_s * ratio,
         tokens_per_s_per_gpu=est.tokens_per_s_per_gpu * ratio,
-        tokens_per_s_per_user=1000.0 / tpot if tpot > 0 else 0.0,
+        tokens_per_s_per_user=float(a.tokens_per_s_per_user[0]),
         seq_per_s=est.seq_per_s * ratio,
     )
 

@@ -9,7 +9,9 @@ not fit either); for agg the context-token sweep of one batch size stops likewis
 Rates are requests/s of one worker. Prefill TTFT carries the prefill latency correction, decode
 TPOT the decode correction (the seed's ``advanced_tuning_config``; the peer's defaults 1.1 and
 1.08 apply when unset); speculative decoding multiplies decode rates by the expected tokens per
-step.
+step. A calibration profile's adjustments (``servopt.evaluate.calibration``) apply to the
+evaluated arrays after the correction scales, before rates are rounded and options are cut, so the
+search judges its targets on calibrated figures.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from servopt.evaluate.batch_sizes import (
     decode_batch_sizes,
     prefill_batch_sizes,
 )
+from servopt.evaluate.calibration import adjust_agg, adjust_static
 from servopt.evaluate.candidates import Candidates, LayoutOps, Workload, build_layout_ops, grid
 from servopt.evaluate.nextn import expected_accepted_tokens
 from servopt.evaluate.static import StaticResult, run_static, static_memory
@@ -95,6 +98,11 @@ def _options(
     )
 
 
+def _tokens_per_step(lops: LayoutOps, accepted_tokens: float) -> float:
+    """Tokens one decode pass commits per request (1 + accepted drafts with nextn)."""
+    return 1.0 + accepted_tokens if lops.setup.nextn > 0 else 1.0
+
+
 def prefill_workers(
     db,
     lops: LayoutOps,
@@ -102,12 +110,14 @@ def prefill_workers(
     batch_sizes=None,
     *,
     correction: float = DEFAULT_PREFILL_CORRECTION,
+    adjustments=None,
 ) -> WorkerTable:
     """Disaggregated prefill workers (static_ctx): TTFT and request rate per layout and batch."""
     batches = batch_sizes if batch_sizes is not None else prefill_batch_sizes(work.isl)
     full = grid(len(lops.layouts), batches)
     cand = _memory_cut(full, static_memory(lops, full, work, "static_ctx"))
     res = run_static(db, lops, cand, work, "static_ctx", latency_correction=correction)
+    res = adjust_static(res, adjustments, mode="static_ctx", osl=work.osl, tokens_per_step=1.0)
     fits = _first_failure_cut(cand.layout, cand.batch, res.memory.fits & np.isfinite(res.ttft_ms))
     rate = peer_worker_rate(res.seq_per_s)
     opts = _options(cand, fits, res.gpus, rate, res.ttft_ms, np.zeros(len(cand)), res.concurrency, "prefill")
@@ -122,6 +132,7 @@ def decode_workers(
     *,
     correction: float = DEFAULT_DECODE_CORRECTION,
     accepted_tokens: float = 0.0,
+    adjustments=None,
 ) -> WorkerTable:
     """Disaggregated decode workers (static_gen) over the whole decode trajectory."""
     batches = batch_sizes if batch_sizes is not None else decode_batch_sizes()
@@ -129,6 +140,13 @@ def decode_workers(
     cand = _memory_cut(full, static_memory(lops, full, work, "static_gen"))
     res = run_static(
         db, lops, cand, work, "static_gen", latency_correction=correction, accepted_tokens=accepted_tokens
+    )
+    res = adjust_static(
+        res,
+        adjustments,
+        mode="static_gen",
+        osl=work.osl,
+        tokens_per_step=_tokens_per_step(lops, accepted_tokens),
     )
     fits = _first_failure_cut(cand.layout, cand.batch, res.memory.fits & np.isfinite(res.tpot_ms))
     rate = peer_worker_rate(res.seq_per_s)
@@ -143,6 +161,7 @@ def agg_workers(
     points: list[tuple[int, int]] | None = None,
     *,
     accepted_tokens: float = 0.0,
+    adjustments=None,
 ) -> WorkerTable:
     """Aggregated workers over every layout x (batch, ctx_tokens) point of the sweep."""
     if points is None:
@@ -157,6 +176,7 @@ def agg_workers(
     priced = _first_failure_cut(group, full.ctx_tokens, mem.fits)
     cand, group = full.take(np.flatnonzero(priced)), group[priced]
     res = run_agg(db, lops, cand, work, accepted_tokens=accepted_tokens)
+    res = adjust_agg(res, adjustments, osl=work.osl, tokens_per_step=_tokens_per_step(lops, accepted_tokens))
     ok = res.memory.fits & np.isfinite(res.ttft_ms) & np.isfinite(res.tpot_ms)
     fits = _first_failure_cut(group, cand.ctx_tokens, ok)
     opts = _options(cand, fits, res.gpus, res.seq_per_s, res.ttft_ms, res.tpot_ms, res.concurrency, "agg")
@@ -174,13 +194,16 @@ def worker_table(
     latency_correction: float | None = None,
     max_batch_size: int | None = None,
     prefill_max_num_tokens: int | None = None,
+    adjustments=None,
 ) -> WorkerTable:
     """One call per role for the search: decompose every layout (skipping the invalid ones), build
     the role's batch schedule, evaluate, cut at memory, and return the options.
 
     ``role`` is agg | prefill | decode; ``latency_correction`` defaults to the peer's 1.1 (prefill)
     and 1.08 (decode) and is not used for agg; ``max_batch_size`` caps the role's batch schedule
-    (``decode_max_batch_size`` / ``prefill_max_batch_size`` of the seed's advanced tuning).
+    (``decode_max_batch_size`` / ``prefill_max_batch_size`` of the seed's advanced tuning);
+    ``adjustments`` (a calibration profile's, for this worker's backend and system; None = the raw
+    model) apply after the correction.
     """
     lops = build_layout_ops(setup, layouts, db=db, role=role)
     accepted = expected_accepted_tokens(setup.nextn, accept_rates)
@@ -189,11 +212,13 @@ def worker_table(
             work.isl, prefill_max_num_tokens or DEFAULT_PREFILL_MAX_NUM_TOKENS, max_batch_size
         )
         corr = DEFAULT_PREFILL_CORRECTION if latency_correction is None else latency_correction
-        return prefill_workers(db, lops, work, batches, correction=corr)
+        return prefill_workers(db, lops, work, batches, correction=corr, adjustments=adjustments)
     if role == "decode":
         batches = decode_batch_sizes(max_batch_size) if max_batch_size else decode_batch_sizes()
         corr = DEFAULT_DECODE_CORRECTION if latency_correction is None else latency_correction
-        return decode_workers(db, lops, work, batches, correction=corr, accepted_tokens=accepted)
+        return decode_workers(
+            db, lops, work, batches, correction=corr, accepted_tokens=accepted, adjustments=adjustments
+        )
     if role == "agg":
         points = agg_points(
             work.isl,
@@ -201,5 +226,5 @@ def worker_table(
             max_batch_size or DEFAULT_MAX_BATCH_SIZE,
             dedupe=setup.nextn == 0 or accepted == 0,
         )
-        return agg_workers(db, lops, work, points, accepted_tokens=accepted)
+        return agg_workers(db, lops, work, points, accepted_tokens=accepted, adjustments=adjustments)
     raise UnknownNameError("role", role, "unknown worker role", ["agg", "prefill", "decode"])

@@ -48,6 +48,8 @@ def _experiment_doc(run: ExperimentRun, top: list[dict]) -> dict:
         "infeasible": run.infeasible,
         "borrowed_tables": run.borrowed,
     }
+    if run.calibration is not None:  # absent = the raw model (calibration: none)
+        doc["calibration"] = run.calibration
     if run.mode is not None:
         doc.update(
             best=deployment_row(run, run.mode.identical),
@@ -81,5 +83,7 @@ def result_document(result: RunResult) -> dict:
         rows.sort(key=lambda row: -row["tokens_per_s_per_gpu"])
     pareto = [p for r in result.feasible for p in frontier_rows(r)]
     doc = {"best": best, **by_mode, "pareto": pareto, "experiments": experiments}
+    if win.calibration is not None:  # the winner's; absent = the raw model (calibration: none)
+        doc["calibration"] = win.calibration
     doc["verdict"] = verdict(doc)
     return doc

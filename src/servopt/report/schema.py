@@ -85,6 +85,43 @@ class BorrowedTable(BaseModel):
     rows: int = Field(ge=1)
 
 
+class _Adjustments(BaseModel):
+    """A calibration profile's four parameters for one scope (servopt.calibrate.model)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scope: str = Field(description="the profile's scope that applied: 'trtllm on h200_sxm', 'trtllm', ...")
+    request_overhead_ms: float = Field(ge=0)
+    iteration_overhead_ms: float = Field(ge=0)
+    prefill_scale: float = Field(gt=0)
+    decode_scale: float = Field(gt=0)
+
+
+class WorkerCalibration(_Adjustments):
+    system: str
+
+
+class Calibration(BaseModel):
+    """The calibration the figures include; the key is absent for the raw model (calibration: none,
+    comparable with aiconfigurator 0.12.0)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    profile: str = Field(description="'default profile' (shipped) or the profile file's path")
+    measurements: int = Field(ge=0, description="measurements the profile was fitted on")
+    workers: dict[str, WorkerCalibration] = Field(description="worker role -> its scope and parameters")
+
+
+class ScopeCalibration(_Adjustments):
+    """Rate sizing's calibration (the (backend, system) scope of --system); absent for the raw model."""
+
+    profile: str
+    measurements: int = Field(ge=0)
+    decode: _Adjustments | None = Field(
+        None, description="the scope of the decode pools when they run on --decode_system"
+    )
+
+
 class ExperimentDoc(_Open):
     name: str
     serving_mode: Literal["agg", "disagg"]
@@ -102,6 +139,7 @@ class ExperimentDoc(_Open):
     packed: PackedRow | None = None
     top: list[Row] = []
     pareto: list[ParetoPoint] = []
+    calibration: Calibration | None = None
 
 
 class ResultDoc(BaseModel):
@@ -113,6 +151,7 @@ class ResultDoc(BaseModel):
     disagg: list[Row]
     pareto: list[ParetoPoint]
     experiments: list[ExperimentDoc]
+    calibration: Calibration | None = Field(None, description="the winner's; absent: the raw model")
 
 
 # -- rate sizing (``cli default --request_rate`` / ``--concurrency``; docs/sizing.md) ------------
@@ -220,6 +259,7 @@ class SizingDoc(_Closed):
     agg: SizedDeployment | None
     disagg: SizedDeployment | None
     search: SizingSearch
+    calibration: ScopeCalibration | None = Field(None, description="absent: the raw model")
 
 
 def json_schema() -> dict:

@@ -153,6 +153,18 @@ def _layout_lines(row: dict) -> list[str]:
     ]
 
 
+# servopt.calibrate.model.headline(None): the figures are the raw model's.
+RAW_MODEL_LINE = "calibration: none (the raw model, comparable with aiconfigurator 0.12.0)"
+
+
+def calibration_line(cal: dict | None) -> str:
+    """Which calibration the figures include (the result document's ``calibration``)."""
+    if cal is None:
+        return RAW_MODEL_LINE
+    scopes = ", ".join(dict.fromkeys(f"{role} {w['scope']}" for role, w in cal["workers"].items()))
+    return f"calibrated: {cal['profile']}, {cal['measurements']} measurements ({scopes})"
+
+
 def best_panel(doc: dict) -> Panel:
     """The verdict (what to deploy, why, the other option) and the figures of that deployment."""
     v = doc["verdict"]
@@ -168,6 +180,7 @@ def best_panel(doc: dict) -> Panel:
         f"concurrency {round(row['concurrency'])}",
         f"request latency {row['request_latency_ms']:,.2f} ms   GPUs {gpu_use(row)}",
         *_layout_lines(row),
+        calibration_line(doc.get("calibration")),
     ]
     body = Text(v["headline"], style="bold")
     body.append("\n" + "\n".join(lines), style="")

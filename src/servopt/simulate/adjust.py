@@ -32,7 +32,9 @@ class Adjustments(NamedTuple):
         return self == Adjustments()
 
 
-def _kind(kind: InstanceKind, adj: Adjustments) -> InstanceKind:
+def adjust_kind(kind: InstanceKind, adj: Adjustments) -> InstanceKind:
+    """One instance kind with the scales and the iteration overhead (the request overhead is the
+    deployment's, :func:`adjust`)."""
     t = kind.tables
     if adj.prefill_scale != 1.0 or adj.decode_scale != 1.0:
         p, d = adj.prefill_scale, adj.decode_scale
@@ -53,6 +55,6 @@ def adjust(deployment: Deployment, adj: Adjustments) -> Deployment:
         return deployment
     return replace(
         deployment,
-        kinds=tuple(_kind(k, adj) for k in deployment.kinds),
+        kinds=tuple(adjust_kind(k, adj) for k in deployment.kinds),
         request_overhead_ms=adj.request_overhead_ms,
     )

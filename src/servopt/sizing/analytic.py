@@ -127,8 +127,16 @@ def _cv2(values: np.ndarray) -> float:
     return float(np.var(values)) / (m * m) if m > 0 else 0.0
 
 
-def percentiles(sized: Sized, lam_per_s: float, isl: np.ndarray, osl: np.ndarray, ca2: float) -> dict:
-    """``{"ttft_ms": {...}, "tpot_ms": {...}}`` with ``mean``, ``p50``, ``p90``, ``p99`` (or None)."""
+def percentiles(
+    sized: Sized,
+    lam_per_s: float,
+    isl: np.ndarray,
+    osl: np.ndarray,
+    ca2: float,
+    request_overhead_ms: float = 0.0,
+) -> dict:
+    """``{"ttft_ms": {...}, "tpot_ms": {...}}`` with ``mean``, ``p50``, ``p90``, ``p99`` (or None);
+    a calibration's request overhead adds to every TTFT (its step tables are already scaled)."""
     isl_mean, osl_mean = float(np.mean(isl)), float(np.mean(osl))
     kv = isl_mean + osl_mean / 2.0
     cs2 = _cv2(isl)
@@ -161,5 +169,5 @@ def percentiles(sized: Sized, lam_per_s: float, isl: np.ndarray, osl: np.ndarray
     if "agg" in pools and batch is not None:
         service += _grid(dt.dec_axis, dt.kv_axis, dt.gen_attn_ms, max(batch, 1.0), kv)
     wait = queue_wait_ms(lam_per_s, c_first, service, ca2, cs2)
-    ttft = None if wait is None else {k: prefill + v for k, v in wait.items()}
+    ttft = None if wait is None else {k: prefill + v + request_overhead_ms for k, v in wait.items()}
     return {"ttft_ms": ttft, "tpot_ms": tpot}

@@ -108,6 +108,9 @@ class Sizer:
     # in sizing.cost's units); None: its GPUs. The GPU budget holds either way.
     unit_cost: object = None
     counters: Counters = field(default_factory=Counters)
+    # A calibration's client-to-engine overhead, in every verification run (not in saturation runs:
+    # it delays clients, not engines, so the stability bound stays optimistic).
+    request_overhead_ms: float = 0.0
     _requests: Requests | None = None
     _saturation: dict = field(default_factory=dict)
 
@@ -200,6 +203,7 @@ class Sizer:
     def _check(self, deployment: Deployment, requests: Requests | None = None) -> Verdict:
         self.counters.simulations += 1
         lifetime = self.offered.lifetime_ms(self.targets)
+        deployment = replace(deployment, request_overhead_ms=self.request_overhead_ms)
         return check(
             deployment, requests or self.requests, self.targets, lifetime, clients=self.offered.clients
         )
@@ -375,7 +379,7 @@ class Sizer:
         self.counters.simulations += 1
         req = self.requests
         lifetime = self.offered.lifetime_ms(self.targets)
-        raw = run(deployment, req)
+        raw = run(replace(deployment, request_overhead_ms=self.request_overhead_ms), req)
         t, p = percentiles(raw, req, self.targets, lifetime)
         binding = "ttft" if t > self.targets.ttft_ms else ("tpot" if p > self.targets.tpot_ms else "")
         return attainment(raw, req, self.targets, lifetime), Verdict(binding == "", t, p, binding)

@@ -15,6 +15,7 @@ import numpy as np
 from servopt.errors import ServoptError
 from servopt.evaluate.candidates import ModelSetup
 from servopt.models.parallel import Layout
+from servopt.simulate.adjust import Adjustments, adjust_kind
 from servopt.simulate.build import WorkerPlan, build_kind, kv_capacity_tokens, kv_transfer_model
 from servopt.simulate.policy import SchedulerPolicy, fit_token_budget
 from servopt.sizing.minimize import PoolOption
@@ -84,3 +85,11 @@ def transfer_model(setup: ModelSetup, decode_setup: ModelSetup | None = None):
         return kv_transfer_model(setup, plans, decode_setup)
 
     return transfer
+
+
+def adjust_options(options: list[PoolOption], adj: Adjustments) -> list[PoolOption]:
+    """The options with a calibration's scales and iteration overhead on their step tables (as
+    ``cli simulate`` applies them, ``simulate.adjust``); the same list when they are neutral."""
+    if adj.neutral:
+        return options
+    return [replace(o, kind=adjust_kind(o.kind, adj)) for o in options]

@@ -5,7 +5,7 @@ disaggregated, that serve an offered rate within percentile targets (the engine 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from servopt.errors import InfeasibleError
 from servopt.evaluate.candidates import ModelSetup
@@ -14,7 +14,7 @@ from servopt.simulate.metrics import summary
 from servopt.simulate.policy import engine_policy
 from servopt.sizing.check import Offered, Targets
 from servopt.sizing.minimize import Counters, Sized, Sizer
-from servopt.sizing.options import pool_options, transfer_model
+from servopt.sizing.options import adjust_options, pool_options, transfer_model
 
 
 @dataclass
@@ -28,6 +28,7 @@ class SizingResult:
     dropped: list
     system: str = ""
     prices: dict[str, float] | None = None  # USD per GPU-hour by system (--gpu_hour_price)
+    request_overhead_ms: float = 0.0  # the calibration's, in every simulation of an answer
 
     def to_json(self) -> dict:
         from servopt.simulate.engine import run
@@ -41,7 +42,9 @@ class SizingResult:
         def one(s: Sized | None) -> dict | None:
             if s is None:
                 return None
-            raw = run(s.deployment, req, clients=clients)
+            raw = run(
+                replace(s.deployment, request_overhead_ms=self.request_overhead_ms), req, clients=clients
+            )
             m = measured(req, lifetime, raw, clients)
             att = attainment(raw, req, self.targets, lifetime, clients)
             flow = served_rate(raw, req, lifetime, self.offered.rate, clients)
@@ -64,7 +67,9 @@ class SizingResult:
                     for o, w in s.pools
                 ],
                 "simulated": {"ttft_ms": summary(ttft), "tpot_ms": summary(tpot)},
-                "analytic": analytic.percentiles(s, flow, req.isl, req.osl, self._arrival_ca2()),
+                "analytic": analytic.percentiles(
+                    s, flow, req.isl, req.osl, self._arrival_ca2(), self.request_overhead_ms
+                ),
                 # The target with the least slack (simulated, at its percentile).
                 "binding": "ttft"
                 if s.verdict.ttft_ms / self.targets.ttft_ms >= s.verdict.tpot_ms / self.targets.tpot_ms
@@ -136,12 +141,21 @@ def size_for_rate(
     objective: str = "min_gpus",
     prices: dict[str, float] | None = None,
     decode: tuple | None = None,
+    adjustments=None,
+    decode_adjustments=None,
 ) -> SizingResult:
     """``min_gpus``: the fewest GPUs (<= ``total_gpus``) serving ``offered`` within ``targets``;
     ``min_cost``: the same with the least USD/hour at ``prices`` (every system used needs one);
     ``max_goodput_per_gpu``: the stable deployment within ``total_gpus`` with the most requests/s
     meeting both targets per GPU (open loop only). Per mode and best. ``decode``: (db, setup) of
-    the system disagg decode pools run on (prefill and agg stay on ``setup``'s)."""
+    the system disagg decode pools run on (prefill and agg stay on ``setup``'s).
+
+    ``adjustments`` (a calibration profile's, ``simulate.adjust``; None = the raw model) apply as
+    ``cli simulate`` applies them: every worker's step tables and iteration overhead, and the
+    request overhead of every verification run. Decode pools on the decode system take
+    ``decode_adjustments`` (that system's scope); the request overhead is the front end's, on
+    ``setup``'s system. Saturation runs leave the request overhead out: it delays clients, not
+    engines, so the stability bound stays optimistic."""
     from servopt.sizing.cost import price_units
 
     goodput = objective == "max_goodput_per_gpu"
@@ -180,11 +194,22 @@ def size_for_rate(
             layouts = _layouts(role_setup, lists, role, total_gpus)
             per_role[role], lost = pool_options(role_db, role_setup, role, layouts, role_policy, **common)
             dropped += lost
+    if adjustments is not None:
+        agg_options = adjust_options(agg_options, adjustments)
+        decode_adj = (
+            decode_adjustments if decode is not None and decode_adjustments is not None else adjustments
+        )
+        per_role = {
+            "prefill": adjust_options(per_role["prefill"], adjustments),
+            "decode": adjust_options(per_role["decode"], decode_adj),
+        }
+    overhead_ms = 0.0 if adjustments is None else adjustments.request_overhead_ms
     # The two modes' searches share nothing (each its own options, saturation runs and counters),
     # and the simulator releases the GIL: they run side by side, one Sizer each.
     transfer = transfer_model(setup, decode_setup)
     agg_sizer = Sizer(offered, targets, budget=total_gpus, transfer=transfer, unit_cost=unit_cost)
     disagg_sizer = Sizer(offered, targets, budget=total_gpus, transfer=transfer, unit_cost=unit_cost)
+    agg_sizer.request_overhead_ms = disagg_sizer.request_overhead_ms = overhead_ms
 
     def search_agg() -> Sized | None:
         if "agg" not in modes:
@@ -239,7 +264,9 @@ def size_for_rate(
             f"no deployment within {total_gpus} GPUs serves it at p{targets.ttft_percentile:g} TTFT <= "
             f"{targets.ttft_ms:g} ms and p{targets.tpot_percentile:g} TPOT <= {targets.tpot_ms:g} ms{hint}",
         )
-    return SizingResult(best, agg, disagg, counters, offered, targets, dropped, setup.system.name, prices)
+    return SizingResult(
+        best, agg, disagg, counters, offered, targets, dropped, setup.system.name, prices, overhead_ms
+    )
 
 
 def _layouts(setup: ModelSetup, lists, role: str, total_gpus: int):

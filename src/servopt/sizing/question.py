@@ -31,7 +31,13 @@ def sizing_doc(
     modes: tuple[str, ...] = ("agg", "disagg"),
     gpu_hour_price: str | None = None,
     decode_system: str | None = None,
+    adjustments=None,
+    calibration: dict | None = None,
+    decode_adjustments=None,
 ) -> dict:
+    """``adjustments``: a calibration profile's for (backend, system) (None: the raw model),
+    ``decode_adjustments`` its scope for (backend, decode_system), and ``calibration`` the document
+    that says so (``servopt.calibrate.model.calibrated_question``)."""
     from servopt.errors import ServoptError, UnknownNameError
     from servopt.evaluate.candidates import ModelSetup
     from servopt.evaluate.single import quant_modes
@@ -95,6 +101,8 @@ def sizing_doc(
         modes=modes,
         prices=prices,
         decode=decode,
+        adjustments=adjustments,
+        decode_adjustments=decode_adjustments,
     )
     return {
         "model": arch.name,
@@ -106,4 +114,5 @@ def sizing_doc(
         "objective": objective,
         "modes": list(modes),
         **result.to_json(),
+        **({"calibration": calibration} if calibration is not None else {}),
     }

@@ -44,6 +44,7 @@ def build_experiments(request: DefaultSearch | YamlSearch) -> list[Experiment]:
             ttft=request.ttft,
             tpot=request.tpot,
             catalog=catalog,
+            calibration=request.calibration,
         )
     except ConfigError as err:
         raise ConfigError(_form_problem(p) for p in err.problems) from None
@@ -100,6 +101,7 @@ def sizing_question(request: DefaultSearch) -> dict[str, Any]:
         "perf_db": None,
         "gpu_hour_price": (request.gpu_hour_price or "").strip() or None,
         "decode_system": request.decode_system or None,
+        "calibration": request.calibration,
     }
 
 
@@ -165,4 +167,5 @@ def experiment_summary(experiment: Experiment) -> dict[str, Any]:
         "osl": experiment.osl,
         "ttft": experiment.ttft,
         "tpot": experiment.tpot,
+        "calibration": experiment.calibration,
     }

@@ -30,6 +30,8 @@ MAX_LAYOUT_COMBINATIONS = 4096
 PARALLEL_LISTS = ("tp_list", "pp_list", "dp_list", "moe_tp_list", "moe_ep_list")
 EXPS_KEY = "exps"
 WEB_SOURCE = "registry model names only (no file paths)"
+# The shipped calibration profile or the raw model; no profile file is opened for a browser.
+WEB_CALIBRATIONS = ("default", "none")
 
 
 @cache
@@ -108,6 +110,16 @@ def _experiment_problems(doc: Document, name: object, body: object) -> list[Prob
                         allowed=_shipped_profiles(),
                     )
                 )
+    calibration = body.get("calibration")
+    if isinstance(calibration, str) and calibration not in WEB_CALIBRATIONS:
+        problems.append(
+            doc.problem(
+                (name, "calibration"),
+                "calibration profile files are not read from the web; use default or none",
+                value=calibration,
+                allowed=WEB_CALIBRATIONS,
+            )
+        )
     return problems
 
 

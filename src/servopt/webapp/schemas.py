@@ -88,6 +88,10 @@ class DefaultSearch(_Request):
         max_length=MAX_WEB_PRICE_CHARS,
         description="with a load: your USD per GPU-hour, SYSTEM=USD[,SYSTEM=USD] (cli --gpu_hour_price)",
     )
+    calibration: Literal["default", "none"] = Field(
+        "default",
+        description="default: the shipped calibration profile; none: the raw model (aiconfigurator's)",
+    )
 
     @property
     def loaded(self) -> bool:
@@ -132,6 +136,7 @@ class ExperimentOut(BaseModel):
     osl: int
     ttft: float
     tpot: float
+    calibration: str = "default"
 
 
 class ValidateOut(BaseModel):

@@ -98,6 +98,7 @@ function formRequest() {
   };
   if (form.decode_system.value) body.decode_system = form.decode_system.value;
   if (form.backend_version.value) body.backend_version = form.backend_version.value;
+  body.calibration = form.calibration.value;
   for (const key of Object.keys(body)) if (body[key] === null) delete body[key];
   return body;
 }

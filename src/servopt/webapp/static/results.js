@@ -250,6 +250,15 @@ function percentileCells(figures, digits) {
   return ["mean", "p50", "p90", "p99"].map((k) => el("td", { text: figures ? figures[k].toFixed(digits) : "—" }));
 }
 
+// Which calibration the figures include: the CLI's line (report/tables.py calibration_line).
+function calibrationLine(cal) {
+  if (!cal) return "calibration: none (the raw model, comparable with aiconfigurator 0.12.0)";
+  const scopes = cal.workers
+    ? [...new Set(Object.entries(cal.workers).map(([role, w]) => `${role} ${w.scope}`))].join(", ")
+    : `scope ${cal.scope}`;
+  return `calibrated: ${cal.profile}, ${cal.measurements} measurements (${scopes})`;
+}
+
 // A rate sizing (a load on the form): each mode's answer, simulated and analytic percentiles side by side.
 function showSizing(id, doc) {
   $("#results").hidden = false;
@@ -267,7 +276,7 @@ function showSizing(id, doc) {
   $("#verdict").replaceChildren(el("p", {
     text: `${load} at p${t.ttft_percentile} TTFT ≤ ${t.ttft_ms} ms, p${t.tpot_percentile} TPOT ≤ ${t.tpot_ms} ms ` +
       `(${doc.objective}): ${gpus(doc.best)} GPUs, ${doc.best.mode}${cost}; binding target ${doc.best.binding}`,
-  }));
+  }), el("p", { class: "calibration", text: calibrationLine(doc.calibration) }));
   const table = el("table", { class: "sizing" });
   const head = el("tr");
   for (const h of ["mode", "GPUs", "USD/hour", "deployment", "", "TTFT mean", "p50", "p90", "p99", "TPOT mean", "p50", "p90", "p99"]) {
@@ -309,6 +318,7 @@ export function showResult(id, result) {
   chart.last = { label: `run ${chart.runCount}`, pareto: result.pareto, experiments: result.experiments };
   $("#results").hidden = false;
   renderVerdict(result);
+  $("#verdict").append(el("p", { class: "calibration", text: calibrationLine(result.calibration) }));
   renderBest(id, result);
   $("#download-csv").href = `/api/searches/${id}/result.csv`;
   $("#download-json").href = `/api/searches/${id}/result.json`;
