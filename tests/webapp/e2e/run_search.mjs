@@ -63,7 +63,10 @@ try {
 
   // hover a frontier point: the tooltip shows the layout
   // (the mouse goes to the point's centre: plotly's drag layer sits above the markers)
-  const box = await (await page.$("#pareto .scatterlayer .trace .point")).boundingBox();
+  // (scrolled into view first: a point below the fold cannot be hovered)
+  const point = await page.$("#pareto .scatterlayer .trace .point");
+  await point.scrollIntoViewIfNeeded();
+  const box = await point.boundingBox();
   await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
   await page.waitForSelector("#pareto .hoverlayer .hovertext", { timeout: 5_000 });
   const hover = (await page.textContent("#pareto .hoverlayer .hovertext")).trim();
