@@ -8,7 +8,15 @@ import pytest
 from tests.sizing.test_minimize import instance, option
 
 from servopt.simulate.engine import Deployment, run
-from servopt.sizing.check import Verdict, check, early_stop, fail_at, measured, percentiles
+from servopt.sizing.check import (
+    Verdict,
+    attainment,
+    check,
+    early_stop,
+    fail_at,
+    measured,
+    percentiles,
+)
 from servopt_kernels import sim
 
 
@@ -43,7 +51,7 @@ def deployments(seed: int):
 
 @pytest.mark.parametrize("chunk", range(4))
 def test_early_stopped_verdict_equals_the_whole_run(chunk):
-    passes_early = passes_whole = 0
+    passes_early = passes_whole = passes_done = 0
     stops = {sim.STOP_WATCHED_DONE: 0, sim.STOP_TTFT: 0, sim.STOP_TPOT: 0}
     for seed in range(chunk * 40, chunk * 40 + 40):
         offered, targets, _ = instance(seed)
@@ -55,17 +63,22 @@ def test_early_stopped_verdict_equals_the_whole_run(chunk):
                 not whole.ok and _settled_fail(dep, req, targets, lifetime, whole)
             )
             early = run(dep, req, early_stop=early_stop(req, targets, lifetime))
+            full, m = run(dep, req), measured(req, lifetime)
             stops[early.stop] = stops.get(early.stop, 0) + 1
             passes_early += early.iterations
-            passes_whole += run(dep, req).iterations
+            passes_whole += full.iterations
             if early.stop == sim.STOP_WATCHED_DONE:
                 # The measured requests' times are the whole run's, bit for bit.
-                full, m = run(dep, req), measured(req, lifetime)
                 assert np.array_equal(early.t_first[m], full.t_first[m])
                 assert np.array_equal(early.t_done[m], full.t_done[m])
+            # Stopped once the measured requests are done (max_goodput_per_gpu): same attainment.
+            done = run(dep, req, early_stop=early_stop(req, targets, lifetime, fail=False))
+            assert done.stop in (sim.STOP_NONE, sim.STOP_WATCHED_DONE)
+            passes_done += done.iterations
+            assert attainment(done, req, targets, lifetime) == attainment(full, req, targets, lifetime)
     # Every kind of stop happened, and the early runs did less work.
     assert all(count > 0 for count in stops.values()), stops
-    assert passes_early < 0.8 * passes_whole
+    assert passes_early < 0.8 * passes_whole and passes_done < passes_whole
 
 
 def _settled_fail(dep, req, targets, lifetime, whole: Verdict) -> bool:

@@ -10,7 +10,7 @@ from tests.simulate.test_engine import smooth_tables
 from servopt.simulate.engine import Deployment, InstanceKind
 from servopt.simulate.policy import ENGINE_DEFAULTS
 from servopt.simulate.workload import Lengths
-from servopt.sizing import check
+from servopt.sizing import check, minimize
 from servopt.sizing.check import Offered, Targets
 from servopt.sizing.minimize import PoolOption, Sizer
 
@@ -48,6 +48,7 @@ def whole_runs(monkeypatch):
     """The oracles simulate every request (no early stop): the search's early-stopped verdicts are
     checked against whole runs, not against themselves."""
     monkeypatch.setattr(check, "early_stop", lambda *args, **kwargs: None)
+    monkeypatch.setattr(minimize, "early_stop", lambda *args, **kwargs: None)
 
 
 @pytest.mark.parametrize("seed", range(100))
@@ -244,10 +245,11 @@ def goodput_instance(seed: int):
 
 
 @pytest.mark.parametrize("seed", range(100))
-def test_max_goodput_per_gpu_equals_brute_force(seed):
+def test_max_goodput_per_gpu_equals_brute_force(seed, monkeypatch):
     offered, targets, agg, prefill, decode = goodput_instance(seed)
     sizer = Sizer(offered, targets, budget=12)
     got = sizer.max_goodput(agg, prefill, decode)
+    whole_runs(monkeypatch)
     oracle = Sizer(offered, targets, budget=12)
     want = brute_goodput(oracle, agg, prefill, decode)
     assert (None if got is None else (got.goodput_per_gpu, got.gpus)) == want
