@@ -61,6 +61,13 @@ ITL_RATIO = 1.01
 # Timeline columns: time, queued, running, KV tokens used, output tokens so far.
 TL_COLS = 5
 
+# Why a run ended: every request done, or (``watch``) early, with the watched requests' verdict
+# settled: all of them done, or too many past the TTFT or the TPOT limit.
+STOP_NONE = 0
+STOP_WATCHED_DONE = 1
+STOP_TTFT = 2
+STOP_TPOT = 3
+
 INF = np.inf
 
 
@@ -292,6 +299,11 @@ def simulate(
     out_p0,
     out_g0,
     out_inst,
+    watch,
+    ttft_limit_ms,
+    tpot_limit_ms,
+    ttft_fail_at,
+    tpot_fail_at,
 ):
     """Simulate every request; fills ``t_arrive``/``t_first``/``t_done`` (ms), ``preemptions``,
     ``itl_hist`` (decode tokens per inter-token-gap bin) and ``timeline`` (sampled rows).
@@ -314,10 +326,18 @@ def simulate(
     max_batch_cap : int, the largest P_MAX_BATCH over kinds (running-set width)
     itl_weight : (n,) float64, what each of a request's inter-token gaps adds to ``itl_hist``
         (0 for warm-up requests)
+    watch : (n,) bool, or length 0; open loop only: the requests whose times are wanted. The run
+        stops early (times of the rest left at -1 where not yet known) once every watched request
+        is done (STOP_WATCHED_DONE), or once ``ttft_fail_at`` watched requests have a TTFT
+        ``t_first - t_arrive > ttft_limit_ms`` (STOP_TTFT), or ``tpot_fail_at`` watched requests
+        with osl > 1 have a TPOT ``(t_done - t_first) / (osl - 1) > tpot_limit_ms`` (STOP_TPOT).
+        Each count only ever includes requests whose final value is past the limit (a request
+        still waiting for its first token at ``t - t_arrive > ttft_limit_ms`` gets it at or after
+        ``t``), so what was computed before the stop is exactly what the whole run computes.
 
     Returns
     -------
-    (iterations, timeline rows written, timeline stride, decoding passes logged)
+    (iterations, timeline rows written, timeline stride, decoding passes logged, STOP_* code)
     """
     n = isl.shape[0]
     m = inst_role.shape[0]
@@ -408,6 +428,19 @@ def simulate(
     iterations = 0
     t = 0.0
 
+    # Early stop (``watch``): watched requests done so far and in total, TTFT and TPOT violators
+    # among them, and the next request whose TTFT deadline the clock has not yet passed.
+    watching = watch.shape[0] == n and clients == 0
+    n_watched = 0
+    if watching:
+        for r in range(n):
+            if watch[r]:
+                n_watched += 1
+    watched_done = 0
+    ttft_viol = 0
+    tpot_viol = 0
+    deadline = 0
+    stop = STOP_NONE
     memo_gap = -1.0
     memo_bin = 0
     dlog_n = 0
@@ -431,6 +464,24 @@ def simulate(
     route_to = issued
 
     while True:
+        if watching:
+            # Requests past their TTFT deadline: late if the first token is still to come (it
+            # comes at or after t) or came late.
+            while deadline < n and t - t_arrive[deadline] > ttft_limit_ms:
+                if watch[deadline] and (
+                    t_first[deadline] < 0 or t_first[deadline] - t_arrive[deadline] > ttft_limit_ms
+                ):
+                    ttft_viol += 1
+                deadline += 1
+            if ttft_viol >= ttft_fail_at:
+                stop = STOP_TTFT
+                break
+            if tpot_viol >= tpot_fail_at:
+                stop = STOP_TPOT
+                break
+            if watched_done == n_watched:
+                stop = STOP_WATCHED_DONE
+                break
         # --- route the requests that have reached the engines ---
         while route_from < route_to and t_arrive[route_from] + request_overhead_ms <= t:
             r = route_from
@@ -814,6 +865,10 @@ def simulate(
                     last_tok[r] = t
                     t_done[r] = t
                     completed += 1
+                    if watching and watch[r]:
+                        watched_done += 1
+                        if osl[r] > 1 and (t - t_first[r]) / (osl[r] - 1) > tpot_limit_ms:
+                            tpot_viol += 1
                     if clients > 0 and issued < n:
                         t_arrive[issued] = t
                         issued += 1
@@ -833,4 +888,4 @@ def simulate(
             out_p0[r] = p0[r]
             out_g0[r] = g0[r]
             out_inst[r] = inst_of[r]
-    return iterations, tl_rows, tl_stride, dlog_n
+    return iterations, tl_rows, tl_stride, dlog_n, stop

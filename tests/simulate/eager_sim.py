@@ -24,6 +24,7 @@ from servopt_kernels.sim import (  # the shared helpers: the oracle differs only
     ROLE_AGG,
     ROLE_DECODE,
     ROLE_PREFILL,
+    STOP_NONE,
     TL_COLS,
     _blocks,
     _heap_pop,
@@ -77,6 +78,11 @@ def simulate(
     out_p0,
     out_g0,
     out_inst,
+    watch,  # early stop: not modelled here (the oracle always runs to the end)
+    ttft_limit_ms,
+    tpot_limit_ms,
+    ttft_fail_at,
+    tpot_fail_at,
 ):
     """Simulate every request; fills ``t_arrive``/``t_first``/``t_done`` (ms), ``preemptions``,
     ``itl_hist`` (decode tokens per inter-token-gap bin) and ``timeline`` (sampled rows).
@@ -481,4 +487,4 @@ def simulate(
                     heap_n = _heap_push(
                         heap_t, heap_r, heap_n, t + xfer_fixed_ms + xfer_ms_per_token * isl[r], r
                     )
-    return iterations, tl_rows, tl_stride, 0
+    return iterations, tl_rows, tl_stride, 0, STOP_NONE

@@ -11,6 +11,7 @@ from tests.simulate.test_engine import smooth_tables
 from servopt.simulate.engine import Deployment, InstanceKind
 from servopt.simulate.policy import ENGINE_DEFAULTS
 from servopt.simulate.workload import Lengths
+from servopt.sizing import check, minimize
 from servopt.sizing.check import Offered, Targets
 from servopt.sizing.minimize import PoolOption, Sizer
 
@@ -44,11 +45,19 @@ def brute_agg(sizer: Sizer, options: list[PoolOption]) -> int | None:
     return best
 
 
+def whole_runs(monkeypatch):
+    """The oracles simulate every request (no early stop): the search's early-stopped verdicts are
+    checked against whole runs, not against themselves."""
+    monkeypatch.setattr(check, "early_stop", lambda *args, **kwargs: None)
+    monkeypatch.setattr(minimize, "early_stop", lambda *args, **kwargs: None)
+
+
 @pytest.mark.parametrize("seed", range(100))
-def test_agg_sizing_equals_brute_force(seed):
+def test_agg_sizing_equals_brute_force(seed, monkeypatch):
     offered, targets, options = instance(seed)
     sizer = Sizer(offered, targets, budget=96)
     got = sizer.size_agg(options)
+    whole_runs(monkeypatch)
     oracle = Sizer(offered, targets, budget=96)
     want = brute_agg(oracle, options)
     assert (got.gpus if got else None) == want
@@ -81,12 +90,13 @@ def brute_disagg(sizer: Sizer, prefill, decode, max_workers: int) -> int | None:
 
 
 @pytest.mark.parametrize("seed", range(30))
-def test_disagg_sizing_equals_brute_force(seed):
+def test_disagg_sizing_equals_brute_force(seed, monkeypatch):
     offered, targets, _ = instance(100 + seed)
     prefill = [option("prefill", 1, 1.0, 64), option("prefill", 2, 0.5, 64)]
     decode = [option("decode", 1, 0.8, 16), option("decode", 2, 0.45, 64)]
     sizer = Sizer(offered, targets, budget=40)
     got = sizer.size_disagg(prefill, decode)
+    whole_runs(monkeypatch)
     want = brute_disagg(Sizer(offered, targets, budget=40), prefill, decode, max_workers=24)
     assert (got.gpus if got else None) == want
 
@@ -236,10 +246,11 @@ def goodput_instance(seed: int):
 
 
 @pytest.mark.parametrize("seed", range(100))
-def test_max_goodput_per_gpu_equals_brute_force(seed):
+def test_max_goodput_per_gpu_equals_brute_force(seed, monkeypatch):
     offered, targets, agg, prefill, decode = goodput_instance(seed)
     sizer = Sizer(offered, targets, budget=12)
     got = sizer.max_goodput(agg, prefill, decode)
+    whole_runs(monkeypatch)
     oracle = Sizer(offered, targets, budget=12)
     want = brute_goodput(oracle, agg, prefill, decode)
     assert (None if got is None else (got.goodput_per_gpu, got.gpus)) == want

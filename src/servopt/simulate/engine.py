@@ -61,6 +61,20 @@ class Deployment:
         return any(k.role == "prefill" for k in self.kinds)
 
 
+@dataclass(frozen=True)
+class EarlyStop:
+    """Stop an open-loop run once the ``watch``ed requests' verdict is settled (``sim.simulate``):
+    all of them done, or ``ttft_fail_at`` of them with TTFT > ``ttft_limit_ms``, or ``tpot_fail_at``
+    (osl > 1) with TPOT > ``tpot_limit_ms``. The watched requests' times are then exactly the whole
+    run's (the loop is causal); the others' may be missing (-1)."""
+
+    watch: np.ndarray  # (n,) bool
+    ttft_limit_ms: float = np.inf
+    tpot_limit_ms: float = np.inf
+    ttft_fail_at: int = np.iinfo(np.int64).max
+    tpot_fail_at: int = np.iinfo(np.int64).max
+
+
 @dataclass
 class RawRun:
     """What the kernel wrote, per request in issue order (ms; -1 = never happened)."""
@@ -79,6 +93,7 @@ class RawRun:
     stint_pass: np.ndarray | None = None
     stint_tokens: np.ndarray | None = None
     instance: np.ndarray | None = None
+    stop: int = sim.STOP_NONE  # why the run ended (``EarlyStop``): sim.STOP_*
 
     def token_times_ms(self, r: int, osl: int) -> np.ndarray:
         """When each of request ``r``'s ``osl`` tokens was produced (needs ``record_tokens``). Tokens
@@ -176,8 +191,10 @@ def run(
     clients: int = 0,
     itl_weight: np.ndarray | None = None,
     record_tokens: bool = False,
+    early_stop: EarlyStop | None = None,
 ) -> RawRun:
-    """Simulate ``requests`` on ``deployment`` (``clients > 0``: closed loop)."""
+    """Simulate ``requests`` on ``deployment`` (``clients > 0``: closed loop; ``early_stop``: open
+    loop, stop once the watched requests' verdict is settled)."""
     check_fits(deployment, requests)
     kinds = deployment.kinds
     n = len(requests.isl)
@@ -216,7 +233,8 @@ def run(
     dlog_t, dlog_i = np.zeros(log), np.zeros(log, dtype=np.int64)
     stint = n if record_tokens else 0
     stint_pass, stint_tokens, instance = (np.zeros(stint, dtype=np.int64) for _ in range(3))
-    iterations, rows, _stride, logged = sim.simulate(
+    es = early_stop or EarlyStop(np.zeros(0, dtype=np.bool_))
+    iterations, rows, _stride, logged, stop = sim.simulate(
         np.ascontiguousarray(requests.arrival_ms, dtype=np.float64),
         np.ascontiguousarray(requests.isl, dtype=np.int64),
         np.ascontiguousarray(requests.osl, dtype=np.int64),
@@ -255,8 +273,14 @@ def run(
         stint_pass,
         stint_tokens,
         instance,
+        np.ascontiguousarray(es.watch, dtype=np.bool_),
+        float(es.ttft_limit_ms),
+        float(es.tpot_limit_ms),
+        int(es.ttft_fail_at),
+        int(es.tpot_fail_at),
     )
     out.iterations = int(iterations)
+    out.stop = int(stop)
     if record_tokens:
         out.pass_end_ms, out.pass_instance = dlog_t[:logged], dlog_i[:logged]
         out.stint_pass, out.stint_tokens, out.instance = stint_pass, stint_tokens, instance

@@ -15,6 +15,14 @@ Closed loop: the load adapts to the deployment (no stability condition). Measure
 issued after the first ``CLOSED_WARM_ROUNDS * C`` (the burst of C simultaneous first requests and
 its echo) that completed before the last request was issued (all C clients busy for their whole
 life); ``CLOSED_ROUNDS * C`` requests (at least ``num_requests``) are simulated.
+
+Early stop (open loop, ``check`` only): the simulation stops as soon as its verdict is settled, and
+the verdict is the one the whole run gives. Fail: once ``fail_at(N, P)`` of the N measured requests
+are past a target, the order statistic at ``floor((N - 1) P / 100) - 1`` already is, and so is the
+P-th percentile (numpy interpolates between that statistic's successors, both at least it; the
+``- 1`` absorbs any rounding of numpy's index). Pass: once every measured request is done, later
+events cannot change their times. The answer's reported percentiles come from a whole run
+(``plan.SizingResult.to_json``).
 """
 
 from __future__ import annotations
@@ -25,8 +33,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from servopt.errors import ServoptError
-from servopt.simulate.engine import Deployment, run
+from servopt.simulate.engine import Deployment, EarlyStop, run
 from servopt.simulate.workload import MAX_REQUESTS, Lengths, Load, Requests, make_requests
+from servopt_kernels.sim import STOP_TPOT, STOP_TTFT, STOP_WATCHED_DONE
 
 # The measured window spans at least this many request lifetimes (plus one each side to fill and drain).
 MEASURED_SPANS = 2
@@ -149,12 +158,20 @@ def _measured_closed(raw, clients: int) -> np.ndarray:
     return mask
 
 
+def fail_at(n: int, percentile: float) -> int:
+    """Values past a limit, out of ``n``, that put their ``percentile`` past it for certain
+    (``np.percentile``'s linear interpolation; one more than the exact count, for rounding)."""
+    return n - max(0, math.floor((n - 1) * percentile / 100.0) - 1)
+
+
 def percentiles(
     raw, requests: Requests, targets: Targets, lifetime_ms: float, clients: int = 0
 ) -> tuple[float, float]:
-    if np.any(raw.t_done < 0):
-        return math.inf, math.inf
     measured_ = measured(requests, lifetime_ms, raw, clients)
+    # A run stopped once the measured requests were done holds only theirs.
+    done = raw.t_done[measured_] if raw.stop == STOP_WATCHED_DONE else raw.t_done
+    if np.any(done < 0):
+        return math.inf, math.inf
     ttft = (raw.t_first - raw.t_arrive)[measured_]
     steps = (requests.osl - 1)[measured_]
     tpot = ((raw.t_done - raw.t_first)[measured_] / np.maximum(steps, 1))[steps > 0]
@@ -167,11 +184,36 @@ def check(
     deployment: Deployment, requests: Requests, targets: Targets, lifetime_ms: float, clients: int = 0
 ) -> Verdict:
     """Simulate ``requests`` on ``deployment`` (``clients`` > 0: closed loop); do the percentiles
-    meet the targets?"""
-    raw = run(deployment, requests, clients=clients)
+    meet the targets? Open loop, the run stops once that is settled (module docstring): a failing
+    verdict stopped early has ``inf`` for both values and its proven target as ``binding``."""
+    raw = run(
+        deployment, requests, clients=clients, early_stop=early_stop(requests, targets, lifetime_ms, clients)
+    )
+    if raw.stop in (STOP_TTFT, STOP_TPOT):
+        return Verdict(False, math.inf, math.inf, "ttft" if raw.stop == STOP_TTFT else "tpot")
     t, p = percentiles(raw, requests, targets, lifetime_ms, clients)
     binding = "ttft" if t > targets.ttft_ms else ("tpot" if p > targets.tpot_ms else "")
     return Verdict(binding == "", t, p, binding)
+
+
+def early_stop(
+    requests: Requests, targets: Targets, lifetime_ms: float, clients: int = 0, *, fail: bool = True
+) -> EarlyStop | None:
+    """What settles the verdict of an open-loop run of ``requests`` (None: closed loop); without
+    ``fail``, only every measured request done (all that attainment needs)."""
+    if clients:
+        return None
+    watch = measured(requests, lifetime_ms)
+    if not fail:
+        return EarlyStop(watch)
+    n_tpot = int((watch & (requests.osl > 1)).sum())
+    return EarlyStop(
+        watch,
+        targets.ttft_ms,
+        targets.tpot_ms,
+        fail_at(int(watch.sum()), targets.ttft_percentile),
+        fail_at(n_tpot, targets.tpot_percentile) if n_tpot else np.iinfo(np.int64).max,
+    )
 
 
 def attainment(raw, requests: Requests, targets: Targets, lifetime_ms: float, clients: int = 0) -> float:

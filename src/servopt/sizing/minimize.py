@@ -51,7 +51,7 @@ import numpy as np
 
 from servopt.simulate.engine import Deployment, InstanceKind, run, run_many
 from servopt.simulate.workload import Requests
-from servopt.sizing.check import Offered, Targets, Verdict, attainment, check, percentiles
+from servopt.sizing.check import Offered, Targets, Verdict, attainment, check, early_stop, percentiles
 
 # Saturation is measured with this many requests per client of a full batch (bounded below).
 SATURATION_REQUESTS_PER_CLIENT = 4
@@ -379,7 +379,11 @@ class Sizer:
         self.counters.simulations += 1
         req = self.requests
         lifetime = self.offered.lifetime_ms(self.targets)
-        raw = run(replace(deployment, request_overhead_ms=self.request_overhead_ms), req)
+        raw = run(
+            replace(deployment, request_overhead_ms=self.request_overhead_ms),
+            req,
+            early_stop=early_stop(req, self.targets, lifetime, fail=False),
+        )
         t, p = percentiles(raw, req, self.targets, lifetime)
         binding = "ttft" if t > self.targets.ttft_ms else ("tpot" if p > self.targets.tpot_ms else "")
         return attainment(raw, req, self.targets, lifetime), Verdict(binding == "", t, p, binding)
