@@ -10,7 +10,9 @@ Scheduling behaviour is data (one row of ``policy`` per instance kind, columns `
 branches per engine: token budget, batch cap, chunked prefill, mixed prefill+decode passes or
 prefill-first passes, KV reservation (whole request up front, or grown block by block with
 preemption by recompute), routing (push to the least-loaded instance at arrival, or a shared
-queue the instances pull from), and how often an instance polls for new requests.
+queue the instances pull from), how often an instance polls for new requests, and TRT-LLM's
+attention-DP balancing (a rank's context requests wait until every rank of its worker has one,
+or a timeout; see ``_adp_balance``).
 
 Step times come from tables (``step_*`` arrays, one slab per instance kind, built by
 ``servopt.simulate.step_time`` from servopt's own per-op latency model):
@@ -46,7 +48,9 @@ P_BLOCK = 6  # KV allocation granularity (tokens)
 P_OVERHEAD_MS = 7  # fixed cost of every forward pass
 P_PULL = 8  # routing: 1 = shared queue the instances pull from, 0 = push to least-loaded
 P_RECV_INTERVAL = 9  # poll the queue every N decode-only passes (1 = before every pass)
-N_POLICY = 10
+P_ADP_RANKS = 10  # attention-DP ranks of one worker: that many consecutive instances of the kind
+P_ADP_TIMEOUT = 11  # TRT-LLM attention-DP balancing: hold context up to N passes (0 = off)
+N_POLICY = 12
 
 # Instance roles.
 ROLE_AGG = 0
@@ -252,6 +256,56 @@ def _route(
 
 
 @kernel
+def _ctx_ready(j, q, max_batch, extra_osl, block, kv_cap, n_pf, nrun, qlen, head, queued_at, poll_t,
+               target, osl, kv_used):  # fmt: skip
+    """Whether instance ``j`` has a context chunk to schedule: a request mid-prefill, or a polled
+    queue head that fits its batch and KV."""
+    if n_pf[j] > 0:
+        return True
+    if qlen[q] == 0 or nrun[j] >= max_batch or queued_at[head[q]] > poll_t[j]:
+        return False
+    r = head[q]
+    return kv_used[j] + _blocks(target[r] + (osl[r] if extra_osl else 0), block) <= kv_cap
+
+
+@kernel
+def _adp_balance(i, base, ranks, timeout, max_batch, extra_osl, block, kv_cap, pull_q, adp_wait,
+                 adp_go, n_dec, n_pf, nrun, qlen, head, queued_at, poll_t, target, osl, kv_used):  # fmt: skip
+    """TRT-LLM's attention-DP balancing (``PyExecutor._balance_adp_requests``, ``attention_dp_config``
+    ``enable_balance``): may rank ``i`` (of ranks ``base .. base + ranks - 1``) schedule context now?
+    Yes when every rank has a context request and a free slot (all ranks schedule theirs: the others
+    at their next pass); else it holds, counting passes, and lets go after ``timeout`` of them or
+    when some rank decodes nothing. The engine keeps the count in lockstep on every rank; here each
+    rank counts its own passes, and all counts restart together."""
+    if adp_go[i]:
+        adp_go[i] = False
+        adp_wait[i] = 0
+        return True
+    all_ctx = True
+    all_gen = True
+    all_free = True
+    for j in range(base, base + ranks):
+        q = pull_q if pull_q >= 0 else j
+        if not _ctx_ready(j, q, max_batch, extra_osl, block, kv_cap, n_pf, nrun, qlen, head,
+                          queued_at, poll_t, target, osl, kv_used):  # fmt: skip
+            all_ctx = False
+        if n_dec[j] == 0:
+            all_gen = False
+        if n_dec[j] >= max_batch:
+            all_free = False
+    if all_ctx and all_free:
+        for j in range(base, base + ranks):
+            adp_wait[j] = 0
+            adp_go[j] = j != i
+        return True
+    adp_wait[i] += 1
+    if adp_wait[i] >= timeout or not all_gen:
+        adp_wait[i] = 0
+        return True
+    return False
+
+
+@kernel
 def _itl_bin(gap_ms):
     if gap_ms <= ITL_LO_MS:
         return 0
@@ -381,6 +435,14 @@ def simulate(
     poll_t = np.zeros(m, np.float64)
     since_poll = np.zeros(m, np.int64)  # decode-only passes since the last poll
     last_pf = np.zeros(m, np.bool_)  # the instance's last pass carried prefill chunks
+    # Attention-DP balancing (P_ADP_TIMEOUT): passes each rank held context, and releases granted
+    # by another rank of its worker; a worker's ranks follow its kind's first instance.
+    adp_wait = np.zeros(m, np.int64)
+    adp_go = np.zeros(m, np.bool_)
+    kind_first = np.full(policy.shape[0], -1, np.int64)
+    for i in range(m):
+        if kind_first[inst_kind[i]] < 0:
+            kind_first[inst_kind[i]] = i
 
     target = np.zeros(n, np.int64)  # tokens to prefill (isl, or isl + generated after a recompute)
     done_pf = np.zeros(n, np.int64)
@@ -557,11 +619,19 @@ def simulate(
                 if since_poll[i] >= policy[k, P_RECV_INTERVAL]:
                     poll_t[i] = t
                     since_poll[i] = 0
+            ctx_ok = True
+            if policy[k, P_ADP_TIMEOUT] > 0 and role != ROLE_DECODE:
+                ranks = int(policy[k, P_ADP_RANKS])
+                base = kind_first[k] + (i - kind_first[k]) // ranks * ranks
+                ctx_ok = _adp_balance(i, base, ranks, policy[k, P_ADP_TIMEOUT], max_batch,
+                                      full and role == ROLE_AGG, block, kv_cap, q if pull else -1,
+                                      adp_wait, adp_go, n_dec, n_pf, nrun, qlen, head, queued_at,
+                                      poll_t, target, osl, kv_used)  # fmt: skip
 
             # Engines that do not mix run a prefill-only pass whenever a running request is
             # mid-prefill or the queue head could be admitted now.
             prefill_pass = False
-            if role != ROLE_DECODE and not mixed:
+            if role != ROLE_DECODE and not mixed and ctx_ok:
                 if n_pf[i] > 0:
                     prefill_pass = True
                 elif qlen[q] > 0 and nrun[i] < max_batch and queued_at[head[q]] <= poll_t[i]:
@@ -622,8 +692,9 @@ def simulate(
                 kv_sum = kv_lin[i] + d * dec_pass[i]
                 if role != ROLE_DECODE:
                     budget -= d
+            ctx_ok = ctx_ok or d == 0  # held context never leaves a rank idle
 
-            if role != ROLE_DECODE and (prefill_pass or mixed) and n_pf[i] > 0:
+            if role != ROLE_DECODE and (prefill_pass or mixed) and ctx_ok and n_pf[i] > 0:
                 # Running requests mid-prefill continue first, in admission order.
                 for s in range(nrun[i]):
                     if budget <= 0:
@@ -639,7 +710,7 @@ def simulate(
                     n_chunks += 1
                     p_tokens += c
                     budget -= c
-            if role == ROLE_DECODE or prefill_pass or mixed:
+            if role == ROLE_DECODE or ((prefill_pass or mixed) and ctx_ok):
                 # Admit from the queue in FIFO order while the batch, token budget and KV allow.
                 while qlen[q] > 0 and nrun[i] < max_batch:
                     r = head[q]

@@ -64,3 +64,17 @@ def test_the_replay_runs_the_stated_policy(sample):
     replay = Replay(to_setup(dataclasses.replace(sample[5], concurrency=16, spec="none")))
     policy = replay.deployment.kinds[0].policy
     assert (policy.recv_interval, policy.max_batch_size, policy.max_num_tokens) == (30, 256, 16384)
+
+
+@pytest.mark.parametrize("adp", [True, False])
+def test_trtllm_balances_attention_dp_ranks_only_with_attention_dp(sample, adp):
+    # DP_ATTENTION=true adds attention_dp_config {enable_balance: true, timeout_iters: 60}.
+    rec = dataclasses.replace(sample[6], attention_dp=adp, tp=8, ep=8, dp=8 if adp else None)
+    stated = stated_engine(rec, "DeepSeek-R1-0528")
+    assert stated.adp_balance_timeout_iters == (60 if adp else None)
+    if adp:
+        from servopt.calibrate.replay import Replay
+
+        kind = Replay(to_setup(dataclasses.replace(rec, spec="none"))).deployment.kinds[0]
+        assert kind.policy.adp_balance_timeout_iters == 60
+        assert kind.count == 8 and kind.ranks_per_worker == 8

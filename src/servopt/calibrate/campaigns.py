@@ -26,9 +26,11 @@ agrees on unless said otherwise):
   ``enable_block_reuse: false``, ``stream_interval: 10``, ``--max_num_tokens`` =
   ``(CONC + ISL + 64 + 63) // 64 * 64`` (@0a919c5 and @111f031 raise it to at least 8192, @6320e9b
   does not), no ``max_batch_size`` (default 2048), no chunked context (default off);
-  ``enable_attention_dp`` as the row states, with ``attention_dp_config`` (balance on, 60
-  timeout iterations) and, FP8 1k/1k at >= 64 clients in @0a919c5 only, ``batch_wait_timeout_iters
-  40`` (neither is modelled).
+  ``enable_attention_dp`` as the row states, and with it ``attention_dp_config: {batching_wait_iters:
+  0, enable_balance: true, timeout_iters: 60}`` (the replay runs TRT-LLM's balancing with that
+  timeout: ``SchedulerPolicy.adp_balance_timeout_iters``); FP8 1k/1k at >= 64 clients in @0a919c5
+  only, ``batch_wait_timeout_iters: 40`` and ``batch_wait_max_tokens_ratio: 0.8`` (TRT-LLM applies
+  them only without attention DP; not modelled).
 - bench (``benchmark_lib.sh`` ``run_benchmark_serving``): bench_serving, random dataset,
   ``--random-range-ratio``, ``--num-prompts`` 10 x CONC, ``--max-concurrency`` CONC (already in
   ``servopt.calibrate.replay``).
@@ -58,6 +60,7 @@ class StatedEngine:
     recv_interval: int | None = None  # SGLang --scheduler-recv-interval
     max_batch_size: int | None = None  # SGLang --max-running-requests, TRT max_batch_size
     max_num_tokens: int | None = None  # SGLang --chunked-prefill-size, TRT --max_num_tokens
+    adp_balance_timeout_iters: int | None = None  # TRT attention_dp_config.timeout_iters (balance on)
 
     def policy_overrides(self) -> dict[str, int | None]:
         """The ``SchedulerPolicy.with_overrides`` arguments (None leaves the default)."""
@@ -65,6 +68,7 @@ class StatedEngine:
             "recv_interval": self.recv_interval,
             "max_batch_size": self.max_batch_size,
             "max_num_tokens": self.max_num_tokens,
+            "adp_balance_timeout_iters": self.adp_balance_timeout_iters,
         }
 
     @property
@@ -79,7 +83,7 @@ def _sglang_recv_interval(conc: int) -> int:
     return 30 if conc >= 16 else 10
 
 
-def _sglang_fp8_b200(tp: int, conc: int, isl: int) -> StatedEngine | None:
+def _sglang_fp8_b200(tp: int, conc: int, isl: int, adp: bool) -> StatedEngine | None:
     script = f"{INFERENCEX_REPO} benchmarks/dsr1_fp8_b200.sh @1fc5d73"
     if tp == 8:
         return StatedEngine(script, "fp8", _sglang_recv_interval(conc), 128, 32768)
@@ -88,21 +92,24 @@ def _sglang_fp8_b200(tp: int, conc: int, isl: int) -> StatedEngine | None:
     return None
 
 
-def _sglang_fp4_b200(tp: int, conc: int, isl: int) -> StatedEngine | None:
+def _sglang_fp4_b200(tp: int, conc: int, isl: int, adp: bool) -> StatedEngine | None:
     script = f"{INFERENCEX_REPO} benchmarks/dsr1_fp4_b200.sh @1fc5d73 (= _docker.sh @2e46dba)"
     return StatedEngine(script, "fp8", _sglang_recv_interval(conc), 256, 16384)
 
 
 def _trtllm_b200(script: str):
-    def stated(tp: int, conc: int, isl: int) -> StatedEngine:
+    def stated(tp: int, conc: int, isl: int, adp: bool) -> StatedEngine:
         # MAX_NUM_TOKENS=$(( (CONC+ISL+64+63)/64*64 )), at least 8192 in the later versions.
         tokens = max((conc + isl + 64 + 63) // 64 * 64, 8192)
-        return StatedEngine(f"{INFERENCEX_REPO} {script}", "fp8", None, None, tokens)
+        # With DP_ATTENTION=true: attention_dp_config {enable_balance: true, timeout_iters: 60}.
+        timeout = 60 if adp else None
+        return StatedEngine(f"{INFERENCEX_REPO} {script}", "fp8", None, None, tokens, timeout)
 
     return stated
 
 
-# (source, backend, weights, system) -> the script's settings as a function of (tp, clients, isl).
+# (source, backend, weights, system) -> the script's settings as a function of (tp, clients, isl,
+# attention DP on).
 SCRIPTS = {
     ("InferenceX", "sglang", "fp8", "b200_sxm"): _sglang_fp8_b200,
     ("InferenceX", "sglang", "fp4", "b200_sxm"): _sglang_fp4_b200,
@@ -120,4 +127,4 @@ def stated_engine(record: MeasuredRecord, model_name: str) -> StatedEngine | Non
     if rule is None or model_name not in SCRIPT_MODELS or record.tp is None or record.concurrency is None:
         return None
     isl = record.isl or 0
-    return rule(record.tp, record.concurrency, isl)
+    return rule(record.tp, record.concurrency, isl, record.attention_dp)

@@ -57,7 +57,8 @@ PARAMETERS: tuple[Parameter, ...] = (
         "multiplies decode step times (decode-only passes, decode attention in mixed passes)",
     ),
     # Not fitted by default: at one client the measured TTFT sits a constant 100-150 ms above the
-    # simulated prefill for 1k and 8k prompts alike, an offset, not a proportion.
+    # simulated prefill for 1k and 8k prompts alike, an offset, not a proportion. Fitted on the
+    # shipped data (0.6-1.0) it made leave-one-layout-out TTFT worse (docs/reality.md, "Targets").
     Parameter(
         "prefill_scale", "x", 1.0, 0.5, 2.0,
         "multiplies prefill step times (prefill chunks, context attention, mixed passes' token ops)",

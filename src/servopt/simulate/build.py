@@ -115,6 +115,7 @@ def build_kind(
         gpus_per_instance=plan.layout.gpus / lanes,
         label=plan.layout.label,
         kv_bytes_per_token=per_token,
+        ranks_per_worker=lanes,
     )
 
 

@@ -38,6 +38,7 @@ class InstanceKind:
     label: str = ""
     kv_bytes_per_token: float = 0.0  # one GPU's share, for messages
     pull: bool | None = None  # routing: shared queue (None: prefill pulls, others are pushed to)
+    ranks_per_worker: int = 1  # consecutive instances of one worker (its dp x pp lanes)
 
     @property
     def pulls(self) -> bool:
@@ -211,6 +212,8 @@ def run(
         policy[k, sim.P_OVERHEAD_MS] = p.iteration_overhead_ms
         policy[k, sim.P_PULL] = 1.0 if kind.pulls else 0.0
         policy[k, sim.P_RECV_INTERVAL] = p.recv_interval
+        policy[k, sim.P_ADP_RANKS] = kind.ranks_per_worker
+        policy[k, sim.P_ADP_TIMEOUT] = p.adp_balance_timeout_iters
     role = np.concatenate([np.full(k.count, ROLES[k.role], dtype=np.int64) for k in kinds])
     kind_of = np.concatenate([np.full(k.count, i, dtype=np.int64) for i, k in enumerate(kinds)])
     tabs = [k.tables for k in kinds]

@@ -30,6 +30,15 @@ weighs 1, any other (prefill/extend) 1000, no pass (the idle loop) 1 (``sglang/s
 arriving while the engine decodes waits for the N-th decode pass since the last poll; after a
 prefill pass, and when nothing runs (the idle loop spins within microseconds), it polls at once.
 
+Attention-DP balancing (``adp_balance_timeout_iters``; off, 0, by default): TensorRT-LLM with
+``enable_attention_dp`` and ``attention_dp_config: {enable_balance: true, timeout_iters: N}``
+(``tensorrt_llm/_torch/pyexecutor/py_executor.py`` ``PyExecutor._balance_adp_requests``; NVIDIA's
+tech blog 10 "ADP Balance Strategy") schedules context requests only in a pass where every attention-DP
+rank of the worker has one and a free slot; otherwise each pass holds them and counts, and they go
+after N held passes, or at once when some rank has nothing to decode. The ranks are the worker's
+``dp`` instances (``servopt_kernels.sim._adp_balance``). ``batching_wait_iters`` (an extra wait
+when all ranks have context) is 0 in every script servopt replays and is not modelled.
+
 Routing follows Dynamo's disaggregated serving: prefill workers pull from one shared prefill
 queue; requests are pushed to the least-loaded aggregated or decode instance.
 """
@@ -57,6 +66,9 @@ class SchedulerPolicy:
     # Poll for new requests every N decode-only passes (SGLang ``--scheduler-recv-interval``;
     # 1 = before every pass, every engine's default; see the module docstring).
     recv_interval: int = 1
+    # TRT-LLM attention-DP balancing: hold context up to N passes until every dp rank has some
+    # (``attention_dp_config.timeout_iters`` with ``enable_balance``; 0 = off, the default).
+    adp_balance_timeout_iters: int = 0
 
     def with_overrides(self, **values) -> SchedulerPolicy:
         """A copy with the given fields replaced (None leaves a field as it is), checked."""
@@ -65,6 +77,9 @@ class SchedulerPolicy:
             value = getattr(policy, name)
             if not isinstance(value, int | np.integer) or value < 1:
                 raise ServoptError(name, value, "must be an integer >= 1")
+        value = policy.adp_balance_timeout_iters
+        if not isinstance(value, int | np.integer) or value < 0:
+            raise ServoptError("adp_balance_timeout_iters", value, "must be an integer >= 0 (0 = off)")
         if not np.isfinite(policy.iteration_overhead_ms) or policy.iteration_overhead_ms < 0:
             raise ServoptError(
                 "iteration_overhead_ms", policy.iteration_overhead_ms, "must be finite and >= 0"
