@@ -14,12 +14,13 @@ TOP = {"servopt": ROOT / "src" / "servopt", "servopt_kernels": ROOT / "kernels" 
 
 # What each servopt package may import (besides itself, the package root and the kernels). cli is
 # the composition root and may import anything.
-BASE = {"errors", "limits", "resources", "backends", "hardware"}
+BASE = {"errors", "limits", "resources", "backends", "hardware", "error_bands"}
 ALLOWED = {
     "errors": set(),
     "limits": {"errors"},
     "resources": {"errors", "cache_store"},
     "backends": set(),
+    "error_bands": set(),
     "hardware": {"errors", "resources"},
     "cache_store": {"errors"},
     "perf_db": BASE | {"cache_store"},

@@ -20,7 +20,9 @@ import numpy as np
 
 from servopt.calibrate.model import resolve_calibration, worker_adjustments
 from servopt.config.schema import Experiment
-from servopt.errors import InfeasibleError
+from servopt.error_bands import pessimistic_factors
+from servopt.errors import InfeasibleError, ServoptError
+from servopt.evaluate.calibration import at_pessimistic_end
 from servopt.evaluate.candidates import ModelSetup, Workload
 from servopt.evaluate.single import quant_modes
 from servopt.evaluate.workers import WorkerTable, worker_table
@@ -338,12 +340,48 @@ def run_experiment(
                 options[role] = _request_overhead_outside_ttft_factor(options[role], adjustments[role])
         if progress:
             progress(f"{exp.name}: searching", len(exp.roles) / (len(exp.roles) + 1))
+        options, other = _band_ends(run, profile, options)
+    except InfeasibleError as err:
+        run.infeasible = str(err)
+        return run
+    if other is not None:
+        # The selection redone on the same candidates at the band's other end (no frontier, no
+        # top table: the robustness report needs its identical and packed answers only).
+        try:
+            run.other = _solve(exp, other, max_replica_types, settings, frontier=False)
+        except InfeasibleError as err:
+            run.other_infeasible = str(err)
+    try:
         run.mode = _solve(exp, options, max_replica_types, settings)
     except InfeasibleError as err:
         run.infeasible = str(err)
         return run
     run.top = _top(run, options, top_n, settings)
     return run
+
+
+def _band_ends(run: ExperimentRun, profile, options: dict[str, WorkerOptions]):
+    """(the options the run plans on, those of the band's other end or None without bands).
+
+    The pessimistic end multiplies every candidate of the backend by one factor per figure
+    (servopt.evaluate.calibration.at_pessimistic_end); ``robust: true`` plans on it."""
+    exp = run.experiment
+    factors = pessimistic_factors(profile.bands, exp.backend_name) if profile is not None else None
+    if factors is None:
+        if exp.robust:
+            raise ServoptError(
+                f"{exp.name}: robust",
+                True,
+                f"needs a calibration profile with error bands ({exp.calibration} has none)",
+            )
+        return options, None
+    run.factors = factors
+    run.bands = profile.bands
+    pessimistic = {role: at_pessimistic_end(o, factors) for role, o in options.items()}
+    if exp.robust:
+        run.planned_at = "pessimistic"
+        return pessimistic, options
+    return options, pessimistic
 
 
 def run_experiments(
@@ -379,7 +417,10 @@ def run_experiments(
     result = RunResult(runs)
     if not result.feasible:
         reasons = "".join(f"\n  {r.name}: {r.infeasible}" for r in runs)
-        raise InfeasibleError("experiments", None, f"no deployment meets the targets:{reasons}")
+        where = (
+            " at the pessimistic end of the 80% band (robust)" if any(e.robust for e in experiments) else ""
+        )
+        raise InfeasibleError("experiments", None, f"no deployment meets the targets{where}:{reasons}")
     return result
 
 

@@ -16,6 +16,7 @@ from servopt.errors import ServoptError
 
 if TYPE_CHECKING:
     from servopt.config.schema import Experiment
+    from servopt.error_bands import PessimisticFactors
     from servopt.evaluate.workers import WorkerTable
     from servopt.models.arch import ModelArch
     from servopt.search.result import Deployment, ModeResult
@@ -40,6 +41,16 @@ class ExperimentRun:
     # The calibration profile applied, per worker role its scope and parameters
     # (servopt.calibrate.model.worker_adjustments); None = the raw model (calibration: none).
     calibration: dict | None = None
+    # The profile's 80% error bands (metric -> scope -> [low, high] log(measured / predicted)) and
+    # the backend's pessimistic factors; None for the raw model or a profile without bands.
+    bands: dict | None = None
+    factors: PessimisticFactors | None = None
+    # Which end of the band ``mode`` and ``top`` were searched at: "nominal" (the predictions) or
+    # "pessimistic" (--robust). ``other`` is the selection redone at the other end on the same
+    # candidates (None when nothing met the targets there; then ``other_infeasible`` says why).
+    planned_at: str = "nominal"
+    other: ModeResult | None = None
+    other_infeasible: str | None = None
 
     @property
     def name(self) -> str:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from servopt.calibrate.fit import METRICS, Sample, _neutral_index, fit
+from servopt.error_bands import band_for
 from servopt.errors import ServoptError
 
 LABELS = ("TTFT", "TPOT", "tok/s/GPU")
@@ -152,11 +153,6 @@ def band_quantiles(
                 per[backend] = [round(float(q), 4) for q in np.percentile(r, BAND)]
         out[metric] = per
     return out
-
-
-def band_for(bands: dict, metric: str, backend: str) -> list[float] | None:
-    per = bands.get(metric, {})
-    return per.get(backend, per.get("every backend"))
 
 
 def coverage(samples: list[Sample], res: np.ndarray, not_in_bands=frozenset()) -> list[dict]:

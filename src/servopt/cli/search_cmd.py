@@ -44,6 +44,12 @@ CALIBRATION = options.calibration_option()
 EXP_CALIBRATION = options.calibration_option(
     None, help_extra=" Overrides every experiment's calibration key (absent: default)."
 )
+ROBUST = typer.Option(
+    False,
+    "--robust",
+    help="Plan against the pessimistic end of the calibration's 80% error band (TTFT and TPOT at "
+    "their high end, throughput at its low end); the report compares with the nominal plan.",
+)
 
 
 def _run_and_report(
@@ -144,6 +150,7 @@ def default(
     as_json: bool = AS_JSON,
     verbose: bool = VERBOSE,
     calibration: str = CALIBRATION,
+    robust: bool = ROBUST,
     request_rate: float | None = typer.Option(
         None,
         "--request_rate",
@@ -209,6 +216,14 @@ def default(
         raise ServoptError(field, value, "needs --request_rate or --concurrency")
     if not loaded and gpu_hour_price is not None:
         raise ServoptError("gpu_hour_price", gpu_hour_price, "needs --request_rate or --concurrency")
+    if robust and calibration == "none":
+        raise ServoptError("robust", True, "needs a calibration's error bands; --calibration is none")
+    if loaded and robust:
+        raise ServoptError(
+            "robust",
+            True,
+            "not yet supported with --request_rate/--concurrency (the answer reports its band)",
+        )
     if loaded:
         from servopt.cli.rate_sizing import size_and_report
 
@@ -236,6 +251,7 @@ def default(
         ttft=ttft,
         tpot=tpot,
         calibration=calibration,
+        robust=robust,
     )
     _run_and_report(
         experiments,
@@ -265,15 +281,25 @@ def exp(
     as_json: bool = AS_JSON,
     verbose: bool = VERBOSE,
     calibration: str | None = EXP_CALIBRATION,
+    robust: bool = typer.Option(
+        False, "--robust", help="Sets every experiment's robust key (see cli default)."
+    ),
 ) -> None:
     """Run every experiment of a YAML file and compare them in one report."""
     _logging(verbose)
-    from servopt.config import load_experiments, with_calibration
+    from servopt.config import load_experiments, with_calibration, with_robust
+    from servopt.errors import ServoptError
 
     experiments = load_experiments(yaml_path)
     if calibration is not None:
         experiments = with_calibration(experiments, calibration)
+    if robust:
+        experiments = with_robust(experiments)
     if any(e.workload is not None for e in experiments):
+        if any(e.robust for e in experiments):
+            raise ServoptError(
+                "robust", True, "not yet supported with a workload (the answer reports its band)"
+            )
         from servopt.cli.rate_sizing import size_experiments
 
         size_experiments(experiments, save_dir=save_dir, as_json=as_json, perf_db=perf_db)

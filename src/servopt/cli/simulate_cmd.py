@@ -202,18 +202,17 @@ def simulate(
 
 def _bands(profile, backend: str, doc: dict) -> dict:
     """80% intervals of the mean TTFT, TPOT and output tok/s/GPU from the profile's held-out residuals."""
-    from servopt.calibrate.cv import band_for
+    from servopt.error_bands import bands_80
 
-    out = {}
-    for metric, value in (
-        ("ttft_ms", (doc["ttft_ms"] or {}).get("mean")),
-        ("tpot_ms", (doc["tpot_ms"] or {}).get("mean")),
-        ("output_tok_s_per_gpu", doc["output_tokens_per_s_per_gpu"]),
-    ):
-        band = band_for(profile.bands, metric, backend)
-        if band is not None and value:
-            out[metric] = [value * math.exp(band[0]), value * math.exp(band[1])]
-    return out
+    return bands_80(
+        profile.bands,
+        backend,
+        {
+            "ttft_ms": (doc["ttft_ms"] or {}).get("mean"),
+            "tpot_ms": (doc["tpot_ms"] or {}).get("mean"),
+            "output_tok_s_per_gpu": doc["output_tokens_per_s_per_gpu"],
+        },
+    )
 
 
 def _render(doc: dict) -> None:

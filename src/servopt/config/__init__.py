@@ -11,6 +11,7 @@ from servopt.config.loader import (
     load_experiments,
     load_experiments_text,
     with_calibration,
+    with_robust,
 )
 from servopt.config.problems import ConfigError, Problem
 from servopt.config.schema import (
@@ -35,4 +36,5 @@ __all__ = [
     "load_experiments",
     "load_experiments_text",
     "with_calibration",
+    "with_robust",
 ]

@@ -82,6 +82,7 @@ def top_level_defaults() -> dict[str, Any]:
         "ttft": DEFAULT_TTFT_MS,
         "tpot": DEFAULT_TPOT_MS,
         "enable_wide_ep": DEFAULT_ENABLE_WIDE_EP,
+        "robust": False,
     }
 
 

@@ -48,6 +48,7 @@ DEFAULT_FLAGS = {
     "enable_wide_ep": "--enable_wide_ep",
     "profiles": "--profile",
     "calibration": "--calibration",
+    "robust": "--robust",
 }
 
 
@@ -151,6 +152,7 @@ def default_experiments(
     profiles: Sequence[str] = (),
     catalog: Catalog | None = None,
     calibration: str = DEFAULT_CALIBRATION,
+    robust: bool = False,
 ) -> list[Experiment]:
     """``cli default``: an agg and a disagg experiment from flags, the same objects a YAML would give.
 
@@ -171,6 +173,7 @@ def default_experiments(
         "enable_wide_ep": enable_wide_ep,
         "profiles": list(profiles),
         "calibration": calibration,
+        **({"robust": True} if robust else {}),
     }
     data: dict[str, Any] = {"agg": {"serving_mode": "agg", **common}}
     if not (isinstance(total_gpus, int) and total_gpus == 1):
@@ -196,3 +199,13 @@ def with_calibration(experiments: Sequence[Experiment], value: str) -> list[Expe
             )
         value = str(path.resolve())
     return [e.model_copy(update={"calibration": value}) for e in experiments]
+
+
+def with_robust(experiments: Sequence[Experiment]) -> list[Experiment]:
+    """The experiments with ``--robust``: every one plans at the pessimistic end of its band."""
+    for e in experiments:
+        if e.calibration == "none":
+            raise ServoptError(
+                "--robust", True, f"needs error bands; experiment {e.name} has calibration: none"
+            )
+    return [e.model_copy(update={"robust": True}) for e in experiments]

@@ -265,6 +265,8 @@ class _Resolver:
         self.backend(systems)
         self.load_profiles()
         calibration = self.calibration()
+        if self.raw.get("robust") is True and calibration == "none":
+            self.add(self.at("robust"), "needs a calibration's error bands; calibration is none", True)
         # Checks that need only what was written run even when other keys are wrong, so that a
         # file's problems come out together.
         serving_mode = self.raw.get("serving_mode")

@@ -238,6 +238,8 @@ class ExperimentInput(_Strict):
     # default (the shipped calibration profile), none (the raw model) or a profile YAML path,
     # relative to this file's folder (``--calibration`` of the CLI overrides it).
     calibration: Name = None  # type: ignore[assignment]
+    # true: plan against the pessimistic end of the calibration's 80% error band (``--robust``).
+    robust: Flag = None  # type: ignore[assignment]
 
 
 class ProfileInput(_Strict):
@@ -268,6 +270,7 @@ class Experiment(_Strict):
     profiles: tuple[Name, ...]  # applied in order, before the experiment's own patch
     # default | none | an absolute profile path (servopt.calibrate.model.resolve_calibration)
     calibration: Name = "default"
+    robust: Flag = False  # plan at the pessimistic end of the calibration's 80% error band
     config: ConfigBlock
     workload: Workload | None = None  # set: size for this load (cli exp routes it to rate sizing)
 
@@ -313,6 +316,8 @@ class Experiment(_Strict):
             body["workload"] = {k: v for k, v in body["workload"].items() if v is not None}
         if self.serving_mode == "agg":
             body.pop("decode_system_name")
+        if not body["robust"]:  # written only when set, so configs saved before the key read the same
+            body.pop("robust")
         return {"mode": "replace", **body}
 
     def to_yaml(self) -> str:

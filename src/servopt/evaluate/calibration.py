@@ -23,6 +23,7 @@ Neutral adjustments return the input unchanged (the raw model, bit for bit).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
@@ -31,6 +32,8 @@ from servopt.evaluate.agg import AggResult
 from servopt.evaluate.static import StaticResult
 
 if TYPE_CHECKING:
+    from servopt.error_bands import PessimisticFactors
+    from servopt.search.options import WorkerOptions
     from servopt.simulate.adjust import Adjustments
 
 
@@ -125,4 +128,16 @@ def adjust_agg(res: AggResult, adj: Adjustments | None, *, osl: int, tokens_per_
         tokens_per_s=res.tokens_per_s * a.rate_ratio,
         tokens_per_s_per_gpu=res.tokens_per_s_per_gpu * a.rate_ratio,
         tokens_per_s_per_user=a.tokens_per_s_per_user,
+    )
+
+
+def at_pessimistic_end(opts: WorkerOptions, f: PessimisticFactors) -> WorkerOptions:
+    """Worker options with every candidate at the band's pessimistic end: one uniform factor per
+    figure (the band is per backend), so the selection redone on them is the search that plans
+    against it. Requests in flight (the batch) stay as they are."""
+    return dataclasses.replace(
+        opts,
+        ttft_ms=opts.ttft_ms * f.ttft,
+        tpot_ms=opts.tpot_ms * f.tpot,
+        rate_per_s=opts.rate_per_s * f.throughput,
     )

@@ -6,6 +6,7 @@ so the terminal, the files and the web page all say the same thing.
 
 from __future__ import annotations
 
+from servopt.report.robustness import band_80, robustness
 from servopt.report.rows import deployment_row, frontier_rows, top_rows
 from servopt.report.verdict import verdict
 from servopt.run_result import ExperimentRun, RunResult
@@ -74,6 +75,9 @@ def result_document(result: RunResult) -> dict:
             win.mode.identical.tokens_per_s_per_gpu / runner_up.mode.identical.tokens_per_s_per_gpu
         )
     best["packed"] = _packed_row(win)
+    if win.bands is not None:  # absent = the raw model (no calibration residuals, no band)
+        best["band_80"] = band_80(win, best)
+        best["packed"]["band_80"] = band_80(win, best["packed"])
     tops = {r.name: top_rows(r) for r in result.runs}
     experiments = [_experiment_doc(r, tops[r.name]) for r in result.runs]
     by_mode: dict[str, list[dict]] = {"agg": [], "disagg": []}
@@ -86,4 +90,7 @@ def result_document(result: RunResult) -> dict:
     if win.calibration is not None:  # the winner's; absent = the raw model (calibration: none)
         doc["calibration"] = win.calibration
     doc["verdict"] = verdict(doc)
+    rob = robustness(result, doc)
+    if rob is not None:
+        doc["robustness"] = rob
     return doc

@@ -96,6 +96,23 @@ def top_rows(run: ExperimentRun) -> list[dict]:
     return rows
 
 
+def parallel_text(row: dict, prefix: str = "") -> str:
+    """A compact parallel layout: the sizes that are not 1 (``tp2``, ``tp4pp2``, ``dp8ep8``)."""
+    parts = [
+        f"{name}{row[prefix + key]}"
+        for name, key in (
+            ("tp", "tp"),
+            ("pp", "pp"),
+            ("dp", "dp"),
+            ("etp", "moe_tp"),
+            ("ep", "moe_ep"),
+            ("cp", "cp"),
+        )
+        if row.get(prefix + key, 1) != 1
+    ]
+    return "".join(parts) or "tp1"
+
+
 def layout_text(row: dict) -> str:
     """A one-line description of a row's layout, for hover texts and plots."""
     if row["mode"] == "agg":

@@ -44,10 +44,84 @@ class PackedRow(Row):
     gain_vs_identical: float
 
 
+class Band80(BaseModel):
+    """80% interval [low, high] of a predicted figure, from the calibration profile's
+    cross-validated residuals (servopt.error_bands); absent for the raw model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ttft_ms: tuple[float, float] | None = None
+    tpot_ms: tuple[float, float] | None = None
+    tokens_per_s_per_gpu: tuple[float, float] | None = None
+
+
+class BandedPackedRow(PackedRow):
+    band_80: Band80 | None = None
+
+
 class Best(Row):
-    packed: PackedRow
+    packed: BandedPackedRow
     runner_up: str | None = None
     ratio_vs_runner_up: float | None = None
+    band_80: Band80 | None = Field(None, description="absent: the raw model (calibration: none)")
+
+
+class BandChoice(BaseModel):
+    """The plan the verdict's rule picks at one end of the band."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    experiment: str
+    mode: Literal["agg", "disagg"]
+    deploy: Literal["identical", "packed"]
+    parallel: str = Field(description="each replica shape's parallel layouts and worker counts")
+    layout: str = Field(description="replicas x (layout with batch sizes), per replica shape")
+    tokens_per_s_per_gpu: float = Field(ge=0)
+    ttft_ms: float = Field(ge=0)
+    tpot_ms: float = Field(ge=0)
+
+
+class BandFigures(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ttft_ms: float = Field(ge=0)
+    tpot_ms: float = Field(ge=0)
+    tokens_per_s_per_gpu: float = Field(ge=0)
+
+
+class Flips(BaseModel):
+    """Whether the plan at the other end of the band differs (both true when nothing meets the
+    targets there)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    verdict: bool = Field(description="agg vs disagg")
+    layout: bool = Field(description="the parallel layouts or worker counts of a replica shape")
+
+
+class Targets(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ttft_ms: float
+    tpot_ms: float
+
+
+class Robustness(BaseModel):
+    """The chosen deployment at the pessimistic end of its 80% band (TTFT and TPOT x e^high,
+    tokens/s/GPU x e^low), and the selection redone there on the same candidates."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    band: Literal["80%"]
+    planned_at: Literal["nominal", "pessimistic"] = Field(description="pessimistic: --robust")
+    factors: BandFigures = Field(description="what the pessimistic end multiplies")
+    pessimistic: BandFigures = Field(description="the chosen deployment's figures at the pessimistic end")
+    targets: Targets
+    holds: bool = Field(description="its TTFT and TPOT targets hold at the pessimistic end")
+    binding: Literal["ttft_ms", "tpot_ms"] = Field(description="the target with the least headroom there")
+    nominal_choice: BandChoice | None = Field(description="null: nothing meets the targets at that end")
+    pessimistic_choice: BandChoice | None = Field(description="null: nothing meets the targets at that end")
+    flips: Flips
 
 
 class Verdict(BaseModel):
@@ -152,6 +226,7 @@ class ResultDoc(BaseModel):
     pareto: list[ParetoPoint]
     experiments: list[ExperimentDoc]
     calibration: Calibration | None = Field(None, description="the winner's; absent: the raw model")
+    robustness: Robustness | None = Field(None, description="absent: the raw model (no error bands)")
 
 
 # -- rate sizing (``cli default --request_rate`` / ``--concurrency``; docs/sizing.md) ------------

@@ -17,6 +17,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from servopt.report.robustness import robustness_lines
+from servopt.report.rows import parallel_text
 from servopt.report.terminal_plot import Series, render
 from servopt.report.verdict import chosen_row, gpu_use, plural, shape
 
@@ -32,23 +34,6 @@ def fmt_number(v) -> str:
     if isinstance(v, float):
         return f"{v:,.2f}"
     return str(v)
-
-
-def parallel_text(row: dict, prefix: str = "") -> str:
-    """A compact parallel layout: the sizes that are not 1 (``tp2``, ``tp4pp2``, ``dp8ep8``)."""
-    parts = [
-        f"{name}{row[prefix + key]}"
-        for name, key in (
-            ("tp", "tp"),
-            ("pp", "pp"),
-            ("dp", "dp"),
-            ("etp", "moe_tp"),
-            ("ep", "moe_ep"),
-            ("cp", "cp"),
-        )
-        if row.get(prefix + key, 1) != 1
-    ]
-    return "".join(parts) or "tp1"
 
 
 def layout_text(row: dict, stacked: bool = False) -> str:
@@ -181,6 +166,7 @@ def best_panel(doc: dict) -> Panel:
         f"request latency {row['request_latency_ms']:,.2f} ms   GPUs {gpu_use(row)}",
         *_layout_lines(row),
         calibration_line(doc.get("calibration")),
+        *robustness_lines(doc),
     ]
     body = Text(v["headline"], style="bold")
     body.append("\n" + "\n".join(lines), style="")
