@@ -324,10 +324,17 @@ def calibrated_question(question: dict, calibration: str | None) -> dict:
     profile = resolve_calibration(calibration)
     adj, doc = scope_adjustments(profile, question["backend"], question["system"])
     decode_system = question.get("decode_system")
+    bands = profile.bands if profile is not None else None
     if profile is None or decode_system in (None, question["system"]):
-        return {**question, "adjustments": adj, "calibration": doc}
+        return {**question, "adjustments": adj, "calibration": doc, "bands": bands}
     # Disagg decode pools on another system take that system's scope (prefill, agg and the
     # front end's request overhead stay on --system's).
     decode_adj, decode_doc = scope_adjustments(profile, question["backend"], decode_system)
     doc = {**doc, "decode": {k: v for k, v in decode_doc.items() if k not in ("profile", "measurements")}}
-    return {**question, "adjustments": adj, "calibration": doc, "decode_adjustments": decode_adj}
+    return {
+        **question,
+        "adjustments": adj,
+        "calibration": doc,
+        "decode_adjustments": decode_adj,
+        "bands": bands,
+    }

@@ -182,6 +182,19 @@ def _render(doc: dict) -> None:
         f"(mean TTFT {sim['ttft_ms']['mean']:.0f} ms, mean TPOT {sim['tpot_ms']['mean']:.1f} ms)",
         soft_wrap=True,
     )
+    rob = doc.get("robustness")
+    if rob is not None:
+        pess = ", ".join(
+            f"{k.split('_')[1]} {k.split('_')[0].upper()} {v:.1f} ms" for k, v in rob["pessimistic"].items()
+        )
+        console.print(
+            f"  at the 80% band's pessimistic end (x{rob['factors']['ttft_ms']:.2f} TTFT, "
+            f"x{rob['factors']['tpot_ms']:.2f} TPOT): {pess}: targets "
+            + ("hold" if rob["holds"] else f"fail ({rob['binding'].upper()})"),
+            soft_wrap=True,
+        )
+    else:
+        console.print("  error bands: none (the raw model carries no calibration residuals)", soft_wrap=True)
     bind = best["binding"]
     at = pt if bind == "ttft" else pp
     console.print(

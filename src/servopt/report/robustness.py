@@ -138,7 +138,7 @@ def robustness(result: RunResult, doc: dict) -> dict | None:
     if other is not None:
         flips = {"verdict": other[0]["mode"] != planned[0]["mode"], "layout": other[1] != planned[1]}
     at_other = "nominal" if win.planned_at == "pessimistic" else "pessimistic"
-    return {
+    rob = {
         "band": BAND,
         "planned_at": win.planned_at,
         "factors": win.factors.to_dict(),
@@ -150,14 +150,22 @@ def robustness(result: RunResult, doc: dict) -> dict | None:
         f"{at_other}_choice": None if other is None else other[0],
         "flips": flips,
     }
+    rob["text"] = _lines(rob, row.get("band_80") or {})
+    return rob
+
+
+NO_BANDS = "error bands: none (the raw model carries no calibration residuals)"
 
 
 def robustness_lines(doc: dict) -> list[str]:
-    """The verdict's lines on the band (each under 80 columns)."""
+    """The verdict's lines on the band (the terminal; the web page shows the same ``text``)."""
     rob = doc.get("robustness")
-    if rob is None:
-        return ["error bands: none (the raw model carries no calibration residuals)"]
-    band = chosen_row(doc).get("band_80") or {}
+    return [NO_BANDS] if rob is None else rob["text"]
+
+
+def _lines(rob: dict, band: dict) -> list[str]:
+    """The band of the chosen deployment, and what happens at its pessimistic end (each line at
+    most WIDTH columns)."""
     cells = [
         f"{name}{_num(band[k][0])}-{_num(band[k][1])}{unit}"
         for k, name, unit in (

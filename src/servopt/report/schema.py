@@ -122,6 +122,7 @@ class Robustness(BaseModel):
     nominal_choice: BandChoice | None = Field(description="null: nothing meets the targets at that end")
     pessimistic_choice: BandChoice | None = Field(description="null: nothing meets the targets at that end")
     flips: Flips
+    text: list[str] = Field(description="the verdict's lines on the band (terminal and web page)")
 
 
 class Verdict(BaseModel):
@@ -317,6 +318,17 @@ class SizingSearch(_Closed):
     options_pruned: int = Field(ge=0)
 
 
+class SizingRobustness(_Closed):
+    """The answer's simulated percentiles at the pessimistic end of the calibration's 80% band
+    (each times e^high of its metric's band); absent for the raw model."""
+
+    band: Literal["80%"]
+    factors: dict[str, float] = Field(description="ttft_ms and tpot_ms: the latency factors")
+    pessimistic: dict[str, float] = Field(description="ttft_pP_ms and tpot_pP_ms at the pessimistic end")
+    holds: bool
+    binding: Literal["ttft", "tpot"]
+
+
 class SizingDoc(_Closed):
     """``cli default --request_rate R`` (or ``--concurrency C``) ``--json``."""
 
@@ -335,6 +347,7 @@ class SizingDoc(_Closed):
     disagg: SizedDeployment | None
     search: SizingSearch
     calibration: ScopeCalibration | None = Field(None, description="absent: the raw model")
+    robustness: SizingRobustness | None = Field(None, description="absent: the raw model")
 
 
 def json_schema() -> dict:

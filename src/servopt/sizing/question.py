@@ -34,10 +34,12 @@ def sizing_doc(
     adjustments=None,
     calibration: dict | None = None,
     decode_adjustments=None,
+    bands: dict | None = None,
 ) -> dict:
     """``adjustments``: a calibration profile's for (backend, system) (None: the raw model),
     ``decode_adjustments`` its scope for (backend, decode_system), and ``calibration`` the document
-    that says so (``servopt.calibrate.model.calibrated_question``)."""
+    that says so (``servopt.calibrate.model.calibrated_question``); ``bands`` the profile's error
+    bands (the answer then carries ``robustness``)."""
     from servopt.errors import ServoptError, UnknownNameError
     from servopt.evaluate.candidates import ModelSetup
     from servopt.evaluate.single import quant_modes
@@ -104,7 +106,7 @@ def sizing_doc(
         adjustments=adjustments,
         decode_adjustments=decode_adjustments,
     )
-    return {
+    doc = {
         "model": arch.name,
         "system": spec.name,
         "decode_system": decode_system,
@@ -115,4 +117,31 @@ def sizing_doc(
         "modes": list(modes),
         **result.to_json(),
         **({"calibration": calibration} if calibration is not None else {}),
+    }
+    if bands:
+        doc["robustness"] = sizing_robustness(doc, bands)
+    return doc
+
+
+def sizing_robustness(doc: dict, bands: dict) -> dict:
+    """Whether the answer's simulated percentiles still meet the targets at the pessimistic end of
+    the 80% band: each percentile times the backend's latency factor (e^high). A uniform factor on
+    the engine's latency; it leaves out the longer queues a slower engine also builds under the
+    same load, so it is the optimistic side of the pessimistic end."""
+    from servopt.error_bands import pessimistic_factors
+
+    f = pessimistic_factors(bands, doc["backend"])
+    t, at = doc["targets"], doc["best"]["at_targets"]
+    factor = {"ttft": f.ttft, "tpot": f.tpot}
+    pess, use = {}, {}
+    for metric in ("ttft", "tpot"):
+        key = f"{metric}_p{t[f'{metric}_percentile']:g}_ms"
+        pess[key] = at[key] * factor[metric]
+        use[metric] = pess[key] / t[f"{metric}_ms"]
+    return {
+        "band": "80%",
+        "factors": {"ttft_ms": f.ttft, "tpot_ms": f.tpot},
+        "pessimistic": pess,
+        "holds": all(u <= 1.0 for u in use.values()),
+        "binding": max(use, key=use.get),
     }

@@ -45,6 +45,7 @@ def build_experiments(request: DefaultSearch | YamlSearch) -> list[Experiment]:
             tpot=request.tpot,
             catalog=catalog,
             calibration=request.calibration,
+            robust=request.robust,
         )
     except ConfigError as err:
         raise ConfigError(_form_problem(p) for p in err.problems) from None
@@ -54,6 +55,10 @@ def _check_load(request: DefaultSearch) -> None:
     """The load fields' rules that span fields (each field's own range is the schema's)."""
     if request.request_rate is not None and request.concurrency is not None:
         raise ServoptError("concurrency", request.concurrency, "give request_rate or concurrency, not both")
+    if request.robust and request.calibration == "none":
+        raise ServoptError("robust", True, "needs a calibration's error bands; calibration is none")
+    if request.robust and request.loaded:
+        raise ServoptError("robust", True, "not yet supported with a load (the answer reports its band)")
     if request.objective == "max_goodput_per_gpu" and request.concurrency is not None:
         raise ServoptError("objective", request.objective, "needs request_rate (not yet with concurrency)")
     if not request.loaded:
@@ -168,4 +173,5 @@ def experiment_summary(experiment: Experiment) -> dict[str, Any]:
         "ttft": experiment.ttft,
         "tpot": experiment.tpot,
         "calibration": experiment.calibration,
+        "robust": experiment.robust,
     }

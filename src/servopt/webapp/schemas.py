@@ -92,6 +92,10 @@ class DefaultSearch(_Request):
         "default",
         description="default: the shipped calibration profile; none: the raw model (aiconfigurator's)",
     )
+    robust: bool = Field(
+        False,
+        description="plan against the pessimistic end of the calibration's 80% error band (cli --robust)",
+    )
 
     @property
     def loaded(self) -> bool:
@@ -137,6 +141,7 @@ class ExperimentOut(BaseModel):
     ttft: float
     tpot: float
     calibration: str = "default"
+    robust: bool = False
 
 
 class ValidateOut(BaseModel):

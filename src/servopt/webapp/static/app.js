@@ -99,6 +99,7 @@ function formRequest() {
   if (form.decode_system.value) body.decode_system = form.decode_system.value;
   if (form.backend_version.value) body.backend_version = form.backend_version.value;
   body.calibration = form.calibration.value;
+  body.robust = form.robust.checked;
   for (const key of Object.keys(body)) if (body[key] === null) delete body[key];
   return body;
 }

@@ -319,6 +319,10 @@ export function showResult(id, result) {
   $("#results").hidden = false;
   renderVerdict(result);
   $("#verdict").append(el("p", { class: "calibration", text: calibrationLine(result.calibration) }));
+  // The chosen deployment's 80% error band and its pessimistic end (report/robustness.py's lines).
+  const bands = result.robustness ? result.robustness.text :
+    ["error bands: none (the raw model carries no calibration residuals)"];
+  for (const line of bands) $("#verdict").append(el("p", { class: "calibration", text: line }));
   renderBest(id, result);
   $("#download-csv").href = `/api/searches/${id}/result.csv`;
   $("#download-json").href = `/api/searches/${id}/result.json`;
