@@ -1,10 +1,14 @@
 """`servopt cli default --request_rate`: rate sizing end to end, in a subprocess."""
 
 import json
+import math
 import subprocess
 import sys
 
 import pytest
+
+from servopt.calibrate.model import default_profile
+from servopt.report.schema import SizingDoc
 
 BASE = ["cli", "default", "--model", "QWEN3_32B", "--system", "h200_sxm", "--isl", "2000", "--osl", "200"]
 
@@ -39,6 +43,14 @@ def test_json_names_the_deployment_and_its_simulated_percentiles():
     assert best["at_targets"]["ttft_p90_ms"] <= 1000 and best["at_targets"]["tpot_p99_ms"] <= 40
     assert doc["load"]["request_rate"] == 4 and doc["targets"]["ttft_percentile"] == 90
     assert doc["search"]["simulations"] > 0
+    # The answer at the 80% band's pessimistic end: its simulated percentiles times e^high.
+    bands = default_profile().bands
+    rob = doc["robustness"]
+    ttft = best["at_targets"]["ttft_p90_ms"] * math.exp(bands["ttft_ms"]["trtllm"][1])
+    tpot = best["at_targets"]["tpot_p99_ms"] * math.exp(bands["tpot_ms"]["trtllm"][1])
+    assert rob["pessimistic"] == pytest.approx({"ttft_p90_ms": ttft, "tpot_p99_ms": tpot})
+    assert rob["holds"] == (ttft <= 1000 and tpot <= 40)
+    SizingDoc.model_validate(doc)
 
 
 def test_concurrency_sizes_a_closed_loop():

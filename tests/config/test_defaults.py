@@ -22,6 +22,7 @@ def test_seed_defaults():
         "ttft": 1000.0,
         "tpot": 40.0,  # the seed's; the peer's own Task default is 50 ms
         "enable_wide_ep": False,
+        "robust": False,  # plan at the predictions, not the error band's pessimistic end
     }
 
 
