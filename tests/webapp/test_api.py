@@ -217,6 +217,16 @@ def test_calibration_is_default_or_none_and_never_a_file(client):
     assert problem["allowed"] == ["default", "none"]
 
 
+def test_robust_checkbox_reaches_the_experiments_and_needs_bands(client):
+    experiments = client.post("/api/validate", json={**DEFAULT_FORM, "robust": True}).json()["experiments"]
+    assert {e["robust"] for e in experiments} == {True}
+    for extra in ({"calibration": "none"}, {"request_rate": 4}):
+        response = client.post("/api/validate", json={**DEFAULT_FORM, "robust": True, **extra})
+        assert response.status_code == 422, response.text
+        assert "robust" in _fields(response)
+        _no_trace(response)
+
+
 def test_yaml_alias_bomb_is_refused_quickly(client):
     lines = ['a0: &a0 ["x", "x", "x", "x", "x", "x", "x", "x", "x", "x"]']
     for i in range(1, 12):
