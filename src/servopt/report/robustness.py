@@ -121,6 +121,12 @@ def _choice(pairs: list[tuple[ExperimentRun, ModeResult]]) -> tuple[dict, tuple]
     return choice, _layout_key(row)
 
 
+def _answers_at(result: RunResult, end: str) -> list[tuple[ExperimentRun, ModeResult]]:
+    """Each experiment's answer at one end of the band (an experiment may plan at either)."""
+    pairs = [(r, r.mode if r.planned_at == end else r.other) for r in result.runs]
+    return [(r, mode) for r, mode in pairs if mode is not None]
+
+
 def robustness(result: RunResult, doc: dict) -> dict | None:
     """The ``robustness`` object of the result document (None for the raw model)."""
     win = result.winner
@@ -132,12 +138,11 @@ def robustness(result: RunResult, doc: dict) -> dict | None:
     targets = {"ttft_ms": exp.ttft, "tpot_ms": exp.tpot}
     use = {k: pess[k] / t for k, t in targets.items()}
     binding = max(use, key=use.get)
-    planned = _choice([(r, r.mode) for r in result.runs if r.mode is not None])
-    other = _choice([(r, r.other) for r in result.runs if r.other is not None])
+    at_other = "nominal" if win.planned_at == "pessimistic" else "pessimistic"
+    planned, other = (_choice(_answers_at(result, end)) for end in (win.planned_at, at_other))
     flips = {"verdict": True, "layout": True}  # nothing meets the targets at the other end
     if other is not None:
         flips = {"verdict": other[0]["mode"] != planned[0]["mode"], "layout": other[1] != planned[1]}
-    at_other = "nominal" if win.planned_at == "pessimistic" else "pessimistic"
     rob = {
         "band": BAND,
         "planned_at": win.planned_at,
