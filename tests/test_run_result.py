@@ -6,6 +6,7 @@ import typing
 import pytest
 
 from servopt.config.schema import Experiment
+from servopt.error_bands import PessimisticFactors
 from servopt.errors import ServoptError
 from servopt.evaluate.workers import WorkerTable
 from servopt.models.arch import ModelArch
@@ -19,6 +20,7 @@ TYPE_NAMES = {
     "WorkerTable": WorkerTable,
     "Deployment": Deployment,
     "ModeResult": ModeResult,
+    "PessimisticFactors": PessimisticFactors,
 }
 
 
