@@ -372,7 +372,7 @@ def _band_ends(run: ExperimentRun, profile, options: dict[str, WorkerOptions]):
             raise ServoptError(
                 f"{exp.name}: robust",
                 True,
-                f"needs a calibration profile with error bands ({exp.calibration} has none)",
+                f"needs a calibration profile with error bands (calibration: {exp.calibration})",
             )
         return options, None
     run.factors = factors
