@@ -46,9 +46,13 @@ from pathlib import Path
 import numpy as np
 
 MODEL, SYSTEM = "QWEN3_32B", "h200_sxm"
+# One token budget for both sides (TensorRT-LLM's default): unset, the emulator sizes it for the
+# longest prompt it accepts (18431 at --max_model_len 32768) and `cli simulate` for the trace's
+# prompts (8192), and at c64 the emulator batched twice the prompts per prefill.
+BUDGET = ["--max_num_tokens", "8192"]
 SETUPS = {
-    "agg": ["--tp", "2"],
-    "disagg": ["--mode", "disagg", "--tp", "2", "--prefill_workers", "1", "--decode_workers", "1"],
+    "agg": ["--tp", "2", *BUDGET],
+    "disagg": ["--mode", "disagg", "--tp", "2", "--prefill_workers", "1", "--decode_workers", "1", *BUDGET],
 }
 SETUP_NAMES = {"agg": "agg 1 x tp2", "disagg": "disagg 1 x prefill tp2 + 1 x decode tp2"}
 ISL, OSL = 500, 100
