@@ -48,7 +48,8 @@ import numpy as np
 MODEL, SYSTEM = "QWEN3_32B", "h200_sxm"
 # One token budget for both sides (TensorRT-LLM's default): unset, the emulator sizes it for the
 # longest prompt it accepts (18431 at --max_model_len 32768) and `cli simulate` for the trace's
-# prompts (8192), and at c64 the emulator batched twice the prompts per prefill.
+# prompts (8192), and at c64 the emulator batched twice the prompts per prefill. (Without chunked
+# prefill the emulator needs the budget to hold its longest prompt: --max_model_len 8192.)
 BUDGET = ["--max_num_tokens", "8192"]
 SETUPS = {
     "agg": ["--tp", "2", *BUDGET],
@@ -97,7 +98,7 @@ class Emulator:
         self.port = _free_port()
         cmd = [*SERVOPT, "emulate", "--model", MODEL, "--system", SYSTEM, *SETUPS[setup]]
         cmd += ["--port", str(self.port), "--speedup", str(speedup), "--tokenizer", TOKENIZER]
-        cmd += ["--request_log", str(log)]
+        cmd += ["--request_log", str(log), "--max_model_len", "8192"]  # prompts within BUDGET
         self.cmd = cmd
         self.proc = subprocess.Popen([*nice, *cmd], env=_env(), stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 180
