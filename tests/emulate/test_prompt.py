@@ -46,6 +46,17 @@ def test_a_tokenizer_counts_words_without_special_tokens(tmp_path, as_folder):
     assert prompt_tokens({"prompt": [1, 2]}, "completions", count) == 2
 
 
+def test_a_tokenizer_file_s_truncation_and_padding_do_not_cut_the_count(tmp_path):
+    from tokenizers import Tokenizer
+
+    path = _word_tokenizer(tmp_path / "tokenizer.json")
+    tok = Tokenizer.from_file(str(path))
+    tok.enable_truncation(max_length=4)  # as a sentence encoder's file ships it (128)
+    tok.enable_padding(length=16)
+    tok.save(str(path))
+    assert load_tokenizer_counter(str(path))("the cat " * 10) == 20
+
+
 def test_a_tokenizer_that_is_not_there_or_not_one_is_one_message(tmp_path):
     with pytest.raises(ServoptError, match="tokenizer"):
         load_tokenizer_counter("no-such-org/no-such-tokenizer-xyz")

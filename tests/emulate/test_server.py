@@ -88,9 +88,9 @@ def test_a_closed_epoch_keeps_its_final_times_for_late_readers():
     np.testing.assert_allclose(joint, raw.token_times_ms(0, 20), rtol=1e-9)
 
 
-def client(speedup=200.0, limits=Limits(), request_log=None):
+def client(speedup=200.0, limits=Limits(), request_log=None, **kw):
     live = LiveSchedule(deployment("vllm", False, 10**6), speedup=speedup)
-    app = create_app(live, "test-model", limits, request_log=request_log)
+    app = create_app(live, "test-model", limits, request_log=request_log, **kw)
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://emu")
 
 
@@ -126,6 +126,24 @@ def test_completions_chat_models_health_metrics():
             assert "servopt_emulate_inter_token_latency_seconds_count 10.0" in metrics
 
     asyncio.run(go())
+
+
+def test_a_tokenizer_counts_the_prompt_in_a_worker_thread():
+    import threading
+
+    seen = []
+
+    def words(text: str) -> int:
+        seen.append(threading.current_thread() is threading.main_thread())
+        return len(text.split())
+
+    async def go():
+        async with client(count=words) as c:
+            r = await c.post("/v1/completions", json={"prompt": "a b c d e", "max_tokens": 2})
+            assert r.json()["usage"]["prompt_tokens"] == 5
+
+    asyncio.run(go())
+    assert seen == [False]  # off the event loop's thread
 
 
 def test_request_log_times_are_the_simulators_and_tokens_are_not_early():

@@ -57,6 +57,11 @@ def load_tokenizer_counter(name: str) -> Callable[[str], int]:
     except Exception as err:  # the library raises a bare Exception on a malformed file
         raise ServoptError("tokenizer", str(path), f"is not a tokenizers JSON file ({err})") from None
 
+    # A tokenizer.json may carry a model's truncation (e.g. 128 for a sentence encoder) and padding:
+    # the count is of the whole prompt.
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+
     def count(text: str) -> int:
         return len(tokenizer.encode(text, add_special_tokens=False).ids)
 
