@@ -37,9 +37,14 @@ def test_side_by_side_columns_and_errors(script, monkeypatch, tmp_path, capsys):
     rc = script.main(["--measurements", str(SAMPLE), "--predictors", "mean_field,oracle", "--out", str(out)])
     assert rc == 0
     rows = list(csv.DictReader(out.open()))
-    # Sample lines 4, 6, 8, 9 and 13 are aggregated closed loops without speculative decoding.
-    assert [int(r["row"]) for r in rows] == [4, 6, 8, 9, 13]
+    # Aggregated without speculative decoding: closed loops (4, 6, 8, 9, 13), a max-throughput run
+    # (2), an open loop (3) and bursts (10, 11, 12).
+    assert [int(r["row"]) for r in rows] == [2, 3, 4, 6, 8, 9, 10, 11, 12, 13]
     for r in rows:
+        if r["load"] != "closed_loop":  # the mean-field model takes closed loops only: no figures, no note
+            assert r["mean_field_tpot_ms"] == r["mean_field_note"] == ""
+            assert float(r["oracle_output_tok_s_per_gpu_err"]) == 0.0
+            continue
         assert float(r["oracle_output_tok_s_per_gpu_err"]) == 0.0
         # A metric the record does not state has no error (the blog row states no TTFT/TPOT).
         assert (r["oracle_tpot_ms_err"] == "") == (r["tpot_ms"] == "")
@@ -48,8 +53,8 @@ def test_side_by_side_columns_and_errors(script, monkeypatch, tmp_path, capsys):
             assert float(r["oracle_ttft_ms_err"]) == pytest.approx(0.5)
         assert float(r["mean_field_tpot_ms"]) > 0 or r["mean_field_note"]
     text = capsys.readouterr().out
-    assert "oracle" in text and "mean_field" in text and "16 records: 5 mapped" in text
-    assert "disaggregated serving" in text
+    assert "oracle" in text and "mean_field" in text and "16 records: 10 mapped" in text
+    assert "disaggregated serving" in text and "could not price" not in text
 
 
 def test_unknown_predictor_exits_2(script, capsys):
