@@ -76,10 +76,13 @@ def test_relative_error(script):
 
 def test_simulator_predicts_beside_the_mean_field(script, tmp_path, capsys):
     out = tmp_path / "rows.csv"
-    assert script.main(["--predictors", "mean_field,simulate", "--out", str(out)]) == 0
-    import csv
-
+    args = ["--measurements", str(SAMPLE), "--predictors", "mean_field,simulate,simulate_calibrated"]
+    assert script.main([*args, "--out", str(out)]) == 0
     rows = list(csv.DictReader(out.open()))
-    priced = [r for r in rows if r["simulate_tpot_ms"]]
-    assert priced and all(float(r["simulate_ttft_ms"]) > 0 for r in priced)
-    assert "simulate" in capsys.readouterr().out
+    priced = [r for r in rows if r["simulate_output_tok_s_per_gpu"]]
+    # Every load is replayed: a max-throughput run, an open loop and bursts beside the closed loops.
+    assert {r["load"] for r in priced} == {"closed_loop", "max_throughput", "open_loop", "burst"}
+    assert all(float(r["simulate_ttft_ms"]) > 0 for r in priced if r["simulate_ttft_ms"])
+    text = capsys.readouterr().out
+    assert "simulate" in text and "share inside the shipped profile's 80% bands" in text
+    assert "TRT-LLM perf overview          open_loop" in text
