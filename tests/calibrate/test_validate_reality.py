@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import re
 from pathlib import Path
 
 import pytest
 
 from servopt.calibrate import predictors
 from servopt.calibrate.predictors import Prediction
+from servopt.calibrate.public_csv import read_measurements
+from servopt.calibrate.setups import Setup, to_setup
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = Path(__file__).parent / "data" / "public_sample.csv"
@@ -86,3 +89,21 @@ def test_simulator_predicts_beside_the_mean_field(script, tmp_path, capsys):
     text = capsys.readouterr().out
     assert "simulate" in text and "share inside the shipped profile's 80% bands" in text
     assert "TRT-LLM perf overview          open_loop" in text
+
+
+@pytest.mark.parametrize(("factor", "share"), [(1.0, "100%"), (100.0, "0%")])
+def test_band_coverage_counts_measurements_inside_the_shipped_bands(script, capsys, factor, share):
+    # x1: log(measured / predicted) = 0, inside every shipped band; x100: outside all of them.
+    rows = []
+    for setup in (s for s in map(to_setup, read_measurements(SAMPLE)) if isinstance(s, Setup)):
+        row = script.Evaluated(setup)
+        r = setup.record
+        row.predictions["simulate_calibrated"] = Prediction(
+            *((v or 0.0) * factor for v in (r.ttft_ms, r.tpot_ms, r.output_tok_s_per_gpu))
+        )
+        rows.append(row)
+    script.print_band_coverage(rows)
+    cells = re.findall(r"(\d+)% \((\d+)/(\d+)\)", capsys.readouterr().out)
+    assert cells and all(f"{pct}%" == share for pct, _, _ in cells)
+    # Every row's throughput is stated in the sample: all ten are counted.
+    assert sum(int(n) for _, _, n in cells) >= len(rows)
