@@ -3,12 +3,14 @@
     python experiments/validate_reality.py [--predictors mean_field[,simulate]] [--out rows.csv]
         [--measurements FILE] [--unexplained 1.0]
 
-For every measured record that maps to a servopt setup (servopt.calibrate.setups: aggregated, a
-closed loop at a stated concurrency, no speculative decoding, a model and system servopt has), each
-predictor (servopt.calibrate.predictors.PREDICTORS) gives TTFT, TPOT and output tokens/s per GPU.
-Prints, per (source, backend) and overall, the row count and the median and p90 |relative error| of
-each metric, predictors side by side; then the rows skipped by reason, the rows a predictor could
-not price, and every row with an |error| above --unexplained (default 100%). ``--out`` writes one
+For every measured record that maps to a servopt setup (servopt.calibrate.setups: aggregated, no
+speculative decoding, a model and system servopt has; a closed loop, a burst, a max-throughput run
+or an open loop), each predictor (servopt.calibrate.predictors.PREDICTORS) that takes the load gives
+TTFT, TPOT and output tokens/s per GPU (mean_field: closed loops only). Prints, per (source, backend,
+load) and overall, the row count and the median and p90 |relative error| of each metric, predictors
+side by side; then the rows skipped by reason, the rows a predictor could not price, with
+simulate_calibrated the share of measurements inside the shipped profile's 80% bands per source and
+load, and every row with an |error| above --unexplained (default 100%). ``--out`` writes one
 CSV row per evaluated record. The measurements default to the public ones shipped in the package.
 """
 
@@ -24,9 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-from servopt.calibrate.predictors import PREDICTORS, Prediction
+from servopt.calibrate.model import default_profile
+from servopt.calibrate.predictors import PREDICTORS, Prediction, applies
 from servopt.calibrate.public_csv import read_measurements, shipped_measurements
 from servopt.calibrate.setups import SKIP_REASONS, Setup, Skip, to_setup
+from servopt.error_bands import BAND_METRICS, band_for
 from servopt.errors import ServoptError
 
 # (measured field of the record, predicted field of the Prediction, label)
@@ -65,6 +69,8 @@ def evaluate(setups: list[Setup], predictors: list[str]) -> list[Evaluated]:
     for setup in setups:
         row = Evaluated(setup)
         for name in predictors:
+            if not applies(name, setup):
+                continue
             try:
                 row.predictions[name] = PREDICTORS[name](setup)
             except ServoptError as exc:
@@ -81,21 +87,51 @@ def _stats(errors: list[float]) -> str:
 
 
 def print_table(rows: list[Evaluated], predictors: list[str]) -> None:
-    """One line per (source, backend) and predictor, the predictors of a group next to each other."""
-    groups: dict[tuple[str, str], list[Evaluated]] = collections.defaultdict(list)
+    """One line per (source, backend, load) and predictor, the predictors of a group next to each
+    other; overall for closed loops (the rows the profile is fitted on) and for every load."""
+    groups: dict[tuple[str, str, str], list[Evaluated]] = collections.defaultdict(list)
     for row in rows:
-        groups[(row.setup.record.source_name, row.setup.backend)].append(row)
+        groups[(row.setup.record.source_name, row.setup.backend, row.setup.load)].append(row)
+    closed = [r for r in rows if r.setup.load == "closed_loop"]
     header = " ".join(f"{label + ' med':>8} {'p90':>6} {'n':>4}" for _, _, label in METRICS)
     print("|relative error|: median, p90 and the rows with that measurement")
-    print(f"{'source':<30} {'backend':<7} {'predictor':<11} {'rows':>4}  {header}")
-    for (source, backend), group in [*sorted(groups.items()), (("overall", ""), rows)]:
+    print(f"{'source':<30} {'backend':<7} {'load':<14} {'predictor':<19} {'rows':>4}  {header}")
+    everything = [(("overall", "", "closed_loop"), closed), (("overall", "", "every load"), rows)]
+    for (source, backend, load), group in [*sorted(groups.items()), *everything]:
         for name in predictors:
             priced = [r for r in group if name in r.predictions]
             cells = [_stats([e for r in priced if (e := r.error(name, m)) is not None]) for m in range(3)]
             print(
-                f"{source:<30} {backend:<7} {name:<11} {len(priced):>4}  "
+                f"{source:<30} {backend:<7} {load:<14} {name:<19} {len(priced):>4}  "
                 + "  ".join(f"{c:>19}" for c in cells)
             )
+
+
+def print_band_coverage(rows: list[Evaluated], predictor: str = "simulate_calibrated") -> None:
+    """Per (source, load): the share of measurements inside the shipped profile's 80% band around
+    the calibrated prediction. Only closed loops are fitted on (``setups.fit_skip``), so the other
+    loads are held out of the profile and of its bands."""
+    bands = default_profile().bands
+    groups: dict[tuple[str, str], list[list[int]]] = collections.defaultdict(
+        lambda: [[0, 0] for _ in METRICS]
+    )
+    for r in rows:
+        pred = r.predictions.get(predictor)
+        if pred is None:
+            continue
+        key = (r.setup.record.source_name, r.setup.load)
+        for m, (mf, pf, _) in enumerate(METRICS):
+            measured, value = getattr(r.setup.record, mf), getattr(pred, pf)
+            band = band_for(bands, BAND_METRICS[m], r.setup.backend)
+            if band is None or not measured or not value or not math.isfinite(value) or measured <= 0:
+                continue
+            groups[key][m][1] += 1
+            groups[key][m][0] += band[0] <= math.log(measured / value) <= band[1]
+    print(f"\n{predictor}: share inside the shipped profile's 80% bands")
+    print(f"{'source':<30} {'load':<14}" + "".join(f" {label:>16}" for _, _, label in METRICS))
+    for (source, load), cells in sorted(groups.items()):
+        shown = "".join(f" {(f'{100 * a / n:.0f}% ({a}/{n})' if n else '-'):>16}" for a, n in cells)
+        print(f"{source:<30} {load:<14}{shown}")
 
 
 def print_skips(skips: list[Skip], total: int, mapped: int) -> None:
@@ -144,7 +180,7 @@ def print_unexplained(rows: list[Evaluated], predictor: str, limit: float, path:
 def write_rows(rows: list[Evaluated], predictors: list[str], out: Path) -> None:
     fields = [
         "row", "source", "model", "system", "backend", "version", "layout", "replicas", "concurrency",
-        "isl", "osl", "latency_stat", "ttft_ms", "tpot_ms", "output_tok_s_per_gpu", "assumptions",
+        "isl", "osl", "load", "latency_stat", "ttft_ms", "tpot_ms", "output_tok_s_per_gpu", "assumptions",
     ]  # fmt: skip
     for name in predictors:
         fields += [f"{name}_{m}" for m, _, _ in METRICS]
@@ -157,7 +193,7 @@ def write_rows(rows: list[Evaluated], predictors: list[str], out: Path) -> None:
             s, rec = r.setup, r.setup.record
             line = [
                 rec.row, rec.source_name, rec.model, s.system, s.backend, s.version, s.layout.label,
-                s.replicas, s.concurrency, s.isl, s.osl, rec.latency_stat, rec.ttft_ms, rec.tpot_ms,
+                s.replicas, s.concurrency, s.isl, s.osl, s.load, rec.latency_stat, rec.ttft_ms, rec.tpot_ms,
                 rec.output_tok_s_per_gpu, "; ".join(s.assumptions),
             ]  # fmt: skip
             for name in predictors:
@@ -196,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     print_table(rows, predictors)
     print_skips([m for m in mapped if isinstance(m, Skip)], len(records), len(setups))
     print_failures(rows, path)
+    if "simulate_calibrated" in predictors:
+        print_band_coverage(rows)
     for name in predictors:
         print_unexplained(rows, name, args.unexplained, path)
     if args.out:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from servopt.calibrate.predictors import PREDICTORS, Prediction, database, mean_field, model_setup
+from servopt.calibrate.predictors import PREDICTORS, Prediction, applies, database, mean_field, model_setup
 from servopt.calibrate.public_csv import read_measurements
 from servopt.calibrate.setups import Setup, to_setup
 from servopt.evaluate.candidates import Workload
@@ -75,3 +75,9 @@ def test_simulate_calibrated_adds_the_default_profiles_overheads(qwen_setup):
     # Four clients on a small model: light load, the request overhead adds to TTFT almost exactly.
     assert cal.ttft_ms == pytest.approx(raw.ttft_ms + adj.request_overhead_ms, rel=0.1)
     assert cal.output_tok_s_per_gpu < raw.output_tok_s_per_gpu
+
+
+def test_mean_field_applies_to_closed_loops_only(qwen_setup):
+    assert applies("mean_field", qwen_setup) and applies("simulate", qwen_setup)
+    burst = dataclasses.replace(qwen_setup, load="burst", num_requests=100)
+    assert not applies("mean_field", burst) and applies("simulate", burst)

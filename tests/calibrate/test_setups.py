@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from servopt.calibrate.public_csv import read_measurements
-from servopt.calibrate.setups import SKIP_REASONS, Setup, Skip, nearest_version, to_setup
+from servopt.calibrate.setups import SKIP_REASONS, Setup, Skip, fit_skip, nearest_version, to_setup
 from servopt.hardware import load_system
 from servopt.models.ops import QuantModes
 from servopt.models.parallel import Layout
@@ -69,11 +69,8 @@ def test_vllm_gpustack_row(sample):
 @pytest.mark.parametrize(
     ("row", "reason"),
     [
-        (2, "max-throughput run (no concurrency)"),
-        (3, "open loop at a request rate"),
         (5, "speculative decoding"),
         (7, "disaggregated serving"),
-        (10, "burst (all requests at t=0)"),
         (14, "speculative decoding"),
         (15, "unknown model"),  # Llama-2-70B (MLPerf)
         (16, "disaggregated serving"),  # LMSYS prefill-only, PD disagg
@@ -124,3 +121,44 @@ def test_nearest_version():
     assert version == oldest and "nearest queryable" in note
     version, note = nearest_version("h200_sxm", "sglang", "deepseek branch (TRT engine)")
     assert version == current and "(current)" in note
+
+
+def test_max_throughput_run_takes_the_documented_request_count(sample):
+    # TRT-LLM perf overview, trtllm-bench throughput at 1000/1000: the docs' $num_requests is 3000.
+    s = to_setup(sample[2])
+    assert isinstance(s, Setup) and s.load == "max_throughput"
+    assert (s.num_requests, s.concurrency, s.request_rate) == (3000, 3000, None)
+    assert any("3000 requests (the perf overview's $num_requests for 1000/1000)" in a for a in s.assumptions)
+    assert any("all 3000 requests at t=0" in a for a in s.assumptions)
+    unlisted = to_setup(dataclasses.replace(sample[2], osl=2048, isl=1024))
+    assert isinstance(unlisted, Skip) and unlisted.reason == "request count not stated"
+
+
+def test_open_loop_keeps_its_rate_and_count(sample):
+    s = to_setup(sample[3])  # TRT-LLM online serving: 500 requests at 2 QPS
+    assert isinstance(s, Setup) and s.load == "open_loop"
+    assert (s.num_requests, s.request_rate) == (500, 2.0)
+    assert any("Poisson arrivals at 2 req/s" in a for a in s.assumptions)
+    for rate in (None, float("inf")):
+        skip = to_setup(dataclasses.replace(sample[3], request_rate=rate))
+        assert isinstance(skip, Skip) and skip.reason == "request rate not stated"
+
+
+def test_burst_is_its_stated_requests_at_once(sample):
+    s = to_setup(sample[10])  # dstack: 1024 requests at t=0
+    assert isinstance(s, Setup) and s.load == "burst" and s.num_requests == s.concurrency == 1024
+    skip = to_setup(dataclasses.replace(sample[10], num_requests=None))
+    assert isinstance(skip, Skip) and skip.reason == "request count not stated"
+
+
+def test_phase_only_stays_skipped(sample):
+    skip = to_setup(dataclasses.replace(sample[13], load="phase_only"))
+    assert isinstance(skip, Skip) and skip.reason == "phase-only measurement"
+
+
+def test_only_closed_loops_are_fitted(sample):
+    assert fit_skip(to_setup(sample[13])) is None
+    for row, reason in ((2, "max-throughput run (no concurrency)"), (3, "open loop at a request rate"),
+                        (10, "burst (all requests at t=0)")):  # fmt: skip
+        skip = fit_skip(to_setup(sample[row]))
+        assert isinstance(skip, Skip) and skip.reason == reason and skip.reason in SKIP_REASONS

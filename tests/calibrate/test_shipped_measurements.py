@@ -9,7 +9,7 @@ import pytest
 
 from servopt.calibrate.public_csv import shipped_measurements
 from servopt.calibrate.records import BACKENDS, BASES, LENGTHS, LOADS, SPECS
-from servopt.calibrate.setups import SKIP_REASONS, Setup, Skip, to_setup
+from servopt.calibrate.setups import SKIP_REASONS, Setup, Skip, fit_skip, to_setup
 
 # The reference collection's public.csv has 1,304 data rows (lines 2..1305).
 SOURCE_ROWS = 1304
@@ -56,4 +56,7 @@ def test_every_row_maps_or_says_why(records):
     assert set(reasons) <= set(SKIP_REASONS)
     mapped = [o for o in outcomes if isinstance(o, Setup)]
     assert len(mapped) + sum(reasons.values()) == SOURCE_ROWS
-    assert mapped and all(o.record.load == "closed_loop" for o in mapped)
+    assert mapped and all(o.load == o.record.load for o in mapped)
+    # Every load but phase-only maps; the fit keeps the closed loops (fit_skip says why not the rest).
+    assert {o.load for o in mapped} == {"closed_loop", "burst", "max_throughput", "open_loop"}
+    assert all((fit_skip(o) is None) == (o.load == "closed_loop") for o in mapped)

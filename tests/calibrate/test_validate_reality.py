@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import re
 from pathlib import Path
 
 import pytest
 
 from servopt.calibrate import predictors
 from servopt.calibrate.predictors import Prediction
+from servopt.calibrate.public_csv import read_measurements
+from servopt.calibrate.setups import Setup, to_setup
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = Path(__file__).parent / "data" / "public_sample.csv"
@@ -37,9 +40,14 @@ def test_side_by_side_columns_and_errors(script, monkeypatch, tmp_path, capsys):
     rc = script.main(["--measurements", str(SAMPLE), "--predictors", "mean_field,oracle", "--out", str(out)])
     assert rc == 0
     rows = list(csv.DictReader(out.open()))
-    # Sample lines 4, 6, 8, 9 and 13 are aggregated closed loops without speculative decoding.
-    assert [int(r["row"]) for r in rows] == [4, 6, 8, 9, 13]
+    # Aggregated without speculative decoding: closed loops (4, 6, 8, 9, 13), a max-throughput run
+    # (2), an open loop (3) and bursts (10, 11, 12).
+    assert [int(r["row"]) for r in rows] == [2, 3, 4, 6, 8, 9, 10, 11, 12, 13]
     for r in rows:
+        if r["load"] != "closed_loop":  # the mean-field model takes closed loops only: no figures, no note
+            assert r["mean_field_tpot_ms"] == r["mean_field_note"] == ""
+            assert float(r["oracle_output_tok_s_per_gpu_err"]) == 0.0
+            continue
         assert float(r["oracle_output_tok_s_per_gpu_err"]) == 0.0
         # A metric the record does not state has no error (the blog row states no TTFT/TPOT).
         assert (r["oracle_tpot_ms_err"] == "") == (r["tpot_ms"] == "")
@@ -48,8 +56,8 @@ def test_side_by_side_columns_and_errors(script, monkeypatch, tmp_path, capsys):
             assert float(r["oracle_ttft_ms_err"]) == pytest.approx(0.5)
         assert float(r["mean_field_tpot_ms"]) > 0 or r["mean_field_note"]
     text = capsys.readouterr().out
-    assert "oracle" in text and "mean_field" in text and "16 records: 5 mapped" in text
-    assert "disaggregated serving" in text
+    assert "oracle" in text and "mean_field" in text and "16 records: 10 mapped" in text
+    assert "disaggregated serving" in text and "could not price" not in text
 
 
 def test_unknown_predictor_exits_2(script, capsys):
@@ -71,10 +79,31 @@ def test_relative_error(script):
 
 def test_simulator_predicts_beside_the_mean_field(script, tmp_path, capsys):
     out = tmp_path / "rows.csv"
-    assert script.main(["--predictors", "mean_field,simulate", "--out", str(out)]) == 0
-    import csv
-
+    args = ["--measurements", str(SAMPLE), "--predictors", "mean_field,simulate,simulate_calibrated"]
+    assert script.main([*args, "--out", str(out)]) == 0
     rows = list(csv.DictReader(out.open()))
-    priced = [r for r in rows if r["simulate_tpot_ms"]]
-    assert priced and all(float(r["simulate_ttft_ms"]) > 0 for r in priced)
-    assert "simulate" in capsys.readouterr().out
+    priced = [r for r in rows if r["simulate_output_tok_s_per_gpu"]]
+    # Every load is replayed: a max-throughput run, an open loop and bursts beside the closed loops.
+    assert {r["load"] for r in priced} == {"closed_loop", "max_throughput", "open_loop", "burst"}
+    assert all(float(r["simulate_ttft_ms"]) > 0 for r in priced if r["simulate_ttft_ms"])
+    text = capsys.readouterr().out
+    assert "simulate" in text and "share inside the shipped profile's 80% bands" in text
+    assert "TRT-LLM perf overview          open_loop" in text
+
+
+@pytest.mark.parametrize(("factor", "share"), [(1.0, "100%"), (100.0, "0%")])
+def test_band_coverage_counts_measurements_inside_the_shipped_bands(script, capsys, factor, share):
+    # x1: log(measured / predicted) = 0, inside every shipped band; x100: outside all of them.
+    rows = []
+    for setup in (s for s in map(to_setup, read_measurements(SAMPLE)) if isinstance(s, Setup)):
+        row = script.Evaluated(setup)
+        r = setup.record
+        row.predictions["simulate_calibrated"] = Prediction(
+            *((v or 0.0) * factor for v in (r.ttft_ms, r.tpot_ms, r.output_tok_s_per_gpu))
+        )
+        rows.append(row)
+    script.print_band_coverage(rows)
+    cells = re.findall(r"(\d+)% \((\d+)/(\d+)\)", capsys.readouterr().out)
+    assert cells and all(f"{pct}%" == share for pct, _, _ in cells)
+    # Every row's throughput is stated in the sample: all ten are counted.
+    assert sum(int(n) for _, _, n in cells) >= len(rows)

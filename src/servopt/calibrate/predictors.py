@@ -17,6 +17,7 @@ issue 14), write the function and add it to :data:`PREDICTORS`::
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
 from typing import NamedTuple
 
 from servopt.calibrate.model import default_profile
@@ -37,6 +38,15 @@ class Prediction(NamedTuple):
 
 
 Predictor = Callable[[Setup], Prediction]
+
+# The loads a predictor can take (all, where not listed): ``cli estimate``'s batch is a closed
+# loop's clients; bursts and open loops have arrivals and a queue only the simulator replays.
+LOADS: dict[str, frozenset[str]] = {"mean_field": frozenset({"closed_loop"})}
+
+
+def applies(name: str, setup: Setup) -> bool:
+    """Whether predictor ``name`` prices the setup's load (a table shows '-' where it does not)."""
+    return name not in LOADS or setup.load in LOADS[name]
 
 
 def mean_field(setup: Setup) -> Prediction:
@@ -64,9 +74,16 @@ def mean_field(setup: Setup) -> Prediction:
     return Prediction(est.ttft_ms, est.tpot_ms, est.tokens_per_s_per_gpu * in_flight, note)
 
 
+@lru_cache(maxsize=4)
+def _replay(setup: Setup) -> Replay:
+    # Built once for the predictors of one row (the validation runs them one after the other):
+    # building the deployment costs as much as a run.
+    return Replay(setup)
+
+
 def simulate(setup: Setup) -> Prediction:
     """``servopt cli simulate`` replaying the record's benchmark (:class:`replay.Replay`), raw model."""
-    out = Replay(setup).run()
+    out = _replay(setup).run()
     note = f"{out.preempted} preempted" if out.preempted else ""
     return Prediction(out.ttft_ms, out.tpot_ms, out.output_tok_s_per_gpu, note)
 
@@ -76,7 +93,7 @@ def simulate_calibrated(setup: Setup) -> Prediction:
     (in-sample on the shipped data: the profile was fitted on it; ``servopt calibrate`` prints the
     cross-validated figures)."""
     adj, _ = default_profile().adjustments(setup.backend, setup.system)
-    out = Replay(setup).run(adj)
+    out = _replay(setup).run(adj)
     note = f"{out.preempted} preempted" if out.preempted else ""
     return Prediction(out.ttft_ms, out.tpot_ms, out.output_tok_s_per_gpu, note)
 

@@ -18,7 +18,7 @@ from servopt.calibrate.fit import Sample, _neutral_index, fit, fit_settings, gri
 from servopt.calibrate.ingest import file_format, read_results
 from servopt.calibrate.model import Profile
 from servopt.calibrate.public_csv import SHIPPED, shipped_measurements
-from servopt.calibrate.setups import SKIP_REASONS, Setup, to_setup
+from servopt.calibrate.setups import SKIP_REASONS, Setup, fit_skip, to_setup
 from servopt.calibrate.sidecar import SIDECAR
 from servopt.errors import ServoptError
 
@@ -44,6 +44,8 @@ def calibrate(
 ) -> Calibration:
     """Fit on every record that maps to a setup; cross-validate by each of ``folds``."""
     mapped = [to_setup(r) for r in records]
+    # Bursts and open loops are evaluated (experiments/validate_reality.py), not fitted: fit_skip.
+    mapped = [(fit_skip(m) or m) if isinstance(m, Setup) else m for m in mapped]
     setups = [m for m in mapped if isinstance(m, Setup)]
     if not setups:
         why = sorted({f"{m.reason}: {m.detail}" for m in mapped})

@@ -23,7 +23,7 @@ from servopt.simulate.build import WorkerPlan, build_deployment
 from servopt.simulate.engine import run
 from servopt.simulate.metrics import summarize
 from servopt.simulate.policy import engine_policy
-from servopt.simulate.workload import Requests
+from servopt.simulate.workload import Load, Requests, arrival_times_ms
 
 
 @cache
@@ -57,11 +57,16 @@ DEFAULT_REQUESTS_PER_CLIENT = 10
 
 
 def benchmark_requests(setup: Setup, clients: int, seed: int = 0) -> Requests:
-    """The requests of the record's benchmark run: its count and its length distribution (lengths
-    uniform in [ratio * L, L] per the campaign's client; fixed where nothing else is known)."""
+    """The requests of the record's benchmark run on one replica: its count and its length
+    distribution (lengths uniform in [ratio * L, L] per the campaign's client; fixed where nothing
+    else is known), and its arrivals (a closed loop's are ignored; a burst's and a max-throughput
+    run's all at t=0; an open loop's Poisson at the replica's share of the rate)."""
     rec = setup.record
     source = rec.source_name
-    n = rec.num_requests or BENCH_REQUESTS_PER_CLIENT.get(source, DEFAULT_REQUESTS_PER_CLIENT) * clients
+    if setup.load == "closed_loop":
+        n = rec.num_requests or BENCH_REQUESTS_PER_CLIENT.get(source, DEFAULT_REQUESTS_PER_CLIENT) * clients
+    else:
+        n = max(1, round(setup.num_requests / setup.replicas))
     ratio = rec.range_ratio if rec.lengths == "random" and rec.range_ratio is not None else None
     ratio = BENCH_RANGE_RATIO.get(source, ratio)
     rng = np.random.default_rng(seed)
@@ -71,7 +76,11 @@ def benchmark_requests(setup: Setup, clients: int, seed: int = 0) -> Requests:
     else:
         isl = rng.integers(max(1, int(setup.isl * ratio)), setup.isl + 1, n).astype(np.int64)
         osl = rng.integers(max(1, int(setup.osl * ratio)), setup.osl + 1, n).astype(np.int64)
-    return Requests(np.zeros(n), isl, osl)
+    arrival = np.zeros(n)
+    if setup.load == "open_loop":
+        load = Load(request_rate=setup.request_rate / setup.replicas, arrival="poisson")
+        arrival = arrival_times_ms(load, n, np.random.default_rng(seed + 1))
+    return Requests(arrival, isl, osl)
 
 
 class Replayed(NamedTuple):
@@ -87,15 +96,17 @@ class Replayed(NamedTuple):
 
 class Replay:
     """The record's benchmark: one replica, the engine's default scheduling (with the flags its
-    campaign's script states: ``Setup.stated``), a closed loop of the
-    replica's clients starting together (as the benchmark clients do), the campaign's request count
-    and length distribution, every request measured (the benchmarks report over all of them)."""
+    campaign's script states: ``Setup.stated``), the load as it ran (a closed loop of the replica's
+    clients starting together, as the benchmark clients do; or the replica's share of a burst or an
+    open loop), the campaign's request count and length distribution, every request measured (the
+    benchmarks report over all of them)."""
 
     def __init__(self, setup: Setup):
         self.setup = setup
         db = database(setup)
         model = model_setup(setup, db)
-        self.clients = max(1, round(setup.replica_concurrency))
+        # 0: an open-loop run (a burst is one with every arrival at t=0).
+        self.clients = max(1, round(setup.replica_concurrency)) if setup.load == "closed_loop" else 0
         policy = engine_policy(setup.backend, model.system.gpu.mem_capacity_bytes)
         stated = setup.stated.policy_overrides() if setup.stated else {}
         policy = policy.with_overrides(**stated)
@@ -122,7 +133,7 @@ class Replay:
         if result.unfinished:
             raise ServoptError("simulation", None, f"{result.unfinished} requests never finished")
         # Per GPU of one replica = per GPU of the deployment (replicas are identical and independent).
-        share = self.setup.replica_concurrency / self.clients
+        share = self.setup.replica_concurrency / self.clients if self.clients else 1.0
         # A median and a mean differ most where a closed loop's first wave queues its prefills.
         stat = "p50" if self.setup.record.latency_stat == "median" else "mean"
         return Replayed(

@@ -4,9 +4,11 @@ What a setup fixes is what ``servopt cli estimate`` takes: a registry model, a s
 data, a backend and a queryable data version, quant modes, one worker's layout (tp, pp, dp, moe_tp,
 moe_ep), the number of identical replicas and the closed-loop clients each serves, and the request
 lengths. Every assumption the mapping makes (a model alias, a version substitution, engine-default
-quant modes, dataset mean lengths) is written into ``Setup.assumptions``, so a comparison can say
-what it compared. Only aggregated, closed-loop rows without speculative decoding map today; every
-other row is a :class:`Skip` with a counted reason, never silently dropped.
+quant modes, dataset mean lengths, a documented request count) is written into ``Setup.assumptions``,
+so a comparison can say what it compared. Aggregated rows without speculative decoding map, under
+the load each ran: a closed loop of clients, a burst or a max-throughput run (every request at
+t=0), or an open loop at a request rate (``Setup.load``); every other row is a :class:`Skip` with a
+counted reason, never silently dropped.
 """
 
 from __future__ import annotations
@@ -54,12 +56,41 @@ UNMODELLED = {"DeepSeek-V3.2": "DeepSeek-V3.2's sparse attention (DSA) is not mo
 # tensor (NVIDIA ModelOpt, Meta's Llama FP8): the GEMM table to price them with.
 _FP8_BLOCK_MODELS = ("DEEPSEEK", "QWEN3")
 
-# Loads other than a closed loop, as skip reasons: the mean-field model has no arrivals or queue.
+# Loads other than a closed loop, as skip reasons of what cannot take them: the calibration fit
+# (its closed-form request overhead is a closed loop's, ``fit_skip``) and, for phase-only rows, any
+# replay.
 _LOAD_SKIPS = {
     "max_throughput": "max-throughput run (no concurrency)",
     "burst": "burst (all requests at t=0)",
     "open_loop": "open loop at a request rate",
     "phase_only": "phase-only measurement",
+}
+
+# trtllm-bench's max-throughput runs in TRT-LLM's perf overview: the rows state isl/osl, and the docs
+# give the `$num_requests` of each ("Preparing a Dataset": "For shorter input and output lengths, a
+# larger number of messages were used to guarantee that the system hit a steady state"):
+# docs/source/performance/perf-overview.md (NVIDIA/TensorRT-LLM @258c7540: 128/128 .. 20000/2000;
+# 1000/2000 in a later version of the same file) and docs/source/developer-guide/perf-overview.md
+# (as read @03e27c7d: 1024/1024 .. 1024/32768). No two tables disagree on a pair. Not stated: the
+# fork's 1024/2048 (a counted skip). trtllm-bench picks max batch / max tokens by its own
+# heuristics per run (the docs' example prints 4096 / 8192), not stated per row: the replay uses
+# servopt's TRT-LLM defaults (2048 / 8192), an assumption every such setup carries.
+TRTLLM_BENCH_REQUESTS = {
+    (128, 128): 30000,
+    (128, 2048): 3000,
+    (128, 4096): 1500,
+    (1000, 2000): 1500,
+    (2048, 128): 3000,
+    (2048, 2048): 1500,
+    (5000, 500): 1500,
+    (1000, 1000): 3000,
+    (500, 2000): 3000,
+    (20000, 2000): 1000,
+    (1024, 1024): 3000,
+    (8192, 1024): 1500,
+    (1024, 8192): 1500,
+    (32768, 1024): 1000,
+    (1024, 32768): 1000,
 }
 
 # Skip reasons, in the order they are checked (the first that applies is counted).
@@ -73,6 +104,8 @@ SKIP_REASONS = (
     "open loop at a request rate",
     "phase-only measurement",
     "no concurrency stated",
+    "request count not stated",
+    "request rate not stated",
     "fewer clients than replicas",
     "precision not stated",
     "precision not supported on this GPU",
@@ -105,6 +138,12 @@ class Setup:
     assumptions: tuple[str, ...]
     # Engine flags the campaign's launch script states (servopt.calibrate.campaigns); None: defaults.
     stated: StatedEngine | None = None
+    # The load as it ran: closed_loop (``concurrency`` clients); burst / max_throughput (all
+    # ``num_requests`` at t=0; ``concurrency`` = ``num_requests``); open_loop (Poisson arrivals at
+    # ``request_rate`` requests/s, ``num_requests`` of them). Over all replicas, split evenly.
+    load: str = "closed_loop"
+    num_requests: int | None = None
+    request_rate: float | None = None
 
     @property
     def replica_concurrency(self) -> float:
@@ -141,11 +180,12 @@ def to_setup(record: MeasuredRecord) -> Setup | Skip:
         return Skip("disaggregated serving", "prefill/decode worker groups are the simulator's (issue 14)")
     if record.spec != "none":
         return Skip("speculative decoding", f"{record.spec}: acceptance rates not stated")
-    if record.load != "closed_loop" or record.concurrency is None:
-        return Skip(
-            _LOAD_SKIPS.get(record.load, "no concurrency stated"),
-            f"load {record.load}, rate {record.request_rate}",
-        )
+    load = _load(record)
+    if isinstance(load, Skip):
+        return load
+    concurrency, num_requests, rate, load_note = load
+    if load_note:
+        assumptions.append(load_note)
     arch = _arch(model)
     stated = stated_engine(record, name)
     quant = _quant(record, model, stated.kv_cache if stated else None)
@@ -168,8 +208,9 @@ def to_setup(record: MeasuredRecord) -> Setup | Skip:
             f"{record.num_gpus} GPUs is not a whole number of {layout.gpus}-GPU workers",
         )
     replicas = record.num_gpus // layout.gpus
-    if record.concurrency < replicas:
-        return Skip("fewer clients than replicas", f"{record.concurrency} clients, {replicas} replicas")
+    if concurrency < replicas:
+        what = "clients" if record.load == "closed_loop" else "requests"
+        return Skip("fewer clients than replicas", f"{concurrency} {what}, {replicas} replicas")
     isl, osl = record.mean_isl, record.mean_osl
     if isl is None or osl is None:
         return Skip("request lengths not stated", f"lengths {record.lengths}, no token totals")
@@ -187,13 +228,62 @@ def to_setup(record: MeasuredRecord) -> Setup | Skip:
         quant=quant,
         layout=layout,
         replicas=replicas,
-        concurrency=record.concurrency,
+        concurrency=concurrency,
         isl=max(1, round(isl)),
         osl=max(2, round(osl)),
         mode="agg",
         assumptions=tuple(assumptions),
         stated=stated,
+        load=record.load,
+        num_requests=num_requests,
+        request_rate=rate,
     )
+
+
+def _load(record: MeasuredRecord) -> tuple[int, int | None, float | None, str | None] | Skip:
+    """(concurrency, requests, rate, assumption) of the record's load, or why it cannot be replayed.
+
+    A closed loop has its clients; a burst its stated requests, all at t=0; a max-throughput run
+    (trtllm-bench throughput, MLPerf Offline) the same, its count stated or documented; an open loop
+    its stated rate and count, arrivals Poisson (vLLM's and SGLang's bench_serving at
+    ``--request-rate`` with the default burstiness 1, MLPerf's Server scenario: all Poisson).
+    """
+    detail = f"load {record.load}, rate {record.request_rate}, requests {record.num_requests}"
+    if record.load == "phase_only":
+        return Skip(_LOAD_SKIPS["phase_only"], detail)
+    if record.load == "closed_loop":
+        if record.concurrency is None:
+            return Skip("no concurrency stated", detail)
+        return record.concurrency, None, None, None
+    n, note = record.num_requests, None
+    if n is None and record.load == "max_throughput" and record.source_name == "TRT-LLM perf overview":
+        n = TRTLLM_BENCH_REQUESTS.get((record.isl, record.osl))
+        note = (
+            f"{n} requests (the perf overview's $num_requests for {record.isl}/{record.osl}); "
+            "max batch / tokens: servopt's TRT-LLM defaults (trtllm-bench's own not stated)"
+            if n
+            else None
+        )
+    if not n:
+        return Skip("request count not stated", detail)
+    if record.load == "open_loop":
+        rate = record.request_rate
+        if rate is None or not 0 < rate < float("inf"):
+            return Skip("request rate not stated", detail)
+        return n, n, rate, note or f"open loop: {n} requests, Poisson arrivals at {rate:g} req/s"
+    what = "max-throughput run" if record.load == "max_throughput" else "burst"
+    return n, n, None, "; ".join(filter(None, [note, f"{what}: all {n} requests at t=0"]))
+
+
+def fit_skip(setup: Setup) -> Skip | None:
+    """Why the calibration fit leaves a mapped setup out (it is still evaluated), or None.
+
+    The fit's request overhead is found in closed form for a closed loop (each client's cycle
+    stretches from E2E to E2E + overhead); bursts and open loops are replayed, not fitted.
+    """
+    if setup.load == "closed_loop":
+        return None
+    return Skip(_LOAD_SKIPS[setup.load], f"load {setup.load}: evaluated, not fitted")
 
 
 @cache
