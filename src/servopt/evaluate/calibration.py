@@ -96,6 +96,11 @@ def adjust_static(
         tokens_per_step=tokens_per_step,
         has_prefill=mode != "static_gen",
     )
+    return _with(res, a)
+
+
+def _with(res, a: Adjusted):
+    """A static or agg result (the same rate fields) carrying adjusted latencies; rates follow."""
     return res._replace(
         ttft_ms=a.ttft_ms,
         tpot_ms=a.tpot_ms,
@@ -120,15 +125,7 @@ def adjust_agg(res: AggResult, adj: Adjustments | None, *, osl: int, tokens_per_
         tokens_per_step=tokens_per_step,
         has_prefill=True,
     )
-    return res._replace(
-        ttft_ms=a.ttft_ms,
-        tpot_ms=a.tpot_ms,
-        request_latency_ms=a.request_latency_ms,
-        seq_per_s=res.seq_per_s * a.rate_ratio,
-        tokens_per_s=res.tokens_per_s * a.rate_ratio,
-        tokens_per_s_per_gpu=res.tokens_per_s_per_gpu * a.rate_ratio,
-        tokens_per_s_per_user=a.tokens_per_s_per_user,
-    )
+    return _with(res, a)
 
 
 def at_pessimistic_end(opts: WorkerOptions, f: PessimisticFactors) -> WorkerOptions:

@@ -1,46 +1,11 @@
 // Drives servopt's web app in headless chromium (Debian's, through playwright-core; nothing downloaded).
 // usage: node run_search.mjs BASE_URL CHROMIUM_PATH SCREENSHOT_DIR
 // Prints one JSON line with what it saw; exits non-zero on the first thing that is not as expected.
-import { chromium } from "playwright-core";
+import { SEARCH_TIMEOUT_MS, check, checkClean, openApp } from "./app_page.mjs";
 
 const [base, executablePath, shots] = process.argv.slice(2);
-const SEARCH_TIMEOUT_MS = 240_000;
-const STEP_TIMEOUT_MS = 30_000;
-const seen = { consoleErrors: [], pageErrors: [] };
-
-function check(condition, message) {
-  if (!condition) throw new Error(message);
-}
-
-const browser = await chromium.launch({
-  executablePath,
-  headless: true,
-  // root in CI containers cannot use chromium's sandbox; the page is our own, on loopback
-  args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
-});
+const { browser, page, seen } = await openApp(base, executablePath);
 try {
-  const page = await browser.newPage({ viewport: { width: 1360, height: 1000 } });
-  page.setDefaultTimeout(STEP_TIMEOUT_MS);
-  // chromium logs every 4xx fetch; the 422s of the deliberately bad YAML are expected
-  const expected = /status of 422/;
-  page.on("console", (m) => {
-    if (m.type() === "error" && !expected.test(m.text())) seen.consoleErrors.push(m.text());
-  });
-  page.on("pageerror", (e) => seen.pageErrors.push(String(e)));
-  // Anything but the server itself is a CDN or a leak: the app must work offline.
-  const foreign = [];
-  await page.route("**/*", (route) => {
-    const url = route.request().url();
-    if (!url.startsWith(base) && !url.startsWith("data:") && !url.startsWith("blob:")) {
-      foreign.push(url);
-      return route.abort();
-    }
-    return route.continue();
-  });
-
-  await page.goto(base + "/");
-  await page.waitForFunction(() => document.querySelectorAll("select[name=system] option").length > 3);
-
   // ---- the default form: a small search
   await page.fill("input[name=model]", "QWEN3_32B");
   await page.selectOption("select[name=system]", "h200_sxm");
@@ -114,9 +79,7 @@ try {
     `the YAML's experiments are not on the chart: ${legend}`);
   await page.screenshot({ path: `${shots}/two-runs.png`, fullPage: true });
 
-  check(foreign.length === 0, `requests left the server: ${foreign.join(", ")}`);
-  check(seen.pageErrors.length === 0, `page errors: ${seen.pageErrors.join("; ")}`);
-  check(seen.consoleErrors.length === 0, `console errors: ${seen.consoleErrors.join("; ")}`);
+  checkClean(seen);
   console.log(JSON.stringify({ verdict, tables, traces, points, stars, hover, files, note, gutterBad, legend }));
 } finally {
   await browser.close();
