@@ -99,11 +99,10 @@ def test_each_worker_takes_its_own_scope_and_every_output_says_which():
         Profile,
         Scope,
         ScopeFit,
-        headline,
         scope_adjustments,
         worker_adjustments,
     )
-    from servopt.report.tables import RAW_MODEL_LINE, calibration_line
+    from servopt.report.tables import RAW_MODEL_LINE, calibration_line, scope_calibration_line
 
     profile = Profile(
         (
@@ -125,8 +124,13 @@ def test_each_worker_takes_its_own_scope_and_every_output_says_which():
     assert scope_adjustments(None, "trtllm", "h200_sxm") == (None, None)
     adj, one = scope_adjustments(profile, "vllm", "h200_sxm")  # no fitted scope: neutral
     assert adj.neutral and one["scope"] == "no fitted scope (neutral)"
-    assert headline(profile) == "calibrated: p.yaml, 32 measurements"
-    assert headline(None) == RAW_MODEL_LINE == calibration_line(None)
+    _, one = scope_adjustments(profile, "trtllm", "h200_sxm")
+    assert scope_calibration_line(one) == "calibrated: p.yaml, 32 measurements (scope trtllm)"
+    assert scope_calibration_line(one, values=True) == (
+        "calibrated: p.yaml, 32 measurements (scope trtllm: request overhead 0 ms, iteration overhead "
+        "0 ms, decode x1.1, prefill x1)"
+    )
+    assert scope_calibration_line(None) == RAW_MODEL_LINE == calibration_line(None)
 
 
 def test_a_rate_sizing_question_takes_each_systems_scope(tmp_path):

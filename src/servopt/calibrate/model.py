@@ -276,16 +276,6 @@ def resolve_calibration(value: str | None) -> Profile | None:
     return load_profile(value)
 
 
-RAW_MODEL = "none (the raw model, comparable with aiconfigurator 0.12.0)"
-
-
-def headline(profile: Profile | None) -> str:
-    """The line every output carries: which calibration its figures include."""
-    if profile is None:
-        return f"calibration: {RAW_MODEL}"
-    return f"calibrated: {profile.name}, {profile.measurements} measurements"
-
-
 def worker_adjustments(
     profile: Profile | None, backend: str, systems: dict[str, str]
 ) -> tuple[dict[str, Adjustments | None], dict | None]:
@@ -323,18 +313,17 @@ def calibrated_question(question: dict, calibration: str | None) -> dict:
     adjustments for its (backend, system) and the document that says so."""
     profile = resolve_calibration(calibration)
     adj, doc = scope_adjustments(profile, question["backend"], question["system"])
-    decode_system = question.get("decode_system")
-    bands = profile.bands if profile is not None else None
-    if profile is None or decode_system in (None, question["system"]):
-        return {**question, "adjustments": adj, "calibration": doc, "bands": bands}
-    # Disagg decode pools on another system take that system's scope (prefill, agg and the
-    # front end's request overhead stay on --system's).
-    decode_adj, decode_doc = scope_adjustments(profile, question["backend"], decode_system)
-    doc = {**doc, "decode": {k: v for k, v in decode_doc.items() if k not in ("profile", "measurements")}}
-    return {
+    out = {
         **question,
         "adjustments": adj,
         "calibration": doc,
-        "decode_adjustments": decode_adj,
-        "bands": bands,
+        "bands": None if profile is None else profile.bands,
     }
+    decode_system = question.get("decode_system")
+    if profile is not None and decode_system not in (None, question["system"]):
+        # Disagg decode pools on another system take that system's scope (prefill, agg and the
+        # front end's request overhead stay on --system's).
+        decode_adj, decode_doc = scope_adjustments(profile, question["backend"], decode_system)
+        doc["decode"] = {k: v for k, v in decode_doc.items() if k not in ("profile", "measurements")}
+        out["decode_adjustments"] = decode_adj
+    return out

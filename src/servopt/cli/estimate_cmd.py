@@ -149,6 +149,8 @@ def _render(result, db) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from servopt.report.tables import scope_calibration_line
+
     console = Console()
     c = result.config
     console.print(
@@ -159,19 +161,12 @@ def _render(result, db) -> None:
         f"fmha={c['fmha_quant_mode']} nextn={c['nextn']}"
     )
     cal = c.get("calibration")
-    if cal is None:
-        from servopt.calibrate.model import headline
-
-        console.print(headline(None), markup=False, highlight=False)
-    else:
-        console.print(
-            f"calibrated: {cal['profile']}, {cal['measurements']} measurements (scope {cal['scope']}: "
-            f"request overhead {cal['request_overhead_ms']:g} ms, iteration overhead "
-            f"{cal['iteration_overhead_ms']:g} ms, decode x{cal['decode_scale']:g}, prefill "
-            f"x{cal['prefill_scale']:g}); the op tables below are the raw model's",
-            markup=False,
-            highlight=False,
-        )
+    line = scope_calibration_line(cal, values=True)
+    console.print(
+        line if cal is None else line + "; the op tables below are the raw model's",
+        markup=False,
+        highlight=False,
+    )
     phases: dict[str, list] = {}
     for op in result.ops:
         phases.setdefault(op.phase, []).append(op)

@@ -122,7 +122,7 @@ def _percentile_table(doc: dict):
 def _render(doc: dict) -> None:
     from rich.console import Console
 
-    from servopt.calibrate.model import headline
+    from servopt.report.tables import scope_calibration_line
 
     console = Console()
     t = doc["targets"]
@@ -149,16 +149,8 @@ def _render(doc: dict) -> None:
             + (" at the least cost:" if cheapest else ":"),
             soft_wrap=True,
         )
-    cal = doc.get("calibration")
     console.print(
-        "  "
-        + (
-            headline(None)
-            if cal is None
-            else f"calibrated: {cal['profile']}, {cal['measurements']} measurements (scope {cal['scope']}"
-            + (f"; decode pools {cal['decode']['scope']}" if cal.get("decode") else "")
-            + ")"
-        ),
+        "  " + scope_calibration_line(doc.get("calibration")),
         markup=False,
         highlight=False,
         soft_wrap=True,

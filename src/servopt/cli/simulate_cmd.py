@@ -101,7 +101,7 @@ def simulate(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
     """Simulate one deployment under load: TTFT/TPOT/ITL/E2E percentiles, throughput, goodput."""
-    from servopt.calibrate.model import resolve_calibration
+    from servopt.calibrate.model import resolve_calibration, scope_adjustments
     from servopt.errors import ServoptError, UnknownNameError
     from servopt.simulate.scenario import Scenario
     from servopt.simulate.scenario import simulate as run_simulation
@@ -149,9 +149,10 @@ def simulate(
         request_overhead_ms=request_overhead_ms or 0.0,
     )
     profile = resolve_calibration(calibration)
-    calib: dict = {"profile": "none (raw model)"}
-    if profile is not None:
-        adj, scope = profile.adjustments(backend, spec.name)
+    adj, calib = scope_adjustments(profile, backend, spec.name)
+    if adj is None:
+        calib = {"profile": "none (raw model)"}
+    else:
         adj = adj._replace(
             request_overhead_ms=adj.request_overhead_ms
             if request_overhead_ms is None
@@ -161,12 +162,7 @@ def simulate(
             ),
         )
         scenario = replace(scenario, adjustments=adj, request_overhead_ms=0.0)
-        calib = {
-            "profile": profile.name,
-            "scope": scope,
-            "measurements": profile.measurements,
-            **adj._asdict(),
-        }
+        calib = {**calib, **adj._asdict()}  # the overhead flags' values, where given
     result, deployment = run_simulation(db, setup, plans, scenario)
     config = {
         "model": arch.name,
@@ -219,7 +215,7 @@ def _render(doc: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from servopt.calibrate.model import headline
+    from servopt.report.tables import scope_calibration_line
 
     console = Console()
     c = doc["config"]
@@ -236,14 +232,7 @@ def _render(doc: dict) -> None:
     )
     cal = c["calibration"]
     console.print(
-        (f"calibrated: {cal['profile']}, {cal['measurements']} measurements" if "scope" in cal else "")
-        + (
-            f" (scope {cal['scope']}: request overhead "
-            f"{cal['request_overhead_ms']:g} ms, iteration overhead {cal['iteration_overhead_ms']:g} ms, "
-            f"decode x{cal['decode_scale']:g}, prefill x{cal['prefill_scale']:g})"
-            if "scope" in cal
-            else headline(None)
-        ),
+        scope_calibration_line(cal if "scope" in cal else None, values=True),
         markup=False,
         highlight=False,
     )

@@ -38,12 +38,13 @@ if TYPE_CHECKING:
 
 
 def is_neutral(adj: Adjustments | None) -> bool:
-    return adj is None or (
-        adj.request_overhead_ms == 0.0
-        and adj.iteration_overhead_ms == 0.0
-        and adj.prefill_scale == 1.0
-        and adj.decode_scale == 1.0
-    )
+    return adj is None or adj.neutral
+
+
+def schedule(mode: str, osl: int) -> tuple[int, bool]:
+    """(decode steps after the first token, whether a prefill is timed) of a mode: static_ctx has
+    no decode steps, static_gen no prefill; static and agg both."""
+    return (0 if mode == "static_ctx" else max(osl - 1, 0)), mode != "static_gen"
 
 
 class Adjusted(NamedTuple):
@@ -84,9 +85,14 @@ def adjust_static(
     res: StaticResult, adj: Adjustments | None, *, mode: str, osl: int, tokens_per_step: float
 ) -> StaticResult:
     """A static-mode result with the profile's adjustments (``mode``: static | static_ctx | static_gen)."""
+    return _adjust(res, adj, mode, osl, tokens_per_step)
+
+
+def _adjust(res, adj: Adjustments | None, mode: str, osl: int, tokens_per_step: float):
+    """A static or agg result (the same rate fields) with the adjustments; rates follow."""
     if is_neutral(adj):
         return res
-    steps = max(osl - 1, 0) if mode != "static_ctx" else 0
+    steps, has_prefill = schedule(mode, osl)
     a = adjusted_latencies(
         res.ttft_ms,
         res.tpot_ms,
@@ -94,13 +100,8 @@ def adjust_static(
         adj,
         steps=steps,
         tokens_per_step=tokens_per_step,
-        has_prefill=mode != "static_gen",
+        has_prefill=has_prefill,
     )
-    return _with(res, a)
-
-
-def _with(res, a: Adjusted):
-    """A static or agg result (the same rate fields) carrying adjusted latencies; rates follow."""
     return res._replace(
         ttft_ms=a.ttft_ms,
         tpot_ms=a.tpot_ms,
@@ -114,18 +115,7 @@ def _with(res, a: Adjusted):
 
 def adjust_agg(res: AggResult, adj: Adjustments | None, *, osl: int, tokens_per_step: float) -> AggResult:
     """An in-flight-batching (agg) result with the profile's adjustments."""
-    if is_neutral(adj):
-        return res
-    a = adjusted_latencies(
-        res.ttft_ms,
-        res.tpot_ms,
-        res.request_latency_ms,
-        adj,
-        steps=max(osl - 1, 0),
-        tokens_per_step=tokens_per_step,
-        has_prefill=True,
-    )
-    return _with(res, a)
+    return _adjust(res, adj, "agg", osl, tokens_per_step)
 
 
 def at_pessimistic_end(opts: WorkerOptions, f: PessimisticFactors) -> WorkerOptions:

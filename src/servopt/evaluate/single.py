@@ -16,7 +16,7 @@ import numpy as np
 
 from servopt.errors import OutOfMemoryError, ServoptError, UnknownNameError
 from servopt.evaluate.agg import run_agg
-from servopt.evaluate.calibration import adjusted_latencies, is_neutral
+from servopt.evaluate.calibration import adjusted_latencies, is_neutral, schedule
 from servopt.evaluate.candidates import Candidates, ModelSetup, Workload, build_layout_ops
 from servopt.evaluate.memory import Memory
 from servopt.evaluate.nextn import expected_accepted_tokens
@@ -225,7 +225,7 @@ def calibrated(est: Estimate, adj: Adjustments | None) -> Estimate:
     if is_neutral(adj):
         return est
     mode = est.config["mode"]
-    steps = max(est.config["osl"] - 1, 0) if mode != "static_ctx" else 0
+    steps, has_prefill = schedule(mode, est.config["osl"])
     nextn = est.config["nextn"]
     per_step = 1.0 + est.config["accepted_tokens_per_step"] if nextn > 0 and mode != "static_ctx" else 1.0
     a = adjusted_latencies(
@@ -235,7 +235,7 @@ def calibrated(est: Estimate, adj: Adjustments | None) -> Estimate:
         adj,
         steps=steps,
         tokens_per_step=per_step,
-        has_prefill=mode != "static_gen",
+        has_prefill=has_prefill,
     )
     ratio = float(a.rate_ratio[0])
     return replace(

@@ -138,7 +138,7 @@ def _layout_lines(row: dict) -> list[str]:
     ]
 
 
-# servopt.calibrate.model.headline(None): the figures are the raw model's.
+# The figures are the raw model's (--calibration none).
 RAW_MODEL_LINE = "calibration: none (the raw model, comparable with aiconfigurator 0.12.0)"
 
 
@@ -148,6 +148,23 @@ def calibration_line(cal: dict | None) -> str:
         return RAW_MODEL_LINE
     scopes = ", ".join(dict.fromkeys(f"{role} {w['scope']}" for role, w in cal["workers"].items()))
     return f"calibrated: {cal['profile']}, {cal['measurements']} measurements ({scopes})"
+
+
+def scope_calibration_line(cal: dict | None, *, values: bool = False) -> str:
+    """Which calibration one deployment's figures include (``cli estimate``, ``cli simulate``, rate
+    sizing: ``servopt.calibrate.model.scope_adjustments``'s document); ``values`` adds the four."""
+    if cal is None:
+        return RAW_MODEL_LINE
+    scope = f"scope {cal['scope']}"
+    if cal.get("decode"):
+        scope += f"; decode pools {cal['decode']['scope']}"
+    if values:
+        scope += (
+            f": request overhead {cal['request_overhead_ms']:g} ms, iteration overhead "
+            f"{cal['iteration_overhead_ms']:g} ms, decode x{cal['decode_scale']:g}, prefill "
+            f"x{cal['prefill_scale']:g}"
+        )
+    return f"calibrated: {cal['profile']}, {cal['measurements']} measurements ({scope})"
 
 
 def best_panel(doc: dict) -> Panel:

@@ -206,10 +206,17 @@ def size_for_rate(
     overhead_ms = 0.0 if adjustments is None else adjustments.request_overhead_ms
     # The two modes' searches share nothing (each its own options, saturation runs and counters),
     # and the simulator releases the GIL: they run side by side, one Sizer each.
-    transfer = transfer_model(setup, decode_setup)
-    agg_sizer = Sizer(offered, targets, budget=total_gpus, transfer=transfer, unit_cost=unit_cost)
-    disagg_sizer = Sizer(offered, targets, budget=total_gpus, transfer=transfer, unit_cost=unit_cost)
-    agg_sizer.request_overhead_ms = disagg_sizer.request_overhead_ms = overhead_ms
+    agg_sizer, disagg_sizer = (
+        Sizer(
+            offered,
+            targets,
+            budget=total_gpus,
+            transfer=transfer_model(setup, decode_setup),
+            unit_cost=unit_cost,
+            request_overhead_ms=overhead_ms,
+        )
+        for _ in range(2)
+    )
 
     def search_agg() -> Sized | None:
         if "agg" not in modes:
