@@ -630,15 +630,13 @@ def simulate(
 
             # Engines that do not mix run a prefill-only pass whenever a running request is
             # mid-prefill or the queue head could be admitted now.
-            prefill_pass = False
-            if role != ROLE_DECODE and not mixed and ctx_ok:
-                if n_pf[i] > 0:
-                    prefill_pass = True
-                elif qlen[q] > 0 and nrun[i] < max_batch and queued_at[head[q]] <= poll_t[i]:
-                    r = head[q]
-                    need = _blocks(target[r] + (osl[r] if full and role == ROLE_AGG else 0), block)
-                    if kv_used[i] + need <= kv_cap:
-                        prefill_pass = True
+            prefill_pass = (
+                role != ROLE_DECODE
+                and not mixed
+                and ctx_ok
+                and _ctx_ready(i, q, max_batch, full and role == ROLE_AGG, block, kv_cap, n_pf, nrun,
+                               qlen, head, queued_at, poll_t, target, osl, kv_used)
+            )  # fmt: skip
 
             d = 0
             kv_sum = 0.0

@@ -122,6 +122,7 @@ def _percentile_table(doc: dict):
 def _render(doc: dict) -> None:
     from rich.console import Console
 
+    from servopt.report.robustness import NO_BANDS
     from servopt.report.tables import scope_calibration_line
 
     console = Console()
@@ -186,7 +187,7 @@ def _render(doc: dict) -> None:
             soft_wrap=True,
         )
     else:
-        console.print("  error bands: none (the raw model carries no calibration residuals)", soft_wrap=True)
+        console.print(f"  {NO_BANDS}", soft_wrap=True)
     bind = best["binding"]
     at = pt if bind == "ttft" else pp
     console.print(
