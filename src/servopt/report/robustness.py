@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from servopt.error_bands import bands_80
-from servopt.report.rows import deployment_row, parallel_text
+from servopt.report.rows import deployment_row, parallel_text, workers_text
 from servopt.report.verdict import PACKED_MIN_GAIN, chosen_row
 from servopt.run_result import ExperimentRun, RunResult
 
@@ -86,18 +86,8 @@ def short_layout(row: dict) -> str:
 
 def _layout_text(row: dict) -> str:
     """Replicas x the workers with their batch sizes, per replica shape."""
-    out = []
-    for g in row.get("groups") or [row]:
-        shape = {**row, **g}
-        if row["mode"] == "agg":
-            workers = f"{parallel_text(shape)} bs{shape['batch_size']}"
-        else:
-            workers = (
-                f"{shape['prefill_workers']}P {parallel_text(shape, 'prefill_')} bs{shape['prefill_batch_size']} + "
-                f"{shape['decode_workers']}D {parallel_text(shape, 'decode_')} bs{shape['decode_batch_size']}"
-            )
-        out.append(f"{g['replicas']} x ({workers})")
-    return " + ".join(out)
+    groups = row.get("groups") or [row]
+    return " + ".join(f"{g['replicas']} x ({workers_text({**row, **g})})" for g in groups)
 
 
 def _choice(pairs: list[tuple[ExperimentRun, ModeResult]]) -> tuple[dict, tuple] | None:

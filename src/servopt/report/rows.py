@@ -113,6 +113,16 @@ def parallel_text(row: dict, prefix: str = "") -> str:
     return "".join(parts) or "tp1"
 
 
+def workers_text(row: dict, sep: str = " + ") -> str:
+    """One replica's workers with their batch sizes: ``tp2 bs80`` (agg) or ``1P tp1 bs1`` ``sep``
+    ``1D tp1 bs52`` (disagg)."""
+    if row["mode"] == "agg":
+        return f"{parallel_text(row)} bs{row['batch_size']}"
+    pre = f"{row['prefill_workers']}P {parallel_text(row, 'prefill_')} bs{row['prefill_batch_size']}"
+    dec = f"{row['decode_workers']}D {parallel_text(row, 'decode_')} bs{row['decode_batch_size']}"
+    return f"{pre}{sep}{dec}"
+
+
 def layout_text(row: dict) -> str:
     """A one-line description of a row's layout, for hover texts and plots."""
     if row["mode"] == "agg":

@@ -18,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from servopt.report.robustness import robustness_lines
-from servopt.report.rows import parallel_text
+from servopt.report.rows import workers_text
 from servopt.report.terminal_plot import Series, render
 from servopt.report.verdict import chosen_row, gpu_use, plural, shape
 
@@ -38,11 +38,7 @@ def fmt_number(v) -> str:
 
 def layout_text(row: dict, stacked: bool = False) -> str:
     """One replica's workers: ``tp2 bs80`` (agg) or ``1P tp1 bs1 + 1D tp1 bs52`` (disagg)."""
-    if row["mode"] == "agg":
-        return f"{parallel_text(row)} bs{row['batch_size']}"
-    pre = f"{row['prefill_workers']}P {parallel_text(row, 'prefill_')} bs{row['prefill_batch_size']}"
-    dec = f"{row['decode_workers']}D {parallel_text(row, 'decode_')} bs{row['decode_batch_size']}"
-    return f"{pre}\n{dec}" if stacked else f"{pre} + {dec}"
+    return workers_text(row, "\n" if stacked else " + ")
 
 
 @dataclass(frozen=True)
