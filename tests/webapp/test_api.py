@@ -20,6 +20,10 @@ from .conftest import DEFAULT_FORM, client_for, require_web_extra, wait_for
 
 require_web_extra()
 
+from servopt.report.robustness import NO_BANDS  # noqa: E402
+from servopt.report.tables import RAW_MODEL_LINE  # noqa: E402
+from servopt.webapp.api import result_lines  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[2]
 API_PATHS = {
     "/api/health",
@@ -363,6 +367,23 @@ def test_search_runs_to_a_result(finished):
     assert isinstance(result["best"]["tokens_per_s_per_gpu"], float)
     assert result["experiments"][0]["top"][0]["memory_gib"] is None
     assert result["experiments"][0]["top"][1]["memory_gib"] == 60.5
+    # The page shows the terminal report's own lines (this fake result has no calibration).
+    assert finished["lines"] == {"calibration": RAW_MODEL_LINE, "bands": [NO_BANDS]}
+
+
+def test_result_lines_are_the_reports_for_a_calibrated_result():
+    cal = {"profile": "default profile", "measurements": 95, "workers": {"agg": {"scope": "trtllm"}}}
+    rob = {"text": ["80% band: TTFT 600-900 ms", "at the pessimistic end: holds"]}
+    lines = result_lines({"calibration": cal, "robustness": rob})
+    assert lines == {
+        "calibration": "calibrated: default profile, 95 measurements (agg trtllm)",
+        "bands": rob["text"],
+    }
+    sizing = {"sizing": {"calibration": {"profile": "p", "measurements": 3, "scope": "sglang"}}}
+    assert result_lines(sizing) == {
+        "calibration": "calibrated: p, 3 measurements (scope sglang)",
+        "bands": [],
+    }
 
 
 def test_result_json_download(client, finished):
@@ -679,6 +700,7 @@ def test_a_load_on_the_form_runs_rate_sizing(client):
     assert doc["targets"]["tpot_percentile"] == 99 and doc["objective"] == "min_cost"
     assert doc["best"]["cost"]["usd_per_hour"] == 3.5 * doc["best"]["total_gpus_used"]
     assert doc["best"]["analytic"]["tpot_ms"] is None  # null survives as null
+    assert job["lines"] == {"calibration": RAW_MODEL_LINE, "bands": []}
     csv_text = client.get(f"/api/searches/{job['id']}/result.csv").text
     assert csv_text.splitlines()[0].startswith("experiment,serving_mode,rank,") and "agg,agg,1," in csv_text
 

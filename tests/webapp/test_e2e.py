@@ -22,6 +22,8 @@ from .conftest import FAKE_PIPELINE, require_web_extra
 
 require_web_extra()
 
+from servopt.report.robustness import NO_BANDS  # noqa: E402
+from servopt.report.tables import RAW_MODEL_LINE  # noqa: E402
 from servopt.webapp.settings import WebSettings  # noqa: E402
 
 from .loopback import LoopbackServer  # noqa: E402
@@ -86,8 +88,11 @@ def test_page_runs_a_search_and_shows_table_and_chart(tmp_path, monkeypatch):
     assert seen["tables"] and all(t["rows"] >= 1 for t in seen["tables"])
     assert seen["traces"] >= 1 and seen["points"] >= 1
     assert "tokens/s/GPU" in seen["verdict"]
-    if pipeline == "servopt.pipeline":  # the calibrated answer's band lines, as the terminal's
+    if pipeline == "servopt.pipeline":  # the calibrated answer's lines, as the terminal's
         assert "80% band: TTFT" in seen["verdict"] and "pessimistic end" in seen["verdict"]
+        assert "calibrated: default profile" in seen["verdict"]
+    else:
+        assert RAW_MODEL_LINE in seen["verdict"] and NO_BANDS in seen["verdict"]
     assert "tokens/s/user" in seen["hover"]
     assert seen["files"], "the first row's deployment configs were not shown"
     assert seen["note"]["line"] in seen["gutterBad"]
@@ -103,6 +108,7 @@ def test_page_sizes_a_load_at_least_cost_and_shows_headline_and_table(tmp_path, 
     seen, shots, pipeline = _browser_run(SIZING_SCRIPT, tmp_path, monkeypatch)
     assert "gpu_hour_price" in seen["priceError"] and "min_cost" in seen["priceError"]
     assert "4 req/s (gamma)" in seen["verdict"] and "USD/hour" in seen["verdict"]
+    assert ("calibrated: " if pipeline == "servopt.pipeline" else RAW_MODEL_LINE) in seen["verdict"]
     assert seen["head"][:3] == ["mode", "GPUs", "USD/hour"]
     best = seen["rows"][0]
     gpus = int(best[1].split()[0])

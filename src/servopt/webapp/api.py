@@ -18,6 +18,8 @@ from fastapi import APIRouter, Body, HTTPException, Path, Query, Request, Respon
 from fastapi.responses import JSONResponse
 
 from servopt.errors import ServoptError
+from servopt.report.robustness import robustness_lines
+from servopt.report.tables import calibration_line, scope_calibration_line
 from servopt.webapp.experiments import build_experiments, experiment_summary
 from servopt.webapp.jobs import JOB_ID_PATTERN, Job, JobQueue, QueueFullError
 from servopt.webapp.schemas import (
@@ -170,7 +172,16 @@ def _job_view(job: Job, position: int, *, with_result: bool) -> dict[str, Any]:
         "experiments": job.experiments,
         "error": job.error,
         "result": job.result if with_result else None,
+        "lines": result_lines(job.result) if with_result and job.result else None,
     }
+
+
+def result_lines(result: dict[str, Any]) -> dict[str, Any]:
+    """The terminal report's calibration and error-band lines, for the page to show as they are."""
+    sizing = result.get("sizing")
+    if sizing is not None:
+        return {"calibration": scope_calibration_line(sizing.get("calibration")), "bands": []}
+    return {"calibration": calibration_line(result.get("calibration")), "bands": robustness_lines(result)}
 
 
 @router.post(

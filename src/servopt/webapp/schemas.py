@@ -178,3 +178,6 @@ class JobOut(BaseModel):
     result: dict[str, Any] | None = Field(
         None, description="the search result, shaped like `cli default --json`"
     )
+    lines: dict[str, Any] | None = Field(
+        None, description="the terminal report's `calibration` line and error-`bands` lines, as printed"
+    )

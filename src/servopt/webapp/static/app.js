@@ -165,7 +165,7 @@ async function poll(id) {
   if (data.status === "queued" || data.status === "running") { setTimeout(() => poll(id), POLL_MS); return; }
   setBusy(false);
   state.job = null;
-  if (data.status === "done") { showResult(id, data.result); return; }
+  if (data.status === "done") { showResult(id, data.result, data.lines); return; }
   const problems = (data.error && data.error.problems) || [];
   const lines = problems.length ? problems.map((p) => p.text).join("\n") : (data.error && data.error.detail);
   showFailure(`Search ${data.status.replace("_", " ")}: ${lines}`);

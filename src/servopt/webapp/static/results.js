@@ -250,17 +250,8 @@ function percentileCells(figures, digits) {
   return ["mean", "p50", "p90", "p99"].map((k) => el("td", { text: figures ? figures[k].toFixed(digits) : "—" }));
 }
 
-// Which calibration the figures include: the CLI's line (report/tables.py calibration_line).
-function calibrationLine(cal) {
-  if (!cal) return "calibration: none (the raw model, comparable with aiconfigurator 0.12.0)";
-  const scopes = cal.workers
-    ? [...new Set(Object.entries(cal.workers).map(([role, w]) => `${role} ${w.scope}`))].join(", ")
-    : `scope ${cal.scope}`;
-  return `calibrated: ${cal.profile}, ${cal.measurements} measurements (${scopes})`;
-}
-
 // A rate sizing (a load on the form): each mode's answer, simulated and analytic percentiles side by side.
-function showSizing(id, doc) {
+function showSizing(id, doc, lines) {
   $("#results").hidden = false;
   const t = doc.targets;
   const load = doc.load.kind === "closed_loop" ? `${doc.load.concurrency} clients` :
@@ -276,7 +267,7 @@ function showSizing(id, doc) {
   $("#verdict").replaceChildren(el("p", {
     text: `${load} at p${t.ttft_percentile} TTFT ≤ ${t.ttft_ms} ms, p${t.tpot_percentile} TPOT ≤ ${t.tpot_ms} ms ` +
       `(${doc.objective}): ${gpus(doc.best)} GPUs, ${doc.best.mode}${cost}; binding target ${doc.best.binding}`,
-  }), el("p", { class: "calibration", text: calibrationLine(doc.calibration) }));
+  }), el("p", { class: "calibration", text: lines.calibration }));
   const table = el("table", { class: "sizing" });
   const head = el("tr");
   for (const h of ["mode", "GPUs", "USD/hour", "deployment", "", "TTFT mean", "p50", "p90", "p99", "TPOT mean", "p50", "p90", "p99"]) {
@@ -311,18 +302,17 @@ function showSizing(id, doc) {
   document.body.dataset.result = id;  // end-to-end tests wait on this
 }
 
-export function showResult(id, result) {
-  if (result.sizing) { showSizing(id, result.sizing); return; }
+// `lines`: the terminal report's calibration and error-band lines (webapp/api.py result_lines).
+export function showResult(id, result, lines) {
+  if (result.sizing) { showSizing(id, result.sizing, lines); return; }
   chart.runCount += 1;
   if (chart.last && $("#keep-runs").checked) chart.pinned.push(chart.last);
   chart.last = { label: `run ${chart.runCount}`, pareto: result.pareto, experiments: result.experiments };
   $("#results").hidden = false;
   renderVerdict(result);
-  $("#verdict").append(el("p", { class: "calibration", text: calibrationLine(result.calibration) }));
-  // The chosen deployment's 80% error band and its pessimistic end (report/robustness.py's lines).
-  const bands = result.robustness ? result.robustness.text :
-    ["error bands: none (the raw model carries no calibration residuals)"];
-  for (const line of bands) $("#verdict").append(el("p", { class: "calibration", text: line }));
+  for (const line of [lines.calibration, ...lines.bands]) {
+    $("#verdict").append(el("p", { class: "calibration", text: line }));
+  }
   renderBest(id, result);
   $("#download-csv").href = `/api/searches/${id}/result.csv`;
   $("#download-json").href = `/api/searches/${id}/result.json`;
