@@ -30,14 +30,19 @@ agrees on unless said otherwise):
   0, enable_balance: true, timeout_iters: 60}`` (the replay runs TRT-LLM's balancing with that
   timeout: ``SchedulerPolicy.adp_balance_timeout_iters``); FP8 1k/1k at >= 64 clients in @0a919c5
   only, ``batch_wait_timeout_iters: 40`` and ``batch_wait_max_tokens_ratio: 0.8`` (TRT-LLM applies
-  them only without attention DP; not modelled).
+  them only without attention DP; not modelled). ``moe_config.backend``: FP8 @0a919c5 ``TRTLLM``
+  below 256 clients (``DEEPGEMM`` at >= 256 for 1k/1k and 1k/8k), @6320e9b ``DEEPGEMM`` always;
+  FP4 @111f031 ``TRTLLM`` (``CUTLASS`` at >= 256 clients, > 32 for 8k/1k).
 - bench (``benchmark_lib.sh`` ``run_benchmark_serving``): bench_serving, random dataset,
   ``--random-range-ratio``, ``--num-prompts`` 10 x CONC, ``--max-concurrency`` CONC (already in
   ``servopt.calibrate.replay``).
 
-Not used by the replay: memory fractions (servopt's memory model sets the KV budget by its own
-rules), the CUDA-graph batch caps (decode above the cap runs without graphs: not modelled) and the
-stream intervals: both engines send the first token at once (SGLang streams when
+Not used by the replay: the MoE backend (servopt prices the MoE with the kernel its data measured
+per quant mode, as the peer does: on B200 TRT-LLM fp8_block that is DeepGEMM, not the TRTLLM
+backend of the FP8 script's light loads; ``docs/reality.md``, "What the mean-field model cannot
+explain"), memory fractions (servopt's memory model sets the KV budget by its own rules), the
+CUDA-graph batch caps (decode above the cap runs without graphs: not modelled) and the stream
+intervals: both engines send the first token at once (SGLang streams when
 ``len(req.output_ids) == 1``; TRT-LLM's ``PyExecutor`` when ``py_decoding_iter == 1``), so TTFT as
 bench_serving measures it does not change, and its TPOT ((latency - TTFT) / (tokens - 1)) neither.
 """
