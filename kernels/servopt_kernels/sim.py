@@ -745,8 +745,10 @@ def simulate(
             ctx_ok = ctx_ok or d == 0  # held context never leaves a rank idle
             wait_iters = policy[k, P_BATCH_WAIT_ITERS]
             wait_ratio = policy[k, P_BATCH_WAIT_RATIO]
-            if (wait_iters > 0 or wait_ratio > 0) and ctx_ok and d > 0 and policy[k, P_ADP_RANKS] <= 1:
+            waits = (wait_iters > 0 or wait_ratio > 0) and role != ROLE_DECODE
+            if waits and ctx_ok and d > 0 and policy[k, P_ADP_RANKS] <= 1:
                 # TRT-LLM waits only without attention DP, and only with context and decodes.
+                # (P_ADP_RANKS counts dp x pp lanes: a pp > 1 worker is skipped too; no replay has one.)
                 tokens = _ctx_tokens(i, q, budget, max_batch, chunked, full and role == ROLE_AGG,
                                      block, kv_cap, run, nrun, decoding, done_pf, target, n_pf,
                                      qlen, head, nxt, queued_at, poll_t, osl, kv_used)  # fmt: skip

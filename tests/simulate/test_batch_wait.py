@@ -101,3 +101,26 @@ def test_fields_are_checked_and_off_by_default():
         ENGINE_DEFAULTS["trtllm"].with_overrides(batch_wait_timeout_iters=-1)
     with pytest.raises(ServoptError, match="batch_wait_max_tokens_ratio"):
         ENGINE_DEFAULTS["trtllm"].with_overrides(batch_wait_max_tokens_ratio=1.5)
+
+
+def test_decode_workers_never_wait():
+    # A decode worker's queue holds transferred requests, not context: its admissions are unchanged.
+    rng = np.random.default_rng(7)
+    n = 200
+    req = Requests(
+        np.sort(rng.uniform(0, 2000, n)), rng.integers(5, 400, n).astype(np.int64),
+        rng.integers(2, 100, n).astype(np.int64),
+    )  # fmt: skip
+
+    def disagg(iters, ratio):
+        policy = ENGINE_DEFAULTS["trtllm"].with_overrides(
+            kv_block_tokens=1, max_batch_size=8, iteration_overhead_ms=PASS_MS,
+            batch_wait_timeout_iters=iters, batch_wait_max_tokens_ratio=ratio,
+        )  # fmt: skip
+        prefill = InstanceKind("prefill", 1, ENGINE_DEFAULTS["trtllm"], 10**7, synthetic.tables(), 1.0)
+        decode = InstanceKind("decode", 1, policy, 10**7, synthetic.tables(), 1.0)
+        return Deployment((prefill, decode))
+
+    on, off = run(disagg(40, 0.8), req), run(disagg(0, 0.0), req)
+    for name in ("t_first", "t_done", "itl_hist"):
+        np.testing.assert_array_equal(getattr(on, name), getattr(off, name))
