@@ -12,7 +12,8 @@ prefill-first passes, KV reservation (whole request up front, or grown block by 
 preemption by recompute), routing (push to the least-loaded instance at arrival, or a shared
 queue the instances pull from), how often an instance polls for new requests, and TRT-LLM's
 attention-DP balancing (a rank's context requests wait until every rank of its worker has one,
-or a timeout; see ``_adp_balance``).
+or a timeout; see ``_adp_balance``) and its batch waiting without attention DP (context waits
+while decodes run until enough tokens are waiting, or a timeout; see ``_batch_wait``).
 
 Step times come from tables (``step_*`` arrays, one slab per instance kind, built by
 ``servopt.simulate.step_time`` from servopt's own per-op latency model):
@@ -50,7 +51,9 @@ P_PULL = 8  # routing: 1 = shared queue the instances pull from, 0 = push to lea
 P_RECV_INTERVAL = 9  # poll the queue every N decode-only passes (1 = before every pass)
 P_ADP_RANKS = 10  # attention-DP ranks of one worker: that many consecutive instances of the kind
 P_ADP_TIMEOUT = 11  # TRT-LLM attention-DP balancing: hold context up to N passes (0 = off)
-N_POLICY = 12
+P_BATCH_WAIT_ITERS = 12  # TRT-LLM batch waiting: hold context up to N passes (with the ratio: 0 = off)
+P_BATCH_WAIT_RATIO = 13  # ... or until context + decode tokens reach this share of the token budget
+N_POLICY = 14
 
 # Instance roles.
 ROLE_AGG = 0
@@ -306,6 +309,54 @@ def _adp_balance(i, base, ranks, timeout, max_batch, extra_osl, block, kv_cap, p
 
 
 @kernel
+def _ctx_tokens(i, q, budget, max_batch, chunked, extra_osl, block, kv_cap, run, nrun, decoding,
+                done_pf, target, n_pf, qlen, head, nxt, queued_at, poll_t, osl, kv_used):  # fmt: skip
+    """Context tokens instance ``i``'s next pass would schedule in ``budget`` tokens: its requests
+    mid-prefill, then the polled queue in FIFO order while the batch, budget and KV allow (the
+    admission loop's rules, without admitting)."""
+    tokens = 0.0
+    if n_pf[i] > 0:
+        for s in range(nrun[i]):
+            if budget <= 0:
+                break
+            r = run[i, s]
+            if decoding[r] or done_pf[r] >= target[r]:
+                continue
+            c = min(target[r] - done_pf[r], budget)
+            tokens += c
+            budget -= c
+    count = nrun[i]
+    kv = kv_used[i]
+    r = head[q] if qlen[q] > 0 else -1
+    while r >= 0 and count < max_batch and budget > 0 and queued_at[r] <= poll_t[i]:
+        if not chunked and target[r] > budget:
+            break
+        kv += _blocks(target[r] + (osl[r] if extra_osl else 0), block)
+        if kv > kv_cap:
+            break
+        c = min(target[r], budget)
+        tokens += c
+        budget -= c
+        count += 1
+        r = nxt[r]
+    return tokens
+
+
+@kernel
+def _batch_wait(i, tokens, timeout, ratio, max_tokens, bw_count):
+    """TRT-LLM's batch waiting (``batch_wait_timeout_iters`` / ``batch_wait_max_tokens_ratio``;
+    ``PyExecutor._waiting_requests``), asked only in a pass with context to schedule and decodes
+    running: may instance ``i`` schedule its context now? Yes once it has held ``timeout`` passes
+    or the pass's context + decode ``tokens`` reach ``ratio`` of the token budget, and the count
+    restarts; else it holds and counts. The count is left as it is in passes that do not ask."""
+    if bw_count[i] >= timeout or tokens >= ratio * max_tokens:
+        bw_count[i] = 0
+        return True
+    bw_count[i] += 1
+    return False
+
+
+@kernel
 def _itl_bin(gap_ms):
     if gap_ms <= ITL_LO_MS:
         return 0
@@ -439,6 +490,7 @@ def simulate(
     # by another rank of its worker; a worker's ranks follow its kind's first instance.
     adp_wait = np.zeros(m, np.int64)
     adp_go = np.zeros(m, np.bool_)
+    bw_count = np.zeros(m, np.int64)  # batch waiting (P_BATCH_WAIT_*): passes context was held
     kind_first = np.full(policy.shape[0], -1, np.int64)
     for i in range(m):
         if kind_first[inst_kind[i]] < 0:
@@ -691,6 +743,18 @@ def simulate(
                 if role != ROLE_DECODE:
                     budget -= d
             ctx_ok = ctx_ok or d == 0  # held context never leaves a rank idle
+            wait_iters = policy[k, P_BATCH_WAIT_ITERS]
+            wait_ratio = policy[k, P_BATCH_WAIT_RATIO]
+            waits = (wait_iters > 0 or wait_ratio > 0) and role != ROLE_DECODE
+            if waits and ctx_ok and d > 0 and policy[k, P_ADP_RANKS] <= 1:
+                # TRT-LLM waits only without attention DP, and only with context and decodes.
+                # (P_ADP_RANKS counts dp x pp lanes: a pp > 1 worker is skipped too; no replay has one.)
+                tokens = _ctx_tokens(i, q, budget, max_batch, chunked, full and role == ROLE_AGG,
+                                     block, kv_cap, run, nrun, decoding, done_pf, target, n_pf,
+                                     qlen, head, nxt, queued_at, poll_t, osl, kv_used)  # fmt: skip
+                if tokens > 0:
+                    ctx_ok = _batch_wait(i, tokens + d, wait_iters, wait_ratio,
+                                         policy[k, P_MAX_TOKENS], bw_count)  # fmt: skip
 
             if role != ROLE_DECODE and (prefill_pass or mixed) and ctx_ok and n_pf[i] > 0:
                 # Running requests mid-prefill continue first, in admission order.

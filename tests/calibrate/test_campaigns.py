@@ -78,3 +78,40 @@ def test_trtllm_balances_attention_dp_ranks_only_with_attention_dp(sample, adp):
         kind = Replay(to_setup(dataclasses.replace(rec, spec="none"))).deployment.kinds[0]
         assert kind.policy.adp_balance_timeout_iters == 60
         assert kind.count == 8 and kind.ranks_per_worker == 8
+
+
+@pytest.mark.parametrize(
+    ("weights", "conc", "isl", "osl", "tp", "wait", "fraction"),
+    [
+        ("fp8", 64, 1024, 1024, 8, (40, 0.8), 0.8),  # DELAY_BATCHING: 1k/1k, 64 <= CONC < 256
+        ("fp8", 128, 1024, 1024, 8, (40, 0.8), 0.8),
+        ("fp8", 32, 1024, 1024, 8, (None, None), 0.8),
+        ("fp8", 256, 1024, 1024, 8, (None, None), 0.7),  # no delay at 256; fraction 0.7
+        ("fp8", 256, 1024, 8192, 8, (None, None), 0.7),
+        ("fp8", 64, 1024, 8192, 8, (None, None), 0.8),
+        ("fp8", 16, 8192, 1024, 4, (None, None), 0.75),  # 8k/1k at TP 4
+        ("fp8", 16, 8192, 1024, 8, (None, None), 0.8),
+        ("fp4", 64, 1024, 1024, 8, (None, None), 0.8),  # dsr1_fp4_b200_trt.sh: neither
+        ("fp4", 256, 1024, 8192, 4, (None, None), 0.8),
+    ],
+)
+def test_trtllm_batch_waiting_and_kv_fraction_follow_the_script(
+    sample, weights, conc, isl, osl, tp, wait, fraction
+):
+    rec = dataclasses.replace(sample[6], weights=weights, concurrency=conc, isl=isl, osl=osl, tp=tp)
+    stated = stated_engine(rec, "DeepSeek-R1-0528")
+    assert (stated.batch_wait_timeout_iters, stated.batch_wait_max_tokens_ratio) == wait
+    assert stated.kv_fraction == fraction
+
+
+def test_the_replay_sizes_trtllm_kv_by_the_stated_fraction(sample):
+    from servopt.calibrate.replay import Replay, database, model_setup
+    from servopt.simulate.build import kv_capacity_tokens
+
+    setup = to_setup(dataclasses.replace(sample[6], weights="fp8", concurrency=64, spec="none"))
+    kind = Replay(setup).deployment.kinds[0]
+    assert (kind.policy.batch_wait_timeout_iters, kind.policy.batch_wait_max_tokens_ratio) == (40, 0.8)
+    assert setup.stated.kv_fraction == 0.8
+    model = model_setup(setup, database(setup))
+    default = kv_capacity_tokens(model, setup.layout, "agg", kind.policy)  # TRT-LLM's 0.9
+    assert kind.kv_tokens == pytest.approx(default * 0.8 / 0.9, rel=1e-3)

@@ -22,17 +22,19 @@ agrees on unless said otherwise):
   ``--stream-interval 10``.
 - ``benchmarks/dsr1_fp8_b200_trt.sh`` @6320e9b and @0a919c5, ``dsr1_fp4_b200_trt.sh`` @6320e9b and
   @111f031 (TensorRT-LLM, PyTorch backend): ``kv_cache_config.dtype: fp8``,
-  ``free_gpu_memory_fraction`` 0.8 (0.7-0.75 in some FP8 cases of @0a919c5),
+  ``free_gpu_memory_fraction`` 0.8 (@0a919c5: 0.7 for 1k/1k and 1k/8k at CONC >= 256, 0.75 for
+  8k/1k at TP 4; the replay sizes the KV cache with it: ``WorkerPlan.kv_fraction``),
   ``enable_block_reuse: false``, ``stream_interval: 10``, ``--max_num_tokens`` =
   ``(CONC + ISL + 64 + 63) // 64 * 64`` (@0a919c5 and @111f031 raise it to at least 8192, @6320e9b
   does not), no ``max_batch_size`` (default 2048), no chunked context (default off);
   ``enable_attention_dp`` as the row states, and with it ``attention_dp_config: {batching_wait_iters:
   0, enable_balance: true, timeout_iters: 60}`` (the replay runs TRT-LLM's balancing with that
-  timeout: ``SchedulerPolicy.adp_balance_timeout_iters``); FP8 1k/1k at >= 64 clients in @0a919c5
-  only, ``batch_wait_timeout_iters: 40`` and ``batch_wait_max_tokens_ratio: 0.8`` (TRT-LLM applies
-  them only without attention DP; not modelled). ``moe_config.backend``: FP8 @0a919c5 ``TRTLLM``
-  below 256 clients (``DEEPGEMM`` at >= 256 for 1k/1k and 1k/8k), @6320e9b ``DEEPGEMM`` always;
-  FP4 @111f031 ``TRTLLM`` (``CUTLASS`` at >= 256 clients, > 32 for 8k/1k).
+  timeout: ``SchedulerPolicy.adp_balance_timeout_iters``); FP8 1k/1k at 64 <= CONC < 256 in
+  @0a919c5 only (``DELAY_BATCHING``), ``batch_wait_timeout_iters: 40`` and
+  ``batch_wait_max_tokens_ratio: 0.8`` (``SchedulerPolicy.batch_wait_*``; TRT-LLM, and the
+  simulator, apply them only without attention DP). ``moe_config.backend``: FP8 @0a919c5
+  ``TRTLLM`` below 256 clients (``DEEPGEMM`` at >= 256 for 1k/1k and 1k/8k), @6320e9b ``DEEPGEMM``
+  always; FP4 @111f031 ``TRTLLM`` (``CUTLASS`` at >= 256 clients, > 32 for 8k/1k).
 - bench (``benchmark_lib.sh`` ``run_benchmark_serving``): bench_serving, random dataset,
   ``--random-range-ratio``, ``--num-prompts`` 10 x CONC, ``--max-concurrency`` CONC (already in
   ``servopt.calibrate.replay``).
@@ -40,8 +42,8 @@ agrees on unless said otherwise):
 Not used by the replay: the MoE backend (servopt prices the MoE with the kernel its data measured
 per quant mode, as the peer does: on B200 TRT-LLM fp8_block that is DeepGEMM, not the TRTLLM
 backend of the FP8 script's light loads; ``docs/reality.md``, "What the mean-field model cannot
-explain"), memory fractions (servopt's memory model sets the KV budget by its own rules), the
-CUDA-graph batch caps (decode above the cap runs without graphs: not modelled) and the stream
+explain"), SGLang's memory fractions (servopt's memory model sets its KV budget by its own rules),
+the CUDA-graph batch caps (decode above the cap runs without graphs: not modelled) and the stream
 intervals: both engines send the first token at once (SGLang streams when
 ``len(req.output_ids) == 1``; TRT-LLM's ``PyExecutor`` when ``py_decoding_iter == 1``), so TTFT as
 bench_serving measures it does not change, and its TPOT ((latency - TTFT) / (tokens - 1)) neither.
@@ -66,19 +68,24 @@ class StatedEngine:
     max_batch_size: int | None = None  # SGLang --max-running-requests, TRT max_batch_size
     max_num_tokens: int | None = None  # SGLang --chunked-prefill-size, TRT --max_num_tokens
     adp_balance_timeout_iters: int | None = None  # TRT attention_dp_config.timeout_iters (balance on)
+    batch_wait_timeout_iters: int | None = None  # TRT batch_wait_timeout_iters
+    batch_wait_max_tokens_ratio: float | None = None  # TRT batch_wait_max_tokens_ratio
+    kv_fraction: float | None = None  # TRT kv_cache_config.free_gpu_memory_fraction
 
-    def policy_overrides(self) -> dict[str, int | None]:
+    def policy_overrides(self) -> dict[str, int | float | None]:
         """The ``SchedulerPolicy.with_overrides`` arguments (None leaves the default)."""
         return {
             "recv_interval": self.recv_interval,
             "max_batch_size": self.max_batch_size,
             "max_num_tokens": self.max_num_tokens,
             "adp_balance_timeout_iters": self.adp_balance_timeout_iters,
+            "batch_wait_timeout_iters": self.batch_wait_timeout_iters,
+            "batch_wait_max_tokens_ratio": self.batch_wait_max_tokens_ratio,
         }
 
     @property
     def note(self) -> str:
-        values = {"kv": self.kv_cache, **self.policy_overrides()}
+        values = {"kv": self.kv_cache, **self.policy_overrides(), "kv_fraction": self.kv_fraction}
         stated = " ".join(f"{k}={v}" for k, v in values.items() if v is not None)
         return f"engine flags stated by {self.script}: {stated}"
 
@@ -88,7 +95,7 @@ def _sglang_recv_interval(conc: int) -> int:
     return 30 if conc >= 16 else 10
 
 
-def _sglang_fp8_b200(tp: int, conc: int, isl: int, adp: bool) -> StatedEngine | None:
+def _sglang_fp8_b200(tp: int, conc: int, isl: int, osl: int, adp: bool) -> StatedEngine | None:
     script = f"{INFERENCEX_REPO} benchmarks/dsr1_fp8_b200.sh @1fc5d73"
     if tp == 8:
         return StatedEngine(script, "fp8", _sglang_recv_interval(conc), 128, 32768)
@@ -97,29 +104,55 @@ def _sglang_fp8_b200(tp: int, conc: int, isl: int, adp: bool) -> StatedEngine | 
     return None
 
 
-def _sglang_fp4_b200(tp: int, conc: int, isl: int, adp: bool) -> StatedEngine | None:
+def _sglang_fp4_b200(tp: int, conc: int, isl: int, osl: int, adp: bool) -> StatedEngine | None:
     script = f"{INFERENCEX_REPO} benchmarks/dsr1_fp4_b200.sh @1fc5d73 (= _docker.sh @2e46dba)"
     return StatedEngine(script, "fp8", _sglang_recv_interval(conc), 256, 16384)
 
 
-def _trtllm_b200(script: str):
-    def stated(tp: int, conc: int, isl: int, adp: bool) -> StatedEngine:
+def _trtllm_b200(script: str, fp8: bool):
+    def stated(tp: int, conc: int, isl: int, osl: int, adp: bool) -> StatedEngine:
         # MAX_NUM_TOKENS=$(( (CONC+ISL+64+63)/64*64 )), at least 8192 in the later versions.
         tokens = max((conc + isl + 64 + 63) // 64 * 64, 8192)
         # With DP_ATTENTION=true: attention_dp_config {enable_balance: true, timeout_iters: 60}.
         timeout = 60 if adp else None
-        return StatedEngine(f"{INFERENCEX_REPO} {script}", "fp8", None, None, tokens, timeout)
+        wait_iters, wait_ratio, fraction = None, None, 0.8  # KV_CACHE_FREE_MEM_FRACTION=0.8
+        if fp8:
+            # dsr1_fp8_b200_trt.sh @0a919c5: 1k/1k at 64 <= CONC < 256 sets DELAY_BATCHING
+            # (batch_wait_timeout_iters: 40, batch_wait_max_tokens_ratio: 0.8; whatever DP_ATTENTION,
+            # TRT-LLM ignores them with attention DP); fraction 0.7 for 1k/1k and 1k/8k at CONC >= 256,
+            # 0.75 for 8k/1k at TP 4.
+            if (isl, osl) == (1024, 1024) and 64 <= conc < 256:
+                wait_iters, wait_ratio = 40, 0.8
+            if (isl, osl) in ((1024, 1024), (1024, 8192)) and conc >= 256:
+                fraction = 0.7
+            if (isl, osl) == (8192, 1024) and tp == 4:
+                fraction = 0.75
+        return StatedEngine(
+            f"{INFERENCEX_REPO} {script}",
+            "fp8",
+            None,
+            None,
+            tokens,
+            timeout,
+            wait_iters,
+            wait_ratio,
+            fraction,
+        )
 
     return stated
 
 
 # (source, backend, weights, system) -> the script's settings as a function of (tp, clients, isl,
-# attention DP on).
+# osl, attention DP on).
 SCRIPTS = {
     ("InferenceX", "sglang", "fp8", "b200_sxm"): _sglang_fp8_b200,
     ("InferenceX", "sglang", "fp4", "b200_sxm"): _sglang_fp4_b200,
-    ("InferenceX", "trtllm", "fp8", "b200_sxm"): _trtllm_b200("benchmarks/dsr1_fp8_b200_trt.sh @0a919c5"),
-    ("InferenceX", "trtllm", "fp4", "b200_sxm"): _trtllm_b200("benchmarks/dsr1_fp4_b200_trt.sh @111f031"),
+    ("InferenceX", "trtllm", "fp8", "b200_sxm"): _trtllm_b200(
+        "benchmarks/dsr1_fp8_b200_trt.sh @0a919c5", True
+    ),
+    ("InferenceX", "trtllm", "fp4", "b200_sxm"): _trtllm_b200(
+        "benchmarks/dsr1_fp4_b200_trt.sh @111f031", False
+    ),
 }
 # The models those scripts serve (their MODEL), by the records' base model name.
 SCRIPT_MODELS = ("DeepSeek-R1", "DeepSeek-R1-0528")
@@ -131,5 +164,4 @@ def stated_engine(record: MeasuredRecord, model_name: str) -> StatedEngine | Non
     rule = SCRIPTS.get(key)
     if rule is None or model_name not in SCRIPT_MODELS or record.tp is None or record.concurrency is None:
         return None
-    isl = record.isl or 0
-    return rule(record.tp, record.concurrency, isl, record.attention_dp)
+    return rule(record.tp, record.concurrency, record.isl or 0, record.osl or 0, record.attention_dp)

@@ -114,7 +114,7 @@ class Replay:
         self.deployment = build_deployment(
             db,
             model,
-            [WorkerPlan("agg", setup.layout, 1, policy)],
+            [WorkerPlan("agg", setup.layout, 1, policy, setup.stated.kv_fraction if setup.stated else None)],
             max_isl=int(self.requests.isl.max()),
             max_osl=int(self.requests.osl.max()),
             prompt_lengths=self.requests.isl,

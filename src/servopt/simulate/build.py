@@ -31,15 +31,22 @@ class WorkerPlan:
     layout: Layout
     workers: int
     policy: SchedulerPolicy
+    # The framework's KV memory fraction when the deployment states one (TRT-LLM
+    # ``kv_cache_config.free_gpu_memory_fraction``); None = the framework's default rule.
+    kv_fraction: float | None = None
 
 
-def kv_capacity_tokens(setup: ModelSetup, layout: Layout, role: str, policy: SchedulerPolicy) -> int:
-    """KV tokens one GPU of the worker can hold under the framework's default budget."""
+def kv_capacity_tokens(
+    setup: ModelSetup, layout: Layout, role: str, policy: SchedulerPolicy, kv_fraction: float | None = None
+) -> int:
+    """KV tokens one GPU of the worker can hold under the framework's budget rule (its default
+    fraction, or ``kv_fraction`` in its place)."""
     lops = build_layout_ops(setup, [layout], skip_invalid=False, role=_op_role(role))
     static = role != "agg"
     rule = kv_budget_rule(
         setup.backend, setup.system, setup.version, static=static, tp=layout.tp, pp=layout.pp, dp=layout.dp
     )
+    fraction = float(np.asarray(rule.fraction).ravel()[0]) if kv_fraction is None else float(kv_fraction)
     mem = memory_usage(
         setup.arch,
         setup.backend,
@@ -54,7 +61,7 @@ def kv_capacity_tokens(setup: ModelSetup, layout: Layout, role: str, policy: Sch
         kv_seq_tokens=np.array([0.0]),
         kv_quant=setup.quant.kvcache,
         nextn=setup.nextn,
-        kv_fraction=float(np.asarray(rule.fraction).ravel()[0]),
+        kv_fraction=fraction,
         kv_fraction_of_free=rule.of_free,
         kv_reserved=rule.reserved,
     )
@@ -63,7 +70,6 @@ def kv_capacity_tokens(setup: ModelSetup, layout: Layout, role: str, policy: Sch
     if non_kv >= capacity:
         return 0
     scale = (1.0 - rule.reserved) * (1.0 - KV_CACHE_TOLERANCE)
-    fraction = float(np.asarray(rule.fraction).ravel()[0])
     budget_gib = (
         (capacity - non_kv) * fraction * scale if rule.of_free else capacity * fraction * scale - non_kv
     )
@@ -104,7 +110,7 @@ def build_kind(
         role=plan.role,
     )
     lanes = plan.layout.dp * plan.layout.pp
-    kv = kv_capacity_tokens(setup, plan.layout, plan.role, policy) // plan.layout.pp
+    kv = kv_capacity_tokens(setup, plan.layout, plan.role, policy, plan.kv_fraction) // plan.layout.pp
     per_token = float(kv_bytes_per_token(setup.arch, np.array([plan.layout.tp]), setup.quant.kvcache)[0])
     return InstanceKind(
         role=plan.role,

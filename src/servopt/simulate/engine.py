@@ -214,6 +214,8 @@ def run(
         policy[k, sim.P_RECV_INTERVAL] = p.recv_interval
         policy[k, sim.P_ADP_RANKS] = kind.ranks_per_worker
         policy[k, sim.P_ADP_TIMEOUT] = p.adp_balance_timeout_iters
+        policy[k, sim.P_BATCH_WAIT_ITERS] = p.batch_wait_timeout_iters
+        policy[k, sim.P_BATCH_WAIT_RATIO] = p.batch_wait_max_tokens_ratio
     role = np.concatenate([np.full(k.count, ROLES[k.role], dtype=np.int64) for k in kinds])
     kind_of = np.concatenate([np.full(k.count, i, dtype=np.int64) for i, k in enumerate(kinds)])
     tabs = [k.tables for k in kinds]

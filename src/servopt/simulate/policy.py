@@ -39,6 +39,16 @@ after N held passes, or at once when some rank has nothing to decode. The ranks 
 ``dp`` instances (``servopt_kernels.sim._adp_balance``). ``batching_wait_iters`` (an extra wait
 when all ranks have context) is 0 in every script servopt replays and is not modelled.
 
+Batch waiting (``batch_wait_timeout_iters`` N, ``batch_wait_max_tokens_ratio`` R; both 0, off, by
+default): TensorRT-LLM without attention DP (``tensorrt_llm/_torch/pyexecutor/py_executor.py``,
+``PyExecutor._schedule`` and ``_waiting_requests``; flags read in ``PyExecutor.__init__``
+@0004396) asks, in an iteration whose scheduler output has both context and generation requests,
+whether to stop waiting: when its count of held iterations is >= N, or the iteration's context
+tokens (the prompts the scheduler fitted) plus its generation tokens are >= R x ``max_num_tokens``.
+Stopping schedules the context and restarts the count; otherwise the context is held this
+iteration and the count grows. Iterations that do not ask leave the count as it is, so with N = 0
+the first condition always holds and a ratio alone never waits. (``servopt_kernels.sim._batch_wait``.)
+
 Routing follows Dynamo's disaggregated serving: prefill workers pull from one shared prefill
 queue; requests are pushed to the least-loaded aggregated or decode instance.
 """
@@ -69,6 +79,11 @@ class SchedulerPolicy:
     # TRT-LLM attention-DP balancing: hold context up to N passes until every dp rank has some
     # (``attention_dp_config.timeout_iters`` with ``enable_balance``; 0 = off, the default).
     adp_balance_timeout_iters: int = 0
+    # TRT-LLM batch waiting without attention DP: hold context while decodes run, up to N passes or
+    # until context + decode tokens reach ratio x max_num_tokens (``batch_wait_timeout_iters`` /
+    # ``batch_wait_max_tokens_ratio``; both 0 = off, the default).
+    batch_wait_timeout_iters: int = 0
+    batch_wait_max_tokens_ratio: float = 0.0
 
     def with_overrides(self, **values) -> SchedulerPolicy:
         """A copy with the given fields replaced (None leaves a field as it is), checked."""
@@ -80,6 +95,12 @@ class SchedulerPolicy:
         value = policy.adp_balance_timeout_iters
         if not isinstance(value, int | np.integer) or value < 0:
             raise ServoptError("adp_balance_timeout_iters", value, "must be an integer >= 0 (0 = off)")
+        value = policy.batch_wait_timeout_iters
+        if not isinstance(value, int | np.integer) or value < 0:
+            raise ServoptError("batch_wait_timeout_iters", value, "must be an integer >= 0 (0 = off)")
+        value = policy.batch_wait_max_tokens_ratio
+        if not np.isfinite(value) or not 0.0 <= value <= 1.0:
+            raise ServoptError("batch_wait_max_tokens_ratio", value, "must be in [0, 1] (0 = off)")
         if not np.isfinite(policy.iteration_overhead_ms) or policy.iteration_overhead_ms < 0:
             raise ServoptError(
                 "iteration_overhead_ms", policy.iteration_overhead_ms, "must be finite and >= 0"
