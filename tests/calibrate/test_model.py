@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from servopt.calibrate.model import (
+    HarnessFit,
     Profile,
     Scope,
     ScopeFit,
@@ -86,6 +87,60 @@ def test_unknown_field_duplicate_scope_and_bad_yaml(tmp_path):
         profile_from_text("schema: 1\nkind: [\n", "p")
     with pytest.raises(ServoptError, match="no such file"):
         load_profile(tmp_path / "missing.yaml")
+
+
+def _with_harnesses() -> Profile:
+    fits = list(_profile().fits)
+    fits[1] = ScopeFit(
+        Scope("sglang"),
+        {"request_overhead_ms": 50.0},
+        20,
+        ("A", "B"),
+        (HarnessFit("A", "sglang", 120.0, 12), HarnessFit("B", "sglang", 12.0, 8)),
+    )
+    return Profile(tuple(fits), {"measurements_fitted": 30})
+
+
+def test_a_known_harness_takes_its_own_request_overhead_anyone_else_the_scopes():
+    prof = _with_harnesses()
+    assert prof.adjustments("sglang", "h100_sxm", "B") == (Adjustments(12.0), "sglang, B harness")
+    assert prof.adjustments("sglang", "h100_sxm", "C") == (Adjustments(50.0), "sglang")
+    assert prof.adjustments("sglang", "h100_sxm") == (Adjustments(50.0), "sglang")
+    # The harness of another scope does not apply: sglang on b200 is its own scope, without harnesses.
+    assert prof.adjustments("sglang", "b200_sxm", "A")[0].request_overhead_ms == 100.0
+    again = profile_from_text(prof.to_yaml(), "x")
+    assert again.fits == prof.fits
+    assert "harnesses" in prof.to_dict()["scopes"][1] and "harnesses" not in prof.to_dict()["scopes"][0]
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            ("request_overhead_ms: 12.0", "request_overhead_ms: .inf"),
+            "scopes[1].harnesses[1].request_overhead_ms: inf: must be a finite number (ms)",
+        ),
+        (
+            ("request_overhead_ms: 120.0", "request_overhead_ms: 1200.0"),
+            "scopes[1].harnesses[0].request_overhead_ms: 1200.0: must be in [0, 1000] ms",
+        ),
+        (("records: 8", "records: 8\n    offset: 3"), "scopes[1].harnesses[1].offset: unknown field"),
+        (("records: 8", "records: -8"), "scopes[1].harnesses[1].records: -8: must be an integer >= 0"),
+        (
+            ("backend: sglang\n    request", "backend: vllm\n    request"),
+            "harnesses[0].backend: 'vllm': must be",
+        ),
+        (("source: B\n", "source: A\n"), "scopes[1].harnesses[1]: harness A / sglang appears twice"),
+        (("- source: B\n", "- sauce: B\n"), "scopes[1].harnesses[1].sauce: unknown field"),
+    ],
+)
+def test_bad_harness_is_one_line_naming_the_field(edit, message):
+    text = _with_harnesses().to_yaml()
+    assert edit[0] in text
+    with pytest.raises(ServoptError) as err:
+        profile_from_text(text.replace(edit[0], edit[1], 1), "p.yaml")
+    assert message in str(err.value) and "\n" not in str(err.value)
+    assert err.value.exit_code == 2
 
 
 def test_calibration_flag_values():

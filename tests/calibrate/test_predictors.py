@@ -69,8 +69,11 @@ def test_simulate_calibrated_adds_the_default_profiles_overheads(qwen_setup):
     from servopt.calibrate.model import default_profile
     from servopt.calibrate.predictors import simulate, simulate_calibrated
 
-    adj, scope = default_profile().adjustments(qwen_setup.backend, qwen_setup.system)
-    assert scope and adj.request_overhead_ms > 0
+    # GPUStack's vLLM: a harness the shipped profile has, so its own request overhead, not the scope's.
+    source = qwen_setup.record.source_name
+    adj, scope = default_profile().adjustments(qwen_setup.backend, qwen_setup.system, source)
+    assert scope.endswith(f"{source} harness") and adj.request_overhead_ms > 0
+    assert adj != default_profile().adjustments(qwen_setup.backend, qwen_setup.system)[0]
     raw, cal = simulate(qwen_setup), simulate_calibrated(qwen_setup)
     # Four clients on a small model: light load, the request overhead adds to TTFT almost exactly.
     assert cal.ttft_ms == pytest.approx(raw.ttft_ms + adj.request_overhead_ms, rel=0.1)

@@ -7,6 +7,7 @@ import dataclasses
 
 import pytest
 
+from servopt.calibrate.fit import grid_median_ms
 from servopt.calibrate.model import default_profile, profile_from_text
 from servopt.calibrate.public_csv import SHIPPED, shipped_measurements
 from servopt.calibrate.refit import calibrate, read_inputs
@@ -40,6 +41,13 @@ def test_subset_fit_is_deterministic_and_round_trips(gpustack):
     assert "every backend" in scopes
     again = profile_from_text(a.profile.to_yaml(), "x")
     assert again.fits == a.profile.fits and again.bands == a.profile.bands
+    # A harness not seen takes the median of the scope's harnesses' own request overheads.
+    for f in a.profile.fits:
+        if f.harnesses:
+            assert f.values["request_overhead_ms"] == grid_median_ms(
+                [h.request_overhead_ms for h in f.harnesses]
+            )
+    assert any(f.harnesses for f in a.profile.fits)
 
 
 def test_leave_one_source_out_of_two_has_nothing_to_fit_on(gpustack):

@@ -2,10 +2,14 @@
 
 For every fold the profile is refitted on the other records (screening included: a held-out source
 never decides what is fitted) and the held-out records are replayed through the simulator with the
-adjustments their scope gets. Uncalibrated = the same replay at neutral. The 80% error bands are
+adjustments their scope gets, and the request overhead of their own harness where the fold has
+fitted it (a held-out layout's harness is fitted from its other layouts; a held-out source is a
+harness the fold has not seen). Uncalibrated = the same replay at neutral. The 80% error bands are
 split-conformal: the 10th and 90th percentiles of the held-out log(measured / predicted) residuals,
-per backend where it has :data:`MIN_BAND_RESIDUALS` of them, else pooled; their honesty is checked
-source by source, with bands built from the other sources' held-out residuals only.
+per backend where it has :data:`MIN_BAND_RESIDUALS` of them, else pooled, of predictions made as for
+a harness the profile has not seen (:func:`unseen_request_overhead`: a user's deployment is measured
+through their own); their honesty is checked source by source, with bands built from the other
+sources' held-out residuals only.
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from servopt.calibrate.fit import METRICS, Sample, _neutral_index, fit
+from servopt.calibrate.fit import METRICS, Sample, _neutral_index, fit, grid_median_ms
+from servopt.calibrate.model import NEUTRAL, Profile, Scope
 from servopt.error_bands import band_for
 from servopt.errors import ServoptError
 
@@ -32,11 +37,34 @@ FOLDS: dict[str, Callable[[Sample], str]] = {
 
 @dataclass
 class HeldOut:
-    """Per sample (NaN where not priced): predictions (n, 3) raw and calibrated, and the scope used."""
+    """Per sample (NaN where not priced): predictions (n, 3) raw and calibrated, and the scope used;
+    ``unseen``: calibrated with the request overhead a harness not seen would get (the bands')."""
 
     raw: np.ndarray
     calibrated: np.ndarray
     scope: list[str]
+    unseen: np.ndarray | None = None
+
+
+def unseen_request_overhead(profile: Profile, backend: str, system: str, source: str) -> float:
+    """The request overhead of a record measured through a harness the profile has not seen: the
+    median of its scope's harness values less every harness of the record's own ``source``, else a
+    broader scope's, else neutral."""
+    by_scope = {f.scope: f for f in profile.fits}
+    for scope in (Scope(backend, system), Scope(backend), Scope()):
+        fitted = by_scope.get(scope)
+        others = [h.request_overhead_ms for h in (fitted.harnesses if fitted else ()) if h.source != source]
+        if others:
+            return grid_median_ms(others)
+    return NEUTRAL["request_overhead_ms"]
+
+
+def _predict(sample: Sample, adj) -> tuple[float, float, float]:
+    try:
+        out = sample.replay.run(adj)
+    except ServoptError:
+        return (np.nan, np.nan, np.nan)
+    return (out.ttft_ms, out.tpot_ms or np.nan, out.output_tok_s_per_gpu)
 
 
 def cross_validate(samples: list[Sample], runs: np.ndarray, by: str) -> HeldOut:
@@ -44,7 +72,7 @@ def cross_validate(samples: list[Sample], runs: np.ndarray, by: str) -> HeldOut:
     n = len(samples)
     g0 = _neutral_index()
     raw = runs[:, g0, :3].copy()
-    cal = np.full((n, 3), np.nan)
+    cal, unseen = np.full((n, 3), np.nan), np.full((n, 3), np.nan)
     scope = [""] * n
     priced = [i for i in range(n) if np.isfinite(runs[i, g0, 0])]
     for fold in sorted({key(samples[i]) for i in priced}):
@@ -52,28 +80,25 @@ def cross_validate(samples: list[Sample], runs: np.ndarray, by: str) -> HeldOut:
         result = fit(samples, runs, [i for i in priced if key(samples[i]) != fold])
         for i in held:
             s = samples[i]
-            adj, label = result.profile.adjustments(s.backend, s.system)
+            # The row's own harness where the fold fitted it (never in a source fold).
+            adj, label = result.profile.adjustments(s.backend, s.system, s.source)
             scope[i] = label
-            try:
-                out = s.replay.run(adj)
-            except ServoptError:
-                continue
-            cal[i] = (out.ttft_ms, out.tpot_ms or np.nan, out.output_tok_s_per_gpu)
-    return HeldOut(raw, cal, scope)
+            cal[i] = _predict(s, adj)
+            new = adj._replace(
+                request_overhead_ms=unseen_request_overhead(result.profile, s.backend, s.system, s.source)
+            )
+            unseen[i] = cal[i] if new == adj else _predict(s, new)
+    return HeldOut(raw, cal, scope, unseen)
 
 
 def in_sample(samples: list[Sample], runs: np.ndarray, profile) -> np.ndarray:
-    """Predictions of every sample with the profile fitted on all of them."""
+    """Predictions of every sample with the profile fitted on all of them (its own harness's request
+    overhead where the profile has it)."""
     out = np.full((len(samples), 3), np.nan)
     for i, s in enumerate(samples):
         if s.replay is None or not np.isfinite(runs[i, _neutral_index(), 0]):
             continue
-        adj, _ = profile.adjustments(s.backend, s.system)
-        try:
-            r = s.replay.run(adj)
-        except ServoptError:
-            continue
-        out[i] = (r.ttft_ms, r.tpot_ms or np.nan, r.output_tok_s_per_gpu)
+        out[i] = _predict(s, profile.adjustments(s.backend, s.system, s.source)[0])
     return out
 
 

@@ -5,7 +5,11 @@ Each measured record is replayed once per point of a small grid over (``iteratio
 for the shipped data, ~10 ms each). ``request_overhead_ms`` needs no runs of its own: it adds
 exactly to TTFT and, in a closed loop, stretches each client's cycle from E2E to E2E + overhead, so
 throughput scales by E2E / (E2E + overhead); its best value at every grid point is found on a 1 ms
-grid in closed form, from the light-load records (:data:`LIGHT_LOAD_CLIENTS`). The loss is a Cauchy (bounded-influence) loss on log(predicted / measured) of
+grid in closed form, from the light-load records (:data:`LIGHT_LOAD_CLIENTS`), one value per benchmark
+harness: a (source, backend) with :data:`MIN_HARNESS_RECORDS` light-load TTFT records gets its own
+(the light-load offset is the harness's: InferenceX's ~100-130 ms, GPUStack's ~10-40 ms), the
+records of the others share one; the scope's value, for a harness servopt has not seen, is the
+median of its harnesses' values. The loss is a Cauchy (bounded-influence) loss on log(predicted / measured) of
 TTFT, TPOT and output tokens/s per GPU, so a row 5x off pulls about as hard as one 2x off.
 
 Scopes: every (backend, system), backend, and all backends with enough measurements
@@ -24,10 +28,11 @@ import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
-from servopt.calibrate.model import NEUTRAL, PARAMETERS, Profile, Scope, ScopeFit
+from servopt.calibrate.model import NEUTRAL, PARAMETERS, HarnessFit, Profile, Scope, ScopeFit
 from servopt.calibrate.replay import Replay
 from servopt.calibrate.setups import Setup
 from servopt.errors import ServoptError
@@ -50,6 +55,9 @@ LIGHT_LOAD_CLIENTS = 4
 # 120-140 ms above it in InferenceX; parameters seen through one harness only cannot be told apart
 # from that harness, and held out they made the other source worse (docs/reality.md).
 MIN_SOURCES = 2
+# Light-load TTFT records a harness (source, backend) needs for a request overhead of its own; the
+# records of harnesses with fewer share one (one or two rows would fit their own noise).
+MIN_HARNESS_RECORDS = 3
 # A (source, backend) whose median measured TPOT is this many times servopt's at neutral.
 VERSION_GAP_RATIO = 1.5
 METRICS = ("ttft_ms", "tpot_ms", "output_tok_s_per_gpu")
@@ -76,6 +84,11 @@ class Sample:
     @property
     def system(self) -> str:
         return self.setup.system
+
+    @property
+    def harness(self) -> tuple[str, str]:
+        """The benchmark harness that measured it: its light-load TTFT offset is the harness's."""
+        return self.source, self.backend
 
 
 def make_samples(setups: list[Setup]) -> list[Sample]:
@@ -160,29 +173,75 @@ def version_gaps(samples: list[Sample], runs: np.ndarray, idx: list[int]) -> dic
     return out
 
 
-def fit_scope(samples: list[Sample], runs: np.ndarray, idx: list[int]) -> tuple[dict[str, float], float]:
-    """Best parameters over the grid for the records ``idx`` (first minimum in grid order)."""
+class ScopeResult(NamedTuple):
+    values: dict[str, float]  # the scope's parameters (request overhead: a harness not seen)
+    harnesses: tuple[HarnessFit, ...]  # the harnesses with a request overhead of their own
+    loss: float
+
+
+def harness_groups(samples: list[Sample], idx: list[int]) -> list[tuple[tuple[str, str] | None, list[int]]]:
+    """Positions in ``idx`` of each harness with :data:`MIN_HARNESS_RECORDS` light-load TTFT records
+    (sorted), then those of every other harness pooled (key None), if any."""
+    by: dict[tuple[str, str], list[int]] = {}
+    for k, i in enumerate(idx):
+        by.setdefault(samples[i].harness, []).append(k)
+    own, pooled = [], []
+    for key in sorted(by):
+        light = sum(math.isfinite(ttft_for_fit(samples[idx[k]])) for k in by[key])
+        if light >= MIN_HARNESS_RECORDS:
+            own.append((key, by[key]))
+        else:
+            pooled += by[key]
+    return own + ([(None, sorted(pooled))] if pooled else [])
+
+
+def grid_median_ms(values: list[float]) -> float:
+    """The median of request overheads, on the request grid (halves round up)."""
+    step = float(REQUEST_GRID_MS[1] - REQUEST_GRID_MS[0])
+    return step * math.floor(float(np.median(values)) / step + 0.5)
+
+
+def fit_scope(samples: list[Sample], runs: np.ndarray, idx: list[int]) -> ScopeResult:
+    """Best parameters over the grid for the records ``idx`` (first minimum in grid order). At each
+    grid point every harness group takes its own best request overhead; the sum of the groups' minima
+    and the TPOT terms picks the point."""
     grid = grid_adjustments()
     meas = np.stack([samples[i].measured for i in idx])  # (n, 3)
     meas[:, 0] = [ttft_for_fit(samples[i]) for i in idx]
+    groups = harness_groups(samples, idx)
     r = REQUEST_GRID_MS[:, None]  # (R, 1)
-    best = (math.inf, 0, 0)
+    best: tuple[float, int, tuple[int, ...]] = (math.inf, 0, ())
     for g in range(len(grid)):
         ttft, tpot, tput, e2e = runs[idx, g].T
         with np.errstate(invalid="ignore", divide="ignore"):
-            loss = _rho(np.log((ttft + r) / meas[:, 0])).sum(axis=1)  # (R,)
-            loss += _rho(np.log(tput * e2e / (e2e + r) / meas[:, 2])).sum(axis=1)
-            loss += _rho(np.log(tpot / meas[:, 1])).sum()
-        ri = int(np.argmin(loss))  # first minimum: ties go to the smaller overhead
-        if loss[ri] < best[0]:  # strict: ties keep the earlier grid point
-            best = (float(loss[ri]), g, ri)
-    _, g, ri = best
+            ttft_loss = _rho(np.log((ttft + r) / meas[:, 0]))  # (R, n)
+            tput_loss = _rho(np.log(tput * e2e / (e2e + r) / meas[:, 2]))
+            tpot_loss = _rho(np.log(tpot / meas[:, 1])).sum()
+        total, picks = 0.0, []
+        for k, (_, cols) in enumerate(groups):
+            loss = ttft_loss[:, cols].sum(axis=1) + tput_loss[:, cols].sum(axis=1)  # (R,)
+            if k == 0:
+                loss += tpot_loss  # once; it does not depend on the request overhead
+            ri = int(np.argmin(loss))  # first minimum: ties go to the smaller overhead
+            total += float(loss[ri])
+            picks.append(ri)
+        if total < best[0]:  # strict: ties keep the earlier grid point
+            best = (total, g, tuple(picks))
+    _, g, picks = best
+    harnesses = tuple(
+        HarnessFit(*key, float(REQUEST_GRID_MS[ri]), len(cols))
+        for (key, cols), ri in zip(groups, picks, strict=True)
+        if key is not None
+    )
     values = {
-        "request_overhead_ms": float(REQUEST_GRID_MS[ri]),
+        # A harness not seen: each seen harness counts once, however many records it has.
+        "request_overhead_ms": grid_median_ms([h.request_overhead_ms for h in harnesses])
+        if harnesses
+        else float(REQUEST_GRID_MS[picks[-1]]),
         "iteration_overhead_ms": grid[g].iteration_overhead_ms,
         "decode_scale": grid[g].decode_scale,
     }
-    return values, best[0]
+    return ScopeResult(values, harnesses, best[0])
 
 
 def scopes_of(samples: list[Sample], idx: list[int]) -> list[tuple[Scope, list[int]]]:
@@ -240,10 +299,10 @@ def fit(samples: list[Sample], runs: np.ndarray, idx: list[int] | None = None) -
                 f"({', '.join(sorted(timed))}): {fallback}"
             )
             continue
-        values, _ = fit_scope(samples, runs, members)
+        values, harnesses, _ = fit_scope(samples, runs, members)
         values["prefill_scale"] = NEUTRAL["prefill_scale"]
         sources = tuple(sorted({samples[i].source for i in members}))
-        fits.append(ScopeFit(scope, values, len(members), sources))
+        fits.append(ScopeFit(scope, values, len(members), sources, harnesses))
     if not any(f.scope == Scope() for f in fits) and not use:
         unfitted.append("every backend: no records to fit: every parameter kept neutral")
     return FitResult(Profile(tuple(fits)), excluded, unfitted, use)
@@ -257,6 +316,11 @@ def fit_settings() -> dict:
         "iteration_overhead_ms_grid": list(ITERATION_GRID_MS),
         "decode_scale_grid": list(DECODE_GRID),
         "request_overhead_ms_step": float(REQUEST_GRID_MS[1] - REQUEST_GRID_MS[0]),
+        "request_overhead": (
+            "per harness (source, backend) with >= min_harness_records light-load TTFT records, the "
+            "others' records pooled; a scope's value (a harness not seen) = the median of its harnesses'"
+        ),
+        "min_harness_records": MIN_HARNESS_RECORDS,
         "min_records": dict(MIN_RECORDS),
         "min_sources": MIN_SOURCES,
         "ttft_light_load_clients": LIGHT_LOAD_CLIENTS,

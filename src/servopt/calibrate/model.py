@@ -2,9 +2,13 @@
 
 A :class:`Profile` holds one parameter set per *scope*: a (backend, system), a backend, or every
 backend (the empty scope). A deployment takes the most specific scope that was fitted, else the
-neutral values, which reproduce the raw model exactly. The parameters (:data:`PARAMETERS`) are what
-no per-op table holds; each has a unit, bounds (what is physically plausible for a modern engine, so
-that a fit cannot absorb a version gap into an overhead) and a neutral value.
+neutral values, which reproduce the raw model exactly. A scope may also carry the request overhead
+of each benchmark *harness* (a source's way of measuring one backend: :class:`HarnessFit`) it was
+fitted on: that offset belongs to the harness, not the engine, so a record of a known harness takes
+its own, and a deployment measured any other way takes the scope's (the median of its
+harnesses'). The parameters (:data:`PARAMETERS`) are what no per-op table holds; each has a unit,
+bounds (what is physically plausible for a modern engine, so that a fit cannot absorb a version gap
+into an overhead) and a neutral value.
 
 A profile file is YAML, versioned (``schema: 1``), with its provenance (input files and their sha256,
 servopt version, date, the fit's settings and statistics). Loading validates every field and fails
@@ -95,16 +99,41 @@ class Scope(NamedTuple):
 
 
 @dataclass(frozen=True)
+class HarnessFit:
+    """One harness's own request overhead within a scope: the (source, backend) of the records it
+    was fitted on, and how many of the scope's records that harness has."""
+
+    source: str
+    backend: str
+    request_overhead_ms: float
+    records: int
+
+    def to_dict(self) -> dict:
+        return {
+            "source": self.source,
+            "backend": self.backend,
+            "request_overhead_ms": self.request_overhead_ms,
+            "records": self.records,
+        }
+
+
+@dataclass(frozen=True)
 class ScopeFit:
-    """One scope's parameters and how many measurements (from which sources) they were fitted on."""
+    """One scope's parameters and how many measurements (from which sources) they were fitted on;
+    ``harnesses``: the harnesses with a request overhead of their own (the scope's value is theirs
+    for a harness not listed)."""
 
     scope: Scope
     values: dict[str, float]
     records: int
     sources: tuple[str, ...]
+    harnesses: tuple[HarnessFit, ...] = ()
 
     def adjustments(self) -> Adjustments:
         return Adjustments(**{k: self.values.get(k, NEUTRAL[k]) for k in Adjustments._fields})
+
+    def harness(self, source: str, backend: str) -> HarnessFit | None:
+        return next((h for h in self.harnesses if (h.source, h.backend) == (source, backend)), None)
 
 
 @dataclass(frozen=True)
@@ -127,12 +156,18 @@ class Profile:
                 return by_scope[scope]
         return None
 
-    def adjustments(self, backend: str, system: str) -> tuple[Adjustments, str]:
-        """The adjustments for a deployment, and which scope gave them."""
+    def adjustments(self, backend: str, system: str, harness: str | None = None) -> tuple[Adjustments, str]:
+        """The adjustments for a deployment, and which scope gave them. ``harness``: the source whose
+        benchmark measured it, where known (validation, cross-validation): its own request overhead
+        if the scope has that harness; predictions for a user's deployment pass none."""
         fit = self.lookup(backend, system)
         if fit is None:
             return Adjustments(), "no fitted scope (neutral)"
-        return fit.adjustments(), fit.scope.label
+        own = fit.harness(harness, backend) if harness is not None else None
+        if own is None:
+            return fit.adjustments(), fit.scope.label
+        adj = fit.adjustments()._replace(request_overhead_ms=own.request_overhead_ms)
+        return adj, f"{fit.scope.label}, {harness} harness"
 
     def to_dict(self) -> dict:
         return {
@@ -153,6 +188,7 @@ class Profile:
                     **{k: f.values[k] for k in PARAMETER_NAMES if k in f.values},
                     "records": f.records,
                     "sources": list(f.sources),
+                    **({"harnesses": [h.to_dict() for h in f.harnesses]} if f.harnesses else {}),
                 }
                 for f in self.fits
             ],
@@ -186,7 +222,7 @@ def profile_from_dict(doc: object, name: str) -> Profile:
         where = f"{name}: scopes[{i}]"
         if not isinstance(entry, dict):
             raise _fail(where, "must be a mapping")
-        unknown = set(entry) - {"scope", "records", "sources", *PARAMETER_NAMES}
+        unknown = set(entry) - {"scope", "records", "sources", "harnesses", *PARAMETER_NAMES}
         if unknown:
             raise _fail(f"{where}.{sorted(unknown)[0]}", "unknown field", None) from None
         raw_scope = entry.get("scope", {})
@@ -201,13 +237,12 @@ def profile_from_dict(doc: object, name: str) -> Profile:
             raise _fail(f"{where}.scope", f"{scope.label} appears twice")
         seen.add(scope)
         values = {k: check_value(k, entry[k], f"{where}.{k}") for k in PARAMETER_NAMES if k in entry}
-        records = entry.get("records", 0)
-        if isinstance(records, bool) or not isinstance(records, int) or records < 0:
-            raise _fail(f"{where}.records", "must be an integer >= 0", records)
+        records = _count(entry.get("records", 0), f"{where}.records")
         sources = entry.get("sources", [])
         if not isinstance(sources, list) or not all(isinstance(s, str) for s in sources):
             raise _fail(f"{where}.sources", "must be a list of source names")
-        fits.append(ScopeFit(scope, values, records, tuple(sources)))
+        harnesses = _harnesses(entry.get("harnesses", []), scope, f"{where}.harnesses")
+        fits.append(ScopeFit(scope, values, records, tuple(sources), harnesses))
     bands = doc.get("bands", {}) or {}
     if not isinstance(bands, dict):
         raise _fail(f"{name}: bands", "must be a mapping")
@@ -231,6 +266,47 @@ def profile_from_dict(doc: object, name: str) -> Profile:
     if not isinstance(provenance, dict):
         raise _fail(f"{name}: provenance", "must be a mapping")
     return Profile(tuple(fits), provenance, bands, name)
+
+
+def _count(value: object, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise _fail(where, "must be an integer >= 0", value)
+    return value
+
+
+HARNESS_FIELDS = ("source", "backend", "request_overhead_ms", "records")
+
+
+def _harnesses(entries: object, scope: Scope, where: str) -> tuple[HarnessFit, ...]:
+    """A scope's ``harnesses`` list: each a (source, backend) of the scope's backend, once."""
+    if not isinstance(entries, list):
+        raise _fail(where, "must be a list of harnesses (source, backend, request_overhead_ms, records)")
+    out, seen = [], set()
+    for k, h in enumerate(entries):
+        at = f"{where}[{k}]"
+        if not isinstance(h, dict):
+            raise _fail(at, "must be a mapping")
+        unknown = set(h) - set(HARNESS_FIELDS)
+        if unknown:
+            raise _fail(f"{at}.{sorted(unknown)[0]}", "unknown field")
+        missing = [f for f in HARNESS_FIELDS if f not in h]
+        if missing:
+            raise _fail(
+                f"{at}.{missing[0]}", "missing (a harness has source, backend, request_overhead_ms, records)"
+            )
+        source, backend = h["source"], h["backend"]
+        if not isinstance(source, str) or not source:
+            raise _fail(f"{at}.source", "must be a source name", source)
+        if backend not in BACKENDS:
+            raise ServoptError(f"{at}.backend", backend, "unknown backend", BACKENDS)
+        if scope.backend is not None and backend != scope.backend:
+            raise ServoptError(f"{at}.backend", backend, f"must be the scope's backend ({scope.backend})")
+        if (source, backend) in seen:
+            raise _fail(at, f"harness {source} / {backend} appears twice")
+        seen.add((source, backend))
+        overhead = check_value("request_overhead_ms", h["request_overhead_ms"], f"{at}.request_overhead_ms")
+        out.append(HarnessFit(source, backend, overhead, _count(h["records"], f"{at}.records")))
+    return tuple(out)
 
 
 def load_profile(path: str | Path) -> Profile:

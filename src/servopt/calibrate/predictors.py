@@ -90,9 +90,10 @@ def simulate(setup: Setup) -> Prediction:
 
 def simulate_calibrated(setup: Setup) -> Prediction:
     """``simulate`` with the shipped default calibration profile's adjustments for the setup's scope
-    (in-sample on the shipped data: the profile was fitted on it; ``servopt calibrate`` prints the
-    cross-validated figures)."""
-    adj, _ = default_profile().adjustments(setup.backend, setup.system)
+    and the request overhead of the record's own harness where the profile has it (in-sample on the
+    shipped data: the profile was fitted on it; ``servopt calibrate`` prints the cross-validated
+    figures)."""
+    adj, _ = default_profile().adjustments(setup.backend, setup.system, setup.record.source_name)
     out = _replay(setup).run(adj)
     note = f"{out.preempted} preempted" if out.preempted else ""
     return Prediction(out.ttft_ms, out.tpot_ms, out.output_tok_s_per_gpu, note)

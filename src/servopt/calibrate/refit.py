@@ -64,7 +64,8 @@ def calibrate(
         held = cv.cross_validate(samples, runs, by)
         tables[f"leave one {by} out (held out of the fit)"] = cv.error_table(samples, held)
         if by == band_fold:
-            res = cv.residuals(samples, held.calibrated)
+            # A user's deployment is measured through a harness the profile has not seen.
+            res = cv.residuals(samples, held.unseen)
             # Bands for engines like servopt's data: version-gap sources are not in them (listed).
             keep = [i for i, s in enumerate(samples) if (s.source, s.backend) not in result.excluded]
             bands = cv.band_quantiles(samples, res, keep)
@@ -84,7 +85,12 @@ def calibrate(
         "scopes_not_fitted": result.unfitted,
         "fit": fit_settings(),
         "statistics": {title: _summary(rows) for title, rows in tables.items()},
-        "bands_from": f"leave one {band_fold} out residuals" if band_fold else None,
+        "bands_from": (
+            f"leave one {band_fold} out residuals, request overhead as for a harness not seen (median of "
+            "the fold's harness values of other sources)"
+            if band_fold
+            else None
+        ),
         "band_coverage_held_out": {
             row["source"]: {label: [int(v) for v in row[label]] for label in cv.LABELS} for row in coverage
         },

@@ -53,6 +53,11 @@ def calibrate(
         typer.echo(
             f"  {fitted.scope.label:<22} {vals}  ({fitted.records} records: {', '.join(fitted.sources)})"
         )
+        for h in fitted.harnesses:
+            typer.echo(
+                f"  {'':<22} harness {h.source} / {h.backend}: request_overhead_ms "
+                f"{h.request_overhead_ms:g} ms ({h.records} records)"
+            )
     for (source, backend), why in sorted(result.excluded.items()):
         typer.echo(f"  not fitted on: {source} / {backend}: {why}")
     for line in result.unfitted:
