@@ -88,15 +88,24 @@ def _stats(errors: list[float]) -> str:
 
 def print_table(rows: list[Evaluated], predictors: list[str]) -> None:
     """One line per (source, backend, load) and predictor, the predictors of a group next to each
-    other; overall for closed loops (the rows the profile is fitted on) and for every load."""
+    other; overall for closed loops (the rows the profile is fitted on), for closed loops less the
+    engines the profile's fit screened out as older than servopt's data, and for every load."""
     groups: dict[tuple[str, str, str], list[Evaluated]] = collections.defaultdict(list)
     for row in rows:
         groups[(row.setup.record.source_name, row.setup.backend, row.setup.load)].append(row)
     closed = [r for r in rows if r.setup.load == "closed_loop"]
+    # The (source, backend) pairs the shipped profile's fit screened out as engines older than
+    # servopt's data (provenance "not_fitted_on": dstack's early-2025 engines); listed, not hidden.
+    gaps = {(d["source"], d["backend"]) for d in default_profile().provenance.get("not_fitted_on", [])}
+    current = [r for r in closed if (r.setup.record.source_name, r.setup.backend) not in gaps]
     header = " ".join(f"{label + ' med':>8} {'p90':>6} {'n':>4}" for _, _, label in METRICS)
     print("|relative error|: median, p90 and the rows with that measurement")
     print(f"{'source':<30} {'backend':<7} {'load':<14} {'predictor':<19} {'rows':>4}  {header}")
-    everything = [(("overall", "", "closed_loop"), closed), (("overall", "", "every load"), rows)]
+    everything = [
+        (("overall", "", "closed_loop"), closed),
+        (("overall, no version gap", "", "closed_loop"), current),
+        (("overall", "", "every load"), rows),
+    ]
     for (source, backend, load), group in [*sorted(groups.items()), *everything]:
         for name in predictors:
             priced = [r for r in group if name in r.predictions]

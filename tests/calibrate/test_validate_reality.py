@@ -61,6 +61,13 @@ def test_side_by_side_columns_and_errors(script, monkeypatch, tmp_path, capsys):
     text = capsys.readouterr().out
     assert "oracle" in text and "mean_field" in text and "16 records: 10 mapped" in text
     assert "disaggregated serving" in text and "could not price" not in text
+    # Closed loops less the (source, backend) pairs the shipped fit screened out as version gaps.
+    gaps = {(d["source"], d["backend"]) for d in default_profile().provenance["not_fitted_on"]}
+    closed = [r for r in rows if r["load"] == "closed_loop"]
+    current = [r for r in closed if (r["source"], r["backend"]) not in gaps]
+    assert len(current) < len(closed)  # the sample has a dstack row
+    line = next(x for x in text.splitlines() if x.startswith("overall, no version gap") and "oracle" in x)
+    assert int(line.split()[line.split().index("oracle") + 1]) == len(current)
 
 
 def test_unknown_predictor_exits_2(script, capsys):

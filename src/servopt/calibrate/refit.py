@@ -64,7 +64,7 @@ def calibrate(
         held = cv.cross_validate(samples, runs, by)
         tables[f"leave one {by} out (held out of the fit)"] = cv.error_table(samples, held)
         if by == band_fold:
-            # A user's deployment is measured through a harness the profile has not seen.
+            # A user's prediction names no harness: the scope's request overhead.
             res = cv.residuals(samples, held.unseen)
             # Bands for engines like servopt's data: version-gap sources are not in them (listed).
             keep = [i for i, s in enumerate(samples) if (s.source, s.backend) not in result.excluded]
@@ -86,8 +86,8 @@ def calibrate(
         "fit": fit_settings(),
         "statistics": {title: _summary(rows) for title, rows in tables.items()},
         "bands_from": (
-            f"leave one {band_fold} out residuals, request overhead as for a harness not seen (median of "
-            "the fold's harness values of other sources)"
+            f"leave one {band_fold} out residuals of predictions with no harness named (the scope's "
+            "request overhead, the median of its harness values)"
             if band_fold
             else None
         ),
