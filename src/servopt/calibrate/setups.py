@@ -199,6 +199,11 @@ def to_setup(record: MeasuredRecord) -> Setup | Skip:
     )
     if stated is not None:
         assumptions.append(stated.note)
+    if model.startswith("GPT_OSS") and record.weights in ("fp8", "fp4"):
+        assumptions.append(
+            f"gpt-oss labelled {record.precision}: its one release, MXFP4 experts (w4a16_mxfp4 table), "
+            "KV as the perf overview's llm_options state (fp8 on Blackwell, auto on Hopper)"
+        )
     layout = _layout(record, arch.is_moe, arch.num_experts)
     if isinstance(layout, str):
         return Skip("layout not stated or not modelled", layout)
@@ -316,6 +321,8 @@ def _quant(record: MeasuredRecord, model: str, script_kv: str | None = None) -> 
     checkpoints (their quant config carries KV scales), the model dtype (bf16) otherwise.
     """
     kv = {"fp8": "fp8", "fp16": "float16"}.get(record.kv_cache or "") or script_kv
+    if model.startswith("GPT_OSS") and record.weights in ("fp8", "fp4", "mxfp4"):
+        return _gpt_oss_quant(record, model, kv)
     if record.weights == "bf16":
         return QuantModes("float16", "float16", kv or "float16", None)
     if record.weights == "fp8":
@@ -323,11 +330,24 @@ def _quant(record: MeasuredRecord, model: str, script_kv: str | None = None) -> 
         return QuantModes(gemm, gemm, kv or "float16", None)
     if record.weights == "fp4":
         return QuantModes("nvfp4", "nvfp4", kv or "fp8", None)
-    if record.weights == "mxfp4":
-        # gpt-oss ships MXFP4 experts and bf16 attention: the registry's checkpoint default.
-        default = _arch(model).quant
-        return QuantModes(default.gemm, default.moe, kv or default.kvcache, None)
     return None
+
+
+def _gpt_oss_quant(record: MeasuredRecord, model: str, kv: str | None) -> QuantModes:
+    """gpt-oss runs from its one release, MXFP4 experts and bf16 attention (the registry default),
+    whatever precision a source labels the run with.
+
+    The TRT-LLM perf overview labels gpt-oss "FP4" on Blackwell and "FP8" on Hopper, but lists no
+    FP4 or FP8 gpt-oss checkpoint (developer-guide/perf-overview.md @03e27c7d, "FP4 Models" / "FP8
+    Models"): the label is the compute path. Its stated gpt-oss ``llm_options`` set
+    ``kv_cache_config.dtype: fp8`` ("Hopper: use auto", i.e. bf16) and ``moe_config.backend:
+    CUTLASS`` (Hopper: TRITON); servopt prices MXFP4 experts with the one MXFP4 table its data has
+    (w4a16_mxfp4), an approximation of Blackwell's CUTLASS MXFP4 x MXFP8 kernel.
+    """
+    default = _arch(model).quant
+    if kv is None and record.weights in ("fp8", "fp4"):
+        kv = "fp8" if _has_fp4(record.system) else "float16"
+    return QuantModes(default.gemm, default.moe, kv or default.kvcache, None)
 
 
 def _layout(record: MeasuredRecord, is_moe: bool, num_experts: int | None) -> Layout | str:
