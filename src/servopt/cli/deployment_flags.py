@@ -3,6 +3,9 @@ worker plans they describe."""
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
 from typing import NamedTuple
 
 import typer
@@ -50,6 +53,67 @@ REQUEST_OVERHEAD_MS = typer.Option(
     help="Time from a client's send to the engine queue (tokenization, HTTP): part of TTFT "
     "(default: the calibration profile's, else 0).",
 )
+
+
+# The layout, worker and engine flags in the order --help lists them: (parameter, type, option).
+_INT, _OPT_INT, _OPT_FLOAT = int, int | None, float | None
+SHARED = (
+    ("tp", _INT, TP),
+    ("pp", _INT, PP),
+    ("dp", _INT, DP),
+    ("moe_tp", _OPT_INT, MOE_TP),
+    ("moe_ep", _OPT_INT, MOE_EP),
+    ("workers", _INT, WORKERS),
+    ("prefill_tp", _OPT_INT, PREFILL_TP),
+    ("prefill_pp", _OPT_INT, PREFILL_PP),
+    ("prefill_dp", _OPT_INT, PREFILL_DP),
+    ("prefill_moe_tp", _OPT_INT, PREFILL_MOE_TP),
+    ("prefill_moe_ep", _OPT_INT, PREFILL_MOE_EP),
+    ("prefill_workers", _INT, PREFILL_WORKERS),
+    ("decode_tp", _OPT_INT, DECODE_TP),
+    ("decode_pp", _OPT_INT, DECODE_PP),
+    ("decode_dp", _OPT_INT, DECODE_DP),
+    ("decode_moe_tp", _OPT_INT, DECODE_MOE_TP),
+    ("decode_moe_ep", _OPT_INT, DECODE_MOE_EP),
+    ("decode_workers", _INT, DECODE_WORKERS),
+    ("max_batch_size", _OPT_INT, MAX_BATCH_SIZE),
+    ("max_num_tokens", _OPT_INT, MAX_NUM_TOKENS),
+    ("chunked_prefill", bool | None, CHUNKED_PREFILL),
+    ("iteration_overhead_ms", _OPT_FLOAT, ITERATION_OVERHEAD_MS),
+    ("request_overhead_ms", _OPT_FLOAT, REQUEST_OVERHEAD_MS),
+)
+
+
+def with_shared_flags(after: str) -> Callable[[Callable], Callable]:
+    """Give a typer command the flags of ``SHARED``, listed right after its parameter ``after``.
+
+    Typer reads a command's options from its signature, so the command declares only its own
+    parameters and a ``**shared`` catch-all; the wrapper's signature lists the shared flags, and
+    their values reach the command in ``shared`` (by the names above, which ``resolve`` reads).
+    """
+
+    def wrap(command: Callable) -> Callable:
+        own = [
+            p
+            for p in inspect.signature(command, eval_str=True).parameters.values()
+            if p.kind is not inspect.Parameter.VAR_KEYWORD
+        ]
+        shared = [
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind)
+            for name, kind, option in SHARED
+        ]
+        at = [p.name for p in own].index(after) + 1
+        params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own[:at] + shared + own[at:]]
+
+        @functools.wraps(command)
+        def wrapper(**kwargs):
+            return command(**kwargs)
+
+        wrapper.__signature__ = inspect.Signature(params, return_annotation=None)
+        wrapper.__annotations__ = {p.name: p.annotation for p in params} | {"return": None}
+        return wrapper
+
+    return wrap
 
 
 class Resolved(NamedTuple):
