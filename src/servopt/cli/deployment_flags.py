@@ -3,9 +3,6 @@ worker plans they describe."""
 
 from __future__ import annotations
 
-import functools
-import inspect
-from collections.abc import Callable
 from typing import NamedTuple
 
 import typer
@@ -55,7 +52,8 @@ REQUEST_OVERHEAD_MS = typer.Option(
 )
 
 
-# The layout, worker and engine flags in the order --help lists them: (parameter, type, option).
+# The layout, worker and engine flags in the order --help lists them: (parameter, type, option);
+# a command takes them with ``options.with_option_group(SHARED, after=...)``.
 _INT, _OPT_INT, _OPT_FLOAT = int, int | None, float | None
 SHARED = (
     ("tp", _INT, TP),
@@ -82,38 +80,6 @@ SHARED = (
     ("iteration_overhead_ms", _OPT_FLOAT, ITERATION_OVERHEAD_MS),
     ("request_overhead_ms", _OPT_FLOAT, REQUEST_OVERHEAD_MS),
 )
-
-
-def with_shared_flags(after: str) -> Callable[[Callable], Callable]:
-    """Give a typer command the flags of ``SHARED``, listed right after its parameter ``after``.
-
-    Typer reads a command's options from its signature, so the command declares only its own
-    parameters and a ``**shared`` catch-all; the wrapper's signature lists the shared flags, and
-    their values reach the command in ``shared`` (by the names above, which ``resolve`` reads).
-    """
-
-    def wrap(command: Callable) -> Callable:
-        own = [
-            p
-            for p in inspect.signature(command, eval_str=True).parameters.values()
-            if p.kind is not inspect.Parameter.VAR_KEYWORD
-        ]
-        shared = [
-            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind)
-            for name, kind, option in SHARED
-        ]
-        at = [p.name for p in own].index(after) + 1
-        params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own[:at] + shared + own[at:]]
-
-        @functools.wraps(command)
-        def wrapper(**kwargs):
-            return command(**kwargs)
-
-        wrapper.__signature__ = inspect.Signature(params, return_annotation=None)
-        wrapper.__annotations__ = {p.name: p.annotation for p in params} | {"return": None}
-        return wrapper
-
-    return wrap
 
 
 class Resolved(NamedTuple):

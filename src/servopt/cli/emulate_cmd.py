@@ -14,7 +14,7 @@ from servopt.cli import deployment_flags as flags
 from servopt.cli import options
 
 
-@flags.with_shared_flags(after="mode")
+@options.with_option_group(flags.SHARED, after="mode")
 def emulate(
     model: str = options.model_option(),
     system: str = options.system_option("h200_sxm"),

@@ -27,7 +27,7 @@ def _finite(name: str, value: float | None, *, positive: bool = True) -> None:
         raise ServoptError(name, value, "must be a finite number > 0" if positive else "must be finite")
 
 
-@flags.with_shared_flags(after="seed")
+@options.with_option_group(flags.SHARED, after="seed")
 def simulate(
     model: str = options.model_option(),
     system: str = options.system_option("h200_sxm"),
