@@ -309,22 +309,53 @@ def _adp_balance(i, base, ranks, timeout, max_batch, extra_osl, block, kv_cap, p
 
 
 @kernel
+def _start_decoding(i, r, decoding, g0, p0, generated, dec_pass, kv_lin, n_dec, next_fin, isl, osl):
+    """Request ``r`` starts decoding on instance ``i``: its stint starts at the instance's
+    decoding-pass count with the tokens it has, and may bring the instance's next finish forward."""
+    decoding[r] = True
+    g0[r] = generated[r]
+    p0[r] = dec_pass[i]
+    kv_lin[i] += isl[r] + g0[r] - p0[r]
+    n_dec[i] += 1
+    fin = p0[r] + osl[r] - g0[r]
+    if fin < next_fin[i]:
+        next_fin[i] = fin
+
+
+@kernel
+def _mid_prefill_chunks(i, budget, run, nrun, decoding, done_pf, target, req, new, pre):
+    """The chunks a pass of instance ``i`` continues first: its running requests mid-prefill, in
+    admission order, while ``budget`` tokens last. Writes each chunk's request, new tokens and
+    tokens done before at ``req/new/pre[0 .. n)``; returns ``n`` and the tokens of all of them."""
+    n = 0
+    tokens = 0.0
+    for s in range(nrun[i]):
+        if budget <= 0:
+            break
+        r = run[i, s]
+        if decoding[r] or done_pf[r] >= target[r]:
+            continue
+        c = min(target[r] - done_pf[r], int(budget))
+        req[n] = r
+        new[n] = c
+        pre[n] = done_pf[r]
+        n += 1
+        tokens += c
+        budget -= c
+    return n, tokens
+
+
+@kernel
 def _ctx_tokens(i, q, budget, max_batch, chunked, extra_osl, block, kv_cap, run, nrun, decoding,
-                done_pf, target, n_pf, qlen, head, nxt, queued_at, poll_t, osl, kv_used):  # fmt: skip
+                done_pf, target, n_pf, qlen, head, nxt, queued_at, poll_t, osl, kv_used, req, new,
+                pre):  # fmt: skip
     """Context tokens instance ``i``'s next pass would schedule in ``budget`` tokens: its requests
     mid-prefill, then the polled queue in FIFO order while the batch, budget and KV allow (the
-    admission loop's rules, without admitting)."""
+    admission loop's rules, without admitting; ``req/new/pre`` are the pass's chunk scratch)."""
     tokens = 0.0
     if n_pf[i] > 0:
-        for s in range(nrun[i]):
-            if budget <= 0:
-                break
-            r = run[i, s]
-            if decoding[r] or done_pf[r] >= target[r]:
-                continue
-            c = min(target[r] - done_pf[r], budget)
-            tokens += c
-            budget -= c
+        _, tokens = _mid_prefill_chunks(i, budget, run, nrun, decoding, done_pf, target, req, new, pre)
+        budget -= tokens
     count = nrun[i]
     kv = kv_used[i]
     r = head[q] if qlen[q] > 0 else -1
@@ -596,52 +627,22 @@ def simulate(
             if watched_done == n_watched:
                 stop = STOP_WATCHED_DONE
                 break
-        # --- route the requests that have reached the engines ---
-        while route_from < route_to and t_arrive[route_from] + request_overhead_ms <= t:
-            r = route_from
-            route_from += 1
-            target[r] = isl[r]
+        # --- route the requests that have reached the engines, then the KV transfers that have
+        # landed (to the least-loaded decode instance) ---
+        while True:
+            if route_from < route_to and t_arrive[route_from] + request_overhead_ms <= t:
+                r = route_from
+                route_from += 1
+                target[r] = isl[r]
+                role = ROLE_PREFILL if disagg else ROLE_AGG
+            elif heap_n > 0 and heap_t[0] <= t:
+                r, heap_n = _heap_pop(heap_t, heap_r, heap_n)
+                role = ROLE_DECODE
+            else:
+                break
             queued_at[r] = t
-            role = ROLE_PREFILL if disagg else ROLE_AGG
-            n_woken = _route(
-                r,
-                role,
-                inst_role,
-                inst_kind,
-                policy,
-                pending,
-                iter_end,
-                inst_of,
-                wake,
-                woken,
-                n_woken,
-                head,
-                tail,
-                nxt,
-                qlen,
-            )
-            queued_total += 1
-        # --- KV transfers that have landed: route to the least-loaded decode instance ---
-        while heap_n > 0 and heap_t[0] <= t:
-            r, heap_n = _heap_pop(heap_t, heap_r, heap_n)
-            queued_at[r] = t
-            n_woken = _route(
-                r,
-                ROLE_DECODE,
-                inst_role,
-                inst_kind,
-                policy,
-                pending,
-                iter_end,
-                inst_of,
-                wake,
-                woken,
-                n_woken,
-                head,
-                tail,
-                nxt,
-                qlen,
-            )
+            n_woken = _route(r, role, inst_role, inst_kind, policy, pending, iter_end, inst_of, wake,
+                             woken, n_woken, head, tail, nxt, qlen)  # fmt: skip
             queued_total += 1
 
         # --- start a pass on every idle instance whose state changed, in instance order ---
@@ -751,27 +752,19 @@ def simulate(
                 # (P_ADP_RANKS counts dp x pp lanes: a pp > 1 worker is skipped too; no replay has one.)
                 tokens = _ctx_tokens(i, q, budget, max_batch, chunked, full and role == ROLE_AGG,
                                      block, kv_cap, run, nrun, decoding, done_pf, target, n_pf,
-                                     qlen, head, nxt, queued_at, poll_t, osl, kv_used)  # fmt: skip
+                                     qlen, head, nxt, queued_at, poll_t, osl, kv_used, pass_req[i],
+                                     ch_new, ch_pre)  # fmt: skip
                 if tokens > 0:
                     ctx_ok = _batch_wait(i, tokens + d, wait_iters, wait_ratio,
                                          policy[k, P_MAX_TOKENS], bw_count)  # fmt: skip
 
             if role != ROLE_DECODE and (prefill_pass or mixed) and ctx_ok and n_pf[i] > 0:
                 # Running requests mid-prefill continue first, in admission order.
-                for s in range(nrun[i]):
-                    if budget <= 0:
-                        break
-                    r = run[i, s]
-                    if decoding[r] or done_pf[r] >= target[r]:
-                        continue
-                    c = min(target[r] - done_pf[r], int(budget))
-                    chunk[r] = c
-                    pass_req[i, n_chunks] = r
-                    ch_new[n_chunks] = c
-                    ch_pre[n_chunks] = done_pf[r]
-                    n_chunks += 1
-                    p_tokens += c
-                    budget -= c
+                n_chunks, p_tokens = _mid_prefill_chunks(i, budget, run, nrun, decoding, done_pf,
+                                                         target, pass_req[i], ch_new, ch_pre)  # fmt: skip
+                budget -= p_tokens
+                for c in range(n_chunks):
+                    chunk[pass_req[i, c]] = int(ch_new[c])
             if role == ROLE_DECODE or ((prefill_pass or mixed) and ctx_ok):
                 # Admit from the queue in FIFO order while the batch, token budget and KV allow.
                 while qlen[q] > 0 and nrun[i] < max_batch:
@@ -808,14 +801,8 @@ def simulate(
                     if role == ROLE_DECODE:
                         # It decodes in this pass; its last token came from the prefill worker.
                         done_pf[r] = target[r]
-                        decoding[r] = True
-                        g0[r] = generated[r]
-                        p0[r] = dec_pass[i]
-                        kv_lin[i] += isl[r] + g0[r] - p0[r]
-                        n_dec[i] += 1
-                        fin = p0[r] + osl[r] - g0[r]
-                        if fin < next_fin[i]:
-                            next_fin[i] = fin
+                        _start_decoding(i, r, decoding, g0, p0, generated, dec_pass, kv_lin, n_dec,
+                                        next_fin, isl, osl)  # fmt: skip
                         is_fresh[r] = True
                         fresh[i, n_fresh[i]] = r
                         n_fresh[i] += 1
@@ -954,14 +941,8 @@ def simulate(
                     gone[r] = True
                     n_gone += 1
                     continue
-                decoding[r] = True
-                g0[r] = generated[r]
-                p0[r] = dec_pass[i]
-                kv_lin[i] += isl[r] + g0[r] - p0[r]
-                n_dec[i] += 1
-                fin = p0[r] + osl[r] - g0[r]
-                if fin < next_fin[i]:
-                    next_fin[i] = fin
+                _start_decoding(i, r, decoding, g0, p0, generated, dec_pass, kv_lin, n_dec, next_fin,
+                                isl, osl)  # fmt: skip
                 if d > 0:
                     w_steady[i] += itl_weight[r]  # its token ended this decoding pass
                 else:

@@ -52,6 +52,36 @@ REQUEST_OVERHEAD_MS = typer.Option(
 )
 
 
+# The layout, worker and engine flags in the order --help lists them: (parameter, type, option);
+# a command takes them with ``options.with_option_group(SHARED, after=...)``.
+_INT, _OPT_INT, _OPT_FLOAT = int, int | None, float | None
+SHARED = (
+    ("tp", _INT, TP),
+    ("pp", _INT, PP),
+    ("dp", _INT, DP),
+    ("moe_tp", _OPT_INT, MOE_TP),
+    ("moe_ep", _OPT_INT, MOE_EP),
+    ("workers", _INT, WORKERS),
+    ("prefill_tp", _OPT_INT, PREFILL_TP),
+    ("prefill_pp", _OPT_INT, PREFILL_PP),
+    ("prefill_dp", _OPT_INT, PREFILL_DP),
+    ("prefill_moe_tp", _OPT_INT, PREFILL_MOE_TP),
+    ("prefill_moe_ep", _OPT_INT, PREFILL_MOE_EP),
+    ("prefill_workers", _INT, PREFILL_WORKERS),
+    ("decode_tp", _OPT_INT, DECODE_TP),
+    ("decode_pp", _OPT_INT, DECODE_PP),
+    ("decode_dp", _OPT_INT, DECODE_DP),
+    ("decode_moe_tp", _OPT_INT, DECODE_MOE_TP),
+    ("decode_moe_ep", _OPT_INT, DECODE_MOE_EP),
+    ("decode_workers", _INT, DECODE_WORKERS),
+    ("max_batch_size", _OPT_INT, MAX_BATCH_SIZE),
+    ("max_num_tokens", _OPT_INT, MAX_NUM_TOKENS),
+    ("chunked_prefill", bool | None, CHUNKED_PREFILL),
+    ("iteration_overhead_ms", _OPT_FLOAT, ITERATION_OVERHEAD_MS),
+    ("request_overhead_ms", _OPT_FLOAT, REQUEST_OVERHEAD_MS),
+)
+
+
 class Resolved(NamedTuple):
     arch: object
     spec: object

@@ -14,35 +14,13 @@ from servopt.cli import deployment_flags as flags
 from servopt.cli import options
 
 
+@options.with_option_group(flags.SHARED, after="mode")
 def emulate(
     model: str = options.model_option(),
     system: str = options.system_option("h200_sxm"),
     backend: str = options.backend_option(),
     backend_version: str | None = options.backend_version_option(),
     mode: str = flags.MODE,
-    tp: int = flags.TP,
-    pp: int = flags.PP,
-    dp: int = flags.DP,
-    moe_tp: int | None = flags.MOE_TP,
-    moe_ep: int | None = flags.MOE_EP,
-    workers: int = flags.WORKERS,
-    prefill_tp: int | None = flags.PREFILL_TP,
-    prefill_pp: int | None = flags.PREFILL_PP,
-    prefill_dp: int | None = flags.PREFILL_DP,
-    prefill_moe_tp: int | None = flags.PREFILL_MOE_TP,
-    prefill_moe_ep: int | None = flags.PREFILL_MOE_EP,
-    prefill_workers: int = flags.PREFILL_WORKERS,
-    decode_tp: int | None = flags.DECODE_TP,
-    decode_pp: int | None = flags.DECODE_PP,
-    decode_dp: int | None = flags.DECODE_DP,
-    decode_moe_tp: int | None = flags.DECODE_MOE_TP,
-    decode_moe_ep: int | None = flags.DECODE_MOE_EP,
-    decode_workers: int = flags.DECODE_WORKERS,
-    max_batch_size: int | None = flags.MAX_BATCH_SIZE,
-    max_num_tokens: int | None = flags.MAX_NUM_TOKENS,
-    chunked_prefill: bool | None = flags.CHUNKED_PREFILL,
-    iteration_overhead_ms: float | None = flags.ITERATION_OVERHEAD_MS,
-    request_overhead_ms: float | None = flags.REQUEST_OVERHEAD_MS,
     gemm_quant_mode: str | None = options.quant_option("gemm"),
     moe_quant_mode: str | None = options.quant_option("moe"),
     kvcache_quant_mode: str | None = options.quant_option("kvcache"),
@@ -77,6 +55,7 @@ def emulate(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback by default)."),
     port: int = typer.Option(8000, "--port", help="TCP port."),
     perf_db: str | None = options.perf_db_option(),
+    **shared,
 ) -> None:
     """Serve /v1/completions and /v1/chat/completions with the simulated deployment's timings."""
     import contextlib
@@ -93,7 +72,7 @@ def emulate(
     from servopt.simulate.engine import check_fits, run
     from servopt.simulate.workload import Requests
 
-    request_overhead_ms = request_overhead_ms or 0.0
+    request_overhead_ms = shared["request_overhead_ms"] or 0.0
     for name, value in (("speedup", speedup), ("request_overhead_ms", request_overhead_ms + 1.0)):
         if not (math.isfinite(value) and value > 0):
             raise ServoptError(
@@ -106,7 +85,7 @@ def emulate(
     if not 0 <= port <= 65535:
         raise ServoptError("port", port, "must be in [0, 65535]")
     count = chars_over_four if tokenizer is None else load_tokenizer_counter(tokenizer)
-    arch, spec, db, setup, policy, plans = flags.resolve(locals())
+    arch, spec, db, setup, policy, plans = flags.resolve({**locals(), **shared})
     deployment = build_deployment(
         db,
         setup,
@@ -114,7 +93,7 @@ def emulate(
         max_isl=max_model_len - 1,
         max_osl=max_model_len - 1,
         prompt_lengths=np.zeros(0, dtype=np.int64),
-        size_token_budget=max_num_tokens is None,
+        size_token_budget=shared["max_num_tokens"] is None,
     )
     deployment = replace(deployment, request_overhead_ms=request_overhead_ms)
     # The longest request the server accepts must fit every instance, or it would stall.

@@ -6,6 +6,10 @@ quant-mode types), not from copies; only light modules are imported, so ``--help
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
+
 import typer
 
 from servopt.backends import BACKENDS
@@ -86,3 +90,36 @@ CALIBRATION_HELP = (
 
 def calibration_option(default: str | None = "default", help_extra: str = ""):
     return typer.Option(default, "--calibration", help=CALIBRATION_HELP + help_extra)
+
+
+def with_option_group(group: tuple, after: str) -> Callable[[Callable], Callable]:
+    """Give a typer command the options of ``group`` ((parameter, type, option) triples), listed
+    in ``--help`` right after its parameter ``after``.
+
+    Typer reads a command's options from its signature, so the command declares only its own
+    parameters and a ``**`` catch-all; the wrapper's signature lists the group's options, and
+    their values reach the command in the catch-all, by the group's parameter names.
+    """
+
+    def wrap(command: Callable) -> Callable:
+        own = [
+            p
+            for p in inspect.signature(command, eval_str=True).parameters.values()
+            if p.kind is not inspect.Parameter.VAR_KEYWORD
+        ]
+        grouped = [
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind)
+            for name, kind, option in group
+        ]
+        at = [p.name for p in own].index(after) + 1
+        params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own[:at] + grouped + own[at:]]
+
+        @functools.wraps(command)
+        def wrapper(**kwargs):
+            return command(**kwargs)
+
+        wrapper.__signature__ = inspect.Signature(params, return_annotation=None)
+        wrapper.__annotations__ = {p.name: p.annotation for p in params} | {"return": None}
+        return wrapper
+
+    return wrap

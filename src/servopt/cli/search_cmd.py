@@ -39,6 +39,15 @@ SAVE_DIR = typer.Option(
 PERF_DB = options.perf_db_option()
 COMPOSITION = typer.Option("menu", "--composition", help=COMPOSITION_HELP)
 AS_JSON = typer.Option(False, "--json", help=JSON_HELP)
+# The search's report options, in --help order, both commands take: (parameter, type, option).
+REPORT = (
+    ("top_n", int, TOP_N),
+    ("max_replica_types", int, MAX_REPLICA_TYPES),
+    ("save_dir", str | None, SAVE_DIR),
+    ("perf_db", str | None, PERF_DB),
+    ("composition", str, COMPOSITION),
+    ("as_json", bool, AS_JSON),
+)
 VERBOSE = typer.Option(False, "--verbose", "-v", help="Debug logging (enumerated layouts).")
 CALIBRATION = options.calibration_option()
 EXP_CALIBRATION = options.calibration_option(
@@ -123,6 +132,7 @@ def _logging(verbose: bool) -> None:
     )
 
 
+@options.with_option_group(REPORT, after="tpot")
 def default(
     model: str = options.model_option(),
     total_gpus: int = typer.Option(
@@ -142,12 +152,6 @@ def default(
     osl: int = typer.Option(1000, "--osl", min=2, help="Output sequence length."),
     ttft: float = typer.Option(1000.0, "--ttft", help="TTFT target in ms (> 0)."),
     tpot: float = typer.Option(40.0, "--tpot", help="TPOT target in ms (> 0)."),
-    top_n: int = TOP_N,
-    max_replica_types: int = MAX_REPLICA_TYPES,
-    save_dir: str | None = SAVE_DIR,
-    perf_db: str | None = PERF_DB,
-    composition: str = COMPOSITION,
-    as_json: bool = AS_JSON,
     verbose: bool = VERBOSE,
     calibration: str = CALIBRATION,
     robust: bool = ROBUST,
@@ -201,6 +205,7 @@ def default(
         help="With a load: your USD per GPU-hour, SYSTEM=USD[,SYSTEM=USD] (none ship with servopt); adds "
         "cost per hour and per million output tokens to every answer.",
     ),
+    **report,
 ) -> None:
     """Agg vs disagg for one model on a GPU budget, with the seed's defaults; with --request_rate,
     the fewest GPUs that serve that load within percentile targets."""
@@ -233,7 +238,8 @@ def default(
             request_rate=request_rate, concurrency=concurrency, arrival=arrival, arrival_cv=arrival_cv,
             ttft_percentile=99.0 if ttft_percentile is None else ttft_percentile,
             tpot_percentile=99.0 if tpot_percentile is None else tpot_percentile,
-            objective=objective, num_requests=num_requests, seed=seed, perf_db=perf_db, as_json=as_json,
+            objective=objective, num_requests=num_requests, seed=seed, perf_db=report["perf_db"],
+            as_json=report["as_json"],
             gpu_hour_price=gpu_hour_price, decode_system=decode_system, calibration=calibration,
         )  # fmt: skip
         return
@@ -253,17 +259,10 @@ def default(
         calibration=calibration,
         robust=robust,
     )
-    _run_and_report(
-        experiments,
-        top_n=top_n,
-        max_replica_types=max_replica_types,
-        save_dir=save_dir,
-        as_json=as_json,
-        perf_db=perf_db,
-        composition=composition,
-    )
+    _run_and_report(experiments, **report)
 
 
+@options.with_option_group(REPORT, after="yaml_path")
 def exp(
     yaml_path: Path = typer.Option(
         ...,
@@ -273,17 +272,12 @@ def exp(
         dir_okay=False,
         help="Experiment YAML (the seed's schema).",
     ),
-    top_n: int = TOP_N,
-    max_replica_types: int = MAX_REPLICA_TYPES,
-    save_dir: str | None = SAVE_DIR,
-    perf_db: str | None = PERF_DB,
-    composition: str = COMPOSITION,
-    as_json: bool = AS_JSON,
     verbose: bool = VERBOSE,
     calibration: str | None = EXP_CALIBRATION,
     robust: bool = typer.Option(
         False, "--robust", help="Sets every experiment's robust key (see cli default)."
     ),
+    **report,
 ) -> None:
     """Run every experiment of a YAML file and compare them in one report."""
     _logging(verbose)
@@ -302,14 +296,8 @@ def exp(
             )
         from servopt.cli.rate_sizing import size_experiments
 
-        size_experiments(experiments, save_dir=save_dir, as_json=as_json, perf_db=perf_db)
+        size_experiments(
+            experiments, save_dir=report["save_dir"], as_json=report["as_json"], perf_db=report["perf_db"]
+        )
         return
-    _run_and_report(
-        experiments,
-        top_n=top_n,
-        max_replica_types=max_replica_types,
-        save_dir=save_dir,
-        as_json=as_json,
-        perf_db=perf_db,
-        composition=composition,
-    )
+    _run_and_report(experiments, **report)

@@ -27,6 +27,7 @@ def _finite(name: str, value: float | None, *, positive: bool = True) -> None:
         raise ServoptError(name, value, "must be a finite number > 0" if positive else "must be finite")
 
 
+@options.with_option_group(flags.SHARED, after="seed")
 def simulate(
     model: str = options.model_option(),
     system: str = options.system_option("h200_sxm"),
@@ -62,29 +63,6 @@ def simulate(
         None, "--warmup", help="Requests excluded at the start (default: the first tenth)."
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the lengths and arrivals."),
-    tp: int = flags.TP,
-    pp: int = flags.PP,
-    dp: int = flags.DP,
-    moe_tp: int | None = flags.MOE_TP,
-    moe_ep: int | None = flags.MOE_EP,
-    workers: int = flags.WORKERS,
-    prefill_tp: int | None = flags.PREFILL_TP,
-    prefill_pp: int | None = flags.PREFILL_PP,
-    prefill_dp: int | None = flags.PREFILL_DP,
-    prefill_moe_tp: int | None = flags.PREFILL_MOE_TP,
-    prefill_moe_ep: int | None = flags.PREFILL_MOE_EP,
-    prefill_workers: int = flags.PREFILL_WORKERS,
-    decode_tp: int | None = flags.DECODE_TP,
-    decode_pp: int | None = flags.DECODE_PP,
-    decode_dp: int | None = flags.DECODE_DP,
-    decode_moe_tp: int | None = flags.DECODE_MOE_TP,
-    decode_moe_ep: int | None = flags.DECODE_MOE_EP,
-    decode_workers: int = flags.DECODE_WORKERS,
-    max_batch_size: int | None = flags.MAX_BATCH_SIZE,
-    max_num_tokens: int | None = flags.MAX_NUM_TOKENS,
-    chunked_prefill: bool | None = flags.CHUNKED_PREFILL,
-    iteration_overhead_ms: float | None = flags.ITERATION_OVERHEAD_MS,
-    request_overhead_ms: float | None = flags.REQUEST_OVERHEAD_MS,
     calibration: str = options.calibration_option(
         help_extra=" Explicit overhead flags override its overheads."
     ),
@@ -99,6 +77,7 @@ def simulate(
         None, "--save_dir", "--save-dir", help="Write per-request CSV, CDF and timeline plots here."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
+    **shared,
 ) -> None:
     """Simulate one deployment under load: TTFT/TPOT/ITL/E2E percentiles, throughput, goodput."""
     from servopt.calibrate.model import resolve_calibration, scope_adjustments
@@ -107,6 +86,8 @@ def simulate(
     from servopt.simulate.scenario import simulate as run_simulation
     from servopt.simulate.workload import Lengths, Load, read_histogram, read_trace
 
+    iteration_overhead_ms = shared["iteration_overhead_ms"]
+    request_overhead_ms = shared["request_overhead_ms"]
     _finite("request_rate", request_rate)
     _finite("arrival_cv", arrival_cv)
     _finite("ttft", ttft)
@@ -135,7 +116,7 @@ def simulate(
     requests = read_trace(trace) if trace else None
     lens = Lengths(isl, osl, isl_range, osl_range, hist)
 
-    arch, spec, db, setup, policy, plans = flags.resolve(locals())
+    arch, spec, db, setup, policy, plans = flags.resolve({**locals(), **shared})
     scenario = Scenario(
         load=load,
         num_requests=num_requests if requests is None else len(requests.isl),
@@ -145,7 +126,7 @@ def simulate(
         warmup=warmup,
         ttft_target_ms=ttft,
         tpot_target_ms=tpot,
-        size_token_budget=max_num_tokens is None,
+        size_token_budget=shared["max_num_tokens"] is None,
         request_overhead_ms=request_overhead_ms or 0.0,
     )
     profile = resolve_calibration(calibration)

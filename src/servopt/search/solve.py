@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Required, TypedDict, Unpack
 
 import numpy as np
 
@@ -52,6 +52,18 @@ def _compose_problems():
 DEFAULT_MAX_REPLICA_TYPES = 2
 
 
+class ModeArgs(TypedDict, total=False):
+    """The keywords every mode's solve takes (defaults in ``_ModeSolver``), declared once."""
+
+    sla: Required[Sla]
+    total_gpus: Required[int]
+    tokens_per_request: Required[float]
+    max_replica_types: int
+    settings: SolverSettings | None
+    frontier: bool
+    packed_frontier: bool
+
+
 def _check_common(total_gpus: int, tokens_per_request: float, max_replica_types: int) -> None:
     if isinstance(total_gpus, bool) or not isinstance(total_gpus, int | np.integer) or total_gpus < 1:
         raise ServoptError("total_gpus", total_gpus, "must be a positive integer")
@@ -69,7 +81,15 @@ class _ModeSolver:
     mode: str
 
     def __init__(
-        self, *, sla, total_gpus, tokens_per_request, max_replica_types, settings, frontier, packed_frontier
+        self,
+        *,
+        sla: Sla,
+        total_gpus: int,
+        tokens_per_request: float,
+        max_replica_types: int = DEFAULT_MAX_REPLICA_TYPES,
+        settings: SolverSettings | None = None,
+        frontier: bool = True,
+        packed_frontier: bool = False,
     ):
         _check_common(total_gpus, tokens_per_request, max_replica_types)
         self.sla = sla
@@ -280,57 +300,22 @@ class _DisaggSolver(_ModeSolver):
         )
 
 
-def solve_agg(
-    agg: WorkerOptions,
-    *,
-    sla: Sla,
-    total_gpus: int,
-    tokens_per_request: float,
-    max_replica_types: int = DEFAULT_MAX_REPLICA_TYPES,
-    settings: SolverSettings | None = None,
-    frontier: bool = True,
-    packed_frontier: bool = False,
-) -> ModeResult:
+def solve_agg(agg: WorkerOptions, **kw: Unpack[ModeArgs]) -> ModeResult:
     """Aggregated serving: one worker per replica. Raises InfeasibleError if nothing fits."""
-    return _AggSolver(
-        agg,
-        sla=sla,
-        total_gpus=total_gpus,
-        tokens_per_request=tokens_per_request,
-        max_replica_types=max_replica_types,
-        settings=settings,
-        frontier=frontier,
-        packed_frontier=packed_frontier,
-    ).run()
+    return _AggSolver(agg, **kw).run()
 
 
 def solve_disagg(
     prefill: WorkerOptions,
     decode: WorkerOptions,
     *,
-    sla: Sla,
-    total_gpus: int,
-    tokens_per_request: float,
     replica: ReplicaSpec | None = None,
-    max_replica_types: int = DEFAULT_MAX_REPLICA_TYPES,
     conventions: Conventions = DEFAULT_CONVENTIONS,
-    settings: SolverSettings | None = None,
-    frontier: bool = True,
-    packed_frontier: bool = False,
+    **kw: Unpack[ModeArgs],
 ) -> ModeResult:
     """Disaggregated xPyD serving. Raises InfeasibleError if nothing fits."""
     return _DisaggSolver(
-        prefill,
-        decode,
-        replica=replica or ReplicaSpec(),
-        conventions=conventions,
-        sla=sla,
-        total_gpus=total_gpus,
-        tokens_per_request=tokens_per_request,
-        max_replica_types=max_replica_types,
-        settings=settings,
-        frontier=frontier,
-        packed_frontier=packed_frontier,
+        prefill, decode, replica=replica or ReplicaSpec(), conventions=conventions, **kw
     ).run()
 
 
@@ -339,16 +324,10 @@ def solve(
     agg: WorkerOptions | None = None,
     prefill: WorkerOptions | None = None,
     decode: WorkerOptions | None = None,
-    sla: Sla,
-    total_gpus: int,
-    tokens_per_request: float,
     replica: ReplicaSpec | None = None,
-    max_replica_types: int = DEFAULT_MAX_REPLICA_TYPES,
     conventions: Conventions = DEFAULT_CONVENTIONS,
-    settings: SolverSettings | None = None,
-    frontier: bool = True,
-    packed_frontier: bool = False,
     agg_tokens_per_request: float | None = None,
+    **common: Unpack[ModeArgs],
 ) -> SearchResult:
     """Both modes that have option tables.
 
@@ -363,20 +342,14 @@ def solve(
         raise ServoptError("options", None, "give agg options, or prefill and decode options, or all three")
     if (prefill is None) != (decode is None):
         raise ServoptError("options", "prefill" if decode is None else "decode", "disagg needs both pools")
-    common = dict(
-        sla=sla,
-        total_gpus=total_gpus,
-        tokens_per_request=tokens_per_request,
-        max_replica_types=max_replica_types,
-        settings=settings,
-        frontier=frontier,
-        packed_frontier=packed_frontier,
-    )
     results: dict[str, ModeResult | None] = {"agg": None, "disagg": None}
     reasons: dict[str, InfeasibleError] = {}
     if agg is not None:
         try:
-            agg_common = common | {"tokens_per_request": agg_tokens_per_request or tokens_per_request}
+            # A falsy agg_tokens_per_request (None, 0) leaves tokens_per_request to agg too.
+            agg_common = common | (
+                {"tokens_per_request": agg_tokens_per_request} if agg_tokens_per_request else {}
+            )
             results["agg"] = solve_agg(agg, **agg_common)
         except InfeasibleError as err:
             reasons["agg"] = err

@@ -292,12 +292,7 @@ def deployment(
     rank: Annotated[int, Query(ge=1, le=1000)],
     format: Annotated[Literal["json", "zip"], Query()] = "json",
 ) -> Response:
-    job = _done_job(request, job_id)
-    per_experiment = (job.deployments or {}).get(experiment)
-    if per_experiment is None:
-        raise ServoptError(
-            "experiment", experiment, "not an experiment of this search", list(job.deployments or {})
-        )
+    per_experiment = _experiment_deployments(_done_job(request, job_id), experiment)
     entry = per_experiment.get(str(rank))
     if entry is None:
         raise ServoptError("rank", rank, f"not a row of {experiment}'s table", list(per_experiment))
@@ -315,12 +310,7 @@ def packed_deployment(
     experiment: Annotated[str, Query(max_length=128)],
     format: Annotated[Literal["json", "zip"], Query()] = "json",
 ) -> Response:
-    job = _done_job(request, job_id)
-    per_experiment = (job.deployments or {}).get(experiment)
-    if per_experiment is None:
-        raise ServoptError(
-            "experiment", experiment, "not an experiment of this search", list(job.deployments or {})
-        )
+    per_experiment = _experiment_deployments(_done_job(request, job_id), experiment)
     entry = per_experiment.get("packed")
     if entry is None:
         raise ServoptError(
@@ -329,6 +319,16 @@ def packed_deployment(
             "the verdict recommends identical replicas here, not a packed deployment",
         )
     return _files_response(entry, {"experiment": experiment}, "packed", format)
+
+
+def _experiment_deployments(job: Job, experiment: str) -> dict:
+    """One experiment's deployment file sets of a finished search (by rank, and "packed")."""
+    per_experiment = (job.deployments or {}).get(experiment)
+    if per_experiment is None:
+        raise ServoptError(
+            "experiment", experiment, "not an experiment of this search", list(job.deployments or {})
+        )
+    return per_experiment
 
 
 def _files_response(entry: dict, about: dict, label: str, format: str) -> Response:
