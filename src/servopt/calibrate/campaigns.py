@@ -47,6 +47,24 @@ the CUDA-graph batch caps (decode above the cap runs without graphs: not modelle
 intervals: both engines send the first token at once (SGLang streams when
 ``len(req.output_ids) == 1``; TRT-LLM's ``PyExecutor`` when ``py_decoding_iter == 1``), so TTFT as
 bench_serving measures it does not change, and its TPOT ((latency - TTFT) / (tokens - 1)) neither.
+
+InferenceX's disaggregated rows (Dynamo + SGLang, Dynamo + TensorRT-LLM; xPyD on gb200, b200_sxm,
+h100_sxm) are launched by other scripts, whose engine flags the rows cannot be matched to:
+
+- ``benchmarks/dsr1_fp4_gb200_dynamo-trt_slurm.sh`` @15eda16 (and the ``dsr1_fp8_*`` /
+  ``dsr1_fp8_h200_dynamo-trt_slurm.sh`` siblings): Dynamo's ``performance_sweeps``
+  ``benchmark_disagg.slurm`` with ``PREFILL_MAX_NUM_TOKENS``, ``PREFILL_MAX_BATCH_SIZE``,
+  ``DECODE_MAX_NUM_TOKENS``, ``DECODE_MAX_BATCH_SIZE``, ``DECODE_GPU_MEM_FRACTION`` per run: each
+  run's values are the ``additional-settings`` of its entry in ``.github/configs/nvidia-master.yaml``
+  (@48f302c; 1,539 stored versions), and a row (an API snapshot) names no entry or version;
+- ``benchmarks/dsr1_fp8_gb200_dynamo-sglang_slurm.sh`` @07f4af9 (and ``dsr1_fp4_*``): a Dynamo
+  fork's ``submit_disagg.sh``; its flags live in that fork's job script, later in srt-slurm recipes
+  (``.github/configs/srt-recipes/recipes/gb200-fp8/1k1k/pp8.yaml`` @01776ac), neither per row.
+- bench: the same ``benchmark_lib.sh`` client as the agg rows (bench_serving, range ratio 0.8,
+  10 x CONC requests).
+
+So a disaggregated replay runs both pools at the engine's defaults (``disagg_note``), and its KV
+cache at the checkpoint default: assumptions every such setup carries.
 """
 
 from __future__ import annotations
@@ -156,6 +174,15 @@ SCRIPTS = {
 }
 # The models those scripts serve (their MODEL), by the records' base model name.
 SCRIPT_MODELS = ("DeepSeek-R1", "DeepSeek-R1-0528")
+
+
+def disagg_note(record: MeasuredRecord) -> str:
+    """The assumption a disaggregated record's replay makes about its engine flags."""
+    backend = "dynamo-trt" if record.backend == "trtllm" else f"dynamo-{record.backend}"
+    return (
+        f"disagg {record.framework}: per-run flags (max batch / tokens, memory fraction) of "
+        f"{INFERENCEX_REPO}'s {backend} launches not matched to the row: engine defaults for both pools"
+    )
 
 
 def stated_engine(record: MeasuredRecord, model_name: str) -> StatedEngine | None:

@@ -83,6 +83,18 @@ def benchmark_requests(setup: Setup, clients: int, seed: int = 0) -> Requests:
     return Requests(arrival, isl, osl)
 
 
+def worker_plans(setup: Setup, policy) -> list[WorkerPlan]:
+    """One replica's workers: one agg worker, or the x prefill + y decode workers of a disaggregated
+    setup, both pools at ``policy`` (what ``cli simulate --mode disagg`` builds)."""
+    if setup.prefill is None or setup.decode is None:
+        kv_fraction = setup.stated.kv_fraction if setup.stated else None
+        return [WorkerPlan("agg", setup.layout, 1, policy, kv_fraction)]
+    return [
+        WorkerPlan("prefill", setup.prefill.layout, setup.prefill.workers, policy),
+        WorkerPlan("decode", setup.decode.layout, setup.decode.workers, policy),
+    ]
+
+
 class Replayed(NamedTuple):
     """Figures over the measured requests, comparable with a record's: TTFT and TPOT are medians
     where the record states medians (InferenceX's history rows), else means, like the record."""
@@ -95,8 +107,10 @@ class Replayed(NamedTuple):
 
 
 class Replay:
-    """The record's benchmark: one replica, the engine's default scheduling (with the flags its
-    campaign's script states: ``Setup.stated``), the load as it ran (a closed loop of the replica's
+    """The record's benchmark: one replica (agg, or disaggregated: x prefill + y decode workers, a
+    shared prefill queue, the KV transfer from the system spec, :func:`worker_plans`), the engine's
+    default scheduling (with the flags its campaign's script states: ``Setup.stated``), the load as
+    it ran (a closed loop of the replica's
     clients starting together, as the benchmark clients do; or the replica's share of a burst or an
     open loop), the campaign's request count and length distribution, every request measured (the
     benchmarks report over all of them)."""
@@ -114,7 +128,7 @@ class Replay:
         self.deployment = build_deployment(
             db,
             model,
-            [WorkerPlan("agg", setup.layout, 1, policy, setup.stated.kv_fraction if setup.stated else None)],
+            worker_plans(setup, policy),
             max_isl=int(self.requests.isl.max()),
             max_osl=int(self.requests.osl.max()),
             prompt_lengths=self.requests.isl,
