@@ -62,8 +62,6 @@ def mean_field(setup: Setup) -> Prediction:
     """
     if setup.mode == "disagg":
         return _mean_field_disagg(setup)
-    db = database(setup)
-    model = model_setup(setup, db)
     ranks = setup.layout.pp * setup.layout.dp
     batch = max(1, round(setup.replica_concurrency / ranks))
     est, note = _estimate(setup, setup.layout, setup.mode, batch)

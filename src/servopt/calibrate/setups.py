@@ -382,7 +382,14 @@ def _layout(record: MeasuredRecord, is_moe: bool, num_experts: int | None) -> La
     if record.tp is None:
         return "tp not stated"
     return _worker_layout(
-        record.tp, record.pp or 1, record.ep, record.dp, record.attention_dp, record.backend, is_moe, num_experts
+        record.tp,
+        record.pp or 1,
+        record.ep,
+        record.dp,
+        record.attention_dp,
+        record.backend,
+        is_moe,
+        num_experts,
     )
 
 
@@ -441,7 +448,9 @@ def _pools(record: MeasuredRecord, is_moe: bool, num_experts: int | None) -> tup
         if g is None or g.count < 1:
             return f"disagg {role}: workers not stated"
         if g.gpus % g.count or g.gpus // g.count != g.tp:
-            return f"disagg {role}: tp{g.tp} on {g.gpus} GPUs over {g.count} workers (tp does not span a worker)"
+            return (
+                f"disagg {role}: tp{g.tp} on {g.gpus} GPUs over {g.count} workers (tp does not span a worker)"
+            )
         layout = _worker_layout(g.tp, 1, g.ep, None, g.attention_dp, record.backend, is_moe, num_experts)
         if isinstance(layout, str):
             return f"disagg {role}: {layout}"
