@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from functools import cache
 
-from servopt.calibrate.campaigns import StatedEngine, disagg_note, stated_engine
+from servopt.calibrate.campaigns import StatedEngine, disagg_note, stated_disagg, stated_engine
 from servopt.calibrate.records import MeasuredRecord
 from servopt.errors import ServoptError
 from servopt.hardware import load_system
@@ -153,7 +153,8 @@ class Setup:
     osl: int
     mode: str  # cli estimate's mode: "agg" (in-flight batching) for aggregated serving
     assumptions: tuple[str, ...]
-    # Engine flags the campaign's launch script states (servopt.calibrate.campaigns); None: defaults.
+    # Engine flags the campaign's launch script states (servopt.calibrate.campaigns; disagg: the
+    # decode workers'); None: defaults.
     stated: StatedEngine | None = None
     # The load as it ran: closed_loop (``concurrency`` clients); burst / max_throughput (all
     # ``num_requests`` at t=0; ``concurrency`` = ``num_requests``); open_loop (Poisson arrivals at
@@ -219,8 +220,9 @@ def to_setup(record: MeasuredRecord) -> Setup | Skip:
     if load_note:
         assumptions.append(load_note)
     arch = _arch(model)
-    # The campaigns' aggregated launch scripts are not the disaggregated runs' (campaigns.py).
-    stated = stated_engine(record, name) if record.disagg is None else None
+    # The campaigns' aggregated launch scripts are not the disaggregated runs' (campaigns.py); a
+    # disaggregated setup's stated flags are its decode workers'.
+    stated = stated_engine(record, name) if record.disagg is None else stated_disagg(record, name)
     quant = _quant(record, model, stated.kv_cache if stated else None)
     if quant is None:
         return Skip("precision not stated", record.precision)
@@ -228,9 +230,13 @@ def to_setup(record: MeasuredRecord) -> Setup | Skip:
         return Skip("precision not supported on this GPU", f"{record.precision} on {record.system}")
     assumptions.append(
         f"quant gemm={quant.gemm} moe={quant.moe} kv={quant.kvcache}"
-        + ("" if record.kv_cache or stated else " (KV: engine default for the checkpoint)")
+        + (
+            ""
+            if record.kv_cache or (stated and stated.kv_cache)
+            else " (KV: engine default for the checkpoint)"
+        )
     )
-    if stated is not None:
+    if stated is not None and record.disagg is None:
         assumptions.append(stated.note)
     pools = None
     if record.disagg is None:
@@ -239,7 +245,7 @@ def to_setup(record: MeasuredRecord) -> Setup | Skip:
         pools = _pools(record, arch.is_moe, arch.num_experts)
         layout = pools if isinstance(pools, str) else pools[1].layout
         if not isinstance(pools, str):
-            assumptions.append(disagg_note(record))
+            assumptions.append(disagg_note(record, stated))
     if isinstance(layout, str):
         return Skip("layout not stated or not modelled", layout)
     replica_gpus = layout.gpus if pools is None else pools[0].gpus + pools[1].gpus
