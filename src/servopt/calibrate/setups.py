@@ -151,7 +151,7 @@ class Setup:
     concurrency: int
     isl: int
     osl: int
-    mode: str  # cli estimate's mode: "agg" (in-flight batching) for aggregated serving
+    mode: str  # "agg" (cli estimate's in-flight batching) or "disagg" (prefill + decode pools)
     assumptions: tuple[str, ...]
     # Engine flags the campaign's launch script states (servopt.calibrate.campaigns; disagg: the
     # decode workers'); None: defaults.
