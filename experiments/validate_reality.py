@@ -3,12 +3,15 @@
     python experiments/validate_reality.py [--predictors mean_field[,simulate]] [--out rows.csv]
         [--measurements FILE] [--unexplained 1.0]
 
-For every measured record that maps to a servopt setup (servopt.calibrate.setups: aggregated, no
-speculative decoding, a model and system servopt has; a closed loop, a burst, a max-throughput run
-or an open loop), each predictor (servopt.calibrate.predictors.PREDICTORS) that takes the load gives
-TTFT, TPOT and output tokens/s per GPU (mean_field: closed loops only). Prints, per (source, backend,
-load) and overall, the row count and the median and p90 |relative error| of each metric, predictors
-side by side; then the rows skipped by reason, the rows a predictor could not price, with
+For every measured record that maps to a servopt setup (servopt.calibrate.setups: no speculative
+decoding, a model and system servopt has; aggregated under a closed loop, a burst, a max-throughput
+run or an open loop, or disaggregated xPyD under a closed loop), each predictor
+(servopt.calibrate.predictors.PREDICTORS) that takes the load gives TTFT, TPOT and output tokens/s
+per GPU (mean_field: closed loops only). Prints, per (source, backend, load) and overall, the row
+count and the median and p90 |relative error| of each metric, predictors side by side (the
+disaggregated rows in their own groups, "<source> disagg <system> <precision>", and their own overall
+line, so the agg figures stay as they were); then the rows skipped by reason (the disaggregated ones
+that cannot be priced one by one), the rows a predictor could not price, with
 simulate_calibrated the share of measurements inside the shipped profile's 80% bands per source and
 load, and every row with an |error| above --unexplained (default 100%). ``--out`` writes one
 CSV row per evaluated record. The measurements default to the public ones shipped in the package.
@@ -86,13 +89,24 @@ def _stats(errors: list[float]) -> str:
     return f"{100 * np.median(a):5.1f}% {100 * np.percentile(a, 90):5.1f}% {len(a):>4}"
 
 
+def group_name(setup: Setup) -> str:
+    """The source of a row's table line: a disaggregated row's names its system and precision."""
+    rec = setup.record
+    if setup.mode == "disagg":
+        return f"{rec.source_name} disagg {setup.system} {rec.weights}"
+    return rec.source_name
+
+
 def print_table(rows: list[Evaluated], predictors: list[str]) -> None:
     """One line per (source, backend, load) and predictor, the predictors of a group next to each
-    other; overall for closed loops (the rows the profile is fitted on), for closed loops less the
-    engines the profile's fit screened out as older than servopt's data, and for every load."""
+    other; overall for agg closed loops (the rows the profile is fitted on), for those less the
+    engines the profile's fit screened out as older than servopt's data, for every agg load, and for
+    the disaggregated rows (held out of the fit)."""
     groups: dict[tuple[str, str, str], list[Evaluated]] = collections.defaultdict(list)
     for row in rows:
-        groups[(row.setup.record.source_name, row.setup.backend, row.setup.load)].append(row)
+        groups[(group_name(row.setup), row.setup.backend, row.setup.load)].append(row)
+    disagg = [r for r in rows if r.setup.mode == "disagg"]
+    rows = [r for r in rows if r.setup.mode != "disagg"]
     closed = [r for r in rows if r.setup.load == "closed_loop"]
     # The (source, backend) pairs the shipped profile's fit screened out as engines older than
     # servopt's data (provenance "not_fitted_on": dstack's early-2025 engines); listed, not hidden.
@@ -105,6 +119,7 @@ def print_table(rows: list[Evaluated], predictors: list[str]) -> None:
         (("overall", "", "closed_loop"), closed),
         (("overall, no version gap", "", "closed_loop"), current),
         (("overall", "", "every load"), rows),
+        *([(("overall disagg", "", "closed_loop"), disagg)] if disagg else []),
     ]
     for (source, backend, load), group in [*sorted(groups.items()), *everything]:
         for name in predictors:
@@ -118,8 +133,8 @@ def print_table(rows: list[Evaluated], predictors: list[str]) -> None:
 
 def print_band_coverage(rows: list[Evaluated], predictor: str = "simulate_calibrated") -> None:
     """Per (source, load): the share of measurements inside the shipped profile's 80% band around
-    the calibrated prediction. Only closed loops are fitted on (``setups.fit_skip``), so the other
-    loads are held out of the profile and of its bands."""
+    the calibrated prediction. Only agg closed loops are fitted on (``setups.fit_skip``), so the
+    other loads and the disaggregated rows are held out of the profile and of its bands."""
     bands = default_profile().bands
     groups: dict[tuple[str, str], list[list[int]]] = collections.defaultdict(
         lambda: [[0, 0] for _ in METRICS]
@@ -128,7 +143,7 @@ def print_band_coverage(rows: list[Evaluated], predictor: str = "simulate_calibr
         pred = r.predictions.get(predictor)
         if pred is None:
             continue
-        key = (r.setup.record.source_name, r.setup.load)
+        key = (group_name(r.setup), r.setup.load)
         for m, (mf, pf, _) in enumerate(METRICS):
             measured, value = getattr(r.setup.record, mf), getattr(pred, pf)
             band = band_for(bands, BAND_METRICS[m], r.setup.backend)
@@ -151,6 +166,19 @@ def print_skips(skips: list[Skip], total: int, mapped: int) -> None:
             details = collections.Counter(s.detail for s in skips if s.reason == reason)
             top = "; ".join(f"{d} ({n})" for d, n in details.most_common(3))
             print(f"  {counts[reason]:>5}  {reason}: {top}{' ...' if len(details) > 3 else ''}")
+
+
+def print_disagg_skips(records, mapped, path: str) -> None:
+    """The disaggregated closed loops without speculative decoding that could not be priced, by row."""
+    unpriced = [
+        (rec, m)
+        for rec, m in zip(records, mapped, strict=True)
+        if rec.disagg is not None and isinstance(m, Skip) and rec.spec == "none" and rec.load == "closed_loop"
+    ]
+    if unpriced:
+        print(f"\ndisaggregated closed loops not priced ({len(unpriced)}):")
+        for rec, m in unpriced:
+            print(f"  {path}:{rec.row}: {rec.system} {rec.backend} {rec.weights}: {m.reason}: {m.detail}")
 
 
 def print_failures(rows: list[Evaluated], path: str) -> None:
@@ -181,7 +209,7 @@ def print_unexplained(rows: list[Evaluated], predictor: str, limit: float, path:
             if e is not None
         )
         print(
-            f"  {path}:{rec.row}: {s.model} {s.system}/{s.backend} {s.layout.label} x{s.replicas} "
+            f"  {path}:{rec.row}: {s.model} {s.system}/{s.backend} {s.label} x{s.replicas} "
             f"conc {s.concurrency} isl/osl {s.isl}/{s.osl}: {shown}"
         )
 
@@ -201,7 +229,7 @@ def write_rows(rows: list[Evaluated], predictors: list[str], out: Path) -> None:
         for r in rows:
             s, rec = r.setup, r.setup.record
             line = [
-                rec.row, rec.source_name, rec.model, s.system, s.backend, s.version, s.layout.label,
+                rec.row, rec.source_name, rec.model, s.system, s.backend, s.version, s.label,
                 s.replicas, s.concurrency, s.isl, s.osl, s.load, rec.latency_stat, rec.ttft_ms, rec.tpot_ms,
                 rec.output_tok_s_per_gpu, "; ".join(s.assumptions),
             ]  # fmt: skip
@@ -240,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print_table(rows, predictors)
     print_skips([m for m in mapped if isinstance(m, Skip)], len(records), len(setups))
+    print_disagg_skips(records, mapped, path)
     print_failures(rows, path)
     if "simulate_calibrated" in predictors:
         print_band_coverage(rows)

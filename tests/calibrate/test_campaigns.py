@@ -7,9 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from servopt.calibrate.campaigns import stated_engine
+from servopt.calibrate.campaigns import stated_disagg, stated_engine
 from servopt.calibrate.public_csv import read_measurements
+from servopt.calibrate.records import Disagg, WorkerGroup
+from servopt.calibrate.replay import worker_plans
 from servopt.calibrate.setups import Setup, to_setup
+from servopt.simulate.policy import engine_policy
 
 SAMPLE = Path(__file__).parent / "data" / "public_sample.csv"
 
@@ -115,3 +118,43 @@ def test_the_replay_sizes_trtllm_kv_by_the_stated_fraction(sample):
     model = model_setup(setup, database(setup))
     default = kv_capacity_tokens(model, setup.layout, "agg", kind.policy)  # TRT-LLM's 0.9
     assert kind.kv_tokens == pytest.approx(default * 0.8 / 0.9, rel=1e-3)
+
+
+def _b200_trt_disagg(sample, **changes):
+    # The sample's InferenceX xPyD row as the Dynamo + TensorRT-LLM FP4 8k/1k run of 7 DEP4 prefill
+    # and 2 DEP8 decode workers at 2222 clients (shipped row 886): recipe ctx7_gen2_dep8_batch128.
+    fields = dict(
+        framework="Dynamo + TensorRT-LLM",
+        backend="trtllm",
+        backend_version=None,
+        spec="none",
+        spec_nextn=None,
+        isl=8192,
+        osl=1024,
+        concurrency=2222,
+        num_gpus=44,
+        disagg=Disagg(WorkerGroup(7, 4, 4, True, 28), WorkerGroup(2, 8, 8, True, 16)),
+    )
+    return dataclasses.replace(sample[7], **{**fields, **changes})
+
+
+def test_disagg_decode_batch_cap_of_the_matching_entry(sample):
+    stated = stated_disagg(_b200_trt_disagg(sample), "DeepSeek-R1-0528")
+    assert stated.max_batch_size == 128 and "nvidia-master.yaml" in stated.script
+    assert stated.max_num_tokens is None and stated.kv_cache is None  # not in the recipe's name
+    # Another client count or another layout than the entry's: engine defaults.
+    assert stated_disagg(_b200_trt_disagg(sample, concurrency=2000), "DeepSeek-R1-0528") is None
+    assert stated_disagg(_b200_trt_disagg(sample, backend="sglang"), "DeepSeek-R1-0528") is None
+    # One layout at two client counts: the TEP8 decode's batch 1 at 6 clients, 32 at 90.
+    tep8 = Disagg(WorkerGroup(1, 4, 4, True, 4), WorkerGroup(5, 8, 8, False, 40))
+    low = _b200_trt_disagg(sample, isl=1024, disagg=tep8, num_gpus=44, concurrency=6)
+    assert stated_disagg(low, "DeepSeek-R1-0528").max_batch_size == 1
+    assert stated_disagg(dataclasses.replace(low, concurrency=90), "DeepSeek-R1-0528").max_batch_size == 32
+
+
+def test_disagg_cap_applies_to_the_decode_workers_only(sample):
+    s = to_setup(_b200_trt_disagg(sample))
+    assert isinstance(s, Setup) and s.stated.max_batch_size == 128
+    assert any("decode max batch 128" in a for a in s.assumptions)
+    plans = worker_plans(s, engine_policy("trtllm", 192e9), s.stated.policy_overrides())
+    assert [(p.role, p.policy.max_batch_size) for p in plans] == [("prefill", 2048), ("decode", 128)]

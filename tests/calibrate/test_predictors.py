@@ -84,3 +84,41 @@ def test_mean_field_applies_to_closed_loops_only(qwen_setup):
     assert applies("mean_field", qwen_setup) and applies("simulate", qwen_setup)
     burst = dataclasses.replace(qwen_setup, load="burst", num_requests=100)
     assert not applies("mean_field", burst) and applies("simulate", burst)
+
+
+@pytest.fixture(scope="module")
+def disagg_setup() -> Setup:
+    # InferenceX Dynamo + SGLang xPyD row of the sample (with MTP there): without MTP, 16 clients.
+    record = next(r for r in read_measurements(SAMPLE) if r.row == 7)
+    setup = to_setup(dataclasses.replace(record, spec="none", spec_nextn=None, concurrency=16))
+    assert isinstance(setup, Setup) and setup.mode == "disagg"
+    return setup
+
+
+def test_mean_field_of_disagg_is_the_searchs_xpyd_model(disagg_setup):
+    s = disagg_setup
+    db, work = database(s), Workload(s.isl, s.osl)
+    model = model_setup(s, db)
+    pre = estimate_config(
+        db, model, s.prefill.layout, work, mode="static_ctx", batch_size=1, latency_correction=1.1
+    )
+    # 16 clients over 6 decode workers of one rank each: batch round(16 / 6) = 3.
+    dec = estimate_config(
+        db, model, s.decode.layout, work, mode="static_gen", batch_size=3, latency_correction=1.08
+    )
+    pred = mean_field(s)
+    assert pred.ttft_ms == pytest.approx(1.8 * pre.ttft_ms)  # the search's disagg TTFT factor
+    assert pred.tpot_ms == pytest.approx(dec.tpot_ms)
+    rate = min(0.9 * pre.seq_per_s, 0.92 * 6 * dec.seq_per_s * (16 / 6) / dec.concurrency)
+    assert pred.output_tok_s_per_gpu == pytest.approx(rate * s.osl / 52)
+
+
+def test_simulators_price_disagg_setups(disagg_setup):
+    for name in ("simulate", "simulate_calibrated"):
+        pred = PREDICTORS[name](disagg_setup)
+        assert all(math.isfinite(v) and v > 0 for v in pred[:3])
+    # The profile's adjustments apply to both pools: calibrated TPOT differs from raw.
+    assert (
+        PREDICTORS["simulate"](disagg_setup).tpot_ms
+        != PREDICTORS["simulate_calibrated"](disagg_setup).tpot_ms
+    )

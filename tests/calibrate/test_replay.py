@@ -48,3 +48,18 @@ def test_only_a_closed_loop_has_clients(sample):
     out = open_loop.run()
     # 2 QPS of 467/256 on tp4 Llama-3.1-70B is far from saturation: throughput ~ rate x osl / GPUs.
     assert out.output_tok_s_per_gpu == pytest.approx(2.0 * 256 / 4, rel=0.15)
+
+
+def test_disagg_replay_runs_both_pools(sample):
+    # The sample's InferenceX xPyD row without MTP, at 12 clients: 1 prefill + 6 decode workers.
+    record = dataclasses.replace(sample[7], spec="none", spec_nextn=None, concurrency=12)
+    replay = Replay(to_setup(record))
+    roles = {k.role: k for k in replay.deployment.kinds}
+    assert set(roles) == {"prefill", "decode"}
+    assert roles["prefill"].count == 1 * 4 and roles["decode"].count == 6  # attention-DP lanes
+    assert replay.deployment.gpus == 52 and replay.clients == 12
+    assert len(replay.requests.isl) == 120  # InferenceX: 10 x CONC requests
+    out = replay.run()
+    assert all(np.isfinite(v) and v > 0 for v in (out.ttft_ms, out.tpot_ms, out.output_tok_s_per_gpu))
+    # The transfer model of the system spec is in the deployment (a 52-GPU replica crosses nodes).
+    assert replay.deployment.xfer_fixed_ms > 0 and replay.deployment.xfer_ms_per_token > 0

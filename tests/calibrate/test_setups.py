@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from servopt.calibrate.public_csv import read_measurements
-from servopt.calibrate.setups import SKIP_REASONS, Setup, Skip, fit_skip, nearest_version, to_setup
+from servopt.calibrate.records import Disagg, WorkerGroup
+from servopt.calibrate.setups import SKIP_REASONS, Pool, Setup, Skip, fit_skip, nearest_version, to_setup
 from servopt.hardware import load_system
 from servopt.models.ops import QuantModes
 from servopt.models.parallel import Layout
@@ -70,10 +71,10 @@ def test_vllm_gpustack_row(sample):
     ("row", "reason"),
     [
         (5, "speculative decoding"),
-        (7, "disaggregated serving"),
+        (7, "speculative decoding"),  # InferenceX disagg with MTP: acceptance rates not stated
         (14, "speculative decoding"),
         (15, "unknown model"),  # Llama-2-70B (MLPerf)
-        (16, "disaggregated serving"),  # LMSYS prefill-only, PD disagg
+        (16, "phase-only measurement"),  # LMSYS prefill-only, PD disagg
     ],
 )
 def test_skips_carry_their_reason(sample, row, reason):
@@ -82,9 +83,51 @@ def test_skips_carry_their_reason(sample, row, reason):
     assert skip.reason in SKIP_REASONS
 
 
-def test_disagg_skip_names_the_simulator(sample):
-    skip = to_setup(sample[7])
-    assert "issue 14" in skip.detail
+def _disagg(sample, **changes):
+    # InferenceX Dynamo + SGLang, FP4 on B200: 1 prefill worker (tp4 ep4 attention DP, 4 GPUs) and 6
+    # decode workers (tp8 ep8, 48 GPUs), 256 clients; without MTP it is priced.
+    return dataclasses.replace(sample[7], spec="none", spec_nextn=None, **changes)
+
+
+def test_disagg_row_maps_to_prefill_and_decode_pools(sample):
+    s = to_setup(_disagg(sample))
+    assert isinstance(s, Setup) and s.mode == "disagg"
+    assert s.prefill == Pool(Layout(1, 1, 4, 1, 4), 1)  # attention DP 4, experts EP 4
+    assert s.decode == Pool(Layout(8, 1, 1, 1, 8), 6)
+    assert s.layout == s.decode.layout
+    assert (s.replica_gpus, s.replicas, s.gpus, s.concurrency) == (52, 1, 52, 256)
+    assert s.label == "1P tp1pp1dp4etp1ep4 + 6D tp8pp1dp1etp1ep8"
+    assert s.stated is None  # the agg launch scripts are not the disagg runs'
+    assert any(a.startswith("disagg Dynamo + SGLang") for a in s.assumptions)
+    assert s.quant == QuantModes("nvfp4", "nvfp4", "fp8", None)  # KV: the NVFP4 checkpoint's default
+
+
+def test_disagg_gpus_imply_replicas(sample):
+    s = to_setup(_disagg(sample, num_gpus=104))
+    assert (s.replicas, s.replica_concurrency, s.gpus) == (2, 128, 104)
+    skip = to_setup(_disagg(sample, num_gpus=60))
+    assert isinstance(skip, Skip) and skip.reason == "layout not stated or not modelled"
+    assert "52-GPU replicas" in skip.detail
+
+
+@pytest.mark.parametrize(
+    ("group", "detail"),
+    [
+        (WorkerGroup(0, 20, 1, False, 20), "disagg prefill: workers not stated"),
+        (WorkerGroup(1, 1, 1, True, 4), "tp does not span a worker"),  # tp1 on a 4-GPU worker
+        (WorkerGroup(1, 4, 3, True, 4), "do not split evenly"),
+    ],
+)
+def test_unpriceable_disagg_layout_is_a_counted_skip(sample, group, detail):
+    record = _disagg(sample)
+    skip = to_setup(dataclasses.replace(record, disagg=Disagg(group, record.disagg.decode)))
+    assert isinstance(skip, Skip) and skip.reason == "layout not stated or not modelled"
+    assert detail in skip.detail and skip.reason in SKIP_REASONS
+
+
+def test_disagg_setups_are_held_out_of_the_fit(sample):
+    skip = fit_skip(to_setup(_disagg(sample)))
+    assert isinstance(skip, Skip) and skip.reason == "disaggregated serving" and skip.reason in SKIP_REASONS
 
 
 def test_fp4_on_hopper_is_skipped(sample):

@@ -59,4 +59,20 @@ def test_every_row_maps_or_says_why(records):
     assert mapped and all(o.load == o.record.load for o in mapped)
     # Every load but phase-only maps; the fit keeps the closed loops (fit_skip says why not the rest).
     assert {o.load for o in mapped} == {"closed_loop", "burst", "max_throughput", "open_loop"}
-    assert all((fit_skip(o) is None) == (o.load == "closed_loop") for o in mapped)
+    # The fit keeps the agg closed loops; disaggregated setups are held out of it.
+    assert all((fit_skip(o) is None) == (o.load == "closed_loop" and o.mode == "agg") for o in mapped)
+
+
+def test_disagg_closed_loops_map_or_are_counted_skips(records):
+    disagg = [r for r in records if r.disagg is not None and r.spec == "none" and r.load == "closed_loop"]
+    outcomes = [to_setup(r) for r in disagg]
+    mapped = [o for o in outcomes if isinstance(o, Setup)]
+    skips = [o for o in outcomes if isinstance(o, Skip)]
+    assert mapped and all(o.mode == "disagg" and o.load == "closed_loop" for o in mapped)
+    assert all(o.gpus == o.record.num_gpus and o.concurrency == o.record.concurrency for o in mapped)
+    assert all(
+        s.reason == "layout not stated or not modelled" and s.detail.startswith("disagg") for s in skips
+    )
+    # Every other record with worker groups (MTP, LMSYS phase-only) keeps its own skip.
+    others = [to_setup(r) for r in records if r.disagg is not None and r not in disagg]
+    assert others and all(isinstance(o, Skip) for o in others)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import importlib.util
 import math
 import re
@@ -60,7 +61,7 @@ def test_side_by_side_columns_and_errors(script, monkeypatch, tmp_path, capsys):
         assert float(r["mean_field_tpot_ms"]) > 0 or r["mean_field_note"]
     text = capsys.readouterr().out
     assert "oracle" in text and "mean_field" in text and "16 records: 10 mapped" in text
-    assert "disaggregated serving" in text and "could not price" not in text
+    assert "speculative decoding" in text and "could not price" not in text
     # Closed loops less the (source, backend) pairs the shipped fit screened out as version gaps.
     gaps = {(d["source"], d["backend"]) for d in default_profile().provenance["not_fitted_on"]}
     closed = [r for r in rows if r["load"] == "closed_loop"]
@@ -68,6 +69,29 @@ def test_side_by_side_columns_and_errors(script, monkeypatch, tmp_path, capsys):
     assert len(current) < len(closed)  # the sample has a dstack row
     line = next(x for x in text.splitlines() if x.startswith("overall, no version gap") and "oracle" in x)
     assert int(line.split()[line.split().index("oracle") + 1]) == len(current)
+
+
+def test_disagg_rows_have_their_own_groups(script, capsys, monkeypatch):
+    monkeypatch.setitem(
+        predictors.PREDICTORS,
+        "oracle_x2",
+        lambda s: Prediction(2 * s.record.ttft_ms, s.record.tpot_ms, s.record.output_tok_s_per_gpu),
+    )
+    # A disaggregated row (the sample's InferenceX xPyD row without MTP) beside an agg closed loop.
+    records = {r.row: r for r in read_measurements(SAMPLE)}
+    disagg = to_setup(dataclasses.replace(records[7], spec="none", spec_nextn=None))
+    agg = to_setup(records[13])
+    rows = script.evaluate([agg, disagg], ["oracle_x2"])
+    script.print_table(rows, ["oracle_x2"])
+    script.print_band_coverage(rows, "oracle_x2")
+    text = capsys.readouterr().out
+    assert any(x.startswith("InferenceX disagg b200_sxm fp4 sglang") for x in text.splitlines())
+    overall = next(x for x in text.splitlines() if x.startswith("overall") and "every load" in x)
+    assert overall.split()[4] == "1"  # the agg overall lines count the agg row only
+    disagg_line = next(x for x in text.splitlines() if x.startswith("overall disagg"))
+    assert disagg_line.split()[4] == "1" and "100.0%" in disagg_line  # x2 TTFT: |error| 100%
+    # The band table names the disagg group too.
+    assert re.search(r"^InferenceX disagg b200_sxm fp4 +closed_loop", text, re.M)
 
 
 def test_unknown_predictor_exits_2(script, capsys):

@@ -47,6 +47,32 @@ the CUDA-graph batch caps (decode above the cap runs without graphs: not modelle
 intervals: both engines send the first token at once (SGLang streams when
 ``len(req.output_ids) == 1``; TRT-LLM's ``PyExecutor`` when ``py_decoding_iter == 1``), so TTFT as
 bench_serving measures it does not change, and its TPOT ((latency - TTFT) / (tokens - 1)) neither.
+
+InferenceX's disaggregated rows (Dynamo + SGLang, Dynamo + TensorRT-LLM; xPyD on gb200, b200_sxm,
+h100_sxm) are launched by other scripts:
+
+- ``benchmarks/dsr1_fp4_gb200_dynamo-trt_slurm.sh`` @15eda16 (and its ``dsr1_fp8_*`` / h100 / b200
+  siblings): Dynamo's ``performance_sweeps`` ``benchmark_disagg.slurm`` with each run's
+  ``PREFILL_MAX_NUM_TOKENS``, ``PREFILL_MAX_BATCH_SIZE``, ``DECODE_MAX_NUM_TOKENS``,
+  ``DECODE_MAX_BATCH_SIZE``, ``DECODE_GPU_MEM_FRACTION``, the ``additional-settings`` of its entry
+  in ``.github/configs/nvidia-master.yaml`` (1,539 stored versions; a row, an API snapshot, names
+  no entry or version). In the version read, @0004cf5, the B200 ``dsr1-fp{4,8}-b200-dynamo-trt``
+  entries name an srt-slurm recipe per (isl/osl, prefill workers x tp/ep/attention DP, decode
+  workers x tp/ep/attention DP, client counts), ``ctx<x>_gen<y>_<dep|tep|tp><n>_batch<B>_...``:
+  ``B`` is the decode workers' ``max_batch_size`` (per attention-DP rank with DEP, TRT-LLM's
+  scheduler being per rank). A B200 TRT-LLM row whose layouts, lengths and clients match an entry
+  exactly gets that decode batch cap (:data:`B200_DYNAMO_TRT_DECODE_BATCH`, 11 of its 14 priced
+  rows); the prefill recipe values are not in the names, and the GB200 / H100 entries were not read
+  per row (their older versions carry the values as ``DECODE_MAX_BATCH_SIZE=..``);
+- ``benchmarks/dsr1_fp8_gb200_dynamo-sglang_slurm.sh`` @07f4af9 (and ``dsr1_fp4_*``): a Dynamo
+  fork's ``submit_disagg.sh``; its flags live in that fork's job script, later in srt-slurm recipes
+  (``.github/configs/srt-recipes/recipes/gb200-fp8/1k1k/pp8.yaml`` @01776ac), neither per row.
+- bench: the same ``benchmark_lib.sh`` client as the agg rows (bench_serving, range ratio 0.8,
+  10 x CONC requests).
+
+Everything else of a disaggregated replay (both pools' token budgets, the prefill batch, memory
+fractions, the KV-cache dtype: the checkpoint default) is the engine default, an assumption every
+such setup carries (``disagg_note``).
 """
 
 from __future__ import annotations
@@ -156,6 +182,81 @@ SCRIPTS = {
 }
 # The models those scripts serve (their MODEL), by the records' base model name.
 SCRIPT_MODELS = ("DeepSeek-R1", "DeepSeek-R1-0528")
+
+
+# One worker group of an InferenceX disaggregated entry: (workers, tp, ep, attention DP).
+Group = tuple[int, int, int, bool]
+_P_DEP4, _P_DEP8 = (1, 4, 4, True), (1, 8, 8, True)
+# (weights, isl, osl, prefill group, decode group) -> ((clients, ...), decode max_batch_size), the
+# non-MTP entries of nvidia-master.yaml @0004cf5 (recipe ``..._batch<B>_...`` of each).
+B200_DYNAMO_TRT_DECODE_BATCH: dict[tuple[str, int, int, Group, Group], tuple[tuple[int, ...], int]] = {
+    ("fp4", 1024, 1024, _P_DEP4, (1, 8, 8, True)): ((4096,), 512),
+    ("fp4", 1024, 1024, _P_DEP4, (2, 8, 8, True)): ((2192,), 128),
+    ("fp4", 1024, 1024, _P_DEP4, (5, 8, 8, True)): ((1365,), 32),
+    ("fp4", 1024, 1024, _P_DEP4, (6, 8, 8, False)): ((450,), 64),
+    ("fp4", 8192, 1024, (2, 4, 4, True), (5, 8, 8, False)): ((370,), 64),
+    ("fp4", 8192, 1024, (4, 4, 4, True), (1, 8, 8, True)): ((1606,), 192),
+    ("fp4", 8192, 1024, (4, 4, 4, True), (3, 8, 8, True)): ((837,), 32),
+    ("fp4", 8192, 1024, (7, 4, 4, True), (2, 8, 8, True)): ((2222,), 128),
+    ("fp8", 1024, 1024, _P_DEP8, (3, 8, 1, False)): ((4, 32, 128), 1024),
+    ("fp8", 1024, 1024, _P_DEP8, (5, 8, 8, True)): ((1920,), 48),
+    ("fp8", 1024, 1024, _P_DEP8, (1, 8, 8, True)): ((4096,), 512),
+    ("fp8", 1024, 1024, (2, 8, 8, True), (5, 8, 8, True)): ((5152,), 128),
+    ("fp8", 8192, 1024, _P_DEP8, (1, 8, 1, False)): ((1,), 1),
+    ("fp8", 8192, 1024, _P_DEP8, (4, 8, 1, False)): ((32, 128), 32),
+    ("fp8", 8192, 1024, _P_DEP8, (6, 8, 1, False)): ((96,), 16),
+    ("fp8", 8192, 1024, _P_DEP8, (2, 8, 8, True)): ((128,), 64),
+    ("fp8", 8192, 1024, (2, 8, 8, True), (1, 8, 8, True)): ((640,), 640),
+}
+# Two entries share a layout at different client counts: the TEP8 decode of the fp4 runs (batch 1
+# at 6 clients, 32 / 8 above) and the fp8 8k/1k DEP8 1P1D (batch 128 at 128 clients, 256 at 256).
+_SHARED_LAYOUTS = {
+    ("fp4", 1024, 1024, _P_DEP4, (5, 8, 8, False)): {6: 1, **dict.fromkeys((10, 15, 25, 45, 90, 180), 32)},
+    ("fp4", 8192, 1024, _P_DEP4, (5, 8, 8, False)): {6: 1, **dict.fromkeys((10, 15, 25, 50, 100), 8)},
+    ("fp8", 8192, 1024, _P_DEP8, (1, 8, 8, True)): {128: 128, 256: 256},
+}
+NVIDIA_MASTER = f"{INFERENCEX_REPO} .github/configs/nvidia-master.yaml @0004cf5"
+
+
+def _group(g) -> Group | None:
+    return None if g is None else (g.count, g.tp, g.ep, g.attention_dp)
+
+
+def stated_disagg(record: MeasuredRecord, model_name: str) -> StatedEngine | None:
+    """The decode workers' settings an InferenceX disaggregated entry states for the record (its
+    layouts, lengths and clients all match the entry), or None (engine defaults)."""
+    if (record.source_name, record.backend, record.system) != ("InferenceX", "trtllm", "b200_sxm"):
+        return None
+    if model_name not in SCRIPT_MODELS or record.disagg is None:
+        return None
+    key = (
+        record.weights,
+        record.isl,
+        record.osl,
+        _group(record.disagg.prefill),
+        _group(record.disagg.decode),
+    )
+    batch = _SHARED_LAYOUTS.get(key, {}).get(record.concurrency)
+    if batch is None and key in B200_DYNAMO_TRT_DECODE_BATCH:
+        clients, cap = B200_DYNAMO_TRT_DECODE_BATCH[key]
+        batch = cap if record.concurrency in clients else None
+    if batch is None:
+        return None
+    return StatedEngine(f"{NVIDIA_MASTER} (decode workers)", max_batch_size=batch)
+
+
+def disagg_note(record: MeasuredRecord, stated: StatedEngine | None) -> str:
+    """The assumption a disaggregated record's replay makes about its engine flags."""
+    backend = "dynamo-trt" if record.backend == "trtllm" else f"dynamo-{record.backend}"
+    if stated is not None:
+        return (
+            f"disagg {record.framework}: decode max batch {stated.max_batch_size} stated by {stated.script}; "
+            "every other flag of both pools: engine defaults"
+        )
+    return (
+        f"disagg {record.framework}: per-run flags (max batch / tokens, memory fraction) of "
+        f"{INFERENCEX_REPO}'s {backend} launches not matched to the row: engine defaults for both pools"
+    )
 
 
 def stated_engine(record: MeasuredRecord, model_name: str) -> StatedEngine | None:

@@ -26,6 +26,8 @@ from servopt.calibrate.setups import Setup
 from servopt.errors import OutOfMemoryError
 from servopt.evaluate.candidates import Workload
 from servopt.evaluate.single import estimate_config
+from servopt.evaluate.workers import DEFAULT_DECODE_CORRECTION, DEFAULT_PREFILL_CORRECTION
+from servopt.search.conventions import DEFAULT_CONVENTIONS
 
 
 class Prediction(NamedTuple):
@@ -50,28 +52,62 @@ def applies(name: str, setup: Setup) -> bool:
 
 
 def mean_field(setup: Setup) -> Prediction:
-    """``servopt cli estimate --mode agg`` at batch = the clients of one attention-DP rank.
+    """``servopt cli estimate --mode agg`` at batch = the clients of one attention-DP rank
+    (a disaggregated setup: the search's xPyD model, :func:`_mean_field_disagg`).
 
     ``cli estimate``'s batch is per dp rank (and pipeline stage): a replica's clients are spread over
     its ``pp * dp`` of them and rounded to a whole batch (at least 1). Where rounding changes the
     number of requests in flight, the throughput is scaled back to the stated clients: the mean-field
     rate is proportional to the requests in flight at a fixed step time.
     """
-    db = database(setup)
-    model = model_setup(setup, db)
+    if setup.mode == "disagg":
+        return _mean_field_disagg(setup)
     ranks = setup.layout.pp * setup.layout.dp
     batch = max(1, round(setup.replica_concurrency / ranks))
-    kwargs = dict(mode=setup.mode, batch_size=batch)
-    work = Workload(setup.isl, setup.osl)
-    note = ""
-    try:
-        est = estimate_config(db, model, setup.layout, work, **kwargs)
-    except OutOfMemoryError as exc:
-        # The measured deployment ran: price it anyway and say that servopt's memory model disagrees.
-        note = f"servopt memory model: {exc}"
-        est = estimate_config(db, model, setup.layout, work, check_memory=False, **kwargs)
+    est, note = _estimate(setup, setup.layout, setup.mode, batch)
     in_flight = setup.replica_concurrency / est.concurrency
     return Prediction(est.ttft_ms, est.tpot_ms, est.tokens_per_s_per_gpu * in_flight, note)
+
+
+def _estimate(setup: Setup, layout, mode: str, batch: int, correction: float = 1.0):
+    """``cli estimate`` of one worker, and a note where servopt's memory model says it does not fit."""
+    db = database(setup)
+    model = model_setup(setup, db)
+    kwargs = dict(mode=mode, batch_size=batch, latency_correction=correction)
+    work = Workload(setup.isl, setup.osl)
+    try:
+        return estimate_config(db, model, layout, work, **kwargs), ""
+    except OutOfMemoryError as exc:
+        # The measured deployment ran: price it anyway and say that servopt's memory model disagrees.
+        est = estimate_config(db, model, layout, work, check_memory=False, **kwargs)
+        return est, f"servopt memory model: {exc}"
+
+
+def _mean_field_disagg(setup: Setup) -> Prediction:
+    """The search's disaggregated model of the record's xPyD at its load.
+
+    As the search prices a replica (``evaluate.workers``, ``search.conventions``): TTFT is one
+    prefill worker's (``static_ctx``, batch 1: a closed loop's request meets no batch of prompts in
+    the mean) with the prefill correction, times the disaggregated TTFT factor; TPOT the decode
+    workers' (``static_gen``) at batch = clients / decode workers, per attention-DP rank, with the
+    decode correction; the replica's request rate the rate-matched
+    ``min(x * prefill rate * prefill degradation, y * decode rate * decode degradation)``, the
+    decode rate scaled to the stated clients as the agg predictor does.
+    """
+    p, d = setup.prefill, setup.decode
+    per_worker = setup.replica_concurrency / d.workers
+    batch = max(1, round(per_worker / (d.layout.pp * d.layout.dp)))
+    pre, p_note = _estimate(setup, p.layout, "static_ctx", 1, DEFAULT_PREFILL_CORRECTION)
+    dec, d_note = _estimate(setup, d.layout, "static_gen", batch, DEFAULT_DECODE_CORRECTION)
+    c = DEFAULT_CONVENTIONS
+    rate = min(
+        p.workers * pre.seq_per_s * c.prefill_degradation,
+        d.workers * dec.seq_per_s * (per_worker / dec.concurrency) * c.decode_degradation,
+    )
+    note = "; ".join(filter(None, (p_note and f"prefill: {p_note}", d_note and f"decode: {d_note}")))
+    return Prediction(
+        pre.ttft_ms * c.disagg_ttft_factor, dec.tpot_ms, rate * setup.osl / setup.replica_gpus, note
+    )
 
 
 @lru_cache(maxsize=4)

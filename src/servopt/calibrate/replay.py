@@ -83,6 +83,19 @@ def benchmark_requests(setup: Setup, clients: int, seed: int = 0) -> Requests:
     return Requests(arrival, isl, osl)
 
 
+def worker_plans(setup: Setup, policy, stated: dict) -> list[WorkerPlan]:
+    """One replica's workers at the engine's ``policy`` with the ``stated`` overrides: one agg
+    worker, or the x prefill + y decode workers of a disaggregated setup (what ``cli simulate --mode
+    disagg`` builds), whose stated flags are the decode workers' (``campaigns.stated_disagg``)."""
+    if setup.prefill is None or setup.decode is None:
+        kv_fraction = setup.stated.kv_fraction if setup.stated else None
+        return [WorkerPlan("agg", setup.layout, 1, policy.with_overrides(**stated), kv_fraction)]
+    return [
+        WorkerPlan("prefill", setup.prefill.layout, setup.prefill.workers, policy),
+        WorkerPlan("decode", setup.decode.layout, setup.decode.workers, policy.with_overrides(**stated)),
+    ]
+
+
 class Replayed(NamedTuple):
     """Figures over the measured requests, comparable with a record's: TTFT and TPOT are medians
     where the record states medians (InferenceX's history rows), else means, like the record."""
@@ -95,8 +108,10 @@ class Replayed(NamedTuple):
 
 
 class Replay:
-    """The record's benchmark: one replica, the engine's default scheduling (with the flags its
-    campaign's script states: ``Setup.stated``), the load as it ran (a closed loop of the replica's
+    """The record's benchmark: one replica (agg, or disaggregated: x prefill + y decode workers, a
+    shared prefill queue, the KV transfer from the system spec, :func:`worker_plans`), the engine's
+    default scheduling (with the flags its campaign's script states: ``Setup.stated``), the load as
+    it ran (a closed loop of the replica's
     clients starting together, as the benchmark clients do; or the replica's share of a burst or an
     open loop), the campaign's request count and length distribution, every request measured (the
     benchmarks report over all of them)."""
@@ -109,12 +124,11 @@ class Replay:
         self.clients = max(1, round(setup.replica_concurrency)) if setup.load == "closed_loop" else 0
         policy = engine_policy(setup.backend, model.system.gpu.mem_capacity_bytes)
         stated = setup.stated.policy_overrides() if setup.stated else {}
-        policy = policy.with_overrides(**stated)
         self.requests = benchmark_requests(setup, self.clients)
         self.deployment = build_deployment(
             db,
             model,
-            [WorkerPlan("agg", setup.layout, 1, policy, setup.stated.kv_fraction if setup.stated else None)],
+            worker_plans(setup, policy, stated),
             max_isl=int(self.requests.isl.max()),
             max_osl=int(self.requests.osl.max()),
             prompt_lengths=self.requests.isl,

@@ -7,8 +7,10 @@ lengths. Every assumption the mapping makes (a model alias, a version substituti
 quant modes, dataset mean lengths, a documented request count) is written into ``Setup.assumptions``,
 so a comparison can say what it compared. Aggregated rows without speculative decoding map, under
 the load each ran: a closed loop of clients, a burst or a max-throughput run (every request at
-t=0), or an open loop at a request rate (``Setup.load``); every other row is a :class:`Skip` with a
-counted reason, never silently dropped.
+t=0), or an open loop at a request rate (``Setup.load``). Disaggregated (xPyD) closed loops without
+speculative decoding map to ``mode="disagg"`` setups: ``prefill`` and ``decode`` :class:`Pool`
+(layout and worker count of each role), the replicas the GPU count implies. Every other row is a
+:class:`Skip` with a counted reason, never silently dropped.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import re
 from dataclasses import dataclass
 from functools import cache
 
-from servopt.calibrate.campaigns import StatedEngine, stated_engine
+from servopt.calibrate.campaigns import StatedEngine, disagg_note, stated_disagg, stated_engine
 from servopt.calibrate.records import MeasuredRecord
 from servopt.errors import ServoptError
 from servopt.hardware import load_system
@@ -97,7 +99,6 @@ TRTLLM_BENCH_REQUESTS = {
 SKIP_REASONS = (
     "unknown model",
     "system without measured data",
-    "disaggregated serving",
     "speculative decoding",
     "max-throughput run (no concurrency)",
     "burst (all requests at t=0)",
@@ -111,7 +112,21 @@ SKIP_REASONS = (
     "precision not supported on this GPU",
     "layout not stated or not modelled",
     "request lengths not stated",
+    # Not a mapping skip: the calibration fit's (``fit_skip``) for the disaggregated setups it holds out.
+    "disaggregated serving",
 )
+
+
+@dataclass(frozen=True)
+class Pool:
+    """``workers`` identical workers of one role of a disaggregated replica, each at ``layout``."""
+
+    layout: Layout
+    workers: int
+
+    @property
+    def gpus(self) -> int:
+        return self.layout.gpus * self.workers
 
 
 @dataclass(frozen=True)
@@ -120,7 +135,9 @@ class Setup:
 
     ``quant.fmha`` is None: the checkpoint default, resolved against the database as ``cli estimate``
     does (fp8 FMHA only where the data has it). ``concurrency`` is the record's closed-loop clients
-    over all ``replicas``; each replica serves ``replica_concurrency`` of them.
+    over all ``replicas``; each replica serves ``replica_concurrency`` of them. A disaggregated
+    setup (``mode="disagg"``) has ``prefill`` and ``decode`` pools; its ``layout`` is the decode
+    workers' (the one its batch runs on).
     """
 
     record: MeasuredRecord
@@ -134,9 +151,10 @@ class Setup:
     concurrency: int
     isl: int
     osl: int
-    mode: str  # cli estimate's mode: "agg" (in-flight batching) for aggregated serving
+    mode: str  # "agg" (cli estimate's in-flight batching) or "disagg" (prefill + decode pools)
     assumptions: tuple[str, ...]
-    # Engine flags the campaign's launch script states (servopt.calibrate.campaigns); None: defaults.
+    # Engine flags the campaign's launch script states (servopt.calibrate.campaigns; disagg: the
+    # decode workers'); None: defaults.
     stated: StatedEngine | None = None
     # The load as it ran: closed_loop (``concurrency`` clients); burst / max_throughput (all
     # ``num_requests`` at t=0; ``concurrency`` = ``num_requests``); open_loop (Poisson arrivals at
@@ -144,14 +162,31 @@ class Setup:
     load: str = "closed_loop"
     num_requests: int | None = None
     request_rate: float | None = None
+    # Disaggregated serving: the prefill and decode workers of one replica; None for agg.
+    prefill: Pool | None = None
+    decode: Pool | None = None
 
     @property
     def replica_concurrency(self) -> float:
         return self.concurrency / self.replicas
 
     @property
+    def replica_gpus(self) -> int:
+        if self.prefill is not None and self.decode is not None:
+            return self.prefill.gpus + self.decode.gpus
+        return self.layout.gpus
+
+    @property
     def gpus(self) -> int:
-        return self.layout.gpus * self.replicas
+        return self.replica_gpus * self.replicas
+
+    @property
+    def label(self) -> str:
+        """One replica's workers: the layout (agg) or ``xP <layout> + yD <layout>`` (disagg)."""
+        if self.prefill is None or self.decode is None:
+            return self.layout.label
+        p, d = self.prefill, self.decode
+        return f"{p.workers}P {p.layout.label} + {d.workers}D {d.layout.label}"
 
 
 @dataclass(frozen=True)
@@ -176,8 +211,6 @@ def to_setup(record: MeasuredRecord) -> Setup | Skip:
         assumptions.append(alias)
     if record.system is None or not _has_data(record.system, record.backend):
         return Skip("system without measured data", f"{record.gpu} / {record.backend}")
-    if record.disagg is not None:
-        return Skip("disaggregated serving", "prefill/decode worker groups are the simulator's (issue 14)")
     if record.spec != "none":
         return Skip("speculative decoding", f"{record.spec}: acceptance rates not stated")
     load = _load(record)
@@ -187,7 +220,9 @@ def to_setup(record: MeasuredRecord) -> Setup | Skip:
     if load_note:
         assumptions.append(load_note)
     arch = _arch(model)
-    stated = stated_engine(record, name)
+    # The campaigns' aggregated launch scripts are not the disaggregated runs' (campaigns.py); a
+    # disaggregated setup's stated flags are its decode workers'.
+    stated = stated_engine(record, name) if record.disagg is None else stated_disagg(record, name)
     quant = _quant(record, model, stated.kv_cache if stated else None)
     if quant is None:
         return Skip("precision not stated", record.precision)
@@ -195,24 +230,37 @@ def to_setup(record: MeasuredRecord) -> Setup | Skip:
         return Skip("precision not supported on this GPU", f"{record.precision} on {record.system}")
     assumptions.append(
         f"quant gemm={quant.gemm} moe={quant.moe} kv={quant.kvcache}"
-        + ("" if record.kv_cache or stated else " (KV: engine default for the checkpoint)")
+        + (
+            ""
+            if record.kv_cache or (stated and stated.kv_cache)
+            else " (KV: engine default for the checkpoint)"
+        )
     )
-    if stated is not None:
+    if stated is not None and record.disagg is None:
         assumptions.append(stated.note)
     if model.startswith("GPT_OSS") and record.weights in ("fp8", "fp4"):
         assumptions.append(
             f"gpt-oss labelled {record.precision}: its one release, MXFP4 experts (w4a16_mxfp4 table), "
             "KV as the perf overview's llm_options state (fp8 on Blackwell, auto on Hopper)"
         )
-    layout = _layout(record, arch.is_moe, arch.num_experts)
+    pools = None
+    if record.disagg is None:
+        layout = _layout(record, arch.is_moe, arch.num_experts)
+    else:
+        pools = _pools(record, arch.is_moe, arch.num_experts)
+        layout = pools if isinstance(pools, str) else pools[1].layout
+        if not isinstance(pools, str):
+            assumptions.append(disagg_note(record, stated))
     if isinstance(layout, str):
         return Skip("layout not stated or not modelled", layout)
-    if record.num_gpus is None or record.num_gpus % layout.gpus:
+    replica_gpus = layout.gpus if pools is None else pools[0].gpus + pools[1].gpus
+    if record.num_gpus is None or record.num_gpus % replica_gpus:
         return Skip(
             "layout not stated or not modelled",
-            f"{record.num_gpus} GPUs is not a whole number of {layout.gpus}-GPU workers",
+            f"{record.num_gpus} GPUs is not a whole number of {replica_gpus}-GPU "
+            + ("workers" if pools is None else "replicas"),
         )
-    replicas = record.num_gpus // layout.gpus
+    replicas = record.num_gpus // replica_gpus
     if concurrency < replicas:
         what = "clients" if record.load == "closed_loop" else "requests"
         return Skip("fewer clients than replicas", f"{concurrency} {what}, {replicas} replicas")
@@ -236,12 +284,14 @@ def to_setup(record: MeasuredRecord) -> Setup | Skip:
         concurrency=concurrency,
         isl=max(1, round(isl)),
         osl=max(2, round(osl)),
-        mode="agg",
+        mode="agg" if pools is None else "disagg",
         assumptions=tuple(assumptions),
         stated=stated,
         load=record.load,
         num_requests=num_requests,
         request_rate=rate,
+        prefill=None if pools is None else pools[0],
+        decode=None if pools is None else pools[1],
     )
 
 
@@ -285,7 +335,10 @@ def fit_skip(setup: Setup) -> Skip | None:
 
     The fit's request overhead is found in closed form for a closed loop (each client's cycle
     stretches from E2E to E2E + overhead); bursts and open loops are replayed, not fitted.
+    Disaggregated setups are a held-out test of the profile on a regime it was not fitted on.
     """
+    if setup.mode == "disagg":
+        return Skip("disaggregated serving", "prefill/decode workers: evaluated, not fitted")
     if setup.load == "closed_loop":
         return None
     return Skip(_LOAD_SKIPS[setup.load], f"load {setup.load}: evaluated, not fitted")
@@ -351,29 +404,51 @@ def _gpt_oss_quant(record: MeasuredRecord, model: str, kv: str | None) -> QuantM
 
 
 def _layout(record: MeasuredRecord, is_moe: bool, num_experts: int | None) -> Layout | str:
-    """One worker's layout from the engine flags, or why there is none.
+    """One worker's layout from the engine flags, or why there is none (:func:`_worker_layout`)."""
+    if record.tp is None:
+        return "tp not stated"
+    return _worker_layout(
+        record.tp,
+        record.pp or 1,
+        record.ep,
+        record.dp,
+        record.attention_dp,
+        record.backend,
+        is_moe,
+        num_experts,
+    )
+
+
+def _worker_layout(
+    tp: int,
+    pp: int,
+    ep: int | None,
+    dp: int | None,
+    attention_dp: bool,
+    backend: str,
+    is_moe: bool,
+    num_experts: int | None,
+) -> Layout | str:
+    """One worker's layout from its engine flags, or why there is none.
 
     Attention DP (TRT-LLM ``DEPn``, SGLang ``--enable-dp-attention``) runs the ``tp`` ranks as
     attention data-parallel groups: dp = tp (or the stated dp), attention tp = tp / dp; the experts
     span the same GPUs, ``ep`` wide (all of them when unstated). Without it, an unstated ``ep`` is the
     engines' default: experts split by tensor parallelism (moe_tp = tp).
     """
-    if record.tp is None:
-        return "tp not stated"
-    tp, pp = record.tp, record.pp or 1
     if not is_moe:
         layout = Layout(tp, pp, 1, 1, 1)
     else:
-        dp = (record.dp or tp) if record.attention_dp else 1
+        dp = (dp or tp) if attention_dp else 1
         attn_tp = tp // dp if tp % dp == 0 else 0
         width = attn_tp * dp
-        ep = record.ep or (width if record.attention_dp else 1)
+        ep = ep or (width if attention_dp else 1)
         if attn_tp == 0 or width % ep:
             return f"tp{tp} dp{dp} ep{ep} do not split evenly"
         layout = Layout(attn_tp, pp, dp, width // ep, ep)
     valid = enumerate_layouts(
         is_moe=is_moe,
-        backend=record.backend,
+        backend=backend,
         num_gpu_per_worker=[layout.gpus],
         tp_list=[layout.tp],
         pp_list=[layout.pp],
@@ -382,7 +457,31 @@ def _layout(record: MeasuredRecord, is_moe: bool, num_experts: int | None) -> La
         moe_ep_list=[layout.moe_ep],
         num_experts=num_experts,
     )
-    return layout if valid else f"{layout.label} is not a layout servopt models for {record.backend}"
+    return layout if valid else f"{layout.label} is not a layout servopt models for {backend}"
+
+
+def _pools(record: MeasuredRecord, is_moe: bool, num_experts: int | None) -> tuple[Pool, Pool] | str:
+    """The (prefill, decode) pools of a disaggregated record, or why its layout cannot be priced.
+
+    Each group states its workers, their GPUs in all, and one worker's tp / ep / attention DP (the
+    columns ``prefill_*`` / ``decode_*``). A worker's GPUs must be its tp ranks: a group whose tp
+    does not span its workers' GPUs (tp 1 on 4-GPU workers) or that states no workers does not say
+    how the worker ran, and is a skip rather than a guess.
+    """
+    groups = {"prefill": record.disagg.prefill, "decode": record.disagg.decode}
+    pools = []
+    for role, g in groups.items():
+        if g is None or g.count < 1:
+            return f"disagg {role}: workers not stated"
+        if g.gpus % g.count or g.gpus // g.count != g.tp:
+            return (
+                f"disagg {role}: tp{g.tp} on {g.gpus} GPUs over {g.count} workers (tp does not span a worker)"
+            )
+        layout = _worker_layout(g.tp, 1, g.ep, None, g.attention_dp, record.backend, is_moe, num_experts)
+        if isinstance(layout, str):
+            return f"disagg {role}: {layout}"
+        pools.append(Pool(layout, g.count))
+    return pools[0], pools[1]
 
 
 _RELEASE = re.compile(r"v?(\d+(?:\.\d+)+(?:(?:rc|a|b)\d+)?(?:\.post\d+)?)")
