@@ -205,3 +205,32 @@ def test_only_closed_loops_are_fitted(sample):
                         (10, "burst (all requests at t=0)")):  # fmt: skip
         skip = fit_skip(to_setup(sample[row]))
         assert isinstance(skip, Skip) and skip.reason == reason and skip.reason in SKIP_REASONS
+
+
+def _gpt_oss_row(sample, gpu: str, system: str, precision: str):
+    # The perf overview's gpt-oss rows: one GPU, max-throughput at 1000/1000, KV dtype unstated.
+    return dataclasses.replace(
+        sample[2], model="gpt-oss-20b", gpu=gpu, system=system, num_gpus=1, tp=1, ep=1, attention_dp=False,
+        precision=precision, weights=precision.lower(),
+    )  # fmt: skip
+
+
+def test_gpt_oss_fp4_on_blackwell_trtllm_runs_mxfp8_activations(sample):
+    # moe_config.backend CUTLASS on Blackwell: MXFP4 weights x MXFP8 activations, fp8 KV.
+    s = to_setup(_gpt_oss_row(sample, "B200", "b200_sxm", "FP4"))
+    assert isinstance(s, Setup) and s.model == "GPT_OSS_20B"
+    assert s.quant == QuantModes("float16", "w4a8_mxfp4_mxfp8", "fp8", None)
+    assert any("w4a8_mxfp4_mxfp8 table" in a for a in s.assumptions)
+
+
+def test_gpt_oss_fp8_on_hopper_keeps_bf16_activations(sample):
+    # TRITON on Hopper: bf16 activations (the registry default), KV "auto" = bf16.
+    s = to_setup(_gpt_oss_row(sample, "H100 SXM", "h100_sxm", "FP8"))
+    assert isinstance(s, Setup) and s.model == "GPT_OSS_20B"
+    assert s.quant == QuantModes("float16", "w4a16_mxfp4", "float16", None)
+
+
+def test_gpt_oss_fp4_on_blackwell_vllm_keeps_the_checkpoint_default(sample):
+    record = dataclasses.replace(_gpt_oss_row(sample, "B200", "b200_sxm", "FP4"), backend="vllm")
+    s = to_setup(record)
+    assert isinstance(s, Setup) and s.quant.moe == "w4a16_mxfp4"

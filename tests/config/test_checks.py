@@ -7,12 +7,21 @@ from hypothesis import strategies as st
 
 from servopt.config import checks
 from servopt.config.schema import FMHA_QUANTS, GEMM_QUANTS, MOE_QUANTS
+from servopt.perf_db import quant as perf_quant
 
 
 def test_every_quant_mode_has_a_compute_dtype():
     assert set(checks.GEMM_COMPUTE_DTYPE) == set(GEMM_QUANTS)
     assert set(checks.MOE_COMPUTE_DTYPE) == set(MOE_QUANTS)
     assert set(checks.FMHA_COMPUTE_DTYPE) == set(FMHA_QUANTS)
+
+
+def test_moe_compute_dtypes_are_the_perf_tables_activations():
+    # w4a8_mxfp4_mxfp8 computes in fp8 (MXFP8 activations), w4a16_mxfp4 in bf16.
+    for mode, dtype in checks.MOE_COMPUTE_DTYPE.items():
+        if perf_quant.ALIASES.get(mode, mode) in perf_quant.MOE_QUANTS:
+            assert perf_quant.resolve("moe_quant_mode", mode, perf_quant.MOE_QUANTS).compute == dtype, mode
+    assert checks.MOE_COMPUTE_DTYPE["w4a8_mxfp4_mxfp8"] == "fp8"
 
 
 def _brute(sizes, gps, gds, max_x, max_y) -> bool:

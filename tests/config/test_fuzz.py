@@ -195,6 +195,7 @@ def mutation(draw, doc: dict, exp: str, kind: str | None = None) -> tuple[str, P
                         "nvfp4",
                         "w4afp8",
                         "w4a16_mxfp4",
+                        "w4a8_mxfp4_mxfp8",
                         "int8",
                         "half",
                     }

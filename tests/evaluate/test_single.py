@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+import pyarrow.parquet as pq
 import pytest
 import typer
 from fake_db import FakeDatabase
@@ -17,9 +18,11 @@ from servopt.errors import InvalidLayoutError, OutOfMemoryError, ServoptError, U
 from servopt.evaluate.candidates import ModelSetup, Workload
 from servopt.evaluate.single import estimate_config, quant_modes, resolve_moe_split
 from servopt.hardware import load_system
+from servopt.models.moe import MOE_DISTRIBUTION
 from servopt.models.ops import QuantModes
 from servopt.models.parallel import Layout
 from servopt.models.registry import resolve_model
+from servopt.perf_db import locate, sources
 
 SYSTEM = load_system("h200_sxm")
 FP8B = QuantModes("fp8_block", "fp8_block", "fp8", "float16")
@@ -264,3 +267,63 @@ def test_cli_calibration_bad_input_is_one_line(monkeypatch, extra, message):
     monkeypatch.setattr("servopt.perf_db.database.open_database", lambda *a, **k: _FakeOpened())
     code, _, err = _cli(["--model", "QWEN3_32B", "--tp", "2", "--batch_size", "4", *extra])
     assert code == 2 and message in err and "\n" not in err.strip()
+
+
+# ---------------------------------------------------------------- MXFP4 x MXFP8 experts (gpt-oss)
+
+
+def _measured_moe_ms(system: str, backend: str, version: str, quant: str, experts: int, tokens: int) -> float:
+    """A naive read of the perf data's MoE parquet at one measured point (gpt-oss shape, one GPU)."""
+    path = sources._op_file_path(locate.system_data_dir(system), backend, version, "moe_perf.parquet")
+    t = pq.read_table(path).to_pydict()
+    hits = [
+        t["latency"][i]
+        for i in range(len(t["latency"]))
+        if (t["moe_dtype"][i], t["distribution"][i], t["num_tokens"][i], t["num_experts"][i])
+        == (quant, MOE_DISTRIBUTION, tokens, experts)
+        and (t["hidden_size"][i], t["inter_size"][i], t["topk"][i], t["moe_tp_size"][i], t["moe_ep_size"][i])
+        == (2880, 2880, 4, 1, 1)
+    ]
+    assert len(hits) == 1, hits
+    return hits[0]
+
+
+def test_cli_prices_gpt_oss_experts_from_the_w4a8_mxfp8_table():
+    arch = resolve_model("GPT_OSS_20B")
+    args = ["--model", "GPT_OSS_20B", "--system", "b200_sxm", "--isl", "1024", "--osl", "2"]
+    args += ["--calibration", "none", "--json"]
+    code, out, err = _cli([*args, "--moe_quant_mode", "w4a8_mxfp4_mxfp8"])
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["config"]["moe_quant_mode"] == "w4a8_mxfp4_mxfp8"
+    version = doc["config"]["backend_version"]
+    ops = {o["name"]: o["latency_ms"] for o in doc["ops"]}
+    # 1024 context tokens and one decode token are measured points: no interpolation.
+    for op, tokens in (("context_moe", 1024), ("generation_moe", 1)):
+        table_ms = _measured_moe_ms(
+            "b200_sxm", "trtllm", version, "w4a8_mxfp4_mxfp8", arch.num_experts, tokens
+        )
+        assert ops[op] == pytest.approx(arch.num_layers * table_ms, rel=1e-9)
+    # The default stays the checkpoint's w4a16_mxfp4 (aiconfigurator 0.12.0's choice), a slower table.
+    code, out, err = _cli(args)
+    assert code == 0, err
+    default = json.loads(out)
+    assert default["config"]["moe_quant_mode"] == "w4a16_mxfp4"
+    context_moe = {o["name"]: o["latency_ms"] for o in default["ops"]}["context_moe"]
+    assert context_moe == pytest.approx(
+        arch.num_layers
+        * _measured_moe_ms("b200_sxm", "trtllm", version, "w4a16_mxfp4", arch.num_experts, 1024)
+    )
+    assert context_moe > 2 * ops["context_moe"]
+
+
+def test_cli_w4a8_mxfp8_without_a_table_is_one_line():
+    # Hopper has no MXFP8-activation MoE table (TRT-LLM runs gpt-oss there with bf16 activations).
+    code, _, err = _cli(
+        ["--model", "GPT_OSS_20B", "--system", "h100_sxm", "--moe_quant_mode", "w4a8_mxfp4_mxfp8"]
+    )
+    assert code == 2 and "\n" not in err.strip()
+    assert err.startswith(
+        "error: moe_quant_mode: 'w4a8_mxfp4_mxfp8': has no measured MoE table on h100_sxm/trtllm"
+    )
+    assert "(allowed: " in err and "w4a16_mxfp4" in err and "nan" not in err.lower()

@@ -6,12 +6,13 @@ import pytest
 
 from servopt.errors import InvalidLayoutError, UnknownNameError
 from servopt.hardware import load_system
-from servopt.models.decompose import decompose
+from servopt.models.decompose import MOE_QUANTS, decompose
 from servopt.models.dense import mtp_factor
 from servopt.models.moe import dispatch_terms
 from servopt.models.ops import CommTerm, Family, OpSpec, Overlap, QuantModes, quant_bytes, weight_bytes
 from servopt.models.parallel import Layout
 from servopt.models.registry import resolve_model
+from servopt.perf_db import quant as perf_quant
 
 H200 = load_system("h200_sxm")
 B200 = load_system("b200_sxm")
@@ -27,6 +28,18 @@ def test_weight_bytes():
     assert weight_bytes(OpSpec("a", Family.GENERATION_ATTENTION, 64)) == 0
     with pytest.raises(UnknownNameError):
         quant_bytes("gemm_quant_mode", "fp3")
+
+
+def test_moe_modes_weigh_what_their_perf_tables_charge():
+    # The memory model and the rooflines must agree on each MoE mode's bytes per weight.
+    for mode in MOE_QUANTS:
+        table = perf_quant.resolve("moe_quant_mode", mode, perf_quant.MOE_QUANTS)
+        assert quant_bytes("moe_quant_mode", mode) == table.bytes_per_elem, mode
+    # MXFP4 experts weigh the same with MXFP8 or bf16 activations: half a byte per weight.
+    shape = dict(hidden=2880, inter=2880, experts=32, moe_tp=1, moe_ep=1)
+    w4a8 = weight_bytes(OpSpec("m", Family.MOE, 24, quant="w4a8_mxfp4_mxfp8", **shape))
+    assert w4a8 == weight_bytes(OpSpec("m", Family.MOE, 24, quant="w4a16_mxfp4", **shape))
+    assert w4a8 * 2 == weight_bytes(OpSpec("m", Family.MOE, 24, quant="fp8", **shape))
 
 
 @pytest.mark.parametrize(

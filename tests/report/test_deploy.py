@@ -49,6 +49,19 @@ def test_trtllm_engine_configs_carry_the_chosen_layout():
     assert prefill["max_num_tokens"] % 32 == 0 and prefill["max_num_tokens"] >= 4000
 
 
+def test_trtllm_mxfp8_experts_select_the_cutlass_moe_backend():
+    # gpt-oss on Blackwell: MXFP4 x MXFP8 is TRT-LLM's CUTLASS MoE; w4a16_mxfp4 keeps the default.
+    def agg(moe_quant_mode: str) -> dict:
+        worker = WorkerPlan("agg", 1, tp=1, pp=1, dp=1, moe_tp=1, moe_ep=1, batch_size=256, ctx_tokens=1024,
+                            moe_quant_mode=moe_quant_mode)  # fmt: skip
+        plan = DeploymentPlan("gpt-oss", "openai/gpt-oss-20b", "trtllm", "1.3.0rc20", 1, (worker,), 1024, 1024,
+                              "fp8", is_moe=True)  # fmt: skip
+        return yaml.safe_load(engine_files(plan)["agg_config.yaml"])
+
+    assert agg("w4a8_mxfp4_mxfp8")["moe_config"] == {"backend": "CUTLASS"}
+    assert "moe_config" not in agg("w4a16_mxfp4") and "moe_config" not in agg("")
+
+
 def test_dynamo_manifest_counts_workers_across_replicas():
     doc = yaml.safe_load(yaml.safe_dump(dynamo_manifest(_disagg())))
     assert doc["kind"] == "DynamoGraphDeployment"
@@ -164,7 +177,8 @@ def test_rows_carry_cp_into_the_deployment_plan():
     run = SimpleNamespace(
         experiment=SimpleNamespace(
             name="exp", isl=32000, osl=500, backend_name="sglang", model_name="QWEN3_32B",
-            worker=lambda role: SimpleNamespace(kvcache_quant_mode="float16"), config=SimpleNamespace(nextn=0),
+            worker=lambda role: SimpleNamespace(kvcache_quant_mode="float16", moe_quant_mode=f"{role}_moe"),
+            config=SimpleNamespace(nextn=0),
         ),
         arch=SimpleNamespace(hf_id="Qwen/Qwen3-32B", is_moe=False),
     )  # fmt: skip
@@ -177,3 +191,4 @@ def test_rows_carry_cp_into_the_deployment_plan():
     plan = deployment_plan(run, row)
     prefill, decode = plan.workers
     assert (prefill.cp, prefill.gpus_per_worker, decode.cp, decode.gpus_per_worker) == (4, 4, 1, 1)
+    assert (prefill.moe_quant_mode, decode.moe_quant_mode) == ("prefill_moe", "decode_moe")  # per role

@@ -240,7 +240,8 @@ def to_setup(record: MeasuredRecord) -> Setup | Skip:
         assumptions.append(stated.note)
     if model.startswith("GPT_OSS") and record.weights in ("fp8", "fp4"):
         assumptions.append(
-            f"gpt-oss labelled {record.precision}: its one release, MXFP4 experts (w4a16_mxfp4 table), "
+            f"gpt-oss labelled {record.precision}: its one release, MXFP4 experts ({quant.moe} table: "
+            "MXFP8 activations on Blackwell TRT-LLM's CUTLASS MoE, bf16 on Hopper's TRITON), "
             "KV as the perf overview's llm_options state (fp8 on Blackwell, auto on Hopper)"
         )
     pools = None
@@ -394,13 +395,18 @@ def _gpt_oss_quant(record: MeasuredRecord, model: str, kv: str | None) -> QuantM
     FP4 or FP8 gpt-oss checkpoint (developer-guide/perf-overview.md @03e27c7d, "FP4 Models" / "FP8
     Models"): the label is the compute path. Its stated gpt-oss ``llm_options`` set
     ``kv_cache_config.dtype: fp8`` ("Hopper: use auto", i.e. bf16) and ``moe_config.backend:
-    CUTLASS`` (Hopper: TRITON); servopt prices MXFP4 experts with the one MXFP4 table its data has
-    (w4a16_mxfp4), an approximation of Blackwell's CUTLASS MXFP4 x MXFP8 kernel.
+    CUTLASS`` (Hopper: TRITON). TRT-LLM's CUTLASS MoE runs MXFP4 weights x MXFP8 activations on
+    Blackwell (deployment-guide/quick-start-recipe-for-gpt-oss-on-trtllm.md, "MoE Backend Support
+    Matrix"), so TRT-LLM rows labelled FP4 take the ``w4a8_mxfp4_mxfp8`` table; Hopper's TRITON
+    MoE keeps bf16 activations (``w4a16_mxfp4``, the registry default).
     """
     default = _arch(model).quant
+    moe = default.moe
+    if record.weights == "fp4" and record.backend == "trtllm" and _has_fp4(record.system):
+        moe = "w4a8_mxfp4_mxfp8"
     if kv is None and record.weights in ("fp8", "fp4"):
         kv = "fp8" if _has_fp4(record.system) else "float16"
-    return QuantModes(default.gemm, default.moe, kv or default.kvcache, None)
+    return QuantModes(default.gemm, moe, kv or default.kvcache, None)
 
 
 def _layout(record: MeasuredRecord, is_moe: bool, num_experts: int | None) -> Layout | str:

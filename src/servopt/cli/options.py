@@ -70,13 +70,23 @@ def perf_db_option():
     )
 
 
+# MXFP4 checkpoints (gpt-oss) default to w4a16_mxfp4, aiconfigurator 0.12.0's choice; the faster
+# Blackwell path is an explicit choice.
+MOE_QUANT_HELP = (
+    " MXFP4 checkpoints (gpt-oss) default to w4a16_mxfp4 (bf16 activations, Hopper's TRITON MoE); on "
+    "Blackwell TRT-LLM's CUTLASS MoE runs MXFP4 x MXFP8: w4a8_mxfp4_mxfp8 (priced where the measured "
+    "data has its table)."
+)
+
+
 def quant_option(component: str):
     choices = {"gemm": GEMM_QUANTS, "moe": MOE_QUANTS, "kvcache": KV_QUANTS, "fmha": FMHA_QUANTS}[component]
     return typer.Option(
         None,
         f"--{component}_quant_mode",
         f"--{component}-quant-mode",
-        help=f"{component} quantization: {_one_of(choices)} (default: the checkpoint's).",
+        help=f"{component} quantization: {_one_of(choices)} (default: the checkpoint's)."
+        + (MOE_QUANT_HELP if component == "moe" else ""),
     )
 
 

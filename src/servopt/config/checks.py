@@ -43,6 +43,7 @@ MOE_COMPUTE_DTYPE = {
     "int8_wo": "bf16",
     "nvfp4": "fp4",
     "w4a16_mxfp4": "bf16",
+    "w4a8_mxfp4_mxfp8": "fp8",
 }
 FMHA_COMPUTE_DTYPE = {"float16": "bf16", "fp8": "fp8"}
 # Static per-tensor FP8 GEMMs exist only in TRT-LLM (the peer rejects them elsewhere).

@@ -24,6 +24,8 @@ from servopt.evaluate.phase import PhaseLatency
 from servopt.evaluate.static import MODES, run_static
 from servopt.models.ops import QuantModes
 from servopt.models.parallel import Layout
+from servopt.models.quant_modes import MOE_QUANTS
+from servopt.perf_db import quant as perf_quant
 
 if TYPE_CHECKING:
     from servopt.simulate.adjust import Adjustments
@@ -267,6 +269,8 @@ def quant_modes(
     """
     d = arch.quant
     quant = QuantModes(gemm or d.gemm, moe or d.moe, kvcache or d.kvcache, fmha or d.fmha)
+    if moe is not None and db is not None and arch.is_moe:
+        _check_moe_measured(db, moe)
     if (
         fmha is None
         and quant.fmha == "fp8"
@@ -274,6 +278,19 @@ def quant_modes(
     ):
         quant = quant._replace(fmha="float16")
     return quant
+
+
+def _check_moe_measured(db, moe: str) -> None:
+    """An explicit MoE quant mode the database has no expert table for (w4a8_mxfp4_mxfp8 on Hopper)
+    is one line naming the modes it has, not an unpriceable op later."""
+    measured = db.measured_moe_quants()
+    if db.sol or not measured:
+        return  # roofline pricing needs no table
+    name = perf_quant.ALIASES.get(moe, moe)
+    if name not in measured:
+        names = {perf_quant.ALIASES.get(m, m): m for m in MOE_QUANTS}
+        allowed = sorted(names[m] for m in measured if m in names)
+        raise ServoptError("moe_quant_mode", moe, f"has no measured MoE table on {db.label()}", allowed)
 
 
 def _has_fp8_fmha(db, arch, quant: QuantModes) -> bool:

@@ -20,7 +20,7 @@ from servopt.models.wide_ep import Coverage
 BACKENDS = ("trtllm", "vllm", "sglang")
 
 GEMM_QUANTS = ("float16", "fp8", "fp8_block", "fp8_static", "int8_wo", "int4_wo", "nvfp4")
-MOE_QUANTS = ("float16", "fp8", "fp8_block", "w4afp8", "int4_wo", "nvfp4", "w4a16_mxfp4")
+MOE_QUANTS = ("float16", "fp8", "fp8_block", "w4afp8", "int4_wo", "nvfp4", "w4a16_mxfp4", "w4a8_mxfp4_mxfp8")
 KV_QUANTS = ("float16", "fp8", "int8")
 FMHA_QUANTS = ("float16", "fp8")
 COMM_QUANTS = ("half",)

@@ -69,6 +69,7 @@ QUANT_BYTES: dict[str, float] = {
     "int4_wo": 0.5,
     "w4afp8": 0.5,
     "w4a16_mxfp4": 0.5,
+    "w4a8_mxfp4_mxfp8": 0.5,
     "nvfp4": 9.0 / 16.0,
     "half": 2.0,
 }

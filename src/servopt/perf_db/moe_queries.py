@@ -35,6 +35,13 @@ def drop_below_single_point(fam, sid: np.ndarray, tok: np.ndarray, lat: np.ndarr
 
 
 class MoeQueries(QueryBase):
+    def measured_moe_quants(self) -> list[str]:
+        """The MoE quant modes (table names) with measured expert rows here; none when roofline-only."""
+        fam = self.families.get("moe")
+        if fam is None:
+            return []
+        return sorted(set(fam.key_cols[fam.key_names.index("moe_dtype")].tolist()))
+
     @batched
     def moe_ms(
         self, quant_mode, distribution, topk, num_experts, hidden, inter, moe_tp, moe_ep, num_tokens,

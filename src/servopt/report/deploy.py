@@ -24,6 +24,14 @@ PROMPT_OVERHEAD_TOKENS = 500
 # Fraction of free GPU memory the engines may give to the KV cache: the same fractions the memory
 # model's KV-budget rules assume for each backend.
 KV_MEMORY_FRACTION = {"trtllm": 0.9, "vllm": 0.92, "sglang": 0.88}
+# TRT-LLM MoE backend that runs the kernel a MoE quant mode was priced with. MXFP4 x MXFP8 is the
+# CUTLASS MoE on Blackwell: "B200/GB200 | MXFP8 | MXFP4 | CUTLASS | Max Throughput" (TensorRT-LLM
+# docs/source/deployment-guide/quick-start-recipe-for-gpt-oss-on-trtllm.md, "MoE Backend Support
+# Matrix", and its max-throughput ``moe_config: backend: CUTLASS``). Later releases default to the
+# TRTLLM backend (deployment-guide-for-gpt-oss-on-trtllm.md), so the choice is written out. Other
+# modes keep the engine's default for the checkpoint (the w4a16_mxfp4 table is Hopper's default
+# TRITON path), so nothing is written for them.
+TRTLLM_MOE_BACKEND = {"w4a8_mxfp4_mxfp8": "CUTLASS"}
 # The Dynamo worker module per backend.
 _DYNAMO_MODULE = {"trtllm": "dynamo.trtllm", "vllm": "dynamo.vllm", "sglang": "dynamo.sglang"}
 # Prefill -> decode KV transfer, as the disaggregation examples of the Dynamo release the manifests
@@ -46,6 +54,7 @@ class WorkerPlan:
     batch_size: int  # per attention-DP rank, as the engines count it
     ctx_tokens: int  # context-token budget per step (agg), or isl * batch (prefill); 0 for decode
     cp: int = 1  # context-parallel ranks (SGLang agg/prefill workers only)
+    moe_quant_mode: str = ""  # the priced MoE kernel's quant mode (models.quant_modes), "" if unknown
 
     @property
     def gpus_per_worker(self) -> int:
@@ -117,6 +126,8 @@ def trtllm_engine_config(plan: DeploymentPlan, w: WorkerPlan) -> dict:
     if plan.is_moe:
         cfg["moe_tensor_parallel_size"] = w.moe_tp
         cfg["moe_expert_parallel_size"] = w.moe_ep
+        if w.moe_quant_mode in TRTLLM_MOE_BACKEND:
+            cfg["moe_config"] = {"backend": TRTLLM_MOE_BACKEND[w.moe_quant_mode]}
     if plan.mode == "disagg":
         cfg["cache_transceiver_config"] = {"backend": "DEFAULT", "max_tokens_in_buffer": plan.isl + plan.osl}
     if plan.nextn > 0:

@@ -192,6 +192,7 @@ def deployment_plan(run: ExperimentRun, row: dict) -> DeploymentPlan:
             batch_size=row[f"{prefix}batch_size"],
             ctx_tokens=ctx_tokens,
             cp=row.get(f"{prefix}cp", 1),
+            moe_quant_mode=exp.worker(role).moe_quant_mode,
         )
 
     if row["mode"] == "agg":
