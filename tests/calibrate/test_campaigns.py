@@ -177,3 +177,10 @@ def test_the_replay_holds_twice_the_kv_tokens_at_fp8(sample):
     fp8 = Replay(to_setup(rec)).deployment.kinds[0].kv_tokens
     bf16 = Replay(to_setup(unstated)).deployment.kinds[0].kv_tokens
     assert 1.9 < fp8 / bf16 < 2.1
+
+
+def test_inferencex_rows_keep_their_scripts_settings(sample):
+    s = to_setup(sample[6])  # InferenceX TRT-LLM FP4 on 8 B200: its script, not a perf-overview doc
+    assert isinstance(s, Setup) and "dsr1_fp4_b200_trt.sh" in s.stated.script
+    assert (s.stated.kv_fraction, s.stated.adp_balance_timeout_iters) == (0.8, 60)
+    assert not any("perf-overview" in a for a in s.assumptions)
