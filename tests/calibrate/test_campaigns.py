@@ -158,3 +158,72 @@ def test_disagg_cap_applies_to_the_decode_workers_only(sample):
     assert any("decode max batch 128" in a for a in s.assumptions)
     plans = worker_plans(s, engine_policy("trtllm", 192e9), s.stated.policy_overrides())
     assert [(p.role, p.policy.max_batch_size) for p in plans] == [("prefill", 2048), ("decode", 128)]
+
+
+def _perf_overview_row(sample, doc: str, model: str, **changes):
+    """A TRT-LLM perf-overview max-throughput row (sample row 2 is one) from another doc version."""
+    base = dict(source=f"github:NVIDIA/TensorRT-LLM {doc}", model=model, tp=1, ep=None, dp=None,
+                attention_dp=False, num_gpus=1, system="h100_sxm", gpu="H100 SXM")  # fmt: skip
+    return dataclasses.replace(sample[2], **{**base, **changes})
+
+
+def test_v017_fp8_engine_build_sets_an_fp8_kv_cache(sample):
+    # trtllm-bench build --quantization FP8: "the KV cache will automatically be set to FP8 as well".
+    rec = _perf_overview_row(sample, "docs/source/performance/perf-overview.md@258c7540", "Llama-3.1-8B",
+                             backend_version="v0.17", isl=128, osl=4096)  # fmt: skip
+    s = to_setup(rec)
+    assert isinstance(s, Setup) and s.quant.kvcache == "fp8"
+    assert (s.stated.kv_cache, s.stated.kv_fraction, s.stated.max_batch_size) == ("fp8", None, None)
+    assert any("perf-overview.md @258c7540" in a and "kv=fp8" in a for a in s.assumptions)
+    # The same run in BF16 weights builds no FP8 KV.
+    assert stated_engine(dataclasses.replace(rec, weights="bf16"), "Llama-3.1-8B") is None
+
+
+def test_pytorch_era_modelopt_fp8_checkpoint_keeps_its_fp8_kv(sample):
+    rec = _perf_overview_row(sample, "docs/source/performance/perf-overview.md@ab4143e1",
+                             "Llama-3.3-70B-Instruct", tp=2, num_gpus=2, system="h200_sxm")  # fmt: skip
+    rec = dataclasses.replace(rec, source=rec.source.replace("NVIDIA", "dominicshanshan"))
+    s = to_setup(rec)
+    assert isinstance(s, Setup) and s.quant.kvcache == "fp8"
+    assert any("@ab4143e1" in a and "ModelOpt FP8 checkpoint" in a for a in s.assumptions)
+
+
+def test_deepseek_r1_takes_the_docs_llm_options(sample):
+    s = to_setup(sample[2])  # developer guide @585c7565: DeepSeek R1 FP8 on 8 H200, DEP8
+    assert isinstance(s, Setup) and s.quant.kvcache == "fp8"
+    assert (s.stated.kv_cache, s.stated.adp_balance_timeout_iters) == ("fp8", 60)
+    assert any("developer-guide/perf-overview.md @585c7565" in a for a in s.assumptions)
+
+
+def test_perf_overview_rows_without_stated_settings_keep_the_defaults(sample):
+    doc = "docs/source/developer-guide/perf-overview.md@585c7565"
+    # gpt-oss on Hopper: its one MXFP4 release, not a ModelOpt FP8 checkpoint ("Hopper: use auto").
+    oss = to_setup(_perf_overview_row(sample, doc, "gpt-oss-20b"))
+    assert isinstance(oss, Setup) and oss.stated is None and oss.quant.kvcache == "float16"
+    # FP4 checkpoints already default to an FP8 KV cache; nothing else is stated for them.
+    fp4 = _perf_overview_row(sample, doc, "Llama-3.3-70B-Instruct", weights="fp4", precision="FP4",
+                             system="b200_sxm", gpu="B200")  # fmt: skip
+    assert stated_engine(fp4, "Llama-3.3-70B-Instruct") is None
+    # The v0.14 online-serving rows of the same file ran on Triton, not trtllm-bench.
+    assert stated_engine(sample[3], "Llama-3.1-70B") is None
+    # An unknown version of the doc states nothing.
+    other = _perf_overview_row(sample, "docs/source/performance/perf-overview.md@0000000", "Llama-3.1-8B")
+    assert stated_engine(other, "Llama-3.1-8B") is None
+
+
+def test_the_replay_holds_twice_the_kv_tokens_at_fp8(sample):
+    from servopt.calibrate.replay import Replay
+
+    rec = _perf_overview_row(sample, "docs/source/performance/perf-overview.md@258c7540", "Llama-3.1-8B",
+                             isl=1000, osl=1000)  # fmt: skip
+    unstated = dataclasses.replace(rec, source=rec.source.replace("258c7540", "0000000"))
+    fp8 = Replay(to_setup(rec)).deployment.kinds[0].kv_tokens
+    bf16 = Replay(to_setup(unstated)).deployment.kinds[0].kv_tokens
+    assert 1.9 < fp8 / bf16 < 2.1
+
+
+def test_inferencex_rows_keep_their_scripts_settings(sample):
+    s = to_setup(sample[6])  # InferenceX TRT-LLM FP4 on 8 B200: its script, not a perf-overview doc
+    assert isinstance(s, Setup) and "dsr1_fp4_b200_trt.sh" in s.stated.script
+    assert (s.stated.kv_fraction, s.stated.adp_balance_timeout_iters) == (0.8, 60)
+    assert not any("perf-overview" in a for a in s.assumptions)

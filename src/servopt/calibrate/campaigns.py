@@ -39,6 +39,17 @@ agrees on unless said otherwise):
   ``--random-range-ratio``, ``--num-prompts`` 10 x CONC, ``--max-concurrency`` CONC (already in
   ``servopt.calibrate.replay``).
 
+TRT-LLM's perf overview (trtllm-bench ``throughput`` max-throughput tables; ``PERF_OVERVIEW_DOCS``):
+the KV dtype of the FP8 rows (v0.17: the engines were built with ``--quantization FP8``, which sets
+an FP8 KV cache; v0.20 on: the PyTorch backend keeps the ModelOpt checkpoint's FP8 KV) and the
+DeepSeek R1 ``llm_options`` of the developer guide (``kv_cache_config.dtype: fp8``, ADP balancing
+with ``timeout_iters: 60``). Stated but not replayed: ``--kv_cache_free_gpu_mem_fraction 0.95``
+("in majority of cases", 0.90 where that ran out of memory; which rows is not said; replayed, the
+max-throughput error was no better: median |error| 7.1% -> 7.3%), and trtllm-bench's own max batch /
+max tokens (``tensorrt_llm/bench/build/tuning.py`` ``calc_engine_setting``: batch from its KV
+estimate at ISL + OSL per request, tokens = batch x (1 + ISL/OSL); no better either, and wrong for
+MLA models, whose KV it prices per KV head).
+
 Not used by the replay: the MoE backend (servopt prices the MoE with the kernel its data measured
 per quant mode, as the peer does: on B200 TRT-LLM fp8_block that is DeepGEMM, not the TRTLLM
 backend of the FP8 script's light loads; ``docs/reality.md``, "What the mean-field model cannot
@@ -259,8 +270,84 @@ def disagg_note(record: MeasuredRecord, stated: StatedEngine | None) -> str:
     )
 
 
+# TRT-LLM's perf overview (trtllm-bench ``throughput``): the run settings each version of the doc
+# states for its max-throughput tables, by the version's citation in the record's source.
+PERF_OVERVIEW = "TRT-LLM perf overview"
+# trtllm-bench runs the PyTorch backend with ``kv_cache_config.dtype: auto`` unless the options file
+# sets one (``tensorrt_llm/bench/benchmark/utils/general.py`` ``get_settings``, as read in
+# dominicshanshan/TensorRT-LLM @5c927123 and NVIDIA/TensorRT-LLM @0171265e): the KV cache takes the
+# checkpoint's ``kv_cache_quant_algo``. The FP8 checkpoints these docs list are NVIDIA's ModelOpt
+# exports, whose export script quantizes the KV cache to FP8 unless told not to
+# (NVIDIA/TensorRT-Model-Optimizer ``examples/llm_ptq/hf_ptq.py`` @42bb0236: ``--kv_cache_qformat``
+# default ``fp8``); NVIDIA/TensorRT-LLM issue #4329 names nvidia/Llama-3.1-8B-Instruct-FP8 as a model
+# with a quantized KV cache. Not read from each checkpoint's ``hf_quant_config.json``.
+MODELOPT_FP8_KV = "fp8 KV of the ModelOpt FP8 checkpoint (trtllm-bench kv dtype auto; hf_ptq.py default fp8)"
+# FP8 rows whose checkpoint is not an NVIDIA ModelOpt export (DeepSeek's own FP8 release; gpt-oss's
+# one MXFP4 release, whose KV ``servopt.calibrate.setups`` sets from the doc's llm_options).
+NOT_MODELOPT = ("DeepSeek-R1-0528", "gpt-oss-20b", "gpt-oss-120b")
+
+
+@dataclass(frozen=True)
+class PerfOverviewDoc:
+    """What one version of the perf overview states about how its throughput runs were set up."""
+
+    cite: str  # repository, path and commit of the version
+    # How an FP8 row's KV dtype was set: "build" (the engine was built with ``trtllm-bench build
+    # --quantization FP8``: "If you specify FP8 quantization, the KV cache will automatically be set
+    # to FP8 as well!") or "checkpoint" (PyTorch backend, ModelOpt checkpoint: MODELOPT_FP8_KV).
+    fp8_kv_from: str
+    # Per-model ``llm_options`` the doc lists: (base model name, kv dtype, ADP balance timeout).
+    llm_options: tuple[tuple[str, str | None, int | None], ...] = ()
+
+
+PERF_OVERVIEW_DOCS = {
+    "docs/source/performance/perf-overview.md@258c7540": PerfOverviewDoc(
+        "NVIDIA/TensorRT-LLM docs/source/performance/perf-overview.md @258c7540 (v0.17)", "build"
+    ),
+    "docs/source/performance/perf-overview.md@ab4143e1": PerfOverviewDoc(
+        "dominicshanshan/TensorRT-LLM docs/source/performance/perf-overview.md @ab4143e1 (v0.20)",
+        "checkpoint",
+    ),
+    # Not read here (no stored copy at that commit); the rows' FP8 checkpoints are ModelOpt ones.
+    "docs/source/performance/perf-overview.md@00f37686": PerfOverviewDoc(
+        "NVIDIA/TensorRT-LLM docs/source/performance/perf-overview.md @00f37686 (v1.0)", "checkpoint"
+    ),
+    "docs/source/developer-guide/perf-overview.md@585c7565": PerfOverviewDoc(
+        "NVIDIA/TensorRT-LLM docs/source/developer-guide/perf-overview.md @585c7565",
+        "checkpoint",
+        # DeepSeek R1: kv_cache_config.dtype fp8, attention_dp_config {enable_balance: true,
+        # timeout_iters: 60} with enable_attention_dp.
+        llm_options=(("DeepSeek-R1-0528", "fp8", 60),),
+    ),
+}
+
+
+def perf_overview_engine(record: MeasuredRecord, model_name: str) -> StatedEngine | None:
+    """The run settings the record's perf-overview version states, for its trtllm-bench
+    ``throughput`` rows (max-throughput loads; the v0.14 online-serving rows ran on Triton)."""
+    if record.load != "max_throughput":
+        return None
+    doc = next((d for key, d in PERF_OVERVIEW_DOCS.items() if key in record.source), None)
+    if doc is None:
+        return None
+    cite, kv, timeout = doc.cite, None, None
+    if record.weights == "fp8" and (doc.fp8_kv_from == "build" or model_name not in NOT_MODELOPT):
+        kv = "fp8"
+        if doc.fp8_kv_from == "checkpoint":
+            cite = f"{cite}; {MODELOPT_FP8_KV}"
+    for name, option_kv, option_timeout in doc.llm_options:
+        if name == model_name:
+            kv = option_kv or kv
+            timeout = option_timeout if record.attention_dp else None
+    if kv is None and timeout is None:
+        return None
+    return StatedEngine(cite, kv, adp_balance_timeout_iters=timeout)
+
+
 def stated_engine(record: MeasuredRecord, model_name: str) -> StatedEngine | None:
     """The engine settings the record's campaign script states, or None (engine defaults)."""
+    if record.source_name == PERF_OVERVIEW:
+        return perf_overview_engine(record, model_name)
     key = (record.source_name, record.backend, record.weights, record.system)
     rule = SCRIPTS.get(key)
     if rule is None or model_name not in SCRIPT_MODELS or record.tp is None or record.concurrency is None:

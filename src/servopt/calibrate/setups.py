@@ -74,9 +74,10 @@ _LOAD_SKIPS = {
 # docs/source/performance/perf-overview.md (NVIDIA/TensorRT-LLM @258c7540: 128/128 .. 20000/2000;
 # 1000/2000 in a later version of the same file) and docs/source/developer-guide/perf-overview.md
 # (as read @03e27c7d: 1024/1024 .. 1024/32768). No two tables disagree on a pair. Not stated: the
-# fork's 1024/2048 (a counted skip). trtllm-bench picks max batch / max tokens by its own
-# heuristics per run (the docs' example prints 4096 / 8192), not stated per row: the replay uses
-# servopt's TRT-LLM defaults (2048 / 8192), an assumption every such setup carries.
+# fork's 1024/2048 (a counted skip). trtllm-bench picks max batch / max tokens per run from its own
+# estimate of the KV cache (``tensorrt_llm/bench/build/tuning.py`` ``calc_engine_setting``), not
+# stated per row: the replay uses servopt's TRT-LLM defaults (2048 / 8192), an assumption every
+# such setup carries. The KV dtype each doc version states: ``servopt.calibrate.campaigns``.
 TRTLLM_BENCH_REQUESTS = {
     (128, 128): 30000,
     (128, 2048): 3000,
@@ -316,7 +317,7 @@ def _load(record: MeasuredRecord) -> tuple[int, int | None, float | None, str | 
         n = TRTLLM_BENCH_REQUESTS.get((record.isl, record.osl))
         note = (
             f"{n} requests (the perf overview's $num_requests for {record.isl}/{record.osl}); "
-            "max batch / tokens: servopt's TRT-LLM defaults (trtllm-bench's own not stated)"
+            "max batch / tokens: servopt's TRT-LLM defaults (trtllm-bench derives its own per run)"
             if n
             else None
         )
