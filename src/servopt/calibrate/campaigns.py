@@ -280,7 +280,9 @@ PERF_OVERVIEW = "TRT-LLM perf overview"
 # exports, whose export script quantizes the KV cache to FP8 unless told not to
 # (NVIDIA/TensorRT-Model-Optimizer ``examples/llm_ptq/hf_ptq.py`` @42bb0236: ``--kv_cache_qformat``
 # default ``fp8``); NVIDIA/TensorRT-LLM issue #4329 names nvidia/Llama-3.1-8B-Instruct-FP8 as a model
-# with a quantized KV cache. Not read from each checkpoint's ``hf_quant_config.json``.
+# with a quantized KV cache; and nvidia/Llama-3.1-70B-Instruct-FP8's ``hf_quant_config.json`` (a copy
+# ships in aiconfigurator-core's ``model_configs/``; ModelOpt 0.23.0) reads ``"kv_cache_quant_algo":
+# "FP8"``. The other checkpoints' files were not read here: the same export, assumed alike.
 MODELOPT_FP8_KV = "fp8 KV of the ModelOpt FP8 checkpoint (trtllm-bench kv dtype auto; hf_ptq.py default fp8)"
 # FP8 rows whose checkpoint is not an NVIDIA ModelOpt export (DeepSeek's own FP8 release; gpt-oss's
 # one MXFP4 release, whose KV ``servopt.calibrate.setups`` sets from the doc's llm_options).
