@@ -76,16 +76,27 @@ def test_at_the_pessimistic_end_the_layout_flips(nominal):
     assert all(len(line) <= WIDTH for line in lines)
 
 
-def test_a_tight_ttft_target_flips_the_verdict_at_the_pessimistic_end():
-    doc = _doc(ttft=700.0)
-    rob = doc["robustness"]
-    assert rob["nominal_choice"]["mode"] == "agg" and rob["pessimistic_choice"]["mode"] == "disagg"
-    assert rob["flips"]["verdict"] and rob["binding"] == "ttft_ms" and not rob["holds"]
-    assert "verdict flips" in rob["text"][1]
+def test_a_tight_ttft_target_flips_the_verdict_only_under_the_agg_band_on_disagg(tmp_path):
+    # TTFT <= 700: agg tp4's TTFT is 1,126 ms at the pessimistic end (x1.62). A profile without
+    # bands_disagg prices disagg with the agg band too, and its prefill met 700 ms: verdict flipped.
+    path = tmp_path / "agg_bands_only.yaml"
+    path.write_text(dataclasses.replace(default_profile(), bands_disagg={}).to_yaml())
+    old = _doc(ttft=700.0, calibration=str(path))["robustness"]
+    assert old["nominal_choice"]["mode"] == "agg" and old["pessimistic_choice"]["mode"] == "disagg"
+    assert old["flips"]["verdict"] and old["binding"] == "ttft_ms" and not old["holds"]
+    assert "verdict flips" in old["text"][1]
+    # The disagg records' own band (TRT-LLM TTFT up to x11.5) puts disagg far above 700 ms there:
+    # agg tp8 is the pessimistic choice, the verdict holds and the layout flips.
+    bands = default_profile().bands_for("disagg")
+    assert bands["ttft_ms"]["trtllm"][1] > 2 * default_profile().bands["ttft_ms"]["trtllm"][1]
+    rob = _doc(ttft=700.0)["robustness"]
+    assert rob["pessimistic_choice"]["mode"] == "agg" and rob["pessimistic_choice"]["parallel"] == "tp8"
+    assert rob["flips"] == {"verdict": False, "layout": True} and "layout flips" in rob["text"][1]
 
 
 def test_with_nothing_feasible_at_the_pessimistic_end_it_says_so():
-    # TTFT <= 400: the fastest first token (disagg, prefill tp4: 372 ms) is over 400 ms at x1.62.
+    # TTFT <= 400: the fastest first token (disagg, prefill tp4) is over 400 ms at the pessimistic
+    # end (x1.62 under the agg band, x11.5 under the disagg one).
     rob = _doc(ttft=400.0)["robustness"]
     assert rob["pessimistic_choice"] is None and rob["flips"] == {"verdict": True, "layout": True}
     assert rob["text"][1].endswith("there: nothing meets the targets")
