@@ -245,3 +245,12 @@ def test_a_rate_sizing_question_takes_each_systems_scope(tmp_path):
     same = calibrated_question({**q, "decode_system": None}, str(path))
     assert "decode_adjustments" not in same and "decode" not in same["calibration"]
     assert calibrated_question(q, "none")["calibration"] is None
+
+
+def test_a_rate_sizing_question_carries_each_modes_bands(tmp_path):
+    from servopt.calibrate.model import calibrated_question
+
+    path = tmp_path / "p.yaml"
+    path.write_text(dataclasses.replace(_profile(), bands=BANDS, bands_disagg=BANDS_DISAGG).to_yaml())
+    out = calibrated_question({"backend": "sglang", "system": "b200_sxm"}, str(path))
+    assert out["bands"] == BANDS and out["disagg_bands"] == {**BANDS, **BANDS_DISAGG}

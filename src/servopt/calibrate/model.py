@@ -407,6 +407,7 @@ def calibrated_question(question: dict, calibration: str | None) -> dict:
         "adjustments": adj,
         "calibration": doc,
         "bands": None if profile is None else profile.bands,
+        "disagg_bands": None if profile is None else profile.bands_for("disagg"),
     }
     decode_system = question.get("decode_system")
     if profile is not None and decode_system not in (None, question["system"]):
