@@ -364,9 +364,13 @@ def _band_ends(run: ExperimentRun, profile, options: dict[str, WorkerOptions]):
     """(the options the run plans on, those of the band's other end or None without bands).
 
     The pessimistic end multiplies every candidate of the backend by one factor per figure
-    (servopt.evaluate.calibration.at_pessimistic_end); ``robust: true`` plans on it."""
+    (servopt.evaluate.calibration.at_pessimistic_end); ``robust: true`` plans on it. The bands are
+    the serving mode's (a disagg experiment's from the held-out disaggregated records, where the
+    profile has them): its prefill workers' TTFT, decode workers' TPOT and every worker's rate (so
+    the deployment's) take the disagg factors, an agg experiment's the agg ones."""
     exp = run.experiment
-    factors = pessimistic_factors(profile.bands, exp.backend_name) if profile is not None else None
+    bands = profile.bands_for(exp.serving_mode) if profile is not None else {}
+    factors = pessimistic_factors(bands, exp.backend_name)
     if factors is None:
         if exp.robust:
             raise ServoptError(
@@ -376,7 +380,7 @@ def _band_ends(run: ExperimentRun, profile, options: dict[str, WorkerOptions]):
             )
         return options, None
     run.factors = factors
-    run.bands = profile.bands
+    run.bands = bands
     pessimistic = {role: at_pessimistic_end(o, factors) for role, o in options.items()}
     if exp.robust:
         run.planned_at = "pessimistic"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from servopt.calibrate.model import (
@@ -143,6 +145,45 @@ def test_bad_harness_is_one_line_naming_the_field(edit, message):
     assert err.value.exit_code == 2
 
 
+BANDS = {"ttft_ms": {"every backend": [-0.4, 0.5]}, "tpot_ms": {"sglang": [-0.2, 0.3]}}
+BANDS_DISAGG = {"ttft_ms": {"every backend": [-0.3, 2.4]}}
+
+
+def test_disagg_takes_bands_disagg_per_metric_and_round_trips():
+    prof = dataclasses.replace(_profile(), bands=BANDS, bands_disagg=BANDS_DISAGG)
+    again = profile_from_text(prof.to_yaml(), "x")
+    assert again.bands == BANDS and again.bands_disagg == BANDS_DISAGG
+    assert again.bands_for("agg") == BANDS
+    # A metric the disagg records give no band keeps the agg one.
+    assert again.bands_for("disagg") == {**BANDS, "ttft_ms": BANDS_DISAGG["ttft_ms"]}
+
+
+def test_a_profile_without_bands_disagg_gives_disagg_the_agg_bands():
+    prof = dataclasses.replace(_profile(), bands=BANDS)
+    text = prof.to_yaml()
+    assert "bands_disagg" not in text  # older files and user profiles read the same
+    again = profile_from_text(text, "x")
+    assert again.bands_disagg == {} and again.bands_for("disagg") == BANDS
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("[1, 2]", "p.yaml: bands_disagg: must be a mapping"),
+        ("{ttft_ms: [0, 1]}", "p.yaml: bands_disagg.ttft_ms: must be a mapping of scope -> [low, high]"),
+        ("{ttft_ms: {sglang: [1, 0]}}", "bands_disagg.ttft_ms.sglang: [1, 0]: must be [low, high]"),
+        ("{ttft_ms: {sglang: [0, .nan]}}", "bands_disagg.ttft_ms.sglang: [0, nan]: must be [low, high]"),
+    ],
+)
+def test_bad_bands_disagg_is_one_line_naming_the_field(tmp_path, value, message):
+    path = tmp_path / "p.yaml"
+    path.write_text(_profile().to_yaml().replace("bands: {}", f"bands: {{}}\nbands_disagg: {value}", 1))
+    with pytest.raises(ServoptError) as err:
+        load_profile(path)
+    assert message in str(err.value).replace(str(tmp_path) + "/", "") and "\n" not in str(err.value)
+    assert err.value.exit_code == 2
+
+
 def test_calibration_flag_values():
     assert resolve_calibration("none") is None
     shipped = resolve_calibration("default")
@@ -204,3 +245,12 @@ def test_a_rate_sizing_question_takes_each_systems_scope(tmp_path):
     same = calibrated_question({**q, "decode_system": None}, str(path))
     assert "decode_adjustments" not in same and "decode" not in same["calibration"]
     assert calibrated_question(q, "none")["calibration"] is None
+
+
+def test_a_rate_sizing_question_carries_each_modes_bands(tmp_path):
+    from servopt.calibrate.model import calibrated_question
+
+    path = tmp_path / "p.yaml"
+    path.write_text(dataclasses.replace(_profile(), bands=BANDS, bands_disagg=BANDS_DISAGG).to_yaml())
+    out = calibrated_question({"backend": "sglang", "system": "b200_sxm"}, str(path))
+    assert out["bands"] == BANDS and out["disagg_bands"] == {**BANDS, **BANDS_DISAGG}

@@ -4,11 +4,14 @@ default profile, and its cross-validation predicts held-out records only."""
 from __future__ import annotations
 
 import dataclasses
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
-from servopt.calibrate.fit import grid_median_ms
-from servopt.calibrate.model import default_profile, profile_from_text
+from servopt.calibrate import refit
+from servopt.calibrate.fit import Sample, grid_median_ms
+from servopt.calibrate.model import HarnessFit, Profile, Scope, ScopeFit, default_profile, profile_from_text
 from servopt.calibrate.public_csv import SHIPPED, shipped_measurements
 from servopt.calibrate.refit import calibrate, read_inputs
 
@@ -58,6 +61,53 @@ def test_leave_one_source_out_of_two_has_nothing_to_fit_on(gpustack):
     assert overall["TPOT cal med"] == pytest.approx(overall["TPOT raw med"])
     insample = a.tables["in-sample (the profile's own records)"][-1]
     assert insample["TPOT cal med"] < insample["TPOT raw med"]
+
+
+class _Fixed:
+    """A replay whose prediction is fixed, plus the request overhead it is given (TTFT)."""
+
+    def __init__(self, pred: np.ndarray):
+        self.pred = pred
+
+    def run(self, adj):
+        ttft, tpot, tput = self.pred
+        return SimpleNamespace(
+            ttft_ms=ttft + adj.request_overhead_ms, tpot_ms=tpot, output_tok_s_per_gpu=tput
+        )
+
+
+def test_disagg_bands_are_the_quantiles_of_their_residuals_with_no_harness_named(monkeypatch):
+    rng = np.random.default_rng(11)
+    samples = []
+    for backend, n in (("sglang", 30), ("trtllm", 6)):  # trtllm: too few for a band of its own
+        for _ in range(n):
+            pred = rng.uniform(20.0, 500.0, 3)
+            setup = SimpleNamespace(
+                record=SimpleNamespace(source_name="X"), backend=backend, system="h200_sxm"
+            )
+            samples.append(Sample(setup, pred * np.exp(rng.normal(0.3, 0.6, 3)), _Fixed(pred)))
+    samples.append(Sample(samples[0].setup, samples[0].measured, None, "not priced"))
+    monkeypatch.setattr(refit, "make_samples", lambda setups: samples)
+    # The scope's request overhead is 100 ms; harness X's own (10 ms) is not what a user gets.
+    scope = ScopeFit(
+        Scope("sglang"), {"request_overhead_ms": 100.0}, 30, ("X", "Y"), (HarnessFit("X", "sglang", 10.0, 5),)
+    )
+    result = SimpleNamespace(profile=Profile((scope,)), excluded={})
+    bands, counts = refit._disagg_bands([None] * len(samples), result)
+
+    pred = np.array([s.replay.pred if s.replay else [np.nan] * 3 for s in samples])
+    pred[:30, 0] += 100.0
+    res = np.log(np.array([s.measured for s in samples]) / pred)
+    for m, metric in enumerate(("ttft_ms", "tpot_ms", "output_tok_s_per_gpu")):
+        assert set(bands[metric]) == {"every backend", "sglang"}
+        assert bands[metric]["sglang"] == pytest.approx(np.percentile(res[:30, m], [10, 90]), abs=5e-5)
+        assert bands[metric]["every backend"] == pytest.approx(np.percentile(res[:36, m], [10, 90]), abs=5e-5)
+    assert counts == {"records_mapped": 37, "records_priced": 36}
+
+
+def test_without_disagg_records_there_are_no_disagg_bands():
+    result = SimpleNamespace(profile=Profile(()), excluded={})
+    assert refit._disagg_bands([], result) == ({}, {"records_mapped": 0, "records_priced": 0})
 
 
 @pytest.mark.slow

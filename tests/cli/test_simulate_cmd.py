@@ -103,3 +103,24 @@ def test_an_unwritable_save_dir_is_one_line(tmp_path):
     blocker.write_text("x")
     out = servopt(*BASE, "--concurrency", "2", "--num_requests", "20", "--save_dir", str(blocker))
     assert out.returncode == 2 and "--save_dir" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_disagg_prints_and_returns_the_disagg_band(tmp_path):
+    from servopt.calibrate.model import Profile
+
+    bands = {m: {"every backend": [-0.1, 0.1]} for m in ("ttft_ms", "tpot_ms", "output_tok_s_per_gpu")}
+    path = tmp_path / "p.yaml"
+    path.write_text(Profile((), bands=bands, bands_disagg={"ttft_ms": {"trtllm": [-0.5, 2.0]}}).to_yaml())
+    args = (*BASE, "--mode", "disagg", "--decode_workers", "2", "--request_rate", "2", "--num_requests", "200",
+            "--isl", "1000", "--osl", "100", "--calibration", str(path))  # fmt: skip
+    out = servopt(*args, "--json")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    ttft, tpot = doc["ttft_ms"]["mean"], doc["tpot_ms"]["mean"]
+    assert doc["bands_80"]["ttft_ms"] == pytest.approx([ttft * math.exp(-0.5), ttft * math.exp(2.0)])
+    assert doc["bands_80"]["tpot_ms"] == pytest.approx([tpot * math.exp(-0.1), tpot * math.exp(0.1)])
+    text = servopt(*args).stdout
+    assert (
+        f"80% band (held-out residuals): TTFT ms {ttft * math.exp(-0.5):.4g}-{ttft * math.exp(2.0):.4g}, "
+        in text
+    )

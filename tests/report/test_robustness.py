@@ -2,6 +2,7 @@
 on small searches: by hand from the shipped profile's numbers, a layout flip, a verdict flip under a
 tight TTFT target, ``robust`` choosing the pessimistic search's answer, the raw model without bands."""
 
+import dataclasses
 import json
 import math
 
@@ -75,16 +76,27 @@ def test_at_the_pessimistic_end_the_layout_flips(nominal):
     assert all(len(line) <= WIDTH for line in lines)
 
 
-def test_a_tight_ttft_target_flips_the_verdict_at_the_pessimistic_end():
-    doc = _doc(ttft=700.0)
-    rob = doc["robustness"]
-    assert rob["nominal_choice"]["mode"] == "agg" and rob["pessimistic_choice"]["mode"] == "disagg"
-    assert rob["flips"]["verdict"] and rob["binding"] == "ttft_ms" and not rob["holds"]
-    assert "verdict flips" in rob["text"][1]
+def test_a_tight_ttft_target_flips_the_verdict_only_under_the_agg_band_on_disagg(tmp_path):
+    # TTFT <= 700: agg tp4's TTFT is 1,126 ms at the pessimistic end (x1.62). A profile without
+    # bands_disagg prices disagg with the agg band too, and its prefill met 700 ms: verdict flipped.
+    path = tmp_path / "agg_bands_only.yaml"
+    path.write_text(dataclasses.replace(default_profile(), bands_disagg={}).to_yaml())
+    old = _doc(ttft=700.0, calibration=str(path))["robustness"]
+    assert old["nominal_choice"]["mode"] == "agg" and old["pessimistic_choice"]["mode"] == "disagg"
+    assert old["flips"]["verdict"] and old["binding"] == "ttft_ms" and not old["holds"]
+    assert "verdict flips" in old["text"][1]
+    # The disagg records' own band (TRT-LLM TTFT up to x11.5) puts disagg far above 700 ms there:
+    # agg tp8 is the pessimistic choice, the verdict holds and the layout flips.
+    bands = default_profile().bands_for("disagg")
+    assert bands["ttft_ms"]["trtllm"][1] > 2 * default_profile().bands["ttft_ms"]["trtllm"][1]
+    rob = _doc(ttft=700.0)["robustness"]
+    assert rob["pessimistic_choice"]["mode"] == "agg" and rob["pessimistic_choice"]["parallel"] == "tp8"
+    assert rob["flips"] == {"verdict": False, "layout": True} and "layout flips" in rob["text"][1]
 
 
 def test_with_nothing_feasible_at_the_pessimistic_end_it_says_so():
-    # TTFT <= 400: the fastest first token (disagg, prefill tp4: 372 ms) is over 400 ms at x1.62.
+    # TTFT <= 400: the fastest first token (disagg, prefill tp4) is over 400 ms at the pessimistic
+    # end (x1.62 under the agg band, x11.5 under the disagg one).
     rob = _doc(ttft=400.0)["robustness"]
     assert rob["pessimistic_choice"] is None and rob["flips"] == {"verdict": True, "layout": True}
     assert rob["text"][1].endswith("there: nothing meets the targets")
@@ -112,3 +124,49 @@ def test_the_raw_model_has_no_band_and_says_so():
     exps = default_experiments("QWEN3_32B", 8, "h200_sxm", calibration="none")
     with pytest.raises(ServoptError, match="robust"):
         with_robust(exps)
+
+
+def _profile_path(tmp_path, bands_disagg: dict | None) -> str:
+    """The shipped fits with zero-width agg bands (the pessimistic end is the prediction) and, where
+    given, disagg bands of their own."""
+    zero = {m: {"every backend": [0.0, 0.0]} for m in ("ttft_ms", "tpot_ms", "output_tok_s_per_gpu")}
+    prof = dataclasses.replace(default_profile(), bands=zero, bands_disagg=bands_disagg or {})
+    path = tmp_path / f"profile_{bool(bands_disagg)}.yaml"
+    path.write_text(prof.to_yaml())
+    return str(path)
+
+
+def _tight_tpot_doc(calibration: str, robust: bool = False) -> dict:
+    # 8 x H200, TTFT <= 1000, TPOT <= 15: disagg wins on the predictions (agg tp8 also meets them).
+    exps = default_experiments("QWEN3_32B", 8, "h200_sxm", ttft=1000.0, tpot=15.0, calibration=calibration)
+    doc = result_document(run_experiments(with_robust(exps) if robust else exps))
+    ResultDoc.model_validate(doc)
+    return doc
+
+
+def test_a_disagg_choice_takes_the_disagg_band_and_its_verdict_flips_with_it(tmp_path):
+    # Without bands_disagg disagg takes the agg bands (zero width here): the plan holds.
+    old = _tight_tpot_doc(_profile_path(tmp_path, None))["robustness"]
+    assert old["nominal_choice"]["mode"] == "disagg" and old["holds"]
+    assert old["flips"] == {"verdict": False, "layout": False}
+    # A disagg TTFT band up to x3: its prefill TTFT is over 1000 ms at the pessimistic end, agg's
+    # figures stay as predicted, so the verdict flips to agg.
+    doc = _tight_tpot_doc(_profile_path(tmp_path, {"ttft_ms": {"trtllm": [-0.5, math.log(3.0)]}}))
+    rob, row = doc["robustness"], chosen_row(doc)
+    assert row["mode"] == "disagg" and rob["factors"]["ttft_ms"] == pytest.approx(3.0)
+    assert rob["factors"]["tpot_ms"] == 1.0 and rob["binding"] == "ttft_ms" and not rob["holds"]
+    assert rob["pessimistic"]["ttft_ms"] == pytest.approx(3.0 * row["ttft_ms"])
+    assert row["band_80"]["ttft_ms"] == pytest.approx([row["ttft_ms"] * math.exp(-0.5), 3.0 * row["ttft_ms"]])
+    assert rob["pessimistic_choice"]["mode"] == "agg" and rob["flips"]["verdict"]
+    assert "verdict flips" in rob["text"][1]
+
+
+def test_robust_divides_a_disagg_row_by_the_disagg_factors(tmp_path):
+    # x1.1 on disagg TTFT: disagg still meets 1000 ms at the pessimistic end and is planned there.
+    path = _profile_path(tmp_path, {"ttft_ms": {"trtllm": [-0.2, math.log(1.1)]}})
+    nominal, robust = _tight_tpot_doc(path), _tight_tpot_doc(path, robust=True)
+    row, nom = chosen_row(robust), chosen_row(nominal)
+    assert row["mode"] == nom["mode"] == "disagg" and robust["robustness"]["planned_at"] == "pessimistic"
+    assert row["ttft_ms"] == pytest.approx(1.1 * nom["ttft_ms"])
+    # The band is around the nominal prediction: the row divided by its own (disagg) factor.
+    assert row["band_80"]["ttft_ms"] == pytest.approx([nom["ttft_ms"] * math.exp(-0.2), row["ttft_ms"]])

@@ -78,6 +78,16 @@ def cross_validate(samples: list[Sample], runs: np.ndarray, by: str) -> HeldOut:
     return HeldOut(raw, cal, scope, unseen)
 
 
+def unseen(samples: list[Sample], profile) -> np.ndarray:
+    """Predictions of records the profile was not fitted on (the disaggregated ones), as a user's:
+    the scope's adjustments, no harness named. Their residuals are held out as they stand."""
+    out = np.full((len(samples), 3), np.nan)
+    for i, s in enumerate(samples):
+        if s.replay is not None:
+            out[i] = _predict(s, profile.adjustments(s.backend, s.system)[0])
+    return out
+
+
 def in_sample(samples: list[Sample], runs: np.ndarray, profile) -> np.ndarray:
     """Predictions of every sample with the profile fitted on all of them (its own harness's request
     overhead where the profile has it)."""

@@ -144,6 +144,13 @@ class Profile:
     provenance: dict = field(default_factory=dict)
     bands: dict = field(default_factory=dict)  # metric -> scope label -> [low, high] log-ratio
     name: str = "profile"
+    # The same shape, from the held-out disaggregated (xPyD) records; empty: disagg uses ``bands``.
+    bands_disagg: dict = field(default_factory=dict)
+
+    def bands_for(self, mode: str) -> dict:
+        """The error bands of a deployment in ``mode`` (agg | disagg): a disaggregated one takes
+        ``bands_disagg`` for each metric it has (older and user profiles may have none: ``bands``)."""
+        return {**self.bands, **self.bands_disagg} if mode == "disagg" else self.bands
 
     @property
     def measurements(self) -> int:
@@ -193,6 +200,7 @@ class Profile:
                 for f in self.fits
             ],
             "bands": self.bands,
+            **({"bands_disagg": self.bands_disagg} if self.bands_disagg else {}),
             "provenance": self.provenance,
         }
 
@@ -243,12 +251,22 @@ def profile_from_dict(doc: object, name: str) -> Profile:
             raise _fail(f"{where}.sources", "must be a list of source names")
         harnesses = _harnesses(entry.get("harnesses", []), scope, f"{where}.harnesses")
         fits.append(ScopeFit(scope, values, records, tuple(sources), harnesses))
-    bands = doc.get("bands", {}) or {}
+    bands = _bands(doc.get("bands", {}), f"{name}: bands")
+    bands_disagg = _bands(doc.get("bands_disagg", {}), f"{name}: bands_disagg")
+    provenance = doc.get("provenance", {}) or {}
+    if not isinstance(provenance, dict):
+        raise _fail(f"{name}: provenance", "must be a mapping")
+    return Profile(tuple(fits), provenance, bands, name, bands_disagg)
+
+
+def _bands(bands: object, where: str) -> dict:
+    """A ``bands`` mapping: metric -> scope label -> [low, high] log-ratios, finite, low <= high."""
+    bands = bands or {}
     if not isinstance(bands, dict):
-        raise _fail(f"{name}: bands", "must be a mapping")
+        raise _fail(where, "must be a mapping")
     for metric, per_scope in bands.items():
         if not isinstance(per_scope, dict):
-            raise _fail(f"{name}: bands.{metric}", "must be a mapping of scope -> [low, high]")
+            raise _fail(f"{where}.{metric}", "must be a mapping of scope -> [low, high]")
         for label, pair in per_scope.items():
             ok = (
                 isinstance(pair, list)
@@ -259,13 +277,8 @@ def profile_from_dict(doc: object, name: str) -> Profile:
                 and pair[0] <= pair[1]
             )
             if not ok:
-                raise _fail(
-                    f"{name}: bands.{metric}.{label}", "must be [low, high], finite, low <= high", pair
-                )
-    provenance = doc.get("provenance", {}) or {}
-    if not isinstance(provenance, dict):
-        raise _fail(f"{name}: provenance", "must be a mapping")
-    return Profile(tuple(fits), provenance, bands, name)
+                raise _fail(f"{where}.{metric}.{label}", "must be [low, high], finite, low <= high", pair)
+    return bands
 
 
 def _count(value: object, where: str) -> int:
@@ -394,6 +407,7 @@ def calibrated_question(question: dict, calibration: str | None) -> dict:
         "adjustments": adj,
         "calibration": doc,
         "bands": None if profile is None else profile.bands,
+        "disagg_bands": None if profile is None else profile.bands_for("disagg"),
     }
     decode_system = question.get("decode_system")
     if profile is not None and decode_system not in (None, question["system"]):

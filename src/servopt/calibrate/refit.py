@@ -12,6 +12,8 @@ from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
+
 import servopt
 from servopt.calibrate import cv
 from servopt.calibrate.fit import Sample, _neutral_index, fit, fit_settings, grid_runs, make_samples
@@ -44,6 +46,7 @@ def calibrate(
 ) -> Calibration:
     """Fit on every record that maps to a setup; cross-validate by each of ``folds``."""
     mapped = [to_setup(r) for r in records]
+    disagg = [m for m in mapped if isinstance(m, Setup) and m.mode == "disagg"]
     # Bursts and open loops are evaluated (experiments/validate_reality.py), not fitted: fit_skip.
     mapped = [(fit_skip(m) or m) if isinstance(m, Setup) else m for m in mapped]
     setups = [m for m in mapped if isinstance(m, Setup)]
@@ -70,6 +73,7 @@ def calibrate(
             keep = [i for i, s in enumerate(samples) if (s.source, s.backend) not in result.excluded]
             bands = cv.band_quantiles(samples, res, keep)
             coverage = cv.coverage(samples, res, frozenset(result.excluded))
+    bands_disagg, disagg_counts = _disagg_bands(disagg, result)
     unpriced = [s for s in samples if s.replay is None or s.failure]
     provenance = {
         "servopt_version": servopt.__version__,
@@ -94,8 +98,13 @@ def calibrate(
         "band_coverage_held_out": {
             row["source"]: {label: [int(v) for v in row[label]] for label in cv.LABELS} for row in coverage
         },
+        "bands_disagg_from": {
+            "why": "residuals of the disaggregated (xPyD) records, never fitted on, predicted with no "
+            "harness named (the scope's request overhead)",
+            **disagg_counts,
+        },
     }
-    profile = replace(result.profile, provenance=provenance, bands=bands)
+    profile = replace(result.profile, provenance=provenance, bands=bands, bands_disagg=bands_disagg)
     reasons = [m.reason for m in mapped if not isinstance(m, Setup)]
     skip_reasons = {r: reasons.count(r) for r in SKIP_REASONS if r in reasons}
     return Calibration(
@@ -108,6 +117,17 @@ def calibrate(
         len(records) - len(setups),
         skip_reasons,
     )
+
+
+def _disagg_bands(setups: list[Setup], result) -> tuple[dict, dict]:
+    """The disaggregated records' 80% bands (split-conformal: the fit never saw them) and how many
+    records made them; a metric without residuals is left out (disagg keeps the agg band for it)."""
+    samples = make_samples(setups)
+    res = cv.residuals(samples, cv.unseen(samples, result.profile)) if samples else np.empty((0, 3))
+    keep = [i for i, s in enumerate(samples) if (s.source, s.backend) not in result.excluded]
+    bands = {m: per for m, per in cv.band_quantiles(samples, res, keep).items() if per}
+    priced = [i for i in keep if np.isfinite(res[i]).any()]
+    return bands, {"records_mapped": len(setups), "records_priced": len(priced)}
 
 
 def _held(samples, runs, profile) -> cv.HeldOut:

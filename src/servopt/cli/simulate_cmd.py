@@ -164,8 +164,8 @@ def simulate(
         "calibration": calib,
     }
     doc = {"config": config, **result.to_json()}
-    if profile is not None and profile.bands:
-        doc["bands_80"] = _bands(profile, backend, doc)
+    if profile is not None and profile.bands_for(mode):
+        doc["bands_80"] = _bands(profile.bands_for(mode), backend, doc)
     if save_dir:
         from servopt.report.simulation import save_simulation
 
@@ -177,12 +177,13 @@ def simulate(
     _render(doc)
 
 
-def _bands(profile, backend: str, doc: dict) -> dict:
-    """80% intervals of the mean TTFT, TPOT and output tok/s/GPU from the profile's held-out residuals."""
+def _bands(bands: dict, backend: str, doc: dict) -> dict:
+    """80% intervals of the mean TTFT, TPOT and output tok/s/GPU from the profile's held-out
+    residuals (the serving mode's bands: ``Profile.bands_for``)."""
     from servopt.error_bands import bands_80
 
     return bands_80(
-        profile.bands,
+        bands,
         backend,
         {
             "ttft_ms": (doc["ttft_ms"] or {}).get("mean"),

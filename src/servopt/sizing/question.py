@@ -35,11 +35,13 @@ def sizing_doc(
     calibration: dict | None = None,
     decode_adjustments=None,
     bands: dict | None = None,
+    disagg_bands: dict | None = None,
 ) -> dict:
     """``adjustments``: a calibration profile's for (backend, system) (None: the raw model),
     ``decode_adjustments`` its scope for (backend, decode_system), and ``calibration`` the document
     that says so (``servopt.calibrate.model.calibrated_question``); ``bands`` the profile's error
-    bands (the answer then carries ``robustness``)."""
+    bands (the answer then carries ``robustness``), ``disagg_bands`` those of a disaggregated answer
+    (``Profile.bands_for("disagg")``; None: ``bands``)."""
     from servopt.errors import ServoptError, UnknownNameError
     from servopt.evaluate.candidates import ModelSetup
     from servopt.evaluate.single import quant_modes
@@ -119,18 +121,20 @@ def sizing_doc(
         **({"calibration": calibration} if calibration is not None else {}),
     }
     if bands:
-        doc["robustness"] = sizing_robustness(doc, bands)
+        doc["robustness"] = sizing_robustness(doc, bands, disagg_bands)
     return doc
 
 
-def sizing_robustness(doc: dict, bands: dict) -> dict:
+def sizing_robustness(doc: dict, bands: dict, disagg_bands: dict | None = None) -> dict:
     """Whether the answer's simulated percentiles still meet the targets at the pessimistic end of
     the 80% band: each percentile times the backend's latency factor (e^high). A uniform factor on
     the engine's latency; it leaves out the longer queues a slower engine also builds under the
-    same load, so it is the optimistic side of the pessimistic end."""
+    same load, so it is the optimistic side of the pessimistic end. A disaggregated answer takes
+    ``disagg_bands`` where given."""
     from servopt.error_bands import pessimistic_factors
 
-    f = pessimistic_factors(bands, doc["backend"])
+    disagg = doc["best"]["mode"] == "disagg" and disagg_bands
+    f = pessimistic_factors(disagg_bands if disagg else bands, doc["backend"])
     t, at = doc["targets"], doc["best"]["at_targets"]
     factor = {"ttft": f.ttft, "tpot": f.tpot}
     pess, use = {}, {}
