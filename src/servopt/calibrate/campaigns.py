@@ -108,6 +108,7 @@ class StatedEngine:
     batch_wait_timeout_iters: int | None = None  # TRT batch_wait_timeout_iters
     batch_wait_max_tokens_ratio: float | None = None  # TRT batch_wait_max_tokens_ratio
     kv_fraction: float | None = None  # TRT kv_cache_config.free_gpu_memory_fraction
+    moe_backend: str | None = None  # TRT moe_config.backend (servopt.perf_db.moe_kernel prices it)
 
     def policy_overrides(self) -> dict[str, int | float | None]:
         """The ``SchedulerPolicy.with_overrides`` arguments (None leaves the default)."""
@@ -122,7 +123,12 @@ class StatedEngine:
 
     @property
     def note(self) -> str:
-        values = {"kv": self.kv_cache, **self.policy_overrides(), "kv_fraction": self.kv_fraction}
+        values = {
+            "kv": self.kv_cache,
+            **self.policy_overrides(),
+            "kv_fraction": self.kv_fraction,
+            "moe_backend": self.moe_backend,
+        }
         stated = " ".join(f"{k}={v}" for k, v in values.items() if v is not None)
         return f"engine flags stated by {self.script}: {stated}"
 
@@ -153,7 +159,11 @@ def _trtllm_b200(script: str, fp8: bool):
         # With DP_ATTENTION=true: attention_dp_config {enable_balance: true, timeout_iters: 60}.
         timeout = 60 if adp else None
         wait_iters, wait_ratio, fraction = None, None, 0.8  # KV_CACHE_FREE_MEM_FRACTION=0.8
+        moe_backend = None
         if fp8:
+            # MOE_BACKEND: TRTLLM, DEEPGEMM for 1k/1k and 1k/8k at CONC >= 256.
+            short_input = (isl, osl) in ((1024, 1024), (1024, 8192))
+            moe_backend = "DEEPGEMM" if short_input and conc >= 256 else "TRTLLM"
             # dsr1_fp8_b200_trt.sh @0a919c5: 1k/1k at 64 <= CONC < 256 sets DELAY_BATCHING
             # (batch_wait_timeout_iters: 40, batch_wait_max_tokens_ratio: 0.8; whatever DP_ATTENTION,
             # TRT-LLM ignores them with attention DP); fraction 0.7 for 1k/1k and 1k/8k at CONC >= 256,
@@ -174,6 +184,7 @@ def _trtllm_b200(script: str, fp8: bool):
             wait_iters,
             wait_ratio,
             fraction,
+            moe_backend,
         )
 
     return stated
