@@ -89,7 +89,9 @@ def with_moe_kernel(db: PerfDatabase, kernel: KernelRows) -> PerfDatabase:
     if not new:
         return db
     slices = set(zip(*(new[k].tolist() for k in spec.key), strict=True))
-    kept = np.array([s not in slices for s in zip(*(own[k].tolist() for k in spec.key), strict=True)], dtype=bool)
+    kept = np.array(
+        [s not in slices for s in zip(*(own[k].tolist() for k in spec.key), strict=True)], dtype=bool
+    )
     cols = concat([new, {k: v[kept] for k, v in own.items()}])
     fams = dict(db.families)
     fams["moe"] = families.build(spec, cols, None, db.system, db.backend, db.version)
