@@ -50,10 +50,13 @@ max tokens (``tensorrt_llm/bench/build/tuning.py`` ``calc_engine_setting``: batc
 estimate at ISL + OSL per request, tokens = batch x (1 + ISL/OSL); no better either, and wrong for
 MLA models, whose KV it prices per KV head).
 
-Not used by the replay: the MoE backend (servopt prices the MoE with the kernel its data measured
-per quant mode, as the peer does: on B200 TRT-LLM fp8_block that is DeepGEMM, not the TRTLLM
-backend of the FP8 script's light loads; ``docs/reality.md``, "What the mean-field model cannot
-explain"), SGLang's memory fractions (servopt's memory model sets its KV budget by its own rules),
+The MoE backend: the replay takes @0a919c5's, like its other settings above. Where it is TRTLLM
+on fp8_block, TRT-LLM's own B200 table has DeepGEMM's kernel only; the replay prices the MoE from
+the TRT-LLM-gen rows measured through FlashInfer in SGLang 0.5.14 (``servopt.perf_db.moe_kernel``;
+``docs/reality.md``, "What the mean-field model cannot explain"). FP4's is not carried: its nvfp4
+table already serves TRT-LLM-gen's min-latency rows at these loads.
+
+Not used by the replay: SGLang's memory fractions (servopt's memory model sets its KV budget by its own rules),
 the CUDA-graph batch caps (decode above the cap runs without graphs: not modelled) and the stream
 intervals: both engines send the first token at once (SGLang streams when
 ``len(req.output_ids) == 1``; TRT-LLM's ``PyExecutor`` when ``py_decoding_iter == 1``), so TTFT as
