@@ -62,33 +62,39 @@ def test_the_band_is_the_shipped_profiles_trtllm_band_by_hand(nominal):
     )
 
 
+def _missed_nominally(doc: dict, binding: str, ttft: float, flips: dict, line: str, says: str):
+    """The nominal plan misses ``binding`` at the pessimistic end; the plan chosen there meets both
+    targets (TPOT <= 40, TTFT <= ``ttft``) and the report's line says so. Returns both choices."""
+    rob = doc["robustness"]
+    assert rob["planned_at"] == "nominal" and rob["holds"] is False and rob["binding"] == binding
+    assert rob["flips"] == flips
+    pes = rob["pessimistic_choice"]
+    assert pes["tpot_ms"] <= 40.0 and pes["ttft_ms"] <= ttft
+    lines = robustness_lines(doc)
+    assert lines[1].startswith(line) and says in lines[1]
+    assert all(len(text) <= WIDTH for text in lines)
+    return rob["nominal_choice"], pes
+
+
 def test_at_the_pessimistic_end_the_same_layout_holds_at_a_smaller_batch(nominal):
     # 8 x H200, TTFT <= 1000, TPOT <= 40: agg tp4 at TPOT 39.6 ms, x1.34 = 53.0 > 40 at the
     # pessimistic end, where tp4 still meets TPOT at a smaller batch.
-    rob = nominal["robustness"]
-    assert rob["planned_at"] == "nominal" and rob["holds"] is False and rob["binding"] == "tpot_ms"
-    nom, pes = rob["nominal_choice"], rob["pessimistic_choice"]
+    unchanged = {"verdict": False, "layout": False}
+    nom, pes = _missed_nominally(
+        nominal, "tpot_ms", 1000.0, unchanged, "pessimistic end: TPOT 53 > 40 ms", "same plan"
+    )
     assert nom["parallel"] == pes["parallel"] == "tp4" and pes["layout"] != nom["layout"]
     assert pes["tokens_per_s_per_gpu"] < nom["tokens_per_s_per_gpu"]
-    assert rob["flips"] == {"verdict": False, "layout": False}
-    assert pes["tpot_ms"] <= 40.0 and pes["ttft_ms"] <= 1000.0
-    lines = robustness_lines(nominal)
-    assert lines[1].startswith("pessimistic end: TPOT 53 > 40 ms") and "same plan" in lines[1]
-    assert all(len(line) <= WIDTH for line in lines)
 
 
 def test_at_the_pessimistic_end_the_layout_flips():
     # TTFT <= 700: agg tp4 at TTFT 687 ms, x1.38 = 945 > 700 at the pessimistic end, where only
     # tp8 meets TTFT.
-    doc = _doc(ttft=700.0)
-    rob = doc["robustness"]
-    assert rob["planned_at"] == "nominal" and rob["holds"] is False and rob["binding"] == "ttft_ms"
-    assert rob["nominal_choice"]["parallel"] == "tp4" and rob["pessimistic_choice"]["parallel"] == "tp8"
-    assert rob["flips"] == {"verdict": False, "layout": True}
-    assert rob["pessimistic_choice"]["tpot_ms"] <= 40.0 and rob["pessimistic_choice"]["ttft_ms"] <= 700.0
-    lines = robustness_lines(doc)
-    assert lines[1].startswith("pessimistic end: TTFT 945 > 700 ms") and "layout flips" in lines[1]
-    assert all(len(line) <= WIDTH for line in lines)
+    layout = {"verdict": False, "layout": True}
+    nom, pes = _missed_nominally(
+        _doc(ttft=700.0), "ttft_ms", 700.0, layout, "pessimistic end: TTFT 945 > 700 ms", "layout flips"
+    )
+    assert nom["parallel"] == "tp4" and pes["parallel"] == "tp8"
 
 
 def test_a_tight_ttft_target_flips_the_verdict_at_the_pessimistic_end():
