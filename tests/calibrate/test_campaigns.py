@@ -227,3 +227,36 @@ def test_inferencex_rows_keep_their_scripts_settings(sample):
     assert isinstance(s, Setup) and "dsr1_fp4_b200_trt.sh" in s.stated.script
     assert (s.stated.kv_fraction, s.stated.adp_balance_timeout_iters) == (0.8, 60)
     assert not any("perf-overview" in a for a in s.assumptions)
+
+
+@pytest.mark.parametrize(
+    ("weights", "conc", "isl", "osl", "backend"),
+    [
+        ("fp8", 4, 1024, 1024, "TRTLLM"),  # MOE_BACKEND=TRTLLM unless ...
+        ("fp8", 128, 1024, 8192, "TRTLLM"),
+        ("fp8", 256, 1024, 1024, "DEEPGEMM"),  # ... 1k/1k or 1k/8k at CONC >= 256
+        ("fp8", 256, 1024, 8192, "DEEPGEMM"),
+        ("fp8", 256, 8192, 1024, "TRTLLM"),
+        ("fp4", 4, 1024, 1024, None),  # FP4: its nvfp4 table already carries TRT-LLM-gen's rows
+    ],
+)
+def test_trtllm_moe_backend_follows_the_script(sample, weights, conc, isl, osl, backend):
+    rec = dataclasses.replace(sample[6], weights=weights, concurrency=conc, isl=isl, osl=osl)
+    assert stated_engine(rec, "DeepSeek-R1-0528").moe_backend == backend
+
+
+@pytest.mark.parametrize(("conc", "kernel"), [(64, "sglang_flashinfer_trtllm_moe"), (256, None)])
+def test_the_replay_prices_a_stated_trtllm_moe_from_trtllm_gen_rows(sample, conc, kernel):
+    from servopt.calibrate.replay import database, moe_kernel
+    from servopt.perf_db.database import open_database
+
+    rec = dataclasses.replace(sample[6], weights="fp8", concurrency=conc, spec="none")
+    setup = to_setup(rec)
+    assert isinstance(setup, Setup) and setup.quant.moe == "fp8_block"
+    assert (moe_kernel(setup).kernel_source if moe_kernel(setup) else None) == kernel
+    assert any("FlashInfer in SGLang 0.5.14" in a for a in setup.assumptions) == (kernel is not None)
+    # DeepSeek-R1's experts at the setup's layout (tp8, ep8 with attention DP), 16 tokens.
+    args = ("fp8_block", "power_law_1.01", 8, 256, 7168, 2048, setup.layout.moe_tp, setup.layout.moe_ep, 16)
+    replayed = float(database(setup).moe_ms(*args))
+    own = float(open_database(setup.system, setup.backend, setup.version).moe_ms(*args))
+    assert (replayed != own) == (kernel is not None)

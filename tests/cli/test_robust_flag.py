@@ -21,7 +21,7 @@ def servopt(*args: str) -> subprocess.CompletedProcess:
 def test_robust_text_json_and_saved_config(tmp_path):
     out = servopt("cli", "default", *BASE, "--robust", "--top_n", "1", "--save_dir", str(tmp_path))
     assert out.returncode == 0, out.stderr
-    assert "robust: planned at the pessimistic end; nominal: agg tp4" in out.stdout
+    assert "robust: planned at the pessimistic end; nominal: same plan" in out.stdout
     (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     saved = json.loads((run_dir / "result.json").read_text())
     assert saved["robustness"]["planned_at"] == "pessimistic" and saved["robustness"]["holds"] is True

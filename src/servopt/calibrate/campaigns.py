@@ -50,10 +50,13 @@ max tokens (``tensorrt_llm/bench/build/tuning.py`` ``calc_engine_setting``: batc
 estimate at ISL + OSL per request, tokens = batch x (1 + ISL/OSL); no better either, and wrong for
 MLA models, whose KV it prices per KV head).
 
-Not used by the replay: the MoE backend (servopt prices the MoE with the kernel its data measured
-per quant mode, as the peer does: on B200 TRT-LLM fp8_block that is DeepGEMM, not the TRTLLM
-backend of the FP8 script's light loads; ``docs/reality.md``, "What the mean-field model cannot
-explain"), SGLang's memory fractions (servopt's memory model sets its KV budget by its own rules),
+The MoE backend: the replay takes @0a919c5's, like its other settings above. Where it is TRTLLM
+on fp8_block, TRT-LLM's own B200 table has DeepGEMM's kernel only; the replay prices the MoE from
+the TRT-LLM-gen rows measured through FlashInfer in SGLang 0.5.14 (``servopt.perf_db.moe_kernel``;
+``docs/reality.md``, "What the mean-field model cannot explain"). FP4's is not carried: its nvfp4
+table already serves TRT-LLM-gen's min-latency rows at these loads.
+
+Not used by the replay: SGLang's memory fractions (servopt's memory model sets its KV budget by its own rules),
 the CUDA-graph batch caps (decode above the cap runs without graphs: not modelled) and the stream
 intervals: both engines send the first token at once (SGLang streams when
 ``len(req.output_ids) == 1``; TRT-LLM's ``PyExecutor`` when ``py_decoding_iter == 1``), so TTFT as
@@ -108,6 +111,7 @@ class StatedEngine:
     batch_wait_timeout_iters: int | None = None  # TRT batch_wait_timeout_iters
     batch_wait_max_tokens_ratio: float | None = None  # TRT batch_wait_max_tokens_ratio
     kv_fraction: float | None = None  # TRT kv_cache_config.free_gpu_memory_fraction
+    moe_backend: str | None = None  # TRT moe_config.backend (servopt.perf_db.moe_kernel prices it)
 
     def policy_overrides(self) -> dict[str, int | float | None]:
         """The ``SchedulerPolicy.with_overrides`` arguments (None leaves the default)."""
@@ -122,7 +126,12 @@ class StatedEngine:
 
     @property
     def note(self) -> str:
-        values = {"kv": self.kv_cache, **self.policy_overrides(), "kv_fraction": self.kv_fraction}
+        values = {
+            "kv": self.kv_cache,
+            **self.policy_overrides(),
+            "kv_fraction": self.kv_fraction,
+            "moe_backend": self.moe_backend,
+        }
         stated = " ".join(f"{k}={v}" for k, v in values.items() if v is not None)
         return f"engine flags stated by {self.script}: {stated}"
 
@@ -153,7 +162,11 @@ def _trtllm_b200(script: str, fp8: bool):
         # With DP_ATTENTION=true: attention_dp_config {enable_balance: true, timeout_iters: 60}.
         timeout = 60 if adp else None
         wait_iters, wait_ratio, fraction = None, None, 0.8  # KV_CACHE_FREE_MEM_FRACTION=0.8
+        moe_backend = None
         if fp8:
+            # MOE_BACKEND: TRTLLM, DEEPGEMM for 1k/1k and 1k/8k at CONC >= 256.
+            short_input = (isl, osl) in ((1024, 1024), (1024, 8192))
+            moe_backend = "DEEPGEMM" if short_input and conc >= 256 else "TRTLLM"
             # dsr1_fp8_b200_trt.sh @0a919c5: 1k/1k at 64 <= CONC < 256 sets DELAY_BATCHING
             # (batch_wait_timeout_iters: 40, batch_wait_max_tokens_ratio: 0.8; whatever DP_ATTENTION,
             # TRT-LLM ignores them with attention DP); fraction 0.7 for 1k/1k and 1k/8k at CONC >= 256,
@@ -174,6 +187,7 @@ def _trtllm_b200(script: str, fp8: bool):
             wait_iters,
             wait_ratio,
             fraction,
+            moe_backend,
         )
 
     return stated

@@ -18,6 +18,7 @@ from servopt.evaluate.candidates import ModelSetup
 from servopt.evaluate.single import quant_modes
 from servopt.models.registry import resolve_model
 from servopt.perf_db.database import PerfDatabase, open_database
+from servopt.perf_db.moe_kernel import KernelRows, stated_moe_kernel, with_moe_kernel
 from servopt.simulate.adjust import Adjustments, adjust
 from servopt.simulate.build import WorkerPlan, build_deployment
 from servopt.simulate.engine import run
@@ -27,13 +28,22 @@ from servopt.simulate.workload import Load, Requests, arrival_times_ms
 
 
 @cache
-def _open(system: str, backend: str, version: str) -> PerfDatabase:
-    return open_database(system, backend, version)
+def _open(system: str, backend: str, version: str, moe_kernel: KernelRows | None = None) -> PerfDatabase:
+    db = open_database(system, backend, version)
+    return db if moe_kernel is None else with_moe_kernel(db, moe_kernel)
+
+
+def moe_kernel(setup: Setup) -> KernelRows | None:
+    """The MoE kernel rows the setup's stated MoE backend runs, where the engine's own table measured
+    another kernel for its quant (``servopt.perf_db.moe_kernel``); None: the engine's own rows."""
+    backend = setup.stated.moe_backend if setup.stated else None
+    return stated_moe_kernel(setup.backend, backend, setup.quant.moe)
 
 
 def database(setup: Setup) -> PerfDatabase:
-    """The perf database of the setup's (system, backend, version), opened once per process."""
-    return _open(setup.system, setup.backend, setup.version)
+    """The perf database of the setup's (system, backend, version), MoE rows of its stated backend's
+    kernel, opened once per process."""
+    return _open(setup.system, setup.backend, setup.version, moe_kernel(setup))
 
 
 def model_setup(setup: Setup, db: PerfDatabase) -> ModelSetup:

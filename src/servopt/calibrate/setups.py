@@ -27,6 +27,7 @@ from servopt.models.ops import QuantModes
 from servopt.models.parallel import Layout, enumerate_layouts
 from servopt.models.registry import resolve_model
 from servopt.perf_db import locate
+from servopt.perf_db.moe_kernel import stated_moe_kernel
 
 # The sources' model names (before any " (hf-id)" suffix) -> servopt registry names, with why an
 # alias is the same architecture where the names differ.
@@ -239,6 +240,9 @@ def to_setup(record: MeasuredRecord) -> Setup | Skip:
     )
     if stated is not None and record.disagg is None:
         assumptions.append(stated.note)
+    kernel = stated_moe_kernel(record.backend, stated.moe_backend if stated else None, quant.moe)
+    if kernel is not None:
+        assumptions.append(kernel.note)
     if model.startswith("GPT_OSS") and record.weights in ("fp8", "fp4"):
         assumptions.append(
             f"gpt-oss labelled {record.precision}: its one release, MXFP4 experts ({quant.moe} table: "
