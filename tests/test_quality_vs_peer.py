@@ -23,7 +23,7 @@ BEST = re.compile(r"Best Experiment Chosen: (\w+) at ([\d.,]+) tokens/s/gpu")
 @pytest.mark.skipif(
     PEER is None, reason="aiconfigurator (the peer) is not installed: pip install -e '.[dev]'"
 )
-def test_best_tokens_per_gpu_at_least_the_peers(qwen8_result):
+def test_best_tokens_per_gpu_at_least_the_peers():
     out = subprocess.run(
         [
             PEER,
@@ -53,7 +53,12 @@ def test_best_tokens_per_gpu_at_least_the_peers(qwen8_result):
     match = BEST.search(out.stdout)
     assert match, out.stdout[-2000:]
     peer_best = float(match.group(2).replace(",", ""))
-    _, result = qwen8_result
+    # Like for like: the raw model (--calibration none), as the peer has no calibration; the
+    # default profile's figures move with each refit and are not the peer's model.
+    from servopt.config import default_experiments
+    from servopt.pipeline import run_experiments
+
+    result = run_experiments(default_experiments("QWEN3_32B", 8, "h200_sxm", calibration="none"))
     ours = result_document(result)["best"]["tokens_per_s_per_gpu"]
     # Same data and model: never below the peer (the peer prints two decimals).
     assert ours >= peer_best - 0.005, (ours, peer_best)
