@@ -62,13 +62,20 @@ def stated_moe_kernel(engine: str, moe_backend: str | None, moe_quant: str) -> K
     return STATED_MOE_KERNELS.get((engine, moe_backend or "", moe_quant))
 
 
-def kernel_rows(db: PerfDatabase, kernel: KernelRows) -> dict[str, np.ndarray]:
-    """The ``moe_perf`` rows of ``kernel`` on ``db``'s system: only that kernel_source, only its quant,
-    merged first-source-wins as its own backend's database would."""
+def _merged(db: PerfDatabase, backend: str, version: str, kernel_source: str | None = None):
+    """The ``moe_perf`` columns of (backend, version) on ``db``'s system, merged first-source-wins as
+    that backend's database would; only ``kernel_source``'s rows where given."""
     measured, nccl = db.system.measured_data, db.system.empirical.nccl_version
-    resolved = sources.resolve_sources(measured, kernel.backend, kernel.version, MOE_TABLE, nccl)
-    only = frozenset({kernel.kernel_source})
-    cols = sources.merge_sources([dataclasses.replace(s, kernel_sources=only) for s in resolved], MOE_TABLE)
+    resolved = sources.resolve_sources(measured, backend, version, MOE_TABLE, nccl)
+    if kernel_source is not None:
+        only = frozenset({kernel_source})
+        resolved = [dataclasses.replace(s, kernel_sources=only) for s in resolved]
+    return sources.merge_sources(resolved, MOE_TABLE)
+
+
+def kernel_rows(db: PerfDatabase, kernel: KernelRows) -> dict[str, np.ndarray]:
+    """The ``moe_perf`` rows of ``kernel`` on ``db``'s system: only that kernel_source, only its quant."""
+    cols = _merged(db, kernel.backend, kernel.version, kernel.kernel_source)
     if not cols:
         return {}
     keep = cols["moe_dtype"] == kernel.moe_quant
@@ -81,10 +88,7 @@ def with_moe_kernel(db: PerfDatabase, kernel: KernelRows) -> PerfDatabase:
     if db.sol or db._built is None:
         return db  # a roofline database has no measured rows to replace
     spec = families.FAMILIES["moe"]
-    measured, nccl = db.system.measured_data, db.system.empirical.nccl_version
-    own = sources.merge_sources(
-        sources.resolve_sources(measured, db.backend, db.version, spec.table, nccl), spec.table
-    )
+    own = _merged(db, db.backend, db.version)
     new = kernel_rows(db, kernel)
     if not new:
         return db
